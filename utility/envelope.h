@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * utility/envelope.h: the message envelope codec.
+ *
+ * The envelope is everything of a wal_msg except its payload (type,
+ * properties, vchannel, time tick, term, last-confirmed ID, transaction
+ * fields), as the protobuf message in utility/envelope.proto.  Backends store
+ * envelope and payload side by side (local: in one frame; Redis: two stream
+ * fields; Kafka: properties also as record headers).  Decoding never trusts
+ * its input: sizes are checked before anything is allocated and garbage
+ * yields -EBADMSG, never a crash.
+ */
+#ifndef WALU_ENVELOPE_H
+#define WALU_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wal/wal-error.h>
+#include <wal/wal-message.h>
+
+/* Hard cap on an encoded envelope; a larger one is refused as corrupt. */
+#define WALU_ENVELOPE_MAX (1u << 20)
+
+/* Envelope format version written into every envelope. */
+#define WALU_ENVELOPE_VERSION 1
+
+/* @returns the encoded size of @m's envelope. */
+size_t walu_envelope_size(const wal_msg *m);
+
+/*
+ * Encode @m's envelope into @buf (borrowed, @len bytes).
+ * @returns the number of bytes written, -ENOSPC if @len is too small,
+ *          -EMSGSIZE above WALU_ENVELOPE_MAX, -EINVAL for NULL.
+ */
+int walu_envelope_encode(const wal_msg *m, uint8_t *buf, size_t len);
+
+/*
+ * Build a mutable message from an envelope and a payload (both borrowed and
+ * copied).  The caller freezes it with the record's ID (wal_msg_freeze).
+ * @env may be NULL with @env_len 0: a record written by a foreign producer,
+ * which reads back as a plain data message.
+ * @returns 0, -EBADMSG (undecodable, over the caps, unknown version, bad
+ *          type), -ENOMEM.  The error names what was wrong.
+ */
+int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload,
+                         size_t payload_len, wal_msg **ret, wal_error **reterr);
+
+#endif /* WALU_ENVELOPE_H */

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * utility/walu.h: small internal helpers used across the tree (not installed).
+ *
+ * Three levels of checks:
+ *   WAL_ASSERT_RETURN(expr, ret)  public API misuse: return @ret, never abort
+ *   WAL_ASSERT(expr)              internal invariant: aborts (debug and release)
+ *   WAL_BUG(fmt, ...)             impossible state: prints file/line, aborts
+ */
+#ifndef WALU_H
+#define WALU_H
+
+#include <endian.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WALU_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define WALU_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define WALU_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define WALU_UNUSED __attribute__((unused))
+#define WALU_LIKELY(x) __builtin_expect(!!(x), 1)
+#define WALU_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WALU_CONTAINER_OF(ptr, type, member) \
+        ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#define WAL_ASSERT_RETURN(expr, ret)                                        \
+        do {                                                                \
+                if (WALU_UNLIKELY(!(expr)))                                 \
+                        return (ret);                                       \
+        } while (0)
+
+#define WAL_BUG(...)                                                        \
+        do {                                                                \
+                fprintf(stderr, "libwal BUG at %s:%d: ", __FILE__, __LINE__); \
+                fprintf(stderr, __VA_ARGS__);                               \
+                fputc('\n', stderr);                                        \
+                abort();                                                    \
+        } while (0)
+
+#define WAL_ASSERT(expr)                                                    \
+        do {                                                                \
+                if (WALU_UNLIKELY(!(expr)))                                 \
+                        WAL_BUG("assertion failed: %s", #expr);             \
+        } while (0)
+
+/* ---- Byte order for persistent formats: always big-endian ---- */
+
+static inline void walu_put_be32(uint8_t *p, uint32_t v)
+{
+        v = htobe32(v);
+        memcpy(p, &v, 4);
+}
+static inline void walu_put_be64(uint8_t *p, uint64_t v)
+{
+        v = htobe64(v);
+        memcpy(p, &v, 8);
+}
+static inline uint32_t walu_get_be32(const uint8_t *p)
+{
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return be32toh(v);
+}
+static inline uint64_t walu_get_be64(const uint8_t *p)
+{
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return be64toh(v);
+}
+
+/* ---- Clocks ---- */
+
+static inline uint64_t walu_monotonic_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t walu_realtime_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Absolute CLOCK_MONOTONIC deadline @timeout_ms from now (for condvars set
+ * to CLOCK_MONOTONIC). */
+static inline struct timespec walu_deadline(int timeout_ms)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        return ts;
+}
+
+/* ---- Checked size arithmetic ---- */
+
+/* *ret = a + b; returns -EOVERFLOW (as -75) instead of wrapping. */
+static inline int walu_size_add(size_t a, size_t b, size_t *ret)
+{
+        if (__builtin_add_overflow(a, b, ret))
+                return -75; /* -EOVERFLOW */
+        return 0;
+}
+
+/* ---- Strings ---- */
+
+/* strdup that accepts NULL (returns NULL). */
+static inline char *walu_strdup0(const char *s)
+{
+        return s ? strdup(s) : NULL;
+}
+
+/* ---- Logging through the public hook (wal/wal-log.h) ---- */
+
+void walu_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* WALU_H */

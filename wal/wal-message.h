@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal/wal-message.h: messages.
+ *
+ * A message is an opaque, reference-counted object with two states:
+ *
+ *  - mutable: built by the application (payload, type, string properties,
+ *    optional virtual channel) and handed to an append;
+ *  - immutable: what an append produced or a scanner delivered.  It adds the
+ *    message ID, the time tick, the term of the writer that wrote it and the
+ *    last-confirmed ID (reading from there yields every message with a later
+ *    time tick).  Setters fail with -EPERM on an immutable message, so one
+ *    object can be shared between threads and scanners without copying.
+ *
+ * Properties are string key/value pairs.  Keys beginning with '_' are
+ * reserved for libwal (the validate interceptor rejects them on append).
+ * A virtual channel (vchannel) lets many logical streams share one channel;
+ * NULL means "every vchannel".
+ *
+ * Thread safety: reference counting is atomic; reading an immutable message
+ * is safe from any thread; a mutable message must not be changed by two
+ * threads at once.
+ */
+#ifndef WAL_MESSAGE_H
+#define WAL_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wal/wal-common.h>
+#include <wal/wal-msgid.h>
+
+WAL_BEGIN_DECLS
+
+enum wal_msg_type {
+        WAL_MSG_DATA = 1,         /* application data */
+        WAL_MSG_TIME_TICK = 2,    /* time tick: lets idle readers advance */
+        WAL_MSG_TXN_BEGIN = 3,    /* transaction begin */
+        WAL_MSG_TXN_COMMIT = 4,   /* transaction commit */
+        WAL_MSG_TXN_ROLLBACK = 5, /* transaction rollback */
+        WAL_MSG_TXN = 6,          /* a committed transaction, delivered as one unit */
+};
+#define WAL_MSG_TYPE_MAX WAL_MSG_TXN
+
+/** @returns "data", "timetick", "txn-begin", "txn-commit", "txn-rollback",
+ *  "txn", or NULL for a value outside the enum. */
+WAL_EXPORT const char *wal_msg_type_name(enum wal_msg_type type);
+/** @brief Parse a name returned by wal_msg_type_name(); 0 or -EINVAL. */
+WAL_EXPORT int wal_msg_type_parse(const char *name, enum wal_msg_type *ret);
+
+typedef struct wal_msg wal_msg;
+
+/* ---- Building (mutable messages) ---- */
+
+/**
+ * @brief Make a mutable message.
+ * @param type     a wal_msg_type.
+ * @param payload  bytes, copied (may be NULL when @p len is 0).
+ * @param len      payload length.
+ * @param ret      the new message with one reference (owned by the caller).
+ * @returns 0, -EINVAL (bad type, NULL @p ret, NULL payload with len > 0),
+ *          -ENOMEM.
+ */
+WAL_EXPORT int wal_msg_new(enum wal_msg_type type, const void *payload, size_t len,
+                           wal_msg **ret);
+
+/**
+ * @brief Set (or replace) a property.  Key and value are copied.
+ * @returns 0, -EINVAL (NULL or empty key, NULL value), -EPERM (immutable),
+ *          -ENOMEM.
+ */
+WAL_EXPORT int wal_msg_set_prop(wal_msg *m, const char *key, const char *value);
+
+/** @brief Remove a property; 0 if removed, -ENOENT if absent, -EPERM, -EINVAL. */
+WAL_EXPORT int wal_msg_del_prop(wal_msg *m, const char *key);
+
+/**
+ * @brief Set the virtual channel (copied); NULL means every vchannel.
+ * @returns 0, -EINVAL (empty string), -EPERM, -ENOMEM.
+ */
+WAL_EXPORT int wal_msg_set_vchannel(wal_msg *m, const char *vchannel);
+
+/* ---- Reference counting ---- */
+
+/** @returns @p m with one more reference; NULL-safe. */
+WAL_EXPORT wal_msg *wal_msg_ref(wal_msg *m);
+/** @brief Drop one reference, freeing on the last; NULL-safe.  @returns NULL. */
+WAL_EXPORT wal_msg *wal_msg_unref(wal_msg *m);
+/** For __attribute__((cleanup(wal_msg_unrefp))). */
+WAL_EXPORT void wal_msg_unrefp(wal_msg **mp);
+
+/* ---- Reading (any state; all accept NULL and then return 0/NULL/NONE) ---- */
+
+WAL_EXPORT enum wal_msg_type wal_msg_type(const wal_msg *m);
+/** @returns the payload (borrowed, lives as long as @p m); *len set if non-NULL. */
+WAL_EXPORT const void *wal_msg_payload(const wal_msg *m, size_t *len);
+/** @returns the vchannel (borrowed), or NULL for "every vchannel". */
+WAL_EXPORT const char *wal_msg_vchannel(const wal_msg *m);
+WAL_EXPORT size_t wal_msg_prop_count(const wal_msg *m);
+/**
+ * @brief The i-th property, in the order they were first set.
+ * @returns 0, or -ERANGE if @p i >= wal_msg_prop_count(), -EINVAL for NULL m.
+ */
+WAL_EXPORT int wal_msg_prop_at(const wal_msg *m, size_t i, const char **key,
+                               const char **value);
+/** @returns the value of @p key (borrowed), or NULL if absent. */
+WAL_EXPORT const char *wal_msg_prop(const wal_msg *m, const char *key);
+/** @returns payload length plus every key and value length: the size that
+ *  size limits and the write-ahead cache account in. */
+WAL_EXPORT size_t wal_msg_size(const wal_msg *m);
+
+WAL_EXPORT bool wal_msg_is_immutable(const wal_msg *m);
+/** @returns the message ID; WAL_MSGID_NONE before the message is immutable. */
+WAL_EXPORT struct wal_msgid wal_msg_id(const wal_msg *m);
+/** @returns the time tick (hybrid logical clock: ms << 18 | logical), 0 if unset. */
+WAL_EXPORT uint64_t wal_msg_time_tick(const wal_msg *m);
+/** @returns the term of the writer, 0 if unset. */
+WAL_EXPORT int64_t wal_msg_term(const wal_msg *m);
+/** @returns the last-confirmed ID, WAL_MSGID_NONE if unset. */
+WAL_EXPORT struct wal_msgid wal_msg_last_confirmed(const wal_msg *m);
+/** @returns the transaction ID (0 if the message is not part of a transaction). */
+WAL_EXPORT uint64_t wal_msg_txn_id(const wal_msg *m);
+/** @returns the transaction keepalive in milliseconds (0 if none). */
+WAL_EXPORT uint32_t wal_msg_txn_keepalive_ms(const wal_msg *m);
+
+/* ---- Header fields ----
+ * Stamped by the WAL on append and by backends when they decode a record.
+ * Applications normally leave them alone: append overwrites them.
+ * Each returns 0, -EINVAL (NULL), or -EPERM (immutable). */
+
+WAL_EXPORT int wal_msg_set_time_tick(wal_msg *m, uint64_t tt);
+WAL_EXPORT int wal_msg_set_term(wal_msg *m, int64_t term);
+WAL_EXPORT int wal_msg_set_last_confirmed(wal_msg *m, struct wal_msgid id);
+WAL_EXPORT int wal_msg_set_txn(wal_msg *m, uint64_t txn_id, uint32_t keepalive_ms);
+
+/**
+ * @brief Make @p m immutable, bound to @p id.
+ * @returns 0, -EINVAL (NULL, or @p id is WAL_MSGID_NONE), -EPERM (already).
+ */
+WAL_EXPORT int wal_msg_freeze(wal_msg *m, struct wal_msgid id);
+
+/**
+ * @brief Copy a message: payload, properties, vchannel and header fields.
+ *        The copy is mutable and has no ID.
+ * @param ret  the copy (owned by the caller).
+ * @returns 0, -EINVAL, -ENOMEM.
+ */
+WAL_EXPORT int wal_msg_copy(const wal_msg *m, wal_msg **ret);
+
+/* ---- Transactions delivered as one unit (type WAL_MSG_TXN) ---- */
+
+/** @returns the number of body messages of a WAL_MSG_TXN message, else 0. */
+WAL_EXPORT size_t wal_msg_txn_body_count(const wal_msg *m);
+/** @returns the i-th body (borrowed, lives as long as @p m), or NULL. */
+WAL_EXPORT const wal_msg *wal_msg_txn_body_at(const wal_msg *m, size_t i);
+/**
+ * @brief Add a body message to a mutable WAL_MSG_TXN message.
+ * @param body  a message; a reference is taken (the caller keeps its own).
+ * @returns 0, -EINVAL (NULL, or @p m is not WAL_MSG_TXN), -EPERM, -ENOMEM.
+ */
+WAL_EXPORT int wal_msg_txn_add_body(wal_msg *m, wal_msg *body);
+
+WAL_END_DECLS
+
+#endif /* WAL_MESSAGE_H */
