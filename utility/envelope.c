@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * utility/envelope.c: the message envelope codec (utility/envelope.h).
+ *
+ * Encoding fills the protobuf-c structs generated from envelope.proto with
+ * pointers borrowed from the message (no string is copied) and packs them;
+ * property records live in stack arrays up to STACK_PROPS properties, so
+ * the common case allocates nothing.  Decoding checks the size cap, lets
+ * protobuf-c unpack (it rejects malformed wire data), then validates every
+ * field before building the message.
+ *
+ * ---- The envelope format, version 1 ----
+ *
+ * One protobuf (proto3) message `walu.Envelope`.  A field at its default
+ * value (0, false, "") is absent on the wire, so a plain data message with
+ * no properties encodes as 4 bytes (version and type).
+ *
+ *   no  field             type      meaning
+ *    1  version           uint32    format version, WALU_ENVELOPE_VERSION (1);
+ *                                   required: 0 (absent) is refused
+ *    2  type              uint32    enum wal_msg_type: 1 data, 2 time tick,
+ *                                   3 txn begin, 4 txn commit, 5 txn
+ *                                   rollback, 6 txn (one unit); else refused
+ *    3  properties        repeated  walu.Property { 1 key: string,
+ *                                   2 value: string }, in first-set order;
+ *                                   keys are non-empty and unique
+ *    4  vchannel          string    virtual channel; "" = none (every vchannel)
+ *    5  time_tick         uint64    hybrid logical clock (ms << 18 | logical)
+ *    6  term              int64     term of the writer
+ *    7  has_lc            bool      fields 8-9 carry a last-confirmed ID;
+ *                                   false = WAL_MSGID_NONE (proto3 has no
+ *                                   presence, and 0-0 is a valid ID)
+ *    8  lc_hi             uint64    last-confirmed ID, high half
+ *    9  lc_lo             uint64    last-confirmed ID, low half
+ *   10  txn_id            uint64    transaction ID, 0 = not in a transaction
+ *   11  txn_keepalive_ms  uint32    transaction keepalive, 0 = none
+ *
+ * Not carried: the payload (stored beside the envelope by the backend), the
+ * message ID (it is the record's position, known to the backend), and the
+ * bodies of a WAL_MSG_TXN message (the adaptor assembles those on read from
+ * the individual records).
+ *
+ * Limits: an envelope larger than WALU_ENVELOPE_MAX (1 MiB) is refused on
+ * both sides (-EMSGSIZE encoding, -EBADMSG decoding), before any unpacking.
+ *
+ * Evolution: field numbers are never reused or retyped.  A new field whose
+ * absence old readers may safely ignore is added under a new number without
+ * a version change (protobuf skips unknown fields).  A change an old reader
+ * would misread (new meaning of an existing field, a field that must not be
+ * ignored) increments `version`; readers accept only the versions they know
+ * and refuse others with -EBADMSG naming the version, rather than guess.
+ *
+ * Foreign records: a record with no envelope at all (written by another
+ * producer, e.g. kcat into the Kafka topic) decodes as a plain data message
+ * holding the payload.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include <wal/wal-error.h>
+#include <wal/wal-message.h>
+#include "utility/envelope.h"
+#include "utility/walu.h"
+
+#include "envelope.pb-c.h"
+
+/* Properties handled without allocation when encoding. */
+#define STACK_PROPS 16
+
+struct env_build {
+        Walu__Envelope e;
+        Walu__Property *heap;           /* when n > STACK_PROPS */
+        Walu__Property **heap_ptrs;
+        Walu__Property props[STACK_PROPS];
+        Walu__Property *ptrs[STACK_PROPS];
+};
+
+/* Point @b's structs at @m's fields (borrowed).  0 or -ENOMEM. */
+static int build(const wal_msg *m, struct env_build *b)
+{
+        static const Walu__Envelope env_init = WALU__ENVELOPE__INIT;
+        static const Walu__Property prop_init = WALU__PROPERTY__INIT;
+
+        b->e = env_init;
+        b->heap = NULL;
+        b->heap_ptrs = NULL;
+        b->e.version = WALU_ENVELOPE_VERSION;
+        b->e.type = (uint32_t)wal_msg_type(m);
+
+        size_t n = wal_msg_prop_count(m);
+        Walu__Property *props = b->props;
+        Walu__Property **ptrs = b->ptrs;
+        if (n > STACK_PROPS) {
+                b->heap = malloc(n * sizeof(*b->heap));
+                b->heap_ptrs = malloc(n * sizeof(*b->heap_ptrs));
+                if (!b->heap || !b->heap_ptrs) {
+                        free(b->heap);
+                        free(b->heap_ptrs);
+                        return -ENOMEM;
+                }
+                props = b->heap;
+                ptrs = b->heap_ptrs;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const char *k = NULL, *v = NULL;
+                wal_msg_prop_at(m, i, &k, &v);
+                props[i] = prop_init;
+                /* protobuf-c's structs are not const-correct; pack only reads. */
+                props[i].key = (char *)k;
+                props[i].value = (char *)v;
+                ptrs[i] = &props[i];
+        }
+        b->e.n_properties = n;
+        b->e.properties = n ? ptrs : NULL;
+
+        const char *vc = wal_msg_vchannel(m);
+        if (vc)
+                b->e.vchannel = (char *)vc;
+        b->e.time_tick = wal_msg_time_tick(m);
+        b->e.term = wal_msg_term(m);
+        struct wal_msgid lc = wal_msg_last_confirmed(m);
+        if (!wal_msgid_is_none(lc)) {
+                b->e.has_lc = true;
+                b->e.lc_hi = lc.hi;
+                b->e.lc_lo = lc.lo;
+        }
+        b->e.txn_id = wal_msg_txn_id(m);
+        b->e.txn_keepalive_ms = wal_msg_txn_keepalive_ms(m);
+        return 0;
+}
+
+static void build_done(struct env_build *b)
+{
+        free(b->heap);
+        free(b->heap_ptrs);
+}
+
+size_t walu_envelope_size(const wal_msg *m)
+{
+        struct env_build b;
+        if (!m || build(m, &b) < 0)
+                return 0;
+        size_t n = walu__envelope__get_packed_size(&b.e);
+        build_done(&b);
+        return n;
+}
+
+int walu_envelope_encode(const wal_msg *m, uint8_t *buf, size_t len)
+{
+        if (!m || (!buf && len > 0))
+                return -EINVAL;
+        struct env_build b;
+        int r = build(m, &b);
+        if (r < 0)
+                return r;
+        size_t n = walu__envelope__get_packed_size(&b.e);
+        if (n > WALU_ENVELOPE_MAX)
+                r = -EMSGSIZE;
+        else if (n > len)
+                r = -ENOSPC;
+        else
+                r = (int)walu__envelope__pack(&b.e, buf);
+        build_done(&b);
+        return r;
+}
+
+/* Fill @m from the unpacked envelope @e.  0, -EBADMSG or -ENOMEM. */
+static int apply(const Walu__Envelope *e, wal_msg *m, wal_error **reterr)
+{
+        int r;
+        for (size_t i = 0; i < e->n_properties; i++) {
+                const Walu__Property *p = e->properties[i];
+                if (!p->key || !*p->key)
+                        return wal_error_set(reterr, -EBADMSG, 0,
+                                             "envelope: property %zu has an empty key", i);
+                r = wal_msg_set_prop(m, p->key, p->value ? p->value : "");
+                if (r < 0)
+                        return wal_error_set(reterr, r, 0,
+                                             "envelope: storing property '%s': %s",
+                                             p->key, wal_strerror(r));
+                /* A repeated key replaced the earlier value: the count did
+                 * not grow.  Our encoder never writes that. */
+                if (wal_msg_prop_count(m) != i + 1)
+                        return wal_error_set(reterr, -EBADMSG, 0,
+                                             "envelope: duplicate property key '%s'",
+                                             p->key);
+        }
+        if (e->vchannel && *e->vchannel) {
+                r = wal_msg_set_vchannel(m, e->vchannel);
+                if (r < 0)
+                        return wal_error_set(reterr, r, 0,
+                                             "envelope: storing vchannel: %s",
+                                             wal_strerror(r));
+        }
+        wal_msg_set_time_tick(m, e->time_tick);
+        wal_msg_set_term(m, e->term);
+        if (e->has_lc)
+                wal_msg_set_last_confirmed(m, WAL_MSGID(e->lc_hi, e->lc_lo));
+        wal_msg_set_txn(m, e->txn_id, e->txn_keepalive_ms);
+        return 0;
+}
+
+int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload,
+                         size_t payload_len, wal_msg **ret, wal_error **reterr)
+{
+        if (!ret)
+                return wal_error_set(reterr, -EINVAL, 0, "envelope: NULL result pointer");
+        if (!env && env_len > 0)
+                return wal_error_set(reterr, -EINVAL, 0,
+                                     "envelope: NULL envelope with length %zu", env_len);
+        if (!payload && payload_len > 0)
+                return wal_error_set(reterr, -EINVAL, 0,
+                                     "envelope: NULL payload with length %zu", payload_len);
+
+        wal_msg *m = NULL;
+        int r;
+        if (!env) {
+                /* Foreign record: the payload is all there is. */
+                r = wal_msg_new(WAL_MSG_DATA, payload, payload_len, &m);
+                if (r < 0)
+                        return wal_error_set(reterr, r, 0,
+                                             "envelope: %zu-byte payload: %s",
+                                             payload_len, wal_strerror(r));
+                *ret = m;
+                return 0;
+        }
+
+        if (env_len > WALU_ENVELOPE_MAX)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: %zu bytes exceeds the %u-byte limit",
+                                     env_len, (unsigned)WALU_ENVELOPE_MAX);
+        Walu__Envelope *e = walu__envelope__unpack(NULL, env_len, env);
+        if (!e)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: %zu bytes are not a valid envelope message",
+                                     env_len);
+        if (e->version != WALU_ENVELOPE_VERSION) {
+                r = wal_error_set(reterr, -EBADMSG, 0,
+                                  "envelope: unknown version %u (this build reads %u)",
+                                  e->version, (unsigned)WALU_ENVELOPE_VERSION);
+                goto out;
+        }
+        if (!wal_msg_type_name((enum wal_msg_type)e->type)) {
+                r = wal_error_set(reterr, -EBADMSG, 0,
+                                  "envelope: message type %u out of range 1..%d",
+                                  e->type, WAL_MSG_TYPE_MAX);
+                goto out;
+        }
+        r = wal_msg_new((enum wal_msg_type)e->type, payload, payload_len, &m);
+        if (r < 0) {
+                r = wal_error_set(reterr, r, 0, "envelope: %zu-byte payload: %s",
+                                  payload_len, wal_strerror(r));
+                goto out;
+        }
+        r = apply(e, m, reterr);
+        if (r < 0) {
+                m = wal_msg_unref(m);
+                goto out;
+        }
+        *ret = m;
+        r = 0;
+out:
+        walu__envelope__free_unpacked(e, NULL);
+        return r;
+}
