@@ -2,12 +2,11 @@
 /*
  * utility/envelope.c: the message envelope codec (utility/envelope.h).
  *
- * Encoding fills the protobuf-c structs generated from envelope.proto with
- * pointers borrowed from the message (no string is copied) and packs them;
- * property records live in stack arrays up to STACK_PROPS properties, so
- * the common case allocates nothing.  Decoding checks the size cap, lets
- * protobuf-c unpack (it rejects malformed wire data), then validates every
- * field before building the message.
+ * Encoding writes the protobuf wire format of envelope.proto directly into
+ * the caller's buffer (no allocation; see the writer below).  Decoding
+ * checks the size cap, lets the protobuf-c code generated from
+ * envelope.proto unpack (it rejects malformed wire data), then validates
+ * every field before building the message.
  *
  * ---- The envelope format, version 1 ----
  *
@@ -68,104 +67,152 @@
 
 #include "envelope.pb-c.h"
 
-/* Properties handled without allocation when encoding. */
-#define STACK_PROPS 16
+/*
+ * Encoding writes the wire format directly: every field is a varint or a
+ * length-delimited string, so a hand-written writer is a few lines, needs no
+ * allocation and no intermediate structs, and runs several times faster
+ * than filling protobuf-c's structs and packing them (the local backend
+ * encodes one envelope per record).  Its output is byte-identical to
+ * protobuf-c's packer (fields in number order, proto3 defaults omitted);
+ * tests/utility/test-envelope.c pins the bytes and decodes them back
+ * through protobuf-c.
+ */
+enum {
+        WIRE_VARINT = 0,
+        WIRE_LEN = 2,
+};
+#define TAG(field, wire) ((uint8_t)((field) << 3 | (wire)))
 
-struct env_build {
-        Walu__Envelope e;
-        Walu__Property *heap;           /* when n > STACK_PROPS */
-        Walu__Property **heap_ptrs;
-        Walu__Property props[STACK_PROPS];
-        Walu__Property *ptrs[STACK_PROPS];
+struct writer {
+        uint8_t *p, *end;
+        size_t n;                       /* bytes the envelope needs */
 };
 
-/* Point @b's structs at @m's fields (borrowed).  0 or -ENOMEM. */
-static int build(const wal_msg *m, struct env_build *b)
+static inline size_t varint_len(uint64_t v)
 {
-        static const Walu__Envelope env_init = WALU__ENVELOPE__INIT;
-        static const Walu__Property prop_init = WALU__PROPERTY__INIT;
-
-        b->e = env_init;
-        b->heap = NULL;
-        b->heap_ptrs = NULL;
-        b->e.version = WALU_ENVELOPE_VERSION;
-        b->e.type = (uint32_t)wal_msg_type(m);
-
-        size_t n = wal_msg_prop_count(m);
-        Walu__Property *props = b->props;
-        Walu__Property **ptrs = b->ptrs;
-        if (n > STACK_PROPS) {
-                b->heap = malloc(n * sizeof(*b->heap));
-                b->heap_ptrs = malloc(n * sizeof(*b->heap_ptrs));
-                if (!b->heap || !b->heap_ptrs) {
-                        free(b->heap);
-                        free(b->heap_ptrs);
-                        return -ENOMEM;
-                }
-                props = b->heap;
-                ptrs = b->heap_ptrs;
+        size_t n = 1;
+        while (v >= 0x80) {
+                v >>= 7;
+                n++;
         }
+        return n;
+}
+
+static inline void put_byte(struct writer *w, uint8_t b)
+{
+        if (w->p < w->end)
+                *w->p++ = b;
+        w->n++;
+}
+
+static inline void put_varint(struct writer *w, uint64_t v)
+{
+        if ((size_t)(w->end - w->p) >= 10) {
+                uint8_t *q = w->p;
+                while (v >= 0x80) {
+                        *q++ = (uint8_t)(v | 0x80);
+                        v >>= 7;
+                }
+                *q++ = (uint8_t)v;
+                w->n += (size_t)(q - w->p);
+                w->p = q;
+                return;
+        }
+        while (v >= 0x80) {
+                put_byte(w, (uint8_t)(v | 0x80));
+                v >>= 7;
+        }
+        put_byte(w, (uint8_t)v);
+}
+
+static inline void put_bytes(struct writer *w, const void *src, size_t len)
+{
+        if ((size_t)(w->end - w->p) >= len) {
+                memcpy(w->p, src, len);
+                w->p += len;
+        } else {
+                w->p = w->end;          /* out of room: only count from here */
+        }
+        w->n += len;
+}
+
+/* A varint field, omitted at its default 0 (proto3). */
+static inline void put_uint_field(struct writer *w, unsigned field, uint64_t v)
+{
+        if (!v)
+                return;
+        put_byte(w, TAG(field, WIRE_VARINT));
+        put_varint(w, v);
+}
+
+/* A string field of @len bytes, omitted when empty (proto3). */
+static inline void put_str_field(struct writer *w, unsigned field, const char *s,
+                                 size_t len)
+{
+        if (!len)
+                return;
+        put_byte(w, TAG(field, WIRE_LEN));
+        put_varint(w, len);
+        put_bytes(w, s, len);
+}
+
+/*
+ * Write @m's envelope through @w.  With a zero-sized writer it only counts:
+ * w->n is the encoded size either way.  Once the buffer runs out, w->p stays
+ * at w->end and the rest is counted, not written.
+ */
+static void write_envelope(struct writer *w, const wal_msg *m)
+{
+        put_uint_field(w, 1, WALU_ENVELOPE_VERSION);
+        put_uint_field(w, 2, (uint64_t)wal_msg_type(m));
+        size_t n = wal_msg_prop_count(m);
         for (size_t i = 0; i < n; i++) {
                 const char *k = NULL, *v = NULL;
                 wal_msg_prop_at(m, i, &k, &v);
-                props[i] = prop_init;
-                /* protobuf-c's structs are not const-correct; pack only reads. */
-                props[i].key = (char *)k;
-                props[i].value = (char *)v;
-                ptrs[i] = &props[i];
+                size_t kl = strlen(k), vl = strlen(v);
+                size_t sub = (kl ? 1 + varint_len(kl) + kl : 0) +
+                             (vl ? 1 + varint_len(vl) + vl : 0);
+                put_byte(w, TAG(3, WIRE_LEN));
+                put_varint(w, sub);
+                put_str_field(w, 1, k, kl);
+                put_str_field(w, 2, v, vl);
         }
-        b->e.n_properties = n;
-        b->e.properties = n ? ptrs : NULL;
-
         const char *vc = wal_msg_vchannel(m);
         if (vc)
-                b->e.vchannel = (char *)vc;
-        b->e.time_tick = wal_msg_time_tick(m);
-        b->e.term = wal_msg_term(m);
+                put_str_field(w, 4, vc, strlen(vc));
+        put_uint_field(w, 5, wal_msg_time_tick(m));
+        /* int64: two's complement as a 64-bit varint (10 bytes if negative). */
+        put_uint_field(w, 6, (uint64_t)wal_msg_term(m));
         struct wal_msgid lc = wal_msg_last_confirmed(m);
         if (!wal_msgid_is_none(lc)) {
-                b->e.has_lc = true;
-                b->e.lc_hi = lc.hi;
-                b->e.lc_lo = lc.lo;
+                put_uint_field(w, 7, 1);
+                put_uint_field(w, 8, lc.hi);
+                put_uint_field(w, 9, lc.lo);
         }
-        b->e.txn_id = wal_msg_txn_id(m);
-        b->e.txn_keepalive_ms = wal_msg_txn_keepalive_ms(m);
-        return 0;
-}
-
-static void build_done(struct env_build *b)
-{
-        free(b->heap);
-        free(b->heap_ptrs);
+        put_uint_field(w, 10, wal_msg_txn_id(m));
+        put_uint_field(w, 11, wal_msg_txn_keepalive_ms(m));
 }
 
 size_t walu_envelope_size(const wal_msg *m)
 {
-        struct env_build b;
-        if (!m || build(m, &b) < 0)
+        if (!m)
                 return 0;
-        size_t n = walu__envelope__get_packed_size(&b.e);
-        build_done(&b);
-        return n;
+        struct writer w = { NULL, NULL, 0 };
+        write_envelope(&w, m);
+        return w.n;
 }
 
 int walu_envelope_encode(const wal_msg *m, uint8_t *buf, size_t len)
 {
         if (!m || (!buf && len > 0))
                 return -EINVAL;
-        struct env_build b;
-        int r = build(m, &b);
-        if (r < 0)
-                return r;
-        size_t n = walu__envelope__get_packed_size(&b.e);
-        if (n > WALU_ENVELOPE_MAX)
-                r = -EMSGSIZE;
-        else if (n > len)
-                r = -ENOSPC;
-        else
-                r = (int)walu__envelope__pack(&b.e, buf);
-        build_done(&b);
-        return r;
+        struct writer w = { buf, buf ? buf + len : NULL, 0 };
+        write_envelope(&w, m);
+        if (w.n > WALU_ENVELOPE_MAX)
+                return -EMSGSIZE;
+        if (w.n > len)
+                return -ENOSPC;
+        return (int)w.n;
 }
 
 /* Fill @m from the unpacked envelope @e.  0, -EBADMSG or -ENOMEM. */
