@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/bench/bench-local.c: the local backend under the reference
+ * programs' workloads, driven through the backend interface
+ * (walimpls/walimpls.h) exactly as the adaptor drives it: registry lookup,
+ * builder.build with local.dir, opener.open, wal.append with a completion
+ * callback, wal.read and scanner.next.
+ *
+ * Workloads (--workload):
+ *   writers   --writers N threads, each: build a message, append, wait for
+ *             its completion (blocking API), repeat.  N = 1 is "sync1"
+ *             (compare REF-SYNC), 16/64 compare REF-GC; with --record-bytes
+ *             1m it is "bulk1m" (compare fio bs=1m fdatasync=1).
+ *   async     one thread keeps --inflight appends in flight; a completion
+ *             frees a slot.  Latency is submit -> completion.
+ *   prepare   fill a channel with --total-bytes of --record-bytes records
+ *             (untimed; for replay).
+ *   replay    open the prepared channel read-only, time the open (recovery
+ *             scan) and one full read of every message; the backend checks
+ *             every frame's CRC-32C as it reads.  Compare REF-SCAN.
+ *
+ * A completion means durable: the backend acknowledges only after the
+ * fdatasync (or RWF_DSYNC write) covering the record completed.  Each run
+ * prints one JSON line (bench-common.h); replay prints a second one for the
+ * recovery-open time.
+ *
+ * Usage: bench-local --dir DIR --workload W [--writers N] [--seconds 3]
+ *                    [--record-bytes 100] [--inflight 4096]
+ *                    [--total-bytes 1g] [--channel bench]
+ *                    [-X key=value ...]   (extra backend properties)
+ *                    [--backend local]    (another registered backend, to
+ *                                          check the driver itself)
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wal/wal-config.h>
+#include <wal/wal-error.h>
+#include <wal/wal-message.h>
+#include <wal/wal-registry.h>
+#include <walimpls/walimpls.h>
+
+#include "bench-common.h"
+
+struct bench {
+        struct walimpls_opener *opener;
+        struct walimpls_wal *wal;
+        size_t rec;
+        uint64_t end_ns;
+        _Atomic int failed;     /* first failed completion status */
+};
+
+static void check(int r, wal_error *err, const char *what)
+{
+        if (r >= 0)
+                return;
+        fprintf(stderr, "bench-local: %s: %s (%s)\n", what, wal_strerror(r),
+                err ? wal_error_message(err) : "no detail");
+        exit(1);
+}
+
+static void open_backend(struct bench *b, int argc, char **argv, const char *dir,
+                         const char *channel, enum wal_access access)
+{
+        const struct walimpls_builder *builder;
+        wal_error *err = NULL;
+        wal_config *cfg;
+        const char *backend = bench_arg(argc, argv, "backend", "local");
+        check(wal_registry_find(backend, &builder, &err), err, "registry");
+        check(wal_config_new(&cfg), NULL, "config");
+        if (strcmp(backend, "local") == 0)
+                check(wal_config_set(cfg, "local.dir", dir, &err), err, "local.dir");
+        for (int i = 1; i + 1 < argc; i++)
+                if (strcmp(argv[i], "-X") == 0)
+                        check(wal_config_set_pair(cfg, argv[i + 1], &err), err, argv[i + 1]);
+        check(builder->build(cfg, &b->opener, &err), err, "build");
+        wal_config_free(cfg);
+        struct walimpls_open_opts o = { .channel = channel, .term = 1, .access = access };
+        check(b->opener->ops->open(b->opener, &o, &b->wal, &err), err, "open");
+}
+
+static void close_backend(struct bench *b)
+{
+        b->wal->ops->close(b->wal);
+        b->opener->ops->close(b->opener);
+}
+
+static wal_msg *make_msg(size_t len, const char *payload)
+{
+        wal_msg *m;
+        check(wal_msg_new(WAL_MSG_DATA, payload, len, &m), NULL, "wal_msg_new");
+        return m;
+}
+
+/* ---- Blocking writers ---- */
+
+struct writer {
+        struct bench *b;
+        pthread_t tid;
+        sem_t done;
+        uint64_t n;
+        struct bench_lat lat;
+        char *payload;
+};
+
+static void writer_done(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        struct writer *w = arg;
+        (void)id;
+        (void)err;
+        if (status < 0) {
+                int zero = 0;
+                atomic_compare_exchange_strong(&w->b->failed, &zero, status);
+        }
+        sem_post(&w->done);
+}
+
+static void *writer_main(void *arg)
+{
+        struct writer *w = arg;
+        struct bench *b = w->b;
+        for (;;) {
+                uint64_t t0 = bench_now_ns();
+                if (t0 >= b->end_ns || atomic_load(&b->failed))
+                        break;
+                memcpy(w->payload, &w->n, b->rec < 8 ? b->rec : 8);
+                wal_msg *m = make_msg(b->rec, w->payload);
+                int r = b->wal->ops->append(b->wal, m, writer_done, w);
+                wal_msg_unref(m);
+                check(r, NULL, "append");
+                while (sem_wait(&w->done) < 0 && errno == EINTR)
+                        ;
+                bench_lat_add(&w->lat, bench_now_ns() - t0);
+                w->n++;
+        }
+        return NULL;
+}
+
+static void run_writers(struct bench *b, int nw, double seconds, const char *wl)
+{
+        struct writer *ws = calloc((size_t)nw, sizeof(*ws));
+        if (!ws)
+                bench_die("calloc", ENOMEM);
+        uint64_t start = bench_now_ns();
+        b->end_ns = start + (uint64_t)(seconds * 1e9);
+        for (int i = 0; i < nw; i++) {
+                ws[i].b = b;
+                sem_init(&ws[i].done, 0, 0);
+                ws[i].payload = malloc(b->rec);
+                if (!ws[i].payload)
+                        bench_die("malloc", ENOMEM);
+                memset(ws[i].payload, 'w', b->rec);
+                pthread_create(&ws[i].tid, NULL, writer_main, &ws[i]);
+        }
+        struct bench_lat lat = { 0 };
+        uint64_t n = 0;
+        for (int i = 0; i < nw; i++) {
+                pthread_join(ws[i].tid, NULL);
+                n += ws[i].n;
+                bench_lat_merge(&lat, &ws[i].lat);
+                sem_destroy(&ws[i].done);
+                free(ws[i].payload);
+        }
+        uint64_t stop = bench_now_ns();
+        if (atomic_load(&b->failed))
+                check(atomic_load(&b->failed), NULL, "append completion");
+        struct bench_result res = {
+                .program = "bench-local", .workload = wl, .records = n,
+                .bytes = n * b->rec, .seconds = (double)(stop - start) / 1e9,
+                .writers = nw, .record_bytes = b->rec, .lat = &lat,
+        };
+        bench_print(&res);
+        free(lat.v);
+        free(ws);
+}
+
+/* ---- One thread, many appends in flight ---- */
+
+/*
+ * Completions may run in any order, so a completion cannot hand its slot to
+ * the next submission by position.  Instead the callback's argument is the
+ * record's sequence number and stamps[seq] holds its submit time, replaced
+ * by its latency on completion.  The array is calloc()ed for --max-records
+ * and only the pages a run touches are ever backed by memory.
+ */
+struct async {
+        struct bench *b;
+        sem_t free_slots;
+        uint64_t *stamps;
+};
+static struct async g_async;
+
+static void async_done(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        uint64_t seq = (uint64_t)(uintptr_t)arg;
+        (void)id;
+        (void)err;
+        if (status < 0) {
+                int zero = 0;
+                atomic_compare_exchange_strong(&g_async.b->failed, &zero, status);
+        }
+        g_async.stamps[seq] = bench_now_ns() - g_async.stamps[seq];
+        sem_post(&g_async.free_slots);
+}
+
+static void run_async(struct bench *b, unsigned inflight, double seconds, uint64_t max)
+{
+        struct async *a = &g_async;
+        a->b = b;
+        a->stamps = calloc(max, sizeof(*a->stamps));
+        char *payload = malloc(b->rec);
+        if (!a->stamps || !payload)
+                bench_die("calloc", ENOMEM);
+        memset(payload, 'a', b->rec);
+        sem_init(&a->free_slots, 0, inflight);
+
+        uint64_t start = bench_now_ns();
+        uint64_t end = start + (uint64_t)(seconds * 1e9);
+        uint64_t seq = 0;
+        while (seq < max && !atomic_load(&b->failed)) {
+                while (sem_wait(&a->free_slots) < 0 && errno == EINTR)
+                        ;
+                uint64_t t0 = bench_now_ns();
+                if (t0 >= end) {
+                        sem_post(&a->free_slots);
+                        break;
+                }
+                a->stamps[seq] = t0;
+                memcpy(payload, &seq, b->rec < 8 ? b->rec : 8);
+                wal_msg *m = make_msg(b->rec, payload);
+                int r = b->wal->ops->append(b->wal, m, async_done, (void *)(uintptr_t)seq);
+                wal_msg_unref(m);
+                check(r, NULL, "append");
+                seq++;
+        }
+        /* Wait for every completion (they are durable acknowledgements). */
+        for (unsigned i = 0; i < inflight; i++)
+                while (sem_wait(&a->free_slots) < 0 && errno == EINTR)
+                        ;
+        uint64_t stop = bench_now_ns();
+        if (atomic_load(&b->failed))
+                check(atomic_load(&b->failed), NULL, "append completion");
+
+        struct bench_lat lat = { 0 };
+        for (uint64_t i = 0; i < seq; i++)
+                bench_lat_add(&lat, a->stamps[i]);
+        char wl[48];
+        snprintf(wl, sizeof(wl), "async%u", inflight);
+        struct bench_result res = {
+                .program = "bench-local", .workload = wl, .records = seq,
+                .bytes = seq * b->rec, .seconds = (double)(stop - start) / 1e9,
+                .writers = 1, .record_bytes = b->rec, .lat = &lat,
+        };
+        bench_print(&res);
+        sem_destroy(&a->free_slots);
+        free(lat.v);
+        free(a->stamps);
+        free(payload);
+}
+
+/* ---- Replay ---- */
+
+static void run_prepare(struct bench *b, uint64_t total, unsigned inflight)
+{
+        /* The async path, untimed: as many records as fit in @total bytes. */
+        uint64_t n = total / b->rec;
+        if (n == 0)
+                n = 1;
+        run_async(b, inflight, 1e9, n);
+}
+
+static void run_replay(int argc, char **argv, const char *dir, const char *channel)
+{
+        struct bench b = { 0 };
+        uint64_t t0 = bench_now_ns();
+        open_backend(&b, argc, argv, dir, channel, WAL_ACCESS_RO);
+        uint64_t t1 = bench_now_ns();
+
+        struct walimpls_read_opts ro = { .name = "bench-replay",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *s;
+        wal_error *err = NULL;
+        uint64_t t2 = bench_now_ns();
+        check(b.wal->ops->read(b.wal, &ro, &s, &err), err, "read");
+        uint64_t n = 0, bytes = 0, sum = 0, rec = 0;
+        struct wal_msgid prev = WAL_MSGID_NONE;
+        for (;;) {
+                wal_msg *m;
+                int r = s->ops->next(s, 0, &m, &err);
+                if (r == -ETIMEDOUT)
+                        break;
+                check(r, err, "next");
+                size_t len;
+                const unsigned char *p = wal_msg_payload(m, &len);
+                struct wal_msgid id = wal_msg_id(m);
+                if (!wal_msgid_is_none(prev) && wal_msgid_cmp(prev, id) >= 0) {
+                        fprintf(stderr, "bench-local: replay out of order\n");
+                        exit(1);
+                }
+                prev = id;
+                sum += len ? p[0] + p[len - 1] : 0; /* touch the payload */
+                bytes += len;
+                rec = len;
+                n++;
+                wal_msg_unref(m);
+        }
+        uint64_t t3 = bench_now_ns();
+        s->ops->close(s);
+        close_backend(&b);
+        fprintf(stderr, "bench-local: replayed %llu messages (checksum %llu)\n",
+                (unsigned long long)n, (unsigned long long)sum);
+
+        struct bench_result res = {
+                .program = "bench-local", .workload = "replay", .records = n, .bytes = bytes,
+                .seconds = (double)(t3 - t2) / 1e9, .writers = 1, .record_bytes = rec,
+        };
+        bench_print(&res);
+        struct bench_result rec_res = {
+                .program = "bench-local", .workload = "recovery-open", .records = n,
+                .bytes = bytes, .seconds = (double)(t1 - t0) / 1e9, .writers = 1,
+                .record_bytes = rec,
+        };
+        bench_print(&rec_res);
+}
+
+int main(int argc, char **argv)
+{
+        const char *dir = bench_arg(argc, argv, "dir", NULL);
+        const char *wl = bench_arg(argc, argv, "workload", "writers");
+        const char *channel = bench_arg(argc, argv, "channel", "bench");
+        double seconds = bench_arg_double(argc, argv, "seconds", "3");
+        int nw = atoi(bench_arg(argc, argv, "writers", "1"));
+        unsigned inflight = (unsigned)atoi(bench_arg(argc, argv, "inflight", "4096"));
+        uint64_t total = bench_arg_size(argc, argv, "total-bytes", "1g");
+        uint64_t max = bench_arg_size(argc, argv, "max-records", "64m");
+        struct bench b = { 0 };
+        b.rec = bench_arg_size(argc, argv, "record-bytes", "100");
+        if (!dir || nw < 1 || inflight < 1 || b.rec < 1) {
+                fprintf(stderr, "usage: bench-local --dir DIR --workload "
+                                "writers|async|prepare|replay [--writers N] [--seconds S]\n"
+                                "       [--record-bytes B] [--inflight N] [--total-bytes B]\n"
+                                "       [-X key=value ...]\n");
+                return 2;
+        }
+
+        if (strcmp(wl, "replay") == 0) {
+                run_replay(argc, argv, dir, channel);
+                return 0;
+        }
+        open_backend(&b, argc, argv, dir, channel, WAL_ACCESS_RW);
+        if (strcmp(wl, "writers") == 0) {
+                char name[48];
+                if (b.rec >= (1u << 20))
+                        snprintf(name, sizeof(name), "bulk%zum", b.rec >> 20);
+                else if (nw == 1)
+                        snprintf(name, sizeof(name), "sync1");
+                else
+                        snprintf(name, sizeof(name), "writers%d", nw);
+                run_writers(&b, nw, seconds, name);
+        } else if (strcmp(wl, "async") == 0) {
+                run_async(&b, inflight, seconds, max);
+        } else if (strcmp(wl, "prepare") == 0) {
+                run_prepare(&b, total, inflight);
+        } else {
+                fprintf(stderr, "bench-local: unknown workload '%s'\n", wl);
+                return 2;
+        }
+        close_backend(&b);
+        return 0;
+}
