@@ -380,7 +380,10 @@ const wal_msg *wal_msg_txn_body_at(const wal_msg *m, size_t i)
 int wal_msg_txn_add_body(wal_msg *m, wal_msg *body)
 {
         CHECK_MUTABLE(m);
-        if (!body || m->type != WAL_MSG_TXN || body == m)
+        /* A unit never holds another unit: nesting would let two mutable
+         * units hold each other, a reference cycle that leaks and sends
+         * wal_msg_size() into endless recursion. */
+        if (!body || m->type != WAL_MSG_TXN || body->type == WAL_MSG_TXN)
                 return -EINVAL;
         if (m->n_bodies == m->cap_bodies) {
                 size_t cap = m->cap_bodies ? m->cap_bodies * 2 : 4;

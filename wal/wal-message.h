@@ -157,7 +157,8 @@ WAL_EXPORT const wal_msg *wal_msg_txn_body_at(const wal_msg *m, size_t i);
 /**
  * @brief Add a body message to a mutable WAL_MSG_TXN message.
  * @param body  a message; a reference is taken (the caller keeps its own).
- * @returns 0, -EINVAL (NULL, or @p m is not WAL_MSG_TXN), -EPERM, -ENOMEM.
+ * @returns 0, -EINVAL (NULL, @p m is not WAL_MSG_TXN, or @p body is: units
+ *          do not nest), -EPERM, -ENOMEM.
  */
 WAL_EXPORT int wal_msg_txn_add_body(wal_msg *m, wal_msg *body);
 
