@@ -88,19 +88,20 @@ extern const struct walctl_command walctl_cmd_backends;
 extern const struct walctl_command walctl_cmd_config;
 extern const struct walctl_command walctl_cmd_help;
 
-/** @returns the command called @p name, or NULL (borrowed, static). */
+/** @param name  borrowed.  @returns the command called @p name (borrowed,
+ *  static), or NULL. */
 const struct walctl_command *walctl_find_command(const char *name);
 /** @returns the i-th command of the table, or NULL past the end. */
 const struct walctl_command *walctl_command_at(size_t i);
 
 /** Print the global help to stdout. */
 void walctl_print_global_help(void);
-/** Print a command's help to stdout. */
+/** Print the help of @p c (borrowed) to stdout. */
 void walctl_print_command_help(const struct walctl_command *c);
 
 /* ---- Messages (all on stderr) ---- */
 
-/** "walctl: <what>: <why>" on stderr. */
+/** "walctl: <what>: <why>" on stderr; @p what and the arguments are borrowed. */
 void walctl_error(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** As walctl_error() plus a "Try ..." hint; @returns WALCTL_EXIT_USAGE. */
 int walctl_usage_error(const char *what, const char *fmt, ...)
@@ -127,13 +128,15 @@ struct option;
 int walctl_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                   const struct option *longopts);
 
-/** Reject operands left after the options; @returns 0 or WALCTL_EXIT_USAGE. */
+/** Reject operands left after the options (argv borrowed); @returns 0 or
+ *  WALCTL_EXIT_USAGE after printing the first one. */
 int walctl_no_operands(const char *cmd, int argc, char **argv, int first);
 
 /* ---- Configuration (settings.c) ---- */
 
-/** The name of the environment variable of property @p key ("WAL_LOCAL_DIR"),
- *  written to @p buf (size @p len). */
+/** The name of the environment variable of property @p key (borrowed):
+ *  "local.dir" gives "WAL_LOCAL_DIR", written to @p buf (@p len bytes,
+ *  truncated to fit, always terminated). */
 void walctl_env_name(const char *key, char *buf, size_t len);
 
 /**
@@ -143,7 +146,7 @@ void walctl_env_name(const char *key, char *buf, size_t len);
  */
 int walctl_load_config(struct walctl *w);
 
-/** @returns where the effective value of @p key came from. */
+/** @returns where the effective value of @p key (borrowed) came from. */
 enum walctl_source walctl_source_of(const struct walctl *w, const char *key);
 /** @returns "default", "file", "env" or "flag". */
 const char *walctl_source_name(enum walctl_source s);
