@@ -1,0 +1,643 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/local/test-corrupt.c: damaged channel directories of the local
+ * backend (ecosystem-reliability Part C cases 3-6), through the backend
+ * interface.
+ *
+ * Each test writes a channel of N records (payloads derived from the record
+ * index, 200-1700 bytes) over several 1 MiB segments, closes it, damages the
+ * files the way a crash or a bad disk would, and reopens:
+ *
+ *   torn last frame (zeroed from a cut, or the file cut short), at a sample
+ *   of byte offsets inside the frame    -> open works, that record is gone,
+ *                                          every earlier one intact, the next
+ *                                          append reuses the torn LSN
+ *   garbage after the tail              -> the same (torn-tail handling); a
+ *                                          read-write open wipes it
+ *   zeroed preallocated space           -> nothing lost
+ *   a flipped bit in a frame with valid
+ *   frames after it (payload, length,
+ *   LSN; sealed or last segment)        -> open refused, -EBADMSG, the error
+ *                                          names the segment and the offset
+ *   a sealed segment truncated          -> refused
+ *   a missing middle segment            -> refused
+ *
+ * The frames are located with a small walker written from the format
+ * comment at the top of impls/local/local-format.c (offsets, big-endian
+ * fields), not with the backend's own codec, so the test checks the
+ * documented format as well as the code.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include <wal/wal-config.h>
+#include <wal/wal-error.h>
+#include <wal/wal-message.h>
+#include <wal/wal-registry.h>
+#include <walimpls/walimpls.h>
+
+#define CHANNEL "corrupt"
+#define N_RECORDS 3000
+#define SEG_HDR 4096u    /* first frame offset (format comment) */
+#define FRAME_HDR 24u
+
+/* ---- Payloads ---- */
+
+static size_t rec_len(uint64_t i)
+{
+        return 200 + (size_t)((i * 37) % 1500);
+}
+
+static void rec_fill(uint8_t *buf, uint64_t i)
+{
+        size_t len = rec_len(i);
+        for (size_t j = 0; j < len; j++)
+                buf[j] = (uint8_t)(i * 131 + j * 7 + (j >> 8));
+        memcpy(buf, &i, sizeof(i));
+}
+
+/* ---- Backend through the interface ---- */
+
+struct handle {
+        struct walimpls_opener *opener;
+        struct walimpls_wal *wal;
+};
+
+static int backend_open(const char *dir, enum wal_access access, struct handle *h,
+                        wal_error **reterr)
+{
+        const struct walimpls_builder *b;
+        wal_config *cfg = NULL;
+        int r = wal_registry_find("local", &b, reterr);
+        if (r < 0)
+                return r;
+        if ((r = wal_config_new(&cfg)) < 0)
+                return r;
+        if ((r = wal_config_set(cfg, "local.dir", dir, reterr)) < 0 ||
+            (r = wal_config_set(cfg, "local.segment_bytes", "1m", reterr)) < 0)
+                goto out;
+        if ((r = b->build(cfg, &h->opener, reterr)) < 0)
+                goto out;
+        struct walimpls_open_opts o = { .channel = CHANNEL, .term = 1, .access = access };
+        r = h->opener->ops->open(h->opener, &o, &h->wal, reterr);
+        if (r < 0)
+                h->opener->ops->close(h->opener);
+out:
+        wal_config_free(cfg);
+        return r;
+}
+
+static void backend_close(struct handle *h)
+{
+        h->wal->ops->close(h->wal);
+        h->opener->ops->close(h->opener);
+}
+
+struct waiter {
+        pthread_mutex_t lock;
+        pthread_cond_t cv;
+        uint64_t done, failed;
+        int first_error;
+        uint64_t *lsn_of;        /* by record index, may be NULL */
+};
+
+static void append_done(void *arg, int status, struct wal_msgid id, const wal_error *e)
+{
+        struct waiter *w = *(struct waiter **)arg;
+        uint64_t i = ((uint64_t *)arg)[1];
+        (void)e;
+        pthread_mutex_lock(&w->lock);
+        if (status < 0) {
+                w->failed++;
+                if (!w->first_error)
+                        w->first_error = status;
+        } else if (w->lsn_of) {
+                w->lsn_of[i] = id.lo;
+        }
+        w->done++;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->lock);
+        free(arg);
+}
+
+/* Append records @from..@to-1 (payload by index) and wait for every one. */
+static void append_records(struct handle *h, uint64_t from, uint64_t to, uint64_t *lsn_of)
+{
+        struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0,
+                            lsn_of };
+        uint8_t buf[2048];
+        for (uint64_t i = from; i < to; i++) {
+                pthread_mutex_lock(&w.lock);
+                while (i - from - w.done >= 256) /* at most 256 in flight */
+                        pthread_cond_wait(&w.cv, &w.lock);
+                pthread_mutex_unlock(&w.lock);
+                rec_fill(buf, i);
+                wal_msg *m;
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, buf, rec_len(i), &m), 0);
+                uint64_t *arg = malloc(2 * sizeof(uint64_t));
+                cr_assert_not_null(arg);
+                memcpy(arg, &(struct waiter *){ &w }, sizeof(struct waiter *));
+                arg[1] = i;
+                int r = h->wal->ops->append(h->wal, m, append_done, arg);
+                wal_msg_unref(m);
+                cr_assert_eq(r, 0, "append %" PRIu64 ": %s", i, wal_strerror(r));
+        }
+        pthread_mutex_lock(&w.lock);
+        while (w.done < to - from)
+                pthread_cond_wait(&w.cv, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+        cr_assert_eq(w.failed, 0, "%" PRIu64 " appends failed, first: %s", w.failed,
+                     wal_strerror(w.first_error));
+}
+
+/* Open @dir, read everything, check record i sits at LSN i + 1 with its
+ * payload.  @returns the number of records, or the open/read error (with
+ * *msg, owned by the caller, set to the error text). */
+static long read_all(const char *dir, enum wal_access access, char **msg)
+{
+        struct handle h;
+        wal_error *err = NULL;
+        *msg = NULL;
+        int r = backend_open(dir, access, &h, &err);
+        if (r < 0) {
+                *msg = strdup(wal_error_message(err));
+                wal_error_free(err);
+                return r;
+        }
+        struct walimpls_read_opts ro = { .name = "corrupt",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *s;
+        r = h.wal->ops->read(h.wal, &ro, &s, &err);
+        if (r < 0) {
+                *msg = strdup(wal_error_message(err));
+                wal_error_free(err);
+                backend_close(&h);
+                return r;
+        }
+        long n = 0;
+        uint8_t expect[2048];
+        for (;;) {
+                wal_msg *m;
+                r = s->ops->next(s, 0, &m, &err);
+                if (r == -ETIMEDOUT)
+                        break;
+                if (r < 0) {
+                        *msg = strdup(wal_error_message(err));
+                        wal_error_free(err);
+                        n = r;
+                        break;
+                }
+                size_t len;
+                const uint8_t *p = wal_msg_payload(m, &len);
+                struct wal_msgid id = wal_msg_id(m);
+                cr_assert_eq(id.lo, (uint64_t)n + 1, "record %ld has LSN %" PRIu64, n, id.lo);
+                cr_assert_eq(len, rec_len((uint64_t)n), "record %ld: %zu bytes", n, len);
+                rec_fill(expect, (uint64_t)n);
+                cr_assert(memcmp(p, expect, len) == 0, "record %ld: payload differs", n);
+                wal_msg_unref(m);
+                n++;
+        }
+        s->ops->close(s);
+        backend_close(&h);
+        return n;
+}
+
+/* ---- Files, from the format comment ---- */
+
+static char *g_base;          /* per-test temporary directory */
+static char g_pristine[4096]; /* the undamaged channel, built once per test */
+
+struct seg {
+        char name[64];
+        char path[4200];
+        uint64_t size;
+};
+
+static int seg_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct seg *)a)->name, ((const struct seg *)b)->name);
+}
+
+/* The *.seg files of the channel under @dir, sorted (names sort as numbers). */
+static size_t list_segs(const char *dir, struct seg *out, size_t max)
+{
+        char cdir[4200];
+        snprintf(cdir, sizeof(cdir), "%s/%s", dir, CHANNEL);
+        DIR *d = opendir(cdir);
+        cr_assert_not_null(d, "opendir %s: %s", cdir, strerror(errno));
+        size_t n = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                size_t l = strlen(e->d_name);
+                if (l < 5 || strcmp(e->d_name + l - 4, ".seg") != 0)
+                        continue;
+                cr_assert_lt(n, max);
+                snprintf(out[n].name, sizeof(out[n].name), "%s", e->d_name);
+                snprintf(out[n].path, sizeof(out[n].path), "%s/%s", cdir, e->d_name);
+                struct stat st;
+                cr_assert_eq(stat(out[n].path, &st), 0);
+                out[n].size = (uint64_t)st.st_size;
+                n++;
+        }
+        closedir(d);
+        qsort(out, n, sizeof(*out), seg_cmp);
+        return n;
+}
+
+struct frame {
+        uint64_t off, size, lsn;
+        uint32_t body;
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+        return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+/* Frames of one segment file up to the first all-zero header. */
+static size_t walk_frames(const char *path, struct frame *out, size_t max, uint64_t *end)
+{
+        int fd = open(path, O_RDONLY);
+        cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+        struct stat st;
+        fstat(fd, &st);
+        uint8_t *buf = malloc((size_t)st.st_size);
+        cr_assert_not_null(buf);
+        cr_assert_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+        close(fd);
+        cr_assert(memcmp(buf, "LWALSEG1", 8) == 0, "%s: no segment magic", path);
+        size_t n = 0;
+        uint64_t off = SEG_HDR;
+        static const uint8_t zero[FRAME_HDR];
+        while (off + FRAME_HDR <= (uint64_t)st.st_size &&
+               memcmp(buf + off, zero, FRAME_HDR) != 0) {
+                cr_assert_lt(n, max);
+                uint32_t b = be32(buf + off);
+                out[n] = (struct frame){ .off = off, .lsn = be64(buf + off + 8), .body = b,
+                                         .size = (FRAME_HDR + (uint64_t)b + 7) & ~7ull };
+                off += out[n].size;
+                n++;
+        }
+        *end = off;
+        free(buf);
+        return n;
+}
+
+static void pwrite_at(const char *path, const void *buf, size_t len, uint64_t off)
+{
+        int fd = open(path, O_WRONLY);
+        cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+        cr_assert_eq(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+        close(fd);
+}
+
+static void flip_bit(const char *path, uint64_t off, int bit)
+{
+        int fd = open(path, O_RDWR);
+        cr_assert_geq(fd, 0);
+        uint8_t c;
+        cr_assert_eq(pread(fd, &c, 1, (off_t)off), 1);
+        c ^= (uint8_t)(1u << bit);
+        cr_assert_eq(pwrite(fd, &c, 1, (off_t)off), 1);
+        close(fd);
+}
+
+static void zero_range(const char *path, uint64_t off, uint64_t len)
+{
+        uint8_t *z = calloc(1, len ? len : 1);
+        cr_assert_not_null(z);
+        pwrite_at(path, z, len, off);
+        free(z);
+}
+
+static void sh(const char *fmt, const char *a, const char *b)
+{
+        char cmd[9000];
+        snprintf(cmd, sizeof(cmd), fmt, a, b);
+        cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+}
+
+/* A fresh copy of the pristine channel; @returns its local.dir. */
+static const char *fresh_copy(const char *tag)
+{
+        static char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/%s", g_base, tag);
+        sh("rm -rf '%s' && mkdir -p '%s'", dir, dir);
+        sh("cp -a '%s/" CHANNEL "' '%s/'", g_pristine, dir);
+        return dir;
+}
+
+static void setup(void)
+{
+        const char *t = getenv("TMPDIR");
+        cr_assert_geq(asprintf(&g_base, "%s/libwal-corrupt-XXXXXX", t && *t ? t : "/tmp"), 0);
+        cr_assert_not_null(mkdtemp(g_base));
+        snprintf(g_pristine, sizeof(g_pristine), "%s/pristine", g_base);
+        cr_assert_eq(mkdir(g_pristine, 0755), 0);
+        struct handle h;
+        wal_error *err = NULL;
+        int r = backend_open(g_pristine, WAL_ACCESS_RW, &h, &err);
+        cr_assert_eq(r, 0, "open: %s (%s)", wal_strerror(r), wal_error_message(err));
+        append_records(&h, 0, N_RECORDS, NULL);
+        backend_close(&h);
+}
+
+static void teardown(void)
+{
+        if (g_base) {
+                sh("rm -rf '%s'%s", g_base, "");
+                free(g_base);
+                g_base = NULL;
+        }
+}
+
+TestSuite(local_corrupt, .init = setup, .fini = teardown, .timeout = 120);
+
+/* An open that must be refused with -EBADMSG naming @seg and @off. */
+static void expect_refused(const char *dir, const char *seg, uint64_t off, const char *what)
+{
+        enum wal_access modes[] = { WAL_ACCESS_RO, WAL_ACCESS_RW };
+        for (size_t i = 0; i < 2; i++) {
+                char *msg;
+                long r = read_all(dir, modes[i], &msg);
+                cr_assert_eq(r, -EBADMSG, "%s (%s open): got %ld (%s), want -EBADMSG", what,
+                             i ? "read-write" : "read-only", r, msg ? msg : "no message");
+                cr_assert_not_null(msg, "%s: no error message", what);
+                cr_assert(strstr(msg, seg), "%s: the error does not name %s: %s", what, seg,
+                          msg);
+                if (off != UINT64_MAX) {
+                        char dec[32], hex[32];
+                        snprintf(dec, sizeof(dec), "%" PRIu64, off);
+                        snprintf(hex, sizeof(hex), "%#" PRIx64, off);
+                        cr_assert(strstr(msg, dec) || strstr(msg, hex),
+                                  "%s: the error does not name offset %s: %s", what, dec, msg);
+                }
+                cr_log_info("%s: refused: %s", what, msg);
+                free(msg);
+        }
+}
+
+/* Open must work and hold exactly @n intact records, read-only and then
+ * read-write; afterwards one more append must get LSN n + 1. */
+static void expect_records(const char *dir, long n, const char *what)
+{
+        char *msg;
+        long r = read_all(dir, WAL_ACCESS_RO, &msg);
+        cr_assert_eq(r, n, "%s (read-only): %ld records (%s), want %ld", what, r,
+                     msg ? msg : "", n);
+        free(msg);
+        r = read_all(dir, WAL_ACCESS_RW, &msg);
+        cr_assert_eq(r, n, "%s (read-write): %ld records (%s), want %ld", what, r,
+                     msg ? msg : "", n);
+        free(msg);
+        struct handle h;
+        wal_error *err = NULL;
+        int o = backend_open(dir, WAL_ACCESS_RW, &h, &err);
+        cr_assert_eq(o, 0, "%s: reopen: %s", what, wal_error_message(err));
+        uint64_t lsn[N_RECORDS + 1] = { 0 };
+        append_records(&h, (uint64_t)n, (uint64_t)n + 1, lsn);
+        cr_assert_eq(lsn[n], (uint64_t)n + 1, "%s: the next append got LSN %" PRIu64
+                     ", want %ld", what, lsn[n], n + 1);
+        backend_close(&h);
+        r = read_all(dir, WAL_ACCESS_RO, &msg);
+        cr_assert_eq(r, n + 1, "%s: after one more append: %ld records (%s)", what, r,
+                     msg ? msg : "");
+        free(msg);
+}
+
+Test(local_corrupt, pristine_channel_reads_back)
+{
+        struct seg segs[16];
+        size_t ns = list_segs(g_pristine, segs, 16);
+        cr_assert_geq(ns, 3, "want at least 3 segments to damage, have %zu", ns);
+        uint64_t total = 0, end;
+        static struct frame fr[N_RECORDS];
+        for (size_t i = 0; i < ns; i++)
+                total += walk_frames(segs[i].path, fr, N_RECORDS, &end);
+        cr_assert_eq(total, N_RECORDS, "the format walker found %" PRIu64 " frames", total);
+        expect_records(fresh_copy("pristine-copy"), N_RECORDS, "undamaged");
+}
+
+Test(local_corrupt, torn_last_frame_is_dropped)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        size_t ns = list_segs(g_pristine, segs, 16);
+        size_t nf = walk_frames(segs[ns - 1].path, fr, N_RECORDS, &end);
+        cr_assert_gt(nf, 1);
+        struct frame last = fr[nf - 1];
+        cr_assert_eq(last.lsn, N_RECORDS);
+        /* Cut points inside the last frame: in its header, at the body's
+         * start, in the body, one byte short of the end. */
+        uint64_t cuts[] = { 1, 4, 8, 12, 16, 20, 23, 24, 25, 100, last.size / 2,
+                            last.size - 9, last.size - 1 };
+        for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+                uint64_t k = cuts[c];
+                if (k >= last.size || k == 0)
+                        continue;
+                char tag[64], what[128];
+                /* (a) the rest of the frame never reached the disk: zeros */
+                snprintf(tag, sizeof(tag), "zero-%" PRIu64, k);
+                const char *dir = fresh_copy(tag);
+                list_segs(dir, segs, 16);
+                zero_range(segs[ns - 1].path, last.off + k, last.size - k);
+                snprintf(what, sizeof(what), "last frame zeroed from byte %" PRIu64, k);
+                expect_records(dir, N_RECORDS - 1, what);
+                /* (b) the file itself ends inside the frame */
+                snprintf(tag, sizeof(tag), "cut-%" PRIu64, k);
+                dir = fresh_copy(tag);
+                list_segs(dir, segs, 16);
+                cr_assert_eq(truncate(segs[ns - 1].path, (off_t)(last.off + k)), 0);
+                snprintf(what, sizeof(what), "last segment cut at byte %" PRIu64 " of its last "
+                         "frame", k);
+                expect_records(dir, N_RECORDS - 1, what);
+        }
+}
+
+Test(local_corrupt, garbage_after_tail_is_torn_tail)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        size_t ns = list_segs(g_pristine, segs, 16);
+        walk_frames(segs[ns - 1].path, fr, N_RECORDS, &end);
+        uint8_t junk[3000];
+        uint64_t x = 88172645463325252ull;
+        for (size_t i = 0; i < sizeof(junk); i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                junk[i] = (uint8_t)x;
+        }
+        /* Random bytes right after the last frame. */
+        const char *dir = fresh_copy("garbage");
+        list_segs(dir, segs, 16);
+        cr_assert_leq(end + sizeof(junk), segs[ns - 1].size);
+        pwrite_at(segs[ns - 1].path, junk, sizeof(junk), end);
+        expect_records(dir, N_RECORDS, "random bytes after the tail");
+
+        /* A plausible frame header (small length, the next LSN) with a bad CRC. */
+        dir = fresh_copy("garbage-header");
+        list_segs(dir, segs, 16);
+        uint8_t hdr[FRAME_HDR + 64] = { 0 };
+        hdr[3] = 64;                                   /* B = 64 */
+        uint64_t lsn = N_RECORDS + 1;
+        for (int i = 0; i < 8; i++)
+                hdr[8 + i] = (uint8_t)(lsn >> (56 - 8 * i)); /* LSN, big-endian */
+        memcpy(hdr + 20, junk, 4 + 64);                /* CRC + body: junk */
+        pwrite_at(segs[ns - 1].path, hdr, sizeof(hdr), end);
+        expect_records(dir, N_RECORDS, "a frame header with a bad CRC after the tail");
+}
+
+Test(local_corrupt, read_write_open_wipes_the_torn_tail)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        size_t ns = list_segs(g_pristine, segs, 16);
+        walk_frames(segs[ns - 1].path, fr, N_RECORDS, &end);
+        const char *dir = fresh_copy("wipe");
+        list_segs(dir, segs, 16);
+        uint8_t junk[512];
+        memset(junk, 0xA5, sizeof(junk));
+        pwrite_at(segs[ns - 1].path, junk, sizeof(junk), end);
+        char *msg;
+        cr_assert_eq(read_all(dir, WAL_ACCESS_RW, &msg), N_RECORDS);
+        free(msg);
+        /* After a read-write open the bytes past the end of data are zeros. */
+        int fd = open(segs[ns - 1].path, O_RDONLY);
+        cr_assert_geq(fd, 0);
+        uint8_t back[512];
+        ssize_t got = pread(fd, back, sizeof(back), (off_t)end);
+        close(fd);
+        cr_assert_geq(got, 0);
+        for (ssize_t i = 0; i < got; i++)
+                cr_assert_eq(back[i], 0, "byte %zd after the end survived a read-write open", i);
+}
+
+Test(local_corrupt, zeroed_preallocated_space_is_fine)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        size_t ns = list_segs(g_pristine, segs, 16);
+        walk_frames(segs[ns - 1].path, fr, N_RECORDS, &end);
+        const char *dir = fresh_copy("zeroed");
+        list_segs(dir, segs, 16);
+        /* Written zeros (not just unwritten extents) up to the end of the file. */
+        zero_range(segs[ns - 1].path, end, segs[ns - 1].size - end);
+        expect_records(dir, N_RECORDS, "zeros written over the preallocated space");
+}
+
+/* A flipped bit in frame @fi of segment @si (valid frames follow it). */
+static void flip_and_expect_refused(size_t si, size_t fi, uint64_t at, int bit,
+                                    const char *what)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        const char *dir = fresh_copy("flip");
+        size_t ns = list_segs(dir, segs, 16);
+        cr_assert_lt(si, ns);
+        size_t nf = walk_frames(segs[si].path, fr, N_RECORDS, &end);
+        cr_assert_lt(fi + 1, nf, "frame %zu is not followed by another in %s", fi,
+                     segs[si].name);
+        flip_bit(segs[si].path, fr[fi].off + at, bit);
+        char w[256];
+        snprintf(w, sizeof(w), "%s (%s, frame at offset %" PRIu64 ")", what, segs[si].name,
+                 fr[fi].off);
+        expect_refused(dir, segs[si].name, fr[fi].off, w);
+}
+
+Test(local_corrupt, flipped_payload_bit_in_sealed_segment_is_refused)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        list_segs(g_pristine, segs, 16);
+        size_t nf = walk_frames(segs[0].path, fr, N_RECORDS, &end);
+        flip_and_expect_refused(0, nf / 2, FRAME_HDR + fr[nf / 2].body / 2, 3,
+                                "payload bit flipped");
+}
+
+Test(local_corrupt, flipped_header_bits_are_refused)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        list_segs(g_pristine, segs, 16);
+        size_t nf = walk_frames(segs[1].path, fr, N_RECORDS, &end);
+        /* The length field (a low bit: the frame still fits the file), the
+         * LSN, and the CRC. */
+        flip_and_expect_refused(1, nf / 3, 3, 4, "length bit flipped");
+        flip_and_expect_refused(1, nf / 3, 15, 0, "LSN bit flipped");
+        flip_and_expect_refused(1, nf / 3, 21, 6, "CRC bit flipped");
+}
+
+Test(local_corrupt, flipped_bit_in_last_segment_before_valid_frames_is_refused)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        size_t ns = list_segs(g_pristine, segs, 16);
+        size_t nf = walk_frames(segs[ns - 1].path, fr, N_RECORDS, &end);
+        cr_assert_gt(nf, 10);
+        flip_and_expect_refused(ns - 1, nf / 2, FRAME_HDR + 5, 1,
+                                "payload bit flipped in the last segment");
+}
+
+Test(local_corrupt, truncated_sealed_segment_is_refused)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        /* Inside a frame: the frame runs past the end of the file. */
+        const char *dir = fresh_copy("trunc-mid");
+        list_segs(dir, segs, 16);
+        size_t nf = walk_frames(segs[0].path, fr, N_RECORDS, &end);
+        uint64_t cut = fr[nf / 2].off + 40;
+        cr_assert_eq(truncate(segs[0].path, (off_t)cut), 0);
+        expect_refused(dir, segs[0].name, fr[nf / 2].off, "sealed segment cut inside a frame");
+
+        /* At a frame boundary: the segment ends early, the next does not follow. */
+        dir = fresh_copy("trunc-boundary");
+        list_segs(dir, segs, 16);
+        cr_assert_eq(truncate(segs[0].path, (off_t)fr[nf / 2].off), 0);
+        char *msg;
+        long r = read_all(dir, WAL_ACCESS_RO, &msg);
+        cr_assert_eq(r, -EBADMSG, "sealed segment cut at a frame boundary: got %ld (%s)", r,
+                     msg ? msg : "");
+        cr_assert(msg && (strstr(msg, segs[0].name) || strstr(msg, segs[1].name)),
+                  "the error names neither segment: %s", msg ? msg : "");
+        free(msg);
+}
+
+Test(local_corrupt, missing_middle_segment_is_refused)
+{
+        struct seg segs[16];
+        const char *dir = fresh_copy("missing");
+        size_t ns = list_segs(dir, segs, 16);
+        cr_assert_geq(ns, 3);
+        cr_assert_eq(unlink(segs[1].path), 0);
+        /* The segment that no longer follows is the one after the hole. */
+        expect_refused(dir, segs[2].name, UINT64_MAX, "middle segment missing");
+}

@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# tools/bench/run-local.sh: benchmark the local backend against the reference
+# programs (perf-anchors §9-10) and write the local-backend section of
+# BENCHMARKS.md.
+#
+# For every workload it runs OURS (bench-local, through the backend
+# interface) and the REFERENCE alternately, five pairs (A B A B ...), on the
+# same filesystem with the same record size, and reports the median of each
+# side, the median of the five pair ratios and their min-max.  A goal is met
+# only if the median ratio meets it.  Every run prints one JSON line; all of
+# them are kept in the log next to the report.
+#
+# Usage: tools/bench/run-local.sh [--quick|--full] [--build DIR] [--dir DIR]
+#                                 [--pairs N] [--out FILE]
+#   --quick   ~2 s per run, smaller replay channel (default; < 5 minutes)
+#   --full    5 s per run, 1 GiB replay channel
+#   --build   meson build directory holding tools/bench (default: build-bench,
+#             configured with -Dbuildtype=release if missing)
+#   --dir     where data files go (default: a fresh directory under /var/tmp,
+#             the same ext4 filesystem as the work tree here)
+#   --out     the markdown file to update (default: BENCHMARKS.md at the root)
+
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+mode=quick
+build=
+data=
+pairs=5
+out="$root/BENCHMARKS.md"
+cmdline="tools/bench/run-local.sh $*"
+
+while [ $# -gt 0 ]; do
+        case "$1" in
+        --quick) mode=quick ;;
+        --full) mode=full ;;
+        --build) build=$2; shift ;;
+        --dir) data=$2; shift ;;
+        --pairs) pairs=$2; shift ;;
+        --out) out=$2; shift ;;
+        *) echo "run-local.sh: unknown option $1" >&2; exit 2 ;;
+        esac
+        shift
+done
+
+if [ "$mode" = quick ]; then
+        secs=2; replay_bytes=256m; fio_size=2g
+else
+        secs=5; replay_bytes=1g; fio_size=4g
+fi
+
+if [ -z "$build" ]; then
+        build="$root/build-bench"
+        if [ ! -f "$build/build.ninja" ]; then
+                meson setup "$build" "$root" -Dbuildtype=release >/dev/null
+        fi
+fi
+ninja -C "$build" tools/bench/bench-local tools/bench/ref-sync tools/bench/ref-gc \
+        tools/bench/ref-scan >/dev/null
+bin="$build/tools/bench"
+
+if [ -z "$data" ]; then
+        data=$(mktemp -d /var/tmp/libwal-bench.XXXXXX)
+        trap 'rm -rf "$data"' EXIT
+fi
+mkdir -p "$data"
+log="$data/results.jsonl"
+: >"$log"
+
+# run TAG CMD...: run one benchmark, tag its JSON line, append it to the log.
+run() {
+        local tag=$1; shift
+        local line
+        line=$("$@" | tail -n 1)
+        echo "$line" | jq -c --arg tag "$tag" '. + {tag: $tag}' >>"$log"
+        echo "  $tag: $(echo "$line" | jq -r '"\(.records_per_s|floor) rec/s, \(.mb_per_s) MB/s, p50 \(.p50_us) us, p99 \(.p99_us) us"')" >&2
+}
+
+# Fresh directory per run of ours, so no run inherits another's segments.
+ours() {
+        local tag=$1; shift
+        local d="$data/ours.$RANDOM"
+        mkdir -p "$d"
+        run "$tag" "$bin/bench-local" --dir "$d" --seconds "$secs" "$@"
+        rm -rf "$d"
+}
+
+# fio, one job; the JSON result is converted to the common line.
+fio_run() {
+        local tag=$1 bs=$2 size=$3
+        local f="$data/fio.dat"
+        fio --name=w --filename="$f" --rw=write --ioengine=sync --fdatasync=1 \
+                --bs="$bs" --size="$size" --time_based=0 --runtime="$secs" \
+                --output-format=json >"$data/fio.json" 2>/dev/null
+        rm -f "$f"
+        jq -c --arg tag "$tag" --argjson bs "$(numfmt --from=iec "${bs^^}")" \
+                '.jobs[0] as $j | {program: "fio", workload: $tag, tag: $tag,
+                  record_bytes: $bs, records: $j.write.total_ios,
+                  seconds: ($j.write.runtime / 1000),
+                  records_per_s: $j.write.iops, mb_per_s: ($j.write.bw_bytes / 1e6),
+                  p50_us: ($j.sync.lat_ns.percentile["50.000000"] / 1000),
+                  p99_us: ($j.sync.lat_ns.percentile["99.000000"] / 1000),
+                  p999_us: ($j.sync.lat_ns.percentile["99.900000"] / 1000)}' \
+                "$data/fio.json" >>"$log"
+        echo "  $tag: $(tail -n 1 "$log" | jq -r '"\(.mb_per_s) MB/s, fdatasync p50 \(.p50_us) us"')" >&2
+}
+
+echo "run-local.sh: $mode mode, $pairs pairs, data in $data" >&2
+start=$(date +%s)
+
+# The disk, as fio sees it: 4 KiB writes + fdatasync (its p50 identifies the disk).
+fio_run machine-fio-4k 4k 32m
+
+for i in $(seq "$pairs"); do
+        echo "pair $i: sync1" >&2
+        ours ours-sync1 --workload writers --writers 1
+        run ref-sync1 "$bin/ref-sync" --dir "$data" --seconds "$secs"
+done
+for n in 16 64; do
+        for i in $(seq "$pairs"); do
+                echo "pair $i: writers$n" >&2
+                ours "ours-writers$n" --workload writers --writers "$n"
+                run "ref-writers$n" "$bin/ref-gc" --dir "$data" --seconds "$secs" --writers "$n"
+        done
+done
+for i in $(seq "$pairs"); do
+        echo "run $i: async" >&2
+        ours ours-async --workload async --inflight 4096
+done
+for i in $(seq "$pairs"); do
+        echo "pair $i: bulk 1 MiB" >&2
+        ours ours-bulk1m --workload writers --writers 1 --record-bytes 1m
+        fio_run ref-bulk1m 1m "$fio_size"
+done
+
+# Replay: prepare the channel once, then alternate its replay with REF-SCAN
+# over a file of the same size.
+for rec in 100 65536; do
+        cdir="$data/replay-$rec"
+        mkdir -p "$cdir"
+        echo "preparing a $replay_bytes channel of $rec-byte records" >&2
+        "$bin/bench-local" --dir "$cdir" --workload prepare --record-bytes "$rec" \
+                --total-bytes "$replay_bytes" >/dev/null
+        for i in $(seq "$pairs"); do
+                echo "pair $i: replay $rec" >&2
+                "$bin/bench-local" --dir "$cdir" --workload replay >"$data/replay.out"
+                head -n 1 "$data/replay.out" | jq -c --arg tag "ours-replay$rec" '. + {tag: $tag}' >>"$log"
+                tail -n 1 "$data/replay.out" | jq -c --arg tag "ours-recovery$rec" '. + {tag: $tag}' >>"$log"
+                echo "  ours-replay$rec: $(head -n 1 "$data/replay.out" | jq -r '"\(.mb_per_s) MB/s, \(.records_per_s|floor) rec/s"')" >&2
+                run "ref-replay$rec" "$bin/ref-scan" --dir "$data" --file-bytes "$replay_bytes" --keep 1
+        done
+        rm -rf "$cdir"
+done
+rm -f "$data/ref-scan.dat"
+elapsed=$(( $(date +%s) - start ))
+
+# ---- Report ----
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+ncpu=$(nproc)
+kernel=$(uname -r)
+fsinfo=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+python3 - "$log" "$out" "$mode" "$pairs" "$cmdline" "$cpu" "$ncpu" "$kernel" "$fsinfo" \
+        "$commit" "$elapsed" "$replay_bytes" <<'PY'
+import json, statistics, sys, datetime
+
+(log, out, mode, pairs, cmdline, cpu, ncpu, kernel, fsinfo, commit, elapsed,
+ replay_bytes) = sys.argv[1:]
+rows = [json.loads(l) for l in open(log) if l.strip()]
+by = {}
+for r in rows:
+    by.setdefault(r["tag"], []).append(r)
+
+def vals(tag, key):
+    return [r[key] for r in by.get(tag, [])]
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+def fmt(x, unit):
+    if unit == "rec/s":
+        return f"{x:,.0f} rec/s"
+    return f"{x:,.1f} MB/s"
+
+# workload, ours tag, ref tag, reference name, metric key, unit, goal ratio, p99 rule
+table = [
+    ("1 writer, blocking, 100 B", "ours-sync1", "ref-sync1", "REF-SYNC",
+     "records_per_s", "rec/s", 0.95, False),
+    ("16 writers, blocking, 100 B", "ours-writers16", "ref-writers16", "REF-GC 16",
+     "records_per_s", "rec/s", 2.0, True),
+    ("64 writers, blocking, 100 B", "ours-writers64", "ref-writers64", "REF-GC 64",
+     "records_per_s", "rec/s", 2.0, True),
+    ("1 thread async, 4096 in flight, 100 B", "ours-async", None, "absolute",
+     "records_per_s", "rec/s", 1_000_000, False),
+    ("1 MiB appends, 1 writer", "ours-bulk1m", "ref-bulk1m", "fio bs=1m fdatasync=1",
+     "mb_per_s", "MB/s", 0.9, False),
+    ("replay, 100 B records (CRC checked)", "ours-replay100", "ref-replay100",
+     "REF-SCAN", "mb_per_s", "MB/s", 0.6, False),
+    ("replay, 64 KiB records (CRC checked)", "ours-replay65536", "ref-replay65536",
+     "REF-SCAN", "mb_per_s", "MB/s", 0.6, False),
+]
+
+lines = []
+lines.append("<!-- local-backend:begin (written by tools/bench/run-local.sh) -->")
+lines.append("## Local backend")
+lines.append("")
+lines.append(f"Command: `{cmdline.strip()}` ({mode} mode, {pairs} alternating pairs per "
+             f"workload, {elapsed} s in all), commit `{commit}`, "
+             f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC.")
+lines.append("")
+fio4k = by.get("machine-fio-4k", [{}])[0]
+lines.append(f"Machine: {cpu}, {ncpu} vCPUs; kernel {kernel}; filesystem {fsinfo}; "
+             f"fio 4 KiB write+fdatasync: {fio4k.get('records_per_s', 0):,.0f} ops/s, "
+             f"fdatasync p50 {fio4k.get('p50_us', 0):.0f} µs, "
+             f"p99 {fio4k.get('p99_us', 0):.0f} µs.")
+lines.append("")
+lines.append("Ours = `bench-local` driving the local backend through the backend "
+             "interface (registry → build → open → append/read), durable "
+             "acknowledgements only. Each cell is the median of the runs; ratio = "
+             "median of the per-pair ratios ours/reference, with their min–max. "
+             "A goal is met when the median ratio meets it.")
+lines.append("")
+lines.append("| workload | ours | reference | ratio (min–max) | p50 / p99 ours | "
+             "p50 / p99 reference | goal | met |")
+lines.append("|---|---|---|---|---|---|---|---|")
+for (name, ot, rt, rname, key, unit, goal, p99rule) in table:
+    o = vals(ot, key)
+    if not o:
+        lines.append(f"| {name} | not run | | | | | | no |")
+        continue
+    om = med(o)
+    op50, op99 = med(vals(ot, "p50_us")), med(vals(ot, "p99_us"))
+    lat_o = f"{op50:,.0f} / {op99:,.0f} µs" if op99 else "–"
+    if rt is None:
+        met = om >= goal
+        lines.append(f"| {name} | {fmt(om, unit)} | – | – | {lat_o} | – | "
+                     f"≥ {goal:,.0f} {unit} | {'yes' if met else '**no**'} |")
+        continue
+    rv = vals(rt, key)
+    ratios = [a / b for a, b in zip(o, rv) if b]
+    rm = med(rv)
+    ratio = med(ratios)
+    rp50, rp99 = med(vals(rt, "p50_us")), med(vals(rt, "p99_us"))
+    lat_r = f"{rp50:,.0f} / {rp99:,.0f} µs" if rp99 else "–"
+    met = ratio >= goal
+    goal_s = f"≥ {goal}× {rname}"
+    if p99rule:
+        met = met and op99 < rp99
+        goal_s += ", lower p99"
+    lines.append(f"| {name} | {fmt(om, unit)} | {fmt(rm, unit)} ({rname}) | "
+                 f"{ratio:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {lat_o} | {lat_r} | "
+                 f"{goal_s} | {'yes' if met else '**no**'} |")
+lines.append("")
+rec = [(k, med(vals(k, "seconds")), med(vals(k, "bytes"))) for k in
+       ("ours-recovery100", "ours-recovery65536") if k in by]
+scan = {k: med(vals(k, "seconds")) for k in ("ref-replay100", "ref-replay65536") if k in by}
+if rec:
+    parts = []
+    for k, s, b in rec:
+        r = k.replace("ours-recovery", "")
+        ref = scan.get("ref-replay" + r)
+        parts.append(f"{r}-byte records: open {s*1000:.0f} ms"
+                     + (f" ({s/ref:.2f}× the REF-SCAN time)" if ref else ""))
+    lines.append(f"Recovery (read-only open of the {replay_bytes} replay channel, "
+                 "medians): " + "; ".join(parts) + ".")
+    lines.append("")
+lines.append("<!-- local-backend:end -->")
+section = "\n".join(lines) + "\n"
+
+try:
+    text = open(out).read()
+except FileNotFoundError:
+    text = "# Benchmarks\n\nEvery figure is a ratio to a reference program run in the same job " \
+           "on the same disk, alternating A/B (perf-anchors §9-10).\n\n"
+b = text.find("<!-- local-backend:begin")
+e = text.find("<!-- local-backend:end -->")
+if b >= 0 and e >= 0:
+    e += len("<!-- local-backend:end -->")
+    if text[e:e+1] == "\n":
+        e += 1
+    text = text[:b] + section + text[e:]
+else:
+    if not text.endswith("\n\n"):
+        text = text.rstrip("\n") + "\n\n"
+    text += section
+open(out, "w").write(text)
+print(section)
+PY
+cp "$log" "$build/bench-local-results.jsonl"
+echo "run-local.sh: done in $elapsed s; raw results: $build/bench-local-results.jsonl" >&2
