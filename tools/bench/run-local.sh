@@ -21,6 +21,9 @@
 #   --dir     where data files go (default: a fresh directory under /var/tmp,
 #             the same ext4 filesystem as the work tree here)
 #   --out     the markdown file to update (default: BENCHMARKS.md at the root)
+#   --only    a space-separated subset of: sync1 writers bulk async replay
+#   --backend another registered backend for bench-local (a check of the
+#             driver itself; "replay" needs a persistent one)
 
 set -euo pipefail
 
@@ -31,6 +34,8 @@ build=
 data=
 pairs=5
 out="$root/BENCHMARKS.md"
+only="sync1 writers async bulk replay"
+backend=local
 cmdline="tools/bench/run-local.sh $*"
 
 while [ $# -gt 0 ]; do
@@ -41,6 +46,8 @@ while [ $# -gt 0 ]; do
         --dir) data=$2; shift ;;
         --pairs) pairs=$2; shift ;;
         --out) out=$2; shift ;;
+        --only) only=$2; shift ;;
+        --backend) backend=$2; shift ;;
         *) echo "run-local.sh: unknown option $1" >&2; exit 2 ;;
         esac
         shift
@@ -84,7 +91,7 @@ ours() {
         local tag=$1; shift
         local d="$data/ours.$RANDOM"
         mkdir -p "$d"
-        run "$tag" "$bin/bench-local" --dir "$d" --seconds "$secs" "$@"
+        run "$tag" "$bin/bench-local" --backend "$backend" --dir "$d" --seconds "$secs" "$@"
         rm -rf "$d"
 }
 
@@ -114,23 +121,25 @@ start=$(date +%s)
 # The disk, as fio sees it: 4 KiB writes + fdatasync (its p50 identifies the disk).
 fio_run machine-fio-4k 4k 32m
 
-for i in $(seq "$pairs"); do
+want() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+want sync1 && for i in $(seq "$pairs"); do
         echo "pair $i: sync1" >&2
         ours ours-sync1 --workload writers --writers 1
         run ref-sync1 "$bin/ref-sync" --dir "$data" --seconds "$secs"
 done
-for n in 16 64; do
+want writers && for n in 16 64; do
         for i in $(seq "$pairs"); do
                 echo "pair $i: writers$n" >&2
                 ours "ours-writers$n" --workload writers --writers "$n"
                 run "ref-writers$n" "$bin/ref-gc" --dir "$data" --seconds "$secs" --writers "$n"
         done
 done
-for i in $(seq "$pairs"); do
+want async && for i in $(seq "$pairs"); do
         echo "run $i: async" >&2
         ours ours-async --workload async --inflight 4096
 done
-for i in $(seq "$pairs"); do
+want bulk && for i in $(seq "$pairs"); do
         echo "pair $i: bulk 1 MiB" >&2
         ours ours-bulk1m --workload writers --writers 1 --record-bytes 1m
         fio_run ref-bulk1m 1m "$fio_size"
@@ -138,15 +147,15 @@ done
 
 # Replay: prepare the channel once, then alternate its replay with REF-SCAN
 # over a file of the same size.
-for rec in 100 65536; do
+want replay && for rec in 100 65536; do
         cdir="$data/replay-$rec"
         mkdir -p "$cdir"
         echo "preparing a $replay_bytes channel of $rec-byte records" >&2
-        "$bin/bench-local" --dir "$cdir" --workload prepare --record-bytes "$rec" \
+        "$bin/bench-local" --backend "$backend" --dir "$cdir" --workload prepare --record-bytes "$rec" \
                 --total-bytes "$replay_bytes" >/dev/null
         for i in $(seq "$pairs"); do
                 echo "pair $i: replay $rec" >&2
-                "$bin/bench-local" --dir "$cdir" --workload replay >"$data/replay.out"
+                "$bin/bench-local" --backend "$backend" --dir "$cdir" --workload replay >"$data/replay.out"
                 head -n 1 "$data/replay.out" | jq -c --arg tag "ours-replay$rec" '. + {tag: $tag}' >>"$log"
                 tail -n 1 "$data/replay.out" | jq -c --arg tag "ours-recovery$rec" '. + {tag: $tag}' >>"$log"
                 echo "  ours-replay$rec: $(head -n 1 "$data/replay.out" | jq -r '"\(.mb_per_s) MB/s, \(.records_per_s|floor) rec/s"')" >&2
@@ -166,11 +175,11 @@ fsinfo=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 python3 - "$log" "$out" "$mode" "$pairs" "$cmdline" "$cpu" "$ncpu" "$kernel" "$fsinfo" \
-        "$commit" "$elapsed" "$replay_bytes" <<'PY'
+        "$commit" "$elapsed" "$replay_bytes" "$backend" <<'PY'
 import json, statistics, sys, datetime
 
 (log, out, mode, pairs, cmdline, cpu, ncpu, kernel, fsinfo, commit, elapsed,
- replay_bytes) = sys.argv[1:]
+ replay_bytes, backend) = sys.argv[1:]
 rows = [json.loads(l) for l in open(log) if l.strip()]
 by = {}
 for r in rows:
@@ -207,7 +216,8 @@ table = [
 
 lines = []
 lines.append("<!-- local-backend:begin (written by tools/bench/run-local.sh) -->")
-lines.append("## Local backend")
+lines.append("## Local backend" if backend == "local" else
+             f"## Local backend (driver check: bench-local on the {backend} backend)")
 lines.append("")
 lines.append(f"Command: `{cmdline.strip()}` ({mode} mode, {pairs} alternating pairs per "
              f"workload, {elapsed} s in all), commit `{commit}`, "
@@ -255,6 +265,9 @@ for (name, ot, rt, rname, key, unit, goal, p99rule) in table:
     lines.append(f"| {name} | {fmt(om, unit)} | {fmt(rm, unit)} ({rname}) | "
                  f"{ratio:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {lat_o} | {lat_r} | "
                  f"{goal_s} | {'yes' if met else '**no**'} |")
+lines.append("For the fio row the latency columns are fio's fdatasync latencies; for every "
+             "other cell they are the time from the append call to its durable "
+             "completion (REF-*: from the write call to the end of its fdatasync).")
 lines.append("")
 rec = [(k, med(vals(k, "seconds")), med(vals(k, "bytes"))) for k in
        ("ours-recovery100", "ours-recovery65536") if k in by]
