@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "t-helpers.h"
+#include "wal-build-config.h"   /* HAVE_KAFKA */
 
 #define T_FIXTURE_DECL(name)                                          \
         int t_fixture_##name##_setup(wal_config *cfg, void **state);  \
@@ -34,10 +35,16 @@
         { #name, t_fixture_##name##_setup, t_fixture_##name##_teardown }
 
 /* Declarations of fixtures defined in t-backend-<name>.c go here. */
+#if HAVE_KAFKA
+T_FIXTURE_DECL(kafka);
+#endif
 
 static const struct t_backend_fixture fixtures[] = {
         { "memory", NULL, NULL },    /* in-process: nothing to set up */
         /* Rows of other backends go here. */
+#if HAVE_KAFKA
+        T_FIXTURE_ROW(kafka),
+#endif
 };
 
 const struct t_backend_fixture *t_backend_fixture_find(const char *name)
