@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * impls/redis/redis-internal.h: what the two halves of the Redis backend
+ * share (not installed).
+ *
+ * redis-conn.c owns everything about one connection: parsing redis.* into
+ * parameters, connecting (AUTH, SELECT, SCRIPT LOAD), sending pipelined
+ * commands, reading replies with a size bound and a timeout, and turning
+ * Redis error replies into negative errno values.  redis.c builds the
+ * backend (opener, wal, writer thread, scanners) on top of it.
+ */
+#ifndef WAL_REDIS_INTERNAL_H
+#define WAL_REDIS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include <wal/wal-config.h>
+#include <wal/wal-error.h>
+#include <wal/wal-msgid.h>
+
+/* Everything redis.* says, parsed once at build time (immutable after). */
+struct redis_params {
+        char *host;                  /* owned */
+        int port;
+        char *user;                  /* owned; NULL: AUTH without a user name */
+        char *password;              /* owned; NULL: no AUTH */
+        int db;
+        char *prefix;                /* owned; key prefix of every channel */
+        int connect_timeout_ms;
+        int command_timeout_ms;
+        int keepalive_s;             /* 0: TCP keepalive off */
+        int wait_replicas;           /* 0: no WAIT after a batch */
+        int wait_timeout_ms;
+        bool require_aof;
+        uint64_t max_reply_bytes;
+        int read_count;              /* entries per read round */
+        int batch_max;               /* appends per pipelined round */
+        int max_inflight;            /* queued appends before append blocks */
+        int backoff_initial_ms;
+        int backoff_max_ms;
+        int block_ms;                /* XREAD BLOCK of a caught-up scanner */
+};
+
+/* The server-side scripts, loaded on every connection. */
+enum redis_script {
+        REDIS_SCRIPT_OPEN = 0,       /* record the term, refuse a lower one */
+        REDIS_SCRIPT_APPEND,         /* check the term, XADD */
+        REDIS_SCRIPT_TRUNCATE,       /* check the term, XTRIM MINID */
+        REDIS_SCRIPT_READ,           /* stream state + XRANGE, atomically */
+        REDIS_SCRIPT_COUNT,
+};
+
+/* One connection.  Not thread-safe: one owner at a time. */
+struct rconn {
+        redisContext *c;             /* NULL when disconnected */
+        const struct redis_params *p;/* borrowed, outlives the connection */
+        char sha[REDIS_SCRIPT_COUNT][41];
+};
+
+/**
+ * Parse every redis.* property of @cfg (borrowed) into @ret.
+ * @returns 0, -EINVAL (a bad URL: the error names it), -ENOMEM.
+ */
+int redis_params_parse(const wal_config *cfg, struct redis_params *ret,
+                       wal_error **reterr);
+void redis_params_free(struct redis_params *p);
+
+/**
+ * Parse redis://[user[:password]@]host[:port][/db] (percent-escapes
+ * allowed in user and password) into the connection fields of @p.
+ * @param url  borrowed.
+ * @returns 0 or -EINVAL naming what is wrong; -ENOMEM.
+ */
+int redis_url_parse(const char *url, struct redis_params *p, wal_error **reterr);
+
+/**
+ * Connect @rc with @p (borrowed, must outlive @rc): TCP connect with the
+ * connect timeout, keepalive, AUTH, SELECT, SCRIPT LOAD.
+ * @returns 0; -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH (unreachable);
+ *          -EACCES (AUTH refused); -EAGAIN (server still loading);
+ *          -EIO, -EPROTO.  The error names host and port.
+ */
+int rconn_connect(struct rconn *rc, const struct redis_params *p, wal_error **reterr);
+/* Drop the connection (NULL-safe, idempotent). */
+void rconn_close(struct rconn *rc);
+static inline bool rconn_connected(const struct rconn *rc)
+{
+        return rc && rc->c;
+}
+/* true if the server closed an idle connection (checked without blocking). */
+bool rconn_peer_closed(struct rconn *rc);
+
+/* Queue one command (argv borrowed, copied into the output buffer).
+ * @script >= 0 prefixes EVALSHA <sha of that script>.  0 or -ENOMEM. */
+int rconn_append(struct rconn *rc, int script, int argc, const char **argv,
+                 const size_t *lens);
+/* Write everything queued.  On failure the connection is closed. */
+int rconn_flush(struct rconn *rc, wal_error **reterr);
+
+/**
+ * Read the next reply, at most @timeout_ms (-1: no limit), stopping early
+ * if @stop_fd (>= 0) polls readable (-ECANCELED).  A reply over
+ * redis.max_reply_bytes is -EMSGSIZE.  On any failure but -ECANCELED the
+ * connection is closed, since the reply stream can no longer be followed.
+ * @param ret  the reply (owned by the caller: freeReplyObject), on success.
+ * @returns 0, -ETIMEDOUT, -ECONNRESET, -EMSGSIZE, -EPROTO, -ECANCELED.
+ */
+int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
+                wal_error **reterr);
+
+/**
+ * Send one command and read its reply (command timeout).  A script that
+ * the server forgot (NOSCRIPT) is loaded again and the call retried once.
+ * An error reply is returned as a reply, not as a failure.
+ * @returns 0 with *ret set, or a connection-level error as rconn_reply().
+ */
+int rconn_call(struct rconn *rc, int script, int argc, const char **argv,
+               const size_t *lens, redisReply **ret, wal_error **reterr);
+
+/**
+ * The one place Redis error replies become errno values:
+ *   WALSTALE -ESTALE, WRONGTYPE -EBADMSG, WRONGPASS/NOAUTH/NOPERM -EACCES,
+ *   NOSCRIPT/LOADING/BUSY -EAGAIN, MISCONF -EIO, OOM -ENOSPC,
+ *   READONLY -EROFS, WALNOTERM -EIO, WALBADTERM -EBADMSG, else -EIO.
+ * @param text  the error text (borrowed).
+ */
+int redis_error_to_errno(const char *text, size_t len);
+/* true for the codes worth retrying (-EAGAIN, connection errors). */
+bool redis_errno_retriable(int code);
+
+/* Format @id as a Redis stream ID "ms-seq" (always both halves). */
+int redis_id_format(struct wal_msgid id, char *buf, size_t len);
+/* Parse "ms-seq" or "ms" (@len bytes, not NUL-terminated); 0 or -EINVAL. */
+int redis_id_parse(const char *s, size_t len, struct wal_msgid *ret);
+/* The next and the previous ID; false when there is none. */
+bool redis_id_succ(struct wal_msgid id, struct wal_msgid *ret);
+bool redis_id_pred(struct wal_msgid id, struct wal_msgid *ret);
+
+#endif /* WAL_REDIS_INTERNAL_H */

@@ -1,0 +1,1516 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * impls/redis/redis.c: the Redis Streams backend ("redis").
+ *
+ * ---- Mapping ----
+ *
+ *   channel C            stream key  <redis.prefix>C          (default "wal:C")
+ *   owner term of C      string key  <redis.prefix>C:term     (decimal int64)
+ *   message              one stream entry, two fields:
+ *                          "_wal_env"  the envelope (utility/envelope.h)
+ *                          "payload"   the payload bytes
+ *   message ID           the entry ID ms-seq = WAL_MSGID(ms, seq)
+ *
+ * Channel names never contain ':' (walimpls_channel_name_valid), so the
+ * term key can never be another channel's stream.
+ *
+ * Foreign entries (written by another client, e.g. `redis-cli XADD wal:C *
+ * payload hello source cli`) have no "_wal_env" field and read back as
+ * plain data messages: the payload is the value of the field "payload" if
+ * there is one, else the value of the first field (an entry with no fields
+ * has an empty payload); every other field whose name and value contain no
+ * NUL byte becomes a string property.  An entry whose "_wal_env" does not
+ * decode fails the scanner with -EBADMSG naming the key and the entry ID.
+ *
+ * ---- Writing ----
+ *
+ * append() encodes the envelope, queues the record and returns; one writer
+ * thread per read-write wal, on its own connection, takes everything queued
+ * (up to redis.batch_max), pipelines one EVALSHA per record (the APPEND
+ * script in redis-conn.c: term check + XADD), optionally a WAIT, writes it
+ * in one go and reads the replies in order, completing each append with its
+ * own reply.  Appends that arrive meanwhile form the next batch, so the
+ * pipeline depth follows the load with no timer.  Entry IDs are assigned by
+ * the server in command order, which is queue order, which is the order
+ * append() returned: IDs increase in call order.
+ *
+ * Fencing: open(RW, term N) runs the OPEN script, which refuses with
+ * -ESTALE if the recorded term is higher and otherwise records N.  Every
+ * append (and truncate) re-checks the recorded term inside its script, so
+ * once a newer writer's open returned, no append of an older one can land:
+ * it gets -ESTALE, and the wal refuses further appends at once.
+ *
+ * ---- What an acknowledged append means ----
+ *
+ * The completion runs with status 0 when Redis replied to the XADD (and,
+ * with redis.wait_replicas=N, WAIT confirmed N replicas got it).  What that
+ * survives depends on the server, read with CONFIG GET at build time and
+ * reported by info() as `durability`:
+ *
+ *   "none"          appendonly no: the entry is in server memory (and in
+ *                   the next RDB snapshot, if any).  A server restart or
+ *                   crash loses every entry since the last snapshot.
+ *   "aof-no"        appendonly yes, appendfsync no: written to the AOF
+ *                   before the reply, flushed by the OS when it likes.
+ *                   Survives a Redis crash, not a machine crash.
+ *   "aof-everysec"  appendfsync everysec (Redis's default for AOF): survives
+ *                   a Redis crash; a machine crash loses up to about one
+ *                   second of acknowledged entries.
+ *   "aof-always"    appendfsync always: fsynced before the reply (Redis
+ *                   group-commits the event loop's writes).  Survives a
+ *                   machine crash, given an honest disk.
+ *   "unknown"       CONFIG GET was not permitted (ACL).
+ *
+ * redis.require_aof=true refuses to build on "none" or "unknown".  WAIT
+ * adds copies on replicas, but replication is asynchronous: a failover can
+ * still lose acknowledged entries (Redis's WAIT documentation says so).
+ *
+ * ---- Reconnecting ----
+ *
+ * When the writer's connection breaks, every append whose reply had not
+ * arrived completes with -ECONNRESET flagged WAL_ERROR_RETRIABLE: its
+ * outcome is unknown (Redis 7.0 has no idempotent XADD), so a retry may
+ * store it twice; it never reports success it did not see.  The writer then
+ * reconnects with exponential backoff (redis.reconnect_backoff_*); appends
+ * still queued are sent on the new connection, or, while the server stays
+ * unreachable, fail with the connect error, retriable.  Acknowledged
+ * entries are never resent, so none repeats, and none is lost if the
+ * server's durability level covers the failure.
+ *
+ * ---- Reading ----
+ *
+ * Each scanner owns a connection and a reader thread that fills a bounded
+ * queue (read_ahead, default redis.read_count); next() takes from the queue
+ * and blocks on a walimpls_notifier, whose eventfd is the scanner's pollable
+ * fd.  (The socket itself is not pollable data: a reply may hold many
+ * messages, or a wake-up that delivers nothing.)  A round is one READ
+ * script: stream state (XINFO STREAM) and the next entries after the last
+ * delivered ID (XRANGE "(last" + COUNT n), atomically, so a trim between
+ * the two cannot go unnoticed.  A caught-up reader waits with XREAD BLOCK
+ * (COUNT 1) passing the last delivered ID, then reads the round again; its
+ * poll() also watches a stop eventfd, so close never waits out the block.
+ *
+ * Start positions: ALL after 0-0 (whatever is retained); LATEST after the
+ * stream's last-generated-id at read() time; START_FROM F after pred(F);
+ * START_AFTER A after A.  Trimming: Redis silently starts past deleted
+ * entries, so every round compares max-deleted-entry-id with the position:
+ * a deleted entry after the last delivered one, with nothing retained
+ * before it, is -ERANGE naming the key, the position and the first
+ * retained ID, never a silent skip.  (Deleting with XDEL in the middle of
+ * the retained range is not detected: max-deleted-entry-id only tells the
+ * largest deleted ID.)  A stream whose last-generated-id went backwards, or
+ * that vanished after being seen, lost data (server restarted without
+ * persistence, key deleted): also -ERANGE, with that explanation.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <poll.h>
+
+#include <wal/wal-config.h>
+#include <wal/wal-error.h>
+#include <wal/wal-log.h>
+#include <wal/wal-message.h>
+#include <wal/wal-registry.h>
+#include <walimpls/walimpls.h>
+#include "utility/envelope.h"
+#include "utility/walu.h"
+#include "impls/redis/redis-internal.h"
+
+#define KiB (1024LL)
+#define MiB (1024LL * KiB)
+#define GiB (1024LL * MiB)
+
+#define ENV_FIELD "_wal_env"
+#define PAYLOAD_FIELD "payload"
+
+static const struct wal_property redis_properties[] = {
+        { "redis.url", WAL_PROP_STRING, "redis://127.0.0.1:6379/0", 1, 0, NULL, WAL_PROP_SECRET,
+          "Server: redis://[user:password@]host[:port][/db]; a user name means AUTH user password (ACL)." },
+        { "redis.prefix", WAL_PROP_STRING, "wal:", 1, 0, NULL, 0,
+          "Key prefix: channel C is the stream <prefix>C, its owner term the key <prefix>C:term." },
+        { "redis.connect_timeout", WAL_PROP_DURATION, "2s", 1, 600000, NULL, 0,
+          "Longest wait for a TCP connection to the server." },
+        { "redis.command_timeout", WAL_PROP_DURATION, "5s", 1, 3600000, NULL, 0,
+          "Longest wait for a reply; the connection is dropped and re-made after it." },
+        { "redis.keepalive", WAL_PROP_DURATION, "15s", 0, 3600000, NULL, 0,
+          "TCP keepalive idle time on every connection (0: keepalive off)." },
+        { "redis.wait_replicas", WAL_PROP_INT, "0", 0, 64, NULL, 0,
+          "Complete appends only after WAIT confirms this many replicas (0: no WAIT)." },
+        { "redis.wait_timeout", WAL_PROP_DURATION, "1s", 1, 600000, NULL, 0,
+          "Timeout of that WAIT; fewer replicas in time fails the appends with -ETIMEDOUT." },
+        { "redis.require_aof", WAL_PROP_BOOL, "false", 1, 0, NULL, 0,
+          "Refuse to open on a server whose append-only file is off (or cannot be checked)." },
+        { "redis.max_reply_bytes", WAL_PROP_SIZE, "64m", 1 * KiB, 4 * GiB, NULL, 0,
+          "Largest server reply accepted; a larger one fails the call, naming the key." },
+        { "redis.read_count", WAL_PROP_INT, "512", 1, 100000, NULL, 0,
+          "Entries a scanner asks for per round (and its default read-ahead)." },
+        { "redis.batch_max", WAL_PROP_INT, "1024", 1, 100000, NULL, 0,
+          "Most appends pipelined in one round trip by the writer thread." },
+        { "redis.max_inflight", WAL_PROP_INT, "65536", 1, 10000000, NULL, 0,
+          "Queued appends per channel before append blocks (back-pressure)." },
+        { "redis.reconnect_backoff_initial", WAL_PROP_DURATION, "20ms", 1, 60000, NULL, 0,
+          "First wait before reconnecting after the connection broke." },
+        { "redis.reconnect_backoff_max", WAL_PROP_DURATION, "1s", 1, 600000, NULL, 0,
+          "Longest wait between reconnect attempts." },
+        { "redis.block", WAL_PROP_DURATION, "2s", 1, 3600000, NULL, 0,
+          "XREAD BLOCK time of a caught-up scanner (close interrupts it at once)." },
+        { NULL, 0, NULL, 0, 0, NULL, 0, NULL },
+};
+
+/* ---- Objects ---- */
+
+struct redis_opener {
+        struct walimpls_opener base;   /* must be first */
+        struct redis_params p;
+        pthread_mutex_t lock;          /* guards ctl */
+        struct rconn ctl;              /* open, info, truncate, list */
+        const char *durability;        /* static label, see the top comment */
+};
+
+/* One queued append. */
+struct rpend {
+        struct rpend *next;
+        wal_msg *msg;                  /* a reference: the payload lives here */
+        uint8_t *env;                  /* encoded envelope, owned */
+        size_t env_len;
+        walimpls_append_done_fn *done;
+        void *arg;
+        int status;                    /* outcome, filled by the writer */
+        struct wal_msgid id;
+        wal_error *err;                /* owned */
+};
+
+struct redis_wal {
+        struct walimpls_wal base;      /* must be first */
+        struct redis_opener *o;
+        char *skey, *tkey;             /* stream and term keys, owned */
+        char term[24];
+        /* Writer (read-write only). */
+        pthread_mutex_t lock;
+        pthread_cond_t work;           /* queue non-empty, or closing */
+        pthread_cond_t space;          /* queue below redis.max_inflight, or closing */
+        struct rpend *head, *tail;
+        size_t queued;
+        bool closing;
+        bool writer_running;
+        atomic_bool fenced;
+        pthread_t writer;
+        struct rconn conn;             /* the writer thread's */
+};
+
+struct redis_scanner {
+        struct walimpls_scanner base;  /* must be first */
+        struct redis_wal *w;
+        struct rconn conn;             /* the reader thread's */
+        struct walimpls_notifier note;
+        int stop_fd;                   /* eventfd: close wakes the reader thread */
+        pthread_t thread;
+        bool thread_running;
+        pthread_mutex_t lock;          /* guards q*, stop, err, errobj */
+        pthread_cond_t space;
+        wal_msg **q;                   /* ring of delivered-next messages */
+        size_t cap, head, len;
+        bool stop;
+        int err;                       /* sticky failure, 0 if none */
+        wal_error *errobj;             /* its detail, owned */
+        atomic_bool interrupted;
+        /* Reader-thread state. */
+        struct wal_msgid after;        /* last delivered (exclusive start) */
+        bool accept_trimmed;           /* ALL, first round: start at what is retained */
+        bool seen_stream;
+        struct wal_msgid seen_lastgen; /* largest last-generated-id seen */
+};
+
+static const struct walimpls_opener_ops redis_opener_ops;
+static const struct walimpls_wal_ops redis_wal_ops;
+static const struct walimpls_scanner_ops redis_scanner_ops;
+const struct walimpls_builder walimpls_redis;
+
+static struct redis_opener *opener_from_base(struct walimpls_opener *b)
+{
+        WAL_ASSERT(b->ops == &redis_opener_ops);
+        return (struct redis_opener *)b;
+}
+
+static struct redis_wal *wal_from_base(struct walimpls_wal *b)
+{
+        WAL_ASSERT(b->ops == &redis_wal_ops);
+        return (struct redis_wal *)b;
+}
+
+static struct redis_scanner *scanner_from_base(struct walimpls_scanner *b)
+{
+        WAL_ASSERT(b->ops == &redis_scanner_ops);
+        return (struct redis_scanner *)b;
+}
+
+static void block_sigpipe(void)
+{
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static bool reply_is(const redisReply *r, const char *s)
+{
+        size_t n = strlen(s);
+        return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+               r->len == n && memcmp(r->str, s, n) == 0;
+}
+
+/* An error reply as an errno plus a message "<what>: <reply text>". */
+static int reply_error(const redisReply *rep, wal_error **reterr, const char *what)
+{
+        if (rep->type != REDIS_REPLY_ERROR)
+                return wal_error_set(reterr, -EPROTO, 0, "%s: unexpected reply type %d",
+                                     what, rep->type);
+        int r = redis_error_to_errno(rep->str, rep->len);
+        return wal_error_set(reterr, r, redis_errno_retriable(r) ? WAL_ERROR_RETRIABLE : 0,
+                             "%s: %s", what, rep->str);
+}
+
+/*
+ * A control call on the opener's connection; the caller holds o->lock.
+ * Control operations are idempotent, so one broken or stale connection
+ * (the server restarted since the last call) is re-made and the call sent
+ * once more.
+ */
+static int ctl_call(struct redis_opener *o, int script, int argc, const char **argv,
+                    const size_t *lens, redisReply **ret, wal_error **reterr)
+{
+        int r = 0;
+        for (int attempt = 0; attempt < 2; attempt++) {
+                wal_error *e = NULL;
+                if (!rconn_connected(&o->ctl) || rconn_peer_closed(&o->ctl)) {
+                        r = rconn_connect(&o->ctl, &o->p, &e);
+                        if (r < 0) {
+                                if (reterr && !*reterr)
+                                        *reterr = e;
+                                else
+                                        wal_error_free(e);
+                                return r;
+                        }
+                }
+                r = rconn_call(&o->ctl, script, argc, argv, lens, ret, &e);
+                if (r == 0)
+                        return 0;
+                if (attempt == 0 && redis_errno_retriable(r)) {
+                        wal_error_free(e);
+                        continue;
+                }
+                if (reterr && !*reterr)
+                        *reterr = e;
+                else
+                        wal_error_free(e);
+                return r;
+        }
+        return r;
+}
+
+/* ---- Stream state (the READ script's reply) ---- */
+
+struct stream_state {
+        bool exists;
+        struct wal_msgid maxdel, lastgen, first;   /* first: NONE if empty */
+        long long length;
+        const redisReply *entries;                 /* borrowed from the reply */
+};
+
+static int parse_id_reply(const redisReply *r, struct wal_msgid *ret)
+{
+        if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS))
+                return -EBADMSG;
+        return redis_id_parse(r->str, r->len, ret) < 0 ? -EBADMSG : 0;
+}
+
+static int parse_state(const char *key, const redisReply *rep, struct stream_state *st,
+                       wal_error **reterr)
+{
+        if (rep->type == REDIS_REPLY_ERROR)
+                return reply_error(rep, reterr, key);
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6 ||
+            rep->element[3]->type != REDIS_REPLY_INTEGER ||
+            rep->element[5]->type != REDIS_REPLY_ARRAY)
+                return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed stream state reply",
+                                     key);
+        *st = (struct stream_state){ .exists = !reply_is(rep->element[0], "none"),
+                                     .first = WAL_MSGID_NONE,
+                                     .length = rep->element[3]->integer,
+                                     .entries = rep->element[5] };
+        if (parse_id_reply(rep->element[1], &st->maxdel) < 0 ||
+            parse_id_reply(rep->element[2], &st->lastgen) < 0)
+                return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed stream IDs in XINFO",
+                                     key);
+        const redisReply *f = rep->element[4];
+        if (f->type == REDIS_REPLY_STRING && f->len > 0 && parse_id_reply(f, &st->first) < 0)
+                return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed first-entry ID", key);
+        return 0;
+}
+
+/* Run the READ script: state plus up to @count entries after @after. */
+static int read_round(struct rconn *rc, struct redis_opener *ctl_owner, const char *skey,
+                      struct wal_msgid after, int count, redisReply **ret, wal_error **reterr)
+{
+        char id[48], cnt[16];
+        redis_id_format(after, id, sizeof(id));
+        snprintf(cnt, sizeof(cnt), "%d", count);
+        const char *argv[] = { "1", skey, id, cnt };
+        if (ctl_owner)
+                return ctl_call(ctl_owner, REDIS_SCRIPT_READ, 4, argv, NULL, ret, reterr);
+        return rconn_call(rc, REDIS_SCRIPT_READ, 4, argv, NULL, ret, reterr);
+}
+
+/* ---- Builder and opener ---- */
+
+static int read_config_value(struct redis_opener *o, const char *name, char *buf, size_t len)
+{
+        const char *argv[] = { "CONFIG", "GET", name };
+        redisReply *rep = NULL;
+        int r = ctl_call(o, -1, 3, argv, NULL, &rep, NULL);
+        if (r < 0)
+                return r;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            rep->element[1]->type == REDIS_REPLY_STRING) {
+                snprintf(buf, len, "%s", rep->element[1]->str);
+                r = 0;
+        } else {
+                r = rep->type == REDIS_REPLY_ERROR ? redis_error_to_errno(rep->str, rep->len)
+                                                   : -ENOENT;
+        }
+        freeReplyObject(rep);
+        return r;
+}
+
+static const char *probe_durability(struct redis_opener *o)
+{
+        char aof[16], fsync[16];
+        if (read_config_value(o, "appendonly", aof, sizeof(aof)) < 0)
+                return "unknown";
+        if (strcmp(aof, "yes") != 0)
+                return "none";
+        if (read_config_value(o, "appendfsync", fsync, sizeof(fsync)) < 0)
+                return "unknown";
+        if (strcmp(fsync, "always") == 0)
+                return "aof-always";
+        if (strcmp(fsync, "everysec") == 0)
+                return "aof-everysec";
+        return "aof-no";
+}
+
+static void opener_free(struct redis_opener *o)
+{
+        if (!o)
+                return;
+        rconn_close(&o->ctl);
+        redis_params_free(&o->p);
+        pthread_mutex_destroy(&o->lock);
+        free(o);
+}
+
+static int redis_build(const wal_config *cfg, struct walimpls_opener **ret, wal_error **reterr)
+{
+        struct redis_opener *o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        pthread_mutex_init(&o->lock, NULL);
+        o->base = (struct walimpls_opener){ .ops = &redis_opener_ops,
+                                            .builder = &walimpls_redis };
+        int r = redis_params_parse(cfg, &o->p, reterr);
+        if (r < 0)
+                goto fail;
+        pthread_mutex_lock(&o->lock);
+        r = rconn_connect(&o->ctl, &o->p, reterr);
+        if (r == 0)
+                o->durability = probe_durability(o);
+        pthread_mutex_unlock(&o->lock);
+        if (r < 0)
+                goto fail;
+        if (o->p.require_aof && strncmp(o->durability, "aof-", 4) != 0) {
+                r = strcmp(o->durability, "unknown") == 0
+                            ? wal_error_set(reterr, -EACCES, 0,
+                                            "redis.require_aof is set but CONFIG GET appendonly is "
+                                            "not permitted on redis %s:%d, so AOF cannot be checked",
+                                            o->p.host, o->p.port)
+                            : wal_error_set(reterr, -EOPNOTSUPP, 0,
+                                            "redis.require_aof is set but redis %s:%d runs with "
+                                            "appendonly no: acknowledged appends would not "
+                                            "survive a restart",
+                                            o->p.host, o->p.port);
+                goto fail;
+        }
+        *ret = &o->base;
+        return 0;
+fail:
+        opener_free(o);
+        return r;
+}
+
+static void redis_opener_close(struct walimpls_opener *b)
+{
+        opener_free(opener_from_base(b));
+}
+
+/* Append @s to @pat with glob metacharacters escaped. */
+static char *glob_escape(const char *prefix, const char *suffix)
+{
+        size_t n = strlen(prefix);
+        char *out = malloc(2 * n + strlen(suffix) + 1);
+        if (!out)
+                return NULL;
+        char *q = out;
+        for (const char *p = prefix; *p; p++) {
+                if (strchr("*?[]\\", *p))
+                        *q++ = '\\';
+                *q++ = *p;
+        }
+        strcpy(q, suffix);
+        return out;
+}
+
+struct name_list {
+        char **v;
+        size_t n, cap;
+};
+
+static int name_list_add(struct name_list *l, const char *s, size_t len)
+{
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? 2 * l->cap : 32;
+                char **nv = realloc(l->v, cap * sizeof(*nv));
+                if (!nv)
+                        return -ENOMEM;
+                l->v = nv;
+                l->cap = cap;
+        }
+        l->v[l->n] = strndup(s, len);
+        if (!l->v[l->n])
+                return -ENOMEM;
+        l->n++;
+        return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* SCAN every key matching @pattern of @type; collect valid channel names. */
+static int scan_keys(struct redis_opener *o, const char *pattern, const char *type,
+                     const char *strip, struct name_list *out, wal_error **reterr)
+{
+        char cursor[32] = "0";
+        size_t plen = strlen(o->p.prefix), slen = strlen(strip);
+        do {
+                const char *argv[] = { "SCAN", cursor, "MATCH", pattern, "COUNT", "1000",
+                                       "TYPE", type };
+                redisReply *rep = NULL;
+                int r = ctl_call(o, -1, 8, argv, NULL, &rep, reterr);
+                if (r < 0)
+                        return r;
+                if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                    rep->element[0]->type != REDIS_REPLY_STRING ||
+                    rep->element[0]->len >= sizeof(cursor) ||
+                    rep->element[1]->type != REDIS_REPLY_ARRAY) {
+                        r = rep->type == REDIS_REPLY_ERROR
+                                    ? reply_error(rep, reterr, "SCAN")
+                                    : wal_error_set(reterr, -EPROTO, 0, "SCAN: malformed reply");
+                        freeReplyObject(rep);
+                        return r;
+                }
+                memcpy(cursor, rep->element[0]->str, rep->element[0]->len + 1);
+                for (size_t i = 0; i < rep->element[1]->elements; i++) {
+                        const redisReply *k = rep->element[1]->element[i];
+                        if (k->type != REDIS_REPLY_STRING || k->len <= plen + slen)
+                                continue;
+                        char name[256];
+                        size_t nlen = k->len - plen - slen;
+                        if (nlen >= sizeof(name) ||
+                            memcmp(k->str + k->len - slen, strip, slen) != 0)
+                                continue;
+                        memcpy(name, k->str + plen, nlen);
+                        name[nlen] = '\0';
+                        if (!walimpls_channel_name_valid(name))
+                                continue;
+                        if (name_list_add(out, name, nlen) < 0) {
+                                freeReplyObject(rep);
+                                return -ENOMEM;
+                        }
+                }
+                freeReplyObject(rep);
+        } while (strcmp(cursor, "0") != 0);
+        return 0;
+}
+
+static int redis_list_channels(struct walimpls_opener *b, walimpls_channel_fn *fn, void *arg,
+                               wal_error **reterr)
+{
+        struct redis_opener *o = opener_from_base(b);
+        struct name_list l = { 0 };
+        char *streams = glob_escape(o->p.prefix, "*");
+        char *terms = glob_escape(o->p.prefix, "*:term");
+        int r = streams && terms ? 0 : -ENOMEM;
+        pthread_mutex_lock(&o->lock);
+        if (r == 0)
+                r = scan_keys(o, streams, "stream", "", &l, reterr);
+        if (r == 0)
+                r = scan_keys(o, terms, "string", ":term", &l, reterr);
+        pthread_mutex_unlock(&o->lock);
+        if (r == 0) {
+                qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+                for (size_t i = 0; i < l.n && r == 0; i++)
+                        if (i == 0 || strcmp(l.v[i], l.v[i - 1]) != 0)
+                                r = fn(arg, l.v[i]);
+        }
+        for (size_t i = 0; i < l.n; i++)
+                free(l.v[i]);
+        free(l.v);
+        free(streams);
+        free(terms);
+        return r;
+}
+
+/* ---- Writer ---- */
+
+static void pend_free(struct rpend *e)
+{
+        wal_msg_unref(e->msg);
+        free(e->env);
+        wal_error_free(e->err);
+        free(e);
+}
+
+static void pend_fail(struct rpend *e, int code, unsigned flags, const char *fmt, const char *why)
+{
+        e->status = code;
+        e->id = WAL_MSGID_NONE;
+        wal_error_free(e->err);
+        e->err = NULL;
+        wal_error_set(&e->err, code, flags, fmt, why);
+}
+
+/* Run the completions of a list, in order, and free it. */
+static void complete_list(struct rpend *e)
+{
+        while (e) {
+                struct rpend *next = e->next;
+                e->done(e->arg, e->status, e->status == 0 ? e->id : WAL_MSGID_NONE, e->err);
+                pend_free(e);
+                e = next;
+        }
+}
+
+/* Detach everything queued (caller holds w->lock). */
+static struct rpend *take_all_locked(struct redis_wal *w)
+{
+        struct rpend *all = w->head;
+        w->head = w->tail = NULL;
+        w->queued = 0;
+        pthread_cond_broadcast(&w->space);
+        return all;
+}
+
+static void fail_queued(struct redis_wal *w, int code, unsigned flags, const char *why)
+{
+        pthread_mutex_lock(&w->lock);
+        struct rpend *all = take_all_locked(w);
+        pthread_mutex_unlock(&w->lock);
+        for (struct rpend *e = all; e; e = e->next)
+                pend_fail(e, code, flags, "append not sent: %s", why);
+        complete_list(all);
+}
+
+/* Send one batch and complete it.  Never leaves an append without outcome. */
+static void run_batch(struct redis_wal *w, struct rpend *batch)
+{
+        const struct redis_params *p = &w->o->p;
+        struct rconn *rc = &w->conn;
+        int r = 0;
+        for (struct rpend *e = batch; e && r == 0; e = e->next) {
+                size_t plen = 0;
+                const void *payload = wal_msg_payload(e->msg, &plen);
+                const char *argv[] = { "2", w->skey, w->tkey, w->term,
+                                       (const char *)e->env, payload ? payload : "" };
+                size_t lens[] = { 1, strlen(w->skey), strlen(w->tkey), strlen(w->term),
+                                  e->env_len, plen };
+                r = rconn_append(rc, REDIS_SCRIPT_APPEND, 6, argv, lens);
+        }
+        char nrep[16], tmo[16];
+        if (r == 0 && p->wait_replicas > 0) {
+                snprintf(nrep, sizeof(nrep), "%d", p->wait_replicas);
+                snprintf(tmo, sizeof(tmo), "%d", p->wait_timeout_ms);
+                const char *argv[] = { "WAIT", nrep, tmo };
+                r = rconn_append(rc, -1, 3, argv, NULL);
+        }
+        wal_error *err = NULL;
+        if (r == 0)
+                r = rconn_flush(rc, &err);
+        else
+                wal_error_set(&err, r, 0, "formatting the pipeline failed");
+        struct rpend *e = batch;
+        bool all_replied = r == 0;
+        bool reload = false;
+        for (; e && r == 0; e = e->next) {
+                redisReply *rep = NULL;
+                r = rconn_reply(rc, p->command_timeout_ms, -1, &rep, &err);
+                if (r < 0) {
+                        all_replied = false;
+                        break;
+                }
+                if (rep->type == REDIS_REPLY_STRING) {
+                        if (redis_id_parse(rep->str, rep->len, &e->id) == 0)
+                                e->status = 0;
+                        else
+                                pend_fail(e, -EPROTO, 0, "XADD on %s returned a bad ID", w->skey);
+                } else if (rep->type == REDIS_REPLY_ERROR) {
+                        e->status = reply_error(rep, &e->err, w->skey);
+                        if (e->status == -ESTALE)
+                                atomic_store(&w->fenced, true);
+                        if (rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0)
+                                reload = true;
+                } else {
+                        pend_fail(e, -EPROTO, 0, "XADD on %s: unexpected reply type", w->skey);
+                }
+                freeReplyObject(rep);
+        }
+        /* Everything from @e on was in flight when the connection broke. */
+        for (; e; e = e->next)
+                pend_fail(e, -ECONNRESET, WAL_ERROR_RETRIABLE,
+                          "connection to redis lost with the append in flight (it may or may "
+                          "not have been written): %s", wal_error_message(err));
+        if (all_replied && p->wait_replicas > 0) {
+                redisReply *rep = NULL;
+                long long got = -1;
+                wal_error *werr = NULL;
+                if (rconn_reply(rc, p->command_timeout_ms, -1, &rep, &werr) == 0) {
+                        if (rep->type == REDIS_REPLY_INTEGER)
+                                got = rep->integer;
+                        freeReplyObject(rep);
+                }
+                if (got < p->wait_replicas) {
+                        char why[160];
+                        snprintf(why, sizeof(why), "%lld of %d replicas confirmed it within %d ms%s%s",
+                                 got < 0 ? 0 : got, p->wait_replicas, p->wait_timeout_ms,
+                                 werr ? ": " : "", werr ? wal_error_message(werr) : "");
+                        for (struct rpend *x = batch; x; x = x->next)
+                                if (x->status == 0)
+                                        pend_fail(x, -ETIMEDOUT, 0,
+                                                  "written, but only %s", why);
+                }
+                wal_error_free(werr);
+        }
+        wal_error_free(err);
+        if (reload)
+                rconn_close(rc); /* the next connection loads the scripts again */
+        complete_list(batch);
+}
+
+static void *writer_main(void *arg)
+{
+        struct redis_wal *w = arg;
+        const struct redis_params *p = &w->o->p;
+        int backoff = p->backoff_initial_ms;
+        block_sigpipe();
+        for (;;) {
+                pthread_mutex_lock(&w->lock);
+                while (!w->head && !w->closing)
+                        pthread_cond_wait(&w->work, &w->lock);
+                bool closing = w->closing;
+                bool empty = !w->head;
+                pthread_mutex_unlock(&w->lock);
+                if (empty)
+                        break;
+                if (!rconn_connected(&w->conn) || rconn_peer_closed(&w->conn)) {
+                        bool was = rconn_connected(&w->conn);
+                        rconn_close(&w->conn);
+                        wal_error *e = NULL;
+                        int r = rconn_connect(&w->conn, p, &e);
+                        if (r < 0) {
+                                walu_log(WAL_LOG_WARNING, "redis: writer of %s cannot reconnect: %s",
+                                         w->skey, wal_error_message(e));
+                                if (closing)
+                                        fail_queued(w, -ECANCELED, 0, "the wal closed while "
+                                                    "redis was unreachable");
+                                else
+                                        fail_queued(w, r, WAL_ERROR_RETRIABLE,
+                                                    wal_error_message(e));
+                                wal_error_free(e);
+                                pthread_mutex_lock(&w->lock);
+                                struct timespec dl = walu_deadline(backoff);
+                                while (!w->closing &&
+                                       pthread_cond_timedwait(&w->work, &w->lock, &dl) != ETIMEDOUT)
+                                        ;
+                                pthread_mutex_unlock(&w->lock);
+                                backoff = WALU_MIN(backoff * 2, p->backoff_max_ms);
+                                continue;
+                        }
+                        if (was)
+                                walu_log(WAL_LOG_INFO, "redis: writer of %s reconnected", w->skey);
+                        backoff = p->backoff_initial_ms;
+                }
+                pthread_mutex_lock(&w->lock);
+                struct rpend *batch = w->head, *last = w->head;
+                size_t n = 1;
+                while (last && last->next && n < (size_t)p->batch_max) {
+                        last = last->next;
+                        n++;
+                }
+                if (last) {
+                        w->head = last->next;
+                        if (!w->head)
+                                w->tail = NULL;
+                        last->next = NULL;
+                        w->queued -= n;
+                        pthread_cond_broadcast(&w->space);
+                }
+                pthread_mutex_unlock(&w->lock);
+                if (batch)
+                        run_batch(w, batch);
+        }
+        rconn_close(&w->conn);
+        return NULL;
+}
+
+static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_done_fn *done,
+                        void *arg)
+{
+        struct redis_wal *w = wal_from_base(b);
+        if (!msg || !done)
+                return -EINVAL;
+        if (w->base.access != WAL_ACCESS_RW)
+                return -EROFS;
+        if (atomic_load(&w->fenced))
+                return -ESTALE;
+        struct rpend *e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        size_t n = walu_envelope_size(msg);
+        e->env = malloc(n ? n : 1);
+        if (!e->env) {
+                free(e);
+                return -ENOMEM;
+        }
+        int r = walu_envelope_encode(msg, e->env, n);
+        if (r < 0) {
+                free(e->env);
+                free(e);
+                return r;
+        }
+        e->env_len = (size_t)r;
+        e->msg = wal_msg_ref(msg);
+        e->done = done;
+        e->arg = arg;
+        pthread_mutex_lock(&w->lock);
+        while (w->queued >= (size_t)w->o->p.max_inflight && !w->closing)
+                pthread_cond_wait(&w->space, &w->lock);
+        if (w->closing) {
+                pthread_mutex_unlock(&w->lock);
+                pend_free(e);
+                return -ESHUTDOWN;
+        }
+        if (w->tail)
+                w->tail->next = e;
+        else
+                w->head = e;
+        w->tail = e;
+        w->queued++;
+        pthread_cond_signal(&w->work);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+}
+
+/* ---- WAL ---- */
+
+static void wal_free(struct redis_wal *w)
+{
+        if (!w)
+                return;
+        rconn_close(&w->conn);
+        free(w->skey);
+        free(w->tkey);
+        walimpls_wal_done(&w->base);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->work);
+        pthread_cond_destroy(&w->space);
+        free(w);
+}
+
+static int open_error(struct redis_wal *w, const redisReply *rep, wal_error **reterr)
+{
+        int r = redis_error_to_errno(rep->str, rep->len);
+        if (r == -ESTALE)
+                return wal_error_set(reterr, -ESTALE, 0,
+                                     "channel %s cannot be opened at term %s: %.*s",
+                                     w->base.channel, w->term, (int)rep->len, rep->str);
+        return reply_error(rep, reterr, w->skey);
+}
+
+static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts *opts,
+                      struct walimpls_wal **ret, wal_error **reterr)
+{
+        struct redis_opener *o = opener_from_base(b);
+        if (!opts || !walimpls_channel_name_valid(opts->channel))
+                return wal_error_set(reterr, -EINVAL, 0, "invalid channel name '%s'",
+                                     opts && opts->channel ? opts->channel : "(null)");
+        if (opts->term < 0)
+                return wal_error_set(reterr, -EINVAL, 0, "negative term %" PRId64, opts->term);
+        struct redis_wal *w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&w->work, &ca);
+        pthread_cond_init(&w->space, &ca);
+        pthread_condattr_destroy(&ca);
+        w->o = o;
+        int r = walimpls_wal_init(&w->base, &redis_wal_ops, b, opts);
+        if (r < 0) {
+                free(w); /* nothing else to release yet */
+                return r;
+        }
+        snprintf(w->term, sizeof(w->term), "%" PRId64, opts->term);
+        if (asprintf(&w->skey, "%s%s", o->p.prefix, opts->channel) < 0)
+                w->skey = NULL;
+        if (asprintf(&w->tkey, "%s%s:term", o->p.prefix, opts->channel) < 0)
+                w->tkey = NULL;
+        if (!w->skey || !w->tkey) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        redisReply *rep = NULL;
+        pthread_mutex_lock(&o->lock);
+        if (opts->access == WAL_ACCESS_RW) {
+                const char *argv[] = { "2", w->skey, w->tkey, w->term };
+                r = ctl_call(o, REDIS_SCRIPT_OPEN, 4, argv, NULL, &rep, reterr);
+                if (r == 0 && rep->type == REDIS_REPLY_ERROR)
+                        r = open_error(w, rep, reterr);
+        } else {
+                const char *argv[] = { "TYPE", w->skey };
+                r = ctl_call(o, -1, 2, argv, NULL, &rep, reterr);
+                if (r == 0 && rep->type == REDIS_REPLY_ERROR)
+                        r = reply_error(rep, reterr, w->skey);
+                else if (r == 0 && !reply_is(rep, "stream") && !reply_is(rep, "none"))
+                        r = wal_error_set(reterr, -EBADMSG, 0, "key %s holds a %s, not a stream",
+                                          w->skey, rep->str);
+                else if (r == 0 && reply_is(rep, "none")) {
+                        freeReplyObject(rep);
+                        rep = NULL;
+                        const char *argv2[] = { "EXISTS", w->tkey };
+                        r = ctl_call(o, -1, 2, argv2, NULL, &rep, reterr);
+                        if (r == 0 && !(rep->type == REDIS_REPLY_INTEGER && rep->integer == 1))
+                                r = wal_error_set(reterr, -ENOENT, 0,
+                                                  "channel %s does not exist (no key %s)",
+                                                  opts->channel, w->skey);
+                }
+        }
+        pthread_mutex_unlock(&o->lock);
+        if (rep)
+                freeReplyObject(rep);
+        if (r < 0)
+                goto fail;
+        if (opts->access == WAL_ACCESS_RW) {
+                r = rconn_connect(&w->conn, &o->p, reterr);
+                if (r < 0)
+                        goto fail;
+                r = -pthread_create(&w->writer, NULL, writer_main, w);
+                if (r < 0) {
+                        wal_error_set(reterr, r, 0, "cannot start the writer thread");
+                        goto fail;
+                }
+                w->writer_running = true;
+        }
+        *ret = &w->base;
+        return 0;
+fail:
+        wal_error_prefix(reterr, "redis: opening channel %s: ", opts->channel);
+        wal_free(w);
+        return r;
+}
+
+static void redis_wal_close(struct walimpls_wal *b)
+{
+        struct redis_wal *w = wal_from_base(b);
+        pthread_mutex_lock(&w->lock);
+        w->closing = true;
+        pthread_cond_broadcast(&w->work);
+        pthread_cond_broadcast(&w->space);
+        pthread_mutex_unlock(&w->lock);
+        if (w->writer_running)
+                pthread_join(w->writer, NULL);
+        /* The writer drained the queue; anything left (no writer) is cancelled. */
+        fail_queued(w, -ECANCELED, 0, "the wal was closed");
+        wal_free(w);
+}
+
+static int redis_truncate(struct walimpls_wal *b, struct wal_msgid id, wal_error **reterr)
+{
+        struct redis_wal *w = wal_from_base(b);
+        if (w->base.access != WAL_ACCESS_RW)
+                return wal_error_set(reterr, -EROFS, 0, "channel %s is open read-only",
+                                     w->base.channel);
+        if (wal_msgid_is_none(id))
+                return wal_error_set(reterr, -EINVAL, 0, "truncate: no message ID");
+        if (atomic_load(&w->fenced))
+                return wal_error_set(reterr, -ESTALE, 0, "channel %s: fenced by a newer term",
+                                     w->base.channel);
+        struct wal_msgid keep;
+        if (!redis_id_succ(id, &keep))
+                keep = id;
+        char minid[48];
+        redis_id_format(keep, minid, sizeof(minid));
+        const char *argv[] = { "2", w->skey, w->tkey, w->term, minid };
+        redisReply *rep = NULL;
+        pthread_mutex_lock(&w->o->lock);
+        int r = ctl_call(w->o, REDIS_SCRIPT_TRUNCATE, 5, argv, NULL, &rep, reterr);
+        pthread_mutex_unlock(&w->o->lock);
+        if (r < 0)
+                return r;
+        if (rep->type == REDIS_REPLY_ERROR) {
+                r = reply_error(rep, reterr, w->skey);
+                if (r == -ESTALE)
+                        atomic_store(&w->fenced, true);
+        } else if (rep->type != REDIS_REPLY_INTEGER) {
+                r = wal_error_set(reterr, -EPROTO, 0, "XTRIM on %s: unexpected reply", w->skey);
+        }
+        freeReplyObject(rep);
+        return r;
+}
+
+static int redis_info(struct walimpls_wal *b, struct walimpls_info *ret, wal_error **reterr)
+{
+        struct redis_wal *w = wal_from_base(b);
+        redisReply *rep = NULL, *trep = NULL;
+        pthread_mutex_lock(&w->o->lock);
+        int r = read_round(NULL, w->o, w->skey, WAL_MSGID(0, 0), 0, &rep, reterr);
+        if (r == 0) {
+                const char *argv[] = { "GET", w->tkey };
+                r = ctl_call(w->o, -1, 2, argv, NULL, &trep, reterr);
+        }
+        pthread_mutex_unlock(&w->o->lock);
+        struct stream_state st;
+        if (r == 0)
+                r = parse_state(w->skey, rep, &st, reterr);
+        if (r == 0) {
+                int64_t term = -1;
+                if (trep->type == REDIS_REPLY_STRING) {
+                        char *end = NULL;
+                        long long t = strtoll(trep->str, &end, 10);
+                        if (end && *end == '\0' && t >= 0)
+                                term = t;
+                }
+                bool any = st.exists && wal_msgid_cmp(st.lastgen, WAL_MSGID(0, 0)) > 0;
+                *ret = (struct walimpls_info){
+                        .first_id = st.exists && st.length > 0 ? st.first : WAL_MSGID_NONE,
+                        .last_id = any ? st.lastgen : WAL_MSGID_NONE,
+                        .count = st.exists ? st.length : 0,
+                        .bytes = -1,
+                        .term = term,
+                        .durability = w->o->durability,
+                };
+        }
+        if (rep)
+                freeReplyObject(rep);
+        if (trep)
+                freeReplyObject(trep);
+        return r;
+}
+
+/* ---- Scanner ---- */
+
+/* Decode one XRANGE entry [id, [field, value, ...]] into an immutable message. */
+static int decode_entry(const char *key, const redisReply *ent, wal_msg **ret,
+                        struct wal_msgid *ret_id, wal_error **reterr)
+{
+        struct wal_msgid id;
+        if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
+            parse_id_reply(ent->element[0], &id) < 0)
+                return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed stream entry", key);
+        char ids[48];
+        redis_id_format(id, ids, sizeof(ids));
+        const redisReply *f = ent->element[1];
+        if (f->type != REDIS_REPLY_ARRAY || f->elements % 2 != 0)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "key %s entry %s: fields are not name/value pairs", key, ids);
+        const redisReply *env = NULL, *payload = NULL;
+        for (size_t i = 0; i < f->elements; i += 2) {
+                const redisReply *k = f->element[i], *v = f->element[i + 1];
+                if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+                        return wal_error_set(reterr, -EBADMSG, 0,
+                                             "key %s entry %s: a field is not a string", key, ids);
+                if (k->len == sizeof(ENV_FIELD) - 1 && memcmp(k->str, ENV_FIELD, k->len) == 0)
+                        env = v;
+                else if (k->len == sizeof(PAYLOAD_FIELD) - 1 &&
+                         memcmp(k->str, PAYLOAD_FIELD, k->len) == 0)
+                        payload = v;
+        }
+        bool foreign = !env;
+        if (foreign && !payload && f->elements > 0)
+                payload = f->element[1];
+        wal_msg *m = NULL;
+        int r = walu_envelope_decode(env ? (const uint8_t *)env->str : NULL, env ? env->len : 0,
+                                     payload ? payload->str : NULL, payload ? payload->len : 0,
+                                     &m, reterr);
+        if (r < 0) {
+                wal_error_prefix(reterr, "key %s entry %s: ", key, ids);
+                return r;
+        }
+        for (size_t i = 0; foreign && i < f->elements; i += 2) {
+                const redisReply *k = f->element[i], *v = f->element[i + 1];
+                if (v == payload || k->len == 0 || memchr(k->str, 0, k->len) ||
+                    memchr(v->str, 0, v->len))
+                        continue;
+                r = wal_msg_set_prop(m, k->str, v->str);
+                if (r < 0) {
+                        wal_msg_unref(m);
+                        return wal_error_set(reterr, r, 0, "key %s entry %s: property %s: %s",
+                                             key, ids, k->str, wal_strerror(r));
+                }
+        }
+        r = wal_msg_freeze(m, id);
+        if (r < 0) {
+                wal_msg_unref(m);
+                return wal_error_set(reterr, r, 0, "key %s entry %s: cannot freeze", key, ids);
+        }
+        *ret = m;
+        *ret_id = id;
+        return 0;
+}
+
+/*
+ * Check a round's state against the reader's position.  A fresh check (at
+ * read()) passes n = 0: anything deleted after the start position is lost.
+ */
+static int check_state(struct redis_scanner *s, const struct stream_state *st,
+                       struct wal_msgid first_returned, size_t n, wal_error **reterr)
+{
+        const char *key = s->w->skey;
+        char a[48], b[48], c[48];
+        if (!st->exists) {
+                if (s->seen_stream)
+                        return wal_error_set(reterr, -ERANGE, 0,
+                                             "stream %s vanished while being read: the server "
+                                             "lost its data or the key was deleted", key);
+                return 0;
+        }
+        if (s->seen_stream && wal_msgid_cmp(st->lastgen, s->seen_lastgen) < 0) {
+                redis_id_format(st->lastgen, a, sizeof(a));
+                redis_id_format(s->seen_lastgen, b, sizeof(b));
+                return wal_error_set(reterr, -ERANGE, 0,
+                                     "stream %s went back to last ID %s after %s had been "
+                                     "written: the server lost data (restarted without AOF?)",
+                                     key, a, b);
+        }
+        if (!s->accept_trimmed && wal_msgid_cmp(st->maxdel, s->after) > 0 &&
+            (n == 0 || wal_msgid_cmp(st->maxdel, first_returned) < 0)) {
+                redis_id_format(s->after, a, sizeof(a));
+                redis_id_format(st->maxdel, b, sizeof(b));
+                if (wal_msgid_is_none(st->first))
+                        snprintf(c, sizeof(c), "none (the stream is empty)");
+                else
+                        redis_id_format(st->first, c, sizeof(c));
+                return wal_error_set(reterr, -ERANGE, 0,
+                                     "stream %s: the position after %s was trimmed away "
+                                     "(entries up to %s deleted; first retained entry: %s)",
+                                     key, a, b, c);
+        }
+        return 0;
+}
+
+static void scanner_fail(struct redis_scanner *s, int code, wal_error *e)
+{
+        pthread_mutex_lock(&s->lock);
+        if (!s->err) {
+                s->err = code;
+                s->errobj = e;
+                e = NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        wal_error_free(e);
+        walimpls_notifier_signal(&s->note);
+}
+
+/* Sleep @ms unless close comes first; true if closing. */
+static bool scanner_sleep(struct redis_scanner *s, int ms)
+{
+        struct pollfd pfd = { .fd = s->stop_fd, .events = POLLIN };
+        return poll(&pfd, 1, ms) > 0;
+}
+
+/* One round: read, check, deliver.  Returns entries delivered, or <0. */
+static int scanner_round(struct redis_scanner *s, int count, bool *fatal)
+{
+        redisReply *rep = NULL;
+        wal_error *e = NULL;
+        *fatal = false;
+        int r = read_round(&s->conn, NULL, s->w->skey, s->after, count, &rep, &e);
+        if (r < 0) {
+                walu_log(WAL_LOG_WARNING, "redis: scanner %s of %s: %s", s->base.name,
+                         s->w->skey, wal_error_message(e));
+                wal_error_free(e);
+                return r;
+        }
+        struct stream_state st;
+        r = parse_state(s->w->skey, rep, &st, &e);
+        if (r < 0) {
+                if (redis_errno_retriable(r)) {      /* LOADING, NOSCRIPT, BUSY */
+                        rconn_close(&s->conn);
+                        wal_error_free(e);
+                } else {
+                        *fatal = true;
+                        scanner_fail(s, r, e);
+                }
+                freeReplyObject(rep);
+                return r;
+        }
+        size_t n = st.entries->elements;
+        struct wal_msgid first = WAL_MSGID_NONE;
+        if (n > 0)
+                parse_id_reply(st.entries->element[0]->type == REDIS_REPLY_ARRAY &&
+                                               st.entries->element[0]->elements > 0
+                                       ? st.entries->element[0]->element[0]
+                                       : NULL,
+                               &first);
+        r = check_state(s, &st, first, n, &e);
+        if (r < 0) {
+                *fatal = true;
+                scanner_fail(s, r, e);
+                freeReplyObject(rep);
+                return r;
+        }
+        if (st.exists) {
+                s->seen_stream = true;
+                if (wal_msgid_cmp(st.lastgen, s->seen_lastgen) > 0 || wal_msgid_is_none(s->seen_lastgen))
+                        s->seen_lastgen = st.lastgen;
+        }
+        if (s->accept_trimmed && n == 0 && st.exists)
+                s->after = st.lastgen;   /* ALL on a stream with nothing retained */
+        s->accept_trimmed = false;
+        int delivered = 0;
+        for (size_t i = 0; i < n; i++) {
+                wal_msg *m = NULL;
+                struct wal_msgid id;
+                r = decode_entry(s->w->skey, st.entries->element[i], &m, &id, &e);
+                if (r < 0) {
+                        *fatal = true;
+                        scanner_fail(s, r, e);
+                        freeReplyObject(rep);
+                        return r;
+                }
+                pthread_mutex_lock(&s->lock);
+                s->q[(s->head + s->len) % s->cap] = m;
+                s->len++;
+                pthread_mutex_unlock(&s->lock);
+                s->after = id;
+                delivered++;
+        }
+        freeReplyObject(rep);
+        if (delivered)
+                walimpls_notifier_signal(&s->note);
+        return delivered;
+}
+
+static void *scanner_main(void *arg)
+{
+        struct redis_scanner *s = arg;
+        const struct redis_params *p = &s->w->o->p;
+        int backoff = p->backoff_initial_ms;
+        block_sigpipe();
+        for (;;) {
+                if (!rconn_connected(&s->conn)) {
+                        wal_error *e = NULL;
+                        if (rconn_connect(&s->conn, p, &e) < 0) {
+                                walu_log(WAL_LOG_WARNING, "redis: scanner %s of %s cannot "
+                                         "reconnect: %s", s->base.name, s->w->skey,
+                                         wal_error_message(e));
+                                wal_error_free(e);
+                                if (scanner_sleep(s, backoff))
+                                        break;
+                                backoff = WALU_MIN(backoff * 2, p->backoff_max_ms);
+                                continue;
+                        }
+                        backoff = p->backoff_initial_ms;
+                }
+                pthread_mutex_lock(&s->lock);
+                while (s->len == s->cap && !s->stop)
+                        pthread_cond_wait(&s->space, &s->lock);
+                bool stop = s->stop;
+                size_t room = s->cap - s->len;
+                pthread_mutex_unlock(&s->lock);
+                if (stop)
+                        break;
+                int count = (int)WALU_MIN(room, (size_t)p->read_count);
+                bool fatal = false;
+                int r = scanner_round(s, count, &fatal);
+                if (fatal)
+                        break;
+                if (r < 0) {
+                        if (scanner_sleep(s, backoff))
+                                break;
+                        backoff = WALU_MIN(backoff * 2, p->backoff_max_ms);
+                        continue;
+                }
+                if (r == count)
+                        continue;   /* catching up: read on */
+                /* Caught up: wait for an entry after the last one delivered. */
+                char id[48], blk[16];
+                redis_id_format(s->after, id, sizeof(id));
+                snprintf(blk, sizeof(blk), "%d", p->block_ms);
+                const char *argv[] = { "XREAD", "COUNT", "1", "BLOCK", blk, "STREAMS",
+                                       s->w->skey, id };
+                wal_error *e = NULL;
+                redisReply *rep = NULL;
+                r = rconn_append(&s->conn, -1, 8, argv, NULL);
+                if (r == 0)
+                        r = rconn_flush(&s->conn, &e);
+                if (r == 0)
+                        r = rconn_reply(&s->conn, p->block_ms + p->command_timeout_ms, s->stop_fd,
+                                        &rep, &e);
+                wal_error_free(e);
+                if (rep)
+                        freeReplyObject(rep);
+                if (r == -ECANCELED)
+                        break;
+        }
+        rconn_close(&s->conn);
+        return NULL;
+}
+
+/* Take a queued message, or the sticky error.  1 delivered, 0 nothing, <0 error. */
+static int scanner_take(struct redis_scanner *s, wal_msg **ret, wal_error **reterr)
+{
+        int r = 0;
+        pthread_mutex_lock(&s->lock);
+        if (s->len > 0) {
+                *ret = s->q[s->head];
+                s->q[s->head] = NULL;
+                s->head = (s->head + 1) % s->cap;
+                s->len--;
+                pthread_cond_signal(&s->space);
+                r = 1;
+        } else if (s->err) {
+                r = s->err;
+                if (reterr && !*reterr)
+                        *reterr = wal_error_copy(s->errobj);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+static int redis_next(struct walimpls_scanner *b, int timeout_ms, wal_msg **ret,
+                      wal_error **reterr)
+{
+        struct redis_scanner *s = scanner_from_base(b);
+        uint64_t deadline = timeout_ms > 0 ? walu_monotonic_ns() / 1000000 + (uint64_t)timeout_ms : 0;
+        for (;;) {
+                if (atomic_load(&s->interrupted))
+                        return -ECANCELED;
+                uint64_t seq = walimpls_notifier_seq(&s->note);
+                int r = scanner_take(s, ret, reterr);
+                if (r != 0)
+                        return r > 0 ? 0 : r;
+                int wait = -1;
+                if (timeout_ms == 0) {
+                        wait = 0;
+                } else if (timeout_ms > 0) {
+                        uint64_t now = walu_monotonic_ns() / 1000000;
+                        wait = now >= deadline ? 0 : (int)(deadline - now);
+                }
+                if (wait == 0) {
+                        /* Drain first, then look again: a message queued after
+                         * this look makes the fd readable again. */
+                        walimpls_notifier_drain(&s->note);
+                        r = scanner_take(s, ret, reterr);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                        return -ETIMEDOUT;
+                }
+                r = walimpls_notifier_wait(&s->note, seq, wait);
+                if (r == -ECANCELED)
+                        return -ECANCELED;
+        }
+}
+
+static void redis_interrupt(struct walimpls_scanner *b)
+{
+        struct redis_scanner *s = scanner_from_base(b);
+        atomic_store(&s->interrupted, true);
+        walimpls_notifier_interrupt(&s->note);
+}
+
+static int redis_scanner_fd(struct walimpls_scanner *b)
+{
+        return scanner_from_base(b)->note.efd;
+}
+
+static void scanner_free(struct redis_scanner *s)
+{
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->len; i++)
+                wal_msg_unref(s->q[(s->head + i) % s->cap]);
+        free(s->q);
+        wal_error_free(s->errobj);
+        rconn_close(&s->conn);
+        if (s->note.impl)
+                walimpls_notifier_done(&s->note);
+        if (s->stop_fd >= 0)
+                close(s->stop_fd);
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->space);
+        walimpls_scanner_done(&s->base);
+        free(s);
+}
+
+static void redis_scanner_close(struct walimpls_scanner *b)
+{
+        struct redis_scanner *s = scanner_from_base(b);
+        pthread_mutex_lock(&s->lock);
+        s->stop = true;
+        pthread_cond_broadcast(&s->space);
+        pthread_mutex_unlock(&s->lock);
+        uint64_t one = 1;
+        while (write(s->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+                ;
+        if (s->thread_running)
+                pthread_join(s->thread, NULL);
+        scanner_free(s);
+}
+
+static int redis_read(struct walimpls_wal *b, const struct walimpls_read_opts *opts,
+                      struct walimpls_scanner **ret, wal_error **reterr)
+{
+        struct redis_wal *w = wal_from_base(b);
+        if (!opts)
+                return -EINVAL;
+        struct redis_scanner *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->stop_fd = -1;
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->space, NULL);
+        int r = walimpls_scanner_init(&s->base, &redis_scanner_ops, b, opts->name);
+        if (r < 0) {
+                pthread_mutex_destroy(&s->lock);
+                pthread_cond_destroy(&s->space);
+                free(s);
+                return r;
+        }
+        s->w = w;
+        s->seen_lastgen = WAL_MSGID_NONE;
+        s->cap = opts->read_ahead ? opts->read_ahead : (size_t)w->o->p.read_count;
+        s->q = calloc(s->cap, sizeof(*s->q));
+        s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (!s->q || s->stop_fd < 0) {
+                r = s->q ? -errno : -ENOMEM;
+                goto fail;
+        }
+        r = walimpls_notifier_init(&s->note);
+        if (r < 0)
+                goto fail;
+        r = rconn_connect(&s->conn, &w->o->p, reterr);
+        if (r < 0)
+                goto fail;
+        switch (opts->deliver.policy) {
+        case WAL_DELIVER_ALL:
+                s->after = WAL_MSGID(0, 0);
+                s->accept_trimmed = true;
+                break;
+        case WAL_DELIVER_LATEST:
+        case WAL_DELIVER_START_FROM:
+        case WAL_DELIVER_START_AFTER: {
+                if (opts->deliver.policy == WAL_DELIVER_START_FROM &&
+                    !redis_id_pred(opts->deliver.id, &s->after))
+                        s->after = WAL_MSGID(0, 0);
+                if (opts->deliver.policy == WAL_DELIVER_START_AFTER)
+                        s->after = opts->deliver.id;
+                if (opts->deliver.policy != WAL_DELIVER_LATEST &&
+                    wal_msgid_is_none(opts->deliver.id)) {
+                        r = wal_error_set(reterr, -EINVAL, 0, "%s needs a message ID",
+                                          wal_deliver_policy_name(opts->deliver.policy));
+                        goto fail;
+                }
+                redisReply *rep = NULL;
+                r = read_round(&s->conn, NULL, w->skey, WAL_MSGID(0, 0), 0, &rep, reterr);
+                if (r < 0)
+                        goto fail;
+                struct stream_state st;
+                r = parse_state(w->skey, rep, &st, reterr);
+                if (r == 0 && opts->deliver.policy == WAL_DELIVER_LATEST)
+                        s->after = st.exists ? st.lastgen : WAL_MSGID(0, 0);
+                if (r == 0)
+                        r = check_state(s, &st, WAL_MSGID_NONE, 0, reterr);
+                if (r == 0 && st.exists) {
+                        s->seen_stream = true;
+                        s->seen_lastgen = st.lastgen;
+                }
+                freeReplyObject(rep);
+                if (r < 0)
+                        goto fail;
+                break;
+        }
+        default:
+                r = wal_error_set(reterr, -EINVAL, 0, "deliver policy %d is not for backends",
+                                  (int)opts->deliver.policy);
+                goto fail;
+        }
+        r = -pthread_create(&s->thread, NULL, scanner_main, s);
+        if (r < 0) {
+                wal_error_set(reterr, r, 0, "cannot start the reader thread");
+                goto fail;
+        }
+        s->thread_running = true;
+        *ret = &s->base;
+        return 0;
+fail:
+        wal_error_prefix(reterr, "redis: reading channel %s: ", w->base.channel);
+        scanner_free(s);
+        return r;
+}
+
+/* ---- Tables ---- */
+
+static const struct walimpls_opener_ops redis_opener_ops = {
+        .version = WALIMPLS_VERSION,
+        .open = redis_open,
+        .list_channels = redis_list_channels,
+        .close = redis_opener_close,
+};
+
+static const struct walimpls_wal_ops redis_wal_ops = {
+        .version = WALIMPLS_VERSION,
+        .append = redis_append,
+        .read = redis_read,
+        .truncate = redis_truncate,
+        .info = redis_info,
+        .close = redis_wal_close,
+};
+
+static const struct walimpls_scanner_ops redis_scanner_ops = {
+        .version = WALIMPLS_VERSION,
+        .next = redis_next,
+        .interrupt = redis_interrupt,
+        .fd = redis_scanner_fd,
+        .close = redis_scanner_close,
+};
+
+const struct walimpls_builder walimpls_redis = {
+        .version = WALIMPLS_VERSION,
+        .name = "redis",
+        .description = "Redis Streams: a channel is a stream key; fencing by term in a Lua script",
+        .caps = WALIMPLS_CAP_PERSISTENT | WALIMPLS_CAP_TRUNCATE | WALIMPLS_CAP_FENCING |
+                WALIMPLS_CAP_LIST,
+        .properties = redis_properties,
+        .build = redis_build,
+};
+
+WAL_REGISTER_BACKEND(walimpls_redis);
