@@ -48,11 +48,18 @@
 
 /* ---- Objects ---- */
 
+struct mem_entry {
+        uint64_t seq;                /* == wal_msg_id(msg).lo, kept here for searching */
+        wal_msg *msg;                /* frozen, one reference held by the log */
+};
+
 struct mem_log {
         pthread_mutex_t lock;
         char *channel;
-        wal_msg **msgs;              /* [head, tail) live, ascending seq */
+        struct mem_entry *ents;      /* [head, tail) live, ascending seq */
         size_t head, tail, cap;
+        uint64_t removed;            /* entries ever dropped from the front: the
+                                        logical index of ents[i] is removed + i - head */
         int64_t bytes;               /* sum of wal_msg_size of live messages */
         atomic_uint_fast64_t next_seq; /* next sequence to assign, starts at 1 */
         uint64_t trunc_seq;          /* highest truncated seq, 0 = never */
@@ -99,6 +106,7 @@ struct mem_scanner {
         struct mem_log *log;
         struct walimpls_notifier notifier;
         uint64_t pos;                  /* next seq wanted (first seq >= pos) */
+        uint64_t hint;                 /* logical index likely holding pos */
         atomic_bool interrupted;
 };
 
@@ -151,8 +159,8 @@ static void log_free(struct mem_log *l)
         if (!l)
                 return;
         for (size_t i = l->head; i < l->tail; i++)
-                wal_msg_unref(l->msgs[i]);
-        free(l->msgs);
+                wal_msg_unref(l->ents[i].msg);
+        free(l->ents);
         free(l->scanners);
         free(l->channel);
         pthread_mutex_destroy(&l->lock);
@@ -166,7 +174,7 @@ static int log_reserve(struct mem_log *l, size_t n)
                 return 0;
         size_t live = l->tail - l->head;
         if (l->head > 0 && live + n <= l->cap && l->head >= l->cap / 2) {
-                memmove(l->msgs, l->msgs + l->head, live * sizeof(*l->msgs));
+                memmove(l->ents, l->ents + l->head, live * sizeof(*l->ents));
                 l->head = 0;
                 l->tail = live;
                 return 0;
@@ -174,22 +182,17 @@ static int log_reserve(struct mem_log *l, size_t n)
         size_t ncap = l->cap ? l->cap : 256;
         while (ncap < live + n)
                 ncap *= 2;
-        wal_msg **nv = malloc(ncap * sizeof(*nv));
+        struct mem_entry *nv = malloc(ncap * sizeof(*nv));
         if (!nv)
                 return -ENOMEM;
         if (live)
-                memcpy(nv, l->msgs + l->head, live * sizeof(*nv));
-        free(l->msgs);
-        l->msgs = nv;
+                memcpy(nv, l->ents + l->head, live * sizeof(*nv));
+        free(l->ents);
+        l->ents = nv;
         l->head = 0;
         l->tail = live;
         l->cap = ncap;
         return 0;
-}
-
-static uint64_t msg_seq(const wal_msg *m)
-{
-        return wal_msg_id(m).lo;
 }
 
 /* Index of the first live message with seq >= @pos.  Caller holds l->lock. */
@@ -198,7 +201,7 @@ static size_t log_lower_bound(const struct mem_log *l, uint64_t pos)
         size_t lo = l->head, hi = l->tail;
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                if (msg_seq(l->msgs[mid]) < pos)
+                if (l->ents[mid].seq < pos)
                         lo = mid + 1;
                 else
                         hi = mid;
@@ -480,9 +483,9 @@ static int commit_batch(struct mem_wal *w, struct mem_queue *b)
         int r = wal_fenced(w) ? -ESTALE : log_reserve(l, b->n);
         if (r == 0) {
                 for (size_t i = 0; i < b->n; i++) {
-                        WAL_ASSERT(l->tail == l->head ||
-                                   msg_seq(l->msgs[l->tail - 1]) < msg_seq(b->v[i].msg));
-                        l->msgs[l->tail++] = wal_msg_ref(b->v[i].msg);
+                        uint64_t seq = wal_msg_id(b->v[i].msg).lo;
+                        WAL_ASSERT(l->tail == l->head || l->ents[l->tail - 1].seq < seq);
+                        l->ents[l->tail++] = (struct mem_entry){ seq, wal_msg_ref(b->v[i].msg) };
                         l->bytes += (int64_t)wal_msg_size(b->v[i].msg);
                 }
                 log_wake_scanners(l);
@@ -579,7 +582,7 @@ static int mem_read(struct walimpls_wal *base, const struct walimpls_read_opts *
         pthread_mutex_lock(&l->lock);
         switch (d->policy) {
         case WAL_DELIVER_ALL:
-                s->pos = l->head < l->tail ? msg_seq(l->msgs[l->head]) : l->trunc_seq + 1;
+                s->pos = l->head < l->tail ? l->ents[l->head].seq : l->trunc_seq + 1;
                 break;
         case WAL_DELIVER_LATEST:
                 s->pos = atomic_load(&l->next_seq);
@@ -642,14 +645,15 @@ static int mem_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_erro
         pthread_mutex_lock(&l->lock);
         if (l->head < l->tail) {
                 /* Only committed messages can be deleted: clamp to the last one. */
-                uint64_t last = msg_seq(l->msgs[l->tail - 1]);
+                uint64_t last = l->ents[l->tail - 1].seq;
                 if (upto > last)
                         upto = last;
                 size_t end = log_lower_bound(l, upto + 1);
                 for (size_t i = l->head; i < end; i++) {
-                        l->bytes -= (int64_t)wal_msg_size(l->msgs[i]);
-                        wal_msg_unref(l->msgs[i]);
+                        l->bytes -= (int64_t)wal_msg_size(l->ents[i].msg);
+                        wal_msg_unref(l->ents[i].msg);
                 }
+                l->removed += end - l->head;
                 l->head = end;
                 if (l->head == l->tail)
                         l->head = l->tail = 0;
@@ -670,8 +674,8 @@ static int mem_info(struct walimpls_wal *base, struct walimpls_info *ret, wal_er
         pthread_mutex_lock(&l->lock);
         bool empty = l->head == l->tail;
         *ret = (struct walimpls_info){
-                .first_id = empty ? WAL_MSGID_NONE : wal_msg_id(l->msgs[l->head]),
-                .last_id = empty ? WAL_MSGID_NONE : wal_msg_id(l->msgs[l->tail - 1]),
+                .first_id = empty ? WAL_MSGID_NONE : wal_msg_id(l->ents[l->head].msg),
+                .last_id = empty ? WAL_MSGID_NONE : wal_msg_id(l->ents[l->tail - 1].msg),
                 .count = (int64_t)(l->tail - l->head),
                 .bytes = l->bytes,
                 .term = l->term,
@@ -715,6 +719,26 @@ static const struct walimpls_wal_ops mem_wal_ops = {
 /* ---- Scanner ---- */
 
 /*
+ * Index in l->ents of the first entry with seq >= s->pos.  A tailing scanner
+ * hits its hint (the logical index after the last delivered entry) in O(1);
+ * otherwise binary search.  Caller holds l->lock.
+ */
+static size_t scanner_index(const struct mem_scanner *s, const struct mem_log *l)
+{
+        if (s->hint >= l->removed) {
+                size_t i = l->head + (size_t)(s->hint - l->removed);
+                if (i >= l->tail) {
+                        if (l->head == l->tail || l->ents[l->tail - 1].seq < s->pos)
+                                return l->tail;
+                } else if (l->ents[i].seq >= s->pos &&
+                           (i == l->head || l->ents[i - 1].seq < s->pos)) {
+                        return i;
+                }
+        }
+        return log_lower_bound(l, s->pos);
+}
+
+/*
  * Look for the next message.  0 with *ret referenced, -EAGAIN nothing yet,
  * -ERANGE the position was truncated away.
  */
@@ -726,12 +750,12 @@ static int scanner_try(struct mem_scanner *s, wal_msg **ret)
         if (l->trunc_seq > 0 && s->pos <= l->trunc_seq) {
                 r = -ERANGE;
         } else {
-                size_t i = log_lower_bound(l, s->pos);
+                size_t i = scanner_index(s, l);
                 if (i < l->tail) {
-                        wal_msg *m = l->msgs[i];
-                        uint64_t seq = msg_seq(m);
+                        uint64_t seq = l->ents[i].seq;
                         s->pos = seq == UINT64_MAX ? UINT64_MAX : seq + 1;
-                        *ret = wal_msg_ref(m);
+                        s->hint = l->removed + (i - l->head) + 1;
+                        *ret = wal_msg_ref(l->ents[i].msg);
                         r = 0;
                 }
         }
