@@ -1,0 +1,584 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/kafka/test-kafka.c: the Kafka backend against librdkafka's mock
+ * cluster, beyond what the conformance suite checks: the record layout other
+ * Kafka clients see, records written by other clients, a broker going down
+ * and up during appends, injected request errors, back-pressure, a broker
+ * that is down at open, retention that dropped a read position, fatal
+ * producer errors, and property pass-through.
+ *
+ * Every case starts its own mock cluster (kafka_mock_host_start) in its own
+ * criterion worker, and talks to the backend through the SPI only.  Plain
+ * librdkafka clients stand in for "another Kafka client".  Data per topic
+ * stays far below the mock's 5 MiB partition cap, except in the case that
+ * uses the cap on purpose.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <walimpls/walimpls.h>
+#include <wal/wal-config.h>
+#include <wal/wal-registry.h>
+#include "impls/kafka/kafka-internal.h"
+#include "t-helpers.h"
+
+/* ---- Fixture ---- */
+
+struct kt {
+        struct kafka_mock_host *host;
+        rd_kafka_mock_cluster_t *mc;
+        wal_config *cfg;
+        const struct walimpls_builder *b;
+        struct walimpls_opener *o;
+};
+
+static struct kt kt;
+
+/* Start a mock cluster and fill kt.cfg; does not build. */
+static void kt_setup_cluster(void)
+{
+        memset(&kt, 0, sizeof(kt));
+        wal_error *e = NULL;
+        cr_assert_eq(kafka_mock_host_start(1, &kt.host, &e), 0, "mock: %s", wal_error_message(e));
+        kt.mc = kafka_mock_host_cluster(kt.host);
+        cr_assert_eq(wal_config_new(&kt.cfg), 0);
+        cr_assert_eq(wal_registry_find("kafka", &kt.b, &e), 0, "%s", wal_error_message(e));
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.bootstrap.servers",
+                                    kafka_mock_host_bootstraps(kt.host), &e), 0,
+                     "%s", wal_error_message(e));
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.fetch.wait.max.ms", "10", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.open_timeout", "10s", &e), 0);
+}
+
+static void kt_build(void)
+{
+        wal_error *e = NULL;
+        int r = kt.b->build(kt.cfg, &kt.o, &e);
+        cr_assert_eq(r, 0, "build: %d %s", r, wal_error_message(e));
+}
+
+static void kt_init(void)
+{
+        kt_setup_cluster();
+        kt_build();
+}
+
+static void kt_fini(void)
+{
+        if (kt.o)
+                kt.o->ops->close(kt.o);
+        wal_config_free(kt.cfg);
+        kafka_mock_host_stop(kt.host);
+}
+
+TestSuite(kafka, .init = kt_init, .fini = kt_fini, .timeout = 60);
+TestSuite(kafka_open, .fini = kt_fini, .timeout = 60);
+
+static struct walimpls_wal *kt_open(const char *channel, enum wal_access access)
+{
+        struct walimpls_open_opts opts = { .channel = channel, .term = 1, .access = access };
+        struct walimpls_wal *w = NULL;
+        wal_error *e = NULL;
+        int r = kt.o->ops->open(kt.o, &opts, &w, &e);
+        cr_assert_eq(r, 0, "open %s: %d %s", channel, r, wal_error_message(e));
+        return w;
+}
+
+static struct walimpls_scanner *kt_read(struct walimpls_wal *w, enum wal_deliver_policy pol,
+                                        struct wal_msgid id)
+{
+        struct walimpls_read_opts ro = { .name = "t", .deliver = { .policy = pol, .id = id } };
+        struct walimpls_scanner *s = NULL;
+        wal_error *e = NULL;
+        int r = w->ops->read(w, &ro, &s, &e);
+        cr_assert_eq(r, 0, "read: %d %s", r, wal_error_message(e));
+        return s;
+}
+
+/* ---- Completion tracking for many appends ---- */
+
+struct acks {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        size_t n, done;
+        int *status;
+        struct wal_msgid *ids;
+};
+
+struct ack_arg {
+        struct acks *a;
+        size_t idx;
+};
+
+static void acks_init(struct acks *a, size_t n)
+{
+        pthread_mutex_init(&a->lock, NULL);
+        pthread_cond_init(&a->cond, NULL);
+        a->n = n;
+        a->done = 0;
+        a->status = calloc(n, sizeof(*a->status));
+        a->ids = calloc(n, sizeof(*a->ids));
+        cr_assert(a->status && a->ids);
+        for (size_t i = 0; i < n; i++)
+                a->status[i] = 1;   /* not completed */
+}
+
+static void acks_cb(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        (void)err;
+        struct ack_arg *aa = arg;
+        struct acks *a = aa->a;
+        pthread_mutex_lock(&a->lock);
+        if (a->status[aa->idx] != 1)
+                a->status[aa->idx] = 1000;   /* completed twice: flagged */
+        else
+                a->status[aa->idx] = status;
+        a->ids[aa->idx] = id;
+        a->done++;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        free(aa);
+}
+
+/* Wait until every append completed or @timeout_ms passed; @returns done. */
+static size_t acks_wait(struct acks *a, size_t expect, int timeout_ms)
+{
+        uint64_t end = t_now_ms() + (uint64_t)timeout_ms;
+        pthread_mutex_lock(&a->lock);
+        while (a->done < expect && t_now_ms() < end) {
+                pthread_mutex_unlock(&a->lock);
+                t_sleep_ms(10);
+                pthread_mutex_lock(&a->lock);
+        }
+        size_t d = a->done;
+        pthread_mutex_unlock(&a->lock);
+        return d;
+}
+
+static void acks_free(struct acks *a)
+{
+        free(a->status);
+        free(a->ids);
+}
+
+static wal_msg *mk_msg(size_t idx)
+{
+        char payload[64], v[32];
+        snprintf(payload, sizeof(payload), "payload-%zu", idx);
+        snprintf(v, sizeof(v), "%zu", idx);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, payload, strlen(payload), &m), 0);
+        cr_assert_eq(wal_msg_set_prop(m, "idx", v), 0);
+        return m;
+}
+
+static void append_idx(struct walimpls_wal *w, struct acks *a, size_t idx)
+{
+        wal_msg *m = mk_msg(idx);
+        struct ack_arg *aa = malloc(sizeof(*aa));
+        cr_assert(aa);
+        *aa = (struct ack_arg){ a, idx };
+        int r = w->ops->append(w, m, acks_cb, aa);
+        wal_msg_unref(m);
+        cr_assert_eq(r, 0, "append %zu refused: %d", idx, r);
+}
+
+/* Read everything from the start; check each acknowledged index appears
+ * exactly once, at the ID its completion reported, in ascending ID order. */
+static void read_back_exactly_once(struct walimpls_wal *w, struct acks *a)
+{
+        struct walimpls_scanner *s = kt_read(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        unsigned char *seen = calloc(a->n, 1);
+        size_t acked = 0, got = 0;
+        for (size_t i = 0; i < a->n; i++)
+                acked += a->status[i] == 0;
+        struct wal_msgid prev = WAL_MSGID_NONE;
+        while (got < acked) {
+                wal_msg *m = NULL;
+                wal_error *e = NULL;
+                int r = s->ops->next(s, 5000, &m, &e);
+                cr_assert_eq(r, 0, "next after %zu of %zu: %d %s", got, acked, r,
+                             wal_error_message(e));
+                struct wal_msgid id = wal_msg_id(m);
+                if (!wal_msgid_is_none(prev))
+                        cr_assert_gt(wal_msgid_cmp(id, prev), 0, "IDs not ascending");
+                prev = id;
+                const char *v = wal_msg_prop(m, "idx");
+                cr_assert_not_null(v);
+                size_t idx = strtoul(v, NULL, 10);
+                cr_assert_lt(idx, a->n);
+                cr_assert_eq(seen[idx], 0, "index %zu read twice", idx);
+                seen[idx] = 1;
+                if (a->status[idx] == 0) {
+                        cr_assert(wal_msgid_eq(a->ids[idx], id),
+                                  "index %zu acked at %llu, read at %llu", idx,
+                                  (unsigned long long)a->ids[idx].lo,
+                                  (unsigned long long)id.lo);
+                        got++;
+                }
+                wal_msg_unref(m);
+        }
+        /* Nothing more: no duplicate after the last acknowledged record. */
+        wal_msg *m = NULL;
+        int r = s->ops->next(s, 300, &m, NULL);
+        cr_assert_eq(r, -ETIMEDOUT, "an extra record after every acked one (%d)", r);
+        s->ops->close(s);
+        free(seen);
+}
+
+/* ---- A plain librdkafka client ---- */
+
+static rd_kafka_t *plain_client(rd_kafka_type_t type)
+{
+        char errstr[256];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", kafka_mock_host_bootstraps(kt.host), errstr,
+                          sizeof(errstr));
+        if (type == RD_KAFKA_CONSUMER) {
+                rd_kafka_conf_set(c, "group.id", "plain", errstr, sizeof(errstr));
+                rd_kafka_conf_set(c, "fetch.wait.max.ms", "10", errstr, sizeof(errstr));
+        }
+        rd_kafka_t *rk = rd_kafka_new(type, c, errstr, sizeof(errstr));
+        cr_assert_not_null(rk, "%s", errstr);
+        return rk;
+}
+
+/* ---- Cases ---- */
+
+Test(kafka, other_clients_see_plain_payloads_and_headers)
+{
+        char ch[64];
+        t_unique_name("layout", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        struct acks a;
+        acks_init(&a, 3);
+        for (size_t i = 0; i < 3; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, 3, 20000), 3);
+
+        rd_kafka_t *c = plain_client(RD_KAFKA_CONSUMER);
+        rd_kafka_poll_set_consumer(c);
+        char topic[128];
+        snprintf(topic, sizeof(topic), "wal-%s", ch);
+        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        cr_assert_eq(rd_kafka_assign(c, pl), 0);
+        rd_kafka_topic_partition_list_destroy(pl);
+        size_t got = 0;
+        uint64_t end = t_now_ms() + 10000;
+        while (got < 3 && t_now_ms() < end) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+                if (!m)
+                        continue;
+                if (m->err) {
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                char want[64];
+                snprintf(want, sizeof(want), "payload-%zu", got);
+                cr_assert_eq(m->len, strlen(want));
+                cr_assert_eq(memcmp(m->payload, want, m->len), 0, "value is not the payload");
+                cr_assert_eq((uint64_t)m->offset, a.ids[got].lo, "offset is not the ID");
+                rd_kafka_headers_t *h = NULL;
+                cr_assert_eq(rd_kafka_message_headers(m, &h), 0);
+                const void *v;
+                size_t vs;
+                cr_assert_eq(rd_kafka_header_get_last(h, "idx", &v, &vs), 0);
+                cr_assert_eq(vs, 1);
+                cr_assert_eq(((const char *)v)[0], (char)('0' + got));
+                cr_assert_eq(rd_kafka_header_get_last(h, "_wal", &v, &vs), 0,
+                             "no envelope header");
+                cr_assert_gt(vs, 0);
+                rd_kafka_message_destroy(m);
+                got++;
+        }
+        cr_assert_eq(got, 3);
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
+Test(kafka, foreign_records_read_as_data_with_header_properties)
+{
+        char ch[64], topic[128];
+        t_unique_name("foreign", ch, sizeof(ch));
+        snprintf(topic, sizeof(topic), "wal-%s", ch);
+        rd_kafka_t *p = plain_client(RD_KAFKA_PRODUCER);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("raw bytes", 9),
+                                       RD_KAFKA_V_HEADER("source", "kcat", 4),
+                                       RD_KAFKA_V_HEADER("n", "7", 1),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END), 0);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("bare", 4),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END), 0);
+        cr_assert_eq(rd_kafka_flush(p, 10000), 0);
+        rd_kafka_destroy(p);
+
+        /* The topic exists now, so a read-only open works. */
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RO);
+        struct walimpls_scanner *s = kt_read(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = NULL;
+        wal_error *e = NULL;
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        size_t len;
+        const void *pl = wal_msg_payload(m, &len);
+        cr_assert_eq(len, 9);
+        cr_assert_eq(memcmp(pl, "raw bytes", 9), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_DATA);
+        cr_assert_str_eq(wal_msg_prop(m, "source"), "kcat");
+        cr_assert_str_eq(wal_msg_prop(m, "n"), "7");
+        cr_assert_eq(wal_msg_prop_count(m), 2);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), WAL_MSGID(0, 0)));
+        wal_msg_unref(m);
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        pl = wal_msg_payload(m, &len);
+        cr_assert_eq(len, 4);
+        cr_assert_eq(memcmp(pl, "bare", 4), 0);
+        cr_assert_eq(wal_msg_prop_count(m), 0);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), WAL_MSGID(0, 1)));
+        wal_msg_unref(m);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
+Test(kafka, broker_down_and_up_during_appends, .timeout = 90)
+{
+        char ch[64];
+        t_unique_name("downup", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        enum { N = 3000 };
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < N; i++) {
+                if (i == 1000) {
+                        /* Let some be acknowledged, then take the broker away. */
+                        acks_wait(&a, 500, 10000);
+                        cr_assert_eq(rd_kafka_mock_broker_set_down(kt.mc, 1), 0);
+                }
+                if (i == 2000) {
+                        t_sleep_ms(1500);
+                        pthread_mutex_lock(&a.lock);
+                        size_t during = a.done;
+                        pthread_mutex_unlock(&a.lock);
+                        /* Proof the outage was real: appends made while the
+                         * broker was down are still waiting. */
+                        cr_assert_lt(during, 2000, "all %zu appends completed while the "
+                                     "broker was down", during);
+                        cr_assert_eq(rd_kafka_mock_broker_set_up(kt.mc, 1), 0);
+                }
+                append_idx(w, &a, i);
+                if (i % 100 == 0)
+                        t_sleep_ms(10);
+        }
+        cr_assert_eq(acks_wait(&a, N, 60000), N, "not every append completed");
+        size_t ok = 0;
+        for (size_t i = 0; i < N; i++) {
+                cr_assert_neq(a.status[i], 1000, "append %zu completed twice", i);
+                ok += a.status[i] == 0;
+        }
+        /* librdkafka retries through the outage: nothing may fail. */
+        cr_assert_eq(ok, N, "%zu of %d appends failed across a broker restart", N - ok, N);
+        read_back_exactly_once(w, &a);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
+Test(kafka, injected_produce_errors_are_retried_without_duplicates, .timeout = 60)
+{
+        char ch[64];
+        t_unique_name("inject", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        /* ApiKey 0 is Produce. */
+        rd_kafka_mock_push_request_errors(kt.mc, 0, 5,
+                                          RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                          RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                                          RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+                                          RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+        enum { N = 1000 };
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < N; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, N, 30000), N);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(a.status[i], 0, "append %zu: %d", i, a.status[i]);
+        read_back_exactly_once(w, &a);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
+Test(kafka, queue_full_is_back_pressure_not_failure, .init = kt_setup_cluster, .timeout = 60)
+{
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.queue.buffering.max.messages", "16", &e), 0,
+                     "%s", wal_error_message(e));
+        kt_build();
+        char ch[64];
+        t_unique_name("bp", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        enum { N = 800 };
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < N; i++)
+                append_idx(w, &a, i);   /* asserts every append returned 0 */
+        cr_assert_eq(acks_wait(&a, N, 30000), N);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(a.status[i], 0, "append %zu: %d", i, a.status[i]);
+        read_back_exactly_once(w, &a);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
+Test(kafka_open, broker_down_at_open_fails_within_timeout, .timeout = 30)
+{
+        kt_setup_cluster();
+        cr_assert_eq(rd_kafka_mock_broker_set_down(kt.mc, 1), 0);
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.open_timeout", "1500ms", &e), 0);
+        uint64_t t0 = t_now_ms();
+        int r = kt.b->build(kt.cfg, &kt.o, &e);
+        uint64_t took = t_now_ms() - t0;
+        cr_assert_eq(r, -ETIMEDOUT, "build with the broker down: %d %s", r,
+                     wal_error_message(e));
+        cr_assert_null(kt.o);
+        cr_assert_lt(took, 4000, "took %llu ms with a 1500 ms timeout",
+                     (unsigned long long)took);
+        cr_assert_geq(took, 1000, "gave up after only %llu ms", (unsigned long long)took);
+        cr_assert_not_null(strstr(wal_error_message(e), kafka_mock_host_bootstraps(kt.host)),
+                           "message does not name the brokers: %s", wal_error_message(e));
+        cr_assert(wal_error_is_retriable(e));
+        wal_error_free(e);
+}
+
+Test(kafka_open, nothing_listening_fails_within_timeout, .timeout = 30)
+{
+        kt_setup_cluster();
+        int port = t_free_port();
+        cr_assert_gt(port, 0);
+        char bs[64];
+        snprintf(bs, sizeof(bs), "127.0.0.1:%d", port);
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.bootstrap.servers", bs, &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.open_timeout", "1s", &e), 0);
+        uint64_t t0 = t_now_ms();
+        int r = kt.b->build(kt.cfg, &kt.o, &e);
+        uint64_t took = t_now_ms() - t0;
+        cr_assert_eq(r, -ETIMEDOUT, "%d %s", r, wal_error_message(e));
+        cr_assert_lt(took, 3500, "took %llu ms", (unsigned long long)took);
+        cr_assert_not_null(strstr(wal_error_message(e), bs), "%s", wal_error_message(e));
+        wal_error_free(e);
+}
+
+Test(kafka_open, missing_bootstrap_and_bad_passthrough_are_einval)
+{
+        kt_setup_cluster();
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_unset(kt.cfg, "kafka.bootstrap.servers"), 0);
+        int r = kt.b->build(kt.cfg, &kt.o, &e);
+        cr_assert_eq(r, -EINVAL);
+        cr_assert_not_null(strstr(wal_error_message(e), "kafka.bootstrap.servers"), "%s",
+                           wal_error_message(e));
+        wal_error_free(e);
+        e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.bootstrap.servers",
+                                    kafka_mock_host_bootstraps(kt.host), &e), 0);
+        /* Any kafka.* key is accepted by the config and judged by librdkafka. */
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.no.such.property", "1", &e), 0,
+                     "%s", wal_error_message(e));
+        r = kt.b->build(kt.cfg, &kt.o, &e);
+        cr_assert_eq(r, -EINVAL);
+        cr_assert_not_null(strstr(wal_error_message(e), "kafka.no.such.property"), "%s",
+                           wal_error_message(e));
+        wal_error_free(e);
+}
+
+Test(kafka, position_dropped_by_retention_is_erange, .timeout = 60)
+{
+        char ch[64];
+        t_unique_name("retention", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        /* 70 x 100 KiB: past the mock's 5 MiB partition cap, so the oldest
+         * records are dropped and the low watermark moves up. */
+        enum { N = 70, SZ = 100 * 1024 };
+        char *big = malloc(SZ);
+        memset(big, 'x', SZ);
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < N; i++) {
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, big, SZ, &m), 0);
+                struct ack_arg *aa = malloc(sizeof(*aa));
+                *aa = (struct ack_arg){ &a, i };
+                cr_assert_eq(w->ops->append(w, m, acks_cb, aa), 0);
+                wal_msg_unref(m);
+                /* One record per message set, so the cap counts them. */
+                acks_wait(&a, i + 1, 10000);
+        }
+        cr_assert_eq(acks_wait(&a, N, 10000), N);
+        free(big);
+
+        struct walimpls_info info;
+        wal_error *e = NULL;
+        cr_assert_eq(w->ops->info(w, &info, &e), 0, "%s", wal_error_message(e));
+        cr_assert_gt(info.first_id.lo, 0, "the mock kept everything: the test proves nothing");
+
+        struct walimpls_read_opts ro = { .name = "old",
+                                         .deliver = { WAL_DELIVER_START_FROM, WAL_MSGID(0, 0) } };
+        struct walimpls_scanner *s = NULL;
+        int r = w->ops->read(w, &ro, &s, &e);
+        cr_assert_eq(r, -ERANGE, "reading from a dropped offset: %d", r);
+        cr_assert_not_null(strstr(wal_error_message(e), "no longer retained"), "%s",
+                           wal_error_message(e));
+        wal_error_free(e);
+        e = NULL;
+
+        /* ALL starts at what is retained. */
+        s = kt_read(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = NULL;
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        cr_assert(wal_msgid_eq(wal_msg_id(m), info.first_id), "ALL began at %llu, not %llu",
+                  (unsigned long long)wal_msg_id(m).lo, (unsigned long long)info.first_id.lo);
+        wal_msg_unref(m);
+        s->ops->close(s);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
+Test(kafka, start_beyond_the_end_waits_for_that_offset)
+{
+        char ch[64];
+        t_unique_name("beyond", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        struct acks a;
+        acks_init(&a, 6);
+        append_idx(w, &a, 0);
+        cr_assert_eq(acks_wait(&a, 1, 10000), 1);
+        /* Offset 3 does not exist yet: the scanner must start there, not at 1. */
+        struct walimpls_scanner *s = kt_read(w, WAL_DELIVER_START_FROM, WAL_MSGID(0, 3));
+        wal_msg *m = NULL;
+        cr_assert_eq(s->ops->next(s, 200, &m, NULL), -ETIMEDOUT);
+        for (size_t i = 1; i < 6; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, 6, 10000), 6);
+        wal_error *e = NULL;
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        cr_assert(wal_msgid_eq(wal_msg_id(m), WAL_MSGID(0, 3)), "got %llu",
+                  (unsigned long long)wal_msg_id(m).lo);
+        wal_msg_unref(m);
+        s->ops->close(s);
+        w->ops->close(w);
+        acks_free(&a);
+}
