@@ -1,0 +1,875 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * impls/local/local-format.c: the on-disk format of the local backend, its
+ * frame codec, recovery scan, verify and repair.
+ *
+ * Everything persistent is big-endian (walu_put_be*), never a struct copy.
+ *
+ * ---- Directory layout ----
+ *
+ *   <local.dir>/<channel>/               one directory per channel
+ *       lock                             flock()ed (exclusive) by the writer
+ *       term                             decimal term of the owner, replaced
+ *                                        atomically (tmp + fsync + rename +
+ *                                        directory fsync)
+ *       00000000000000000001.seg         segments, named by their first LSN,
+ *       00000000000000004711.seg         20 digits so names sort as numbers
+ *
+ * The directory is fsynced after every segment creation and removal.
+ *
+ * ---- Segment file ----
+ *
+ * A segment is created at its full size (local.segment_bytes, or larger for
+ * one frame that does not fit) with fallocate, so later fdatasyncs never
+ * change the file size.  It begins with a 4096-byte header page:
+ *
+ *   offset  size  field
+ *   0       8     magic "LWALSEG1"
+ *   8       4     format version (1)
+ *   12      4     header size (4096): first frame offset
+ *   16      8     first LSN (equals the number in the file name)
+ *   24      8     file size when created
+ *   32      8     creation time, ms since the epoch (informational)
+ *   40      20    zero
+ *   60      4     CRC32C of bytes 0..59
+ *   64      4032  zero
+ *
+ * The header is written and fdatasynced, and the directory fsynced, before
+ * any frame is written to the segment.  A valid header with another version
+ * is refused with -EPROTO.
+ *
+ * ---- Frame ----
+ *
+ * Frames follow each other from offset 4096, each starting at a multiple
+ * of 8 (so a frame header never straddles a 512-byte sector):
+ *
+ *   offset  size  field
+ *   0       4     B: body length (envelope + payload), <= 256 MiB
+ *   4       4     E: envelope length, <= B
+ *   8       8     LSN: 1 for the first record of the channel, +1 per record
+ *   16      4     flags, 0 (reserved)
+ *   20      4     masked CRC32C of (body || bytes 0..19 of this header)
+ *   24      E     envelope (utility/envelope.h)
+ *   24+E    B-E   payload
+ *   24+B    pad   zeros up to the next multiple of 8
+ *
+ * The CRC is computed over the body first so appenders can checksum their
+ * record before they know its LSN; it is masked as LevelDB does
+ * (rotate right 15, add 0xa282ead8) because a payload may itself contain
+ * frames.  The LSN inside the CRC means a frame is valid only at its own
+ * position in the sequence: stale bytes never validate elsewhere.
+ *
+ * End of data: an all-zero 24-byte header (preallocated space reads as
+ * zeros; LSN 0 is never written), or fewer than 24 bytes left in the file.
+ *
+ * ---- Validity rule ----
+ *
+ * A frame at offset X is valid when: E <= B <= 256 MiB, X + 24 + B is inside
+ * the file, its LSN is the previous frame's LSN + 1 (the first frame of a
+ * segment: the header's first LSN) and its CRC matches.  The first segment
+ * may start at any LSN (earlier ones were truncated away); every later one
+ * starts at the previous one's last LSN + 1.
+ *
+ * ---- Recovery (on open) ----
+ *
+ *  1. List *.seg files, sort by first LSN.
+ *  2. For each segment check its header: the name and header must agree.
+ *     The last segment with a bad header and an all-zero first frame header
+ *     was torn while being created (no frame was ever written to it: frames
+ *     are written only after the header is durable): it is removed.  Any
+ *     other bad header refuses the open (-EBADMSG, file, offset 0).
+ *  3. Check continuity: a gap or overlap in LSNs between segments refuses
+ *     the open (-EBADMSG naming the segment that does not follow).
+ *  4. Scan each segment's frames with 1 MiB reads, building a sparse index
+ *     (one (LSN, offset) pair per 256 KiB) until the end of data.  A frame
+ *     that does not validate:
+ *       - in a segment other than the last: corruption, refuse (-EBADMSG
+ *         with the segment file and the byte offset).  The writer finishes
+ *         every write to a segment durably before writing the next one, so
+ *         an older segment cannot legitimately end torn.
+ *       - in the last segment: torn (cut off there) when the frame runs past
+ *         the end of the file, when an aligned 512-byte sector of it is all
+ *         zeros (an unwritten part, as etcd decides), or when no valid
+ *         frame with a later LSN follows it; otherwise (a damaged frame with
+ *         valid ones after it: acknowledged data was damaged) refuse.
+ *     A torn frame is the very end of what a crash interrupted: nothing
+ *     after it was acknowledged, because appends complete strictly in order
+ *     and only after their fdatasync.
+ *  5. Read-write opens then make the cut permanent: the last segment is
+ *     truncated at the end of data and reallocated to its size (zeros), and
+ *     fdatasynced, so bytes a crash left after the end can never be mistaken
+ *     for data later.  Read-only opens only stop at the end.
+ *
+ * Recovery never returns a record that was not written whole: every record
+ * delivered passed its CRC at its LSN.
+ *
+ * ---- What is rebuilt, not persisted ----
+ *
+ * The sparse index, the segment list and the end offsets live in memory and
+ * are rebuilt by the scan above.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <wal/wal-log.h>
+#include "utility/crc32c.h"
+#include "utility/walu.h"
+#include "local.h"
+
+/* ---- Frame codec ---- */
+
+static inline uint32_t crc_mask(uint32_t crc)
+{
+        return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+void local_frame_seal(uint8_t *hdr, uint64_t lsn, uint32_t env_len, uint32_t payload_len,
+                      uint32_t body_crc)
+{
+        uint32_t body = env_len + payload_len;
+        walu_put_be32(hdr + 0, body);
+        walu_put_be32(hdr + 4, env_len);
+        walu_put_be64(hdr + 8, lsn);
+        walu_put_be32(hdr + 16, 0);
+        uint32_t crc = walu_crc32c(body_crc, hdr, 20);
+        walu_put_be32(hdr + 20, crc_mask(crc));
+        size_t used = LOCAL_FRAME_HDR_SIZE + (size_t)body;
+        size_t total = local_frame_size(body);
+        memset(hdr + used, 0, total - used);
+}
+
+int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret)
+{
+        if (!buf || len < LOCAL_FRAME_HDR_SIZE)
+                return -EAGAIN;
+        uint32_t body = walu_get_be32(buf + 0);
+        uint32_t env = walu_get_be32(buf + 4);
+        uint64_t lsn = walu_get_be64(buf + 8);
+        uint32_t flags = walu_get_be32(buf + 16);
+        uint32_t stored = walu_get_be32(buf + 20);
+        if (lsn == 0) {
+                if (all_zero(buf, LOCAL_FRAME_HDR_SIZE))
+                        return 0;
+                return -EBADMSG;
+        }
+        if (body > LOCAL_FRAME_MAX_BODY || env > body || flags != 0)
+                return -EBADMSG;
+        if (len < LOCAL_FRAME_HDR_SIZE + (size_t)body)
+                return -EAGAIN;
+        uint32_t crc = walu_crc32c(0, buf + LOCAL_FRAME_HDR_SIZE, body);
+        crc = walu_crc32c(crc, buf, 20);
+        if (crc_mask(crc) != stored)
+                return -EBADMSG;
+        uint64_t size = local_frame_size(body);
+        if (ret) {
+                *ret = (struct local_frame){
+                        .lsn = lsn,
+                        .env = buf + LOCAL_FRAME_HDR_SIZE,
+                        .env_len = env,
+                        .payload = buf + LOCAL_FRAME_HDR_SIZE + env,
+                        .payload_len = body - env,
+                        .size = size,
+                };
+        }
+        return (int)size;
+}
+
+/* ---- Segment header and names ---- */
+
+void local_seg_header_encode(uint8_t *buf, uint64_t first_lsn, uint64_t seg_size)
+{
+        memset(buf, 0, LOCAL_SEG_HDR_SIZE);
+        memcpy(buf, LOCAL_SEG_MAGIC, 8);
+        walu_put_be32(buf + 8, LOCAL_SEG_VERSION);
+        walu_put_be32(buf + 12, LOCAL_SEG_HDR_SIZE);
+        walu_put_be64(buf + 16, first_lsn);
+        walu_put_be64(buf + 24, seg_size);
+        walu_put_be64(buf + 32, walu_realtime_ms());
+        walu_put_be32(buf + 60, walu_crc32c(0, buf, 60));
+}
+
+int local_seg_header_check(const uint8_t *buf, size_t len, uint64_t *first_lsn)
+{
+        if (!buf || len < 64 || memcmp(buf, LOCAL_SEG_MAGIC, 8) != 0)
+                return -EBADMSG;
+        if (walu_crc32c(0, buf, 60) != walu_get_be32(buf + 60))
+                return -EBADMSG;
+        if (walu_get_be32(buf + 8) != LOCAL_SEG_VERSION)
+                return -EPROTO;
+        if (walu_get_be32(buf + 12) != LOCAL_SEG_HDR_SIZE)
+                return -EBADMSG;
+        uint64_t lsn = walu_get_be64(buf + 16);
+        if (lsn == 0)
+                return -EBADMSG;
+        if (first_lsn)
+                *first_lsn = lsn;
+        return 0;
+}
+
+void local_seg_name(char *buf, uint64_t first_lsn)
+{
+        snprintf(buf, LOCAL_SEG_NAME_LEN + 1, "%020" PRIu64 LOCAL_SEG_SUFFIX, first_lsn);
+}
+
+bool local_seg_name_parse(const char *name, uint64_t *first_lsn)
+{
+        if (strlen(name) != LOCAL_SEG_NAME_LEN || strcmp(name + 20, LOCAL_SEG_SUFFIX) != 0)
+                return false;
+        uint64_t v = 0;
+        for (int i = 0; i < 20; i++) {
+                if (name[i] < '0' || name[i] > '9')
+                        return false;
+                unsigned d = (unsigned)(name[i] - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return false;
+                v = v * 10 + d;
+        }
+        if (v == 0)
+                return false;
+        *first_lsn = v;
+        return true;
+}
+
+const char *local_fault_kind_name(enum local_fault_kind k)
+{
+        switch (k) {
+        case LOCAL_FAULT_NONE: return "none";
+        case LOCAL_FAULT_TORN_TAIL: return "torn-tail";
+        case LOCAL_FAULT_BAD_FRAME: return "bad-frame";
+        case LOCAL_FAULT_BAD_HEADER: return "bad-header";
+        case LOCAL_FAULT_LSN_GAP: return "lsn-gap";
+        }
+        return "unknown";
+}
+
+/* ---- Segments in memory ---- */
+
+struct local_seg *local_seg_new(const char *dir, uint64_t first_lsn)
+{
+        struct local_seg *s = calloc(1, sizeof(*s));
+        if (!s)
+                return NULL;
+        char name[LOCAL_SEG_NAME_LEN + 1];
+        local_seg_name(name, first_lsn);
+        size_t n = strlen(dir) + 1 + sizeof(name);
+        s->path = malloc(n);
+        if (!s->path) {
+                free(s);
+                return NULL;
+        }
+        snprintf(s->path, n, "%s/%s", dir, name);
+        s->first_lsn = first_lsn;
+        s->last_lsn = first_lsn - 1;
+        s->end = LOCAL_SEG_HDR_SIZE;
+        return s;
+}
+
+void local_seg_free(struct local_seg *s)
+{
+        if (!s)
+                return;
+        free(s->path);
+        free(s->index);
+        free(s);
+}
+
+int local_seg_index_note(struct local_seg *s, uint64_t lsn, uint64_t off)
+{
+        if (s->n_index > 0 && off < s->index[s->n_index - 1].off + LOCAL_INDEX_STRIDE)
+                return 0;
+        if (s->n_index == s->cap_index) {
+                size_t cap = s->cap_index ? s->cap_index * 2 : 16;
+                struct local_index_entry *ni = realloc(s->index, cap * sizeof(*ni));
+                if (!ni)
+                        return -ENOMEM;
+                s->index = ni;
+                s->cap_index = cap;
+        }
+        s->index[s->n_index++] = (struct local_index_entry){ lsn, off };
+        return 0;
+}
+
+void local_seg_index_find(const struct local_seg *s, uint64_t lsn, uint64_t *off,
+                          uint64_t *at_lsn)
+{
+        size_t lo = 0, hi = s->n_index;
+        /* Last entry with entry.lsn <= lsn. */
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (s->index[mid].lsn <= lsn)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        if (lo == 0) {
+                *off = LOCAL_SEG_HDR_SIZE;
+                *at_lsn = s->first_lsn;
+        } else {
+                *off = s->index[lo - 1].off;
+                *at_lsn = s->index[lo - 1].lsn;
+        }
+}
+
+/* ---- Scanning ---- */
+
+struct rbuf {
+        uint8_t *p;
+        size_t cap;
+};
+
+static int rbuf_reserve(struct rbuf *b, size_t n)
+{
+        if (b->cap >= n)
+                return 0;
+        uint8_t *np = realloc(b->p, n);
+        if (!np)
+                return -ENOMEM;
+        b->p = np;
+        b->cap = n;
+        return 0;
+}
+
+/* Read exactly [off, off+len) unless the file ends: returns bytes read. */
+static ssize_t read_full(const struct local_io_ops *io, int fd, void *buf, size_t len,
+                         uint64_t off)
+{
+        size_t got = 0;
+        while (got < len) {
+                ssize_t n = io->pread(io->ctx, fd, (uint8_t *)buf + got, len - got,
+                                      (off_t)(off + got));
+                if (n < 0)
+                        return n;
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        return (ssize_t)got;
+}
+
+int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
+                   uint64_t file_size)
+{
+        struct rbuf b = { 0 };
+        int stop = 0;
+        uint64_t buf_off = 0;     /* file offset of b.p[0] */
+        size_t buf_len = 0;
+        uint64_t off = s->end;
+
+        for (;;) {
+                if (off + LOCAL_FRAME_HDR_SIZE > file_size) {
+                        stop = LOCAL_STOP_EOF;
+                        break;
+                }
+                struct local_frame f;
+                int r = -EAGAIN;
+                if (off >= buf_off && off < buf_off + buf_len)
+                        r = local_frame_decode(b.p + (off - buf_off),
+                                               buf_len - (size_t)(off - buf_off), &f);
+                if (r == -EAGAIN) {
+                        /* Refill from @off: a full chunk, or the whole frame
+                         * if it is larger. */
+                        size_t want = LOCAL_READ_CHUNK;
+                        if (off >= buf_off && off + LOCAL_FRAME_HDR_SIZE <= buf_off + buf_len) {
+                                uint32_t body = walu_get_be32(b.p + (off - buf_off));
+                                if ((uint64_t)body + LOCAL_FRAME_HDR_SIZE > want)
+                                        want = (size_t)body + LOCAL_FRAME_HDR_SIZE;
+                        }
+                        if (want > file_size - off)
+                                want = (size_t)(file_size - off);
+                        if (off == buf_off && want <= buf_len) {
+                                /* The file ends inside the frame. */
+                                stop = LOCAL_STOP_BAD;
+                                break;
+                        }
+                        int e = rbuf_reserve(&b, want);
+                        if (e < 0) {
+                                stop = e;
+                                break;
+                        }
+                        ssize_t n = read_full(io, fd, b.p, want, off);
+                        if (n < 0) {
+                                stop = (int)n;
+                                break;
+                        }
+                        buf_off = off;
+                        buf_len = (size_t)n;
+                        if ((size_t)n < LOCAL_FRAME_HDR_SIZE) {
+                                stop = LOCAL_STOP_EOF;
+                                break;
+                        }
+                        continue;
+                }
+                if (r == 0) {
+                        stop = LOCAL_STOP_ZERO;
+                        break;
+                }
+                if (r < 0 || f.lsn != s->last_lsn + 1) {
+                        stop = LOCAL_STOP_BAD;
+                        break;
+                }
+                (void)local_seg_index_note(s, f.lsn, off);
+                s->last_lsn = f.lsn;
+                off += f.size;
+                s->end = off;
+        }
+        free(b.p);
+        return stop;
+}
+
+/* Is there a valid frame with an LSN above @expect_lsn anywhere in
+ * [from, file_size)?  1 yes, 0 no, negative errno. */
+static int later_valid_frame(const struct local_io_ops *io, int fd, uint64_t from,
+                             uint64_t expect_lsn, uint64_t file_size)
+{
+        struct rbuf b = { 0 }, fb = { 0 };
+        int found = 0;
+        from = (from + LOCAL_FRAME_ALIGN - 1) & ~(uint64_t)(LOCAL_FRAME_ALIGN - 1);
+        if (rbuf_reserve(&b, LOCAL_READ_CHUNK) < 0)
+                return -ENOMEM;
+        for (uint64_t base = from; base + LOCAL_FRAME_HDR_SIZE <= file_size && !found;) {
+                size_t want = (size_t)WALU_MIN((uint64_t)LOCAL_READ_CHUNK, file_size - base);
+                ssize_t n = read_full(io, fd, b.p, want, base);
+                if (n < 0) {
+                        found = (int)n;
+                        break;
+                }
+                if ((size_t)n < LOCAL_FRAME_HDR_SIZE)
+                        break;
+                size_t last = (size_t)n - LOCAL_FRAME_HDR_SIZE;
+                for (size_t i = 0; i <= last; i += LOCAL_FRAME_ALIGN) {
+                        const uint8_t *h = b.p + i;
+                        uint64_t lsn = walu_get_be64(h + 8);
+                        if (lsn <= expect_lsn || lsn - expect_lsn > (1ull << 32))
+                                continue;
+                        uint32_t body = walu_get_be32(h), env = walu_get_be32(h + 4);
+                        if (env > body || body > LOCAL_FRAME_MAX_BODY ||
+                            base + i + LOCAL_FRAME_HDR_SIZE + body > file_size)
+                                continue;
+                        size_t fl = LOCAL_FRAME_HDR_SIZE + body;
+                        if (rbuf_reserve(&fb, fl) < 0) {
+                                found = -ENOMEM;
+                                break;
+                        }
+                        ssize_t m = read_full(io, fd, fb.p, fl, base + i);
+                        if (m < 0) {
+                                found = (int)m;
+                                break;
+                        }
+                        if ((size_t)m == fl && local_frame_decode(fb.p, fl, NULL) > 0) {
+                                found = 1;
+                                break;
+                        }
+                }
+                base += last + LOCAL_FRAME_ALIGN;
+        }
+        free(b.p);
+        free(fb.p);
+        return found;
+}
+
+int local_seg_is_torn(const struct local_io_ops *io, int fd, uint64_t off,
+                      uint64_t expect_lsn, uint64_t file_size)
+{
+        uint8_t hdr[LOCAL_FRAME_HDR_SIZE];
+        if (off + LOCAL_FRAME_HDR_SIZE > file_size)
+                return 1;
+        ssize_t n = read_full(io, fd, hdr, sizeof(hdr), off);
+        if (n < 0)
+                return (int)n;
+        if ((size_t)n < sizeof(hdr))
+                return 1;
+        uint32_t body = walu_get_be32(hdr), env = walu_get_be32(hdr + 4);
+        uint64_t span = LOCAL_FRAME_HDR_SIZE;
+        if (env <= body && body <= LOCAL_FRAME_MAX_BODY) {
+                if (off + LOCAL_FRAME_HDR_SIZE + body > file_size)
+                        return 1;
+                span = local_frame_size(body);
+        }
+        uint64_t end = WALU_MIN(off + span, file_size);
+        /* Any all-zero piece of the frame between sector boundaries. */
+        uint8_t sec[512];
+        for (uint64_t p = off; p < end;) {
+                uint64_t next = (p / 512 + 1) * 512;
+                uint64_t stop = WALU_MIN(next, end);
+                size_t len = (size_t)(stop - p);
+                ssize_t m = read_full(io, fd, sec, len, p);
+                if (m < 0)
+                        return (int)m;
+                if ((size_t)m < len || all_zero(sec, len))
+                        return 1;
+                p = stop;
+        }
+        int later = later_valid_frame(io, fd, off + LOCAL_FRAME_ALIGN, expect_lsn, file_size);
+        if (later < 0)
+                return later;
+        return later ? 0 : 1;
+}
+
+/* ---- Channel scan ---- */
+
+static int cmp_seg(const void *a, const void *b)
+{
+        const struct local_seg *x = *(struct local_seg *const *)a;
+        const struct local_seg *y = *(struct local_seg *const *)b;
+        return x->first_lsn < y->first_lsn ? -1 : x->first_lsn > y->first_lsn;
+}
+
+void local_chan_scan_done(struct local_chan_scan *sc)
+{
+        if (!sc)
+                return;
+        for (size_t i = 0; i < sc->n_segs; i++)
+                local_seg_free(sc->segs[i]);
+        free(sc->segs);
+        sc->segs = NULL;
+        sc->n_segs = 0;
+}
+
+static void set_fault(struct local_chan_scan *sc, enum local_fault_kind kind,
+                      const struct local_seg *s, uint64_t off, uint64_t lsn)
+{
+        sc->fault.kind = kind;
+        const char *slash = strrchr(s->path, '/');
+        snprintf(sc->fault.segment, sizeof(sc->fault.segment), "%s",
+                 slash ? slash + 1 : s->path);
+        sc->fault.offset = off;
+        sc->fault.lsn = lsn;
+}
+
+static int list_segments(const char *dir, struct local_chan_scan *sc, wal_error **reterr)
+{
+        DIR *d = opendir(dir);
+        if (!d)
+                return wal_error_set(reterr, -errno, 0, "local: cannot open channel directory %s: %s",
+                                     dir, strerror(errno));
+        size_t cap = 0;
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                uint64_t first;
+                if (!local_seg_name_parse(de->d_name, &first))
+                        continue;
+                if (sc->n_segs == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        struct local_seg **ns = realloc(sc->segs, cap * sizeof(*ns));
+                        if (!ns) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        sc->segs = ns;
+                }
+                struct local_seg *s = local_seg_new(dir, first);
+                if (!s) {
+                        r = -ENOMEM;
+                        break;
+                }
+                sc->segs[sc->n_segs++] = s;
+        }
+        closedir(d);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "local: listing %s: out of memory", dir);
+        if (sc->n_segs > 1)
+                qsort(sc->segs, sc->n_segs, sizeof(*sc->segs), cmp_seg);
+        return 0;
+}
+
+/* Scan one segment; 0 to continue with the next, 1 when a fault was
+ * recorded (stop), negative errno. */
+static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, size_t i,
+                    uint64_t *expect, wal_error **reterr)
+{
+        struct local_seg *s = sc->segs[i];
+        bool last = i + 1 == sc->n_segs;
+        int fd = io->open(io->ctx, s->path, O_RDONLY, 0);
+        if (fd < 0)
+                return wal_error_set(reterr, fd, 0, "local: cannot open segment %s: %s", s->path,
+                                     strerror(-fd));
+        int r = 0;
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                r = wal_error_set(reterr, -errno, 0, "local: stat %s: %s", s->path,
+                                  strerror(errno));
+                goto out;
+        }
+        s->size = (uint64_t)st.st_size;
+        uint8_t hdr[64];
+        ssize_t n = read_full(io, fd, hdr, sizeof(hdr), 0);
+        if (n < 0) {
+                r = wal_error_set(reterr, (int)n, 0, "local: reading %s at offset 0: %s",
+                                  s->path, strerror((int)-n));
+                goto out;
+        }
+        uint64_t first = 0;
+        int hc = (size_t)n == sizeof(hdr) ? local_seg_header_check(hdr, sizeof(hdr), &first)
+                                          : -EBADMSG;
+        if (hc == -EPROTO) {
+                r = wal_error_set(reterr, -EPROTO, 0,
+                                  "local: segment %s has an unknown format version %" PRIu32,
+                                  s->path, walu_get_be32(hdr + 8));
+                goto out;
+        }
+        if (hc < 0 || first != s->first_lsn) {
+                set_fault(sc, LOCAL_FAULT_BAD_HEADER, s, 0, *expect ? *expect : s->first_lsn);
+                if (last) {
+                        /* Torn while being created if no frame follows. */
+                        uint8_t fh[LOCAL_FRAME_HDR_SIZE];
+                        ssize_t m = read_full(io, fd, fh, sizeof(fh), LOCAL_SEG_HDR_SIZE);
+                        if (m < 0) {
+                                r = wal_error_set(reterr, (int)m, 0, "local: reading %s: %s",
+                                                  s->path, strerror((int)-m));
+                                goto out;
+                        }
+                        if ((size_t)m < sizeof(fh) || all_zero(fh, sizeof(fh))) {
+                                sc->fault.kind = LOCAL_FAULT_TORN_TAIL;
+                                sc->empty_last_removed_ok = true;
+                        }
+                }
+                r = 1;
+                goto out;
+        }
+        if (*expect && s->first_lsn != *expect) {
+                set_fault(sc, LOCAL_FAULT_LSN_GAP, s, 0, *expect);
+                r = 1;
+                goto out;
+        }
+        *expect = s->first_lsn;
+        int stop = local_seg_scan(io, fd, s, s->size);
+        if (stop < 0) {
+                r = wal_error_set(reterr, stop, 0, "local: reading %s: %s", s->path,
+                                  strerror(-stop));
+                goto out;
+        }
+        *expect = s->last_lsn + 1;
+        if (stop == LOCAL_STOP_BAD) {
+                enum local_fault_kind kind = LOCAL_FAULT_BAD_FRAME;
+                if (last) {
+                        int t = local_seg_is_torn(io, fd, s->end, *expect, s->size);
+                        if (t < 0) {
+                                r = wal_error_set(reterr, t, 0, "local: reading %s: %s",
+                                                  s->path, strerror(-t));
+                                goto out;
+                        }
+                        if (t)
+                                kind = LOCAL_FAULT_TORN_TAIL;
+                }
+                set_fault(sc, kind, s, s->end, *expect);
+                r = 1;
+        }
+out:
+        io->close(io->ctx, fd);
+        return r;
+}
+
+int local_chan_scan(const struct local_io_ops *io, const char *dir,
+                    struct local_chan_scan *ret, wal_error **reterr)
+{
+        *ret = (struct local_chan_scan){ 0 };
+        int r = list_segments(dir, ret, reterr);
+        if (r < 0)
+                return r;
+        ret->fault.segments = ret->n_segs;
+        uint64_t expect = 0;
+        for (size_t i = 0; i < ret->n_segs; i++) {
+                r = scan_one(io, ret, i, &expect, reterr);
+                if (r < 0) {
+                        local_chan_scan_done(ret);
+                        return r;
+                }
+                if (r > 0) {
+                        /* Keep the segments up to the faulty one. */
+                        for (size_t j = i + 1; j < ret->n_segs; j++)
+                                local_seg_free(ret->segs[j]);
+                        ret->n_segs = i + 1;
+                        break;
+                }
+        }
+        if (ret->n_segs > 0) {
+                ret->fault.first_lsn = ret->segs[0]->first_lsn;
+                ret->fault.last_lsn = ret->segs[ret->n_segs - 1]->last_lsn;
+                if (ret->fault.kind == LOCAL_FAULT_BAD_HEADER ||
+                    ret->fault.kind == LOCAL_FAULT_LSN_GAP ||
+                    (ret->fault.kind == LOCAL_FAULT_TORN_TAIL && ret->empty_last_removed_ok)) {
+                        /* Nothing of the faulty segment counts. */
+                        struct local_seg *s = ret->segs[ret->n_segs - 1];
+                        ret->fault.last_lsn = s->first_lsn - 1;
+                        if (ret->n_segs > 1)
+                                ret->fault.last_lsn = ret->segs[ret->n_segs - 2]->last_lsn;
+                }
+        }
+        return 0;
+}
+
+/* ---- Verify and repair ---- */
+
+int local_verify(const char *chan_dir, struct local_fault *ret, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(chan_dir && ret,
+                          wal_error_set(reterr, -EINVAL, 0, "local_verify: NULL argument"));
+        struct local_chan_scan sc;
+        int r = local_chan_scan(local_io_current_ops(), chan_dir, &sc, reterr);
+        if (r < 0)
+                return r;
+        *ret = sc.fault;
+        local_chan_scan_done(&sc);
+        return 0;
+}
+
+static int fsync_dir(const struct local_io_ops *io, const char *dir)
+{
+        int fd = io->open(io->ctx, dir, O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0)
+                return fd;
+        int r = io->fsync(io->ctx, fd);
+        io->close(io->ctx, fd);
+        return r;
+}
+
+/* Copy [off, size) of @path (open as @fd) to @side, fsynced. */
+static int copy_tail(const struct local_io_ops *io, int fd, uint64_t off, uint64_t size,
+                     const char *side)
+{
+        int out = io->open(io->ctx, side, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (out < 0)
+                return out;
+        int r = 0;
+        uint8_t *buf = malloc(LOCAL_READ_CHUNK);
+        if (!buf)
+                r = -ENOMEM;
+        for (uint64_t p = off; r == 0 && p < size;) {
+                size_t want = (size_t)WALU_MIN((uint64_t)LOCAL_READ_CHUNK, size - p);
+                ssize_t n = read_full(io, fd, buf, want, p);
+                if (n <= 0) {
+                        r = n < 0 ? (int)n : 0;
+                        break;
+                }
+                for (size_t w = 0; w < (size_t)n && r == 0;) {
+                        ssize_t m = io->pwrite(io->ctx, out, buf + w, (size_t)n - w,
+                                               (off_t)(p - off + w));
+                        if (m <= 0)
+                                r = m < 0 ? (int)m : -EIO;
+                        else
+                                w += (size_t)m;
+                }
+                p += (uint64_t)n;
+        }
+        free(buf);
+        if (r == 0)
+                r = io->fdatasync(io->ctx, out);
+        io->close(io->ctx, out);
+        return r;
+}
+
+int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(chan_dir && ret,
+                          wal_error_set(reterr, -EINVAL, 0, "local_repair: NULL argument"));
+        const struct local_io_ops *io = local_io_current_ops();
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/lock", chan_dir);
+        int lfd = io->open(io->ctx, path, O_RDWR | O_CREAT, 0644);
+        if (lfd < 0)
+                return wal_error_set(reterr, lfd, 0, "local: cannot open %s: %s", path,
+                                     strerror(-lfd));
+        if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                io->close(io->ctx, lfd);
+                return wal_error_set(reterr, e == EWOULDBLOCK ? -EBUSY : -e, 0,
+                                     "local: channel %s is open by a writer; close it before "
+                                     "repairing", chan_dir);
+        }
+        struct local_chan_scan sc;
+        int r = local_chan_scan(io, chan_dir, &sc, reterr);
+        if (r < 0)
+                goto out_lock;
+        *ret = sc.fault;
+        if (sc.fault.kind == LOCAL_FAULT_NONE)
+                goto out;
+
+        /* The faulty segment is the last one sc kept. */
+        struct local_seg *s = sc.segs[sc.n_segs - 1];
+        bool whole = sc.fault.kind != LOCAL_FAULT_BAD_FRAME &&
+                     !(sc.fault.kind == LOCAL_FAULT_TORN_TAIL && !sc.empty_last_removed_ok);
+        if (whole) {
+                snprintf(path, sizeof(path), "%s.cut", s->path);
+                r = io->rename(io->ctx, s->path, path);
+                if (r < 0) {
+                        wal_error_set(reterr, r, 0, "local: moving %s aside: %s", s->path,
+                                      strerror(-r));
+                        goto out;
+                }
+        } else {
+                int fd = io->open(io->ctx, s->path, O_RDWR, 0);
+                if (fd < 0) {
+                        r = wal_error_set(reterr, fd, 0, "local: cannot open %s: %s", s->path,
+                                          strerror(-fd));
+                        goto out;
+                }
+                snprintf(path, sizeof(path), "%s.cut-%" PRIu64, s->path, sc.fault.offset);
+                r = copy_tail(io, fd, sc.fault.offset, s->size, path);
+                if (r == 0)
+                        r = io->ftruncate(io->ctx, fd, (off_t)sc.fault.offset);
+                if (r == 0 && s->size > sc.fault.offset)
+                        r = io->fallocate(io->ctx, fd, (off_t)sc.fault.offset,
+                                          (off_t)(s->size - sc.fault.offset));
+                if (r == 0)
+                        r = io->fdatasync(io->ctx, fd);
+                io->close(io->ctx, fd);
+                if (r < 0) {
+                        wal_error_set(reterr, r, 0, "local: cutting %s at offset %" PRIu64 ": %s",
+                                      s->path, sc.fault.offset, strerror(-r));
+                        goto out;
+                }
+        }
+        /* Every later segment is cut entirely: move it aside. */
+        {
+                DIR *d = opendir(chan_dir);
+                struct dirent *de;
+                while (d && (de = readdir(d))) {
+                        uint64_t first;
+                        if (!local_seg_name_parse(de->d_name, &first) || first <= s->first_lsn)
+                                continue;
+                        char from[4096], to[4200];
+                        snprintf(from, sizeof(from), "%s/%s", chan_dir, de->d_name);
+                        snprintf(to, sizeof(to), "%s.cut", from);
+                        int e = io->rename(io->ctx, from, to);
+                        if (e < 0 && r == 0)
+                                r = wal_error_set(reterr, e, 0, "local: moving %s aside: %s",
+                                                  from, strerror(-e));
+                }
+                if (d)
+                        closedir(d);
+        }
+        if (r == 0) {
+                r = fsync_dir(io, chan_dir);
+                if (r < 0)
+                        wal_error_set(reterr, r, 0, "local: fsync of directory %s: %s", chan_dir,
+                                      strerror(-r));
+        }
+        if (r == 0)
+                walu_log(WAL_LOG_WARNING,
+                         "local: repaired %s: cut at %s offset %" PRIu64 " (%s), records up to "
+                         "LSN %" PRIu64 " kept",
+                         chan_dir, sc.fault.segment, sc.fault.offset,
+                         local_fault_kind_name(sc.fault.kind), sc.fault.last_lsn);
+out:
+        local_chan_scan_done(&sc);
+out_lock:
+        io->close(io->ctx, lfd);
+        return r;
+}

@@ -1,0 +1,2142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * impls/local/local.c: the local backend: a durable segmented log on local
+ * disk, written through io_uring with group commit.  The file format and the
+ * recovery algorithm are described at the top of local-format.c.
+ *
+ * Objects.  A process-wide table maps a channel directory to one `chan`
+ * shared by every wal open on it in this process (any opener): its segment
+ * list, how far the log is durable, its scanners, and at most one writer.
+ * The first read-write open starts the writer (flock on <chan>/lock, so a
+ * second writer process gets -EBUSY); later read-write opens with a higher
+ * term only raise the recorded term, which fences the older wals (their
+ * appends fail -ESTALE) while the writer keeps going for the newest.
+ *
+ * Group commit.  append() checksums its record outside any lock, then under
+ * the queue lock takes the next LSN, places the frame in the segment (rolling
+ * to a new segment when it does not fit) and copies it into the open batch.
+ * It wakes the writer thread only if that thread said it was idle: no
+ * per-record wake-up.  The writer seals whatever accumulated into a batch and
+ * keeps up to local.inflight batches in flight, each one write linked
+ * (IOSQE_IO_LINK) to an fdatasync.  Batches complete strictly in order: a
+ * later batch's fdatasync proves nothing about an earlier batch's write, so
+ * a batch's callbacks run only when it and every batch before it are
+ * durable.  A short write breaks the link (the fdatasync completes
+ * -ECANCELED, which is not durability): the remainder is written again with a
+ * new linked fdatasync.  Before the first write into a new segment every
+ * earlier batch must be durable, so only the last segment can end torn.
+ *
+ * Why buffered writes + linked fdatasync, not O_DIRECT + RWF_DSYNC: records
+ * are small and unaligned; O_DIRECT would need every batch padded to 4 KiB
+ * and the partial last block rewritten by the next batch, and two batches in
+ * flight would then write the same block concurrently.  On this machine class
+ * a small write+fdatasync costs the same through io_uring as through plain
+ * syscalls (perf-anchors.md sections 3-4); the gain comes from overlapping
+ * batch N+1's write with batch N's flush, which linked pairs give.
+ *
+ * Failure.  A failed write (-ENOSPC...) or fdatasync (-EIO) makes the channel
+ * unavailable for good (fsyncgate: a failed fsync is never retried, its pages
+ * may already be marked clean): every pending and later append fails with
+ * that error and a message naming the file, until the wal is closed and
+ * reopened (which re-runs recovery from disk).
+ *
+ * Fallback.  When io_uring cannot be set up (disabled by sysctl or seccomp),
+ * the writer does plain pwrite + fdatasync, one batch at a time, and says so
+ * once through walu_log().  local.io=uring|sync forces either path.
+ *
+ * Readers.  A scanner reads segments with large preads (1 MiB) from a
+ * position found through each segment's sparse index, and sees only records
+ * the writer has published as durable.  At the head it waits on its notifier,
+ * which the writer signals after each durable batch, only for scanners that
+ * asked.  Without a writer in this process (read-only opens beside a writer
+ * process) a watcher thread re-reads the tail of the last segment every
+ * 10 ms while scanners exist: the bounded-period re-check; records seen that
+ * way are whole (CRC-valid) but may not be durable yet.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <walimpls/walimpls.h>
+#include <wal/wal-log.h>
+#include <wal/wal-registry.h>
+#include "utility/crc32c.h"
+#include "utility/envelope.h"
+#include "utility/walu.h"
+#include "local.h"
+
+#define MiB (1024ull * 1024)
+#define GiB (1024ull * MiB)
+
+#define LOCAL_DURABILITY "fdatasync"
+#define LOCAL_QUEUE_MAX (64ull * MiB)   /* queued bytes before append waits */
+#define LOCAL_WATCH_MS 10               /* read-only re-check period */
+#define LOCAL_INFLIGHT_MAX 16
+#define TAG_EFD 1ull                    /* user_data of the eventfd read */
+#define TAG_SYNC 2ull                   /* low bit set on a batch's fdatasync */
+
+enum io_mode { IO_AUTO, IO_URING, IO_SYNC };
+
+/* ---- Properties ---- */
+
+static const struct wal_property local_properties[] = {
+        { "local.dir", WAL_PROP_STRING, "./wal-data", 1, 0, NULL, 0,
+          "Directory holding one subdirectory per channel." },
+        { "local.segment_bytes", WAL_PROP_SIZE, "64m", 64 * 1024, 16 * (int64_t)GiB, NULL, 0,
+          "Size of each segment file, preallocated with fallocate when created." },
+        { "local.io", WAL_PROP_ENUM, "auto", 1, 0, "auto|uring|sync", 0,
+          "Write path: io_uring (linked write+fdatasync), plain pwrite+fdatasync, or auto "
+          "(io_uring when it can be set up)." },
+        { "local.inflight", WAL_PROP_INT, "4", 1, LOCAL_INFLIGHT_MAX, NULL, 0,
+          "Batches kept in flight through io_uring (each a write linked to an fdatasync)." },
+        { "local.batch_bytes", WAL_PROP_SIZE, "4m", 4096, 256 * (int64_t)MiB, NULL, 0,
+          "Largest write the writer issues for one batch of records." },
+        { NULL, 0, NULL, 0, 0, NULL, 0, NULL },
+};
+
+/* ---- Types ---- */
+
+struct rec_done {
+        walimpls_append_done_fn *fn;
+        void *arg;
+};
+
+struct batch {
+        struct batch *next;
+        uint8_t *buf;                /* frames, contiguous in the file */
+        size_t len, cap;
+        struct rec_done *dones;      /* one per record, in LSN order */
+        size_t n, cap_dones;
+        uint64_t first_lsn;
+        uint64_t off;                /* file offset of buf[0] */
+        uint64_t seg_first;          /* segment the batch belongs to */
+        uint64_t seg_size;           /* its size, for a new segment */
+        bool new_seg;                /* create that segment first */
+        /* I/O state, writer thread only */
+        size_t written;              /* bytes confirmed written */
+        int ops;                     /* completions outstanding */
+        int last_write;              /* result of the last write completion */
+        int write_err;
+        int sync_res;
+        bool io_done;
+        int err;
+};
+
+struct local_scanner;
+struct chan;
+
+struct writer {
+        struct chan *c;
+        pthread_t thread;
+        bool thread_started;
+        bool uring;
+        struct io_uring ring;
+        int efd;
+        uint64_t efd_buf;
+        int inflight_max;
+        size_t batch_bytes;
+        uint64_t seg_bytes;
+
+        pthread_mutex_t qlock;       /* everything down to `completed_lsn` */
+        pthread_cond_t qcond;        /* back-pressure and flush waiters */
+        struct batch *open;          /* being filled by appenders */
+        struct batch *ready_head, *ready_tail;   /* sealed, not submitted */
+        struct batch *free_list;
+        size_t queued_bytes;
+        uint64_t next_lsn;           /* next LSN to assign */
+        uint64_t tail_off;           /* end of the last placed frame */
+        uint64_t tail_seg_first, tail_seg_size;
+        bool pending_new_seg;
+        bool sleeping;
+        bool closing;
+        int failed;                  /* sticky: 0 or the negative errno */
+        char failmsg[512];
+        uint64_t completed_lsn;      /* callbacks ran up to here */
+
+        /* writer thread only */
+        struct batch *fl_head, *fl_tail; /* in flight, in LSN order */
+        int n_inflight;
+        int active_fd;
+        struct local_seg *active;    /* the last segment (in c->segs) */
+};
+
+struct chan {
+        struct chan *next_reg;
+        int refs;                    /* under reg_lock */
+        char *dir;                   /* <local.dir>/<channel> */
+        const struct local_io_ops *io;
+
+        pthread_mutex_t open_lock;   /* serialises opens and closes */
+        pthread_mutex_t lock;        /* segs, durable_lsn, scanners */
+        struct local_seg **segs;
+        size_t n_segs, cap_segs;
+        bool loaded;
+        uint64_t durable_lsn;        /* readers see LSNs <= this */
+        _Atomic int64_t owner_term;
+        int n_rw;
+        struct local_scanner *scanners;
+        struct writer *w;            /* NULL: no writer in this process */
+        int lock_fd;
+
+        pthread_t watcher;
+        bool watcher_started, watcher_stop;
+        pthread_cond_t watch_cond;
+};
+
+struct local_opener {
+        struct walimpls_opener base;
+        char *dir;
+        uint64_t seg_bytes;
+        enum io_mode io;
+        int inflight;
+        size_t batch_bytes;
+};
+
+struct local_wal {
+        struct walimpls_wal base;
+        struct chan *c;
+};
+
+struct local_scanner {
+        struct walimpls_scanner base;
+        struct chan *c;
+        struct local_scanner *next_s;    /* c->scanners, under c->lock */
+        bool want_signal;                /* under c->lock */
+        struct walimpls_notifier nt;
+        uint64_t next_lsn;
+        int sticky;
+        char *sticky_msg;
+        /* read position */
+        uint64_t seg_first;              /* segment of fd, 0 none */
+        int fd;
+        uint64_t off;                    /* offset of frame next_lsn in fd */
+        bool positioned;
+        uint8_t *buf;
+        size_t cap;
+        uint64_t buf_off;
+        size_t buf_len;
+};
+
+static const struct walimpls_opener_ops local_opener_ops;
+static const struct walimpls_wal_ops local_wal_ops;
+static const struct walimpls_scanner_ops local_scanner_ops;
+const struct walimpls_builder walimpls_local;
+
+/* ---- Small helpers ---- */
+
+static int fsync_dir(const struct local_io_ops *io, const char *dir)
+{
+        int fd = io->open(io->ctx, dir, O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0)
+                return fd;
+        int r = io->fsync(io->ctx, fd);
+        io->close(io->ctx, fd);
+        return r;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+        size_t n = strlen(a) + strlen(b) + 2;
+        char *p = malloc(n);
+        if (p)
+                snprintf(p, n, "%s/%s", a, b);
+        return p;
+}
+
+static int mkdir_p(const char *path)
+{
+        char tmp[4096];
+        if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        for (char *p = tmp + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Per-thread scratch buffer for encoding a record outside the queue lock. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+struct scratch {
+        uint8_t *p;
+        size_t cap;
+};
+
+static void scratch_free(void *p)
+{
+        struct scratch *s = p;
+        if (s)
+                free(s->p);
+        free(s);
+}
+
+static void scratch_init(void)
+{
+        (void)pthread_key_create(&scratch_key, scratch_free);
+}
+
+static uint8_t *scratch_get(size_t n)
+{
+        pthread_once(&scratch_once, scratch_init);
+        struct scratch *s = pthread_getspecific(scratch_key);
+        if (!s) {
+                s = calloc(1, sizeof(*s));
+                if (!s || pthread_setspecific(scratch_key, s) != 0) {
+                        free(s);
+                        return NULL;
+                }
+        }
+        if (s->cap < n) {
+                size_t cap = WALU_MAX(n, (size_t)4096);
+                uint8_t *np = realloc(s->p, cap);
+                if (!np)
+                        return NULL;
+                s->p = np;
+                s->cap = cap;
+        }
+        return s->p;
+}
+
+/* ---- Term file ---- */
+
+static int read_term(const struct local_io_ops *io, const char *dir, int64_t *ret)
+{
+        char *p = path_join(dir, "term");
+        if (!p)
+                return -ENOMEM;
+        int fd = io->open(io->ctx, p, O_RDONLY, 0);
+        free(p);
+        if (fd == -ENOENT) {
+                *ret = -1;
+                return 0;
+        }
+        if (fd < 0)
+                return fd;
+        char buf[32] = { 0 };
+        ssize_t n = io->pread(io->ctx, fd, buf, sizeof(buf) - 1, 0);
+        io->close(io->ctx, fd);
+        if (n < 0)
+                return (int)n;
+        char *end;
+        long long v = strtoll(buf, &end, 10);
+        if (end == buf || v < 0)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+static int write_term(const struct local_io_ops *io, const char *dir, int64_t term)
+{
+        char *tmp = path_join(dir, "term.tmp"), *dst = path_join(dir, "term");
+        int r = -ENOMEM;
+        if (!tmp || !dst)
+                goto out;
+        int fd = io->open(io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) {
+                r = fd;
+                goto out;
+        }
+        char buf[32];
+        int len = snprintf(buf, sizeof(buf), "%" PRId64 "\n", term);
+        ssize_t n = io->pwrite(io->ctx, fd, buf, (size_t)len, 0);
+        r = n < 0 ? (int)n : n != len ? -EIO : 0;
+        if (r == 0)
+                r = io->fsync(io->ctx, fd);
+        io->close(io->ctx, fd);
+        if (r == 0)
+                r = io->rename(io->ctx, tmp, dst);
+        if (r == 0)
+                r = fsync_dir(io, dir);
+out:
+        free(tmp);
+        free(dst);
+        return r;
+}
+
+/* ---- Channel table ---- */
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct chan *reg_head;
+
+static struct chan *chan_get(const char *dir)
+{
+        pthread_mutex_lock(&reg_lock);
+        struct chan *c;
+        for (c = reg_head; c; c = c->next_reg)
+                if (strcmp(c->dir, dir) == 0)
+                        break;
+        if (c) {
+                c->refs++;
+                pthread_mutex_unlock(&reg_lock);
+                return c;
+        }
+        c = calloc(1, sizeof(*c));
+        if (c)
+                c->dir = strdup(dir);
+        if (!c || !c->dir) {
+                if (c)
+                        free(c->dir);
+                free(c);
+                pthread_mutex_unlock(&reg_lock);
+                return NULL;
+        }
+        c->refs = 1;
+        c->io = local_io_current_ops();
+        c->lock_fd = -1;
+        atomic_init(&c->owner_term, -1);
+        pthread_mutex_init(&c->open_lock, NULL);
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->watch_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        c->next_reg = reg_head;
+        reg_head = c;
+        pthread_mutex_unlock(&reg_lock);
+        return c;
+}
+
+static void chan_free_segs(struct chan *c)
+{
+        for (size_t i = 0; i < c->n_segs; i++)
+                local_seg_free(c->segs[i]);
+        free(c->segs);
+        c->segs = NULL;
+        c->n_segs = c->cap_segs = 0;
+}
+
+static void chan_put(struct chan *c)
+{
+        pthread_mutex_lock(&reg_lock);
+        if (--c->refs > 0) {
+                pthread_mutex_unlock(&reg_lock);
+                return;
+        }
+        for (struct chan **pp = &reg_head; *pp; pp = &(*pp)->next_reg) {
+                if (*pp == c) {
+                        *pp = c->next_reg;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&reg_lock);
+        if (c->watcher_started) {
+                pthread_mutex_lock(&c->lock);
+                c->watcher_stop = true;
+                pthread_cond_broadcast(&c->watch_cond);
+                pthread_mutex_unlock(&c->lock);
+                pthread_join(c->watcher, NULL);
+        }
+        chan_free_segs(c);
+        if (c->lock_fd >= 0)
+                c->io->close(c->io->ctx, c->lock_fd);
+        pthread_mutex_destroy(&c->open_lock);
+        pthread_mutex_destroy(&c->lock);
+        pthread_cond_destroy(&c->watch_cond);
+        free(c->dir);
+        free(c);
+}
+
+/* Append a segment to c->segs.  Caller holds c->lock. */
+static int chan_push_seg(struct chan *c, struct local_seg *s)
+{
+        if (c->n_segs == c->cap_segs) {
+                size_t cap = c->cap_segs ? c->cap_segs * 2 : 16;
+                struct local_seg **ns = realloc(c->segs, cap * sizeof(*ns));
+                if (!ns)
+                        return -ENOMEM;
+                c->segs = ns;
+                c->cap_segs = cap;
+        }
+        c->segs[c->n_segs++] = s;
+        return 0;
+}
+
+/* Index of the segment holding @lsn (the last with first_lsn <= lsn);
+ * SIZE_MAX if none.  Caller holds c->lock. */
+static size_t chan_find_seg(struct chan *c, uint64_t lsn)
+{
+        size_t lo = 0, hi = c->n_segs;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (c->segs[mid]->first_lsn <= lsn)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo == 0 ? SIZE_MAX : lo - 1;
+}
+
+static uint64_t chan_first_lsn(struct chan *c)
+{
+        return c->n_segs ? c->segs[0]->first_lsn : 1;
+}
+
+/* Wake every scanner that asked.  Caller holds c->lock. */
+static void chan_signal_scanners(struct chan *c)
+{
+        for (struct local_scanner *s = c->scanners; s; s = s->next_s) {
+                if (s->want_signal) {
+                        s->want_signal = false;
+                        walimpls_notifier_signal(&s->nt);
+                }
+        }
+}
+
+/*
+ * Without a writer in this process: pick up what another process appended
+ * since the last look (new frames in the last segment, new segments).
+ * Caller holds c->lock.  Frames are taken while they validate; the scan
+ * stops quietly at anything else (a frame being written).
+ */
+static void chan_refresh(struct chan *c)
+{
+        if (c->w || !c->loaded)
+                return;
+        const struct local_io_ops *io = c->io;
+        bool grew = false;
+        for (;;) {
+                if (c->n_segs == 0) {
+                        /* A writer may have created the first segment. */
+                        struct local_chan_scan sc;
+                        if (local_chan_scan(io, c->dir, &sc, NULL) < 0)
+                                break;
+                        if (sc.n_segs == 0) {
+                                local_chan_scan_done(&sc);
+                                break;
+                        }
+                        chan_free_segs(c);
+                        c->segs = sc.segs;
+                        c->n_segs = c->cap_segs = sc.n_segs;
+                        c->durable_lsn = c->segs[c->n_segs - 1]->last_lsn;
+                        grew = true;
+                        break;
+                }
+                struct local_seg *s = c->segs[c->n_segs - 1];
+                int fd = io->open(io->ctx, s->path, O_RDONLY, 0);
+                if (fd < 0)
+                        break;
+                struct stat st;
+                if (fstat(fd, &st) == 0) {
+                        uint64_t before = s->last_lsn;
+                        s->size = (uint64_t)st.st_size;
+                        (void)local_seg_scan(io, fd, s, s->size);
+                        if (s->last_lsn != before)
+                                grew = true;
+                }
+                io->close(io->ctx, fd);
+                c->durable_lsn = s->last_lsn;
+                /* Has the writer moved on to a next segment? */
+                struct local_seg *n = local_seg_new(c->dir, s->last_lsn + 1);
+                if (!n)
+                        break;
+                uint8_t hdr[64];
+                fd = io->open(io->ctx, n->path, O_RDONLY, 0);
+                uint64_t first = 0;
+                bool ok = fd >= 0 && io->pread(io->ctx, fd, hdr, sizeof(hdr), 0) == sizeof(hdr) &&
+                          local_seg_header_check(hdr, sizeof(hdr), &first) == 0 &&
+                          first == n->first_lsn;
+                if (fd >= 0)
+                        io->close(io->ctx, fd);
+                if (!ok || chan_push_seg(c, n) < 0) {
+                        local_seg_free(n);
+                        break;
+                }
+        }
+        if (grew)
+                chan_signal_scanners(c);
+}
+
+static void *watcher_main(void *arg)
+{
+        struct chan *c = arg;
+        pthread_mutex_lock(&c->lock);
+        while (!c->watcher_stop) {
+                struct timespec dl = walu_deadline(LOCAL_WATCH_MS);
+                pthread_cond_timedwait(&c->watch_cond, &c->lock, &dl);
+                if (c->watcher_stop)
+                        break;
+                bool wanted = false;
+                for (struct local_scanner *s = c->scanners; s; s = s->next_s)
+                        wanted |= s->want_signal;
+                if (wanted)
+                        chan_refresh(c);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+/* ---- Writer: batches ---- */
+
+static struct batch *batch_get(struct writer *w)
+{
+        struct batch *b = w->free_list;
+        if (b) {
+                w->free_list = b->next;
+        } else {
+                b = calloc(1, sizeof(*b));
+                if (!b)
+                        return NULL;
+        }
+        b->next = NULL;
+        b->len = 0;
+        b->n = 0;
+        b->new_seg = false;
+        b->written = 0;
+        b->ops = 0;
+        b->last_write = 0;
+        b->write_err = 0;
+        b->sync_res = 0;
+        b->io_done = false;
+        b->err = 0;
+        return b;
+}
+
+static void batch_put(struct writer *w, struct batch *b)
+{
+        /* Keep buffers of a reasonable size for reuse. */
+        if (b->cap > 2 * w->batch_bytes) {
+                free(b->buf);
+                b->buf = NULL;
+                b->cap = 0;
+        }
+        b->next = w->free_list;
+        w->free_list = b;
+}
+
+static void batch_destroy(struct batch *b)
+{
+        free(b->buf);
+        free(b->dones);
+        free(b);
+}
+
+/* Run @b's callbacks with @err (0: success) and recycle it. */
+static void batch_finish(struct writer *w, struct batch *b, int err)
+{
+        wal_error *e = NULL;
+        if (err) {
+                pthread_mutex_lock(&w->qlock);
+                e = wal_error_new(err, WAL_ERROR_FATAL, "%s",
+                                  w->failmsg[0] ? w->failmsg : wal_strerror(err));
+                pthread_mutex_unlock(&w->qlock);
+        }
+        for (size_t i = 0; i < b->n; i++) {
+                struct wal_msgid id = err ? WAL_MSGID_NONE : WAL_MSGID(0, b->first_lsn + i);
+                b->dones[i].fn(b->dones[i].arg, err, id, e);
+        }
+        wal_error_free(e);
+        pthread_mutex_lock(&w->qlock);
+        if (b->n && b->first_lsn + b->n - 1 > w->completed_lsn)
+                w->completed_lsn = b->first_lsn + b->n - 1;
+        batch_put(w, b);
+        pthread_cond_broadcast(&w->qcond);
+        pthread_mutex_unlock(&w->qlock);
+}
+
+/* Make the channel unavailable (sticky).  Logs once. */
+static void writer_fail(struct writer *w, int err, const char *fmt, ...) WAL_PRINTF(3, 4);
+static void writer_fail(struct writer *w, int err, const char *fmt, ...)
+{
+        pthread_mutex_lock(&w->qlock);
+        bool first = w->failed == 0;
+        if (first) {
+                w->failed = err;
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(w->failmsg, sizeof(w->failmsg), fmt, ap);
+                va_end(ap);
+        }
+        pthread_cond_broadcast(&w->qcond);
+        pthread_mutex_unlock(&w->qlock);
+        if (first)
+                walu_log(WAL_LOG_ERROR, "%s; channel unavailable until reopened", w->failmsg);
+}
+
+/* ---- Writer: segments ---- */
+
+/* Create the segment for @b (every earlier batch is durable).  Runs on the
+ * writer thread with no lock held. */
+static int writer_new_segment(struct writer *w, struct batch *b)
+{
+        struct chan *c = w->c;
+        const struct local_io_ops *io = c->io;
+        struct local_seg *s = local_seg_new(c->dir, b->seg_first);
+        if (!s) {
+                writer_fail(w, -ENOMEM, "local: out of memory creating a segment in %s", c->dir);
+                return -ENOMEM;
+        }
+        s->size = b->seg_size;
+        const char *step = "create";
+        uint8_t *hdr = NULL;
+        int fd = io->open(io->ctx, s->path, O_RDWR | O_CREAT | O_EXCL, 0644);
+        int r = fd < 0 ? fd : 0;
+        if (r == 0) {
+                step = "fallocate";
+                r = io->fallocate(io->ctx, fd, 0, (off_t)s->size);
+        }
+        if (r == 0) {
+                step = "write header of";
+                hdr = malloc(LOCAL_SEG_HDR_SIZE);
+                if (!hdr) {
+                        r = -ENOMEM;
+                } else {
+                        local_seg_header_encode(hdr, s->first_lsn, s->size);
+                        ssize_t n = io->pwrite(io->ctx, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
+                        r = n < 0 ? (int)n : n != LOCAL_SEG_HDR_SIZE ? -EIO : 0;
+                }
+        }
+        if (r == 0) {
+                step = "fdatasync";
+                r = io->fdatasync(io->ctx, fd);
+        }
+        if (r == 0) {
+                step = "fsync the directory of";
+                r = fsync_dir(io, c->dir);
+        }
+        free(hdr);
+        if (r < 0) {
+                if (fd >= 0) {
+                        io->close(io->ctx, fd);
+                        /* Leave no half-made segment for recovery. */
+                        if (strcmp(step, "create") != 0) {
+                                io->unlink(io->ctx, s->path);
+                                (void)fsync_dir(io, c->dir);
+                        }
+                }
+                writer_fail(w, r, "local: cannot %s segment %s: %s", step, s->path,
+                            strerror(-r));
+                local_seg_free(s);
+                return r;
+        }
+        pthread_mutex_lock(&c->lock);
+        r = chan_push_seg(c, s);
+        pthread_mutex_unlock(&c->lock);
+        if (r < 0) {
+                io->close(io->ctx, fd);
+                writer_fail(w, r, "local: out of memory adding segment %s", s->path);
+                local_seg_free(s);
+                return r;
+        }
+        if (w->active_fd >= 0)
+                io->close(io->ctx, w->active_fd);
+        w->active_fd = fd;
+        w->active = s;
+        return 0;
+}
+
+/* ---- Writer: I/O ---- */
+
+static void fl_push(struct writer *w, struct batch *b)
+{
+        b->next = NULL;
+        if (w->fl_tail)
+                w->fl_tail->next = b;
+        else
+                w->fl_head = b;
+        w->fl_tail = b;
+        w->n_inflight++;
+}
+
+/* Queue the write of what is left of @b, linked to an fdatasync. */
+static void uring_submit_batch(struct writer *w, struct batch *b)
+{
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+        if (!sqe) {
+                io_uring_submit(&w->ring);
+                sqe = io_uring_get_sqe(&w->ring);
+        }
+        WAL_ASSERT(sqe);
+        io_uring_prep_write(sqe, w->active_fd, b->buf + b->written,
+                            (unsigned)(b->len - b->written), b->off + b->written);
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)b);
+        sqe = io_uring_get_sqe(&w->ring);
+        if (!sqe) {
+                /* Never split a link across submits: the ring is sized for
+                 * two entries per batch, so this cannot happen. */
+                WAL_BUG("local: io_uring submission queue full");
+        }
+        io_uring_prep_fsync(sqe, w->active_fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)b | TAG_SYNC);
+        b->ops = 2;
+        b->write_err = 0;
+        b->sync_res = 0;
+}
+
+/* Both completions of @b are in: decide durable, retry or fail. */
+static void uring_settle(struct writer *w, struct batch *b)
+{
+        const char *path = w->active ? w->active->path : w->c->dir;
+        if (b->write_err) {
+                b->err = b->write_err;
+                writer_fail(w, b->err, "local: write to %s at offset %" PRIu64 " failed: %s",
+                            path, b->off + b->written, strerror(-b->err));
+        } else if (b->sync_res < 0 && b->sync_res != -ECANCELED) {
+                b->err = -EIO;
+                writer_fail(w, -EIO, "local: fdatasync of %s failed: %s", path,
+                            strerror(-b->sync_res));
+        } else if (b->written < b->len) {
+                if (b->last_write == 0) {
+                        b->err = -EIO;
+                        writer_fail(w, -EIO, "local: write to %s at offset %" PRIu64
+                                    " made no progress", path, b->off + b->written);
+                } else {
+                        /* Short write: the chain broke, the fdatasync was
+                         * cancelled.  Write the rest and sync again. */
+                        uring_submit_batch(w, b);
+                        return;
+                }
+        } else if (b->sync_res == -ECANCELED) {
+                /* Whole write, cancelled sync: sync again (linked to an
+                 * empty remainder is pointless; a lone fsync suffices since
+                 * the write has completed). */
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+                if (!sqe) {
+                        io_uring_submit(&w->ring);
+                        sqe = io_uring_get_sqe(&w->ring);
+                }
+                WAL_ASSERT(sqe);
+                io_uring_prep_fsync(sqe, w->active_fd, IORING_FSYNC_DATASYNC);
+                io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)b | TAG_SYNC);
+                b->ops = 1;
+                b->sync_res = 0;
+                return;
+        }
+        b->io_done = true;
+}
+
+static void uring_arm_efd(struct writer *w)
+{
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+        if (!sqe) {
+                io_uring_submit(&w->ring);
+                sqe = io_uring_get_sqe(&w->ring);
+        }
+        WAL_ASSERT(sqe);
+        io_uring_prep_read(sqe, w->efd, &w->efd_buf, sizeof(w->efd_buf), 0);
+        io_uring_sqe_set_data64(sqe, TAG_EFD);
+}
+
+static void uring_reap(struct writer *w)
+{
+        struct io_uring_cqe *cqe;
+        const struct local_io_ops *io = w->c->io;
+        while (io_uring_peek_cqe(&w->ring, &cqe) == 0) {
+                uint64_t ud = io_uring_cqe_get_data64(cqe);
+                int res = cqe->res;
+                io_uring_cqe_seen(&w->ring, cqe);
+                if (ud == TAG_EFD) {
+                        uring_arm_efd(w);
+                        continue;
+                }
+                struct batch *b = (struct batch *)(uintptr_t)(ud & ~TAG_SYNC);
+                if (ud & TAG_SYNC) {
+                        if (io->uring_result)
+                                res = io->uring_result(io->ctx, LOCAL_IO_FDATASYNC,
+                                                       w->active_fd, 0, res);
+                        b->sync_res = res;
+                } else {
+                        size_t want = b->len - b->written;
+                        if (io->uring_result)
+                                res = io->uring_result(io->ctx, LOCAL_IO_WRITE, w->active_fd,
+                                                       want, res);
+                        if (res < 0) {
+                                b->write_err = res;
+                        } else {
+                                if ((size_t)res > want)
+                                        res = (int)want;
+                                b->written += (size_t)res;
+                                b->last_write = res;
+                        }
+                }
+                if (--b->ops == 0)
+                        uring_settle(w, b);
+        }
+}
+
+/* Plain pwrite + fdatasync of @b, through the I/O table. */
+static void sync_write_batch(struct writer *w, struct batch *b)
+{
+        const struct local_io_ops *io = w->c->io;
+        const char *path = w->active->path;
+        while (b->written < b->len) {
+                ssize_t n = io->pwrite(io->ctx, w->active_fd, b->buf + b->written,
+                                       b->len - b->written, (off_t)(b->off + b->written));
+                if (n <= 0) {
+                        b->err = n < 0 ? (int)n : -EIO;
+                        writer_fail(w, b->err, "local: write to %s at offset %" PRIu64
+                                    " failed: %s", path, b->off + b->written,
+                                    n < 0 ? strerror((int)-n) : "no progress");
+                        b->io_done = true;
+                        return;
+                }
+                b->written += (size_t)n;
+        }
+        int r = io->fdatasync(io->ctx, w->active_fd);
+        if (r < 0) {
+                b->err = -EIO;
+                writer_fail(w, -EIO, "local: fdatasync of %s failed: %s", path, strerror(-r));
+        }
+        b->io_done = true;
+}
+
+/* Complete in-flight batches from the head while they are done. */
+static void writer_complete(struct writer *w)
+{
+        struct chan *c = w->c;
+        while (w->fl_head && w->fl_head->io_done) {
+                struct batch *b = w->fl_head;
+                w->fl_head = b->next;
+                if (!w->fl_head)
+                        w->fl_tail = NULL;
+                w->n_inflight--;
+                int err = b->err;
+                if (!err) {
+                        pthread_mutex_lock(&w->qlock);
+                        err = w->failed;
+                        pthread_mutex_unlock(&w->qlock);
+                }
+                if (!err) {
+                        pthread_mutex_lock(&c->lock);
+                        struct local_seg *s = w->active;
+                        (void)local_seg_index_note(s, b->first_lsn, b->off);
+                        s->end = b->off + b->len;
+                        s->last_lsn = b->first_lsn + b->n - 1;
+                        c->durable_lsn = s->last_lsn;
+                        chan_signal_scanners(c);
+                        pthread_mutex_unlock(&c->lock);
+                }
+                batch_finish(w, b, err);
+        }
+}
+
+/* ---- Writer thread ---- */
+
+static void *writer_main(void *arg)
+{
+        struct writer *w = arg;
+        if (w->uring) {
+                uring_arm_efd(w);
+                io_uring_submit(&w->ring);
+        }
+        for (;;) {
+                struct batch *take[LOCAL_INFLIGHT_MAX];
+                int nt = 0;
+                struct batch *fail_list = NULL;
+                int fail_err = 0;
+                bool exit_now = false;
+
+                pthread_mutex_lock(&w->qlock);
+                if (w->failed) {
+                        /* Fail everything queued. */
+                        fail_err = w->failed;
+                        if (w->open && w->open->n) {
+                                if (w->ready_tail)
+                                        w->ready_tail->next = w->open;
+                                else
+                                        w->ready_head = w->open;
+                                w->ready_tail = w->open;
+                                w->open = NULL;
+                        }
+                        fail_list = w->ready_head;
+                        w->ready_head = w->ready_tail = NULL;
+                        w->queued_bytes = 0;
+                        pthread_cond_broadcast(&w->qcond);
+                } else {
+                        while (w->n_inflight + nt < w->inflight_max) {
+                                struct batch *b = w->ready_head;
+                                if (b) {
+                                        if (b->new_seg && w->n_inflight + nt > 0)
+                                                break;  /* drain before rolling */
+                                        w->ready_head = b->next;
+                                        if (!w->ready_head)
+                                                w->ready_tail = NULL;
+                                } else if (w->open && w->open->n) {
+                                        b = w->open;
+                                        if (b->new_seg && w->n_inflight + nt > 0)
+                                                break;
+                                        w->open = NULL;
+                                } else {
+                                        break;
+                                }
+                                w->queued_bytes -= b->len;
+                                take[nt++] = b;
+                                if (b->new_seg)
+                                        break;
+                        }
+                        if (nt)
+                                pthread_cond_broadcast(&w->qcond);
+                }
+                bool queue_empty = !w->ready_head && !(w->open && w->open->n);
+                if (w->closing && queue_empty && w->n_inflight == 0 && nt == 0 && !fail_list)
+                        exit_now = true;
+                bool did_work = nt > 0 || fail_list != NULL;
+                if (!did_work && !exit_now)
+                        w->sleeping = true;
+                pthread_mutex_unlock(&w->qlock);
+
+                while (fail_list) {
+                        struct batch *b = fail_list;
+                        fail_list = b->next;
+                        batch_finish(w, b, fail_err);
+                }
+                if (exit_now)
+                        break;
+
+                for (int i = 0; i < nt; i++) {
+                        struct batch *b = take[i];
+                        if (b->new_seg && writer_new_segment(w, b) < 0) {
+                                b->err = w->failed ? w->failed : -EIO;
+                                b->io_done = true;
+                                fl_push(w, b);
+                                continue;
+                        }
+                        fl_push(w, b);
+                        if (w->uring)
+                                uring_submit_batch(w, b);
+                        else
+                                sync_write_batch(w, b);
+                }
+                if (w->uring) {
+                        /* Sleep only when this round did nothing: the
+                         * eventfd read (appenders) or a completion wakes it. */
+                        if (did_work)
+                                io_uring_submit(&w->ring);
+                        else
+                                io_uring_submit_and_wait(&w->ring, 1);
+                        uring_reap(w);
+                } else if (!did_work) {
+                        uint64_t v;
+                        while (read(w->efd, &v, sizeof(v)) < 0 && errno == EINTR)
+                                ;
+                }
+                writer_complete(w);
+        }
+        return NULL;
+}
+
+static void writer_kick(struct writer *w)
+{
+        uint64_t one = 1;
+        while (write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+                ;
+}
+
+static void writer_stop(struct writer *w)
+{
+        if (!w)
+                return;
+        if (w->thread_started) {
+                pthread_mutex_lock(&w->qlock);
+                w->closing = true;
+                pthread_mutex_unlock(&w->qlock);
+                writer_kick(w);
+                pthread_join(w->thread, NULL);
+        }
+        if (w->uring)
+                io_uring_queue_exit(&w->ring);
+        if (w->efd >= 0)
+                close(w->efd);
+        if (w->active_fd >= 0)
+                w->c->io->close(w->c->io->ctx, w->active_fd);
+        while (w->free_list) {
+                struct batch *b = w->free_list;
+                w->free_list = b->next;
+                batch_destroy(b);
+        }
+        if (w->open)
+                batch_destroy(w->open);
+        pthread_mutex_destroy(&w->qlock);
+        pthread_cond_destroy(&w->qcond);
+        free(w);
+}
+
+static atomic_bool fallback_logged;
+
+static int writer_start(struct chan *c, const struct local_opener *o, wal_error **reterr)
+{
+        struct writer *w = calloc(1, sizeof(*w));
+        if (!w)
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        w->c = c;
+        w->efd = -1;
+        w->active_fd = -1;
+        w->inflight_max = o->inflight;
+        w->batch_bytes = o->batch_bytes;
+        w->seg_bytes = o->seg_bytes;
+        pthread_mutex_init(&w->qlock, NULL);
+        pthread_cond_init(&w->qcond, NULL);
+
+        /* The last segment is the active one. */
+        struct local_seg *s = c->segs[c->n_segs - 1];
+        int fd = c->io->open(c->io->ctx, s->path, O_RDWR, 0);
+        if (fd < 0) {
+                writer_stop(w);
+                return wal_error_set(reterr, fd, 0, "local: cannot open segment %s: %s",
+                                     s->path, strerror(-fd));
+        }
+        w->active_fd = fd;
+        w->active = s;
+        w->next_lsn = s->last_lsn + 1;
+        w->completed_lsn = s->last_lsn;
+        w->tail_off = s->end;
+        w->tail_seg_first = s->first_lsn;
+        w->tail_seg_size = s->size;
+
+        w->efd = eventfd(0, EFD_CLOEXEC);
+        if (w->efd < 0) {
+                int e = -errno;
+                writer_stop(w);
+                return wal_error_set(reterr, e, 0, "local: eventfd: %s", strerror(-e));
+        }
+        if (o->io != IO_SYNC) {
+                unsigned entries = 4;
+                while (entries < (unsigned)(2 * o->inflight + 4))
+                        entries *= 2;
+                int r = io_uring_queue_init(entries, &w->ring, 0);
+                if (r == 0) {
+                        w->uring = true;
+                } else if (o->io == IO_URING) {
+                        writer_stop(w);
+                        return wal_error_set(reterr, r, 0,
+                                             "local: io_uring setup failed (%s) and local.io=uring",
+                                             strerror(-r));
+                } else if (!atomic_exchange(&fallback_logged, true)) {
+                        walu_log(WAL_LOG_WARNING,
+                                 "local: io_uring unavailable (%s): writing with pwrite+fdatasync",
+                                 strerror(-r));
+                }
+        }
+        if (!w->uring)
+                w->inflight_max = 1;
+        int r = pthread_create(&w->thread, NULL, writer_main, w);
+        if (r != 0) {
+                writer_stop(w);
+                return wal_error_set(reterr, -r, 0, "local: cannot start writer thread: %s",
+                                     strerror(r));
+        }
+        w->thread_started = true;
+        c->w = w;
+        return 0;
+}
+
+/* ---- Append ---- */
+
+static struct local_wal *wal_from_base(struct walimpls_wal *b)
+{
+        WAL_ASSERT(b->ops == &local_wal_ops);
+        return (struct local_wal *)b;
+}
+
+/* Seal the open batch onto the ready list.  Caller holds qlock. */
+static void seal_open(struct writer *w)
+{
+        struct batch *b = w->open;
+        if (!b)
+                return;
+        w->open = NULL;
+        if (!b->n) {
+                batch_put(w, b);
+                return;
+        }
+        if (w->ready_tail)
+                w->ready_tail->next = b;
+        else
+                w->ready_head = b;
+        w->ready_tail = b;
+}
+
+static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_done_fn *done,
+                        void *arg)
+{
+        WAL_ASSERT_RETURN(base && msg && done, -EINVAL);
+        struct local_wal *lw = wal_from_base(base);
+        struct chan *c = lw->c;
+        if (base->access != WAL_ACCESS_RW)
+                return -EROFS;
+        if (atomic_load(&c->owner_term) > base->term)
+                return -ESTALE;
+        struct writer *w = c->w;
+        WAL_ASSERT(w);
+
+        size_t plen = 0;
+        const void *payload = wal_msg_payload(msg, &plen);
+        size_t elen = walu_envelope_size(msg);
+        if (elen > WALU_ENVELOPE_MAX || plen > LOCAL_FRAME_MAX_BODY ||
+            elen + plen > LOCAL_FRAME_MAX_BODY)
+                return -EMSGSIZE;
+        size_t body = elen + plen;
+        size_t fsize = (size_t)local_frame_size(body);
+        uint8_t *tmp = scratch_get(fsize);
+        if (!tmp)
+                return -ENOMEM;
+        int n = walu_envelope_encode(msg, tmp + LOCAL_FRAME_HDR_SIZE, elen);
+        if (n < 0)
+                return n;
+        WAL_ASSERT((size_t)n == elen);
+        if (plen)
+                memcpy(tmp + LOCAL_FRAME_HDR_SIZE + elen, payload, plen);
+        uint32_t crc = walu_crc32c(0, tmp + LOCAL_FRAME_HDR_SIZE, body);
+
+        pthread_mutex_lock(&w->qlock);
+        /* Back-pressure, except on the writer thread itself (an append
+         * from a completion callback must not wait for its own thread). */
+        while (!w->failed && !w->closing && w->queued_bytes > LOCAL_QUEUE_MAX &&
+               !pthread_equal(pthread_self(), w->thread))
+                pthread_cond_wait(&w->qcond, &w->qlock);
+        if (w->failed || w->closing) {
+                int r = w->failed ? w->failed : -ESHUTDOWN;
+                pthread_mutex_unlock(&w->qlock);
+                return r;
+        }
+        if (atomic_load(&c->owner_term) > base->term) {
+                pthread_mutex_unlock(&w->qlock);
+                return -ESTALE;
+        }
+        /* Place the frame: roll to a new segment when it does not fit. */
+        if (w->tail_off + fsize > w->tail_seg_size && w->tail_off > LOCAL_SEG_HDR_SIZE) {
+                seal_open(w);
+                w->tail_seg_first = w->next_lsn;
+                w->tail_seg_size = WALU_MAX(w->seg_bytes, LOCAL_SEG_HDR_SIZE + (uint64_t)fsize);
+                w->tail_off = LOCAL_SEG_HDR_SIZE;
+                w->pending_new_seg = true;
+        } else if (w->open && w->open->len && w->open->len + fsize > w->batch_bytes) {
+                seal_open(w);
+        }
+        struct batch *b = w->open;
+        if (!b) {
+                b = batch_get(w);
+                if (!b) {
+                        pthread_mutex_unlock(&w->qlock);
+                        return -ENOMEM;
+                }
+                b->first_lsn = w->next_lsn;
+                b->off = w->tail_off;
+                b->seg_first = w->tail_seg_first;
+                b->seg_size = w->tail_seg_size;
+                b->new_seg = w->pending_new_seg;
+                w->pending_new_seg = false;
+                w->open = b;
+        }
+        if (b->len + fsize > b->cap) {
+                size_t cap = WALU_MAX(b->cap * 2, b->len + fsize);
+                cap = WALU_MAX(cap, (size_t)64 * 1024);
+                uint8_t *nb = realloc(b->buf, cap);
+                if (!nb) {
+                        pthread_mutex_unlock(&w->qlock);
+                        return -ENOMEM;
+                }
+                b->buf = nb;
+                b->cap = cap;
+        }
+        if (b->n == b->cap_dones) {
+                size_t cap = b->cap_dones ? b->cap_dones * 2 : 64;
+                struct rec_done *nd = realloc(b->dones, cap * sizeof(*nd));
+                if (!nd) {
+                        pthread_mutex_unlock(&w->qlock);
+                        return -ENOMEM;
+                }
+                b->dones = nd;
+                b->cap_dones = cap;
+        }
+        uint8_t *dst = b->buf + b->len;
+        memcpy(dst + LOCAL_FRAME_HDR_SIZE, tmp + LOCAL_FRAME_HDR_SIZE, body);
+        local_frame_seal(dst, w->next_lsn, (uint32_t)elen, (uint32_t)plen, crc);
+        b->len += fsize;
+        b->dones[b->n++] = (struct rec_done){ done, arg };
+        w->next_lsn++;
+        w->tail_off += fsize;
+        w->queued_bytes += fsize;
+        bool kick = w->sleeping;
+        w->sleeping = false;
+        pthread_mutex_unlock(&w->qlock);
+        if (kick)
+                writer_kick(w);
+        return 0;
+}
+
+/* Wait until every append accepted so far has completed. */
+static void writer_flush(struct writer *w)
+{
+        pthread_mutex_lock(&w->qlock);
+        uint64_t upto = w->next_lsn - 1;
+        while (w->completed_lsn < upto) {
+                bool kick = w->sleeping;
+                w->sleeping = false;
+                if (kick) {
+                        pthread_mutex_unlock(&w->qlock);
+                        writer_kick(w);
+                        pthread_mutex_lock(&w->qlock);
+                        continue;
+                }
+                pthread_cond_wait(&w->qcond, &w->qlock);
+        }
+        pthread_mutex_unlock(&w->qlock);
+}
+
+/* ---- Open ---- */
+
+/* Load the channel from disk for a read-write open: recover (cutting a torn
+ * tail), create the first segment if there is none.  Caller holds
+ * c->open_lock and the flock. */
+static int chan_recover_rw(struct chan *c, const struct local_opener *o, wal_error **reterr)
+{
+        const struct local_io_ops *io = c->io;
+        struct local_chan_scan sc;
+        int r = local_chan_scan(io, c->dir, &sc, reterr);
+        if (r < 0)
+                return r;
+        struct local_fault *f = &sc.fault;
+        if (f->kind != LOCAL_FAULT_NONE && f->kind != LOCAL_FAULT_TORN_TAIL) {
+                r = wal_error_set(reterr, -EBADMSG, WAL_ERROR_FATAL,
+                                  "local: channel %s is corrupt: %s in segment %s at offset %"
+                                  PRIu64 " (expected LSN %" PRIu64 "); run `walctl verify`/"
+                                  "`walctl repair`",
+                                  c->dir, local_fault_kind_name(f->kind), f->segment, f->offset,
+                                  f->lsn);
+                local_chan_scan_done(&sc);
+                return r;
+        }
+        if (f->kind == LOCAL_FAULT_TORN_TAIL && sc.empty_last_removed_ok) {
+                struct local_seg *s = sc.segs[--sc.n_segs];
+                walu_log(WAL_LOG_WARNING, "local: removing %s: torn while being created",
+                         s->path);
+                r = io->unlink(io->ctx, s->path);
+                if (r == 0)
+                        r = fsync_dir(io, c->dir);
+                if (r < 0) {
+                        r = wal_error_set(reterr, r, 0, "local: removing %s: %s", s->path,
+                                          strerror(-r));
+                        local_seg_free(s);
+                        local_chan_scan_done(&sc);
+                        return r;
+                }
+                local_seg_free(s);
+        } else if (f->kind == LOCAL_FAULT_TORN_TAIL) {
+                walu_log(WAL_LOG_WARNING, "local: %s/%s: torn frame at offset %" PRIu64
+                         " cut off (records up to LSN %" PRIu64 " kept)",
+                         c->dir, f->segment, f->offset, f->last_lsn);
+        }
+        if (sc.n_segs > 0) {
+                /* Make the end of data permanent: nothing after it may ever
+                 * be mistaken for a frame. */
+                struct local_seg *s = sc.segs[sc.n_segs - 1];
+                int fd = io->open(io->ctx, s->path, O_RDWR, 0);
+                r = fd < 0 ? fd : 0;
+                uint64_t size = WALU_MAX(s->size, s->end);
+                if (r == 0)
+                        r = io->ftruncate(io->ctx, fd, (off_t)s->end);
+                if (r == 0 && size > s->end)
+                        r = io->fallocate(io->ctx, fd, (off_t)s->end, (off_t)(size - s->end));
+                if (r == 0)
+                        r = io->fdatasync(io->ctx, fd);
+                if (fd >= 0)
+                        io->close(io->ctx, fd);
+                if (r < 0) {
+                        r = wal_error_set(reterr, r, 0, "local: preparing %s for writing: %s",
+                                          s->path, strerror(-r));
+                        local_chan_scan_done(&sc);
+                        return r;
+                }
+                s->size = size;
+        } else {
+                /* A new channel (or one repaired down to nothing). */
+                struct local_seg *s = local_seg_new(c->dir, 1);
+                uint8_t *hdr = malloc(LOCAL_SEG_HDR_SIZE);
+                r = !s || !hdr ? -ENOMEM : 0;
+                int fd = -1;
+                if (r == 0) {
+                        s->size = o->seg_bytes;
+                        fd = io->open(io->ctx, s->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+                        r = fd < 0 ? fd : 0;
+                }
+                if (r == 0)
+                        r = io->fallocate(io->ctx, fd, 0, (off_t)s->size);
+                if (r == 0) {
+                        local_seg_header_encode(hdr, 1, s->size);
+                        ssize_t n = io->pwrite(io->ctx, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
+                        r = n < 0 ? (int)n : n != LOCAL_SEG_HDR_SIZE ? -EIO : 0;
+                }
+                if (r == 0)
+                        r = io->fdatasync(io->ctx, fd);
+                if (r == 0)
+                        r = fsync_dir(io, c->dir);
+                if (fd >= 0)
+                        io->close(io->ctx, fd);
+                free(hdr);
+                if (r < 0) {
+                        if (fd >= 0) {
+                                io->unlink(io->ctx, s->path);
+                                (void)fsync_dir(io, c->dir);
+                        }
+                        r = wal_error_set(reterr, r, 0, "local: creating segment %s: %s",
+                                          s ? s->path : c->dir, strerror(-r));
+                        local_seg_free(s);
+                        local_chan_scan_done(&sc);
+                        return r;
+                }
+                free(sc.segs);
+                sc.segs = malloc(sizeof(*sc.segs));
+                if (!sc.segs) {
+                        local_seg_free(s);
+                        return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+                }
+                sc.segs[0] = s;
+                sc.n_segs = 1;
+        }
+        pthread_mutex_lock(&c->lock);
+        chan_free_segs(c);
+        c->segs = sc.segs;
+        c->n_segs = c->cap_segs = sc.n_segs;
+        c->durable_lsn = c->segs[c->n_segs - 1]->last_lsn;
+        c->loaded = true;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
+/* Load the channel for reading only (no writer in this process). */
+static int chan_load_ro(struct chan *c, wal_error **reterr)
+{
+        struct local_chan_scan sc;
+        int r = local_chan_scan(c->io, c->dir, &sc, reterr);
+        if (r < 0)
+                return r;
+        struct local_fault *f = &sc.fault;
+        if (f->kind != LOCAL_FAULT_NONE && f->kind != LOCAL_FAULT_TORN_TAIL) {
+                r = wal_error_set(reterr, -EBADMSG, WAL_ERROR_FATAL,
+                                  "local: channel %s is corrupt: %s in segment %s at offset %"
+                                  PRIu64 " (expected LSN %" PRIu64 ")",
+                                  c->dir, local_fault_kind_name(f->kind), f->segment, f->offset,
+                                  f->lsn);
+                local_chan_scan_done(&sc);
+                return r;
+        }
+        if (f->kind == LOCAL_FAULT_TORN_TAIL && sc.empty_last_removed_ok && sc.n_segs > 0)
+                local_seg_free(sc.segs[--sc.n_segs]);
+        pthread_mutex_lock(&c->lock);
+        chan_free_segs(c);
+        c->segs = sc.segs;
+        c->n_segs = c->cap_segs = sc.n_segs;
+        c->durable_lsn = sc.n_segs ? c->segs[c->n_segs - 1]->last_lsn : 0;
+        c->loaded = true;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
+static int local_open(struct walimpls_opener *base, const struct walimpls_open_opts *opts,
+                      struct walimpls_wal **ret, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(base && opts && ret,
+                          wal_error_set(reterr, -EINVAL, 0, "local: open: NULL argument"));
+        WAL_ASSERT_RETURN(base->ops == &local_opener_ops,
+                          wal_error_set(reterr, -EINVAL, 0, "local: open: not a local opener"));
+        struct local_opener *o = (struct local_opener *)base;
+        if (!walimpls_channel_name_valid(opts->channel))
+                return wal_error_set(reterr, -EINVAL, 0, "local: invalid channel name '%s'",
+                                     opts->channel ? opts->channel : "(null)");
+        if (opts->term < 0)
+                return wal_error_set(reterr, -EINVAL, 0, "local: negative term %" PRId64,
+                                     opts->term);
+        if (opts->access != WAL_ACCESS_RO && opts->access != WAL_ACCESS_RW)
+                return wal_error_set(reterr, -EINVAL, 0, "local: bad access mode %d",
+                                     (int)opts->access);
+        bool rw = opts->access == WAL_ACCESS_RW;
+        char *dir = path_join(o->dir, opts->channel);
+        if (!dir)
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        struct stat st;
+        if (rw) {
+                int r = mkdir_p(dir);
+                if (r < 0) {
+                        r = wal_error_set(reterr, r, 0, "local: cannot create %s: %s", dir,
+                                          strerror(-r));
+                        free(dir);
+                        return r;
+                }
+        } else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                int r = wal_error_set(reterr, -ENOENT, 0, "local: channel '%s' does not exist "
+                                      "in %s", opts->channel, o->dir);
+                free(dir);
+                return r;
+        }
+        struct chan *c = chan_get(dir);
+        free(dir);
+        if (!c)
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        struct local_wal *w = calloc(1, sizeof(*w));
+        if (!w || walimpls_wal_init(&w->base, &local_wal_ops, base, opts) < 0) {
+                free(w);
+                chan_put(c);
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        }
+        w->c = c;
+
+        int r = 0;
+        pthread_mutex_lock(&c->open_lock);
+        if (rw && !c->w) {
+                const struct local_io_ops *io = c->io;
+                char *lp = path_join(c->dir, "lock");
+                int lfd = lp ? io->open(io->ctx, lp, O_RDWR | O_CREAT, 0644) : -ENOMEM;
+                free(lp);
+                if (lfd < 0) {
+                        r = wal_error_set(reterr, lfd, 0, "local: cannot open the lock file of "
+                                          "%s: %s", c->dir, strerror(-lfd));
+                        goto out;
+                }
+                if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+                        int e = errno;
+                        io->close(io->ctx, lfd);
+                        r = wal_error_set(reterr, e == EWOULDBLOCK ? -EBUSY : -e, 0,
+                                          "local: channel '%s' is open for writing by another "
+                                          "process (lock %s/lock held)", opts->channel, c->dir);
+                        goto out;
+                }
+                int64_t recorded;
+                r = read_term(io, c->dir, &recorded);
+                if (r < 0) {
+                        io->close(io->ctx, lfd);
+                        r = wal_error_set(reterr, r, 0, "local: cannot read %s/term: %s",
+                                          c->dir, strerror(-r));
+                        goto out;
+                }
+                if (opts->term < recorded) {
+                        io->close(io->ctx, lfd);
+                        r = wal_error_set(reterr, -ESTALE, WAL_ERROR_FATAL,
+                                          "local: channel '%s' is owned by term %" PRId64
+                                          ", newer than %" PRId64, opts->channel, recorded,
+                                          opts->term);
+                        goto out;
+                }
+                r = chan_recover_rw(c, o, reterr);
+                if (r == 0 && opts->term > recorded) {
+                        r = write_term(io, c->dir, opts->term);
+                        if (r < 0)
+                                wal_error_set(reterr, r, 0, "local: recording term in %s/term: "
+                                              "%s", c->dir, strerror(-r));
+                }
+                if (r == 0)
+                        r = writer_start(c, o, reterr);
+                if (r < 0) {
+                        io->close(io->ctx, lfd);
+                        goto out;
+                }
+                c->lock_fd = lfd;
+                atomic_store(&c->owner_term, opts->term);
+        } else if (rw) {
+                int64_t cur = atomic_load(&c->owner_term);
+                if (opts->term < cur) {
+                        r = wal_error_set(reterr, -ESTALE, WAL_ERROR_FATAL,
+                                          "local: channel '%s' is owned by term %" PRId64
+                                          ", newer than %" PRId64, opts->channel, cur,
+                                          opts->term);
+                        goto out;
+                }
+                if (opts->term > cur) {
+                        r = write_term(c->io, c->dir, opts->term);
+                        if (r < 0) {
+                                wal_error_set(reterr, r, 0, "local: recording term in %s/term: "
+                                              "%s", c->dir, strerror(-r));
+                                goto out;
+                        }
+                        /* Fences every wal of a lower term. */
+                        atomic_store(&c->owner_term, opts->term);
+                }
+        } else if (!c->loaded) {
+                r = chan_load_ro(c, reterr);
+                if (r == 0) {
+                        int64_t recorded;
+                        if (read_term(c->io, c->dir, &recorded) == 0)
+                                atomic_store(&c->owner_term, recorded);
+                }
+        }
+        if (r == 0 && rw)
+                c->n_rw++;
+out:
+        pthread_mutex_unlock(&c->open_lock);
+        if (r < 0) {
+                walimpls_wal_done(&w->base);
+                free(w);
+                chan_put(c);
+                return r;
+        }
+        *ret = &w->base;
+        return 0;
+}
+
+/* ---- WAL methods ---- */
+
+static int local_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(base, -EINVAL);
+        struct local_wal *lw = wal_from_base(base);
+        struct chan *c = lw->c;
+        if (base->access != WAL_ACCESS_RW)
+                return wal_error_set(reterr, -EROFS, 0, "local: truncate on a read-only wal");
+        if (atomic_load(&c->owner_term) > base->term)
+                return wal_error_set(reterr, -ESTALE, WAL_ERROR_FATAL,
+                                     "local: fenced by term %" PRId64,
+                                     atomic_load(&c->owner_term));
+        if (wal_msgid_is_none(id))
+                return wal_error_set(reterr, -EINVAL, 0, "local: truncate to no ID");
+        uint64_t upto = id.hi ? UINT64_MAX : id.lo;
+        pthread_mutex_lock(&c->lock);
+        size_t k = 0;
+        /* Whole segments entirely at or below @upto; never the last. */
+        while (k + 1 < c->n_segs && c->segs[k + 1]->first_lsn - 1 <= upto)
+                k++;
+        struct local_seg **gone = NULL;
+        if (k) {
+                gone = malloc(k * sizeof(*gone));
+                if (!gone) {
+                        pthread_mutex_unlock(&c->lock);
+                        return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+                }
+                memcpy(gone, c->segs, k * sizeof(*gone));
+                memmove(c->segs, c->segs + k, (c->n_segs - k) * sizeof(*c->segs));
+                c->n_segs -= k;
+        }
+        pthread_mutex_unlock(&c->lock);
+        int r = 0;
+        for (size_t i = 0; i < k; i++) {
+                int e = c->io->unlink(c->io->ctx, gone[i]->path);
+                if (e < 0 && e != -ENOENT && r == 0)
+                        r = wal_error_set(reterr, e, 0, "local: removing %s: %s", gone[i]->path,
+                                          strerror(-e));
+                local_seg_free(gone[i]);
+        }
+        free(gone);
+        if (k) {
+                int e = fsync_dir(c->io, c->dir);
+                if (e < 0 && r == 0)
+                        r = wal_error_set(reterr, e, 0, "local: fsync of directory %s: %s",
+                                          c->dir, strerror(-e));
+        }
+        return r;
+}
+
+static int local_info(struct walimpls_wal *base, struct walimpls_info *ret, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(base && ret,
+                          wal_error_set(reterr, -EINVAL, 0, "local: info: NULL argument"));
+        struct chan *c = wal_from_base(base)->c;
+        pthread_mutex_lock(&c->lock);
+        chan_refresh(c);
+        uint64_t first = chan_first_lsn(c), last = c->durable_lsn;
+        int64_t bytes = 0;
+        for (size_t i = 0; i < c->n_segs; i++)
+                bytes += (int64_t)(c->segs[i]->end - LOCAL_SEG_HDR_SIZE);
+        pthread_mutex_unlock(&c->lock);
+        int64_t count = last >= first ? (int64_t)(last - first + 1) : 0;
+        *ret = (struct walimpls_info){
+                .first_id = count ? WAL_MSGID(0, first) : WAL_MSGID_NONE,
+                .last_id = last ? WAL_MSGID(0, last) : WAL_MSGID_NONE,
+                .count = count,
+                .bytes = bytes,
+                .term = atomic_load(&c->owner_term),
+                .durability = LOCAL_DURABILITY,
+        };
+        return 0;
+}
+
+static void local_wal_close(struct walimpls_wal *base)
+{
+        if (!base)
+                return;
+        struct local_wal *lw = wal_from_base(base);
+        struct chan *c = lw->c;
+        pthread_mutex_lock(&c->open_lock);
+        if (base->access == WAL_ACCESS_RW) {
+                if (c->w)
+                        writer_flush(c->w);
+                if (--c->n_rw == 0 && c->w) {
+                        struct writer *w = c->w;
+                        writer_stop(w);
+                        pthread_mutex_lock(&c->lock);
+                        c->w = NULL;
+                        /* Remaining scanners now follow other processes'
+                         * writes through the watcher. */
+                        if (c->scanners && !c->watcher_started) {
+                                c->watcher_stop = false;
+                                if (pthread_create(&c->watcher, NULL, watcher_main, c) == 0)
+                                        c->watcher_started = true;
+                        }
+                        pthread_mutex_unlock(&c->lock);
+                        if (c->lock_fd >= 0) {
+                                c->io->close(c->io->ctx, c->lock_fd);
+                                c->lock_fd = -1;
+                        }
+                }
+        }
+        pthread_mutex_unlock(&c->open_lock);
+        walimpls_wal_done(&lw->base);
+        free(lw);
+        chan_put(c);
+}
+
+/* ---- Scanner ---- */
+
+static struct local_scanner *scanner_from_base(struct walimpls_scanner *b)
+{
+        WAL_ASSERT(b->ops == &local_scanner_ops);
+        return (struct local_scanner *)b;
+}
+
+static int local_read(struct walimpls_wal *base, const struct walimpls_read_opts *opts,
+                      struct walimpls_scanner **ret, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(base && opts && ret,
+                          wal_error_set(reterr, -EINVAL, 0, "local: read: NULL argument"));
+        struct chan *c = wal_from_base(base)->c;
+        struct local_scanner *s = calloc(1, sizeof(*s));
+        if (!s)
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        s->fd = -1;
+        if (walimpls_scanner_init(&s->base, &local_scanner_ops, base, opts->name) < 0) {
+                free(s);
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        }
+        int r = walimpls_notifier_init(&s->nt);
+        if (r < 0) {
+                walimpls_scanner_done(&s->base);
+                free(s);
+                return wal_error_set(reterr, r, 0, "local: notifier: %s", strerror(-r));
+        }
+        s->c = c;
+        pthread_mutex_lock(&c->lock);
+        chan_refresh(c);
+        uint64_t first = chan_first_lsn(c);
+        const struct wal_deliver *d = &opts->deliver;
+        switch (d->policy) {
+        case WAL_DELIVER_ALL:
+                s->next_lsn = first;
+                break;
+        case WAL_DELIVER_LATEST:
+                s->next_lsn = c->durable_lsn + 1;
+                break;
+        case WAL_DELIVER_START_FROM:
+        case WAL_DELIVER_START_AFTER:
+                if (wal_msgid_is_none(d->id)) {
+                        r = wal_error_set(reterr, -EINVAL, 0, "local: %s needs an ID",
+                                          wal_deliver_policy_name(d->policy));
+                        break;
+                }
+                if (d->id.hi)
+                        s->next_lsn = UINT64_MAX;   /* after every local ID */
+                else if (d->policy == WAL_DELIVER_START_FROM)
+                        s->next_lsn = d->id.lo ? d->id.lo : 1;
+                else
+                        s->next_lsn = d->id.lo == UINT64_MAX ? UINT64_MAX : d->id.lo + 1;
+                if (s->next_lsn < first)
+                        r = wal_error_set(reterr, -ERANGE, 0,
+                                          "local: LSN %" PRIu64 " of channel '%s' was truncated "
+                                          "away; the first retained is %" PRIu64,
+                                          s->next_lsn, base->channel, first);
+                break;
+        default:
+                r = wal_error_set(reterr, -EINVAL, 0, "local: unsupported deliver policy %d",
+                                  (int)d->policy);
+        }
+        if (r == 0) {
+                s->next_s = c->scanners;
+                c->scanners = s;
+                if (!c->w && !c->watcher_started) {
+                        c->watcher_stop = false;
+                        if (pthread_create(&c->watcher, NULL, watcher_main, c) == 0)
+                                c->watcher_started = true;
+                }
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (r < 0) {
+                walimpls_notifier_done(&s->nt);
+                walimpls_scanner_done(&s->base);
+                free(s);
+                return r;
+        }
+        *ret = &s->base;
+        return 0;
+}
+
+static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
+                        const char *fmt, ...) WAL_PRINTF(4, 5);
+static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
+                        const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        s->sticky = code;
+        free(s->sticky_msg);
+        s->sticky_msg = strdup(msg);
+        return wal_error_set(reterr, code, WAL_ERROR_FATAL, "%s", msg);
+}
+
+/* Decode the frame at s->off, reading through the buffer up to @limit. */
+static int scanner_frame(struct local_scanner *s, const char *path, uint64_t limit,
+                         struct local_frame *f, wal_error **reterr)
+{
+        const struct local_io_ops *io = s->c->io;
+        for (int attempt = 0;; attempt++) {
+                int r = -EAGAIN;
+                if (s->off >= s->buf_off && s->off < s->buf_off + s->buf_len)
+                        r = local_frame_decode(s->buf + (s->off - s->buf_off),
+                                               s->buf_len - (size_t)(s->off - s->buf_off), f);
+                if (r > 0)
+                        return 0;
+                if (r != -EAGAIN || attempt >= 2 || s->off + LOCAL_FRAME_HDR_SIZE > limit)
+                        return scanner_fail(s, -EBADMSG, reterr,
+                                            "local: corrupt frame in %s at offset %" PRIu64
+                                            " (LSN %" PRIu64 ")", path, s->off, s->next_lsn);
+                size_t want = LOCAL_READ_CHUNK;
+                if (r == -EAGAIN && s->off >= s->buf_off &&
+                    s->off + LOCAL_FRAME_HDR_SIZE <= s->buf_off + s->buf_len) {
+                        uint32_t body = walu_get_be32(s->buf + (s->off - s->buf_off));
+                        want = WALU_MAX(want, (size_t)local_frame_size(body));
+                }
+                want = (size_t)WALU_MIN((uint64_t)want, limit - s->off);
+                if (s->cap < want) {
+                        uint8_t *nb = realloc(s->buf, want);
+                        if (!nb)
+                                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+                        s->buf = nb;
+                        s->cap = want;
+                }
+                size_t got = 0;
+                while (got < want) {
+                        ssize_t n = io->pread(io->ctx, s->fd, s->buf + got, want - got,
+                                              (off_t)(s->off + got));
+                        if (n < 0)
+                                return scanner_fail(s, (int)n, reterr,
+                                                    "local: reading %s at offset %" PRIu64 ": %s",
+                                                    path, s->off + got, strerror((int)-n));
+                        if (n == 0)
+                                break;
+                        got += (size_t)n;
+                }
+                s->buf_off = s->off;
+                s->buf_len = got;
+        }
+}
+
+static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **ret,
+                      wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(base && ret,
+                          wal_error_set(reterr, -EINVAL, 0, "local: next: NULL argument"));
+        struct local_scanner *s = scanner_from_base(base);
+        struct chan *c = s->c;
+        if (s->sticky)
+                return wal_error_set(reterr, s->sticky, WAL_ERROR_FATAL, "%s",
+                                     s->sticky_msg ? s->sticky_msg : wal_strerror(s->sticky));
+        uint64_t deadline = timeout_ms > 0 ? walu_monotonic_ns() +
+                                             (uint64_t)timeout_ms * 1000000u : 0;
+        char path[4096];
+        uint64_t limit, seg_first;
+        bool reopen;
+        for (;;) {
+                if (s->nt.interrupted)
+                        return -ECANCELED;
+                pthread_mutex_lock(&c->lock);
+                uint64_t first = chan_first_lsn(c);
+                if (s->next_lsn < first) {
+                        pthread_mutex_unlock(&c->lock);
+                        return scanner_fail(s, -ERANGE, reterr,
+                                            "local: LSN %" PRIu64 " of channel '%s' was "
+                                            "truncated away; the first retained is %" PRIu64,
+                                            s->next_lsn, base->wal->channel, first);
+                }
+                if (s->next_lsn <= c->durable_lsn) {
+                        size_t i = chan_find_seg(c, s->next_lsn);
+                        WAL_ASSERT(i != SIZE_MAX);
+                        struct local_seg *seg = c->segs[i];
+                        seg_first = seg->first_lsn;
+                        limit = seg->end;
+                        reopen = s->fd < 0 || s->seg_first != seg_first;
+                        if (reopen || !s->positioned) {
+                                uint64_t at;
+                                local_seg_index_find(seg, s->next_lsn, &s->off, &at);
+                                s->positioned = at == s->next_lsn;
+                                /* Keep the LSN the index gave in buf_off's
+                                 * place: skip frames below. */
+                                s->seg_first = seg_first;
+                                snprintf(path, sizeof(path), "%s", seg->path);
+                                pthread_mutex_unlock(&c->lock);
+                                if (reopen) {
+                                        if (s->fd >= 0)
+                                                c->io->close(c->io->ctx, s->fd);
+                                        s->fd = c->io->open(c->io->ctx, path, O_RDONLY, 0);
+                                        s->buf_len = 0;
+                                        if (s->fd == -ENOENT)
+                                                return scanner_fail(s, -ERANGE, reterr,
+                                                                    "local: segment %s was "
+                                                                    "truncated away", path);
+                                        if (s->fd < 0)
+                                                return scanner_fail(s, s->fd, reterr,
+                                                                    "local: cannot open %s: %s",
+                                                                    path, strerror(-s->fd));
+                                }
+                                /* Walk from the indexed frame to next_lsn. */
+                                uint64_t lsn = at;
+                                while (lsn < s->next_lsn) {
+                                        struct local_frame f;
+                                        int r = scanner_frame(s, path, limit, &f, reterr);
+                                        if (r < 0)
+                                                return r;
+                                        if (f.lsn != lsn)
+                                                return scanner_fail(s, -EBADMSG, reterr,
+                                                                    "local: frame in %s at offset "
+                                                                    "%" PRIu64 " has LSN %" PRIu64
+                                                                    ", expected %" PRIu64, path,
+                                                                    s->off, f.lsn, lsn);
+                                        s->off += f.size;
+                                        lsn++;
+                                }
+                                s->positioned = true;
+                                break;
+                        }
+                        snprintf(path, sizeof(path), "%s", seg->path);
+                        pthread_mutex_unlock(&c->lock);
+                        break;
+                }
+                /* At the head: ask to be signalled, then wait. */
+                s->want_signal = true;
+                uint64_t seq = walimpls_notifier_seq(&s->nt);
+                pthread_mutex_unlock(&c->lock);
+                if (timeout_ms == 0) {
+                        walimpls_notifier_drain(&s->nt);
+                        return -ETIMEDOUT;
+                }
+                int wait_ms = -1;
+                if (timeout_ms > 0) {
+                        uint64_t now = walu_monotonic_ns();
+                        if (now >= deadline)
+                                return -ETIMEDOUT;
+                        wait_ms = (int)((deadline - now + 999999) / 1000000);
+                }
+                int r = walimpls_notifier_wait(&s->nt, seq, wait_ms);
+                if (r == -ECANCELED)
+                        return r;
+        }
+
+        struct local_frame f;
+        int r = scanner_frame(s, path, limit, &f, reterr);
+        if (r < 0)
+                return r;
+        if (f.lsn != s->next_lsn)
+                return scanner_fail(s, -EBADMSG, reterr,
+                                    "local: frame in %s at offset %" PRIu64 " has LSN %" PRIu64
+                                    ", expected %" PRIu64, path, s->off, f.lsn, s->next_lsn);
+        wal_msg *m = NULL;
+        wal_error *derr = NULL;
+        r = walu_envelope_decode(f.env_len ? f.env : NULL, f.env_len, f.payload, f.payload_len,
+                                 &m, &derr);
+        if (r < 0) {
+                r = scanner_fail(s, r, reterr, "local: record LSN %" PRIu64 " in %s at offset %"
+                                 PRIu64 ": %s", s->next_lsn, path, s->off,
+                                 wal_error_message(derr));
+                wal_error_free(derr);
+                return r;
+        }
+        r = wal_msg_freeze(m, WAL_MSGID(0, s->next_lsn));
+        if (r < 0) {
+                wal_msg_unref(m);
+                return wal_error_set(reterr, r, 0, "local: freezing message: %s", wal_strerror(r));
+        }
+        s->off += f.size;
+        s->next_lsn++;
+        *ret = m;
+        return 0;
+}
+
+static void local_interrupt(struct walimpls_scanner *base)
+{
+        if (!base)
+                return;
+        walimpls_notifier_interrupt(&scanner_from_base(base)->nt);
+}
+
+static int local_scanner_fd(struct walimpls_scanner *base)
+{
+        if (!base)
+                return -EINVAL;
+        return scanner_from_base(base)->nt.efd;
+}
+
+static void local_scanner_close(struct walimpls_scanner *base)
+{
+        if (!base)
+                return;
+        struct local_scanner *s = scanner_from_base(base);
+        struct chan *c = s->c;
+        pthread_mutex_lock(&c->lock);
+        for (struct local_scanner **pp = &c->scanners; *pp; pp = &(*pp)->next_s) {
+                if (*pp == s) {
+                        *pp = s->next_s;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (s->fd >= 0)
+                c->io->close(c->io->ctx, s->fd);
+        walimpls_notifier_done(&s->nt);
+        walimpls_scanner_done(&s->base);
+        free(s->buf);
+        free(s->sticky_msg);
+        free(s);
+}
+
+/* ---- Opener and builder ---- */
+
+static int local_list_channels(struct walimpls_opener *base, walimpls_channel_fn *fn, void *arg,
+                               wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(base && fn,
+                          wal_error_set(reterr, -EINVAL, 0, "local: list: NULL argument"));
+        struct local_opener *o = (struct local_opener *)base;
+        DIR *d = opendir(o->dir);
+        if (!d) {
+                if (errno == ENOENT)
+                        return 0;
+                return wal_error_set(reterr, -errno, 0, "local: cannot list %s: %s", o->dir,
+                                     strerror(errno));
+        }
+        int r = 0;
+        struct dirent *de;
+        while (r == 0 && (de = readdir(d))) {
+                if (!walimpls_channel_name_valid(de->d_name))
+                        continue;
+                char *p = path_join(o->dir, de->d_name);
+                struct stat st;
+                bool is = false;
+                if (p && stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+                        char *t = path_join(p, "term");
+                        char *l = path_join(p, "lock");
+                        is = (t && access(t, F_OK) == 0) || (l && access(l, F_OK) == 0);
+                        free(t);
+                        free(l);
+                }
+                free(p);
+                if (is)
+                        r = fn(arg, de->d_name);
+        }
+        closedir(d);
+        return r;
+}
+
+static void local_opener_close(struct walimpls_opener *base)
+{
+        if (!base)
+                return;
+        struct local_opener *o = (struct local_opener *)base;
+        free(o->dir);
+        free(o);
+}
+
+static int local_build(const wal_config *cfg, struct walimpls_opener **ret, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(cfg && ret,
+                          wal_error_set(reterr, -EINVAL, 0, "local: build: NULL argument"));
+        const char *dir = wal_config_get(cfg, "local.dir");
+        const char *io = wal_config_get(cfg, "local.io");
+        uint64_t seg = 64 * MiB, batch = 4 * MiB;
+        int64_t inflight = 4;
+        (void)wal_config_get_size(cfg, "local.segment_bytes", &seg);
+        (void)wal_config_get_size(cfg, "local.batch_bytes", &batch);
+        (void)wal_config_get_int(cfg, "local.inflight", &inflight);
+        if (!dir || !*dir)
+                return wal_error_set(reterr, -EINVAL, 0, "local: local.dir is empty");
+        enum io_mode mode = IO_AUTO;
+        if (io && strcmp(io, "uring") == 0)
+                mode = IO_URING;
+        else if (io && strcmp(io, "sync") == 0)
+                mode = IO_SYNC;
+        else if (io && strcmp(io, "auto") != 0)
+                return wal_error_set(reterr, -EINVAL, 0, "local: local.io '%s' is not one of "
+                                     "auto|uring|sync", io);
+        if (seg < 64 * 1024 || inflight < 1 || inflight > LOCAL_INFLIGHT_MAX)
+                return wal_error_set(reterr, -EINVAL, 0, "local: local.segment_bytes or "
+                                     "local.inflight out of range");
+        struct local_opener *o = calloc(1, sizeof(*o));
+        if (!o)
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        /* Absolute path: channels are shared by directory within the process. */
+        if (dir[0] == '/') {
+                o->dir = strdup(dir);
+        } else {
+                char cwd[4096];
+                if (getcwd(cwd, sizeof(cwd)))
+                        o->dir = path_join(cwd, dir);
+        }
+        if (!o->dir) {
+                free(o);
+                return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
+        }
+        size_t n = strlen(o->dir);
+        while (n > 1 && o->dir[n - 1] == '/')
+                o->dir[--n] = '\0';
+        o->base.ops = &local_opener_ops;
+        o->base.builder = &walimpls_local;
+        o->seg_bytes = seg;
+        o->io = mode;
+        o->inflight = (int)inflight;
+        o->batch_bytes = (size_t)batch;
+        *ret = &o->base;
+        return 0;
+}
+
+static const struct walimpls_opener_ops local_opener_ops = {
+        .version = WALIMPLS_VERSION,
+        .open = local_open,
+        .list_channels = local_list_channels,
+        .close = local_opener_close,
+};
+
+static const struct walimpls_wal_ops local_wal_ops = {
+        .version = WALIMPLS_VERSION,
+        .append = local_append,
+        .read = local_read,
+        .truncate = local_truncate,
+        .info = local_info,
+        .close = local_wal_close,
+};
+
+static const struct walimpls_scanner_ops local_scanner_ops = {
+        .version = WALIMPLS_VERSION,
+        .next = local_next,
+        .interrupt = local_interrupt,
+        .fd = local_scanner_fd,
+        .close = local_scanner_close,
+};
+
+const struct walimpls_builder walimpls_local = {
+        .version = WALIMPLS_VERSION,
+        .name = "local",
+        .description = "durable segmented log on local disk (io_uring group commit)",
+        .caps = WALIMPLS_CAP_PERSISTENT | WALIMPLS_CAP_TRUNCATE | WALIMPLS_CAP_FENCING |
+                WALIMPLS_CAP_LIST,
+        .properties = local_properties,
+        .build = local_build,
+};
+
+WAL_REGISTER_BACKEND(walimpls_local);

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * impls/local/local.h: internals of the local backend shared with its tests,
+ * the fuzz target and walctl verify/repair (not installed).
+ *
+ * Three things live here:
+ *   - the injectable I/O layer (struct local_io_ops): every system call the
+ *     backend makes on its files goes through one table, so tests can fail
+ *     the Nth fsync with -EIO, a write with -ENOSPC, or shorten a write;
+ *   - the frame codec, a pure function over a byte buffer (fuzzable);
+ *   - verify and repair of a channel directory, for walctl.
+ *
+ * The file format itself is written out at the top of local-format.c.
+ */
+#ifndef LOCAL_H
+#define LOCAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <wal/wal-error.h>
+
+/* ---- Format constants (see local-format.c) ---- */
+
+#define LOCAL_SEG_MAGIC "LWALSEG1"
+#define LOCAL_SEG_VERSION 1u
+#define LOCAL_SEG_HDR_SIZE 4096u          /* first frame starts here */
+#define LOCAL_FRAME_HDR_SIZE 24u
+#define LOCAL_FRAME_ALIGN 8u
+#define LOCAL_FRAME_MAX_BODY (256u << 20) /* 256 MiB: larger is corrupt */
+#define LOCAL_SEG_SUFFIX ".seg"
+#define LOCAL_SEG_NAME_LEN 24             /* 20 digits + ".seg" */
+
+static inline uint64_t local_frame_size(uint64_t body_len)
+{
+        return (LOCAL_FRAME_HDR_SIZE + body_len + LOCAL_FRAME_ALIGN - 1) &
+               ~(uint64_t)(LOCAL_FRAME_ALIGN - 1);
+}
+
+/* ---- I/O layer ---- */
+
+/* What a io_uring completion was for (local_io_ops.uring_result). */
+enum local_io_kind {
+        LOCAL_IO_WRITE = 1,
+        LOCAL_IO_FDATASYNC = 2,
+};
+
+/*
+ * Every call returns >= 0 on success or a negative errno (never -1 + errno).
+ * @ctx is the table's own ctx field.  The default table calls the kernel.
+ */
+struct local_io_ops {
+        int (*open)(void *ctx, const char *path, int flags, mode_t mode);
+        int (*close)(void *ctx, int fd);
+        ssize_t (*pread)(void *ctx, int fd, void *buf, size_t len, off_t off);
+        ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t len, off_t off);
+        int (*fdatasync)(void *ctx, int fd);
+        int (*fsync)(void *ctx, int fd);                /* directories, term file */
+        int (*fallocate)(void *ctx, int fd, off_t off, off_t len);
+        int (*ftruncate)(void *ctx, int fd, off_t len);
+        int (*rename)(void *ctx, const char *from, const char *to);
+        int (*unlink)(void *ctx, const char *path);
+        /*
+         * Optional.  Under io_uring the kernel does the write and the
+         * fdatasync itself; this hook sees each completion's result @res
+         * (bytes written, or 0/-errno for a fdatasync) before the writer
+         * does and returns the result the writer should act on, so a test
+         * can turn a completion into a short write, -ENOSPC or -EIO.
+         */
+        int (*uring_result)(void *ctx, enum local_io_kind kind, int fd, size_t len, int res);
+        void *ctx;
+};
+
+/* The kernel-backed table. */
+const struct local_io_ops *local_io_default_ops(void);
+
+/*
+ * Test hook: make every channel opened from now on use @ops (borrowed: must
+ * outlive those channels; NULL restores the default).  Channels already open
+ * keep the table they started with.  Not for production use.
+ */
+void local_io_set_ops(const struct local_io_ops *ops);
+const struct local_io_ops *local_io_current_ops(void);
+
+/* ---- Frame codec (pure) ---- */
+
+struct local_frame {
+        uint64_t lsn;
+        const uint8_t *env;       /* points into the decoded buffer */
+        uint32_t env_len;
+        const uint8_t *payload;   /* points into the decoded buffer */
+        uint32_t payload_len;
+        uint64_t size;            /* bytes the frame occupies, padding included */
+};
+
+/*
+ * Decode the frame at the start of @buf (borrowed, @len bytes).
+ * @returns > 0 the frame is valid (CRC checked); the value is its size with
+ *          padding, also in ret->size;
+ *          0 end of data (an all-zero frame header: preallocated space);
+ *          -EAGAIN @len is shorter than the header or the frame it declares;
+ *          -EBADMSG the header is impossible or the CRC does not match.
+ * @ret is set only when > 0 is returned.  Never reads past @len.
+ */
+int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret);
+
+/*
+ * Write the header of a frame of @lsn whose body (envelope then payload,
+ * @env_len + @payload_len bytes) is already at hdr + LOCAL_FRAME_HDR_SIZE,
+ * and zero its padding.  @body_crc is walu_crc32c(0, body, body_len).
+ */
+void local_frame_seal(uint8_t *hdr, uint64_t lsn, uint32_t env_len, uint32_t payload_len,
+                      uint32_t body_crc);
+
+/* Segment header: encode into @buf (LOCAL_SEG_HDR_SIZE bytes) / check one.
+ * local_seg_header_check returns 0 and the first LSN, -EBADMSG or -EPROTO
+ * (a valid header of an unknown version). */
+void local_seg_header_encode(uint8_t *buf, uint64_t first_lsn, uint64_t seg_size);
+int local_seg_header_check(const uint8_t *buf, size_t len, uint64_t *first_lsn);
+
+/* "%020llu.seg" into @buf (at least LOCAL_SEG_NAME_LEN + 1 bytes). */
+void local_seg_name(char *buf, uint64_t first_lsn);
+/* Parse a segment file name; true and *first_lsn if it is one. */
+bool local_seg_name_parse(const char *name, uint64_t *first_lsn);
+
+/* ---- Channel scan: recovery, verify, repair ---- */
+
+enum local_fault_kind {
+        LOCAL_FAULT_NONE = 0,
+        LOCAL_FAULT_TORN_TAIL,    /* last segment ends in a partly written frame */
+        LOCAL_FAULT_BAD_FRAME,    /* bad CRC/header with valid data after it */
+        LOCAL_FAULT_BAD_HEADER,   /* a segment header that does not validate */
+        LOCAL_FAULT_LSN_GAP,      /* a segment missing, or LSNs out of sequence */
+};
+
+struct local_fault {
+        enum local_fault_kind kind;
+        char segment[LOCAL_SEG_NAME_LEN + 1]; /* file name inside the channel dir */
+        uint64_t offset;                      /* byte offset in that file */
+        uint64_t lsn;                         /* LSN expected there */
+        uint64_t first_lsn, last_lsn;         /* valid records before the fault
+                                                 (last < first: none) */
+        uint64_t segments;                    /* segment files seen */
+};
+
+/* @returns a short name for @k ("none", "torn-tail", ...). */
+const char *local_fault_kind_name(enum local_fault_kind k);
+
+/*
+ * Check every frame of the channel in @chan_dir (borrowed path of the
+ * channel's directory, e.g. "<local.dir>/<channel>") without changing it.
+ * @ret (borrowed, filled) describes the first fault, kind NONE if clean.
+ * @returns 0 when the scan ran (clean or not), or a negative errno when it
+ *          could not (-ENOENT no such channel, -EIO a read failed).
+ */
+int local_verify(const char *chan_dir, struct local_fault *ret, wal_error **reterr);
+
+/*
+ * Cut the channel at its first fault: copy the bytes cut from the faulty
+ * segment to "<segment>.cut-<offset>" (fsynced), truncate the segment there,
+ * move every later segment aside to "<name>.cut", fsync the directory.
+ * Takes the channel's writer lock: -EBUSY while a writer has it open.
+ * @ret (borrowed, filled) is the fault that was repaired (NONE: nothing to do).
+ * @returns 0, -EBUSY, -ENOENT, -EIO.
+ */
+int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **reterr);
+
+
+/* ---- Segment scanning (used by local.c and the functions above) ---- */
+
+#define LOCAL_READ_CHUNK (1u << 20)        /* reads are this large */
+#define LOCAL_INDEX_STRIDE (256u << 10)     /* sparse index: one entry per 256 KiB */
+
+struct local_index_entry {
+        uint64_t lsn;
+        uint64_t off;
+};
+
+/* One segment file as recovery and the writer know it. */
+struct local_seg {
+        uint64_t first_lsn;
+        uint64_t last_lsn;          /* first_lsn - 1 while empty */
+        uint64_t end;               /* offset just past the last valid frame */
+        uint64_t size;              /* file size */
+        char *path;                 /* owned */
+        struct local_index_entry *index;   /* owned, ascending */
+        size_t n_index, cap_index;
+};
+
+struct local_seg *local_seg_new(const char *dir, uint64_t first_lsn);
+void local_seg_free(struct local_seg *s);
+/* Note a frame at @off; adds an index entry when the stride is passed.
+ * 0 or -ENOMEM (the index is only an accelerator: callers may ignore it). */
+int local_seg_index_note(struct local_seg *s, uint64_t lsn, uint64_t off);
+/* Closest indexed frame at or before @lsn: its offset and LSN (the segment's
+ * first frame when nothing closer is indexed). */
+void local_seg_index_find(const struct local_seg *s, uint64_t lsn, uint64_t *off,
+                          uint64_t *at_lsn);
+
+/* Why a segment scan stopped. */
+enum local_stop {
+        LOCAL_STOP_ZERO = 1,        /* an all-zero frame header: end of data */
+        LOCAL_STOP_EOF,             /* the end of the file */
+        LOCAL_STOP_BAD,             /* a frame that does not validate */
+};
+
+/*
+ * Scan frames of @s from s->end (expecting LSN s->last_lsn + 1) through @fd
+ * up to @file_size, extending s->end, s->last_lsn and the index.
+ * @returns the stop reason (> 0) or a negative errno from a read.
+ */
+int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
+                   uint64_t file_size);
+
+/*
+ * Decide whether the invalid frame at @off in the LAST segment is a torn
+ * write (true) or corruption (false): torn if the frame runs past the end of
+ * the file, if an aligned 512-byte sector of it is all zeros, or if no valid
+ * frame with a later LSN follows it in the file.  Negative errno on I/O error.
+ */
+int local_seg_is_torn(const struct local_io_ops *io, int fd, uint64_t off,
+                      uint64_t expect_lsn, uint64_t file_size);
+
+struct local_chan_scan {
+        struct local_seg **segs;    /* owned, ascending by first LSN */
+        size_t n_segs;
+        struct local_fault fault;   /* first fault; NONE when clean */
+        bool empty_last_removed_ok; /* the last segment has a bad header but
+                                       holds no frame: it may be removed */
+};
+
+/*
+ * Scan the channel directory @dir (borrowed) with @io: list segments, check
+ * headers and LSN continuity, validate every frame, stop at the first fault
+ * (classifying a fault in the last segment as torn or not).  On return
+ * ret->segs holds the segments up to the fault (the faulty one included,
+ * with end = the fault offset).  @returns 0 (look at ret->fault) or a
+ * negative errno (-ENOENT no directory, -EIO); the error names the file.
+ */
+int local_chan_scan(const struct local_io_ops *io, const char *dir,
+                    struct local_chan_scan *ret, wal_error **reterr);
+void local_chan_scan_done(struct local_chan_scan *sc);
+
+#endif /* LOCAL_H */
