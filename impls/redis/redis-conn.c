@@ -85,10 +85,20 @@ static const char *const scripts[REDIS_SCRIPT_COUNT] = {
                 LUA_LOWER LUA_CHECK_TERM
                 "return redis.call('XADD', KEYS[1], '*', '_wal_env', ARGV[2], "
                 "'payload', ARGV[3])\n",
-        /* TRUNCATE: KEYS stream, term; ARGV term, min ID kept.  Returns the count. */
+        /*
+         * TRUNCATE: KEYS stream, term; ARGV term, min ID kept, truncation ID.
+         * Returns the count deleted.  Redis 7.0's XTRIM does not advance
+         * max-deleted-entry-id, which readers use to notice trimmed positions,
+         * so the last entry at or below the truncation ID is removed with XDEL
+         * (which does) before XTRIM removes the rest.
+         */
         [REDIS_SCRIPT_TRUNCATE] =
                 LUA_LOWER LUA_CHECK_TERM LUA_CHECK_STREAM
-                "return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])\n",
+                "if ty == 'none' then return 0 end\n"
+                "local n = 0\n"
+                "local last = redis.call('XREVRANGE', KEYS[1], ARGV[3], '-', 'COUNT', 1)\n"
+                "if #last > 0 then n = redis.call('XDEL', KEYS[1], last[1][1]) end\n"
+                "return n + redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])\n",
         /*
          * READ: KEYS stream; ARGV after-ID (exclusive), count.  Returns
          * {type, max-deleted-entry-id, last-generated-id, length, first ID,

@@ -96,9 +96,12 @@
  * entries, so every round compares max-deleted-entry-id with the position:
  * a deleted entry after the last delivered one, with nothing retained
  * before it, is -ERANGE naming the key, the position and the first
- * retained ID, never a silent skip.  (Deleting with XDEL in the middle of
- * the retained range is not detected: max-deleted-entry-id only tells the
- * largest deleted ID.)  A stream whose last-generated-id went backwards, or
+ * retained ID, never a silent skip.  Redis 7.0 advances
+ * max-deleted-entry-id on XDEL but not on XTRIM, so truncate() deletes the
+ * last truncated entry with XDEL before trimming the rest.  Known limits:
+ * a trim by another client (XTRIM, XADD MAXLEN) that deletes nothing with
+ * XDEL is not detected, nor is an XDEL hole inside the retained range (only
+ * the largest deleted ID is recorded).  A stream whose last-generated-id went backwards, or
  * that vanished after being seen, lost data (server restarted without
  * persistence, key deleted): also -ERANGE, with that explanation.
  */
@@ -966,12 +969,13 @@ static int redis_truncate(struct walimpls_wal *b, struct wal_msgid id, wal_error
         struct wal_msgid keep;
         if (!redis_id_succ(id, &keep))
                 keep = id;
-        char minid[48];
+        char minid[48], upto[48];
         redis_id_format(keep, minid, sizeof(minid));
-        const char *argv[] = { "2", w->skey, w->tkey, w->term, minid };
+        redis_id_format(id, upto, sizeof(upto));
+        const char *argv[] = { "2", w->skey, w->tkey, w->term, minid, upto };
         redisReply *rep = NULL;
         pthread_mutex_lock(&w->o->lock);
-        int r = ctl_call(w->o, REDIS_SCRIPT_TRUNCATE, 5, argv, NULL, &rep, reterr);
+        int r = ctl_call(w->o, REDIS_SCRIPT_TRUNCATE, 6, argv, NULL, &rep, reterr);
         pthread_mutex_unlock(&w->o->lock);
         if (r < 0)
                 return r;

@@ -35,15 +35,27 @@
         { #name, t_fixture_##name##_setup, t_fixture_##name##_teardown }
 
 /* Declarations of fixtures defined in t-backend-<name>.c go here. */
+#if HAVE_LOCAL
+T_FIXTURE_DECL(local);
+#endif
 #if HAVE_KAFKA
 T_FIXTURE_DECL(kafka);
+#endif
+#if HAVE_REDIS
+T_FIXTURE_DECL(redis);
 #endif
 
 static const struct t_backend_fixture fixtures[] = {
         { "memory", NULL, NULL },    /* in-process: nothing to set up */
         /* Rows of other backends go here. */
+#if HAVE_LOCAL
+        T_FIXTURE_ROW(local),
+#endif
 #if HAVE_KAFKA
         T_FIXTURE_ROW(kafka),
+#endif
+#if HAVE_REDIS
+        T_FIXTURE_ROW(redis),
 #endif
 };
 
