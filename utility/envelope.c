@@ -20,10 +20,15 @@
  *    2  type              uint32    enum wal_msg_type: 1 data, 2 time tick,
  *                                   3 txn begin, 4 txn commit, 5 txn
  *                                   rollback, 6 txn (one unit); else refused
- *    3  properties        repeated  walu.Property { 1 key: string,
- *                                   2 value: string }, in first-set order;
+ *    3  properties        repeated  walu.Property { 1 key: bytes,
+ *                                   2 value: bytes }, in first-set order;
  *                                   keys are non-empty and unique
- *    4  vchannel          string    virtual channel; "" = none (every vchannel)
+ *    4  vchannel          bytes     virtual channel; "" = none (every vchannel)
+ *
+ * Text fields (key, value, vchannel) are C strings: any bytes but NUL, no
+ * UTF-8 requirement.  They are declared `bytes` (wire-identical to
+ * `string`) so that the decoder sees their lengths and refuses an embedded
+ * NUL rather than silently truncating.
  *    5  time_tick         uint64    hybrid logical clock (ms << 18 | logical)
  *    6  term              int64     term of the writer
  *    7  has_lc            bool      fields 8-9 carry a last-confirmed ID;
@@ -215,33 +220,90 @@ int walu_envelope_encode(const wal_msg *m, uint8_t *buf, size_t len)
         return (int)w.n;
 }
 
+/*
+ * Copy the text field @b into a C string: into @stack (@stack_len bytes)
+ * when it fits, else into a new allocation stored in *heap (freed by the
+ * caller).  NULL with *err set: -EBADMSG for an embedded NUL, -ENOMEM.
+ */
+static const char *text_of(const ProtobufCBinaryData *b, char *stack, size_t stack_len,
+                           char **heap, int *err)
+{
+        if (b->len && memchr(b->data, '\0', b->len)) {
+                *err = -EBADMSG;
+                return NULL;
+        }
+        char *s = stack;
+        if (b->len >= stack_len) {
+                s = *heap = malloc(b->len + 1);
+                if (!s) {
+                        *err = -ENOMEM;
+                        return NULL;
+                }
+        }
+        if (b->len)
+                memcpy(s, b->data, b->len);
+        s[b->len] = '\0';
+        return s;
+}
+
+/* Set property @i (@p) on @m.  0, -EBADMSG or -ENOMEM. */
+static int apply_prop(const Walu__Property *p, size_t i, wal_msg *m, wal_error **reterr)
+{
+        char kbuf[128], vbuf[256];
+        char *kheap = NULL, *vheap = NULL;
+        int r = 0;
+        if (p->key.len == 0)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: property %zu has an empty key", i);
+        const char *k = text_of(&p->key, kbuf, sizeof(kbuf), &kheap, &r);
+        if (!k) {
+                r = wal_error_set(reterr, r, 0, "envelope: property %zu key: %s", i,
+                                  r == -EBADMSG ? "contains a NUL byte" : wal_strerror(r));
+                goto out;
+        }
+        const char *v = text_of(&p->value, vbuf, sizeof(vbuf), &vheap, &r);
+        if (!v) {
+                r = wal_error_set(reterr, r, 0, "envelope: property '%s' value: %s", k,
+                                  r == -EBADMSG ? "contains a NUL byte" : wal_strerror(r));
+                goto out;
+        }
+        r = wal_msg_set_prop(m, k, v);
+        if (r < 0) {
+                r = wal_error_set(reterr, r, 0, "envelope: storing property '%s': %s", k,
+                                  wal_strerror(r));
+                goto out;
+        }
+        /* A repeated key replaced the earlier value: the count did not
+         * grow.  Our encoder never writes that. */
+        if (wal_msg_prop_count(m) != i + 1)
+                r = wal_error_set(reterr, -EBADMSG, 0,
+                                  "envelope: duplicate property key '%s'", k);
+out:
+        free(kheap);
+        free(vheap);
+        return r;
+}
+
 /* Fill @m from the unpacked envelope @e.  0, -EBADMSG or -ENOMEM. */
 static int apply(const Walu__Envelope *e, wal_msg *m, wal_error **reterr)
 {
         int r;
         for (size_t i = 0; i < e->n_properties; i++) {
-                const Walu__Property *p = e->properties[i];
-                if (!p->key || !*p->key)
-                        return wal_error_set(reterr, -EBADMSG, 0,
-                                             "envelope: property %zu has an empty key", i);
-                r = wal_msg_set_prop(m, p->key, p->value ? p->value : "");
+                r = apply_prop(e->properties[i], i, m, reterr);
                 if (r < 0)
-                        return wal_error_set(reterr, r, 0,
-                                             "envelope: storing property '%s': %s",
-                                             p->key, wal_strerror(r));
-                /* A repeated key replaced the earlier value: the count did
-                 * not grow.  Our encoder never writes that. */
-                if (wal_msg_prop_count(m) != i + 1)
-                        return wal_error_set(reterr, -EBADMSG, 0,
-                                             "envelope: duplicate property key '%s'",
-                                             p->key);
+                        return r;
         }
-        if (e->vchannel && *e->vchannel) {
-                r = wal_msg_set_vchannel(m, e->vchannel);
+        if (e->vchannel.len) {
+                char vbuf[128], *vheap = NULL;
+                r = 0;
+                const char *vc = text_of(&e->vchannel, vbuf, sizeof(vbuf), &vheap, &r);
+                if (vc)
+                        r = wal_msg_set_vchannel(m, vc);
+                free(vheap);
                 if (r < 0)
-                        return wal_error_set(reterr, r, 0,
-                                             "envelope: storing vchannel: %s",
-                                             wal_strerror(r));
+                        return wal_error_set(reterr, r, 0, "envelope: vchannel: %s",
+                                             r == -EBADMSG ? "contains a NUL byte"
+                                                           : wal_strerror(r));
         }
         wal_msg_set_time_tick(m, e->time_tick);
         wal_msg_set_term(m, e->term);

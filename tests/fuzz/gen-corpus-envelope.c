@@ -139,6 +139,12 @@ int main(int argc, char **argv)
         const uint8_t future[] = { 0x08, 0x01, 0x10, 0x01, 0x78, 0x05 };
         put("valid-unknown-field", 255, future, sizeof(future), NULL, 0);
 
+        const uint8_t nul_key[] = { 0x08, 0x01, 0x10, 0x01,
+                                    0x1a, 0x05, 0x0a, 0x03, 'a', 0x00, 'b' };
+        put("bad-nul-in-key", 255, nul_key, sizeof(nul_key), NULL, 0);
+        const uint8_t nul_vch[] = { 0x08, 0x01, 0x10, 0x01, 0x22, 0x02, 'v', 0x00 };
+        put("bad-nul-in-vchannel", 255, nul_vch, sizeof(nul_vch), NULL, 0);
+
         unsigned seed = 20261121;
         for (int i = 0; i < 8; i++) {
                 uint8_t g[200];

@@ -391,6 +391,44 @@ Test(envelope, duplicate_property_key)
         expect_badmsg(e, sizeof(e), "duplicate property key 'k'");
 }
 
+Test(envelope, embedded_nul_is_refused)
+{
+        /* key "a\0b" */
+        const uint8_t k[] = { 0x08, 0x01, 0x10, 0x01,
+                              0x1a, 0x05, 0x0a, 0x03, 'a', 0x00, 'b' };
+        expect_badmsg(k, sizeof(k), "key: contains a NUL byte");
+        /* key "k", value "x\0" */
+        const uint8_t v[] = { 0x08, 0x01, 0x10, 0x01,
+                              0x1a, 0x07, 0x0a, 0x01, 'k', 0x12, 0x02, 'x', 0x00 };
+        expect_badmsg(v, sizeof(v), "property 'k' value: contains a NUL byte");
+        /* vchannel "\0" */
+        const uint8_t vc[] = { 0x08, 0x01, 0x10, 0x01, 0x22, 0x01, 0x00 };
+        expect_badmsg(vc, sizeof(vc), "vchannel: contains a NUL byte");
+}
+
+Test(envelope, long_and_non_utf8_text)
+{
+        /* Longer than the decoder's stack buffers, and bytes that are not
+         * UTF-8: text is opaque apart from NUL. */
+        char key[300], value[1000], vch[200];
+        memset(key, 'k', sizeof(key) - 1);
+        key[sizeof(key) - 1] = '\0';
+        memset(value, 'v', sizeof(value) - 1);
+        value[sizeof(value) - 1] = '\0';
+        memset(vch, 'c', sizeof(vch) - 1);
+        vch[sizeof(vch) - 1] = '\0';
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "p", 1, &m), 0);
+        cr_assert_eq(wal_msg_set_prop(m, key, value), 0);
+        cr_assert_eq(wal_msg_set_prop(m, "\xff\xfe", "\xc3\x28"), 0);
+        cr_assert_eq(wal_msg_set_vchannel(m, vch), 0);
+        wal_msg *d = round_trip(m);
+        expect_same(m, d);
+        cr_expect_str_eq(wal_msg_prop(d, "\xff\xfe"), "\xc3\x28");
+        wal_msg_unref(d);
+        wal_msg_unref(m);
+}
+
 Test(envelope, unknown_fields_are_skipped)
 {
         /* A future field 15 (varint) must not stop a version-1 reader. */
