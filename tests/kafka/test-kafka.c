@@ -582,3 +582,44 @@ Test(kafka, start_beyond_the_end_waits_for_that_offset)
         w->ops->close(w);
         acks_free(&a);
 }
+
+Test(kafka, fatal_producer_error_makes_the_opener_unavailable, .timeout = 60)
+{
+        char ch[64];
+        t_unique_name("fatal", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        enum { N = 40 };
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < 10; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, 10, 10000), 10);
+        /* The broker says a sequence was lost: librdkafka cannot keep its
+         * idempotence guarantee and fails the producer fatally. */
+        rd_kafka_mock_push_request_errors(kt.mc, 0, 1,
+                                          RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+        append_idx(w, &a, 10);
+        cr_assert_eq(acks_wait(&a, 11, 10000), 11);
+        cr_assert_eq(a.status[10], -EIO, "the append hit by the fatal error: %d", a.status[10]);
+        /* From now on the opener refuses writes, with the reason. */
+        wal_msg *m = mk_msg(11);
+        struct ack_arg *aa = malloc(sizeof(*aa));
+        *aa = (struct ack_arg){ &a, 11 };
+        int r = w->ops->append(w, m, acks_cb, aa);
+        wal_msg_unref(m);
+        cr_assert_eq(r, -EIO, "append after a fatal error: %d", r);
+        free(aa);
+        struct walimpls_open_opts opts = { .channel = ch, .term = 2, .access = WAL_ACCESS_RW };
+        struct walimpls_wal *w2 = NULL;
+        wal_error *e = NULL;
+        r = kt.o->ops->open(kt.o, &opts, &w2, &e);
+        cr_assert_eq(r, -EIO);
+        cr_assert(wal_error_is_fatal(e));
+        cr_assert_not_null(strstr(wal_error_message(e), "unavailable"), "%s",
+                           wal_error_message(e));
+        wal_error_free(e);
+        /* What was acknowledged before stays readable. */
+        read_back_exactly_once(w, &a);
+        w->ops->close(w);
+        acks_free(&a);
+}
