@@ -931,3 +931,92 @@ Test(conformance, persistence_across_openers, .timeout = 60)
         cr_assert_lt(wal_msgid_cmp(ids[9], next[0]), 0, "IDs restarted after reopen");
         w->ops->close(w);
 }
+
+/* ---- Isolation ---- */
+
+Test(conformance, read_only_wal_tails_the_writer, .timeout = 30)
+{
+        char ch[64];
+        conf_channel("rotail", ch);
+        struct walimpls_wal *w = open_ok(ch, 1, WAL_ACCESS_RW);
+        struct walimpls_wal *ro = open_ok(ch, 1, WAL_ACCESS_RO);
+        struct walimpls_scanner *s = read_ok(ro, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        struct wal_msgid ids[10];
+        for (int i = 0; i < 10; i++) {
+                append_n(w, i, 1, &ids[i]);
+                expect_ids(s, &ids[i], 1);
+        }
+        s->ops->close(s);
+        ro->ops->close(ro);
+        w->ops->close(w);
+}
+
+Test(conformance, channels_are_isolated, .timeout = 30)
+{
+        char a[64], b[64];
+        conf_channel("iso_a", a);
+        conf_channel("iso_b", b);
+        struct walimpls_wal *wa = open_ok(a, 1, WAL_ACCESS_RW);
+        struct walimpls_wal *wb = open_ok(b, 7, WAL_ACCESS_RW);
+        struct wal_msgid ia[3], ib[2];
+        append_n(wa, 0, 3, ia);
+        append_n(wb, 100, 2, ib);
+        struct walimpls_scanner *sa = read_ok(wa, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        struct walimpls_scanner *sb = read_ok(wb, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        expect_ids(sa, ia, 3);
+        expect_ids(sb, ib, 2);
+        expect_nothing(sa, 100);
+        expect_nothing(sb, 100);
+        sa->ops->close(sa);
+        sb->ops->close(sb);
+        /* Terms are per channel: term 1 on a does not conflict with term 7 on b. */
+        wa->ops->close(wa);
+        wa = open_ok(a, 1, WAL_ACCESS_RW);
+        wa->ops->close(wa);
+        wb->ops->close(wb);
+}
+
+Test(conformance, append_leaves_the_message_alone, .timeout = 30)
+{
+        char ch[64];
+        conf_channel("borrow", ch);
+        struct walimpls_wal *w = open_ok(ch, 1, WAL_ACCESS_RW);
+        wal_msg *m = conf_msg(1, "same object");
+        struct wal_msgid id1, id2;
+        cr_assert_eq(conf_append_sync(w, m, &id1), 0);
+        cr_assert(!wal_msg_is_immutable(m), "append froze the caller's message");
+        cr_assert(wal_msgid_is_none(wal_msg_id(m)));
+        /* The caller may change and append the same object again. */
+        cr_assert_eq(wal_msg_set_prop(m, "idx", "2"), 0);
+        cr_assert_eq(conf_append_sync(w, m, &id2), 0);
+        wal_msg_unref(m);
+        struct walimpls_scanner *s = read_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *a = next_ok(s, 10000), *b = next_ok(s, 10000);
+        cr_assert(wal_msgid_eq(wal_msg_id(a), id1));
+        cr_assert_eq(conf_msg_idx(a), 1, "the stored copy changed after append returned");
+        cr_assert(wal_msgid_eq(wal_msg_id(b), id2));
+        cr_assert_eq(conf_msg_idx(b), 2);
+        wal_msg_unref(a);
+        wal_msg_unref(b);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
+Test(conformance, interrupt_affects_one_scanner_only, .timeout = 30)
+{
+        char ch[64];
+        conf_channel("intr", ch);
+        struct walimpls_wal *w = open_ok(ch, 1, WAL_ACCESS_RW);
+        struct walimpls_scanner *s1 = read_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        struct walimpls_scanner *s2 = read_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        /* Interrupt before anyone waits: sticky, and only for s1. */
+        s1->ops->interrupt(s1);
+        struct wal_msgid id[1];
+        append_n(w, 0, 1, id);
+        wal_msg *m = NULL;
+        cr_assert_eq(conf_next(s1, 1000, &m, NULL), -ECANCELED);
+        expect_ids(s2, id, 1);
+        s1->ops->close(s1);
+        s2->ops->close(s2);
+        w->ops->close(w);
+}
