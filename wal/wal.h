@@ -12,10 +12,12 @@
  *   wal-types.h     access modes and deliver policies
  *   wal-registry.h  the backend registry
  *   wal-log.h       the log hook
+ *   wal-api.h       openers, wals, scanners, interceptors, transactions
  */
 #ifndef WAL_H
 #define WAL_H
 
+#include <wal/wal-api.h>
 #include <wal/wal-common.h>
 #include <wal/wal-config.h>
 #include <wal/wal-error.h>

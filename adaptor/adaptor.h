@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * adaptor/adaptor.h: the adaptor's objects, shared by its files and by the
+ * public API in wal/api.c (not installed).
+ *
+ * Lock order (outer first): opener.lock > wal.append_lock > wal.pend_lock >
+ * cache.lock; wal.scan_lock, wal.tick_lock and txn.lock are leaves.  No lock
+ * is held while a user callback or interceptor hook runs, except that
+ * interceptors below "timetick" run under append_lock (they are built-ins).
+ */
+#ifndef WAL_ADAPTOR_H
+#define WAL_ADAPTOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <wal/wal-api.h>
+#include <wal/wal-config.h>
+#include <wal/wal-error.h>
+#include <wal/wal-message.h>
+#include <walimpls/walimpls.h>
+
+/* ---- Lifetime: state + in-flight counter ---- */
+
+enum { WAL_LIFE_OPEN = 0, WAL_LIFE_CLOSING, WAL_LIFE_CLOSED };
+
+struct wal_life {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int state;                  /* WAL_LIFE_* */
+        unsigned inflight;          /* public calls running inside */
+};
+
+void wal_life_init(struct wal_life *l);
+void wal_life_done(struct wal_life *l);
+/* Enter a call: 0, or -ESHUTDOWN once closing. */
+int wal_life_enter(struct wal_life *l);
+void wal_life_leave(struct wal_life *l);
+/* Start closing: true for the one caller that must do the work; any other
+ * caller waits until that work finished (state CLOSED) and gets false. */
+bool wal_life_begin_close(struct wal_life *l);
+/* Wait for calls in flight to leave. */
+void wal_life_wait_idle(struct wal_life *l);
+void wal_life_set_closed(struct wal_life *l);
+bool wal_life_is_open(struct wal_life *l);
+
+/* ---- Metrics ---- */
+
+#define WAL_HIST_BUCKETS 32         /* bucket i counts latencies < 2^i microseconds */
+
+struct wal_hist {
+        atomic_uint_fast64_t b[WAL_HIST_BUCKETS];
+        atomic_uint_fast64_t count;
+        atomic_uint_fast64_t sum_us;
+};
+
+struct wal_metrics {
+        atomic_uint_fast64_t appends_ok;
+        atomic_uint_fast64_t appends_failed;
+        atomic_uint_fast64_t appends_refused;
+        atomic_uint_fast64_t append_bytes;
+        atomic_uint_fast64_t retries;
+        atomic_uint_fast64_t ticks;
+        atomic_uint_fast64_t txn_begun;
+        atomic_uint_fast64_t txn_committed;
+        atomic_uint_fast64_t txn_rolled_back;
+        atomic_uint_fast64_t txn_expired;
+        atomic_uint_fast64_t scanners_opened;
+        atomic_uint_fast64_t delivered;
+        atomic_uint_fast64_t delivered_from_cache;
+        atomic_uint_fast64_t delivered_from_backend;
+        atomic_uint_fast64_t switches_to_tailing;
+        atomic_uint_fast64_t switches_to_catchup;
+        struct wal_hist append_latency;
+};
+
+void wal_hist_add(struct wal_hist *h, uint64_t ns);
+/* Quantile @q (0..1) of @h as an upper bucket bound in microseconds. */
+uint64_t wal_hist_quantile_us(const struct wal_hist *h, double q);
+
+/* ---- Write-ahead cache ---- */
+
+struct wal_cache_entry {
+        wal_msg *msg;                /* immutable, one reference */
+        struct wal_msgid id;
+        uint64_t tick;
+        size_t bytes;
+        uint64_t pushed_ms;          /* monotonic */
+};
+
+struct wal_cache {
+        pthread_mutex_t lock;
+        struct wal_cache_entry *ring;
+        size_t cap, head, count;
+        uint64_t base_seq;           /* sequence number of ring[head] */
+        size_t bytes;
+        uint64_t max_bytes;
+        int64_t max_age_ms;
+        uint64_t evictions;
+        bool closed;
+};
+
+int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms);
+void wal_cache_done(struct wal_cache *c);
+/* Push an immutable message (a reference is taken); IDs must ascend.
+ * Evicts by size and age, never the newest entry. */
+int wal_cache_push(struct wal_cache *c, wal_msg *m);
+void wal_cache_evict_aged(struct wal_cache *c);
+/* Entry @seq: 0 and *ret (a new reference); -ERANGE evicted; -EAGAIN not yet
+ * there; -ESHUTDOWN closed. */
+int wal_cache_get(struct wal_cache *c, uint64_t seq, wal_msg **ret);
+/* Sequence of the first entry with ID > @after (the next one to read after
+ * @after), provided the cache holds everything after @after: 0, or -ERANGE
+ * when @after is older than the oldest entry (or the cache is empty). */
+int wal_cache_seek_after(struct wal_cache *c, struct wal_msgid after, uint64_t *ret_seq);
+/* Sequence of the first entry with ID >= @from: 0, or -ERANGE as above
+ * (the oldest entry must be <= @from). */
+int wal_cache_seek_from(struct wal_cache *c, struct wal_msgid from, uint64_t *ret_seq);
+/* Sequence one past the newest entry. */
+uint64_t wal_cache_end_seq(struct wal_cache *c);
+/* Position at the newest entry: its ID and the sequence after it.  0, or
+ * -ERANGE when empty. */
+int wal_cache_tail(struct wal_cache *c, struct wal_msgid *ret_id, uint64_t *ret_seq);
+void wal_cache_close(struct wal_cache *c);
+void wal_cache_stats(struct wal_cache *c, size_t *entries, size_t *bytes,
+                     uint64_t *evictions);
+
+/* ---- Appends in flight ---- */
+
+struct wal_append_op {
+        wal *w;
+        wal_msg *msg;                /* the caller's copy, mutable, owned */
+        wal_msg *sent;               /* what the backend got (reference) */
+        wal_append_done_fn *done;
+        void *userdata;
+        wal_txn *txn;                /* begin/body/commit/rollback of it (reference) */
+        bool internal;               /* time tick or txn control: any type allowed */
+        uint64_t t_start_ns;
+        unsigned attempts;
+        size_t depth;                /* chain links entered (their done hooks run) */
+        /* retry */
+        bool retry_armed;
+        size_t retry_idx;            /* chain link to resume from */
+        uint64_t retry_first_ns;
+        int64_t backoff_ms;
+        uint64_t retry_due_ns;
+        /* outcome */
+        bool completed;
+        int status;
+        struct wal_msgid id;
+        wal_error *err;
+        /* pending list (wal.pend_lock) or retry list (wal.tick_lock) */
+        struct wal_append_op *prev, *next;
+};
+
+struct wal_append_next {
+        wal *w;
+        struct wal_append_op *op;
+        size_t idx;
+};
+
+typedef int wal_builtin_fn(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);
+typedef void wal_builtin_done_fn(wal *w, struct wal_append_op *op,
+                                 const struct wal_append_result *res);
+
+struct wal_chain_link {
+        char *name;                          /* owned */
+        struct wal_interceptor ic;           /* user interceptor (name points at ->name) */
+        wal_builtin_fn *builtin;             /* or a built-in */
+        wal_builtin_done_fn *builtin_done;
+};
+
+/* ---- Objects ---- */
+
+struct wal_opener {
+        atomic_int refs;
+        struct wal_life life;
+        const struct walimpls_builder *builder;
+        struct walimpls_opener *impl;
+        wal_config *cfg;
+        pthread_mutex_t lock;                /* wals, interceptors */
+        wal **wals;
+        size_t n_wals, cap_wals;
+        struct wal_chain_link *ics;          /* user interceptors, in order */
+        size_t n_ics;
+        atomic_uint_fast64_t next_serial;
+};
+
+enum wal_txn_state {
+        WAL_TXN_OPEN = 0,
+        WAL_TXN_COMMITTING,
+        WAL_TXN_DONE,
+        WAL_TXN_EXPIRED,
+};
+
+struct wal_txn {
+        wal *w;                      /* reference */
+        uint64_t id;
+        char *vchannel;              /* owned, may be NULL */
+        uint32_t keepalive_ms;
+        /* under w->append_lock */
+        enum wal_txn_state state;
+        uint64_t last_tick;          /* tick of its newest message */
+        struct wal_msgid lc_floor;   /* last-confirmed when the begin was stamped */
+        bool listed;                 /* in w->txns */
+        struct wal_txn *next;
+        /* bodies in flight */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned inflight;
+        int body_error;
+};
+
+struct wal {
+        atomic_int refs;
+        struct wal_life life;
+        wal_opener *opener;                  /* reference */
+        struct walimpls_wal *impl;
+        char *channel;
+        int64_t term;
+        enum wal_access access;
+        uint64_t serial;
+
+        /* configuration */
+        uint64_t max_bytes;
+        int64_t retry_initial_ms, retry_max_ms, retry_max_elapsed_ms;
+        int64_t tick_interval_ms, txn_keepalive_ms, append_timeout_ms;
+
+        struct wal_chain_link *chain;
+        size_t n_chain;
+        size_t n_user_links;                 /* user links come first */
+
+        /* appends: ticks and backend appends happen under append_lock */
+        pthread_mutex_t append_lock;
+        uint64_t last_tick;
+        atomic_bool fenced;
+        struct wal_txn *txns;                /* open transactions (append_lock) */
+        atomic_uint_fast64_t next_txn_id;
+
+        /* completions in ID order */
+        pthread_mutex_t pend_lock;
+        struct wal_append_op *pend_head, *pend_tail;
+        bool draining;
+        struct wal_msgid durable_id;         /* end of the durable prefix */
+        uint64_t appended_since_tick;
+
+        /* background thread: periodic ticks, retries, txn expiry */
+        pthread_mutex_t tick_lock;
+        pthread_cond_t tick_cond;
+        bool ticker_running, ticker_stop;
+        pthread_t ticker;
+        struct wal_append_op *retry_head;
+
+        struct wal_cache cache;
+        bool has_cache;
+
+        pthread_mutex_t scan_lock;
+        wal_scanner **scanners;
+        size_t n_scanners, cap_scanners;
+        atomic_uint_fast64_t next_scanner;
+
+        struct wal_metrics metrics;
+};
+
+enum wal_scan_mode { WAL_SCAN_CATCHUP = 1, WAL_SCAN_TAILING };
+
+/* A transaction being assembled by a scanner. */
+struct wal_scan_txn {
+        uint64_t id;
+        wal_msg *begin;              /* reference */
+        wal_msg **bodies;
+        size_t n_bodies, cap_bodies;
+        uint64_t last_tick;
+        uint32_t keepalive_ms;
+        struct wal_scan_txn *next;
+};
+
+struct wal_scanner {
+        atomic_int refs;
+        struct wal_life life;
+        wal *w;                              /* reference */
+        char *name;
+        struct wal_deliver deliver;
+        struct wal_filter filter;            /* vchannel owned */
+        bool has_min_tick;                   /* FROM_TIME_TICK */
+        uint64_t min_tick;
+        enum wal_scan_mode mode;
+        pthread_mutex_t impl_lock;           /* impl vs. interrupt from close */
+        bool interrupted;
+        struct walimpls_scanner *impl;       /* catch-up reader, or NULL */
+        uint64_t seq;                        /* tailing: next cache sequence */
+        bool have_pos;
+        struct wal_msgid pos;                /* last message consumed (any kind) */
+        struct walimpls_notifier notifier;   /* cache growth, interrupt */
+        int epfd;                            /* the fd handed out */
+        int impl_fd;                         /* backend fd added to epfd, or -1 */
+        int failed;                          /* sticky error */
+        struct wal_scan_txn *txns;
+};
+
+/* ---- Entry points used by wal/api.c (arguments already checked) ---- */
+
+int wal_adaptor_opener_new(const struct walimpls_builder *b, const wal_config *cfg,
+                           wal_opener **ret, wal_error **reterr);
+int wal_adaptor_opener_add_interceptor(wal_opener *o, const struct wal_interceptor *ic,
+                                       wal_error **reterr);
+int wal_adaptor_list_channels(wal_opener *o, wal_channel_fn *fn, void *arg,
+                              wal_error **reterr);
+int wal_adaptor_opener_stats_json(wal_opener *o, char **ret);
+void wal_adaptor_opener_close(wal_opener *o);
+void wal_opener_unref_internal(wal_opener *o);
+
+int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
+                     wal_error **reterr);
+int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
+                       wal_append_done_fn *done, void *userdata, wal_error **reterr);
+int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
+                            int64_t timeout_ms, wal_msg **ret_msg, wal_error **reterr);
+int wal_adaptor_next_call(wal_append_next *next, wal_msg *msg);
+int wal_adaptor_truncate(wal *w, struct wal_msgid id, wal_error **reterr);
+int wal_adaptor_info(wal *w, struct wal_info *ret, wal_error **reterr);
+int wal_adaptor_stats_json(wal *w, char **ret);
+/* Close the wal's inside (idempotent); the handle stays until unref. */
+void wal_adaptor_close_inner(wal *w);
+void wal_adaptor_close(wal *w);
+void wal_unref_internal(wal *w);
+void wal_adaptor_notify_scanners(wal *w);
+
+int wal_adaptor_read(wal *w, const struct wal_deliver *d, const struct wal_filter *f,
+                     wal_scanner **ret, wal_error **reterr);
+int wal_adaptor_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret,
+                             wal_error **reterr);
+int wal_adaptor_scanner_fd(wal_scanner *s);
+void wal_adaptor_scanner_close_inner(wal_scanner *s);
+void wal_adaptor_scanner_close(wal_scanner *s);
+
+int wal_adaptor_txn_begin(wal *w, const char *vchannel, uint32_t keepalive_ms,
+                          wal_txn **ret, wal_error **reterr);
+int wal_adaptor_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done,
+                           void *userdata, wal_error **reterr);
+int wal_adaptor_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr);
+int wal_adaptor_txn_rollback(wal_txn *t, wal_error **reterr);
+void wal_txn_free_internal(wal_txn *t);
+
+/* Built-in interceptors (adaptor/interceptors.c). */
+int wal_builtin_retry(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);
+int wal_builtin_validate(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);
+int wal_builtin_timetick(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);
+int wal_builtin_metrics(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);
+void wal_builtin_metrics_done(wal *w, struct wal_append_op *op,
+                              const struct wal_append_result *res);
+bool wal_status_retriable(int status, const wal_error *err);
+/* Next hybrid-logical-clock tick (append_lock held). */
+uint64_t wal_next_tick(wal *w);
+/* Last-confirmed ID for a message stamped now (append_lock held). */
+struct wal_msgid wal_current_last_confirmed(wal *w);
+/* Queue @op for a retry after its backoff (takes ownership). */
+void wal_schedule_retry(wal *w, struct wal_append_op *op);
+bool wal_retry_allowed(wal *w, struct wal_append_op *op);
+/* Run the chain from link @idx (the last link calls the backend). */
+int wal_chain_call(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);
+
+/* JSON helpers (adaptor/metrics.c). */
+struct wal_strbuf {
+        char *buf;
+        size_t len, cap;
+        bool oom;
+};
+void wal_strbuf_printf(struct wal_strbuf *sb, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+void wal_strbuf_json_string(struct wal_strbuf *sb, const char *s);
+void wal_metrics_json(wal *w, struct wal_strbuf *sb);
+
+#define WAL_TICK_LOGICAL_BITS 18
+static inline uint64_t wal_tick_ms(uint64_t tick)
+{
+        return tick >> WAL_TICK_LOGICAL_BITS;
+}
+
+#endif /* WAL_ADAPTOR_H */

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * adaptor/interceptors.c: the built-in interceptors, innermost last:
+ *
+ *   retry     arms a redo of the chain below it when the backend fails with a
+ *             retriable error (exponential backoff retry.backoff_initial ..
+ *             retry.backoff_max, for at most retry.max_elapsed); never after
+ *             -ESTALE (fenced), -ESHUTDOWN, -ECANCELED or a fatal error.  A
+ *             redo runs validate and timetick again, so the message gets a
+ *             fresh time tick and tick order stays equal to ID order.
+ *   validate  message.max_bytes (-EMSGSIZE), reserved '_' property keys,
+ *             vchannel names, and the rule that applications append data
+ *             only (-EINVAL); every error names the rule broken.
+ *   timetick  under the wal's append lock: the next hybrid-logical-clock tick
+ *             (physical ms << 18 | logical, strictly increasing), the term,
+ *             the last-confirmed ID, transaction bookkeeping; then the rest
+ *             of the chain, whose last step calls the backend's append, still
+ *             under the lock, so ticks and IDs are assigned in one order.
+ *   metrics   counts and times appends (adaptor/metrics.c renders them).
+ *
+ * Last-confirmed ID: the end of the durable prefix when the message is
+ * stamped, lowered to the floor of every open transaction (what was durable
+ * when its begin was stamped), so that reading from a message's
+ * last-confirmed ID yields every message, transaction bodies included, that
+ * a reader needs to see everything with a later time tick.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "adaptor/adaptor.h"
+#include "utility/walu.h"
+
+/* ---- Retry ---- */
+
+bool wal_status_retriable(int status, const wal_error *err)
+{
+        switch (status) {
+        case 0:
+        case -ESTALE:
+        case -ESHUTDOWN:
+        case -ECANCELED:
+        case -EROFS:
+        case -EINVAL:
+        case -EMSGSIZE:
+        case -ETIME:
+        case -EBUSY:
+        case -EIO:
+        case -ENOSPC:
+                return false;
+        }
+        if (err && wal_error_is_fatal(err))
+                return false;
+        if (err && wal_error_is_retriable(err))
+                return true;
+        switch (status) {
+        case -EAGAIN:
+        case -ETIMEDOUT:
+        case -ECONNRESET:
+        case -ECONNREFUSED:
+        case -EHOSTUNREACH:
+        case -ENOTCONN:
+        case -ENOBUFS:
+                return true;
+        }
+        return false;
+}
+
+bool wal_retry_allowed(wal *w, struct wal_append_op *op)
+{
+        if (!op->retry_armed || atomic_load(&w->fenced) || !wal_life_is_open(&w->life))
+                return false;
+        if (w->retry_max_elapsed_ms > 0 && op->retry_first_ns != 0) {
+                uint64_t el_ms = (walu_monotonic_ns() - op->retry_first_ns) / 1000000u;
+                if (el_ms >= (uint64_t)w->retry_max_elapsed_ms)
+                        return false;
+        }
+        return true;
+}
+
+int wal_builtin_retry(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        op->retry_armed = true;
+        op->retry_idx = idx + 1;
+        int r = wal_chain_call(w, op, msg, idx + 1);
+        if (r < 0 && wal_status_retriable(r, op->err) && wal_retry_allowed(w, op)) {
+                /* Refused for now (back-pressure, a lost connection): the
+                 * append is accepted and redone after the backoff. */
+                wal_error_free(op->err);
+                op->err = NULL;
+                wal_schedule_retry(w, op);
+                return 0;
+        }
+        return r;
+}
+
+/* ---- Validate ---- */
+
+int wal_builtin_validate(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        enum wal_msg_type type = wal_msg_type(msg);
+        if (!op->internal && type != WAL_MSG_DATA)
+                return wal_error_set(&op->err, -EINVAL, 0,
+                                     "message type \"%s\" cannot be appended: applications "
+                                     "append data (transactions use wal_txn_*)",
+                                     wal_msg_type_name(type) ? wal_msg_type_name(type) : "?");
+        size_t size = wal_msg_size(msg);
+        if (size > w->max_bytes)
+                return wal_error_set(&op->err, -EMSGSIZE, 0,
+                                     "message of %zu bytes exceeds message.max_bytes (%llu)",
+                                     size, (unsigned long long)w->max_bytes);
+        size_t n = wal_msg_prop_count(msg);
+        for (size_t i = 0; i < n; i++) {
+                const char *k = NULL, *v = NULL;
+                if (wal_msg_prop_at(msg, i, &k, &v) == 0 && k && k[0] == '_' && !op->internal)
+                        return wal_error_set(&op->err, -EINVAL, 0,
+                                             "property key \"%s\": keys starting with '_' "
+                                             "are reserved for libwal", k);
+        }
+        const char *vc = wal_msg_vchannel(msg);
+        if (vc && !walimpls_channel_name_valid(vc))
+                return wal_error_set(&op->err, -EINVAL, 0,
+                                     "vchannel \"%.64s\" is not a valid name (1..200 bytes of "
+                                     "[A-Za-z0-9._-], not starting with '.' or '-')", vc);
+        return wal_chain_call(w, op, msg, idx + 1);
+}
+
+/* ---- Time tick ---- */
+
+uint64_t wal_next_tick(wal *w)
+{
+        uint64_t now = walu_realtime_ms() << WAL_TICK_LOGICAL_BITS;
+        uint64_t t = now > w->last_tick ? now : w->last_tick + 1;
+        w->last_tick = t;
+        return t;
+}
+
+struct wal_msgid wal_current_last_confirmed(wal *w)
+{
+        pthread_mutex_lock(&w->pend_lock);
+        struct wal_msgid lc = w->durable_id;
+        pthread_mutex_unlock(&w->pend_lock);
+        for (struct wal_txn *t = w->txns; t; t = t->next)
+                if (wal_msgid_cmp(t->lc_floor, lc) < 0)
+                        lc = t->lc_floor;
+        return lc;
+}
+
+static void txn_unlist(wal *w, struct wal_txn *t)
+{
+        for (struct wal_txn **pp = &w->txns; *pp; pp = &(*pp)->next) {
+                if (*pp == t) {
+                        *pp = t->next;
+                        t->next = NULL;
+                        t->listed = false;
+                        return;
+                }
+        }
+}
+
+/* Transaction rules, append_lock held.  0 or a refusal. */
+static int txn_stamp(wal *w, struct wal_append_op *op, wal_msg *msg, uint64_t tick)
+{
+        struct wal_txn *t = op->txn;
+        enum wal_msg_type type = wal_msg_type(msg);
+        if (type == WAL_MSG_TXN_BEGIN) {
+                t->lc_floor = wal_current_last_confirmed(w);
+                t->last_tick = tick;
+                t->state = WAL_TXN_OPEN;
+                t->next = w->txns;
+                w->txns = t;
+                t->listed = true;
+        } else {
+                if (t->state == WAL_TXN_EXPIRED)
+                        return wal_error_set(&op->err, -ETIME, 0,
+                                             "transaction %llu expired",
+                                             (unsigned long long)t->id);
+                if (type == WAL_MSG_DATA && t->state != WAL_TXN_OPEN)
+                        return wal_error_set(&op->err, -EBUSY, 0,
+                                             "transaction %llu is no longer open",
+                                             (unsigned long long)t->id);
+                uint64_t idle = wal_tick_ms(tick) - wal_tick_ms(t->last_tick);
+                if (type != WAL_MSG_TXN_ROLLBACK && idle > t->keepalive_ms) {
+                        t->state = WAL_TXN_EXPIRED;
+                        txn_unlist(w, t);
+                        atomic_fetch_add(&w->metrics.txn_expired, 1);
+                        return wal_error_set(&op->err, -ETIME, 0,
+                                             "transaction %llu expired: idle %llu ms, "
+                                             "keepalive %u ms", (unsigned long long)t->id,
+                                             (unsigned long long)idle, t->keepalive_ms);
+                }
+                t->last_tick = tick;
+                if (type == WAL_MSG_TXN_COMMIT || type == WAL_MSG_TXN_ROLLBACK) {
+                        t->state = WAL_TXN_DONE;
+                        txn_unlist(w, t);
+                }
+        }
+        return wal_msg_set_txn(msg, t->id, t->keepalive_ms);
+}
+
+int wal_builtin_timetick(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        int r;
+        pthread_mutex_lock(&w->append_lock);
+        if (atomic_load(&w->fenced)) {
+                r = wal_error_set(&op->err, -ESTALE, 0,
+                                  "fenced: a newer term owns channel \"%s\"", w->channel);
+                goto out;
+        }
+        uint64_t tick = wal_next_tick(w);
+        if (op->txn) {
+                r = txn_stamp(w, op, msg, tick);
+                if (r < 0)
+                        goto out;
+        }
+        wal_msg_set_time_tick(msg, tick);
+        wal_msg_set_term(msg, w->term);
+        wal_msg_set_last_confirmed(msg, wal_current_last_confirmed(w));
+        r = wal_chain_call(w, op, msg, idx + 1);
+        if (r == 0 && wal_msg_type(msg) != WAL_MSG_TIME_TICK)
+                w->appended_since_tick++;
+out:
+        pthread_mutex_unlock(&w->append_lock);
+        return r;
+}
+
+/* ---- Metrics ---- */
+
+int wal_builtin_metrics(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        return wal_chain_call(w, op, msg, idx + 1);
+}
+
+void wal_builtin_metrics_done(wal *w, struct wal_append_op *op,
+                              const struct wal_append_result *res)
+{
+        struct wal_metrics *m = &w->metrics;
+        if (res->status == 0) {
+                atomic_fetch_add(&m->appends_ok, 1);
+                atomic_fetch_add(&m->append_bytes, wal_msg_size(res->msg));
+                if (wal_msg_type(res->msg) == WAL_MSG_TIME_TICK)
+                        atomic_fetch_add(&m->ticks, 1);
+        } else {
+                atomic_fetch_add(&m->appends_failed, 1);
+        }
+        if (!op->internal)
+                wal_hist_add(&m->append_latency, res->latency_ns);
+}

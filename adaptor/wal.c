@@ -1,0 +1,1014 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * adaptor/wal.c: one channel at one term on top of a walimpls wal.
+ *
+ * Append path.  wal_append() copies the caller's message into an append op
+ * and runs the interceptor chain (user interceptors, then retry, validate,
+ * timetick, metrics).  The last step, under the append lock taken by
+ * timetick, links the op at the tail of the pending list and calls the
+ * backend's append; the SPI assigns IDs in call order, so the pending list,
+ * the ticks and the IDs share one order.  Backend completions only mark
+ * their op; a single drainer at a time pops the completed prefix of the
+ * pending list, which is exactly the durable prefix of the append sequence:
+ * each success is frozen into an immutable message, pushed into the
+ * write-ahead cache, reported to scanners and to its callback.  Callbacks
+ * therefore run in ID order (a retried append rejoins the order with its
+ * new ID), and a tailing scanner sees a message as soon as it and
+ * everything before it are durable, without waiting for a periodic tick.
+ *
+ * Lifetime.  Public calls enter the wal's lifetime gate.  wal close: refuse
+ * new calls, stop the background thread, wait for calls inside, close the
+ * scanners, close the backend wal (which completes every append in flight,
+ * with its outcome or -ECANCELED; no retries once closing), cancel queued
+ * retries, run the interceptors' close hooks, release the cache.  The
+ * struct itself is reference counted (owner, opener's list, scanners,
+ * transactions) and freed with the last reference.
+ *
+ * Background thread (read-write only): queued retries when due, the
+ * periodic time tick (timetick.interval, only when something was appended
+ * since the last one, so an idle log stays idle), rollback of expired
+ * transactions, and age eviction of the cache.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adaptor/adaptor.h"
+#include "utility/walu.h"
+
+static _Thread_local int tls_in_backend_append;
+
+static void drain(wal *w);
+
+/* ---- Reference counting ---- */
+
+static void wal_free(wal *w)
+{
+        if (w->has_cache)
+                wal_cache_done(&w->cache);
+        for (size_t i = 0; i < w->n_chain; i++)
+                free(w->chain[i].name);
+        free(w->chain);
+        free(w->scanners);
+        free(w->channel);
+        pthread_mutex_destroy(&w->append_lock);
+        pthread_mutex_destroy(&w->pend_lock);
+        pthread_mutex_destroy(&w->tick_lock);
+        pthread_cond_destroy(&w->tick_cond);
+        pthread_mutex_destroy(&w->scan_lock);
+        wal_life_done(&w->life);
+        wal_opener *o = w->opener;
+        free(w);
+        wal_opener_unref_internal(o);
+}
+
+void wal_unref_internal(wal *w)
+{
+        if (w && atomic_fetch_sub(&w->refs, 1) == 1)
+                wal_free(w);
+}
+
+/* ---- Completion ---- */
+
+static void op_free(struct wal_append_op *op)
+{
+        wal_msg_unref(op->msg);
+        wal_msg_unref(op->sent);
+        wal_error_free(op->err);
+        free(op);
+}
+
+/* Report the final outcome of @op (hooks innermost first, then the callback)
+ * and free it.  No lock held. */
+static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_msg *msg)
+{
+        if (status < 0 && !op->err)
+                op->err = wal_error_new(status, 0, "append to \"%s\" failed: %s", w->channel,
+                                        wal_strerror(status));
+        struct wal_append_result res = {
+                .status = status,
+                .msg = msg,
+                .err = op->err,
+                .latency_ns = walu_monotonic_ns() - op->t_start_ns,
+                .attempts = op->attempts,
+        };
+        for (size_t i = op->depth; i-- > 0;) {
+                struct wal_chain_link *l = &w->chain[i];
+                if (l->builtin_done)
+                        l->builtin_done(w, op, &res);
+                else if (!l->builtin && l->ic.done)
+                        l->ic.done(l->ic.arg, w, &res);
+        }
+        if (op->done)
+                op->done(op->userdata, status, msg, op->err);
+        struct wal_txn *t = op->txn;
+        if (t && wal_msg_type(op->msg) == WAL_MSG_DATA) {
+                pthread_mutex_lock(&t->lock);
+                if (status < 0 && t->body_error == 0)
+                        t->body_error = status;
+                t->inflight--;
+                pthread_cond_broadcast(&t->cond);
+                pthread_mutex_unlock(&t->lock);
+        }
+        op_free(op);
+}
+
+static void op_complete(wal *w, struct wal_append_op *op, bool *pushed)
+{
+        if (op->status == 0) {
+                wal_msg *frozen = NULL;
+                int r = wal_msg_copy(op->sent, &frozen);
+                if (r == 0)
+                        r = wal_msg_freeze(frozen, op->id);
+                if (r < 0) {
+                        wal_msg_unref(frozen);
+                        op_finish(w, op, r, NULL);
+                        return;
+                }
+                if (w->has_cache && wal_cache_push(&w->cache, frozen) == 0)
+                        *pushed = true;
+                op_finish(w, op, 0, frozen);
+                wal_msg_unref(frozen);
+                return;
+        }
+        if (op->status == -ESTALE)
+                atomic_store(&w->fenced, true);
+        if (wal_status_retriable(op->status, op->err) && wal_retry_allowed(w, op)) {
+                wal_error_free(op->err);
+                op->err = NULL;
+                wal_schedule_retry(w, op);
+                return;
+        }
+        op_finish(w, op, op->status, NULL);
+}
+
+/* Pop and report the completed prefix of the pending list.  One drainer at a
+ * time; a completion arriving meanwhile is picked up by its next round. */
+static void drain(wal *w)
+{
+        if (tls_in_backend_append)
+                return;
+        pthread_mutex_lock(&w->pend_lock);
+        if (w->draining) {
+                pthread_mutex_unlock(&w->pend_lock);
+                return;
+        }
+        w->draining = true;
+        for (;;) {
+                struct wal_append_op *batch = NULL, **tail = &batch;
+                while (w->pend_head && w->pend_head->completed) {
+                        struct wal_append_op *op = w->pend_head;
+                        w->pend_head = op->next;
+                        if (w->pend_head)
+                                w->pend_head->prev = NULL;
+                        else
+                                w->pend_tail = NULL;
+                        op->next = op->prev = NULL;
+                        if (op->status == 0)
+                                w->durable_id = op->id;
+                        *tail = op;
+                        tail = &op->next;
+                }
+                if (!batch)
+                        break;
+                pthread_mutex_unlock(&w->pend_lock);
+                bool pushed = false;
+                while (batch) {
+                        struct wal_append_op *op = batch;
+                        batch = op->next;
+                        op->next = NULL;
+                        op_complete(w, op, &pushed);
+                }
+                if (pushed)
+                        wal_adaptor_notify_scanners(w);
+                pthread_mutex_lock(&w->pend_lock);
+        }
+        w->draining = false;
+        pthread_mutex_unlock(&w->pend_lock);
+}
+
+static void backend_done(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        struct wal_append_op *op = arg;
+        wal *w = op->w;
+        op->status = status;
+        op->id = status == 0 ? id : WAL_MSGID_NONE;
+        if (status < 0 && err) {
+                wal_error_free(op->err);
+                op->err = wal_error_copy(err);
+        }
+        pthread_mutex_lock(&w->pend_lock);
+        op->completed = true;
+        pthread_mutex_unlock(&w->pend_lock);
+        /* @op may be gone now. */
+        drain(w);
+}
+
+/* The end of the chain: called with append_lock held (by timetick). */
+static int backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
+{
+        op->attempts++;
+        wal_msg_unref(op->sent);
+        op->sent = wal_msg_ref(msg);
+        op->completed = false;
+        op->status = 0;
+        op->id = WAL_MSGID_NONE;
+        pthread_mutex_lock(&w->pend_lock);
+        op->next = NULL;
+        op->prev = w->pend_tail;
+        if (w->pend_tail)
+                w->pend_tail->next = op;
+        else
+                w->pend_head = op;
+        w->pend_tail = op;
+        pthread_mutex_unlock(&w->pend_lock);
+
+        wal_error *err = NULL;
+        tls_in_backend_append++;
+        int r = w->impl->ops->append(w->impl, msg, backend_done, op);
+        tls_in_backend_append--;
+        if (r < 0) {
+                pthread_mutex_lock(&w->pend_lock);
+                if (op->prev)
+                        op->prev->next = op->next;
+                else
+                        w->pend_head = op->next;
+                if (op->next)
+                        op->next->prev = op->prev;
+                else
+                        w->pend_tail = op->prev;
+                op->next = op->prev = NULL;
+                pthread_mutex_unlock(&w->pend_lock);
+                wal_msg_unref(op->sent);
+                op->sent = NULL;
+                if (r == -ESTALE)
+                        atomic_store(&w->fenced, true);
+                wal_error_set(&op->err, r, 0, "backend refused the append to \"%s\": %s",
+                              w->channel, wal_strerror(r));
+        }
+        wal_error_free(err);
+        return r;
+}
+
+int wal_chain_call(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        if (idx >= w->n_chain)
+                return backend_append(w, op, msg);
+        struct wal_chain_link *l = &w->chain[idx];
+        if (op->depth < idx + 1)
+                op->depth = idx + 1;
+        if (l->builtin)
+                return l->builtin(w, op, msg, idx);
+        struct wal_append_next next = { .w = w, .op = op, .idx = idx + 1 };
+        return l->ic.do_append(l->ic.arg, w, msg, &next);
+}
+
+int wal_adaptor_next_call(wal_append_next *next, wal_msg *msg)
+{
+        return wal_chain_call(next->w, next->op, msg, next->idx);
+}
+
+/* ---- Append ---- */
+
+int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
+                       wal_append_done_fn *done, void *userdata, wal_error **reterr)
+{
+        int r = wal_life_enter(&w->life);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "wal \"%s\" is closed", w->channel);
+        if (w->access != WAL_ACCESS_RW) {
+                r = wal_error_set(reterr, -EROFS, 0, "wal \"%s\" is open read-only",
+                                  w->channel);
+                goto out;
+        }
+        if (atomic_load(&w->fenced)) {
+                r = wal_error_set(reterr, -ESTALE, 0, "fenced: a newer term owns channel \"%s\"",
+                                  w->channel);
+                goto out;
+        }
+        struct wal_append_op *op = calloc(1, sizeof(*op));
+        if (!op) {
+                r = wal_error_set(reterr, -ENOMEM, 0, "out of memory");
+                goto out;
+        }
+        r = wal_msg_copy(msg, &op->msg);
+        if (r < 0) {
+                free(op);
+                r = wal_error_set(reterr, r, 0, "copying the message: %s", wal_strerror(r));
+                goto out;
+        }
+        if (!txn && !internal)
+                wal_msg_set_txn(op->msg, 0, 0);
+        op->w = w;
+        op->done = done;
+        op->userdata = userdata;
+        op->txn = txn;
+        op->internal = internal;
+        op->t_start_ns = walu_monotonic_ns();
+        op->id = WAL_MSGID_NONE;
+        if (txn && wal_msg_type(op->msg) == WAL_MSG_DATA) {
+                pthread_mutex_lock(&txn->lock);
+                txn->inflight++;
+                pthread_mutex_unlock(&txn->lock);
+        }
+        r = wal_chain_call(w, op, op->msg, 0);
+        if (r < 0) {
+                atomic_fetch_add(&w->metrics.appends_refused, 1);
+                if (txn && wal_msg_type(op->msg) == WAL_MSG_DATA) {
+                        pthread_mutex_lock(&txn->lock);
+                        txn->inflight--;
+                        pthread_cond_broadcast(&txn->cond);
+                        pthread_mutex_unlock(&txn->lock);
+                }
+                if (reterr && !*reterr && op->err) {
+                        *reterr = op->err;
+                        op->err = NULL;
+                } else if (!op->err) {
+                        wal_error_set(reterr, r, 0, "append to \"%s\" refused: %s", w->channel,
+                                      wal_strerror(r));
+                }
+                op_free(op);
+                goto out;
+        }
+        /* From here on @op belongs to the completion path. */
+        drain(w);
+out:
+        wal_life_leave(&w->life);
+        return r;
+}
+
+struct waiter {
+        atomic_int refs;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool done;
+        int status;
+        wal_msg *msg;
+        wal_error *err;
+};
+
+static void waiter_unref(struct waiter *wt)
+{
+        if (atomic_fetch_sub(&wt->refs, 1) != 1)
+                return;
+        wal_msg_unref(wt->msg);
+        wal_error_free(wt->err);
+        pthread_mutex_destroy(&wt->lock);
+        pthread_cond_destroy(&wt->cond);
+        free(wt);
+}
+
+static void waiter_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct waiter *wt = arg;
+        pthread_mutex_lock(&wt->lock);
+        wt->status = status;
+        wt->msg = msg ? wal_msg_ref((wal_msg *)msg) : NULL;
+        wt->err = err ? wal_error_copy(err) : NULL;
+        wt->done = true;
+        pthread_cond_broadcast(&wt->cond);
+        pthread_mutex_unlock(&wt->lock);
+        waiter_unref(wt);
+}
+
+int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
+                            int64_t timeout_ms, wal_msg **ret_msg, wal_error **reterr)
+{
+        struct waiter *wt = calloc(1, sizeof(*wt));
+        if (!wt)
+                return wal_error_set(reterr, -ENOMEM, 0, "out of memory");
+        atomic_init(&wt->refs, 2);
+        pthread_mutex_init(&wt->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&wt->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        int r = wal_adaptor_append(w, msg, txn, internal, waiter_done, wt, reterr);
+        if (r < 0) {
+                atomic_store(&wt->refs, 1);
+                waiter_unref(wt);
+                return r;
+        }
+        struct timespec dl = walu_deadline(timeout_ms > 0 && timeout_ms < INT32_MAX
+                                                   ? (int)timeout_ms : 0);
+        pthread_mutex_lock(&wt->lock);
+        while (!wt->done) {
+                if (timeout_ms > 0) {
+                        if (pthread_cond_timedwait(&wt->cond, &wt->lock, &dl) == ETIMEDOUT &&
+                            !wt->done)
+                                break;
+                } else {
+                        pthread_cond_wait(&wt->cond, &wt->lock);
+                }
+        }
+        if (!wt->done) {
+                r = wal_error_set(reterr, -ETIMEDOUT, 0,
+                                  "append to \"%s\" not durable within append.timeout (%lld ms)",
+                                  w->channel, (long long)timeout_ms);
+        } else if (wt->status < 0) {
+                r = wt->status;
+                if (reterr && !*reterr)
+                        *reterr = wt->err ? wal_error_copy(wt->err)
+                                          : wal_error_new(r, 0, "append failed: %s",
+                                                          wal_strerror(r));
+        } else if (ret_msg) {
+                *ret_msg = wal_msg_ref(wt->msg);
+        }
+        pthread_mutex_unlock(&wt->lock);
+        waiter_unref(wt);
+        return r;
+}
+
+/* ---- Retries and the background thread ---- */
+
+void wal_schedule_retry(wal *w, struct wal_append_op *op)
+{
+        uint64_t now = walu_monotonic_ns();
+        if (op->retry_first_ns == 0) {
+                op->retry_first_ns = now;
+                op->backoff_ms = w->retry_initial_ms;
+        } else {
+                op->backoff_ms = WALU_MIN(op->backoff_ms * 2, w->retry_max_ms);
+        }
+        op->retry_due_ns = now + (uint64_t)op->backoff_ms * 1000000u;
+        atomic_fetch_add(&w->metrics.retries, 1);
+        pthread_mutex_lock(&w->tick_lock);
+        op->prev = NULL;
+        op->next = w->retry_head;
+        w->retry_head = op;
+        pthread_cond_broadcast(&w->tick_cond);
+        pthread_mutex_unlock(&w->tick_lock);
+}
+
+static void redo(wal *w, struct wal_append_op *op)
+{
+        /* A fresh copy: the backend may still hold the failed attempt. */
+        wal_msg *m = NULL;
+        int r = wal_msg_copy(op->sent ? op->sent : op->msg, &m);
+        if (r == 0) {
+                wal_msg_unref(op->sent);
+                op->sent = NULL;
+                r = wal_chain_call(w, op, m, op->retry_idx);
+                wal_msg_unref(m);
+        }
+        if (r == 0) {
+                drain(w);
+                return;
+        }
+        if (wal_status_retriable(r, op->err) && wal_retry_allowed(w, op)) {
+                wal_error_free(op->err);
+                op->err = NULL;
+                wal_schedule_retry(w, op);
+                return;
+        }
+        op_finish(w, op, r, NULL);
+}
+
+static void periodic(wal *w)
+{
+        uint64_t expired[16];
+        size_t n_expired = 0;
+        pthread_mutex_lock(&w->append_lock);
+        bool need_tick = w->appended_since_tick > 0;
+        w->appended_since_tick = 0;
+        uint64_t now_ms = walu_realtime_ms();
+        for (struct wal_txn **pp = &w->txns; *pp && n_expired < WALU_ARRAY_SIZE(expired);) {
+                struct wal_txn *t = *pp;
+                if (t->state == WAL_TXN_OPEN && now_ms > wal_tick_ms(t->last_tick) &&
+                    now_ms - wal_tick_ms(t->last_tick) > t->keepalive_ms) {
+                        t->state = WAL_TXN_EXPIRED;
+                        t->listed = false;
+                        *pp = t->next;
+                        t->next = NULL;
+                        expired[n_expired++] = t->id;
+                        atomic_fetch_add(&w->metrics.txn_expired, 1);
+                } else {
+                        pp = &t->next;
+                }
+        }
+        pthread_mutex_unlock(&w->append_lock);
+
+        /* Rollback markers let readers drop an expired transaction early. */
+        for (size_t i = 0; i < n_expired; i++) {
+                wal_msg *m = NULL;
+                if (wal_msg_new(WAL_MSG_TXN_ROLLBACK, NULL, 0, &m) == 0) {
+                        wal_msg_set_txn(m, expired[i], 0);
+                        wal_adaptor_append(w, m, NULL, true, NULL, NULL, NULL);
+                        wal_msg_unref(m);
+                }
+        }
+        if (need_tick) {
+                wal_msg *m = NULL;
+                if (wal_msg_new(WAL_MSG_TIME_TICK, NULL, 0, &m) == 0) {
+                        wal_adaptor_append(w, m, NULL, true, NULL, NULL, NULL);
+                        wal_msg_unref(m);
+                }
+        }
+        if (w->has_cache)
+                wal_cache_evict_aged(&w->cache);
+}
+
+static void *ticker_main(void *arg)
+{
+        wal *w = arg;
+        uint64_t interval_ns = (uint64_t)w->tick_interval_ms * 1000000u;
+        uint64_t next_tick = walu_monotonic_ns() + interval_ns;
+        pthread_mutex_lock(&w->tick_lock);
+        while (!w->ticker_stop) {
+                uint64_t now = walu_monotonic_ns();
+                struct wal_append_op *due = NULL;
+                uint64_t wake = next_tick;
+                for (struct wal_append_op **pp = &w->retry_head; *pp;) {
+                        struct wal_append_op *op = *pp;
+                        if (op->retry_due_ns <= now) {
+                                *pp = op->next;
+                                op->next = due;
+                                due = op;
+                        } else {
+                                wake = WALU_MIN(wake, op->retry_due_ns);
+                                pp = &op->next;
+                        }
+                }
+                bool do_tick = now >= next_tick;
+                if (do_tick)
+                        next_tick = now + interval_ns;
+                if (due || do_tick) {
+                        pthread_mutex_unlock(&w->tick_lock);
+                        while (due) {
+                                struct wal_append_op *op = due;
+                                due = op->next;
+                                op->next = NULL;
+                                redo(w, op);
+                        }
+                        if (do_tick)
+                                periodic(w);
+                        pthread_mutex_lock(&w->tick_lock);
+                        continue;
+                }
+                struct timespec ts = { .tv_sec = (time_t)(wake / 1000000000u),
+                                       .tv_nsec = (long)(wake % 1000000000u) };
+                pthread_cond_timedwait(&w->tick_cond, &w->tick_lock, &ts);
+        }
+        pthread_mutex_unlock(&w->tick_lock);
+        return NULL;
+}
+
+/* ---- Open ---- */
+
+struct anchor_wait {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool done;
+        int status;
+        struct wal_msgid id;
+        wal_error *err;
+};
+
+static void anchor_done(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        struct anchor_wait *aw = arg;
+        pthread_mutex_lock(&aw->lock);
+        aw->status = status;
+        aw->id = id;
+        aw->err = err ? wal_error_copy(err) : NULL;
+        aw->done = true;
+        pthread_cond_broadcast(&aw->cond);
+        pthread_mutex_unlock(&aw->lock);
+}
+
+/* Newest tick in the log, so this term's clock starts above it. */
+static void seed_clock(wal *w, struct wal_msgid *ret_last)
+{
+        *ret_last = WAL_MSGID_NONE;
+        if (!w->impl->ops->info)
+                return;
+        struct walimpls_info info = { .first_id = WAL_MSGID_NONE, .last_id = WAL_MSGID_NONE };
+        if (w->impl->ops->info(w->impl, &info, NULL) < 0 || wal_msgid_is_none(info.last_id))
+                return;
+        *ret_last = info.last_id;
+        struct walimpls_read_opts ro = {
+                .name = "anchor",
+                .deliver = { .policy = WAL_DELIVER_START_FROM, .id = info.last_id },
+        };
+        struct walimpls_scanner *s = NULL;
+        if (w->impl->ops->read(w->impl, &ro, &s, NULL) < 0)
+                return;
+        wal_msg *m = NULL;
+        if (s->ops->next(s, 1000, &m, NULL) == 0) {
+                if (wal_msg_time_tick(m) > w->last_tick)
+                        w->last_tick = wal_msg_time_tick(m);
+                wal_msg_unref(m);
+        }
+        s->ops->close(s);
+}
+
+/* Fence + anchor: a time tick appended straight to the backend. */
+static int anchor(wal *w, wal_error **reterr)
+{
+        struct wal_msgid prev_last;
+        seed_clock(w, &prev_last);
+        uint64_t start = walu_monotonic_ns();
+        int64_t backoff = w->retry_initial_ms;
+        int64_t limit_ms = w->retry_max_elapsed_ms > 0 ? w->retry_max_elapsed_ms : 30000;
+        for (;;) {
+                wal_msg *m = NULL;
+                int r = wal_msg_new(WAL_MSG_TIME_TICK, NULL, 0, &m);
+                if (r < 0)
+                        return wal_error_set(reterr, r, 0, "out of memory");
+                wal_msg_set_time_tick(m, wal_next_tick(w));
+                wal_msg_set_term(m, w->term);
+                wal_msg_set_last_confirmed(m, prev_last);
+                struct anchor_wait aw = { .id = WAL_MSGID_NONE };
+                pthread_mutex_init(&aw.lock, NULL);
+                pthread_cond_init(&aw.cond, NULL);
+                r = w->impl->ops->append(w->impl, m, anchor_done, &aw);
+                if (r == 0) {
+                        pthread_mutex_lock(&aw.lock);
+                        while (!aw.done)
+                                pthread_cond_wait(&aw.cond, &aw.lock);
+                        pthread_mutex_unlock(&aw.lock);
+                        r = aw.status;
+                }
+                pthread_mutex_destroy(&aw.lock);
+                pthread_cond_destroy(&aw.cond);
+                if (r == 0) {
+                        wal_msg *frozen = NULL;
+                        r = wal_msg_copy(m, &frozen);
+                        if (r == 0)
+                                r = wal_msg_freeze(frozen, aw.id);
+                        wal_msg_unref(m);
+                        if (r < 0) {
+                                wal_msg_unref(frozen);
+                                return wal_error_set(reterr, r, 0, "out of memory");
+                        }
+                        w->durable_id = aw.id;
+                        wal_cache_push(&w->cache, frozen);
+                        wal_msg_unref(frozen);
+                        return 0;
+                }
+                wal_msg_unref(m);
+                uint64_t el_ms = (walu_monotonic_ns() - start) / 1000000u;
+                if (!wal_status_retriable(r, aw.err) || el_ms >= (uint64_t)limit_ms) {
+                        if (reterr && !*reterr && aw.err) {
+                                *reterr = aw.err;
+                                aw.err = NULL;
+                        }
+                        wal_error_free(aw.err);
+                        wal_error_prefix(reterr, "first time tick of \"%s\": ", w->channel);
+                        return wal_error_set(reterr, r, 0,
+                                             "first time tick of \"%s\" failed: %s",
+                                             w->channel, wal_strerror(r));
+                }
+                wal_error_free(aw.err);
+                struct timespec ts = { .tv_sec = backoff / 1000,
+                                       .tv_nsec = (backoff % 1000) * 1000000L };
+                nanosleep(&ts, NULL);
+                backoff = WALU_MIN(backoff * 2, w->retry_max_ms);
+        }
+}
+
+static int cfg_ms(const wal_config *c, const char *key, int64_t *ret)
+{
+        return wal_config_get_duration_ms(c, key, ret);
+}
+
+static int load_config(wal *w, const wal_config *c, uint64_t *cache_bytes, int64_t *cache_age,
+                       wal_error **reterr)
+{
+        int r = 0;
+        if ((r = wal_config_get_size(c, "message.max_bytes", &w->max_bytes)) < 0 ||
+            (r = wal_config_get_size(c, "cache.max_bytes", cache_bytes)) < 0 ||
+            (r = cfg_ms(c, "cache.max_age", cache_age)) < 0 ||
+            (r = cfg_ms(c, "retry.backoff_initial", &w->retry_initial_ms)) < 0 ||
+            (r = cfg_ms(c, "retry.backoff_max", &w->retry_max_ms)) < 0 ||
+            (r = cfg_ms(c, "retry.max_elapsed", &w->retry_max_elapsed_ms)) < 0 ||
+            (r = cfg_ms(c, "timetick.interval", &w->tick_interval_ms)) < 0 ||
+            (r = cfg_ms(c, "txn.keepalive", &w->txn_keepalive_ms)) < 0 ||
+            (r = cfg_ms(c, "append.timeout", &w->append_timeout_ms)) < 0)
+                return wal_error_set(reterr, r, 0, "reading the core properties: %s",
+                                     wal_strerror(r));
+        if (w->retry_initial_ms < 1)
+                w->retry_initial_ms = 1;
+        if (w->retry_max_ms < w->retry_initial_ms)
+                w->retry_max_ms = w->retry_initial_ms;
+        if (w->tick_interval_ms < 1)
+                w->tick_interval_ms = 1;
+        return 0;
+}
+
+static int chain_add(wal *w, const struct wal_chain_link *l, wal_error **reterr)
+{
+        for (size_t i = 0; i < w->n_chain; i++)
+                if (strcmp(w->chain[i].name, l->name) == 0)
+                        return wal_error_set(reterr, -EEXIST, 0,
+                                             "interceptor \"%s\" is already in the chain",
+                                             l->name);
+        struct wal_chain_link *nc = realloc(w->chain, (w->n_chain + 1) * sizeof(*nc));
+        if (!nc)
+                return wal_error_set(reterr, -ENOMEM, 0, "out of memory");
+        w->chain = nc;
+        struct wal_chain_link *dst = &w->chain[w->n_chain];
+        *dst = *l;
+        dst->name = strdup(l->name);
+        if (!dst->name)
+                return wal_error_set(reterr, -ENOMEM, 0, "out of memory");
+        dst->ic.name = dst->name;
+        w->n_chain++;
+        return 0;
+}
+
+static int build_chain(wal *w, const struct wal_open_opts *opts, wal_error **reterr)
+{
+        wal_opener *o = w->opener;
+        int r = 0;
+        pthread_mutex_lock(&o->lock);
+        for (size_t i = 0; i < o->n_ics && r == 0; i++)
+                r = chain_add(w, &o->ics[i], reterr);
+        pthread_mutex_unlock(&o->lock);
+        for (size_t i = 0; i < opts->n_interceptors && r == 0; i++) {
+                const struct wal_interceptor *ic = &opts->interceptors[i];
+                struct wal_chain_link l = { .name = (char *)ic->name, .ic = *ic };
+                r = chain_add(w, &l, reterr);
+        }
+        if (r < 0)
+                return r;
+        w->n_user_links = w->n_chain;
+        static const struct {
+                const char *name;
+                wal_builtin_fn *fn;
+                wal_builtin_done_fn *done;
+        } builtins[] = {
+                { "retry", wal_builtin_retry, NULL },
+                { "validate", wal_builtin_validate, NULL },
+                { "timetick", wal_builtin_timetick, NULL },
+                { "metrics", wal_builtin_metrics, wal_builtin_metrics_done },
+        };
+        for (size_t i = 0; i < WALU_ARRAY_SIZE(builtins) && r == 0; i++) {
+                struct wal_chain_link l = { .name = (char *)builtins[i].name,
+                                            .builtin = builtins[i].fn,
+                                            .builtin_done = builtins[i].done };
+                r = chain_add(w, &l, reterr);
+        }
+        return r;
+}
+
+static void stop_ticker(wal *w)
+{
+        pthread_mutex_lock(&w->tick_lock);
+        w->ticker_stop = true;
+        pthread_cond_broadcast(&w->tick_cond);
+        bool running = w->ticker_running;
+        w->ticker_running = false;
+        pthread_mutex_unlock(&w->tick_lock);
+        if (running)
+                pthread_join(w->ticker, NULL);
+}
+
+int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
+                     wal_error **reterr)
+{
+        int r = wal_life_enter(&o->life);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "opener is closed");
+        wal *w = calloc(1, sizeof(*w));
+        if (!w) {
+                r = wal_error_set(reterr, -ENOMEM, 0, "out of memory");
+                goto out;
+        }
+        atomic_init(&w->refs, 1);
+        wal_life_init(&w->life);
+        atomic_fetch_add(&o->refs, 1);
+        w->opener = o;
+        w->term = opts->term;
+        w->access = opts->access;
+        w->serial = atomic_fetch_add(&o->next_serial, 1);
+        w->durable_id = WAL_MSGID_NONE;
+        atomic_init(&w->next_txn_id, 1);
+        pthread_mutex_init(&w->append_lock, NULL);
+        pthread_mutex_init(&w->pend_lock, NULL);
+        pthread_mutex_init(&w->tick_lock, NULL);
+        pthread_mutex_init(&w->scan_lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&w->tick_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        w->channel = strdup(opts->channel);
+        if (!w->channel) {
+                r = wal_error_set(reterr, -ENOMEM, 0, "out of memory");
+                goto fail;
+        }
+        uint64_t cache_bytes = 0;
+        int64_t cache_age = 0;
+        r = load_config(w, o->cfg, &cache_bytes, &cache_age, reterr);
+        if (r < 0)
+                goto fail;
+        r = build_chain(w, opts, reterr);
+        if (r < 0)
+                goto fail;
+
+        struct walimpls_open_opts bo = { .channel = w->channel, .term = w->term,
+                                         .access = w->access };
+        r = o->impl->ops->open(o->impl, &bo, &w->impl, reterr);
+        if (r < 0) {
+                wal_error_prefix(reterr, "opening \"%s\": ", w->channel);
+                if (!reterr || !*reterr)
+                        wal_error_set(reterr, r, 0, "opening \"%s\": %s", w->channel,
+                                      wal_strerror(r));
+                w->impl = NULL;
+                goto fail;
+        }
+        if (w->access == WAL_ACCESS_RW) {
+                r = wal_cache_init(&w->cache, cache_bytes, cache_age);
+                if (r < 0) {
+                        wal_error_set(reterr, r, 0, "out of memory");
+                        goto fail;
+                }
+                w->has_cache = true;
+                r = anchor(w, reterr);
+                if (r < 0)
+                        goto fail;
+                if (pthread_create(&w->ticker, NULL, ticker_main, w) != 0) {
+                        r = wal_error_set(reterr, -EAGAIN, 0, "cannot start a thread");
+                        goto fail;
+                }
+                w->ticker_running = true;
+        }
+        for (size_t i = 0; i < w->n_user_links; i++) {
+                struct wal_chain_link *l = &w->chain[i];
+                if (l->ic.ready && (r = l->ic.ready(l->ic.arg, w)) < 0) {
+                        if (r > 0)
+                                r = -r;
+                        wal_error_set(reterr, r, 0, "interceptor \"%s\" is not ready: %s",
+                                      l->name, wal_strerror(r));
+                        goto fail;
+                }
+        }
+
+        pthread_mutex_lock(&o->lock);
+        if (o->n_wals == o->cap_wals) {
+                size_t cap = o->cap_wals ? o->cap_wals * 2 : 8;
+                wal **nw = realloc(o->wals, cap * sizeof(*nw));
+                if (!nw) {
+                        pthread_mutex_unlock(&o->lock);
+                        r = wal_error_set(reterr, -ENOMEM, 0, "out of memory");
+                        goto fail;
+                }
+                o->wals = nw;
+                o->cap_wals = cap;
+        }
+        atomic_fetch_add(&w->refs, 1); /* the opener's list */
+        o->wals[o->n_wals++] = w;
+        pthread_mutex_unlock(&o->lock);
+        *ret = w;
+        r = 0;
+        goto out;
+fail:
+        if (w) {
+                stop_ticker(w);
+                if (w->impl)
+                        w->impl->ops->close(w->impl);
+                w->impl = NULL;
+                wal_unref_internal(w);
+        }
+out:
+        wal_life_leave(&o->life);
+        return r;
+}
+
+/* ---- Truncate, info ---- */
+
+int wal_adaptor_truncate(wal *w, struct wal_msgid id, wal_error **reterr)
+{
+        int r = wal_life_enter(&w->life);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "wal \"%s\" is closed", w->channel);
+        if (!w->impl->ops->truncate)
+                r = wal_error_set(reterr, -EOPNOTSUPP, 0,
+                                  "backend \"%s\" cannot truncate", w->opener->builder->name);
+        else
+                r = w->impl->ops->truncate(w->impl, id, reterr);
+        if (r < 0 && reterr && !*reterr)
+                wal_error_set(reterr, r, 0, "truncating \"%s\": %s", w->channel,
+                              wal_strerror(r));
+        wal_life_leave(&w->life);
+        return r;
+}
+
+int wal_adaptor_info(wal *w, struct wal_info *ret, wal_error **reterr)
+{
+        int r = wal_life_enter(&w->life);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "wal \"%s\" is closed", w->channel);
+        struct walimpls_info bi = { .first_id = WAL_MSGID_NONE, .last_id = WAL_MSGID_NONE,
+                                    .count = -1, .bytes = -1, .term = -1 };
+        if (w->impl->ops->info)
+                r = w->impl->ops->info(w->impl, &bi, reterr);
+        if (r == 0) {
+                pthread_mutex_lock(&w->append_lock);
+                uint64_t tick = w->last_tick;
+                pthread_mutex_unlock(&w->append_lock);
+                *ret = (struct wal_info){
+                        .channel = w->channel,
+                        .term = w->term,
+                        .access = w->access,
+                        .first_id = bi.first_id,
+                        .last_id = bi.last_id,
+                        .count = bi.count,
+                        .bytes = bi.bytes,
+                        .owner_term = bi.term,
+                        .durability = bi.durability ? bi.durability : "unknown",
+                        .last_time_tick = tick,
+                };
+        } else if (reterr && !*reterr) {
+                wal_error_set(reterr, r, 0, "info of \"%s\": %s", w->channel, wal_strerror(r));
+        }
+        wal_life_leave(&w->life);
+        return r;
+}
+
+/* ---- Scanners registry ---- */
+
+void wal_adaptor_notify_scanners(wal *w)
+{
+        pthread_mutex_lock(&w->scan_lock);
+        for (size_t i = 0; i < w->n_scanners; i++)
+                walimpls_notifier_signal(&w->scanners[i]->notifier);
+        pthread_mutex_unlock(&w->scan_lock);
+}
+
+/* ---- Close ---- */
+
+void wal_adaptor_close_inner(wal *w)
+{
+        if (!wal_life_begin_close(&w->life))
+                return;
+        stop_ticker(w);
+        wal_life_wait_idle(&w->life);
+
+        /* Scanners end first: the backend wal outlives its scanners. */
+        for (;;) {
+                pthread_mutex_lock(&w->scan_lock);
+                wal_scanner *s = w->n_scanners ? w->scanners[w->n_scanners - 1] : NULL;
+                if (s)
+                        atomic_fetch_add(&s->refs, 1);
+                pthread_mutex_unlock(&w->scan_lock);
+                if (!s)
+                        break;
+                wal_adaptor_scanner_close_inner(s);
+                wal_adaptor_scanner_close(s); /* drops the reference taken above */
+        }
+
+        /* Completes every append in flight (drain runs their callbacks). */
+        if (w->impl)
+                w->impl->ops->close(w->impl);
+        w->impl = NULL;
+        drain(w);
+
+        pthread_mutex_lock(&w->tick_lock);
+        struct wal_append_op *retries = w->retry_head;
+        w->retry_head = NULL;
+        pthread_mutex_unlock(&w->tick_lock);
+        while (retries) {
+                struct wal_append_op *op = retries;
+                retries = op->next;
+                op->next = NULL;
+                wal_error_free(op->err);
+                op->err = wal_error_new(-ECANCELED, 0, "wal \"%s\" closed while the append "
+                                        "waited for a retry", w->channel);
+                op_finish(w, op, -ECANCELED, NULL);
+        }
+        pthread_mutex_lock(&w->pend_lock);
+        WAL_ASSERT(w->pend_head == NULL);
+        pthread_mutex_unlock(&w->pend_lock);
+
+        for (size_t i = 0; i < w->n_user_links; i++)
+                if (w->chain[i].ic.close)
+                        w->chain[i].ic.close(w->chain[i].ic.arg, w);
+        if (w->has_cache)
+                wal_cache_close(&w->cache);
+
+        /* Leave the opener's list, then let waiting closers go. */
+        wal_opener *o = w->opener;
+        bool listed = false;
+        pthread_mutex_lock(&o->lock);
+        for (size_t i = 0; i < o->n_wals; i++) {
+                if (o->wals[i] == w) {
+                        o->wals[i] = o->wals[--o->n_wals];
+                        listed = true;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&o->lock);
+        wal_life_set_closed(&w->life);
+        if (listed)
+                wal_unref_internal(w);
+}
+
+void wal_adaptor_close(wal *w)
+{
+        wal_adaptor_close_inner(w);
+        wal_unref_internal(w);
+}

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal/api.c: the public entry points of wal/wal-api.h.
+ *
+ * Each function checks its arguments, reporting misuse as -EINVAL with an
+ * error that names the argument (never a crash on NULL or out-of-range
+ * input), then hands over to the adaptor (adaptor/adaptor.h), which owns the
+ * objects and their lifetimes.  Keeping the checks here keeps the adaptor's
+ * internals free of public-API defensiveness and the API backend-agnostic.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include <wal/wal-api.h>
+#include <wal/wal-registry.h>
+#include "adaptor/adaptor.h"
+#include "utility/walu.h"
+
+#define BAD(reterr, ...) wal_error_set((reterr), -EINVAL, 0, __VA_ARGS__)
+
+int wal_append_next_call(wal_append_next *next, wal_msg *msg)
+{
+        if (!next || !msg)
+                return -EINVAL;
+        return wal_adaptor_next_call(next, msg);
+}
+
+/* ---- Opener ---- */
+
+int wal_opener_new(const char *backend, const wal_config *cfg, wal_opener **ret,
+                   wal_error **reterr)
+{
+        if (!ret)
+                return BAD(reterr, "wal_opener_new: ret is NULL");
+        wal_config *defaults = NULL;
+        if (!cfg) {
+                int r = wal_config_new(&defaults);
+                if (r < 0)
+                        return wal_error_set(reterr, r, 0, "out of memory");
+                cfg = defaults;
+        }
+        if (!backend)
+                backend = wal_config_get(cfg, "backend");
+        int r;
+        const struct walimpls_builder *b = NULL;
+        if (!backend || !*backend)
+                r = BAD(reterr, "no backend named (argument NULL and property \"backend\" unset)");
+        else
+                r = wal_registry_find(backend, &b, reterr);
+        if (r == 0)
+                r = wal_adaptor_opener_new(b, cfg, ret, reterr);
+        wal_config_free(defaults);
+        return r;
+}
+
+int wal_opener_add_interceptor(wal_opener *o, const struct wal_interceptor *ic,
+                               wal_error **reterr)
+{
+        if (!o)
+                return BAD(reterr, "wal_opener_add_interceptor: opener is NULL");
+        if (!ic || !ic->name || !*ic->name || !ic->do_append)
+                return BAD(reterr, "interceptor needs a name and a do_append method");
+        return wal_adaptor_opener_add_interceptor(o, ic, reterr);
+}
+
+const char *wal_opener_backend(const wal_opener *o)
+{
+        return o ? o->builder->name : NULL;
+}
+
+int wal_opener_list_channels(wal_opener *o, wal_channel_fn *fn, void *arg, wal_error **reterr)
+{
+        if (!o || !fn)
+                return BAD(reterr, "wal_opener_list_channels: %s is NULL", o ? "fn" : "opener");
+        return wal_adaptor_list_channels(o, fn, arg, reterr);
+}
+
+int wal_opener_stats_json(wal_opener *o, char **ret)
+{
+        if (!o || !ret)
+                return -EINVAL;
+        return wal_adaptor_opener_stats_json(o, ret);
+}
+
+void wal_opener_close(wal_opener *o)
+{
+        if (o)
+                wal_adaptor_opener_close(o);
+}
+
+/* ---- WAL ---- */
+
+static int check_interceptors(const struct wal_open_opts *opts, wal_error **reterr)
+{
+        if (opts->n_interceptors > 0 && !opts->interceptors)
+                return BAD(reterr, "n_interceptors is %zu but interceptors is NULL",
+                           opts->n_interceptors);
+        for (size_t i = 0; i < opts->n_interceptors; i++) {
+                const struct wal_interceptor *ic = &opts->interceptors[i];
+                if (!ic->name || !*ic->name || !ic->do_append)
+                        return BAD(reterr, "interceptor %zu needs a name and a do_append "
+                                   "method", i);
+        }
+        return 0;
+}
+
+int wal_open_ex(wal_opener *o, const struct wal_open_opts *opts, wal **ret, wal_error **reterr)
+{
+        if (!o)
+                return BAD(reterr, "wal_open: opener is NULL");
+        if (!opts || !ret)
+                return BAD(reterr, "wal_open: %s is NULL", opts ? "ret" : "opts");
+        if (!opts->channel)
+                return BAD(reterr, "channel name is NULL");
+        if (!walimpls_channel_name_valid(opts->channel))
+                return BAD(reterr, "channel name \"%.64s\" is invalid: 1..200 bytes of "
+                           "[A-Za-z0-9._-], not starting with '.' or '-'", opts->channel);
+        if (opts->term < 0)
+                return BAD(reterr, "term %lld is negative", (long long)opts->term);
+        if (opts->access != WAL_ACCESS_RO && opts->access != WAL_ACCESS_RW)
+                return BAD(reterr, "access mode %d is neither read-only nor read-write",
+                           (int)opts->access);
+        int r = check_interceptors(opts, reterr);
+        if (r < 0)
+                return r;
+        return wal_adaptor_open(o, opts, ret, reterr);
+}
+
+int wal_open(wal_opener *o, const char *channel, int64_t term, enum wal_access access,
+             wal **ret, wal_error **reterr)
+{
+        struct wal_open_opts opts = { .channel = channel, .term = term, .access = access };
+        return wal_open_ex(o, &opts, ret, reterr);
+}
+
+const char *wal_channel(const wal *w)
+{
+        return w ? w->channel : NULL;
+}
+
+int64_t wal_term(const wal *w)
+{
+        return w ? w->term : -1;
+}
+
+enum wal_access wal_access_mode(const wal *w)
+{
+        return w ? w->access : 0;
+}
+
+int wal_append(wal *w, wal_msg *msg, wal_append_done_fn *done, void *userdata,
+               wal_error **reterr)
+{
+        if (!w || !msg)
+                return BAD(reterr, "wal_append: %s is NULL", w ? "message" : "wal");
+        return wal_adaptor_append(w, msg, NULL, false, done, userdata, reterr);
+}
+
+int wal_append_wait(wal *w, wal_msg *msg, wal_msg **ret_msg, wal_error **reterr)
+{
+        if (!w || !msg)
+                return BAD(reterr, "wal_append_wait: %s is NULL", w ? "message" : "wal");
+        return wal_adaptor_append_wait(w, msg, NULL, false, w->append_timeout_ms, ret_msg,
+                                       reterr);
+}
+
+static int check_deliver(const struct wal_deliver *d, wal_error **reterr)
+{
+        switch (d->policy) {
+        case WAL_DELIVER_ALL:
+        case WAL_DELIVER_LATEST:
+        case WAL_DELIVER_FROM_TIME_TICK:
+                return 0;
+        case WAL_DELIVER_START_FROM:
+        case WAL_DELIVER_START_AFTER:
+                if (wal_msgid_is_none(d->id))
+                        return BAD(reterr, "deliver policy %s needs a message ID",
+                                   wal_deliver_policy_name(d->policy));
+                return 0;
+        }
+        return BAD(reterr, "unknown deliver policy %d", (int)d->policy);
+}
+
+int wal_read(wal *w, const struct wal_deliver *deliver, const struct wal_filter *filter,
+             wal_scanner **ret, wal_error **reterr)
+{
+        if (!w || !deliver || !ret)
+                return BAD(reterr, "wal_read: %s is NULL",
+                           !w ? "wal" : !deliver ? "deliver" : "ret");
+        int r = check_deliver(deliver, reterr);
+        if (r < 0)
+                return r;
+        if (filter) {
+                if (filter->vchannel && !walimpls_channel_name_valid(filter->vchannel))
+                        return BAD(reterr, "filter vchannel \"%.64s\" is not a valid name",
+                                   filter->vchannel);
+                uint32_t known = 0;
+                for (int t = WAL_MSG_DATA; t <= WAL_MSG_TYPE_MAX; t++)
+                        known |= WAL_FILTER_TYPE(t);
+                if (filter->types & ~known)
+                        return BAD(reterr, "filter types 0x%x name unknown message types",
+                                   (unsigned)filter->types);
+        }
+        return wal_adaptor_read(w, deliver, filter, ret, reterr);
+}
+
+int wal_truncate(wal *w, struct wal_msgid id, wal_error **reterr)
+{
+        if (!w)
+                return BAD(reterr, "wal_truncate: wal is NULL");
+        if (wal_msgid_is_none(id))
+                return BAD(reterr, "wal_truncate: no message ID given");
+        return wal_adaptor_truncate(w, id, reterr);
+}
+
+int wal_info(wal *w, struct wal_info *ret, wal_error **reterr)
+{
+        if (!w || !ret)
+                return BAD(reterr, "wal_info: %s is NULL", w ? "ret" : "wal");
+        return wal_adaptor_info(w, ret, reterr);
+}
+
+int wal_stats_json(wal *w, char **ret)
+{
+        if (!w || !ret)
+                return -EINVAL;
+        return wal_adaptor_stats_json(w, ret);
+}
+
+void wal_close(wal *w)
+{
+        if (w)
+                wal_adaptor_close(w);
+}
+
+/* ---- Scanner ---- */
+
+int wal_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret, wal_error **reterr)
+{
+        if (!s || !ret)
+                return BAD(reterr, "wal_scanner_next: %s is NULL", s ? "ret" : "scanner");
+        if (timeout_ms < -1)
+                return BAD(reterr, "wal_scanner_next: timeout %d ms (use -1 for forever)",
+                           timeout_ms);
+        return wal_adaptor_scanner_next(s, timeout_ms, ret, reterr);
+}
+
+int wal_scanner_fd(wal_scanner *s)
+{
+        if (!s)
+                return -EINVAL;
+        return wal_adaptor_scanner_fd(s);
+}
+
+const char *wal_scanner_name(const wal_scanner *s)
+{
+        return s ? s->name : NULL;
+}
+
+void wal_scanner_close(wal_scanner *s)
+{
+        if (s)
+                wal_adaptor_scanner_close(s);
+}
+
+/* ---- Transactions ---- */
+
+int wal_txn_begin(wal *w, const char *vchannel, uint32_t keepalive_ms, wal_txn **ret,
+                  wal_error **reterr)
+{
+        if (!w || !ret)
+                return BAD(reterr, "wal_txn_begin: %s is NULL", w ? "ret" : "wal");
+        return wal_adaptor_txn_begin(w, vchannel, keepalive_ms, ret, reterr);
+}
+
+int wal_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done, void *userdata,
+                   wal_error **reterr)
+{
+        if (!t || !msg)
+                return BAD(reterr, "wal_txn_append: %s is NULL", t ? "message" : "transaction");
+        return wal_adaptor_txn_append(t, msg, done, userdata, reterr);
+}
+
+int wal_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr)
+{
+        if (!t)
+                return BAD(reterr, "wal_txn_commit: transaction is NULL");
+        return wal_adaptor_txn_commit(t, ret_msg, reterr);
+}
+
+int wal_txn_rollback(wal_txn *t, wal_error **reterr)
+{
+        if (!t)
+                return BAD(reterr, "wal_txn_rollback: transaction is NULL");
+        return wal_adaptor_txn_rollback(t, reterr);
+}
+
+uint64_t wal_txn_id(const wal_txn *t)
+{
+        return t ? t->id : 0;
+}

@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal/wal-api.h: handles and operations of the public WAL API.
+ *
+ * Three handles, each living strictly inside the one before:
+ *
+ *   wal_opener   built from a backend name and a configuration; owns the
+ *                backend client (data directory, connection pool, producer)
+ *   wal          one channel at one term, read-only or read-write
+ *   wal_scanner  one reader of one wal
+ *
+ * plus wal_txn, an open transaction on a read-write wal.
+ *
+ * Lifetime.  Every handle is closed by whoever created it, with its own
+ * close function, exactly once.  Closing a parent first closes every child
+ * still open: new calls on the child are refused with -ESHUTDOWN, appends in
+ * flight finish (or complete with -ECANCELED), a thread blocked in
+ * wal_scanner_next() returns -ESHUTDOWN promptly, and then the backend object
+ * is released.  The child's memory stays valid until its owner calls the
+ * child's close function, which then only releases it.  No call hangs after
+ * close.
+ *
+ * Callbacks.  An append callback runs exactly once if the call that
+ * registered it returned 0, and never if it returned a negative errno.
+ * Callbacks run on a libwal or backend thread, in the order the messages were
+ * written (ID order) except for appends that had to be retried; they must not
+ * block (in particular they must not call wal_append_wait() or any close
+ * function), but they may call wal_append().
+ *
+ * Ordering.  Within one wal, time ticks and message IDs are assigned in the
+ * same order, and scanners deliver in that order.
+ *
+ * Thread safety: every function here is thread-safe unless its comment says
+ * otherwise.  A scanner is read by one thread at a time; any thread may
+ * close it.
+ */
+#ifndef WAL_API_H
+#define WAL_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wal/wal-common.h>
+#include <wal/wal-config.h>
+#include <wal/wal-error.h>
+#include <wal/wal-message.h>
+#include <wal/wal-msgid.h>
+#include <wal/wal-types.h>
+
+WAL_BEGIN_DECLS
+
+typedef struct wal_opener wal_opener;
+typedef struct wal wal;
+typedef struct wal_scanner wal_scanner;
+typedef struct wal_txn wal_txn;
+
+/* ---- Interceptors ----
+ *
+ * An interceptor sees every append of a wal before it reaches the backend.
+ * Chains run outermost first: the opener's interceptors (in the order they
+ * were added), then those given to wal_open_ex(), then the built-ins
+ * "retry", "validate", "timetick", "metrics".  Names are unique within a
+ * chain (-EEXIST otherwise); names starting with "wal." are reserved.
+ */
+
+/* The rest of the chain below an interceptor (opaque, valid during do_append). */
+typedef struct wal_append_next wal_append_next;
+
+/** What an append came to, handed to an interceptor's done hook. */
+struct wal_append_result {
+        int status;              /* 0 or a negative errno */
+        const wal_msg *msg;      /* the immutable message when status is 0, else NULL */
+        const wal_error *err;    /* optional detail, may be NULL */
+        uint64_t latency_ns;     /* from wal_append() to completion */
+        unsigned attempts;       /* backend appends tried (retries + 1) */
+};
+
+struct wal_interceptor {
+        const char *name;        /* unique in the chain; copied at registration */
+        void *arg;               /* passed to every hook (borrowed) */
+
+        /*
+         * Required.  Inspect or change @msg (mutable, owned by libwal) and pass
+         * it on with wal_append_next_call(); return its result, or a negative
+         * errno to refuse the append (wal_append() then returns that value and
+         * its callback never runs).  Runs on the appending thread and must not
+         * block for long.
+         */
+        int (*do_append)(void *arg, wal *w, wal_msg *msg, wal_append_next *next);
+
+        /* Optional.  Called once when an append that passed this interceptor
+         * completes, before the user's callback; must not block. */
+        void (*done)(void *arg, wal *w, const struct wal_append_result *res);
+
+        /* Optional.  Called once when the wal is open, before its first
+         * append; a negative return fails wal_open() with that code. */
+        int (*ready)(void *arg, wal *w);
+
+        /* Optional.  Called once when the wal closes, after the last done. */
+        void (*close)(void *arg, wal *w);
+};
+
+/**
+ * @brief Pass @p msg on to the next interceptor (or to the backend).
+ * @param next  the handle given to do_append (borrowed).
+ * @param msg   the message (borrowed).
+ * @returns 0 if the append is under way (its completion will follow), or the
+ *          negative errno with which something below refused it.
+ */
+WAL_EXPORT int wal_append_next_call(wal_append_next *next, wal_msg *msg);
+
+/* ---- Opener ---- */
+
+/**
+ * @brief Build an opener for a backend.
+ * @param backend  backend name (borrowed); NULL means the config's "backend"
+ *                 property.
+ * @param cfg      configuration (copied; the caller keeps it); NULL means
+ *                 every default.
+ * @param ret      the opener, set only on success (owned by the caller, who
+ *                 releases it with wal_opener_close()).
+ * @param reterr   optional error detail.
+ * @returns 0; -EINVAL NULL @p ret or a property the backend cannot use;
+ *          -ENOENT unknown backend (the error lists the known ones);
+ *          -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH server unreachable;
+ *          -ENOMEM.
+ * @remark Thread-safe.  May block while the backend connects.
+ */
+WAL_EXPORT int wal_opener_new(const char *backend, const wal_config *cfg,
+                              wal_opener **ret, wal_error **reterr);
+
+/**
+ * @brief Add an interceptor to every wal this opener opens from now on.
+ * @param ic  descriptor (copied; @p ic->arg stays borrowed and must outlive
+ *            the opener).
+ * @returns 0; -EINVAL (NULL, no name, no do_append, reserved name);
+ *          -EEXIST a name already in the chain; -ESHUTDOWN opener closed.
+ */
+WAL_EXPORT int wal_opener_add_interceptor(wal_opener *o, const struct wal_interceptor *ic,
+                                          wal_error **reterr);
+
+/** @returns the backend name (static), or NULL for NULL @p o. */
+WAL_EXPORT const char *wal_opener_backend(const wal_opener *o);
+
+/* Called once per channel; non-zero stops the listing and is returned. */
+typedef int wal_channel_fn(void *arg, const char *channel);
+
+/**
+ * @brief List the channels the backend holds.
+ * @param fn   called once per channel, name borrowed for the call.
+ * @returns 0, @p fn's non-zero value, -EOPNOTSUPP the backend cannot list,
+ *          -ESHUTDOWN, -EINVAL, or a backend error.
+ * @remark Thread-safe; may block.
+ */
+WAL_EXPORT int wal_opener_list_channels(wal_opener *o, wal_channel_fn *fn, void *arg,
+                                        wal_error **reterr);
+
+/**
+ * @brief Statistics of every open wal, as one JSON object:
+ *        {"v":1,"backend":"memory","wals":[<wal_stats_json objects>]}.
+ * @param ret  NUL-terminated text (owned by the caller, free()).
+ * @returns 0, -EINVAL, -ESHUTDOWN, -ENOMEM.
+ */
+WAL_EXPORT int wal_opener_stats_json(wal_opener *o, char **ret);
+
+/**
+ * @brief Close every wal still open (see "Lifetime"), release the backend
+ *        and free the opener.  NULL is fine.  Blocks until done.
+ */
+WAL_EXPORT void wal_opener_close(wal_opener *o);
+
+/* ---- WAL ---- */
+
+struct wal_open_opts {
+        const char *channel;                       /* walimpls_channel_name_valid() */
+        int64_t term;                              /* >= 0 */
+        enum wal_access access;                    /* WAL_ACCESS_RO or WAL_ACCESS_RW */
+        const struct wal_interceptor *interceptors; /* optional extra chain, copied */
+        size_t n_interceptors;
+};
+
+/**
+ * @brief Open a channel.
+ *
+ * Read-write: create the channel if missing, take ownership at @p term
+ * (fencing every lower term) and append a first time-tick message directly to
+ * the backend, which fences the previous writer and anchors this term's
+ * clock above every tick already in the log.
+ * @param o        the opener (borrowed).
+ * @param channel  channel name (copied): 1..200 bytes of [A-Za-z0-9._-], not
+ *                 starting with '.' or '-'.
+ * @param term     ownership term, >= 0.
+ * @param access   WAL_ACCESS_RO or WAL_ACCESS_RW.
+ * @param ret      the wal, set only on success (owned by the caller, released
+ *                 with wal_close()).
+ * @returns 0; -EINVAL bad argument (named); -ENOENT read-only open of a
+ *          channel that does not exist; -ESTALE a higher term owns it;
+ *          -ESHUTDOWN the opener is closing; a backend error.
+ * @remark Thread-safe; may block.
+ */
+WAL_EXPORT int wal_open(wal_opener *o, const char *channel, int64_t term,
+                        enum wal_access access, wal **ret, wal_error **reterr);
+
+/** @brief wal_open() with options, including extra interceptors.
+ *  @param opts  borrowed; everything in it is copied. */
+WAL_EXPORT int wal_open_ex(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
+                           wal_error **reterr);
+
+/** @returns the channel name (borrowed, lives as long as @p w), NULL for NULL. */
+WAL_EXPORT const char *wal_channel(const wal *w);
+/** @returns the term @p w was opened with, -1 for NULL. */
+WAL_EXPORT int64_t wal_term(const wal *w);
+/** @returns the access mode, 0 for NULL. */
+WAL_EXPORT enum wal_access wal_access_mode(const wal *w);
+
+/**
+ * @brief Completion of an append.
+ * @param userdata  as given to wal_append().
+ * @param status    0 when durable; else a negative errno: -ECANCELED (closed
+ *                  while in flight), -ESTALE (fenced), -EMSGSIZE, -EIO, ...
+ * @param msg       when @p status is 0: the immutable message as written
+ *                  (ID, time tick, term, last-confirmed ID), borrowed for the
+ *                  call (wal_msg_ref() to keep it); else NULL.
+ * @param err       optional detail, borrowed for the call; may be NULL.
+ */
+typedef void wal_append_done_fn(void *userdata, int status, const wal_msg *msg,
+                                const wal_error *err);
+
+/**
+ * @brief Append one message; completes asynchronously.
+ * @param w     a read-write wal (borrowed).
+ * @param msg   a WAL_MSG_DATA message (borrowed: copied before this returns,
+ *              header fields reset; the caller keeps and may reuse it).
+ * @param done  called exactly once if this returns 0, never otherwise.
+ * @param reterr  optional detail when this returns < 0.
+ * @returns 0 if under way; -EINVAL bad argument (NULL, a type other than
+ *          data, a property key starting with '_', an
+ *          invalid vchannel name); -EMSGSIZE larger than message.max_bytes;
+ *          -EROFS read-only wal; -ESTALE fenced; -ESHUTDOWN closing;
+ *          a backend error; or what an interceptor refused with.
+ * @remark Thread-safe; never waits for durability.
+ */
+WAL_EXPORT int wal_append(wal *w, wal_msg *msg, wal_append_done_fn *done, void *userdata,
+                          wal_error **reterr);
+
+/**
+ * @brief Append one message and wait until it is durable (or failed).
+ * @param msg      as for wal_append() (borrowed, copied).
+ * @param ret_msg  optional: the immutable message as written (one reference,
+ *                 owned by the caller), set only on success.
+ * @returns 0, any error of wal_append() or of its completion, or -ETIMEDOUT
+ *          after the append.timeout property (the append itself then still
+ *          completes in the background).
+ * @remark Thread-safe; blocks.  Never call it from an append callback.
+ */
+WAL_EXPORT int wal_append_wait(wal *w, wal_msg *msg, wal_msg **ret_msg, wal_error **reterr);
+
+/* What a scanner delivers; every condition set must hold (AND).  Time
+ * ticks of a transaction are those of its commit. */
+struct wal_filter {
+        const char *vchannel;   /* NULL: every vchannel; else only messages of this
+                                   vchannel and those of no vchannel (time ticks) */
+        uint32_t types;         /* 0: every type; else a set of WAL_FILTER_TYPE(t) */
+        bool tt_gt_set;         /* deliver only time tick > tt_gt */
+        uint64_t tt_gt;
+        bool tt_ge_set;         /* deliver only time tick >= tt_ge */
+        uint64_t tt_ge;
+};
+#define WAL_FILTER_TYPE(t) (1u << (unsigned)(t))
+
+/**
+ * @brief Open a scanner.
+ * @param deliver  where to start (borrowed, copied): all, latest, start-from
+ *                 ID, start-after ID, from a time tick.
+ * @param filter   optional (borrowed, copied): NULL delivers everything.
+ * @param ret      the scanner, set only on success (owned by the caller,
+ *                 released with wal_scanner_close()).
+ * @returns 0; -EINVAL bad policy or filter; -ESHUTDOWN closing; -ERANGE a
+ *          start ID that was truncated away; a backend error.
+ */
+WAL_EXPORT int wal_read(wal *w, const struct wal_deliver *deliver,
+                        const struct wal_filter *filter, wal_scanner **ret,
+                        wal_error **reterr);
+
+/**
+ * @brief Allow the backend to delete everything up to and including @p id.
+ * @returns 0; -EINVAL (NULL, WAL_MSGID_NONE); -EOPNOTSUPP; -EROFS;
+ *          -ESHUTDOWN; a backend error.
+ * @remark Thread-safe; may block.
+ */
+WAL_EXPORT int wal_truncate(wal *w, struct wal_msgid id, wal_error **reterr);
+
+struct wal_info {
+        const char *channel;        /* borrowed, lives as long as the wal */
+        int64_t term;               /* term of this handle */
+        enum wal_access access;
+        struct wal_msgid first_id;  /* earliest retained, NONE if empty/unknown */
+        struct wal_msgid last_id;   /* latest written, NONE if empty/unknown */
+        int64_t count;              /* retained messages, -1 unknown */
+        int64_t bytes;              /* retained bytes, -1 unknown */
+        int64_t owner_term;         /* term recorded as owner by the backend, -1 unknown */
+        const char *durability;     /* static text, "unknown" if the backend is silent */
+        uint64_t last_time_tick;    /* newest tick this handle assigned, 0 if none */
+};
+
+/**
+ * @brief Describe the channel.
+ * @param ret  filled on success.
+ * @returns 0, -EINVAL, -ESHUTDOWN, a backend error.  A backend without an
+ *          info method yields unknown values, not an error.
+ */
+WAL_EXPORT int wal_info(wal *w, struct wal_info *ret, wal_error **reterr);
+
+/**
+ * @brief Counters and latency histograms of this wal as one JSON object
+ *        (schema "v":1; see the metrics interceptor in adaptor/metrics.c).
+ * @param ret  NUL-terminated text (owned by the caller, free()).
+ * @returns 0, -EINVAL, -ENOMEM.  Works on a closed wal too.
+ */
+WAL_EXPORT int wal_stats_json(wal *w, char **ret);
+
+/**
+ * @brief Close @p w (see "Lifetime") and release the handle.  NULL is fine.
+ *        Blocks until in-flight appends completed and scanners ended.
+ */
+WAL_EXPORT void wal_close(wal *w);
+
+/* ---- Scanner ---- */
+
+/**
+ * @brief Next message in time-tick order.
+ * @param timeout_ms  0: do not wait; -1: wait forever; else at most this long.
+ * @param ret         an immutable message (one reference, owned by the
+ *                    caller), set only on success.
+ * @returns 0; -ETIMEDOUT nothing in time; -ESHUTDOWN the scanner (or its
+ *          wal) was closed; -ERANGE the position was truncated away; another
+ *          negative errno if the scanner failed (every later call returns
+ *          the same); -EINVAL bad argument.
+ * @remark One thread at a time per scanner; wal_scanner_close() may run
+ *         concurrently from another thread and makes this return promptly.
+ */
+WAL_EXPORT int wal_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret,
+                                wal_error **reterr);
+
+/**
+ * @brief A descriptor that polls readable when wal_scanner_next(s, 0) may
+ *        deliver (it can be readable spuriously; after next returned
+ *        -ETIMEDOUT it becomes readable no later than a message is ready).
+ * @returns the fd (owned by the scanner, valid until close), or -EINVAL.
+ */
+WAL_EXPORT int wal_scanner_fd(wal_scanner *s);
+
+/** @returns the scanner's name "<channel>/<term>/<n>" (borrowed), NULL for NULL. */
+WAL_EXPORT const char *wal_scanner_name(const wal_scanner *s);
+
+/** @brief Close and release; NULL is fine.  Safe while another thread waits
+ *  in wal_scanner_next() (it returns -ESHUTDOWN). */
+WAL_EXPORT void wal_scanner_close(wal_scanner *s);
+
+/* ---- Transactions ----
+ *
+ * A transaction groups messages that readers see as one WAL_MSG_TXN message
+ * (wal_msg_txn_body_at()) at the position of its commit, or never (rolled
+ * back or expired).  It expires when idle longer than its keepalive, measured
+ * between the time ticks of its messages.
+ */
+
+/**
+ * @brief Begin a transaction (appends and waits for its begin message).
+ * @param vchannel      optional (copied): the vchannel of the whole transaction.
+ * @param keepalive_ms  0 means the txn.keepalive property.
+ * @param ret           the transaction (owned by the caller; consumed by
+ *                      wal_txn_commit() or wal_txn_rollback()).
+ * @returns 0; -EINVAL; -EROFS; -ESTALE; -ESHUTDOWN; a backend error.
+ */
+WAL_EXPORT int wal_txn_begin(wal *w, const char *vchannel, uint32_t keepalive_ms,
+                             wal_txn **ret, wal_error **reterr);
+
+/**
+ * @brief Append a body message to an open transaction; asynchronous.
+ * @param msg  a mutable WAL_MSG_DATA message (borrowed, copied); its vchannel
+ *             is replaced by the transaction's.
+ * @returns as wal_append(), plus -ETIME the transaction expired, -EBUSY it is
+ *          committing or rolled back.  @p done runs exactly once iff 0.
+ */
+WAL_EXPORT int wal_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done,
+                              void *userdata, wal_error **reterr);
+
+/**
+ * @brief Commit: wait for the bodies, then append the commit message.
+ *        Consumes @p t in every case.
+ * @param ret_msg  optional: the immutable commit message (one reference).
+ * @returns 0 committed; -ETIME expired (nothing is visible); -EIO a body
+ *          failed (the transaction is rolled back); other append errors.
+ */
+WAL_EXPORT int wal_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr);
+
+/** @brief Roll back (readers never see it).  Consumes @p t in every case.
+ *  @returns 0, or an append error of the rollback message (readers still
+ *  never see the transaction).  NULL is fine (returns -EINVAL). */
+WAL_EXPORT int wal_txn_rollback(wal_txn *t, wal_error **reterr);
+
+/** @returns the transaction ID (non-zero), 0 for NULL. */
+WAL_EXPORT uint64_t wal_txn_id(const wal_txn *t);
+
+WAL_END_DECLS
+
+#endif /* WAL_API_H */
