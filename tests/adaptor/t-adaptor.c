@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/adaptor/t-adaptor.c: helpers for the adaptor suites (t-adaptor.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "t-adaptor.h"
+
+int ta_opener(const char *const *props, wal_opener **ret)
+{
+        const char *backend = getenv("WAL_TEST_BACKEND");
+        wal_config *cfg = NULL;
+        int r = wal_config_new(&cfg);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; props && props[i] && r == 0; i++)
+                r = wal_config_set_pair(cfg, props[i], NULL);
+        if (r == 0)
+                r = wal_opener_new(backend && *backend ? backend : "memory", cfg, ret, NULL);
+        wal_config_free(cfg);
+        return r;
+}
+
+wal_msg *ta_msg(const char *text, const char *vchannel)
+{
+        wal_msg *m = NULL;
+        if (wal_msg_new(WAL_MSG_DATA, text, strlen(text), &m) < 0)
+                return NULL;
+        if (vchannel && wal_msg_set_vchannel(m, vchannel) < 0)
+                return wal_msg_unref(m);
+        return m;
+}
+
+int ta_append(wal *w, const char *text, const char *vchannel, wal_msg **ret_msg)
+{
+        wal_msg *m = ta_msg(text, vchannel);
+        if (!m)
+                return -ENOMEM;
+        int r = wal_append_wait(w, m, ret_msg, NULL);
+        wal_msg_unref(m);
+        return r;
+}
+
+const char *ta_text(const wal_msg *m)
+{
+        size_t len = 0;
+        const char *p = wal_msg_payload(m, &len);
+        return p ? p : "";
+}
+
+void ta_count_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct ta_counter *c = arg;
+        (void)err;
+        if ((status == 0) != (msg != NULL))
+                atomic_fetch_add(&c->bad, 1);
+        if (status == 0)
+                atomic_fetch_add(&c->ok, 1);
+        else if (status == -ECANCELED)
+                atomic_fetch_add(&c->cancelled, 1);
+        else
+                atomic_fetch_add(&c->failed, 1);
+        atomic_fetch_add(&c->calls, 1);
+}
+
+int ta_wait_calls(struct ta_counter *c, int n, int ms)
+{
+        for (int i = 0; i < ms; i++) {
+                if (atomic_load(&c->calls) >= n)
+                        return 0;
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        return atomic_load(&c->calls) >= n ? 0 : -ETIMEDOUT;
+}

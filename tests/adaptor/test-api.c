@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/adaptor/test-api.c: the public API on the memory backend: round
+ * trips, info, channels, truncate, stats, and bad input on every entry point
+ * (NULLs, bad names, negative terms, oversize messages, reserved keys), each
+ * answered with an error code and a message naming what was wrong.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "t-adaptor.h"
+
+static wal_opener *o;
+static wal *w;
+
+static void setup(void)
+{
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "api", 1, WAL_ACCESS_RW, &w, NULL), 0);
+}
+
+static void teardown(void)
+{
+        wal_close(w);
+        wal_opener_close(o);
+}
+
+TestSuite(adaptor_api, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(adaptor_api, append_then_read_roundtrip)
+{
+        wal_msg *written = NULL;
+        wal_msg *m = ta_msg("hello", "v1");
+        cr_assert_eq(wal_msg_set_prop(m, "k", "v"), 0);
+        cr_assert_eq(wal_append_wait(w, m, &written, NULL), 0);
+        cr_assert(wal_msg_is_immutable(written));
+        cr_assert(!wal_msgid_is_none(wal_msg_id(written)));
+        cr_assert_gt(wal_msg_time_tick(written), 0);
+        cr_assert_eq(wal_msg_term(written), 1);
+        cr_assert(!wal_msgid_is_none(wal_msg_last_confirmed(written)));
+        cr_assert_lt(wal_msgid_cmp(wal_msg_last_confirmed(written), wal_msg_id(written)), 0);
+        /* The caller's message is copied, not stamped. */
+        cr_assert(!wal_msg_is_immutable(m));
+        cr_assert_eq(wal_msg_time_tick(m), 0);
+
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
+        cr_assert_eq(wal_read(w, &d, &f, &s, NULL), 0);
+        wal_msg *got = NULL;
+        cr_assert_eq(wal_scanner_next(s, 2000, &got, NULL), 0);
+        cr_assert_str_eq(ta_text(got), "hello");
+        cr_assert_str_eq(wal_msg_prop(got, "k"), "v");
+        cr_assert_str_eq(wal_msg_vchannel(got), "v1");
+        cr_assert(wal_msgid_eq(wal_msg_id(got), wal_msg_id(written)));
+        cr_assert_eq(wal_msg_time_tick(got), wal_msg_time_tick(written));
+        cr_assert_eq(wal_scanner_next(s, 0, &got, NULL) == -ETIMEDOUT ? 0 : 1, 0);
+        wal_msg_unref(got);
+        wal_scanner_close(s);
+        wal_msg_unref(written);
+        wal_msg_unref(m);
+}
+
+Test(adaptor_api, ticks_and_ids_ascend_together)
+{
+        wal_msg *prev = NULL;
+        for (int i = 0; i < 200; i++) {
+                wal_msg *cur = NULL;
+                cr_assert_eq(ta_append(w, "x", NULL, &cur), 0);
+                if (prev) {
+                        cr_assert_lt(wal_msgid_cmp(wal_msg_id(prev), wal_msg_id(cur)), 0);
+                        cr_assert_lt(wal_msg_time_tick(prev), wal_msg_time_tick(cur));
+                }
+                wal_msg_unref(prev);
+                prev = cur;
+        }
+        wal_msg_unref(prev);
+}
+
+static int collect(void *arg, const char *channel)
+{
+        int *found = arg;
+        if (strcmp(channel, "api") == 0 || strcmp(channel, "api2") == 0)
+                (*found)++;
+        return 0;
+}
+
+Test(adaptor_api, channels_info_truncate_stats)
+{
+        wal *w2 = NULL;
+        cr_assert_eq(wal_open(o, "api2", 3, WAL_ACCESS_RW, &w2, NULL), 0);
+        int found = 0;
+        cr_assert_eq(wal_opener_list_channels(o, collect, &found, NULL), 0);
+        cr_assert_eq(found, 2);
+
+        wal_msg *a = NULL, *b = NULL;
+        cr_assert_eq(ta_append(w, "a", NULL, &a), 0);
+        cr_assert_eq(ta_append(w, "b", NULL, &b), 0);
+        struct wal_info info;
+        cr_assert_eq(wal_info(w, &info, NULL), 0);
+        cr_assert_str_eq(info.channel, "api");
+        cr_assert_eq(info.term, 1);
+        cr_assert_eq(info.access, WAL_ACCESS_RW);
+        cr_assert(wal_msgid_eq(info.last_id, wal_msg_id(b)));
+        cr_assert_geq(info.count, 3); /* anchor tick + a + b */
+        cr_assert_not_null(info.durability);
+        cr_assert_geq(info.last_time_tick, wal_msg_time_tick(b));
+
+        cr_assert_eq(wal_truncate(w, wal_msg_id(a), NULL), 0);
+        cr_assert_eq(wal_info(w, &info, NULL), 0);
+        cr_assert_gt(wal_msgid_cmp(info.first_id, wal_msg_id(a)), 0);
+
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(w, &json), 0);
+        cr_assert(strstr(json, "\"v\":1"));
+        cr_assert(strstr(json, "\"channel\":\"api\""));
+        cr_assert(strstr(json, "\"ok\":2"), "%s", json);
+        cr_assert(strstr(json, "\"append_latency_us\":{\"count\":2"), "%s", json);
+        free(json);
+        cr_assert_eq(wal_opener_stats_json(o, &json), 0);
+        cr_assert(strstr(json, "\"backend\":\"memory\""));
+        cr_assert(strstr(json, "\"channel\":\"api2\""));
+        free(json);
+        wal_msg_unref(a);
+        wal_msg_unref(b);
+        wal_close(w2);
+}
+
+Test(adaptor_api, read_only_wal_reads_and_refuses_appends)
+{
+        cr_assert_eq(ta_append(w, "one", NULL, NULL), 0);
+        wal *ro = NULL;
+        cr_assert_eq(wal_open(o, "api", 1, WAL_ACCESS_RO, &ro, NULL), 0);
+        wal_msg *m = ta_msg("no", NULL);
+        wal_error *err = NULL;
+        cr_assert_eq(wal_append(ro, m, ta_count_done, NULL, &err), -EROFS);
+        cr_assert(strstr(wal_error_message(err), "read-only"));
+        wal_error_free(err);
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
+        cr_assert_eq(wal_read(ro, &d, &f, &s, NULL), 0);
+        wal_msg *got = NULL;
+        cr_assert_eq(wal_scanner_next(s, 2000, &got, NULL), 0);
+        cr_assert_str_eq(ta_text(got), "one");
+        wal_msg_unref(got);
+        wal_scanner_close(s);
+        wal_msg_unref(m);
+        wal_close(ro);
+
+        wal *missing = NULL;
+        cr_assert_eq(wal_open(o, "nosuch", 1, WAL_ACCESS_RO, &missing, NULL), -ENOENT);
+}
+
+/* ---- Bad input ---- */
+
+Test(adaptor_api, opener_bad_input)
+{
+        wal_error *err = NULL;
+        cr_assert_eq(wal_opener_new("memory", NULL, NULL, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "ret"));
+        wal_error_free(err);
+        err = NULL;
+        wal_opener *x = NULL;
+        cr_assert_eq(wal_opener_new("no-such-backend", NULL, &x, &err), -ENOENT);
+        cr_assert(strstr(wal_error_message(err), "memory"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        cr_assert_null(x);
+        cr_assert_eq(wal_opener_list_channels(NULL, collect, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_opener_list_channels(o, NULL, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_opener_stats_json(NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_opener_add_interceptor(NULL, NULL, NULL), -EINVAL);
+        struct wal_interceptor noname = { .name = NULL };
+        cr_assert_eq(wal_opener_add_interceptor(o, &noname, NULL), -EINVAL);
+        cr_assert_null(wal_opener_backend(NULL));
+        cr_assert_str_eq(wal_opener_backend(o), "memory");
+        wal_opener_close(NULL);
+}
+
+Test(adaptor_api, backend_from_config_property)
+{
+        wal_config *cfg = NULL;
+        cr_assert_eq(wal_config_new(&cfg), 0);
+        cr_assert_eq(wal_config_set(cfg, "backend", "memory", NULL), 0);
+        wal_opener *x = NULL;
+        cr_assert_eq(wal_opener_new(NULL, cfg, &x, NULL), 0);
+        wal_config_free(cfg); /* copied: the opener does not need it */
+        cr_assert_str_eq(wal_opener_backend(x), "memory");
+        wal_opener_close(x);
+}
+
+Test(adaptor_api, open_bad_input)
+{
+        wal *x = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(wal_open(NULL, "c", 1, WAL_ACCESS_RW, &x, NULL), -EINVAL);
+        cr_assert_eq(wal_open(o, NULL, 1, WAL_ACCESS_RW, &x, NULL), -EINVAL);
+        cr_assert_eq(wal_open(o, "c", 1, WAL_ACCESS_RW, NULL, NULL), -EINVAL);
+        const char *bad[] = { "", ".hidden", "-dash", "has space", "slash/x", "ütf" };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                cr_assert_eq(wal_open(o, bad[i], 1, WAL_ACCESS_RW, &x, &err), -EINVAL,
+                             "%s", bad[i]);
+                cr_assert(strstr(wal_error_message(err), "channel name"));
+                wal_error_free(err);
+                err = NULL;
+        }
+        char longname[300];
+        memset(longname, 'a', sizeof(longname) - 1);
+        longname[sizeof(longname) - 1] = '\0';
+        cr_assert_eq(wal_open(o, longname, 1, WAL_ACCESS_RW, &x, NULL), -EINVAL);
+        cr_assert_eq(wal_open(o, "c", -1, WAL_ACCESS_RW, &x, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "negative"));
+        wal_error_free(err);
+        cr_assert_eq(wal_open(o, "c", 1, (enum wal_access)7, &x, NULL), -EINVAL);
+        struct wal_open_opts opts = { .channel = "c", .term = 1, .access = WAL_ACCESS_RW,
+                                      .n_interceptors = 2 };
+        cr_assert_eq(wal_open_ex(o, &opts, &x, NULL), -EINVAL);
+        cr_assert_eq(wal_open_ex(o, NULL, &x, NULL), -EINVAL);
+        cr_assert_null(x);
+        cr_assert_null(wal_channel(NULL));
+        cr_assert_eq(wal_term(NULL), -1);
+        cr_assert_eq(wal_access_mode(NULL), 0);
+}
+
+Test(adaptor_api, append_bad_input)
+{
+        wal_msg *m = ta_msg("x", NULL);
+        wal_error *err = NULL;
+        cr_assert_eq(wal_append(NULL, m, NULL, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_append(w, NULL, NULL, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_append_wait(NULL, m, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_append_wait(w, NULL, NULL, NULL), -EINVAL);
+
+        /* Reserved property keys. */
+        cr_assert_eq(wal_msg_set_prop(m, "_tt", "1"), 0);
+        cr_assert_eq(wal_append(w, m, ta_count_done, NULL, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "\"_tt\""), "%s", wal_error_message(err));
+        cr_assert(strstr(wal_error_message(err), "reserved"));
+        wal_error_free(err);
+        err = NULL;
+        wal_msg_unref(m);
+
+        /* Bad vchannel. */
+        m = ta_msg("x", NULL);
+        cr_assert_eq(wal_msg_set_vchannel(m, "bad name"), 0);
+        cr_assert_eq(wal_append_wait(w, m, NULL, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "vchannel"));
+        wal_error_free(err);
+        err = NULL;
+        wal_msg_unref(m);
+
+        /* Types other than data. */
+        cr_assert_eq(wal_msg_new(WAL_MSG_TIME_TICK, NULL, 0, &m), 0);
+        cr_assert_eq(wal_append_wait(w, m, NULL, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "timetick"));
+        wal_error_free(err);
+        err = NULL;
+        wal_msg_unref(m);
+        cr_assert_eq(wal_msg_new(WAL_MSG_TXN_COMMIT, NULL, 0, &m), 0);
+        cr_assert_eq(wal_append_wait(w, m, NULL, NULL), -EINVAL);
+        wal_msg_unref(m);
+
+        char json[64];
+        cr_assert_eq(wal_stats_json(NULL, NULL), -EINVAL);
+        (void)json;
+        struct wal_info info;
+        cr_assert_eq(wal_info(NULL, &info, NULL), -EINVAL);
+        cr_assert_eq(wal_info(w, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_truncate(NULL, WAL_MSGID(0, 1), NULL), -EINVAL);
+        cr_assert_eq(wal_truncate(w, WAL_MSGID_NONE, NULL), -EINVAL);
+        wal_close(NULL);
+}
+
+Test(adaptor_api, oversize_message_is_refused, .init = NULL, .fini = NULL)
+{
+        const char *props[] = { "message.max_bytes=100", NULL };
+        wal_opener *ox = NULL;
+        wal *wx = NULL;
+        cr_assert_eq(ta_opener(props, &ox), 0);
+        cr_assert_eq(wal_open(ox, "big", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+        char buf[101];
+        memset(buf, 'x', sizeof(buf));
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, buf, 100, &m), 0);
+        cr_assert_eq(wal_append_wait(wx, m, NULL, NULL), 0);
+        wal_msg_unref(m);
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, buf, 101, &m), 0);
+        wal_error *err = NULL;
+        struct ta_counter c = { 0 };
+        cr_assert_eq(wal_append(wx, m, ta_count_done, &c, &err), -EMSGSIZE);
+        cr_assert(strstr(wal_error_message(err), "message.max_bytes"), "%s",
+                  wal_error_message(err));
+        wal_error_free(err);
+        wal_msg_unref(m);
+        /* Properties count too. */
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, buf, 95, &m), 0);
+        cr_assert_eq(wal_msg_set_prop(m, "key", "value"), 0);
+        cr_assert_eq(wal_append_wait(wx, m, NULL, NULL), -EMSGSIZE);
+        wal_msg_unref(m);
+        wal_close(wx);
+        wal_opener_close(ox);
+        cr_assert_eq(atomic_load(&c.calls), 0, "a refused append's callback ran");
+}
+
+Test(adaptor_api, read_bad_input)
+{
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        cr_assert_eq(wal_read(NULL, &d, NULL, &s, NULL), -EINVAL);
+        cr_assert_eq(wal_read(w, NULL, NULL, &s, NULL), -EINVAL);
+        cr_assert_eq(wal_read(w, &d, NULL, NULL, NULL), -EINVAL);
+        struct wal_deliver bad = { .policy = (enum wal_deliver_policy)99 };
+        cr_assert_eq(wal_read(w, &bad, NULL, &s, NULL), -EINVAL);
+        struct wal_deliver noid = { .policy = WAL_DELIVER_START_FROM, .id = WAL_MSGID_NONE };
+        wal_error *err = NULL;
+        cr_assert_eq(wal_read(w, &noid, NULL, &s, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "start-from"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        struct wal_filter f = { .vchannel = "no good" };
+        cr_assert_eq(wal_read(w, &d, &f, &s, NULL), -EINVAL);
+        struct wal_filter ft = { .types = 1u << 20 };
+        cr_assert_eq(wal_read(w, &d, &ft, &s, NULL), -EINVAL);
+        cr_assert_null(s);
+
+        cr_assert_eq(wal_scanner_next(NULL, 0, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_scanner_fd(NULL), -EINVAL);
+        cr_assert_null(wal_scanner_name(NULL));
+        cr_assert_eq(wal_read(w, &d, NULL, &s, NULL), 0);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(s, 0, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_scanner_next(s, -5, &m, NULL), -EINVAL);
+        cr_assert(strstr(wal_scanner_name(s), "api/1/"));
+        wal_scanner_close(s);
+        wal_scanner_close(NULL);
+}
+
+Test(adaptor_api, txn_bad_input)
+{
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(NULL, NULL, 0, &t, NULL), -EINVAL);
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_txn_begin(w, "bad name", 0, &t, NULL), -EINVAL);
+        cr_assert_eq(wal_txn_append(NULL, NULL, NULL, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_txn_commit(NULL, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_txn_rollback(NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_txn_id(NULL), 0);
+        cr_assert_eq(wal_txn_begin(w, "v", 0, &t, NULL), 0);
+        cr_assert_eq(wal_txn_append(t, NULL, NULL, NULL, NULL), -EINVAL);
+        cr_assert_neq(wal_txn_id(t), 0);
+        cr_assert_eq(wal_txn_rollback(t, NULL), 0);
+        wal *ro = NULL;
+        cr_assert_eq(wal_open(o, "api", 1, WAL_ACCESS_RO, &ro, NULL), 0);
+        cr_assert_eq(wal_txn_begin(ro, NULL, 0, &t, NULL), -EROFS);
+        wal_close(ro);
+}
+
+Test(adaptor_api, calls_after_close_are_refused)
+{
+        wal_opener *ox = NULL;
+        wal *wx = NULL;
+        cr_assert_eq(ta_opener(NULL, &ox), 0);
+        cr_assert_eq(wal_open(ox, "closed", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        cr_assert_eq(wal_read(wx, &d, NULL, &s, NULL), 0);
+        wal_opener_close(ox); /* closes wx and s too; their handles stay valid */
+        wal_msg *m = ta_msg("late", NULL);
+        struct ta_counter c = { 0 };
+        cr_assert_eq(wal_append(wx, m, ta_count_done, &c, NULL), -ESHUTDOWN);
+        cr_assert_eq(wal_append_wait(wx, m, NULL, NULL), -ESHUTDOWN);
+        wal_msg *got = NULL;
+        cr_assert_eq(wal_scanner_next(s, 1000, &got, NULL), -ESHUTDOWN);
+        cr_assert_eq(wal_read(wx, &d, NULL, &s, NULL) == -ESHUTDOWN, 1);
+        struct wal_info info;
+        cr_assert_eq(wal_info(wx, &info, NULL), -ESHUTDOWN);
+        cr_assert_eq(wal_truncate(wx, WAL_MSGID(0, 1), NULL), -ESHUTDOWN);
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(wx, NULL, 0, &t, NULL), -ESHUTDOWN);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(wx, &json), 0);
+        free(json);
+        wal_msg_unref(m);
+        wal_scanner_close(s);
+        wal_close(wx);
+        cr_assert_eq(atomic_load(&c.calls), 0);
+}
