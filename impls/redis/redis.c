@@ -1157,6 +1157,13 @@ static int scanner_round(struct redis_scanner *s, int count, bool *fatal)
         wal_error *e = NULL;
         *fatal = false;
         int r = read_round(&s->conn, NULL, s->w->skey, s->after, count, &rep, &e);
+        if (r == -EMSGSIZE || r == -EPROTO) {
+                /* Reading again would meet the same reply. */
+                wal_error_prefix(&e, "scanner of %s: ", s->w->skey);
+                *fatal = true;
+                scanner_fail(s, r, e);
+                return r;
+        }
         if (r < 0) {
                 walu_log(WAL_LOG_WARNING, "redis: scanner %s of %s: %s", s->base.name,
                          s->w->skey, wal_error_message(e));
