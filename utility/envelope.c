@@ -5,8 +5,8 @@
  * Encoding writes the protobuf wire format of envelope.proto directly into
  * the caller's buffer (no allocation; see the writer below).  Decoding
  * checks the size cap, lets the protobuf-c code generated from
- * envelope.proto unpack (it rejects malformed wire data), then validates
- * every field before building the message.
+ * envelope.proto unpack (it rejects malformed wire data) into a stack
+ * arena, then validates every field before building the message.
  *
  * ---- The envelope format, version 1 ----
  *
@@ -221,6 +221,46 @@ int walu_envelope_encode(const wal_msg *m, uint8_t *buf, size_t len)
 }
 
 /*
+ * protobuf-c allocates every piece of an unpacked message separately (the
+ * envelope, the property array, each property, each byte string).  Decoding
+ * lends it a bump arena on the stack instead; what does not fit falls back
+ * to malloc and is counted, so free_unpacked runs only when something was
+ * really allocated (arena pieces are freed as a no-op).
+ */
+#define ARENA_BYTES 4096
+
+struct arena {
+        _Alignas(16) unsigned char mem[ARENA_BYTES];
+        size_t used;
+        size_t n_heap;                  /* live malloc fallbacks */
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+        struct arena *a = data;
+        size_t need = (size + 15) & ~(size_t)15;
+        if (need >= size && need <= ARENA_BYTES - a->used) {
+                void *p = a->mem + a->used;
+                a->used += need;
+                return p;
+        }
+        void *p = malloc(size ? size : 1);
+        if (p)
+                a->n_heap++;
+        return p;
+}
+
+static void arena_free(void *data, void *p)
+{
+        struct arena *a = data;
+        unsigned char *c = p;
+        if (!c || (c >= a->mem && c < a->mem + ARENA_BYTES))
+                return;
+        free(p);
+        a->n_heap--;
+}
+
+/*
  * Copy the text field @b into a C string: into @stack (@stack_len bytes)
  * when it fits, else into a new allocation stored in *heap (freed by the
  * caller).  NULL with *err set: -EBADMSG for an embedded NUL, -ENOMEM.
@@ -342,7 +382,15 @@ int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload
                 return wal_error_set(reterr, -EBADMSG, 0,
                                      "envelope: %zu bytes exceeds the %u-byte limit",
                                      env_len, (unsigned)WALU_ENVELOPE_MAX);
-        Walu__Envelope *e = walu__envelope__unpack(NULL, env_len, env);
+        struct arena arena;
+        arena.used = 0;
+        arena.n_heap = 0;
+        ProtobufCAllocator alloc = {
+                .alloc = arena_alloc,
+                .free = arena_free,
+                .allocator_data = &arena,
+        };
+        Walu__Envelope *e = walu__envelope__unpack(&alloc, env_len, env);
         if (!e)
                 return wal_error_set(reterr, -EBADMSG, 0,
                                      "envelope: %zu bytes are not a valid envelope message",
@@ -373,6 +421,7 @@ int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload
         *ret = m;
         r = 0;
 out:
-        walu__envelope__free_unpacked(e, NULL);
+        if (arena.n_heap)
+                walu__envelope__free_unpacked(e, &alloc);
         return r;
 }
