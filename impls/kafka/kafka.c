@@ -29,7 +29,8 @@
  * Writing.  One idempotent producer per opener, shared by every channel.
  * append() encodes the envelope, builds the headers, and produces with the
  * payload borrowed (no copy: the wal_msg reference is held until the delivery
- * report).  A dedicated poll thread serves the producer's queue; delivery
+ * report); with fencing on, a per-wal fence thread produces instead (see
+ * Fencing).  A dedicated poll thread serves the producer's queue; delivery
  * reports run the completions there, with the offset as the ID.  Queue full
  * is back-pressure: append waits for a delivery report (or 10 ms) and tries
  * again, until the opener fails fatally.  IDs follow produce order: one
@@ -61,28 +62,34 @@
  * drains it before polling the queue, and interrupt() writes it too.  No
  * thread of ours is involved in reading.
  *
- * Fencing.  NOT implemented, and the builder does not claim
- * WALIMPLS_CAP_FENCING.  The way to fence in Kafka is a transactional
- * producer per channel (transactional.id derived from the channel): a newer
- * init_transactions bumps the epoch and the older producer fails with
- * PRODUCER_FENCED.  That conflicts with the shared idempotent producer
- * (transactions are per producer), costs a coordinator round trip per
- * commit, and, decisively for our tests, librdkafka 2.0.2's mock cluster
- * does not enforce it: checked here, a producer whose transactional.id was
- * re-initialised by a second producer still begins, produces and commits
- * without error.  Shipping a fencing path that no test here can exercise was
- * judged worse than stating plainly that this backend relies, like Milvus'
- * Kafka WAL, on the coordinator giving a channel to one term at a time.
- * The mapping of PRODUCER_FENCED to -ESTALE (kafka_err_to_errno) is in
- * place for when it is added.
+ * Fencing (kafkawal.fencing=true, the default).  Each channel has a term
+ * register: the committed offset of its partition 0 in the consumer group
+ * "libwal-term.<topic>" (offset = term).  A read-write open refuses a lower
+ * term than the registered one (-ESTALE) and registers its own.  The
+ * producer stays the one shared idempotent producer; what fences is that a
+ * read-write wal's appends go through its fence thread, which reads the
+ * register once per batch before producing it: a higher term fences the wal
+ * (that batch and every later append fail with -ESTALE and never reach the
+ * topic).  The exact guarantee, and the window it leaves, are written above
+ * kafka_register_read().  Kafka's own fencing, a transactional producer per
+ * channel whose newer init_transactions bumps the epoch, was not chosen: it
+ * needs one producer per channel (against the shared producer), a
+ * coordinator round trip per commit, and librdkafka 2.0.2's mock cluster does
+ * not enforce it (checked here: a producer whose transactional.id was
+ * re-initialised by another still produces and commits), so no test here
+ * could show it works.  PRODUCER_FENCED still maps to -ESTALE.  With
+ * kafkawal.fencing=false appends are produced directly from append() and no
+ * term is checked (one writer per channel is then the caller's business).
  *
  * What the mock cluster can and cannot check (librdkafka 2.0.2): it checks
  * produce/consume, headers, idempotent delivery through injected request
  * errors and through a broker going down and up, watermarks, assign+seek,
- * metadata (channel listing), auto-creation of topics.  It cannot check
- * fencing (above), CreateTopics (it never answers; use kafkawal.create=auto,
- * the default, which relies on broker auto-creation), retention other than
- * its hard 5 MiB / 100 000 sets per partition cap, or read_committed.
+ * metadata (channel listing), auto-creation of topics, committed offsets
+ * with metadata (so the term register and fencing by term are tested on
+ * it).  It cannot check transactional epoch fencing (above), CreateTopics
+ * (it never answers; use kafkawal.create=auto, the default, which relies on
+ * broker auto-creation), retention other than its hard 5 MiB / 100 000 sets
+ * per partition cap, or read_committed.
  *
  * Topic creation on a read-write open: kafkawal.create=auto asks the broker
  * for the topic's metadata, which creates it where auto.create.topics.enable
@@ -118,6 +125,8 @@
 
 /* The reserved record header carrying the envelope. */
 #define KAFKA_ENVELOPE_HEADER "_wal"
+/* Appends queued for the fence thread before append() waits. */
+#define KAFKA_QUEUE_MAX 100000
 /* Kafka's longest topic name. */
 #define KAFKA_TOPIC_MAX 249
 
@@ -135,6 +144,8 @@ struct kafka_pending {
         walimpls_append_done_fn *done;
         void *arg;
         wal_msg *msg;                      /* one reference; its payload is the value */
+        rd_kafka_headers_t *hdrs;          /* owned until produced, then librdkafka's */
+        struct kafka_pending *qnext;       /* in the wal's produce queue (fencing) */
         bool cancelled;                    /* completed by close with -ECANCELED */
 };
 
@@ -149,6 +160,7 @@ struct kafka_opener {
         int64_t open_timeout_ms;
         int64_t close_timeout_ms;
         enum kafka_create_mode create;
+        bool fencing;                  /* kafkawal.fencing */
         pthread_t poll_thread;
         bool poll_started;
         atomic_bool stop;
@@ -166,6 +178,17 @@ struct kafka_wal {
         rd_kafka_topic_t *rkt;         /* producer topic handle; RW only */
         struct kafka_pending pending;  /* list sentinel, under opener.lock */
         size_t inflight;               /* under opener.lock */
+        /* Fencing (RW with kafkawal.fencing only): */
+        rd_kafka_t *reg;               /* consumer handle of the term register group */
+        pthread_t fence_thread;
+        bool fence_started;
+        pthread_mutex_t qlock;         /* guards the produce queue below */
+        pthread_cond_t qcond;
+        struct kafka_pending *qhead, *qtail; /* appended, not yet produced */
+        size_t qlen;
+        bool qstop;                    /* the fence thread must exit */
+        atomic_bool fenced;            /* a higher term owns the channel */
+        atomic_llong owner_term;       /* the higher term, once fenced */
 };
 
 struct kafka_scanner {
@@ -184,6 +207,9 @@ static const struct walimpls_opener_ops kafka_opener_ops;
 static const struct walimpls_wal_ops kafka_wal_ops;
 static const struct walimpls_scanner_ops kafka_scanner_ops;
 static walimpls_build_fn kafka_build;
+static int kafka_register_read(struct kafka_wal *w, int64_t *ret, wal_error **reterr);
+static int kafka_register_write(struct kafka_wal *w, int64_t term, wal_error **reterr);
+static void *kafka_fence_main(void *arg);
 
 static const struct wal_property kafka_properties[] = {
         { "kafka.", WAL_PROP_STRING, NULL, 1, 0, NULL, WAL_PROP_PREFIX,
@@ -204,6 +230,9 @@ static const struct wal_property kafka_properties[] = {
         { "kafkawal.group_id", WAL_PROP_STRING, "libwal-scanner", 1, 0, NULL, 0,
           "group.id given to scanner consumers (assign() needs one; offsets are "
           "never committed)." },
+        { "kafkawal.fencing", WAL_PROP_BOOL, "true", 1, 0, NULL, 0,
+          "Fence older terms: check the channel's term register before producing each "
+          "batch (one offset-fetch round trip per batch)." },
         { NULL, 0, NULL, 0, 0, NULL, 0, NULL },
 };
 
@@ -212,7 +241,7 @@ static const struct walimpls_builder walimpls_kafka = {
         .name = "kafka",
         .description = "Kafka through librdkafka: a channel is a topic (partition 0), "
                        "idempotent producer with acks=all",
-        .caps = WALIMPLS_CAP_PERSISTENT | WALIMPLS_CAP_LIST,
+        .caps = WALIMPLS_CAP_PERSISTENT | WALIMPLS_CAP_FENCING | WALIMPLS_CAP_LIST,
         .properties = kafka_properties,
         .build = kafka_build,
 };
@@ -618,6 +647,9 @@ static int kafka_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
             (r = kafka_get_string(cfg, "kafkawal.group_id", &o->group_id, reterr)) < 0 ||
             (r = kafka_get_string(cfg, "kafkawal.create", &create, reterr)) < 0)
                 goto fail;
+        o->fencing = true;
+        if (cfg)
+                (void)wal_config_get_bool(cfg, "kafkawal.fencing", &o->fencing);
         kafka_get_duration(cfg, "kafkawal.open_timeout", 10000, &o->open_timeout_ms);
         kafka_get_duration(cfg, "kafkawal.close_timeout", 10000, &o->close_timeout_ms);
         o->create = strcmp(create, "admin") == 0 ? KAFKA_CREATE_ADMIN :
@@ -814,6 +846,70 @@ static int kafka_topic_create_admin(struct kafka_opener *o, const char *topic,
         return r;
 }
 
+/* Free a wal with nothing in flight (also a half-made one). */
+static void kafka_wal_free(struct kafka_wal *w)
+{
+        if (w->fence_started) {
+                pthread_mutex_lock(&w->qlock);
+                __atomic_store_n(&w->qstop, true, __ATOMIC_RELEASE);
+                pthread_cond_broadcast(&w->qcond);
+                pthread_mutex_unlock(&w->qlock);
+                pthread_join(w->fence_thread, NULL);
+        }
+        if (w->reg)
+                rd_kafka_destroy(w->reg);
+        if (w->rkt)
+                rd_kafka_topic_destroy(w->rkt);
+        pthread_cond_destroy(&w->qcond);
+        pthread_mutex_destroy(&w->qlock);
+        walimpls_wal_done(&w->base);
+        free(w->topic);
+        free(w);
+}
+
+/*
+ * Take ownership of the channel at w->base.term through its term register
+ * (see "Fencing" below) and start the fence thread.  -ESTALE if a higher
+ * term owns it.
+ */
+static int kafka_fence_start(struct kafka_wal *w, wal_error **reterr)
+{
+        struct kafka_opener *o = w->o;
+        rd_kafka_conf_t *conf = NULL;
+        int r = kafka_conf_make(o, RD_KAFKA_CONSUMER, &conf, reterr);
+        if (r < 0)
+                return r;
+        char errstr[512], group[KAFKA_TOPIC_MAX + 32];
+        snprintf(group, sizeof(group), "libwal-term.%s", w->topic);
+        if (rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+                rd_kafka_conf_destroy(conf);
+                return wal_error_set(reterr, -EINVAL, 0, "kafka: group.id %s: %s", group, errstr);
+        }
+        w->reg = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+        if (!w->reg) {
+                rd_kafka_conf_destroy(conf);
+                return wal_error_set(reterr, -EINVAL, 0, "kafka: cannot make the term register "
+                                     "handle: %s", errstr);
+        }
+        int64_t term = w->base.term, reg = -1;
+        if ((r = kafka_register_read(w, &reg, reterr)) < 0)
+                return r;
+        if (reg < term) {
+                if ((r = kafka_register_write(w, term, reterr)) < 0 ||
+                    (r = kafka_register_read(w, &reg, reterr)) < 0)
+                        return r;
+        }
+        if (reg > term)
+                return wal_error_set(reterr, -ESTALE, WAL_ERROR_FATAL,
+                                     "kafka: channel %s is owned by term %" PRId64 "; cannot "
+                                     "write at term %" PRId64, w->base.channel, reg, term);
+        if ((r = -pthread_create(&w->fence_thread, NULL, kafka_fence_main, w)) < 0)
+                return wal_error_set(reterr, r, 0, "kafka: cannot start the fence thread");
+        w->fence_started = true;
+        return 0;
+}
+
 static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_opts *opts,
                       struct walimpls_wal **ret, wal_error **reterr)
 {
@@ -867,19 +963,24 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
         w->o = o;
         w->topic = topic;
         w->pending.prev = w->pending.next = &w->pending;
+        pthread_mutex_init(&w->qlock, NULL);
+        pthread_cond_init(&w->qcond, NULL);
         if (rw) {
                 w->rkt = rd_kafka_topic_new(o->rk, topic, NULL);
                 if (!w->rkt) {
                         r = kafka_fail(reterr, rd_kafka_last_error(),
                                        "kafka: cannot make a handle for topic %s", topic);
-                        walimpls_wal_done(&w->base);
-                        free(w->topic);
-                        free(w);
-                        return r;
+                        goto fail;
                 }
+                if (o->fencing && (r = kafka_fence_start(w, reterr)) < 0)
+                        goto fail;
         }
         *ret = &w->base;
         return 0;
+fail:
+        wal_error_prefix(reterr, "opening channel %s: ", opts->channel);
+        kafka_wal_free(w);
+        return r;
 }
 
 static int kafka_list_channels(struct walimpls_opener *base, walimpls_channel_fn *fn, void *arg,
@@ -951,6 +1052,80 @@ static int kafka_headers_make(struct kafka_wal *w, const wal_msg *m, rd_kafka_he
         return 0;
 }
 
+/*
+ * Produce @p (its headers are consumed on success).  Queue full is
+ * back-pressure: wait for a delivery report (or 10 ms) and try again, until
+ * the opener fails fatally or the wal's fence thread is told to stop
+ * (then RD_KAFKA_RESP_ERR__DESTROY).
+ */
+static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pending *p)
+{
+        struct kafka_opener *o = w->o;
+        size_t plen = 0;
+        const void *payload = wal_msg_payload(p->msg, &plen);
+        rd_kafka_resp_err_t err;
+        for (;;) {
+                err = rd_kafka_producev(o->rk,
+                                        RD_KAFKA_V_RKT(w->rkt),
+                                        RD_KAFKA_V_PARTITION(0),
+                                        RD_KAFKA_V_VALUE((void *)payload, plen),
+                                        RD_KAFKA_V_HEADERS(p->hdrs),
+                                        RD_KAFKA_V_OPAQUE(p),
+                                        RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                pthread_mutex_lock(&o->lock);
+                if (atomic_load(&o->fatal)) {
+                        pthread_mutex_unlock(&o->lock);
+                        break;
+                }
+                o->bp_waiters++;
+                struct timespec ts = walu_deadline(10);
+                pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+                o->bp_waiters--;
+                pthread_mutex_unlock(&o->lock);
+                if (w->fence_started && __atomic_load_n(&w->qstop, __ATOMIC_ACQUIRE))
+                        return RD_KAFKA_RESP_ERR__DESTROY;
+        }
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                p->hdrs = NULL;   /* librdkafka's now */
+        return err;
+}
+
+/* Undo the bookkeeping of an append whose record was never produced. */
+static void kafka_pending_drop(struct kafka_wal *w, struct kafka_pending *p)
+{
+        struct kafka_opener *o = w->o;
+        if (p->hdrs)
+                rd_kafka_headers_destroy(p->hdrs);
+        pthread_mutex_lock(&o->lock);
+        kafka_list_unlink(p);
+        w->inflight--;
+        pthread_cond_broadcast(&o->cond);
+        pthread_mutex_unlock(&o->lock);
+        wal_msg_unref(p->msg);
+        free(p);
+}
+
+/* Complete an append that was accepted but never produced, then drop it. */
+static void kafka_pending_fail(struct kafka_wal *w, struct kafka_pending *p, int code,
+                               const wal_error *e)
+{
+        p->done(p->arg, code, WAL_MSGID_NONE, e);
+        kafka_pending_drop(w, p);
+}
+
+/* The errno for a produce refusal @err, given the opener's state. */
+static int kafka_refusal_errno(struct kafka_opener *o, rd_kafka_resp_err_t err)
+{
+        int fatal = atomic_load(&o->fatal);
+        if (fatal && (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || err == RD_KAFKA_RESP_ERR__FATAL))
+                return fatal;
+        if (err == RD_KAFKA_RESP_ERR__FATAL)
+                return -EIO;
+        return kafka_err_to_errno(err);
+}
+
 static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_done_fn *done,
                         void *arg)
 {
@@ -963,18 +1138,20 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         int r = atomic_load(&o->fatal);
         if (r)
                 return r;
+        if (atomic_load(&w->fenced))
+                return -ESTALE;
 
-        rd_kafka_headers_t *hdrs = NULL;
-        if ((r = kafka_headers_make(w, msg, &hdrs)) < 0)
-                return r;
         struct kafka_pending *p = calloc(1, sizeof(*p));
-        if (!p) {
-                rd_kafka_headers_destroy(hdrs);
+        if (!p)
                 return -ENOMEM;
+        if ((r = kafka_headers_make(w, msg, &p->hdrs)) < 0) {
+                free(p);
+                return r;
         }
-        *p = (struct kafka_pending){ .w = w, .done = done, .arg = arg, .msg = wal_msg_ref(msg) };
-        size_t plen = 0;
-        const void *payload = wal_msg_payload(msg, &plen);
+        p->w = w;
+        p->done = done;
+        p->arg = arg;
+        p->msg = wal_msg_ref(msg);
 
         /* Link before producing: the delivery report may run at once. */
         pthread_mutex_lock(&o->lock);
@@ -985,47 +1162,170 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         w->inflight++;
         pthread_mutex_unlock(&o->lock);
 
-        rd_kafka_resp_err_t err;
-        for (;;) {
-                err = rd_kafka_producev(o->rk,
-                                        RD_KAFKA_V_RKT(w->rkt),
-                                        RD_KAFKA_V_PARTITION(0),
-                                        RD_KAFKA_V_VALUE((void *)payload, plen),
-                                        RD_KAFKA_V_HEADERS(hdrs),
-                                        RD_KAFKA_V_OPAQUE(p),
-                                        RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                /* Back-pressure: wait for a delivery report, then retry. */
-                pthread_mutex_lock(&o->lock);
-                if (atomic_load(&o->fatal)) {
-                        pthread_mutex_unlock(&o->lock);
-                        break;
-                }
-                o->bp_waiters++;
-                struct timespec ts = walu_deadline(10);
-                pthread_cond_timedwait(&o->cond, &o->lock, &ts);
-                o->bp_waiters--;
-                pthread_mutex_unlock(&o->lock);
+        if (w->fence_started) {
+                /* The fence thread checks the term, then produces, in order. */
+                pthread_mutex_lock(&w->qlock);
+                while (w->qlen >= KAFKA_QUEUE_MAX && !w->qstop)
+                        pthread_cond_wait(&w->qcond, &w->qlock);
+                if (w->qtail)
+                        w->qtail->qnext = p;
+                else
+                        w->qhead = p;
+                w->qtail = p;
+                w->qlen++;
+                pthread_cond_broadcast(&w->qcond);
+                pthread_mutex_unlock(&w->qlock);
+                return 0;
         }
+
+        rd_kafka_resp_err_t err = kafka_produce(w, p);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
                 return 0;
+        /* Refused: the report never comes; done must not run. */
+        kafka_pending_drop(w, p);
+        return kafka_refusal_errno(o, err);
+}
 
-        /* Refused: the headers are still ours and the report never comes. */
-        rd_kafka_headers_destroy(hdrs);
-        pthread_mutex_lock(&o->lock);
-        kafka_list_unlink(p);
-        w->inflight--;
-        pthread_cond_broadcast(&o->cond);
-        pthread_mutex_unlock(&o->lock);
-        wal_msg_unref(p->msg);
-        free(p);
-        r = atomic_load(&o->fatal);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && r)
-                return r;
-        if (err == RD_KAFKA_RESP_ERR__FATAL)
-                return r ? r : -EIO;
-        return kafka_err_to_errno(err);
+/* ---- Fencing: the term register ----
+ *
+ * The register of a channel is the committed offset of partition 0 of its
+ * topic in the consumer group "libwal-term.<topic>": offset = the owning
+ * term, metadata = "libwal term register".  Nobody consumes with that group.
+ * A read-write open at term T reads it: a higher term is -ESTALE; a lower
+ * one (or none) is replaced by T, then read back to catch a concurrent open.
+ * Before producing each batch, the wal's fence thread reads it again; a
+ * higher term fences the wal: the batch and every later append fail with
+ * -ESTALE and nothing of them reaches the topic.
+ *
+ * Guarantee and its limit: a newer term's open returns only after its term
+ * is registered, so every batch an older writer checks afterwards is
+ * refused.  A batch checked just before the newer term registered may still
+ * land after it opened (a window of one register round trip plus the
+ * produce); such records are acknowledged and readable, never lost.  Kafka's
+ * own fencing (transactional.id epochs) would close that window but costs a
+ * transactional producer per channel, and librdkafka 2.0.2's mock cluster
+ * does not enforce it (checked: a producer whose transactional.id was taken
+ * over still produces and commits), so it could not be tested here.
+ */
+
+static rd_kafka_topic_partition_list_t *kafka_register_list(const char *topic)
+{
+        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pl, topic, 0);
+        return pl;
+}
+
+/* Read the registered term into *ret (-1 if none). */
+static int kafka_register_read(struct kafka_wal *w, int64_t *ret, wal_error **reterr)
+{
+        rd_kafka_topic_partition_list_t *pl = kafka_register_list(w->topic);
+        rd_kafka_resp_err_t err = rd_kafka_committed(w->reg, pl, (int)w->o->open_timeout_ms);
+        if (!err)
+                err = pl->elems[0].err;
+        int64_t off = pl->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(pl);
+        if (err)
+                return kafka_fail(reterr, err, "kafka: reading the term register of channel %s",
+                                  w->base.channel);
+        *ret = off >= 0 ? off : -1;
+        return 0;
+}
+
+static int kafka_register_write(struct kafka_wal *w, int64_t term, wal_error **reterr)
+{
+        rd_kafka_topic_partition_list_t *pl = kafka_register_list(w->topic);
+        static const char md[] = "libwal term register";
+        pl->elems[0].offset = term;
+        pl->elems[0].metadata = strdup(md);
+        pl->elems[0].metadata_size = pl->elems[0].metadata ? sizeof(md) - 1 : 0;
+        rd_kafka_resp_err_t err = rd_kafka_commit(w->reg, pl, 0);
+        if (!err)
+                err = pl->elems[0].err;
+        rd_kafka_topic_partition_list_destroy(pl);
+        if (err)
+                return kafka_fail(reterr, err, "kafka: recording term %" PRId64 " for channel %s",
+                                  term, w->base.channel);
+        return 0;
+}
+
+static void *kafka_fence_main(void *arg)
+{
+        struct kafka_wal *w = arg;
+        bool warned = false;
+        for (;;) {
+                pthread_mutex_lock(&w->qlock);
+                while (!w->qhead && !w->qstop)
+                        pthread_cond_wait(&w->qcond, &w->qlock);
+                if (w->qstop) {
+                        pthread_mutex_unlock(&w->qlock);
+                        return NULL;
+                }
+                struct kafka_pending *batch = w->qhead;
+                w->qhead = w->qtail = NULL;
+                w->qlen = 0;
+                pthread_cond_broadcast(&w->qcond);
+                pthread_mutex_unlock(&w->qlock);
+
+                /* Check the register; a broker that is away is waited for. */
+                int64_t reg = -1;
+                int r = 0;
+                while (!atomic_load(&w->fenced)) {
+                        wal_error *e = NULL;
+                        r = kafka_register_read(w, &reg, &e);
+                        if (r == 0)
+                                break;
+                        if (!warned)
+                                walu_log(WAL_LOG_WARNING, "%s (retrying)", wal_error_message(e));
+                        warned = true;
+                        wal_error_free(e);
+                        if (__atomic_load_n(&w->qstop, __ATOMIC_ACQUIRE) ||
+                            atomic_load(&w->o->fatal))
+                                break;
+                        usleep(50000);
+                }
+                if (r == 0)
+                        warned = false;
+                if (r == 0 && reg > w->base.term) {
+                        atomic_store(&w->owner_term, reg);
+                        atomic_store(&w->fenced, true);
+                }
+                while (batch) {
+                        struct kafka_pending *p = batch;
+                        batch = p->qnext;
+                        p->qnext = NULL;
+                        wal_error *e = NULL;
+                        int code = 0;
+                        if (atomic_load(&w->fenced)) {
+                                code = wal_error_set(&e, -ESTALE, WAL_ERROR_FATAL,
+                                                     "kafka: channel %s: fenced: term %lld owns "
+                                                     "it, this wal has term %" PRId64,
+                                                     w->base.channel,
+                                                     (long long)atomic_load(&w->owner_term),
+                                                     w->base.term);
+                        } else if (r < 0) {
+                                code = kafka_check_fatal(w->o, &e);
+                                if (!code)
+                                        code = wal_error_set(&e, -ECANCELED, 0,
+                                                             "kafka: channel %s closed before "
+                                                             "the append was produced",
+                                                             w->base.channel);
+                        } else {
+                                rd_kafka_resp_err_t err = kafka_produce(w, p);
+                                if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                                        continue;
+                                code = kafka_refusal_errno(w->o, err);
+                                if (err == RD_KAFKA_RESP_ERR__DESTROY)
+                                        wal_error_set(&e, code, 0, "kafka: channel %s closed "
+                                                      "before the append was produced",
+                                                      w->base.channel);
+                                else
+                                        kafka_fail(&e, err, "kafka: producing to topic %s",
+                                                   w->topic);
+                        }
+                        kafka_pending_fail(w, p, code, e);
+                        wal_error_free(e);
+                }
+        }
 }
 
 static int kafka_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_error **reterr)
@@ -1049,12 +1349,16 @@ static int kafka_info(struct walimpls_wal *base, struct walimpls_info *ret, wal_
                                                                    (int)w->o->open_timeout_ms);
         if (err)
                 return kafka_fail(reterr, err, "kafka: watermarks of topic %s", w->topic);
+        int64_t term = -1;
+        int r;
+        if (w->reg && (r = kafka_register_read(w, &term, reterr)) < 0)
+                return r;
         *ret = (struct walimpls_info){
                 .first_id = hi > lo ? WAL_MSGID(0, (uint64_t)lo) : WAL_MSGID_NONE,
                 .last_id = hi > lo ? WAL_MSGID(0, (uint64_t)(hi - 1)) : WAL_MSGID_NONE,
                 .count = hi - lo,   /* offsets, counting transaction markers if any */
                 .bytes = -1,
-                .term = -1,
+                .term = term,
                 .durability = "acks=all: in the memory of every in-sync replica of the "
                               "partition; disk flush follows the brokers' settings",
         };
@@ -1074,6 +1378,31 @@ static void kafka_wal_close(struct walimpls_wal *base)
                 if (pthread_cond_timedwait(&o->cond, &o->lock, &ts) == ETIMEDOUT)
                         break;
         }
+        pthread_mutex_unlock(&o->lock);
+
+        if (w->fence_started) {
+                /* Stop the fence thread; what it never took is cancelled. */
+                pthread_mutex_lock(&w->qlock);
+                __atomic_store_n(&w->qstop, true, __ATOMIC_RELEASE);
+                pthread_cond_broadcast(&w->qcond);
+                pthread_mutex_unlock(&w->qlock);
+                pthread_join(w->fence_thread, NULL);
+                w->fence_started = false;
+                while (w->qhead) {
+                        struct kafka_pending *p = w->qhead;
+                        w->qhead = p->qnext;
+                        wal_error *e = NULL;
+                        int code = wal_error_set(&e, -ECANCELED, 0,
+                                                 "kafka: channel %s closed before the append "
+                                                 "was produced", w->base.channel);
+                        kafka_pending_fail(w, p, code, e);
+                        wal_error_free(e);
+                }
+                w->qtail = NULL;
+                w->qlen = 0;
+        }
+
+        pthread_mutex_lock(&o->lock);
         /* What is still linked has not reached its delivery report. */
         while (w->pending.next != &w->pending) {
                 struct kafka_pending *p = w->pending.next;
@@ -1108,11 +1437,7 @@ static void kafka_wal_close(struct walimpls_wal *base)
                 pthread_cond_wait(&o->cond, &o->lock);
         pthread_mutex_unlock(&o->lock);
 
-        if (w->rkt)
-                rd_kafka_topic_destroy(w->rkt);
-        walimpls_wal_done(&w->base);
-        free(w->topic);
-        free(w);
+        kafka_wal_free(w);
 }
 
 /* ---- Scanner ---- */
