@@ -623,3 +623,146 @@ Test(kafka, fatal_producer_error_makes_the_opener_unavailable, .timeout = 60)
         w->ops->close(w);
         acks_free(&a);
 }
+
+/* Read every record of @topic with a plain consumer; @returns how many, and
+ * whether one carried the payload @needle. */
+static size_t plain_read_all(const char *topic, size_t expect, const char *needle, bool *found)
+{
+        rd_kafka_t *c = plain_client(RD_KAFKA_CONSUMER);
+        rd_kafka_poll_set_consumer(c);
+        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        cr_assert_eq(rd_kafka_assign(c, pl), 0);
+        rd_kafka_topic_partition_list_destroy(pl);
+        size_t got = 0;
+        *found = false;
+        /* Read until @expect records arrived, then 300 ms more for extras. */
+        uint64_t end = t_now_ms() + 10000;
+        while (t_now_ms() < end) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 50);
+                if (got >= expect && end > t_now_ms() + 300)
+                        end = t_now_ms() + 300;
+                if (!m)
+                        continue;
+                if (!m->err) {
+                        got++;
+                        if (m->len == strlen(needle) && memcmp(m->payload, needle, m->len) == 0)
+                                *found = true;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+        return got;
+}
+
+static struct walimpls_wal *kt_open_term(const char *channel, int64_t term, int *ret_r)
+{
+        struct walimpls_open_opts opts = { .channel = channel, .term = term,
+                                           .access = WAL_ACCESS_RW };
+        struct walimpls_wal *w = NULL;
+        wal_error *e = NULL;
+        *ret_r = kt.o->ops->open(kt.o, &opts, &w, &e);
+        if (*ret_r == -ESTALE)
+                cr_assert_not_null(strstr(wal_error_message(e), "owned by term"), "%s",
+                                   wal_error_message(e));
+        wal_error_free(e);
+        return w;
+}
+
+static int append_text_sync(struct walimpls_wal *w, const char *text, struct wal_msgid *id)
+{
+        struct acks a;
+        acks_init(&a, 1);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, text, strlen(text), &m), 0);
+        cr_assert_eq(wal_msg_set_prop(m, "idx", "0"), 0);
+        struct ack_arg *aa = malloc(sizeof(*aa));
+        *aa = (struct ack_arg){ &a, 0 };
+        int r = w->ops->append(w, m, acks_cb, aa);
+        wal_msg_unref(m);
+        if (r < 0) {
+                free(aa);
+        } else {
+                cr_assert_eq(acks_wait(&a, 1, 10000), 1);
+                r = a.status[0];
+                if (id)
+                        *id = a.ids[0];
+        }
+        acks_free(&a);
+        return r;
+}
+
+Test(kafka, fenced_appends_never_reach_the_topic)
+{
+        char ch[64], topic[128];
+        t_unique_name("fence", ch, sizeof(ch));
+        snprintf(topic, sizeof(topic), "wal-%s", ch);
+        int r;
+        struct walimpls_wal *w5 = kt_open_term(ch, 5, &r);
+        cr_assert_eq(r, 0);
+        cr_assert_eq(append_text_sync(w5, "term5-a", NULL), 0);
+        struct walimpls_wal *w6 = kt_open_term(ch, 6, &r);
+        cr_assert_eq(r, 0);
+        /* Several fenced appends, queued together: all refused. */
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(append_text_sync(w5, "term5-late", NULL), -ESTALE);
+        cr_assert_eq(append_text_sync(w6, "term6-a", NULL), 0);
+        bool found;
+        size_t n = plain_read_all(topic, 2, "term5-late", &found);
+        cr_assert_eq(n, 2, "the topic holds %zu records, want 2", n);
+        cr_assert(!found, "a fenced append reached the topic");
+
+        /* The register is an ordinary committed offset other tools can read. */
+        char errstr[256], group[160];
+        snprintf(group, sizeof(group), "libwal-term.%s", topic);
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", kafka_mock_host_bootstraps(kt.host), errstr,
+                          sizeof(errstr));
+        rd_kafka_conf_set(c, "group.id", group, errstr, sizeof(errstr));
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
+        cr_assert_not_null(rk);
+        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pl, topic, 0);
+        cr_assert_eq(rd_kafka_committed(rk, pl, 5000), 0);
+        cr_assert_eq(pl->elems[0].offset, 6, "registered term %lld",
+                     (long long)pl->elems[0].offset);
+        rd_kafka_topic_partition_list_destroy(pl);
+        rd_kafka_destroy(rk);
+
+        struct walimpls_info info;
+        cr_assert_eq(w6->ops->info(w6, &info, NULL), 0);
+        cr_assert_eq(info.term, 6);
+        w5->ops->close(w5);
+        w6->ops->close(w6);
+
+        /* Lower terms stay refused; the same term may reopen. */
+        cr_assert_null(kt_open_term(ch, 4, &r));
+        cr_assert_eq(r, -ESTALE);
+        struct walimpls_wal *again = kt_open_term(ch, 6, &r);
+        cr_assert_eq(r, 0);
+        again->ops->close(again);
+}
+
+Test(kafka, fencing_off_writes_without_a_register, .init = kt_setup_cluster)
+{
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fencing", "false", &e), 0);
+        kt_build();
+        char ch[64];
+        t_unique_name("nofence", ch, sizeof(ch));
+        int r;
+        struct walimpls_wal *w2 = kt_open_term(ch, 2, &r);
+        cr_assert_eq(r, 0);
+        struct walimpls_wal *w1 = kt_open_term(ch, 1, &r);
+        cr_assert_eq(r, 0, "with fencing off a lower term opens: %d", r);
+        struct wal_msgid a, b;
+        cr_assert_eq(append_text_sync(w2, "two", &a), 0);
+        cr_assert_eq(append_text_sync(w1, "one", &b), 0);
+        cr_assert_lt(wal_msgid_cmp(a, b), 0);
+        struct walimpls_info info;
+        cr_assert_eq(w1->ops->info(w1, &info, NULL), 0);
+        cr_assert_eq(info.term, -1, "no register, so no term: %lld", (long long)info.term);
+        w1->ops->close(w1);
+        w2->ops->close(w2);
+}
