@@ -17,10 +17,12 @@
  *
  * Ownership and fencing: every read-write open bumps the log's owner
  * generation (after checking term >= the recorded term, else -ESTALE).  A wal
- * whose generation is no longer the log's is fenced: append refuses with
- * -ESTALE and its commits fail with -ESTALE.  Because only the current owner
- * can commit, and its sequence numbers are all above those of any earlier
- * owner, committed messages always arrive at the tail in ascending order.
+ * whose generation is no longer the log's is fenced: append and truncate
+ * refuse with -ESTALE and its pending commits fail with -ESTALE.  So a new RW
+ * open at the SAME term also takes over from an older RW wal still open: one
+ * writer at a time.  Because only the current owner can commit, and its
+ * sequence numbers are all above those of any earlier owner, committed
+ * messages always arrive at the tail in ascending order.
  *
  * Completions: one thread per read-write wal.  append() pushes onto a queue
  * and wakes the thread only if it is idle; the thread swaps the whole queue
@@ -31,6 +33,9 @@
  * Truncation frees every message with seq <= id (clamped to the last
  * committed one) and records the truncation point; a scanner whose next
  * position is at or below it fails with -ERANGE instead of skipping.
+ * Scanners wait on a walimpls_notifier each, signalled once per committed
+ * batch; a tailing scanner finds its next entry in O(1) through a logical
+ * index hint, others by binary search on the seq kept beside each entry.
  *
  * Locks: opener.lock (channel map) -> log.lock (entries, scanners, owner) ->
  * wal.qlock (pending queue).  No lock is held while a completion runs.
