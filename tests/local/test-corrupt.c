@@ -222,7 +222,7 @@ static char g_pristine[4096]; /* the undamaged channel, built once per test */
 
 struct seg {
         char name[64];
-        char path[4200];
+        char path[4400];
         uint64_t size;
 };
 
@@ -234,7 +234,7 @@ static int seg_cmp(const void *a, const void *b)
 /* The *.seg files of the channel under @dir, sorted (names sort as numbers). */
 static size_t list_segs(const char *dir, struct seg *out, size_t max)
 {
-        char cdir[4200];
+        char cdir[4300];
         snprintf(cdir, sizeof(cdir), "%s/%s", dir, CHANNEL);
         DIR *d = opendir(cdir);
         cr_assert_not_null(d, "opendir %s: %s", cdir, strerror(errno));
@@ -446,13 +446,14 @@ Test(local_corrupt, torn_last_frame_is_dropped)
         cr_assert_gt(nf, 1);
         struct frame last = fr[nf - 1];
         cr_assert_eq(last.lsn, N_RECORDS);
-        /* Cut points inside the last frame: in its header, at the body's
-         * start, in the body, one byte short of the end. */
-        uint64_t cuts[] = { 1, 4, 8, 12, 16, 20, 23, 24, 25, 100, last.size / 2,
-                            last.size - 9, last.size - 1 };
+        /* Cut points inside the last frame's bytes (header and body; the
+         * zero padding after the body carries nothing): in its header, at
+         * the body's start, in the body, one byte short of the end. */
+        uint64_t data = FRAME_HDR + last.body;
+        uint64_t cuts[] = { 1, 4, 8, 12, 16, 20, 23, 24, 25, 100, data / 2, data - 9, data - 1 };
         for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
                 uint64_t k = cuts[c];
-                if (k >= last.size || k == 0)
+                if (k >= data || k == 0)
                         continue;
                 char tag[64], what[128];
                 /* (a) the rest of the frame never reached the disk: zeros */

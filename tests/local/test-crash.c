@@ -28,8 +28,15 @@
  * get the next LSN.  Segments are small (local.segment_bytes, 1 MiB) so
  * kills also land in segment rolls; one cycle in four uses local.io=sync.
  *
+ * The reopen alternates between read-only (a reader arriving after the
+ * crash: it must not repair anything) and read-write (the restarted writer:
+ * recovery cuts the torn tail).  A watchdog thread turns a hang in a reopen
+ * or a scan into an abort naming the cycle, the step and the directory,
+ * instead of a silent criterion timeout.
+ *
  * Environment: WAL_CRASH_CYCLES (default 200), WAL_CRASH_SEED (default:
- * time-based, logged so a failure can be replayed).
+ * time-based, logged so a failure can be replayed), WAL_CRASH_REOPEN
+ * (alternate, ro or rw).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +45,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -235,6 +243,54 @@ static void __attribute__((noreturn)) child_main(const char *dir, const char *io
 
 /* ---- The parent ---- */
 
+/* Watchdog: the parent's current step, and when it must be over. */
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static char wd_step[512];
+static uint64_t wd_deadline_ms; /* 0: idle */
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void wd_arm(unsigned ms, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wd_arm(unsigned ms, const char *fmt, ...)
+{
+        va_list ap;
+        pthread_mutex_lock(&wd_lock);
+        va_start(ap, fmt);
+        vsnprintf(wd_step, sizeof(wd_step), fmt, ap);
+        va_end(ap);
+        wd_deadline_ms = now_ms() + ms;
+        pthread_mutex_unlock(&wd_lock);
+}
+
+static void wd_disarm(void)
+{
+        pthread_mutex_lock(&wd_lock);
+        wd_deadline_ms = 0;
+        pthread_mutex_unlock(&wd_lock);
+}
+
+static void *wd_main(void *arg)
+{
+        (void)arg;
+        for (;;) {
+                usleep(100 * 1000);
+                pthread_mutex_lock(&wd_lock);
+                if (wd_deadline_ms && now_ms() > wd_deadline_ms) {
+                        fprintf(stderr, "local_crash: HANG: %s did not finish in time\n",
+                                wd_step);
+                        fflush(stderr);
+                        abort();
+                }
+                pthread_mutex_unlock(&wd_lock);
+        }
+        return NULL;
+}
+
 struct rec {                 /* what a verification saw at one position */
         uint32_t cycle;
         uint64_t idx;
@@ -365,16 +421,20 @@ static void check_message(wal_msg *m, struct rec *out, uint8_t *expect, size_t p
         *out = (struct rec){ .cycle = cycle, .idx = idx, .lsn = id.lo };
 }
 
-static void verify(struct state *st, const char *dir, uint32_t cycle, uint8_t *expect)
+static void verify(struct state *st, const char *dir, uint32_t cycle, enum wal_access access,
+                   uint8_t *expect)
 {
         struct handle h;
         wal_error *err = NULL;
-        int r = backend_open(dir, "auto", WAL_ACCESS_RO, &h, &err);
-        if (r == -ENOENT && st->n == 0 && st->n_acked == 0) {
+        const char *how = access == WAL_ACCESS_RO ? "read-only" : "read-write";
+        wd_arm(20000, "cycle %u: %s reopen and full read of %s/" CHANNEL, cycle, how, dir);
+        int r = backend_open(dir, "auto", access, &h, &err);
+        if (r == -ENOENT && access == WAL_ACCESS_RO && st->n == 0 && st->n_acked == 0) {
                 wal_error_free(err);
+                wd_disarm();
                 return; /* killed before the channel existed */
         }
-        cr_assert_eq(r, 0, "cycle %u: reopening failed: %s (%s)", cycle, wal_strerror(r),
+        cr_assert_eq(r, 0, "cycle %u: %s reopen failed: %s (%s)", cycle, how, wal_strerror(r),
                      wal_error_message(err));
 
         struct walimpls_read_opts ro = { .name = "crash-verify",
@@ -446,6 +506,7 @@ static void verify(struct state *st, const char *dir, uint32_t cycle, uint8_t *e
                                      cycle, i, st->acks[i] - 1, new_records);
         s->ops->close(s);
         backend_close(&h);
+        wd_disarm();
 }
 
 /* After the last cycle on a directory: a read-write open appends at the next LSN. */
@@ -475,6 +536,7 @@ static void check_next_append(struct state *st, const char *dir)
         wal_error *err = NULL;
         if (st->n == 0)
                 return;
+        wd_arm(20000, "read-write reopen and one append in %s", dir);
         int r = backend_open(dir, "auto", WAL_ACCESS_RW, &h, &err);
         cr_assert_eq(r, 0, "read-write reopen: %s (%s)", wal_strerror(r),
                      wal_error_message(err));
@@ -494,6 +556,7 @@ static void check_next_append(struct state *st, const char *dir)
                      "append after recovery got LSN %" PRIu64 ", the log ends at %" PRIu64,
                      w.id.lo, st->recs[st->n - 1].lsn);
         backend_close(&h);
+        wd_disarm();
 }
 
 /* ---- Helpers: directories ---- */
@@ -523,13 +586,6 @@ static unsigned env_unsigned(const char *name, unsigned def)
         return v && *v ? (unsigned)strtoul(v, NULL, 10) : def;
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Random kill delay: mostly 5-60 ms, some 0-4 ms (during open/recovery), some long. */
 static unsigned kill_delay_ms(unsigned *seed)
 {
@@ -545,8 +601,18 @@ Test(local_crash, sigkill_loses_no_acknowledged_append, .timeout = 110)
 {
         unsigned cycles = env_unsigned("WAL_CRASH_CYCLES", 200);
         unsigned seed = env_unsigned("WAL_CRASH_SEED", (unsigned)time(NULL) ^ (unsigned)getpid());
-        cr_log_info("local_crash: %u cycles, WAL_CRASH_SEED=%u", cycles, seed);
+        cr_log_info("local_crash: %u cycles, WAL_CRASH_SEED=%u, WAL_CRASH_REOPEN=%s", cycles, seed,
+                    getenv("WAL_CRASH_REOPEN") ? getenv("WAL_CRASH_REOPEN") : "alternate");
         signal(SIGPIPE, SIG_IGN);
+        const char *reopen = getenv("WAL_CRASH_REOPEN");
+        if (!reopen || !*reopen)
+                reopen = "alternate";
+        cr_assert(strcmp(reopen, "alternate") == 0 || strcmp(reopen, "ro") == 0 ||
+                          strcmp(reopen, "rw") == 0,
+                  "WAL_CRASH_REOPEN must be alternate, ro or rw");
+        pthread_t wd;
+        cr_assert_eq(pthread_create(&wd, NULL, wd_main, NULL), 0);
+        pthread_detach(wd);
 
         uint8_t *expect = malloc(20016 + 64);
         cr_assert_not_null(expect);
@@ -594,7 +660,11 @@ Test(local_crash, sigkill_loses_no_acknowledged_append, .timeout = 110)
                 st.total_acked += st.n_acked;
                 if (st.n_acked == 0)
                         st.kills_before_any_ack++;
-                verify(&st, dir, cycle, expect);
+                enum wal_access access = WAL_ACCESS_RO;
+                if (strcmp(reopen, "rw") == 0 ||
+                    (strcmp(reopen, "alternate") == 0 && cycle % 2 == 1))
+                        access = WAL_ACCESS_RW;
+                verify(&st, dir, cycle, access, expect);
         }
         if (dir) {
                 check_next_append(&st, dir);
