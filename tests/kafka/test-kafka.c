@@ -766,3 +766,73 @@ Test(kafka, fencing_off_writes_without_a_register, .init = kt_setup_cluster)
         w1->ops->close(w1);
         w2->ops->close(w2);
 }
+
+Test(kafka, reader_overtaken_by_retention_gets_erange_not_a_gap, .init = kt_setup_cluster,
+     .timeout = 60)
+{
+        /* A consumer that prefetches almost nothing, so it really falls behind. */
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.queued.max.messages.kbytes", "1", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.queued.min.messages", "1", &e), 0);
+        kt_build();
+        char ch[64];
+        t_unique_name("overtaken", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        enum { N = 80, SZ = 100 * 1024 };
+        char *big = calloc(1, SZ);
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < N; i++) {
+                if (i == 5) {
+                        cr_assert_eq(acks_wait(&a, 5, 10000), 5);
+                        break;
+                }
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, big, SZ, &m), 0);
+                struct ack_arg *aa = malloc(sizeof(*aa));
+                *aa = (struct ack_arg){ &a, i };
+                cr_assert_eq(w->ops->append(w, m, acks_cb, aa), 0);
+                wal_msg_unref(m);
+        }
+        struct walimpls_scanner *s = kt_read(w, WAL_DELIVER_START_FROM, WAL_MSGID(0, 0));
+        wal_msg *m = NULL;
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        cr_assert_eq(wal_msg_id(m).lo, 0);
+        wal_msg_unref(m);
+        /* Now write past the mock's 5 MiB cap while the reader sits still. */
+        for (size_t i = 5; i < N; i++) {
+                wal_msg *mm = NULL;
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, big, SZ, &mm), 0);
+                struct ack_arg *aa = malloc(sizeof(*aa));
+                *aa = (struct ack_arg){ &a, i };
+                cr_assert_eq(w->ops->append(w, mm, acks_cb, aa), 0);
+                wal_msg_unref(mm);
+                acks_wait(&a, i + 1, 10000);
+        }
+        free(big);
+        struct walimpls_info info;
+        cr_assert_eq(w->ops->info(w, &info, NULL), 0);
+        cr_assert_gt(info.first_id.lo, 5, "the mock kept offset 5: the test proves nothing");
+        /* Every delivery is the next offset, until the reader hits the hole. */
+        uint64_t want = 1;
+        int r;
+        for (;;) {
+                r = s->ops->next(s, 5000, &m, &e);
+                if (r < 0)
+                        break;
+                cr_assert_eq(wal_msg_id(m).lo, want, "skipped from %llu to %llu",
+                             (unsigned long long)want, (unsigned long long)wal_msg_id(m).lo);
+                want++;
+                wal_msg_unref(m);
+        }
+        cr_assert_eq(r, -ERANGE, "reader overtaken by retention: %d %s", r,
+                     wal_error_message(e));
+        cr_assert_lt(want, info.first_id.lo);
+        wal_error_free(e);
+        e = NULL;
+        /* Sticky. */
+        cr_assert_eq(s->ops->next(s, 0, &m, NULL), -ERANGE);
+        s->ops->close(s);
+        w->ops->close(w);
+        acks_free(&a);
+}
