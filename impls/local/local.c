@@ -545,7 +545,11 @@ static void chan_refresh(struct chan *c)
                 }
                 io->close(io->ctx, fd);
                 c->durable_lsn = s->last_lsn;
-                /* Has the writer moved on to a next segment? */
+                /* Has the writer moved on to a next segment?  (Only after a
+                 * non-empty one: an empty segment's successor would have its
+                 * own name.) */
+                if (s->last_lsn < s->first_lsn)
+                        break;
                 struct local_seg *n = local_seg_new(c->dir, s->last_lsn + 1);
                 if (!n)
                         break;
