@@ -186,6 +186,8 @@ struct rpend {
         size_t env_len;
         walimpls_append_done_fn *done;
         void *arg;
+        bool noscript;                 /* the server had forgotten the script */
+        bool requeued;                 /* sent again once after NOSCRIPT */
         int status;                    /* outcome, filled by the writer */
         struct wal_msgid id;
         wal_error *err;                /* owned */
@@ -631,6 +633,54 @@ static void fail_queued(struct redis_wal *w, int code, unsigned flags, const cha
         complete_list(all);
 }
 
+/*
+ * Someone ran SCRIPT FLUSH: the server refused our EVALSHAs with NOSCRIPT
+ * and wrote nothing for them.  If the refused appends are exactly a suffix
+ * of the batch (the usual case: every command after the flush failed), they
+ * go back to the head of the queue and are sent again, once, on a fresh
+ * connection that reloads the scripts, which keeps IDs in call order.  A
+ * refusal in the middle (another client reloaded the script meanwhile, so
+ * a later append succeeded) cannot be resent without reordering: those
+ * keep their retriable -EAGAIN.  Returns the part of @batch to complete.
+ */
+static struct rpend *requeue_noscript(struct redis_wal *w, struct rpend *batch)
+{
+        struct rpend *before = NULL, *first = batch;
+        while (first && !first->noscript) {
+                before = first;
+                first = first->next;
+        }
+        struct rpend *last = NULL;
+        size_t n = 0;
+        for (struct rpend *x = first; x; x = x->next) {
+                if (!x->noscript || x->requeued)
+                        return batch;
+                last = x;
+                n++;
+        }
+        if (!first)
+                return batch;
+        for (struct rpend *x = first; x; x = x->next) {
+                x->requeued = true;
+                x->noscript = false;
+                x->status = 0;
+                wal_error_free(x->err);
+                x->err = NULL;
+        }
+        if (before)
+                before->next = NULL;
+        else
+                batch = NULL;
+        pthread_mutex_lock(&w->lock);
+        last->next = w->head;
+        w->head = first;
+        if (!w->tail)
+                w->tail = last;
+        w->queued += n;
+        pthread_mutex_unlock(&w->lock);
+        return batch;
+}
+
 /* Send one batch and complete it.  Never leaves an append without outcome. */
 static void run_batch(struct redis_wal *w, struct rpend *batch)
 {
@@ -678,7 +728,7 @@ static void run_batch(struct redis_wal *w, struct rpend *batch)
                         if (e->status == -ESTALE)
                                 atomic_store(&w->fenced, true);
                         if (rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0)
-                                reload = true;
+                                reload = e->noscript = true;
                 } else {
                         pend_fail(e, -EPROTO, 0, "XADD on %s: unexpected reply type", w->skey);
                 }
@@ -711,8 +761,11 @@ static void run_batch(struct redis_wal *w, struct rpend *batch)
                 wal_error_free(werr);
         }
         wal_error_free(err);
-        if (reload)
+        if (reload) {
                 rconn_close(rc); /* the next connection loads the scripts again */
+                if (all_replied)
+                        batch = requeue_noscript(w, batch);
+        }
         complete_list(batch);
 }
 

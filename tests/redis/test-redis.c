@@ -517,6 +517,31 @@ Test(redis, second_writer_fences_the_first)
         w2->ops->close(w2);
 }
 
+Test(redis, script_flush_is_survived)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("flush", 1, WAL_ACCESS_RW);
+        struct wal_msgid a = append_ok(w, "before");
+        raw_ok("SCRIPT FLUSH");
+        struct wal_msgid b = append_ok(w, "after-flush");
+        cr_assert_lt(wal_msgid_cmp(a, b), 0);
+        struct walimpls_info info;
+        raw_ok("SCRIPT FLUSH");
+        cr_assert_eq(w->ops->info(w, &info, NULL), 0, "info after SCRIPT FLUSH");
+        cr_assert_eq(info.count, 2);
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        raw_ok("SCRIPT FLUSH");
+        wal_msg *m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "before"));
+        wal_msg_unref(m);
+        m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "after-flush"));
+        wal_msg_unref(m);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
 /* ---- Bad input ---- */
 
 Test(redis, wrongtype_key_is_named)
