@@ -48,6 +48,7 @@
 #include <wal/wal-message.h>
 #include <wal/wal-registry.h>
 #include <walimpls/walimpls.h>
+#include "utility/crc32c.h"
 
 #define CHANNEL "corrupt"
 #define N_RECORDS 3000
@@ -641,4 +642,63 @@ Test(local_corrupt, missing_middle_segment_is_refused)
         cr_assert_eq(unlink(segs[1].path), 0);
         /* The segment that no longer follows is the one after the hole. */
         expect_refused(dir, segs[2].name, UINT64_MAX, "middle segment missing");
+}
+
+/* A new last segment whose header never reached the disk (killed while the
+ * segment was being created): no frame can be in it, so it is dropped. */
+Test(local_corrupt, torn_segment_creation_is_dropped)
+{
+        struct seg segs[16];
+        const char *dir = fresh_copy("torn-create");
+        size_t ns = list_segs(dir, segs, 16);
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/" CHANNEL "/%020d.seg", dir, N_RECORDS + 1);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+        cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+        close(fd);
+        expect_records(dir, N_RECORDS, "an all-zero segment after the last one");
+        /* The zero file is gone, or is a proper segment again: never left
+         * behind looking like a segment with a bad header. */
+        size_t now = list_segs(dir, segs, 16);
+        cr_assert(now == ns || now == ns + 1, "%zu segments, had %zu", now, ns);
+        if (now == ns + 1) {
+                static struct frame fr[4];
+                uint64_t end;
+                cr_assert_eq(walk_frames(path, fr, 4, &end), 1);
+                cr_assert_eq(fr[0].lsn, N_RECORDS + 1);
+        }
+}
+
+/* A new last segment with a valid header (written per the format comment)
+ * and no frame yet: the state right after a segment roll. */
+Test(local_corrupt, empty_last_segment_is_fine)
+{
+        const char *dir = fresh_copy("empty-last");
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/" CHANNEL "/%020d.seg", dir, N_RECORDS + 1);
+        uint8_t hdr[SEG_HDR] = { 0 };
+        memcpy(hdr, "LWALSEG1", 8);
+        hdr[11] = 1;                               /* version 1 */
+        hdr[14] = 0x10;                            /* header size 4096 */
+        uint64_t first = N_RECORDS + 1, size = 1 << 20;
+        for (int i = 0; i < 8; i++) {
+                hdr[16 + i] = (uint8_t)(first >> (56 - 8 * i));
+                hdr[24 + i] = (uint8_t)(size >> (56 - 8 * i));
+        }
+        uint32_t crc = walu_crc32c(0, hdr, 60);
+        for (int i = 0; i < 4; i++)
+                hdr[60 + i] = (uint8_t)(crc >> (24 - 8 * i));
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+        cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+        cr_assert_eq(pwrite(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+        close(fd);
+        expect_records(dir, N_RECORDS, "an empty segment after the last one");
+        /* The segment was kept (its header is valid) and took the append. */
+        static struct frame fr[4];
+        uint64_t end;
+        cr_assert_eq(walk_frames(path, fr, 4, &end), 1);
+        cr_assert_eq(fr[0].lsn, N_RECORDS + 1);
+        cr_assert_eq(fr[0].off, SEG_HDR);
 }
