@@ -80,11 +80,20 @@ static const char *const scripts[REDIS_SCRIPT_COUNT] = {
                 "else t = '' end\n"
                 "redis.call('SET', KEYS[2], ARGV[1])\n"
                 "return t\n",
-        /* APPEND: KEYS stream, term; ARGV term, envelope, payload.  Returns the ID. */
+        /*
+         * APPEND: KEYS stream, term; ARGV term, then envelope, payload per
+         * record.  Checks the term once for the group; returns one entry ID or
+         * one error per record (redis.pcall: a failed XADD cannot hide the IDs
+         * of the records written before it).
+         */
         [REDIS_SCRIPT_APPEND] =
                 LUA_LOWER LUA_CHECK_TERM
-                "return redis.call('XADD', KEYS[1], '*', '_wal_env', ARGV[2], "
-                "'payload', ARGV[3])\n",
+                "local r = {}\n"
+                "for i = 2, #ARGV - 1, 2 do\n"
+                "  r[#r + 1] = redis.pcall('XADD', KEYS[1], '*', '_wal_env', ARGV[i], "
+                "'payload', ARGV[i + 1])\n"
+                "end\n"
+                "return r\n",
         /*
          * TRUNCATE: KEYS stream, term; ARGV term, min ID kept, truncation ID.
          * Returns the count deleted.  Redis 7.0's XTRIM does not advance
@@ -123,6 +132,11 @@ static const char *const scripts[REDIS_SCRIPT_COUNT] = {
                 "'COUNT', n) end\n"
                 "return {ty, maxdel, lastgen, len, first, e}\n",
 };
+
+const char *redis_script_text(enum redis_script s)
+{
+        return (unsigned)s < REDIS_SCRIPT_COUNT ? scripts[s] : NULL;
+}
 
 /* ---- Parameters ---- */
 
@@ -494,10 +508,19 @@ int rconn_append(struct rconn *rc, int script, int argc, const char **argv,
                 return -ENOTCONN;
         if (script < 0)
                 return redisAppendCommandArgv(rc->c, argc, argv, lens) == REDIS_OK ? 0 : -ENOMEM;
-        const char *a[16];
-        size_t l[16];
-        if (argc + 2 > 16)
-                return -E2BIG;
+        const char *a_small[16];
+        size_t l_small[16];
+        const char **a = a_small;
+        size_t *l = l_small;
+        if (argc + 2 > 16) {
+                a = malloc((size_t)(argc + 2) * sizeof(*a));
+                l = malloc((size_t)(argc + 2) * sizeof(*l));
+                if (!a || !l) {
+                        free(a);
+                        free(l);
+                        return -ENOMEM;
+                }
+        }
         a[0] = "EVALSHA";
         l[0] = 7;
         a[1] = rc->sha[script];
@@ -506,7 +529,12 @@ int rconn_append(struct rconn *rc, int script, int argc, const char **argv,
                 a[i + 2] = argv[i];
                 l[i + 2] = lens ? lens[i] : strlen(argv[i]);
         }
-        return redisAppendCommandArgv(rc->c, argc + 2, a, l) == REDIS_OK ? 0 : -ENOMEM;
+        int r = redisAppendCommandArgv(rc->c, argc + 2, a, l) == REDIS_OK ? 0 : -ENOMEM;
+        if (a != a_small) {
+                free(a);
+                free(l);
+        }
+        return r;
 }
 
 int rconn_flush(struct rconn *rc, wal_error **reterr)

@@ -54,6 +54,9 @@ enum redis_script {
         REDIS_SCRIPT_COUNT,
 };
 
+/* The Lua source of a script (static); benchmarks load it themselves. */
+const char *redis_script_text(enum redis_script s);
+
 /* One connection.  Not thread-safe: one owner at a time. */
 struct rconn {
         redisContext *c;             /* NULL when disconnected */
