@@ -118,6 +118,7 @@ static const struct local_io_ops default_ops = {
         .rename = sys_rename,
         .unlink = sys_unlink,
         .uring_result = NULL,
+        .uring_probe = NULL,
         .ctx = NULL,
 };
 

@@ -245,6 +245,24 @@ static int fsync_dir(const struct local_io_ops *io, const char *dir)
         return r;
 }
 
+/* pwrite all of @buf, continuing after short writes.  0 or negative errno
+ * (-EIO when the kernel makes no progress). */
+static int write_full(const struct local_io_ops *io, int fd, const void *buf, size_t len,
+                      uint64_t off)
+{
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = io->pwrite(io->ctx, fd, (const uint8_t *)buf + done, len - done,
+                                       (off_t)(off + done));
+                if (n < 0)
+                        return (int)n;
+                if (n == 0)
+                        return -EIO;
+                done += (size_t)n;
+        }
+        return 0;
+}
+
 static char *path_join(const char *a, const char *b)
 {
         size_t n = strlen(a) + strlen(b) + 2;
@@ -357,8 +375,7 @@ static int write_term(const struct local_io_ops *io, const char *dir, int64_t te
         }
         char buf[32];
         int len = snprintf(buf, sizeof(buf), "%" PRId64 "\n", term);
-        ssize_t n = io->pwrite(io->ctx, fd, buf, (size_t)len, 0);
-        r = n < 0 ? (int)n : n != len ? -EIO : 0;
+        r = write_full(io, fd, buf, (size_t)len, 0);
         if (r == 0)
                 r = io->fsync(io->ctx, fd);
         io->close(io->ctx, fd);
@@ -705,8 +722,7 @@ static int writer_new_segment(struct writer *w, struct batch *b)
                         r = -ENOMEM;
                 } else {
                         local_seg_header_encode(hdr, s->first_lsn, s->size);
-                        ssize_t n = io->pwrite(io->ctx, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
-                        r = n < 0 ? (int)n : n != LOCAL_SEG_HDR_SIZE ? -EIO : 0;
+                        r = write_full(io, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
                 }
         }
         if (r == 0) {
@@ -1117,7 +1133,9 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
                 unsigned entries = 4;
                 while (entries < (unsigned)(2 * o->inflight + 4))
                         entries *= 2;
-                int r = io_uring_queue_init(entries, &w->ring, 0);
+                int r = c->io->uring_probe ? c->io->uring_probe(c->io->ctx) : 0;
+                if (r == 0)
+                        r = io_uring_queue_init(entries, &w->ring, 0);
                 if (r == 0) {
                         w->uring = true;
                 } else if (o->io == IO_URING) {
@@ -1378,8 +1396,7 @@ static int chan_recover_rw(struct chan *c, const struct local_opener *o, wal_err
                         r = io->fallocate(io->ctx, fd, 0, (off_t)s->size);
                 if (r == 0) {
                         local_seg_header_encode(hdr, 1, s->size);
-                        ssize_t n = io->pwrite(io->ctx, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
-                        r = n < 0 ? (int)n : n != LOCAL_SEG_HDR_SIZE ? -EIO : 0;
+                        r = write_full(io, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
                 }
                 if (r == 0)
                         r = io->fdatasync(io->ctx, fd);

@@ -70,6 +70,13 @@ struct local_io_ops {
          * can turn a completion into a short write, -ENOSPC or -EIO.
          */
         int (*uring_result)(void *ctx, enum local_io_kind kind, int fd, size_t len, int res);
+        /*
+         * Optional.  Asked before io_uring is set up: a negative errno makes
+         * the writer behave as if io_uring were unavailable (disabled by
+         * sysctl or seccomp), so tests reach the fallback path under
+         * local.io=auto.  NULL: try the real thing.
+         */
+        int (*uring_probe)(void *ctx);
         void *ctx;
 };
 

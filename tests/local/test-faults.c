@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/local/test-faults.c: I/O faults of the local backend, injected
+ * through its I/O table (impls/local/local.h, local_io_set_ops), on both
+ * write paths: io_uring (the shim rewrites completions) and plain
+ * pwrite+fdatasync (the shim replaces the calls).
+ *
+ * What must hold (ecosystem-reliability Part C cases 7, 8, 9):
+ *  - EIO on fdatasync: the pending appends fail -EIO with a message naming
+ *    the segment file, later appends are refused -EIO, the fdatasync is
+ *    never retried, and after reopen every acknowledged record is intact;
+ *  - ENOSPC on a data write and on the fallocate of a new segment: the same,
+ *    with -ENOSPC, and no half-made segment is left behind;
+ *  - short writes are completed, never taken as whole;
+ *  - an io_uring fdatasync that comes back -ECANCELED is not durability:
+ *    it is issued again before the append completes;
+ *  - the fallback path: when io_uring cannot be set up, local.io=auto
+ *    writes with pwrite+fdatasync and says so once through the log hook;
+ *    local.io=uring refuses to open instead.
+ */
+#include <dirent.h>
+
+#include <wal/wal-log.h>
+#include "test-faults-util.h"
+
+#define CHANNEL "faults"
+#define LEN 300
+
+static struct tf t;
+
+/* Check the reopened channel holds the first @n_acked records intact,
+ * followed only by (some of) the records that failed, in order. */
+static void check_after_reopen(size_t n_acked, size_t n_total)
+{
+        tf_build(&t, "auto", "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        int r = tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err);
+        cr_assert_eq(r, 0, "reopen: %s", wal_error_message(err));
+        size_t *idx = calloc(n_total + 1, sizeof(*idx));
+        size_t n = tf_read_all(w, LEN, idx, n_total + 1);
+        cr_assert_geq(n, n_acked, "acknowledged records lost: %zu of %zu left", n, n_acked);
+        for (size_t i = 0; i < n; i++)
+                cr_assert_eq(idx[i], i, "record %zu is %zu", i, idx[i]);
+        free(idx);
+        w->ops->close(w);
+}
+
+/* Append records @from.. while the wal accepts them, at most @n; a refusal
+ * must be @refused_with (0: none allowed).  Waits for every accepted one.
+ * Returns how many were accepted. */
+static size_t append_until(struct walimpls_wal *w, struct acks *s, size_t from, size_t n,
+                           int refused_with)
+{
+        size_t i;
+        for (i = from; i < from + n; i++) {
+                int r = tf_append(w, s, i, LEN);
+                if (r < 0) {
+                        cr_assert(refused_with && r == refused_with, "append %zu refused: %d",
+                                  i, r);
+                        break;
+                }
+        }
+        tf_wait(s);
+        return i - from;
+}
+
+/* Append @n records of LEN bytes (all queued, then waited for). */
+static void append_n(struct walimpls_wal *w, struct acks *s, size_t from, size_t n)
+{
+        for (size_t i = from; i < from + n; i++)
+                cr_assert_eq(tf_append(w, s, i, LEN), 0, "append %zu refused", i);
+        tf_wait(s);
+}
+
+static void eio_on_fdatasync(const char *io)
+{
+        shim_install();
+        tf_setup(&t, io, "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        struct acks s;
+        acks_init(&s, 100);
+        append_n(w, &s, 0, 50);
+        for (size_t i = 0; i < 50; i++)
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+
+        /* The append that meets the failure completes with it; later
+         * ones complete with it or are refused with it. */
+        atomic_store(&shim.fail_fdatasync, EIO);
+        size_t acc = append_until(w, &s, 50, 20, -EIO);
+        cr_assert_geq(acc, 1);
+        for (size_t i = 50; i < 50 + acc; i++) {
+                cr_assert_eq(s.a[i].status, -EIO, "append %zu: status %d", i, s.a[i].status);
+                cr_assert(wal_msgid_is_none(s.a[i].id));
+                cr_assert(strstr(s.a[i].msg, "fdatasync") && strstr(s.a[i].msg, ".seg"),
+                          "message does not name the file: %s", s.a[i].msg);
+        }
+        /* Unavailable for good, and the fdatasync is never tried again. */
+        int syncs = atomic_load(&shim.n_fdatasync);
+        atomic_store(&shim.fail_fdatasync, 0);
+        cr_assert_eq(tf_append(w, &s, 70, LEN), -EIO);
+        t_sleep_ms(50);
+        cr_assert_eq(atomic_load(&shim.n_fdatasync), syncs, "fdatasync retried after failure");
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        local_io_set_ops(NULL);
+        check_after_reopen(50, 70);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+static void enospc_on_write(const char *io)
+{
+        shim_install();
+        tf_setup(&t, io, "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        struct acks s;
+        acks_init(&s, 100);
+        append_n(w, &s, 0, 30);
+        for (size_t i = 0; i < 30; i++)
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+        atomic_store(&shim.fail_write, ENOSPC);
+        size_t acc = append_until(w, &s, 30, 20, -ENOSPC);
+        cr_assert_geq(acc, 1);
+        for (size_t i = 30; i < 30 + acc; i++) {
+                cr_assert_eq(s.a[i].status, -ENOSPC, "append %zu: status %d", i, s.a[i].status);
+                cr_assert(strstr(s.a[i].msg, "write") && strstr(s.a[i].msg, ".seg"),
+                          "message does not name the file: %s", s.a[i].msg);
+        }
+        atomic_store(&shim.fail_write, 0);
+        cr_assert_eq(tf_append(w, &s, 50, LEN), -ENOSPC, "later appends must fail too");
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        local_io_set_ops(NULL);
+        check_after_reopen(30, 50);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+static size_t count_segments(const char *dir)
+{
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, CHANNEL);
+        DIR *d = opendir(path);
+        cr_assert(d);
+        size_t n = 0;
+        struct dirent *de;
+        uint64_t first;
+        while ((de = readdir(d)))
+                n += local_seg_name_parse(de->d_name, &first);
+        closedir(d);
+        return n;
+}
+
+static void enospc_on_fallocate(const char *io)
+{
+        shim_install();
+        tf_setup(&t, io, "64k");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        atomic_store(&shim.fail_fallocate, ENOSPC);
+        /* 64 KiB segments hold about 180 records of 300 B: 400 must roll. */
+        struct acks s;
+        acks_init(&s, 400);
+        size_t accepted = 0;
+        for (size_t i = 0; i < 400; i++) {
+                int r = tf_append(w, &s, i, LEN);
+                if (r < 0) {
+                        cr_assert_eq(r, -ENOSPC, "append %zu refused with %d", i, r);
+                        break;
+                }
+                accepted++;
+        }
+        tf_wait(&s);
+        size_t ok = 0;
+        while (ok < accepted && s.a[ok].status == 0)
+                ok++;
+        cr_assert_gt(ok, 0);
+        cr_assert_lt(ok, accepted, "the roll to a new segment did not fail");
+        cr_assert(strstr(s.a[ok].msg, "fallocate") && strstr(s.a[ok].msg, ".seg"),
+                  "message: %s", s.a[ok].msg);
+        for (size_t i = ok; i < accepted; i++)
+                cr_assert_eq(s.a[i].status, -ENOSPC, "append %zu after the failure: %d", i,
+                             s.a[i].status);
+        w->ops->close(w);
+        cr_assert_eq(count_segments(t.dir), 1, "a half-made segment was left behind");
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        local_io_set_ops(NULL);
+        check_after_reopen(ok, ok);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+struct writer_arg {
+        struct walimpls_wal *w;
+        struct acks *s;
+        size_t from, n;
+};
+
+static void *writer_thread(void *p)
+{
+        struct writer_arg *a = p;
+        for (size_t i = a->from; i < a->from + a->n; i++)
+                if (tf_append(a->w, a->s, i, LEN) < 0)
+                        return (void *)1;
+        return NULL;
+}
+
+static void short_writes(const char *io)
+{
+        shim_install();
+        atomic_store(&shim.short_max, 100);
+        tf_setup(&t, io, "64k");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        /* One thread, so record index order is LSN order. */
+        struct acks s;
+        acks_init(&s, 600);
+        struct writer_arg a = { w, &s, 0, 600 };
+        cr_assert_null(writer_thread(&a));
+        tf_wait(&s);
+        for (size_t i = 0; i < 600; i++) {
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+                cr_assert_eq(s.a[i].id.lo, i + 1);
+        }
+        cr_assert_gt(atomic_load(&shim.n_short), 0, "no write was shortened");
+        size_t *idx = calloc(601, sizeof(*idx));
+        cr_assert_eq(tf_read_all(w, LEN, idx, 601), 600);
+        for (size_t i = 0; i < 600; i++)
+                cr_assert_eq(idx[i], i);
+        free(idx);
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        local_io_set_ops(NULL);
+        check_after_reopen(600, 600);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+Test(local_faults, eio_on_fdatasync_uring, .timeout = 60) { eio_on_fdatasync("uring"); }
+Test(local_faults, eio_on_fdatasync_sync, .timeout = 60) { eio_on_fdatasync("sync"); }
+Test(local_faults, enospc_on_write_uring, .timeout = 60) { enospc_on_write("uring"); }
+Test(local_faults, enospc_on_write_sync, .timeout = 60) { enospc_on_write("sync"); }
+Test(local_faults, enospc_on_segment_fallocate_uring, .timeout = 60)
+{
+        enospc_on_fallocate("uring");
+}
+Test(local_faults, enospc_on_segment_fallocate_sync, .timeout = 60)
+{
+        enospc_on_fallocate("sync");
+}
+Test(local_faults, short_writes_are_completed_uring, .timeout = 60) { short_writes("uring"); }
+Test(local_faults, short_writes_are_completed_sync, .timeout = 60) { short_writes("sync"); }
+
+Test(local_faults, cancelled_fdatasync_is_not_durability, .timeout = 60)
+{
+        shim_install();
+        tf_setup(&t, "uring", "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        struct acks s;
+        acks_init(&s, 4);
+        /* Warm up: one append costs exactly one io_uring fdatasync. */
+        append_n(w, &s, 0, 1);
+        cr_assert_eq(s.a[0].status, 0);
+        int before = atomic_load(&shim.n_fdatasync);
+        atomic_store(&shim.cancel_sync_once, 1);
+        append_n(w, &s, 1, 1);
+        cr_assert_eq(s.a[1].status, 0, "%s", s.a[1].msg);
+        cr_assert_eq(atomic_load(&shim.cancel_sync_once), 0, "the cancel was not injected");
+        cr_assert_geq(atomic_load(&shim.n_fdatasync) - before, 2,
+                      "acknowledged after a cancelled fdatasync without syncing again");
+        w->ops->close(w);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+/* ---- Fallback ---- */
+
+static atomic_int fallback_logs;
+
+static void count_log(void *arg, int level, const char *msg)
+{
+        (void)arg;
+        if (level == WAL_LOG_WARNING && strstr(msg, "io_uring unavailable") &&
+            strstr(msg, "pwrite+fdatasync"))
+                atomic_fetch_add(&fallback_logs, 1);
+}
+
+Test(local_fallback, auto_falls_back_to_sync_and_says_so_once, .timeout = 60)
+{
+        shim_install();
+        atomic_store(&shim.probe_err, ENOSYS);
+        wal_set_log_hook(count_log, NULL);
+        tf_setup(&t, "auto", "64k");
+        struct walimpls_wal *w1 = NULL, *w2 = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, "one", WAL_ACCESS_RW, 1, &w1, &err), 0, "%s",
+                     wal_error_message(err));
+        cr_assert_eq(tf_open(&t, "two", WAL_ACCESS_RW, 1, &w2, &err), 0, "%s",
+                     wal_error_message(err));
+        cr_assert_eq(atomic_load(&fallback_logs), 1, "fallback logged %d times",
+                     atomic_load(&fallback_logs));
+        /* The sync path really writes: its pwrites go through the shim (the
+         * io_uring path would not call it). */
+        struct acks s;
+        acks_init(&s, 500);
+        struct writer_arg a1 = { w1, &s, 0, 250 }, a2 = { w2, &s, 250, 250 };
+        pthread_t th1, th2;
+        pthread_create(&th1, NULL, writer_thread, &a1);
+        pthread_create(&th2, NULL, writer_thread, &a2);
+        void *r1, *r2;
+        pthread_join(th1, &r1);
+        pthread_join(th2, &r2);
+        cr_assert_null(r1);
+        cr_assert_null(r2);
+        tf_wait(&s);
+        for (size_t i = 0; i < 500; i++)
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+        cr_assert_gt(atomic_load(&shim.n_writes), 0, "the sync path was not used");
+        size_t idx[251];
+        cr_assert_eq(tf_read_all(w1, LEN, idx, 251), 250);
+        for (size_t i = 0; i < 250; i++)
+                cr_assert_eq(idx[i], i);
+        cr_assert_eq(tf_read_all(w2, LEN, idx, 251), 250);
+        for (size_t i = 0; i < 250; i++)
+                cr_assert_eq(idx[i], 250 + i);
+        w1->ops->close(w1);
+        w2->ops->close(w2);
+        cr_assert_eq(atomic_load(&fallback_logs), 1);
+        acks_done(&s);
+        wal_set_log_hook(NULL, NULL);
+        tf_teardown(&t);
+}
+
+Test(local_fallback, forced_uring_refuses_when_unavailable, .timeout = 60)
+{
+        shim_install();
+        atomic_store(&shim.probe_err, ENOSYS);
+        tf_setup(&t, "uring", "64k");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        int r = tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err);
+        cr_assert_eq(r, -ENOSYS);
+        cr_assert(strstr(wal_error_message(err), "io_uring"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        /* The failed open left the channel free for the next writer. */
+        atomic_store(&shim.probe_err, 0);
+        err = NULL;
+        r = tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err);
+        cr_assert_eq(r, 0, "%s", wal_error_message(err));
+        w->ops->close(w);
+        tf_teardown(&t);
+}
