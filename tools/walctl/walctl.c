@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,11 @@
  * meson.build, walctl.1 and walctl.bash-completion.
  */
 static const struct walctl_command *const commands[] = {
+        &walctl_cmd_append,
+        &walctl_cmd_read,
+        &walctl_cmd_channels,
+        &walctl_cmd_info,
+        &walctl_cmd_truncate,
         &walctl_cmd_backends,
         &walctl_cmd_config,
         &walctl_cmd_help,
@@ -90,34 +96,52 @@ void walctl_warn(const struct walctl *w, const char *fmt, ...)
         fputc('\n', stderr);
 }
 
+/*
+ * The one place where a negative errno from the library becomes an exit code
+ * of WALCTL.md.  Commands handle the codes whose meaning depends on the call
+ * first (an unknown backend name is 69, not 66; EPIPE on stdout is a quiet 0).
+ */
 int walctl_exit_code(int err)
 {
         switch (err) {
         case 0:
                 return WALCTL_EXIT_OK;
         case -EINVAL:
-        case -ERANGE:
+        case -ERANGE:           /* a read position truncated away: a bad value */
                 return WALCTL_EXIT_USAGE;
         case -EBADMSG:
         case -EILSEQ:
         case -EMSGSIZE:
+        case -EPROTO:           /* a format version this build does not know */
                 return WALCTL_EXIT_DATAERR;
         case -ENOENT:
                 return WALCTL_EXIT_NOCHANNEL;
         case -ECONNREFUSED:
         case -ECONNRESET:
+        case -ECONNABORTED:
+        case -ENOTCONN:
         case -EHOSTUNREACH:
+        case -EHOSTDOWN:
         case -ENETUNREACH:
+        case -ENETDOWN:
         case -ETIMEDOUT:
-        case -EACCES:
+        case -EAGAIN:
+        case -EACCES:           /* refused credentials */
         case -EPERM:
-        case -EOPNOTSUPP:
-        case -ENOEXEC:
+        case -EOPNOTSUPP:       /* the backend cannot do it */
+        case -ENOEXEC:          /* a plugin that failed to load */
+        case -EBUSY:            /* another process holds the channel's writer lock */
                 return WALCTL_EXIT_UNAVAILABLE;
         case -EIO:
         case -ENOSPC:
         case -EDQUOT:
         case -EROFS:
+        case -EFBIG:
+        case -ENOTDIR:
+        case -EISDIR:
+        case -EMFILE:
+        case -ENFILE:
+        case -ENXIO:
                 return WALCTL_EXIT_IOERR;
         case -ESTALE:
                 return WALCTL_EXIT_FENCED;
@@ -359,6 +383,10 @@ int main(int argc, char **argv)
         struct walctl w = { .term = -1 };
         bool help = false, version = false;
         int rc = 0;
+
+        /* A closed pipe must show up as EPIPE on the write, which the data
+         * commands treat as a quiet end, never as a fatal signal. */
+        signal(SIGPIPE, SIG_IGN);
 
         opterr = 0;
         for (;;) {

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include <wal/wal.h>
+#include <wal/wal-api.h>
 
 /* Exit codes: the table of WALCTL.md (the values of <sysexits.h>). */
 enum {
@@ -87,6 +88,12 @@ struct walctl_command {
 extern const struct walctl_command walctl_cmd_backends;
 extern const struct walctl_command walctl_cmd_config;
 extern const struct walctl_command walctl_cmd_help;
+extern const struct walctl_command walctl_cmd_append;
+extern const struct walctl_command walctl_cmd_read;
+extern const struct walctl_command walctl_cmd_channels;
+extern const struct walctl_command walctl_cmd_info;
+extern const struct walctl_command walctl_cmd_truncate;
+extern const struct walctl_command walctl_cmd_bench;
 
 /** @param name  borrowed.  @returns the command called @p name (borrowed,
  *  static), or NULL. */
@@ -110,8 +117,16 @@ int walctl_usage_error(const char *what, const char *fmt, ...)
 void walctl_warn(const struct walctl *w, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
-/** @returns the exit code for a negative errno a library call returned. */
+/** @returns the exit code for a negative errno a library call returned: the
+ *  one place where errors become the exit codes of WALCTL.md. */
 int walctl_exit_code(int err);
+
+/**
+ * Report a failed library call: "walctl: <what>: <message of err>" (or of
+ * wal_strerror(r) when @p err is NULL) and free @p err (consumed; may be NULL).
+ * @returns walctl_exit_code(r).
+ */
+int walctl_fail(const char *what, int r, wal_error *err);
 
 /**
  * getopt_long() for a command's own options, with errors in walctl's format.
@@ -131,6 +146,76 @@ int walctl_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
 /** Reject operands left after the options (argv borrowed); @returns 0 or
  *  WALCTL_EXIT_USAGE after printing the first one. */
 int walctl_no_operands(const char *cmd, int argc, char **argv, int first);
+
+/* ---- Backends and channels (common.c) ---- */
+
+/** Build the opener of the configured backend into *ret (owned by the caller:
+ *  wal_opener_close()).  Prints the error.  @returns 0 or an exit code. */
+int walctl_opener(struct walctl *w, wal_opener **ret);
+
+/**
+ * Open @p channel (borrowed) read-only at --term (0 when not given) into
+ * *ret (owned by the caller: wal_close()).  Prints the error (66 when the
+ * channel does not exist).  @returns 0 or an exit code.
+ */
+int walctl_open_ro(struct walctl *w, wal_opener *o, const char *channel, wal **ret);
+
+/**
+ * Open @p channel read-write at --term, or when none was given at the term
+ * its owner holds now (1 for a new channel), so that walctl joins the
+ * current writer's term instead of fencing it.  With @p create false a
+ * channel that does not exist is an error (66) rather than created.  Prints
+ * the error.  @returns 0 or an exit code.
+ */
+int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool create,
+                   wal **ret);
+
+/* ---- Signals (common.c) ---- */
+
+/**
+ * Block SIGINT and SIGTERM in the calling thread (and so in every thread it
+ * creates afterwards: call this before opening a backend) and return a
+ * signalfd that becomes readable when one arrives, or a negative errno.
+ * The fd is closed at exit.
+ */
+int walctl_signal_fd(void);
+
+/** @returns true if a signal is pending on @p sigfd (consumes it). */
+bool walctl_signal_pending(int sigfd);
+
+/* ---- Values (common.c) ---- */
+
+/** Parse a decimal count in [@p min, @p max] from @p s (borrowed); 0 or -EINVAL. */
+int walctl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/** Monotonic clock in nanoseconds. */
+uint64_t walctl_now_ns(void);
+
+/* ---- Standard output (output.c) ----
+ * One buffer of walctl's own in front of fd 1, written by one thread.  The
+ * first write error is kept (walctl_out_error) and later writes dropped. */
+
+void walctl_out_write(const void *p, size_t len);
+void walctl_out_putc(char c);
+void walctl_out_puts(const char *s);
+void walctl_out_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/** Write out the buffer; @returns 0 or the first write error (negative errno). */
+int walctl_out_flush(void);
+/** @returns the first write error (negative errno), or 0. */
+int walctl_out_error(void);
+/** Flush and decide: 0 when written or when the reader went away (EPIPE is a
+ *  quiet end), else print the error naming @p what and return 74. */
+int walctl_out_finish(const char *what);
+
+/** @returns true if @p buf (@p len bytes, borrowed) is valid UTF-8 (RFC 3629). */
+bool walctl_utf8_valid(const void *buf, size_t len);
+/** Write @p buf as a JSON string, quotes included; the caller has checked it
+ *  is valid UTF-8.  Control characters, quote and backslash are escaped. */
+void walctl_json_string(const void *buf, size_t len);
+/** walctl_json_string() of a C string (NULL writes ""). */
+void walctl_json_cstr(const char *s);
+/** Write @p buf base64-encoded (RFC 4648, padded) as a JSON string. */
+void walctl_base64(const void *buf, size_t len);
 
 /* ---- Configuration (settings.c) ---- */
 

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/walctl/cmd-truncate.c: `walctl truncate CHANNEL ID`.
+ *
+ * Truncation needs a read-write handle, and opening one takes ownership at
+ * a term; walctl_open_rw() joins the owner's current term (unless --term
+ * says otherwise) so truncating never fences the channel's writer, and it
+ * refuses to create a channel that does not exist (66).  Prints nothing on
+ * success, like rm.
+ */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "walctl.h"
+
+static int run(struct walctl *w, int argc, char **argv)
+{
+        static const struct option longopts[] = { { NULL, 0, NULL, 0 } };
+        for (;;) {
+                int c = walctl_getopt("truncate", argc, argv, "", longopts);
+                if (c == -1)
+                        break;
+                return WALCTL_EXIT_USAGE;
+        }
+        if (argc - optind < 2)
+                return walctl_usage_error("truncate", "expected CHANNEL ID");
+        if (walctl_no_operands("truncate", argc, argv, optind + 2))
+                return WALCTL_EXIT_USAGE;
+        const char *channel = argv[optind];
+        struct wal_msgid id;
+        if (wal_msgid_parse(argv[optind + 1], &id) < 0)
+                return walctl_usage_error("truncate", "'%s' is not an ID", argv[optind + 1]);
+
+        wal_opener *o = NULL;
+        wal *wl = NULL;
+        int rc = walctl_opener(w, &o);
+        if (!rc)
+                rc = walctl_open_rw(w, o, channel, false, &wl);
+        if (!rc) {
+                wal_error *err = NULL;
+                int r = wal_truncate(wl, id, &err);
+                if (r < 0) {
+                        char what[300];
+                        snprintf(what, sizeof(what), "truncate %s", channel);
+                        rc = walctl_fail(what, r, err);
+                }
+        }
+        wal_close(wl);
+        wal_opener_close(o);
+        return rc;
+}
+
+const struct walctl_command walctl_cmd_truncate = {
+        .name = "truncate",
+        .args = "CHANNEL ID",
+        .summary = "allow deleting everything up to and including ID",
+        .help = "Tell the backend that every message of CHANNEL up to and including ID\n"
+                "may be deleted.  When the space is given back is up to the backend (the\n"
+                "local backend drops whole segments); readers may still see such\n"
+                "messages until then.  The channel is opened at its owner's term (or\n"
+                "--term), so the writer is not fenced.  A channel that does not exist\n"
+                "exits with status 66; a backend that cannot truncate, with 69.\n"
+                "\n"
+                "Example:\n"
+                "  walctl truncate orders \"$(walctl info orders | awk -F'\\t' \\\n"
+                "          '$1 == \"last_id\" { print $2 }')\"\n",
+        .flags = WALCTL_CMD_USES_BACKEND,
+        .run = run,
+};
