@@ -45,8 +45,8 @@
  *
  * The completion runs with status 0 when Redis replied to the XADD (and,
  * with redis.wait_replicas=N, WAIT confirmed N replicas got it).  What that
- * survives depends on the server, read with CONFIG GET at build time and
- * reported by info() as `durability`:
+ * survives depends on the server, read with CONFIG GET when the opener is
+ * built and again at every open, and reported by info() as `durability`:
  *
  *   "none"          appendonly no: the entry is in server memory (and in
  *                   the next RDB snapshot, if any).  A server restart or
@@ -62,8 +62,9 @@
  *                   machine crash, given an honest disk.
  *   "unknown"       CONFIG GET was not permitted (ACL).
  *
- * redis.require_aof=true refuses to build on "none" or "unknown".  WAIT
- * adds copies on replicas, but replication is asynchronous: a failover can
+ * redis.require_aof=true refuses to build, and to open, on "none" or
+ * "unknown".  WAIT adds copies on replicas, but replication is
+ * asynchronous: a failover can
  * still lose acknowledged entries (Redis's WAIT documentation says so).
  *
  * ---- Reconnecting ----
@@ -176,7 +177,7 @@ struct redis_opener {
         struct redis_params p;
         pthread_mutex_t lock;          /* guards ctl */
         struct rconn ctl;              /* open, info, truncate, list */
-        const char *durability;        /* static label, see the top comment */
+        const char *durability;        /* static label at build time */
 };
 
 /* One queued append. */
@@ -199,6 +200,7 @@ struct redis_wal {
         struct redis_opener *o;
         char *skey, *tkey;             /* stream and term keys, owned */
         char term[24];
+        const char *durability;        /* static label, probed at open */
         /* Writer (read-write only). */
         pthread_mutex_t lock;
         pthread_cond_t work;           /* queue non-empty, or closing */
@@ -412,6 +414,22 @@ static const char *probe_durability(struct redis_opener *o)
         return "aof-no";
 }
 
+/* redis.require_aof against a probed level: 0, -EOPNOTSUPP or -EACCES. */
+static int check_aof(const struct redis_opener *o, const char *durability, wal_error **reterr)
+{
+        if (!o->p.require_aof || strncmp(durability, "aof-", 4) == 0)
+                return 0;
+        if (strcmp(durability, "unknown") == 0)
+                return wal_error_set(reterr, -EACCES, 0,
+                                     "redis.require_aof is set but CONFIG GET appendonly is "
+                                     "not permitted on redis %s:%d, so AOF cannot be checked",
+                                     o->p.host, o->p.port);
+        return wal_error_set(reterr, -EOPNOTSUPP, 0,
+                             "redis.require_aof is set but redis %s:%d runs with appendonly "
+                             "no: acknowledged appends would not survive a restart",
+                             o->p.host, o->p.port);
+}
+
 static void opener_free(struct redis_opener *o)
 {
         if (!o)
@@ -440,19 +458,9 @@ static int redis_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         pthread_mutex_unlock(&o->lock);
         if (r < 0)
                 goto fail;
-        if (o->p.require_aof && strncmp(o->durability, "aof-", 4) != 0) {
-                r = strcmp(o->durability, "unknown") == 0
-                            ? wal_error_set(reterr, -EACCES, 0,
-                                            "redis.require_aof is set but CONFIG GET appendonly is "
-                                            "not permitted on redis %s:%d, so AOF cannot be checked",
-                                            o->p.host, o->p.port)
-                            : wal_error_set(reterr, -EOPNOTSUPP, 0,
-                                            "redis.require_aof is set but redis %s:%d runs with "
-                                            "appendonly no: acknowledged appends would not "
-                                            "survive a restart",
-                                            o->p.host, o->p.port);
+        r = check_aof(o, o->durability, reterr);
+        if (r < 0)
                 goto fail;
-        }
         *ret = &o->base;
         return 0;
 fail:
@@ -1038,6 +1046,11 @@ static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts
                                                   opts->channel, w->skey);
                 }
         }
+        if (r == 0) {
+                /* The server may have been reconfigured or replaced since build. */
+                w->durability = probe_durability(o);
+                r = check_aof(o, w->durability, reterr);
+        }
         pthread_mutex_unlock(&o->lock);
         if (rep)
                 freeReplyObject(rep);
@@ -1141,7 +1154,7 @@ static int redis_info(struct walimpls_wal *b, struct walimpls_info *ret, wal_err
                         .count = st.exists ? st.length : 0,
                         .bytes = -1,
                         .term = term,
-                        .durability = w->o->durability,
+                        .durability = w->durability,
                 };
         }
         if (rep)

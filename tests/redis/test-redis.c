@@ -448,6 +448,68 @@ Test(redis, durability_reported_and_require_aof)
         w->ops->close(w);
 }
 
+Test(redis, require_aof_is_checked_again_at_open)
+{
+        start_server(true, NULL, NULL);
+        const char *kv[] = { "redis.require_aof", "true", NULL };
+        build_ok(kv);
+        struct walimpls_wal *w = open_ok("aof", 1, WAL_ACCESS_RW);
+        w->ops->close(w);
+        raw_ok("CONFIG SET appendonly no");
+        wal_error *e = NULL;
+        int r = open_wal("aof", 2, WAL_ACCESS_RW, &w, &e);
+        cr_assert_eq(r, -EOPNOTSUPP, "open without AOF: %d (%s)", r, wal_error_message(e));
+        cr_assert(strstr(wal_error_message(e), "require_aof"), "message: %s",
+                  wal_error_message(e));
+        wal_error_free(e);
+}
+
+Test(redis, server_gone_at_open_is_econnrefused_quickly)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        t_redis_kill(srv, SIGTERM);
+        struct walimpls_wal *w = NULL;
+        wal_error *e = NULL;
+        uint64_t t0 = t_now_ms();
+        int r = open_wal("gone", 1, WAL_ACCESS_RW, &w, &e);
+        cr_assert_eq(r, -ECONNREFUSED, "got %d (%s)", r, wal_error_message(e));
+        cr_assert(strstr(wal_error_message(e), "gone"), "message does not name the channel: %s",
+                  wal_error_message(e));
+        cr_assert_lt(t_now_ms() - t0, 1500);
+        wal_error_free(e);
+}
+
+Test(redis, idle_connections_survive_a_restart)
+{
+        start_server(true, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("idle", 1, WAL_ACCESS_RW);
+        struct wal_msgid a = append_ok(w, "one");
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = next_ok(s, 5000);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), a));
+        wal_msg_unref(m);
+        cr_assert_eq(t_redis_restart(srv), 0);
+        /* The writer notices its idle connection died and reconnects before
+         * sending: the first append after the restart succeeds. */
+        char why[512];
+        struct wal_msgid b;
+        int r = append_sync(w, "two", &b, NULL, why, sizeof(why));
+        cr_assert_eq(r, 0, "first append after restart: %d (%s)", r, why);
+        m = next_ok(s, 10000);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), b), "tail after restart delivered another ID");
+        cr_assert(payload_is(m, "two"));
+        wal_msg_unref(m);
+        struct walimpls_info info;
+        wal_error *e = NULL;
+        cr_assert_eq(w->ops->info(w, &info, &e), 0, "info after restart: %s",
+                     wal_error_message(e));
+        cr_assert_eq(info.count, 2);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
 Test(redis, info_counts_ids_and_term)
 {
         start_server(true, NULL, NULL);
