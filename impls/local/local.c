@@ -52,6 +52,11 @@
  * process) a watcher thread re-reads the tail of the last segment every
  * 10 ms while scanners exist: the bounded-period re-check; records seen that
  * way are whole (CRC-valid) but may not be durable yet.
+ *
+ * Locks, outermost first: chan.open_lock (opens and closes), chan.lock
+ * (segment list, durable position, scanners), writer.qlock (the append
+ * queue), a scanner's notifier lock.  The channel table's reg_lock is taken
+ * alone.  Completion callbacks run on the writer thread with no lock held.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1752,7 +1757,13 @@ static int local_read(struct walimpls_wal *base, const struct walimpls_read_opts
                 s->next_lsn = first;
                 break;
         case WAL_DELIVER_LATEST:
+                /* After every append accepted so far, durable or not. */
                 s->next_lsn = c->durable_lsn + 1;
+                if (c->w) {
+                        pthread_mutex_lock(&c->w->qlock);
+                        s->next_lsn = c->w->next_lsn;
+                        pthread_mutex_unlock(&c->w->qlock);
+                }
                 break;
         case WAL_DELIVER_START_FROM:
         case WAL_DELIVER_START_AFTER:
