@@ -62,7 +62,8 @@ fi
 if [ -z "$build" ]; then
         build="$root/build-bench"
         if [ ! -f "$build/build.ninja" ]; then
-                meson setup "$build" "$root" -Dbuildtype=release >/dev/null
+                meson setup "$build" "$root" -Dbuildtype=release -Dtests=disabled \
+                        -Dredis=disabled -Dkafka=disabled >/dev/null
         fi
 fi
 ninja -C "$build" tools/bench/bench-local tools/bench/ref-sync tools/bench/ref-gc \
