@@ -231,7 +231,21 @@ int redis_url_parse(const char *url, struct redis_params *p, wal_error **reterr)
                 s = auth_end + 1;
         }
         const char *host_end = slash ? slash : end;
+        const char *host_start = s;
         const char *colon = memrchr(s, ':', (size_t)(host_end - s));
+        if (*s == '[') {
+                /* redis://[::1]:6379: an IPv6 address in brackets */
+                const char *close = memchr(s, ']', (size_t)(host_end - s));
+                if (!close || close == s + 1 || (close + 1 < host_end && close[1] != ':')) {
+                        r = wal_error_set(reterr, -EINVAL, 0,
+                                          "redis.url: bad bracketed IPv6 address");
+                        goto fail;
+                }
+                host_start = s + 1;
+                colon = close + 1 < host_end ? close + 1 : NULL;
+                if (!colon)
+                        host_end = close;
+        }
         if (colon) {
                 if (parse_decimal(colon + 1, (size_t)(host_end - colon - 1), 65535, &port) < 0 ||
                     port == 0) {
@@ -240,13 +254,13 @@ int redis_url_parse(const char *url, struct redis_params *p, wal_error **reterr)
                                           (int)(host_end - colon - 1), colon + 1);
                         goto fail;
                 }
-                host_end = colon;
+                host_end = host_start != s ? colon - 1 : colon;
         }
-        if (host_end == s) {
+        if (host_end == host_start) {
                 r = wal_error_set(reterr, -EINVAL, 0, "redis.url: no host name");
                 goto fail;
         }
-        host = strndup(s, (size_t)(host_end - s));
+        host = strndup(host_start, (size_t)(host_end - host_start));
         if (!host) {
                 r = -ENOMEM;
                 goto fail;

@@ -330,13 +330,21 @@ Test(redis, url_parsing)
         cr_assert_eq(p.db, 0);
         cr_assert_null(p.user);
         cr_assert_null(p.password);
+        cr_assert_eq(redis_url_parse("redis://[::1]:7000/2", &p, NULL), 0);
+        cr_assert_str_eq(p.host, "::1");
+        cr_assert_eq(p.port, 7000);
+        cr_assert_eq(p.db, 2);
+        cr_assert_eq(redis_url_parse("redis://[fe80::1]", &p, NULL), 0);
+        cr_assert_str_eq(p.host, "fe80::1");
+        cr_assert_eq(p.port, 6379);
         cr_assert_eq(redis_url_parse("redis://:only@h:1/0", &p, NULL), 0);
         cr_assert_null(p.user);
         cr_assert_str_eq(p.password, "only");
 
         const char *bad[] = { "http://h", "redis://", "redis://h:0", "redis://h:99999",
                               "redis://h:12ab", "redis://h/x", "redis://u:%zz@h",
-                              "rediss://h:6379" };
+                              "rediss://h:6379", "redis://[::1", "redis://[]:1",
+                              "redis://[::1]x" };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 wal_error *e = NULL;
                 cr_assert_eq(redis_url_parse(bad[i], &p, &e), -EINVAL, "%s accepted", bad[i]);
@@ -506,6 +514,35 @@ Test(redis, idle_connections_survive_a_restart)
         cr_assert_eq(w->ops->info(w, &info, &e), 0, "info after restart: %s",
                      wal_error_message(e));
         cr_assert_eq(info.count, 2);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
+Test(redis, restart_without_aof_reports_data_loss)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("lossy", 1, WAL_ACCESS_RW);
+        append_ok(w, "one");
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = next_ok(s, 5000);
+        wal_msg_unref(m);
+        /* No AOF, no snapshot: the restarted server is empty. */
+        cr_assert_eq(t_redis_restart(srv), 0);
+        char why[512];
+        bool retriable = true;
+        int r = append_sync(w, "two", NULL, &retriable, why, sizeof(why));
+        cr_assert_eq(r, -EIO, "append after data loss: %d (%s)", r, why);
+        cr_assert_not(retriable);
+        cr_assert(strstr(why, "wal:lossy:term") && strstr(why, "missing"), "message: %s", why);
+        wal_error *e = NULL;
+        m = NULL;
+        r = s->ops->next(s, 10000, &m, &e);
+        cr_assert_eq(r, -ERANGE, "tailing reader after data loss: %d (%s)", r,
+                     wal_error_message(e));
+        cr_assert(strstr(wal_error_message(e), "wal:lossy"), "message: %s",
+                  wal_error_message(e));
+        wal_error_free(e);
         s->ops->close(s);
         w->ops->close(w);
 }
