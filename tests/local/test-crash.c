@@ -36,8 +36,11 @@
  *
  * Environment: WAL_CRASH_CYCLES (default 200), WAL_CRASH_SEED (default:
  * time-based, logged so a failure can be replayed), WAL_CRASH_REOPEN
- * (alternate, ro or rw).
+ * (alternate, ro or rw).  WAL_CRASH_SELFTEST=lose-last checks the checker:
+ * after each kill it zeroes the frame of the newest acknowledged append on
+ * disk, as a backend that lost it would; the test must then FAIL.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -559,6 +562,57 @@ static void check_next_append(struct state *st, const char *dir)
         wd_disarm();
 }
 
+/* ---- Self-test: lose an acknowledged frame on disk ---- */
+
+/*
+ * Zero the frame of @lsn in the channel in @dir, located from the format
+ * comment of impls/local/local-format.c: segments "<first LSN>.seg", frames
+ * from offset 4096, each [be32 body length][be32][be64 LSN]... padded to 8,
+ * ended by an all-zero header.  @returns true if the frame was found.
+ */
+static bool lose_frame(const char *dir, uint64_t lsn)
+{
+        char cdir[4200], path[4600];
+        snprintf(cdir, sizeof(cdir), "%s/" CHANNEL, dir);
+        DIR *d = opendir(cdir);
+        if (!d)
+                return false;
+        struct dirent *e;
+        bool done = false;
+        while (!done && (e = readdir(d))) {
+                size_t l = strlen(e->d_name);
+                if (l < 5 || strcmp(e->d_name + l - 4, ".seg") != 0)
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", cdir, e->d_name);
+                int fd = open(path, O_RDWR);
+                cr_assert_geq(fd, 0);
+                for (uint64_t off = 4096;;) {
+                        uint8_t h[24];
+                        static const uint8_t zero[24];
+                        if (pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h) ||
+                            memcmp(h, zero, sizeof(h)) == 0)
+                                break;
+                        uint64_t body = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
+                                        (uint64_t)h[2] << 8 | h[3];
+                        uint64_t at = 0;
+                        for (int i = 0; i < 8; i++)
+                                at = at << 8 | h[8 + i];
+                        uint64_t size = (24 + body + 7) & ~7ull;
+                        if (at == lsn) {
+                                uint8_t *z = calloc(1, size);
+                                cr_assert_not_null(z);
+                                done = pwrite(fd, z, size, (off_t)off) == (ssize_t)size;
+                                free(z);
+                                break;
+                        }
+                        off += size;
+                }
+                close(fd);
+        }
+        closedir(d);
+        return done;
+}
+
 /* ---- Helpers: directories ---- */
 
 static char *make_tmpdir(void)
@@ -610,6 +664,8 @@ Test(local_crash, sigkill_loses_no_acknowledged_append, .timeout = 110)
         cr_assert(strcmp(reopen, "alternate") == 0 || strcmp(reopen, "ro") == 0 ||
                           strcmp(reopen, "rw") == 0,
                   "WAL_CRASH_REOPEN must be alternate, ro or rw");
+        const char *st_env = getenv("WAL_CRASH_SELFTEST");
+        bool selftest = st_env && strcmp(st_env, "lose-last") == 0;
         pthread_t wd;
         cr_assert_eq(pthread_create(&wd, NULL, wd_main, NULL), 0);
         pthread_detach(wd);
@@ -657,6 +713,14 @@ Test(local_crash, sigkill_loses_no_acknowledged_append, .timeout = 110)
                           ws);
                 cr_assert_eq(n_carry, 0, "cycle %u: a torn report on the pipe", cycle);
 
+                if (selftest && st.n_acked) {
+                        uint64_t top = 0;
+                        for (size_t i = 0; i < st.acks_cap; i++)
+                                if (st.acks[i] > top)
+                                        top = st.acks[i];
+                        cr_assert(lose_frame(dir, top - 1), "self-test: LSN %" PRIu64
+                                  " not found on disk", top - 1);
+                }
                 st.total_acked += st.n_acked;
                 if (st.n_acked == 0)
                         st.kills_before_any_ack++;
