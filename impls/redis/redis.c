@@ -88,9 +88,13 @@
  * messages, or a wake-up that delivers nothing.)  A round is one READ
  * script: stream state (XINFO STREAM) and the next entries after the last
  * delivered ID (XRANGE "(last" + COUNT n), atomically, so a trim between
- * the two cannot go unnoticed.  A caught-up reader waits with XREAD BLOCK
- * (COUNT 1) passing the last delivered ID, then reads the round again; its
- * poll() also watches a stop eventfd, so close never waits out the block.
+ * the two cannot go unnoticed.  Each round is pipelined with an XREAD BLOCK
+ * COUNT 1 passing the same last delivered ID: when the round finds nothing,
+ * that XREAD waits for the next append and its entry is delivered at once
+ * (see scanner_take_xread() for why it cannot hide a gap); when the round
+ * delivered entries, the XREAD returns immediately and is dropped.  The
+ * reader's poll() also watches a stop eventfd, so close never waits out the
+ * block.
  *
  * Start positions: ALL after 0-0 (whatever is retained); LATEST after the
  * stream's last-generated-id at read() time; START_FROM F after pred(F);
@@ -1286,25 +1290,37 @@ static bool scanner_sleep(struct redis_scanner *s, int ms)
 }
 
 /* One round: read, check, deliver.  Returns entries delivered, or <0. */
-static int scanner_round(struct redis_scanner *s, int count, bool *fatal)
+/* A failure to read a reply: fatal if reading again would meet it again. */
+static int scanner_read_failed(struct redis_scanner *s, int r, wal_error *e, bool *fatal)
 {
-        redisReply *rep = NULL;
-        wal_error *e = NULL;
-        *fatal = false;
-        int r = read_round(&s->conn, NULL, s->w->skey, s->after, count, &rep, &e);
         if (r == -EMSGSIZE || r == -EPROTO) {
-                /* Reading again would meet the same reply. */
                 wal_error_prefix(&e, "scanner of %s: ", s->w->skey);
                 *fatal = true;
                 scanner_fail(s, r, e);
                 return r;
         }
-        if (r < 0) {
+        if (r != -ECANCELED)
                 walu_log(WAL_LOG_WARNING, "redis: scanner %s of %s: %s", s->base.name,
                          s->w->skey, wal_error_message(e));
-                wal_error_free(e);
-                return r;
-        }
+        wal_error_free(e);
+        return r;
+}
+
+static void scanner_push(struct redis_scanner *s, wal_msg *m, struct wal_msgid id)
+{
+        pthread_mutex_lock(&s->lock);
+        s->q[(s->head + s->len) % s->cap] = m;
+        s->len++;
+        pthread_mutex_unlock(&s->lock);
+        s->after = id;
+}
+
+/* Process a READ script reply (consumed): check, deliver.  Entries or <0. */
+static int scanner_round(struct redis_scanner *s, redisReply *rep, bool *fatal)
+{
+        wal_error *e = NULL;
+        int r;
+        *fatal = false;
         struct stream_state st;
         r = parse_state(s->w->skey, rep, &st, &e);
         if (r < 0) {
@@ -1352,12 +1368,51 @@ static int scanner_round(struct redis_scanner *s, int count, bool *fatal)
                         freeReplyObject(rep);
                         return r;
                 }
-                pthread_mutex_lock(&s->lock);
-                s->q[(s->head + s->len) % s->cap] = m;
-                s->len++;
-                pthread_mutex_unlock(&s->lock);
-                s->after = id;
+                scanner_push(s, m, id);
                 delivered++;
+        }
+        freeReplyObject(rep);
+        if (delivered)
+                walimpls_notifier_signal(&s->note);
+        return delivered;
+}
+
+/*
+ * Deliver the entries of an XREAD reply (consumed) that a blocked XREAD
+ * returned right after a READ round found nothing after s->after.  Sent in
+ * the same pipeline as that round, the XREAD ran with no other client's
+ * command in between (Redis executes a client's pipelined commands back to
+ * back unless one blocks), and a blocked XREAD is served as soon as the
+ * command that added entries completes: what it returns are the first
+ * entries after s->after, with no gap, so they go out without another
+ * round trip.  The next round checks the stream state again.
+ */
+static int scanner_take_xread(struct redis_scanner *s, redisReply *rep, bool *fatal)
+{
+        int delivered = 0;
+        *fatal = false;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+            rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2 &&
+            rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+                const redisReply *ents = rep->element[0]->element[1];
+                for (size_t i = 0; i < ents->elements; i++) {
+                        wal_msg *m = NULL;
+                        struct wal_msgid id;
+                        wal_error *e = NULL;
+                        int r = decode_entry(s->w->skey, ents->element[i], &m, &id, &e);
+                        if (r < 0) {
+                                *fatal = true;
+                                scanner_fail(s, r, e);
+                                freeReplyObject(rep);
+                                return r;
+                        }
+                        if (wal_msgid_cmp(id, s->after) <= 0) {
+                                wal_msg_unref(m); /* not after the position: never */
+                                continue;
+                        }
+                        scanner_push(s, m, id);
+                        delivered++;
+                }
         }
         freeReplyObject(rep);
         if (delivered)
@@ -1395,36 +1450,64 @@ static void *scanner_main(void *arg)
                 if (stop)
                         break;
                 int count = (int)WALU_MIN(room, (size_t)p->read_count);
+                /*
+                 * One pipeline: the READ round, then XREAD BLOCK COUNT 1 after
+                 * the same position.  If the round delivered entries, the XREAD
+                 * returns at once with one of them again and is dropped; if the
+                 * round found nothing, the XREAD waits for the next append.
+                 */
+                char after[48], cnt[16], blk[16];
+                redis_id_format(s->after, after, sizeof(after));
+                snprintf(cnt, sizeof(cnt), "%d", count);
+                snprintf(blk, sizeof(blk), "%d", p->block_ms);
+                const char *rargv[] = { "1", s->w->skey, after, cnt };
+                const char *xargv[] = { "XREAD", "COUNT", "1", "BLOCK", blk, "STREAMS",
+                                        s->w->skey, after };
+                wal_error *e = NULL;
+                redisReply *rep = NULL;
                 bool fatal = false;
-                int r = scanner_round(s, count, &fatal);
+                int r = rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
+                if (r == 0)
+                        r = rconn_append(&s->conn, -1, 8, xargv, NULL);
+                if (r == 0)
+                        r = rconn_flush(&s->conn, &e);
+                if (r == 0)
+                        r = rconn_reply(&s->conn, p->command_timeout_ms, -1, &rep, &e);
+                if (r == 0) {
+                        r = scanner_round(s, rep, &fatal);
+                } else {
+                        rconn_close(&s->conn);
+                        r = scanner_read_failed(s, r, e, &fatal);
+                }
                 if (fatal)
                         break;
                 if (r < 0) {
+                        rconn_close(&s->conn);
                         if (scanner_sleep(s, backoff))
                                 break;
                         backoff = WALU_MIN(backoff * 2, p->backoff_max_ms);
                         continue;
                 }
-                if (r == count)
-                        continue;   /* catching up: read on */
-                /* Caught up: wait for an entry after the last one delivered. */
-                char id[48], blk[16];
-                redis_id_format(s->after, id, sizeof(id));
-                snprintf(blk, sizeof(blk), "%d", p->block_ms);
-                const char *argv[] = { "XREAD", "COUNT", "1", "BLOCK", blk, "STREAMS",
-                                       s->w->skey, id };
-                wal_error *e = NULL;
-                redisReply *rep = NULL;
-                r = rconn_append(&s->conn, -1, 8, argv, NULL);
-                if (r == 0)
-                        r = rconn_flush(&s->conn, &e);
-                if (r == 0)
-                        r = rconn_reply(&s->conn, p->block_ms + p->command_timeout_ms, s->stop_fd,
-                                        &rep, &e);
-                wal_error_free(e);
-                if (rep)
-                        freeReplyObject(rep);
+                int delivered = r;
+                e = NULL;
+                rep = NULL;
+                r = rconn_reply(&s->conn, delivered ? p->command_timeout_ms
+                                                    : p->block_ms + p->command_timeout_ms,
+                                s->stop_fd, &rep, &e);
                 if (r == -ECANCELED)
+                        break;
+                if (r < 0) {
+                        scanner_read_failed(s, r, e, &fatal);
+                        if (fatal)
+                                break;
+                        continue;   /* reconnect at the top */
+                }
+                if (delivered) {
+                        freeReplyObject(rep);
+                        continue;
+                }
+                scanner_take_xread(s, rep, &fatal);
+                if (fatal)
                         break;
         }
         rconn_close(&s->conn);

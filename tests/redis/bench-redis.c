@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -42,6 +43,12 @@
 #include "t-helpers.h"
 
 #define BATCH 1024
+
+static int cmp_d(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
 
 static atomic_long completed, failed;
 
@@ -109,11 +116,123 @@ static double run_raw(redisContext *c, int argc, const char **argv, const size_t
         return (double)n * 1000.0 / (double)(ms ? ms : 1);
 }
 
-static int cmp_d(const void *a, const void *b)
+/* ---- Delivery latency: append -> scanner, against an XADD -> XREAD probe ---- */
+
+#define LAT_N 5000
+#define LAT_PACE_US 100
+
+static uint64_t now_ns(void)
 {
-        double x = *(const double *)a, y = *(const double *)b;
-        return x < y ? -1 : x > y;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+static void pace(void)
+{
+        struct timespec ts = { 0, LAT_PACE_US * 1000 };
+        nanosleep(&ts, NULL);
+}
+
+struct lat_reader {
+        struct walimpls_scanner *s;   /* WAL side */
+        int port;                     /* RAW side */
+        const char *key;
+        double *us;                   /* LAT_N latencies, microseconds */
+};
+
+static void *wal_reader(void *arg)
+{
+        struct lat_reader *lr = arg;
+        for (int i = 0; i < LAT_N; i++) {
+                wal_msg *m = NULL;
+                if (lr->s->ops->next(lr->s, 10000, &m, NULL) < 0)
+                        exit(5);
+                uint64_t t = now_ns(), sent;
+                memcpy(&sent, wal_msg_payload(m, NULL), sizeof(sent));
+                lr->us[i] = (double)(t - sent) / 1000.0;
+                wal_msg_unref(m);
+        }
+        return NULL;
+}
+
+static void *raw_reader(void *arg)
+{
+        struct lat_reader *lr = arg;
+        redisContext *c = redisConnect("127.0.0.1", lr->port);
+        char last[64] = "$";
+        for (int i = 0; i < LAT_N;) {
+                redisReply *rep = redisCommand(c, "XREAD COUNT 1000 BLOCK 10000 STREAMS %s %s",
+                                               lr->key, last);
+                if (!rep || rep->type != REDIS_REPLY_ARRAY)
+                        exit(6);
+                uint64_t t = now_ns();
+                redisReply *ents = rep->element[0]->element[1];
+                for (size_t k = 0; k < ents->elements && i < LAT_N; k++, i++) {
+                        redisReply *f = ents->element[k]->element[1];
+                        uint64_t sent;
+                        memcpy(&sent, f->element[1]->str, sizeof(sent));
+                        lr->us[i] = (double)(t - sent) / 1000.0;
+                        snprintf(last, sizeof(last), "%s", ents->element[k]->element[0]->str);
+                }
+                freeReplyObject(rep);
+        }
+        redisFree(c);
+        return NULL;
+}
+
+static double pct(double *v, int n, double q)
+{
+        qsort(v, (size_t)n, sizeof(*v), cmp_d);
+        return v[(int)(q * (n - 1))];
+}
+
+static void lat_wal(struct walimpls_opener *o, const char *ch, double *us)
+{
+        struct walimpls_open_opts oo = { .channel = ch, .term = 1, .access = WAL_ACCESS_RW };
+        struct walimpls_wal *w = NULL;
+        if (o->ops->open(o, &oo, &w, NULL) < 0)
+                exit(7);
+        struct walimpls_read_opts ro = { .name = "lat", .deliver = { .policy = WAL_DELIVER_LATEST } };
+        struct lat_reader lr = { .us = us };
+        if (w->ops->read(w, &ro, &lr.s, NULL) < 0)
+                exit(8);
+        pthread_t th;
+        pthread_create(&th, NULL, wal_reader, &lr);
+        char payload[100] = { 0 };
+        for (int i = 0; i < LAT_N; i++) {
+                uint64_t t = now_ns();
+                memcpy(payload, &t, sizeof(t));
+                wal_msg *m = NULL;
+                wal_msg_new(WAL_MSG_DATA, payload, sizeof(payload), &m);
+                if (w->ops->append(w, m, on_done, NULL) < 0)
+                        exit(9);
+                wal_msg_unref(m);
+                pace();
+        }
+        pthread_join(th, NULL);
+        lr.s->ops->close(lr.s);
+        w->ops->close(w);
+}
+
+static void lat_raw(int port, const char *key, double *us)
+{
+        struct lat_reader lr = { .port = port, .key = key, .us = us };
+        pthread_t th;
+        pthread_create(&th, NULL, raw_reader, &lr);
+        t_sleep_ms(50); /* let the reader block on "$" first */
+        redisContext *c = redisConnect("127.0.0.1", port);
+        char payload[100] = { 0 };
+        for (int i = 0; i < LAT_N; i++) {
+                uint64_t t = now_ns();
+                memcpy(payload, &t, sizeof(t));
+                freeReplyObject(redisCommand(c, "XADD %s * ts %b", key, payload, sizeof(payload)));
+                pace();
+        }
+        pthread_join(th, NULL);
+        redisFree(c);
+}
+
 
 static double median(double *v, int n)
 {
@@ -208,6 +327,29 @@ int main(int argc, char **argv)
                median(lua, rounds));
         printf("memory per entry: WAL %lld B, RAW %lld B\n", mem_per_entry(c, "wal:bench0"),
                mem_per_entry(c, "raw0"));
+
+        /* Delivery latency, alternating WAL and RAW. */
+        double *us = calloc(LAT_N, sizeof(*us));
+        double wal50[50], wal99[50], raw50[50], raw99[50];
+        int lr = rounds < 3 ? rounds : 3;
+        for (int i = 0; i < lr; i++) {
+                char ch[32], key[32];
+                snprintf(ch, sizeof(ch), "lat%d", i);
+                lat_wal(o, ch, us);
+                wal50[i] = pct(us, LAT_N, 0.50);
+                wal99[i] = pct(us, LAT_N, 0.99);
+                snprintf(key, sizeof(key), "latraw%d", i);
+                lat_raw(srv->port, key, us);
+                raw50[i] = pct(us, LAT_N, 0.50);
+                raw99[i] = pct(us, LAT_N, 0.99);
+                printf("  latency round %d: WAL p50 %.1f us p99 %.1f us; RAW XADD->XREAD p50 "
+                       "%.1f us p99 %.1f us\n", i, wal50[i], wal99[i], raw50[i], raw99[i]);
+        }
+        printf("delivery latency (%d msgs paced %d us): median p50 WAL %.1f us, RAW %.1f us "
+               "(ratio %.2f); median p99 WAL %.1f us, RAW %.1f us\n", LAT_N, LAT_PACE_US,
+               median(wal50, lr), median(raw50, lr), median(wal50, lr) / median(raw50, lr),
+               median(wal99, lr), median(raw99, lr));
+        free(us);
         redisFree(c);
         o->ops->close(o);
         wal_config_free(cfg);
