@@ -1063,13 +1063,17 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
         struct kafka_opener *o = w->o;
         size_t plen = 0;
         const void *payload = wal_msg_payload(p->msg, &plen);
+        /* Once produced, @p belongs to the delivery report, which may free
+         * it before producev() even returns: never touch it after success. */
+        rd_kafka_headers_t *hdrs = p->hdrs;
+        p->hdrs = NULL;
         rd_kafka_resp_err_t err;
         for (;;) {
                 err = rd_kafka_producev(o->rk,
                                         RD_KAFKA_V_RKT(w->rkt),
                                         RD_KAFKA_V_PARTITION(0),
                                         RD_KAFKA_V_VALUE((void *)payload, plen),
-                                        RD_KAFKA_V_HEADERS(p->hdrs),
+                                        RD_KAFKA_V_HEADERS(hdrs),
                                         RD_KAFKA_V_OPAQUE(p),
                                         RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -1084,11 +1088,13 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                 pthread_cond_timedwait(&o->cond, &o->lock, &ts);
                 o->bp_waiters--;
                 pthread_mutex_unlock(&o->lock);
-                if (w->fence_started && __atomic_load_n(&w->qstop, __ATOMIC_ACQUIRE))
-                        return RD_KAFKA_RESP_ERR__DESTROY;
+                if (w->fence_started && __atomic_load_n(&w->qstop, __ATOMIC_ACQUIRE)) {
+                        err = RD_KAFKA_RESP_ERR__DESTROY;
+                        break;
+                }
         }
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-                p->hdrs = NULL;   /* librdkafka's now */
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+                p->hdrs = hdrs;   /* refused: still ours */
         return err;
 }
 

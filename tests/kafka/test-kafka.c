@@ -81,6 +81,8 @@ static void kt_fini(void)
 
 TestSuite(kafka, .init = kt_init, .fini = kt_fini, .timeout = 60);
 TestSuite(kafka_open, .fini = kt_fini, .timeout = 60);
+/* Cases that set properties before building: their .init is kt_setup_cluster. */
+TestSuite(kafka_cfg, .fini = kt_fini, .timeout = 60);
 
 static struct walimpls_wal *kt_open(const char *channel, enum wal_access access)
 {
@@ -420,7 +422,7 @@ Test(kafka, injected_produce_errors_are_retried_without_duplicates, .timeout = 6
         acks_free(&a);
 }
 
-Test(kafka, queue_full_is_back_pressure_not_failure, .init = kt_setup_cluster, .timeout = 60)
+Test(kafka_cfg, queue_full_is_back_pressure_not_failure, .init = kt_setup_cluster, .timeout = 60)
 {
         wal_error *e = NULL;
         cr_assert_eq(wal_config_set(kt.cfg, "kafka.queue.buffering.max.messages", "16", &e), 0,
@@ -744,7 +746,7 @@ Test(kafka, fenced_appends_never_reach_the_topic)
         again->ops->close(again);
 }
 
-Test(kafka, fencing_off_writes_without_a_register, .init = kt_setup_cluster)
+Test(kafka_cfg, fencing_off_writes_without_a_register, .init = kt_setup_cluster)
 {
         wal_error *e = NULL;
         cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fencing", "false", &e), 0);
@@ -767,7 +769,7 @@ Test(kafka, fencing_off_writes_without_a_register, .init = kt_setup_cluster)
         w2->ops->close(w2);
 }
 
-Test(kafka, reader_overtaken_by_retention_gets_erange_not_a_gap, .init = kt_setup_cluster,
+Test(kafka_cfg, reader_overtaken_by_retention_gets_erange_not_a_gap, .init = kt_setup_cluster,
      .timeout = 60)
 {
         /* A consumer that prefetches almost nothing, so it really falls behind. */
