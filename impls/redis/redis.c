@@ -12,7 +12,9 @@
  *   message ID           the entry ID ms-seq = WAL_MSGID(ms, seq)
  *
  * Channel names never contain ':' (walimpls_channel_name_valid), so the
- * term key can never be another channel's stream.
+ * term key can never be another channel's stream.  The scripts touch both
+ * keys of a channel, so Redis Cluster is not supported (the two keys would
+ * need one hash slot); a standalone server or a replicated primary is.
  *
  * Foreign entries (written by another client, e.g. `redis-cli XADD wal:C *
  * payload hello source cli`) have no "_wal_env" field and read back as
@@ -1472,7 +1474,9 @@ static void *scanner_main(void *arg)
                 if (r == 0)
                         r = rconn_flush(&s->conn, &e);
                 if (r == 0)
-                        r = rconn_reply(&s->conn, p->command_timeout_ms, -1, &rep, &e);
+                        r = rconn_reply(&s->conn, p->command_timeout_ms, s->stop_fd, &rep, &e);
+                if (r == -ECANCELED)
+                        break;
                 if (r == 0) {
                         r = scanner_round(s, rep, &fatal);
                 } else {

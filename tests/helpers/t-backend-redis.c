@@ -138,6 +138,8 @@ int t_redis_kill(struct t_redis *r, int sig)
         if (!r || r->pid <= 0)
                 return -ESRCH;
         kill(r->pid, sig);
+        if (sig != SIGKILL && sig != SIGSTOP)
+                kill(r->pid, SIGCONT); /* a stopped server handles it only when continued */
         uint64_t deadline = t_now_ms() + 10000;
         for (;;) {
                 int st;

@@ -987,6 +987,38 @@ Test(redis, inflight_append_gets_retriable_econnreset)
         w->ops->close(w);
 }
 
+Test(redis, close_with_a_silent_server_completes_everything)
+{
+        start_server(false, NULL, NULL);
+        const char *kv[] = { "redis.command_timeout", "300ms", "redis.connect_timeout", "300ms",
+                             NULL };
+        build_ok(kv);
+        struct walimpls_wal *w = open_ok("silent", 1, WAL_ACCESS_RW);
+        append_ok(w, "before");
+        cr_assert_eq(kill(srv->pid, SIGSTOP), 0);
+        enum { N = 50 };
+        struct done *d[N];
+        for (int i = 0; i < N; i++) {
+                wal_msg *m = msg_text("stuck");
+                d[i] = done_new();
+                cr_assert_eq(w->ops->append(w, m, done_cb, d[i]), 0);
+                wal_msg_unref(m);
+        }
+        uint64_t t0 = t_now_ms();
+        w->ops->close(w);
+        uint64_t took = t_now_ms() - t0;
+        kill(srv->pid, SIGCONT);
+        cr_assert_lt(took, 3000, "close took %" PRIu64 " ms", took);
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(d[i]->calls, 1, "append %d completed %d times by close", i,
+                             d[i]->calls);
+                cr_assert(d[i]->status == -ECONNRESET || d[i]->status == -ECANCELED,
+                          "append %d: %d (%s)", i, d[i]->status, d[i]->msg);
+                cr_assert(d[i]->status != -ECONNRESET || d[i]->retriable);
+                done_free(d[i]);
+        }
+}
+
 struct producer {
         struct walimpls_wal *w;
         int n;
