@@ -78,13 +78,32 @@ mkdir -p "$data"
 log="$data/results.jsonl"
 : >"$log"
 
+# Counting fdatasyncs: io_uring FSYNC submissions (opcode 3) plus fdatasync
+# system calls, by kernel tracepoints, when perf may read them.  Used on both
+# sides of the many-writer workloads (records per sync, perf-anchors §10).
+perf_ok=
+if command -v perf >/dev/null 2>&1 &&
+        perf stat -x, -o /dev/null -e io_uring:io_uring_submit_req --filter 'opcode == 3' \
+                -e syscalls:sys_enter_fdatasync true >/dev/null 2>&1; then
+        perf_ok=1
+fi
+
 # run TAG CMD...: run one benchmark, tag its JSON line, append it to the log.
+# With COUNT_SYNCS=1 in the environment, the syncs field is the kernel's count.
 run() {
         local tag=$1; shift
-        local line
-        line=$("$@" | tail -n 1)
+        local line syncs
+        if [ -n "${COUNT_SYNCS:-}" ] && [ -n "$perf_ok" ]; then
+                line=$(perf stat -x, -o "$data/perf.txt" \
+                        -e io_uring:io_uring_submit_req --filter 'opcode == 3' \
+                        -e syscalls:sys_enter_fdatasync -- "$@" | tail -n 1)
+                syncs=$(awk -F, '/^[0-9]/ { s += $1 } END { print s + 0 }' "$data/perf.txt")
+                line=$(echo "$line" | jq -c --argjson s "$syncs" '.syncs = $s')
+        else
+                line=$("$@" | tail -n 1)
+        fi
         echo "$line" | jq -c --arg tag "$tag" '. + {tag: $tag}' >>"$log"
-        echo "  $tag: $(echo "$line" | jq -r '"\(.records_per_s|floor) rec/s, \(.mb_per_s) MB/s, p50 \(.p50_us) us, p99 \(.p99_us) us"')" >&2
+        echo "  $tag: $(echo "$line" | jq -r '"\(.records_per_s|floor) rec/s, \(.mb_per_s) MB/s, p50 \(.p50_us) us, p99 \(.p99_us) us, syncs \(.syncs)"')" >&2
 }
 
 # Fresh directory per run of ours, so no run inherits another's segments.
@@ -118,6 +137,7 @@ fio_run() {
 
 echo "run-local.sh: $mode mode, $pairs pairs, data in $data" >&2
 start=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The disk, as fio sees it: 4 KiB writes + fdatasync (its p50 identifies the disk).
 fio_run machine-fio-4k 4k 32m
@@ -132,8 +152,9 @@ done
 want writers && for n in 16 64; do
         for i in $(seq "$pairs"); do
                 echo "pair $i: writers$n" >&2
-                ours "ours-writers$n" --workload writers --writers "$n"
-                run "ref-writers$n" "$bin/ref-gc" --dir "$data" --seconds "$secs" --writers "$n"
+                COUNT_SYNCS=1 ours "ours-writers$n" --workload writers --writers "$n"
+                COUNT_SYNCS=1 run "ref-writers$n" "$bin/ref-gc" --dir "$data" --seconds "$secs" \
+                        --writers "$n"
         done
 done
 want async && for i in $(seq "$pairs"); do
@@ -166,6 +187,7 @@ want replay && for rec in 100 65536; do
 done
 rm -f "$data/ref-scan.dat"
 elapsed=$(( $(date +%s) - start ))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- Report ----
 
@@ -176,11 +198,11 @@ fsinfo=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 python3 - "$log" "$out" "$mode" "$pairs" "$cmdline" "$cpu" "$ncpu" "$kernel" "$fsinfo" \
-        "$commit" "$elapsed" "$replay_bytes" "$backend" <<'PY'
+        "$commit" "$elapsed" "$replay_bytes" "$backend" "$load_start" "$load_end" <<'PY'
 import json, statistics, sys, datetime
 
 (log, out, mode, pairs, cmdline, cpu, ncpu, kernel, fsinfo, commit, elapsed,
- replay_bytes, backend) = sys.argv[1:]
+ replay_bytes, backend, load_start, load_end) = sys.argv[1:]
 rows = [json.loads(l) for l in open(log) if l.strip()]
 by = {}
 for r in rows:
@@ -228,7 +250,9 @@ fio4k = by.get("machine-fio-4k", [{}])[0]
 lines.append(f"Machine: {cpu}, {ncpu} vCPUs; kernel {kernel}; filesystem {fsinfo}; "
              f"fio 4 KiB write+fdatasync: {fio4k.get('records_per_s', 0):,.0f} ops/s, "
              f"fdatasync p50 {fio4k.get('p50_us', 0):.0f} µs, "
-             f"p99 {fio4k.get('p99_us', 0):.0f} µs.")
+             f"p99 {fio4k.get('p99_us', 0):.0f} µs; load average {load_start} at the "
+             f"start, {load_end} at the end (the machine is shared: other jobs ran "
+             "beside this one).")
 lines.append("")
 lines.append("Ours = `bench-local` driving the local backend through the backend "
              "interface (registry → build → open → append/read), durable "
