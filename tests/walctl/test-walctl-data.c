@@ -756,3 +756,109 @@ Test(walctl_data, default_backend_is_local_in_wal_data_next_to_the_caller)
         snprintf(path, sizeof(path), "%s/wal-data/orders", dir);
         cr_expect_eq(access(path, F_OK), 0, "%s exists", path);
 }
+
+/* ---- bench ---- */
+
+static struct t_json *bench_json(struct t_out *r)
+{
+        cr_assert_eq(r->code, 0, "bench: %s", r->err);
+        cr_assert_eq(t_count_lines(r->out), 1, "one object: %s", r->out);
+        struct t_json *j = t_json_parse(r->out, r->out_len);
+        cr_assert_not_null(j, "not JSON: %s", r->out);
+        return j;
+}
+
+static double num(const struct t_json *j, const char *key)
+{
+        const struct t_json *v = t_json_get(j, key);
+        cr_assert(v && v->kind == TJ_NUM, "no number %s", key);
+        return v->num;
+}
+
+Test(walctl_data, bench_json_counts_every_record_and_delivery)
+{
+        struct t_out r = lw(NULL, T_ARGS("bench", "--count", "3000", "--writers", "3",
+                                         "--channels", "2", "--readers", "2", "--json"));
+        struct t_json *j = bench_json(&r);
+        cr_expect_str_empty(r.err, "no progress line when stderr is not a terminal");
+        uint64_t v;
+        cr_expect(t_json_u64(j, "v", &v) && v == 1);
+        cr_expect_str_eq(t_json_str(j, "backend"), "local");
+        cr_expect(t_json_u64(j, "records", &v) && v == 3000, "records");
+        cr_expect(t_json_u64(j, "writers", &v) && v == 3);
+        cr_expect(t_json_u64(j, "size", &v) && v == 100);
+        /* Reader j tails channel j: together they see every record. */
+        cr_expect(t_json_u64(j, "delivered", &v) && v == 3000, "delivered");
+        cr_expect_gt(num(j, "seconds"), 0);
+        cr_expect_gt(num(j, "appends_per_s"), 0);
+        cr_expect_gt(num(j, "mb_per_s"), 0);
+        cr_expect_gt(num(j, "append_p50_us"), 0);
+        cr_expect_leq(num(j, "append_p50_us"), num(j, "append_p99_us"));
+        cr_expect_leq(num(j, "append_p99_us"), num(j, "append_p999_us"));
+        cr_expect_gt(num(j, "delivery_p50_us"), 0);
+        cr_expect_leq(num(j, "delivery_p50_us"), num(j, "delivery_p99_us"));
+        t_json_free(j);
+        t_out_free(&r);
+
+        /* The records are really there, spread over both channels. */
+        size_t total = 0;
+        const char *chans[] = { "bench-0", "bench-1" };
+        for (int i = 0; i < 2; i++) {
+                r = lw(NULL, T_ARGS("read", "--format", "json", chans[i]));
+                cr_expect_eq(r.code, 0, "%s", r.err);
+                cr_expect_gt(t_count_lines(r.out), 0, "%s has records", chans[i]);
+                total += t_count_lines(r.out);
+                t_out_free(&r);
+        }
+        cr_expect_eq(total, 3000);
+}
+
+Test(walctl_data, bench_async_and_text_summary)
+{
+        struct t_out r = lw(NULL, T_ARGS("bench", "--async", "256", "--count", "20000",
+                                         "--size", "32", "--prefix", "a", "--json"));
+        struct t_json *j = bench_json(&r);
+        uint64_t v;
+        cr_expect(t_json_u64(j, "records", &v) && v == 20000);
+        cr_expect(t_json_u64(j, "async", &v) && v == 256);
+        cr_expect_null(t_json_get(j, "delivery_p50_us"), "no readers, no delivery fields");
+        t_json_free(j);
+        t_out_free(&r);
+
+        r = lw(NULL, T_ARGS("bench", "--seconds", "0.5", "--readers", "1"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.err);
+        cr_expect_not_null(t_line(r.out, "appended "), "%s", r.out);
+        cr_expect_not_null(t_line(r.out, "append     latency p50 "), "%s", r.out);
+        cr_expect_not_null(t_line(r.out, "delivery   latency p50 "), "%s", r.out);
+        t_out_free(&r);
+
+        /* The memory backend needs no disk. */
+        r = t_walctl(NULL, NULL, 0, T_ARGS("-b", "memory", "bench", "--count", "1000",
+                                           "--json"));
+        j = bench_json(&r);
+        cr_expect_str_eq(t_json_str(j, "backend"), "memory");
+        t_json_free(j);
+        t_out_free(&r);
+}
+
+Test(walctl_data, bench_bad_options_are_64)
+{
+        const char *const *cases[] = {
+                T_ARGS("bench", "--async", "8", "--writers", "2"),
+                T_ARGS("bench", "--seconds", "1", "--count", "10"),
+                T_ARGS("bench", "--readers", "1", "--size", "4"),
+                T_ARGS("bench", "--seconds", "-1"),
+                T_ARGS("bench", "--seconds", "soon"),
+                T_ARGS("bench", "--channels", "0"),
+                T_ARGS("bench", "--writers", "100000"),
+                T_ARGS("bench", "extra"),
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct t_out r = lw(NULL, cases[i]);
+                cr_expect_eq(r.code, 64, "case %zu: code %d, %s", i, r.code, r.err);
+                cr_expect(strncmp(r.err, "walctl: bench", 13) == 0, "case %zu: %s", i, r.err);
+                cr_expect_str_empty(r.out);
+                t_out_free(&r);
+        }
+}

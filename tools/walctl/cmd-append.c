@@ -126,7 +126,11 @@ static void on_done(void *userdata, int status, const wal_msg *msg, const wal_er
         } else {
                 note_failure(a, n, status, err);
         }
-        atomic_store_explicit(&s->state, 1, memory_order_release);
+        /* seq_cst, not release: this store and the load of wait_for below
+         * pair with the main thread's store of wait_for and load of state
+         * (wait_event); with a weaker store the two loads can both miss and
+         * the main thread sleeps on a completed slot. */
+        atomic_store(&s->state, 1);
         uint64_t want = n;
         if (atomic_load(&a->wait_for) == n &&
             atomic_compare_exchange_strong(&a->wait_for, &want, UINT64_MAX)) {
@@ -205,8 +209,7 @@ static int wait_event(struct appender *a, bool stdin_too)
         if (a->head < a->next) {
                 atomic_store(&a->wait_for, a->head);
                 armed = true;
-                if (atomic_load_explicit(&a->ring[a->head & (a->window - 1)].state,
-                                         memory_order_acquire)) {
+                if (atomic_load(&a->ring[a->head & (a->window - 1)].state)) {
                         atomic_store(&a->wait_for, UINT64_MAX);
                         return 0;
                 }

@@ -41,6 +41,7 @@ static const struct walctl_command *const commands[] = {
         &walctl_cmd_channels,
         &walctl_cmd_info,
         &walctl_cmd_truncate,
+        &walctl_cmd_bench,
         &walctl_cmd_backends,
         &walctl_cmd_config,
         &walctl_cmd_help,
