@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/adaptor/test-lifetime.c: Opener > WAL > Scanner lifetimes under
+ * concurrency.  Close while 8 threads append and 4 scanners read, repeated,
+ * closing the wal or the whole opener; every callback of an accepted append
+ * runs exactly once; a thread blocked in next() returns promptly; calls
+ * after close are refused; nothing hangs.  Meant to be run under ASan too.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "t-adaptor.h"
+#include "utility/walu.h"
+
+static void sleep_ms(int ms)
+{
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+struct busy {
+        wal *w;
+        struct ta_counter c;
+        atomic_int accepted;        /* appends that returned 0 */
+        atomic_int refused_other;   /* returned neither 0 nor -ESHUTDOWN */
+        atomic_int scan_bad;        /* scanner ended with something unexpected */
+        atomic_int delivered;
+        wal_scanner *scanners[4];
+};
+
+static void *appender(void *arg)
+{
+        struct busy *b = arg;
+        wal_msg *m = ta_msg("payload", NULL);
+        for (int i = 0;; i++) {
+                int r = wal_append(b->w, m, ta_count_done, &b->c, NULL);
+                if (r == 0) {
+                        atomic_fetch_add(&b->accepted, 1);
+                } else if (r == -ESHUTDOWN) {
+                        break;
+                } else {
+                        atomic_fetch_add(&b->refused_other, 1);
+                        break;
+                }
+                if (i % 64 == 0)
+                        sched_yield();
+        }
+        wal_msg_unref(m);
+        return NULL;
+}
+
+static void *scanner_thread(void *arg)
+{
+        void **a = arg;
+        struct busy *b = a[0];
+        wal_scanner *s = a[1];
+        for (;;) {
+                wal_msg *m = NULL;
+                int r = wal_scanner_next(s, -1, &m, NULL);
+                if (r == 0) {
+                        atomic_fetch_add(&b->delivered, 1);
+                        wal_msg_unref(m);
+                        continue;
+                }
+                if (r != -ESHUTDOWN)
+                        atomic_fetch_add(&b->scan_bad, 1);
+                break;
+        }
+        return NULL;
+}
+
+static void close_while_busy(bool close_opener)
+{
+        const char *props[] = { "cache.max_bytes=4k", NULL };
+        wal_opener *o = NULL;
+        struct busy b = { 0 };
+        cr_assert_eq(ta_opener(props, &o), 0);
+        cr_assert_eq(wal_open(o, "busy", 1, WAL_ACCESS_RW, &b.w, NULL), 0);
+        void *sargs[4][2];
+        pthread_t ta[8], ts[4];
+        for (int i = 0; i < 4; i++) {
+                struct wal_deliver d = { .policy = i % 2 ? WAL_DELIVER_ALL : WAL_DELIVER_LATEST };
+                cr_assert_eq(wal_read(b.w, &d, NULL, &b.scanners[i], NULL), 0);
+                sargs[i][0] = &b;
+                sargs[i][1] = b.scanners[i];
+                pthread_create(&ts[i], NULL, scanner_thread, sargs[i]);
+        }
+        for (int i = 0; i < 8; i++)
+                pthread_create(&ta[i], NULL, appender, &b);
+        sleep_ms(30);
+        uint64_t t0 = walu_monotonic_ns();
+        if (close_opener)
+                wal_opener_close(o);
+        else
+                wal_close(b.w);
+        uint64_t close_ms = (walu_monotonic_ns() - t0) / 1000000u;
+        for (int i = 0; i < 8; i++)
+                pthread_join(ta[i], NULL);
+        for (int i = 0; i < 4; i++)
+                pthread_join(ts[i], NULL);
+
+        /* Exactly once: every accepted append got one callback, by now. */
+        cr_assert_eq(atomic_load(&b.c.calls), atomic_load(&b.accepted),
+                     "%d callbacks for %d accepted appends", atomic_load(&b.c.calls),
+                     atomic_load(&b.accepted));
+        cr_assert_eq(atomic_load(&b.c.bad), 0);
+        cr_assert_eq(atomic_load(&b.c.failed), 0);
+        cr_assert_gt(atomic_load(&b.c.ok), 0);
+        cr_assert_eq(atomic_load(&b.refused_other), 0);
+        cr_assert_eq(atomic_load(&b.scan_bad), 0);
+        cr_assert_lt(close_ms, 10000);
+
+        for (int i = 0; i < 4; i++)
+                wal_scanner_close(b.scanners[i]);
+        if (close_opener) {
+                /* The wal handle stays usable (refusing) until its owner
+                 * closes it. */
+                wal_msg *m = ta_msg("late", NULL);
+                cr_assert_eq(wal_append(b.w, m, ta_count_done, &b.c, NULL), -ESHUTDOWN);
+                wal_msg_unref(m);
+                wal_close(b.w);
+        } else {
+                wal_opener_close(o);
+        }
+}
+
+TestSuite(adaptor_lifetime, .timeout = 240);
+
+Test(adaptor_lifetime, close_wal_while_busy_repeated)
+{
+        for (int i = 0; i < 8; i++)
+                close_while_busy(false);
+}
+
+Test(adaptor_lifetime, close_opener_while_busy_repeated)
+{
+        for (int i = 0; i < 8; i++)
+                close_while_busy(true);
+}
+
+static void *blocked_next(void *arg)
+{
+        wal_scanner *s = arg;
+        wal_msg *m = NULL;
+        return (void *)(intptr_t)wal_scanner_next(s, -1, &m, NULL);
+}
+
+Test(adaptor_lifetime, scanner_close_wakes_a_blocked_next)
+{
+        wal_opener *o = NULL;
+        wal *w = NULL, *ro = NULL;
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "blocked", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        cr_assert_eq(wal_open(o, "blocked", 1, WAL_ACCESS_RO, &ro, NULL), 0);
+        /* tailing (RW, cache) and catch-up (RO, backend) */
+        wal *which[2] = { w, ro };
+        for (int k = 0; k < 2; k++) {
+                wal_scanner *s = NULL;
+                struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+                cr_assert_eq(wal_read(which[k], &d, NULL, &s, NULL), 0);
+                pthread_t th;
+                pthread_create(&th, NULL, blocked_next, s);
+                sleep_ms(50);
+                uint64_t t0 = walu_monotonic_ns();
+                wal_scanner_close(s);
+                void *res;
+                pthread_join(th, &res);
+                cr_assert_eq((int)(intptr_t)res, -ESHUTDOWN);
+                cr_assert_lt(walu_monotonic_ns() - t0, 2000000000ull);
+        }
+        /* And closing the wal ends a scanner blocked on it. */
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+        cr_assert_eq(wal_read(ro, &d, NULL, &s, NULL), 0);
+        pthread_t th;
+        pthread_create(&th, NULL, blocked_next, s);
+        sleep_ms(50);
+        wal_close(ro);
+        void *res;
+        pthread_join(th, &res);
+        cr_assert_eq((int)(intptr_t)res, -ESHUTDOWN);
+        wal_scanner_close(s);
+        wal_close(w);
+        wal_opener_close(o);
+}
+
+struct chain {
+        wal *w;
+        atomic_int n;
+        atomic_int bad;
+};
+
+static void chain_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct chain *c = arg;
+        (void)msg;
+        (void)err;
+        if (status != 0) {
+                atomic_fetch_add(&c->bad, 1);
+                atomic_fetch_add(&c->n, 1000000);
+                return;
+        }
+        if (atomic_fetch_add(&c->n, 1) + 1 < 100) {
+                wal_msg *m = ta_msg("next", NULL);
+                if (wal_append(c->w, m, chain_done, c, NULL) < 0)
+                        atomic_fetch_add(&c->bad, 1);
+                wal_msg_unref(m);
+        }
+}
+
+Test(adaptor_lifetime, callbacks_may_append)
+{
+        wal_opener *o = NULL;
+        struct chain c = { 0 };
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "chain", 1, WAL_ACCESS_RW, &c.w, NULL), 0);
+        wal_msg *m = ta_msg("first", NULL);
+        cr_assert_eq(wal_append(c.w, m, chain_done, &c, NULL), 0);
+        wal_msg_unref(m);
+        for (int i = 0; i < 5000 && atomic_load(&c.n) < 100; i++)
+                sleep_ms(1);
+        cr_assert_eq(atomic_load(&c.n), 100);
+        cr_assert_eq(atomic_load(&c.bad), 0);
+        wal_close(c.w);
+        wal_opener_close(o);
+}
+
+static void *waiter_thread(void *arg)
+{
+        wal *w = arg;
+        int last = 0;
+        for (;;) {
+                last = ta_append(w, "w", NULL, NULL);
+                if (last != 0)
+                        break;
+        }
+        return (void *)(intptr_t)last;
+}
+
+Test(adaptor_lifetime, close_ends_blocking_appends)
+{
+        for (int round = 0; round < 5; round++) {
+                wal_opener *o = NULL;
+                wal *w = NULL;
+                cr_assert_eq(ta_opener(NULL, &o), 0);
+                cr_assert_eq(wal_open(o, "waits", 1, WAL_ACCESS_RW, &w, NULL), 0);
+                pthread_t th[4];
+                for (int i = 0; i < 4; i++)
+                        pthread_create(&th[i], NULL, waiter_thread, w);
+                sleep_ms(20);
+                /* The parent closes the wal under the waiting threads; the
+                 * handle itself stays valid until they are done with it. */
+                wal_opener_close(o);
+                for (int i = 0; i < 4; i++) {
+                        void *res;
+                        pthread_join(th[i], &res);
+                        int r = (int)(intptr_t)res;
+                        cr_assert(r == -ESHUTDOWN || r == -ECANCELED, "ended with %d", r);
+                }
+                wal_close(w);
+        }
+}
+
+Test(adaptor_lifetime, children_closed_by_parent_then_released)
+{
+        wal_opener *o = NULL;
+        wal *w = NULL;
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "kids", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        cr_assert_eq(wal_read(w, &d, NULL, &s, NULL), 0);
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t, NULL), 0);
+        struct ta_counter c = { 0 };
+        for (int i = 0; i < 100; i++) {
+                wal_msg *m = ta_msg("x", NULL);
+                cr_assert_eq(wal_append(w, m, ta_count_done, &c, NULL), 0);
+                wal_msg_unref(m);
+        }
+        wal_opener_close(o);
+        cr_assert_eq(atomic_load(&c.calls), 100);
+        cr_assert_eq(atomic_load(&c.ok) + atomic_load(&c.cancelled), 100);
+        wal_msg *m = ta_msg("x", NULL);
+        cr_assert_eq(wal_txn_append(t, m, ta_count_done, &c, NULL), -ESHUTDOWN);
+        wal_msg_unref(m);
+        cr_assert_eq(wal_txn_commit(t, NULL, NULL), -ESHUTDOWN);
+        wal_msg *got = NULL;
+        cr_assert_eq(wal_scanner_next(s, -1, &got, NULL), -ESHUTDOWN);
+        wal_scanner_close(s);
+        wal_close(w);
+        cr_assert_eq(atomic_load(&c.calls), 100);
+}
