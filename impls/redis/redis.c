@@ -239,6 +239,7 @@ struct redis_scanner {
         /* Reader-thread state. */
         struct wal_msgid after;        /* last delivered (exclusive start) */
         bool accept_trimmed;           /* ALL, first round: start at what is retained */
+        int count_cap;                 /* entries per round; halved by oversized replies */
         bool seen_stream;
         struct wal_msgid seen_lastgen; /* largest last-generated-id seen */
 };
@@ -1292,9 +1293,23 @@ static bool scanner_sleep(struct redis_scanner *s, int ms)
 }
 
 /* One round: read, check, deliver.  Returns entries delivered, or <0. */
-/* A failure to read a reply: fatal if reading again would meet it again. */
-static int scanner_read_failed(struct redis_scanner *s, int r, wal_error *e, bool *fatal)
+/*
+ * A failure to read a reply of a round that asked for @count entries.  A
+ * reply over redis.max_reply_bytes is retried with half the count; with a
+ * count of one it is a single entry that is too large, and reading again
+ * would meet it again: fatal, like a reply that does not parse.
+ */
+static int scanner_read_failed(struct redis_scanner *s, int count, int r, wal_error *e,
+                               bool *fatal)
 {
+        if (r == -EMSGSIZE && count > 1) {
+                s->count_cap = WALU_MAX(count / 2, 1);
+                walu_log(WAL_LOG_INFO, "redis: scanner %s of %s: reply over "
+                         "redis.max_reply_bytes, reading %d entries per round",
+                         s->base.name, s->w->skey, s->count_cap);
+                wal_error_free(e);
+                return r;
+        }
         if (r == -EMSGSIZE || r == -EPROTO) {
                 wal_error_prefix(&e, "scanner of %s: ", s->w->skey);
                 *fatal = true;
@@ -1451,7 +1466,7 @@ static void *scanner_main(void *arg)
                 pthread_mutex_unlock(&s->lock);
                 if (stop)
                         break;
-                int count = (int)WALU_MIN(room, (size_t)p->read_count);
+                int count = (int)WALU_MIN(room, (size_t)s->count_cap);
                 /*
                  * One pipeline: the READ round, then XREAD BLOCK COUNT 1 after
                  * the same position.  If the round delivered entries, the XREAD
@@ -1481,10 +1496,14 @@ static void *scanner_main(void *arg)
                         r = scanner_round(s, rep, &fatal);
                 } else {
                         rconn_close(&s->conn);
-                        r = scanner_read_failed(s, r, e, &fatal);
+                        r = scanner_read_failed(s, count, r, e, &fatal);
                 }
                 if (fatal)
                         break;
+                if (r == -EMSGSIZE) {
+                        rconn_close(&s->conn);
+                        continue;   /* at once, with the smaller count */
+                }
                 if (r < 0) {
                         rconn_close(&s->conn);
                         if (scanner_sleep(s, backoff))
@@ -1501,13 +1520,15 @@ static void *scanner_main(void *arg)
                 if (r == -ECANCELED)
                         break;
                 if (r < 0) {
-                        scanner_read_failed(s, r, e, &fatal);
+                        scanner_read_failed(s, 1, r, e, &fatal);
                         if (fatal)
                                 break;
                         continue;   /* reconnect at the top */
                 }
                 if (delivered) {
                         freeReplyObject(rep);
+                        if (s->count_cap < p->read_count && delivered == count)
+                                s->count_cap = WALU_MIN(2 * s->count_cap, p->read_count);
                         continue;
                 }
                 scanner_take_xread(s, rep, &fatal);
@@ -1640,6 +1661,7 @@ static int redis_read(struct walimpls_wal *b, const struct walimpls_read_opts *o
         }
         s->w = w;
         s->seen_lastgen = WAL_MSGID_NONE;
+        s->count_cap = w->o->p.read_count;
         s->cap = opts->read_ahead ? opts->read_ahead : (size_t)w->o->p.read_count;
         s->q = calloc(s->cap, sizeof(*s->q));
         s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

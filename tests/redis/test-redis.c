@@ -745,14 +745,25 @@ Test(redis, oversized_reply_is_refused_naming_key)
         start_server(false, NULL, NULL);
         const char *kv[] = { "redis.max_reply_bytes", "16k", NULL };
         build_ok(kv);
+        /* 100 entries of 1 KiB: many fit no single 16 KiB reply, each fits. */
         static char big[64 * 1024];
         memset(big, 'b', sizeof(big));
+        for (int i = 0; i < 100; i++)
+                freeReplyObject(raw("XADD wal:huge * payload %b", big, (size_t)1024));
         redisReply *rep = raw("XADD wal:huge * payload %b", big, sizeof(big));
         freeReplyObject(rep);
         struct walimpls_wal *w = open_ok("huge", 0, WAL_ACCESS_RO);
         struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
         wal_msg *m = NULL;
+        for (int i = 0; i < 100; i++) {
+                m = next_ok(s, 5000);
+                size_t len = 0;
+                wal_msg_payload(m, &len);
+                cr_assert_eq(len, 1024, "entry %d", i);
+                wal_msg_unref(m);
+        }
         wal_error *e = NULL;
+        m = NULL;
         int r = s->ops->next(s, 5000, &m, &e);
         cr_assert_eq(r, -EMSGSIZE, "got %d (%s)", r, wal_error_message(e));
         cr_assert(strstr(wal_error_message(e), "wal:huge") &&
