@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/adaptor/test-txn.c: transactions.  A reader sees a committed
+ * transaction as one WAL_MSG_TXN message at its commit, in order among
+ * plain messages; never a rolled-back or expired one; several transactions
+ * interleave; a reader resuming from a last-confirmed ID still sees a
+ * transaction that was open at that message; assembly survives
+ * catch-up/tailing switches with a tiny cache.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "t-adaptor.h"
+
+static void sleep_ms(int ms)
+{
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+static wal_opener *o;
+static wal *w;
+
+static void setup(void)
+{
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "txn", 1, WAL_ACCESS_RW, &w, NULL), 0);
+}
+
+static void teardown(void)
+{
+        wal_close(w);
+        wal_opener_close(o);
+}
+
+TestSuite(adaptor_txn, .init = setup, .fini = teardown, .timeout = 120);
+
+static void body(wal_txn *t, const char *text, struct ta_counter *c)
+{
+        wal_msg *m = ta_msg(text, NULL);
+        wal_error *err = NULL;
+        cr_assert_eq(wal_txn_append(t, m, ta_count_done, c, &err), 0, "%s",
+                     wal_error_message(err));
+        wal_msg_unref(m);
+}
+
+static wal_scanner *reader(struct wal_deliver d, const struct wal_filter *f)
+{
+        wal_scanner *s = NULL;
+        cr_assert_eq(wal_read(w, &d, f, &s, NULL), 0);
+        return s;
+}
+
+/* Everything but time ticks, rendered: "a,[x|y],b" ("[...]" is a txn). */
+static void render(wal_scanner *s, int n, char *buf, size_t len)
+{
+        buf[0] = '\0';
+        for (int i = 0; i < n; i++) {
+                wal_msg *m = NULL;
+                int r = wal_scanner_next(s, 2000, &m, NULL);
+                cr_assert_eq(r, 0, "item %d: %d (so far \"%s\")", i, r, buf);
+                size_t l = strlen(buf);
+                if (wal_msg_type(m) == WAL_MSG_TXN) {
+                        l += snprintf(buf + l, len - l, "%s[", l ? "," : "");
+                        for (size_t k = 0; k < wal_msg_txn_body_count(m); k++)
+                                l += snprintf(buf + l, len - l, "%s%s", k ? "|" : "",
+                                              ta_text(wal_msg_txn_body_at(m, k)));
+                        snprintf(buf + l, len - l, "]");
+                } else {
+                        cr_assert_eq(wal_msg_type(m), WAL_MSG_DATA, "raw type %s leaked",
+                                     wal_msg_type_name(wal_msg_type(m)));
+                        snprintf(buf + l, len - l, "%s%s", l ? "," : "", ta_text(m));
+                }
+                wal_msg_unref(m);
+        }
+}
+
+static void expect_quiet(wal_scanner *s)
+{
+        wal_msg *m = NULL;
+        int r = wal_scanner_next(s, 300, &m, NULL);
+        cr_assert_eq(r, -ETIMEDOUT, "unexpected %s \"%s\"",
+                     r == 0 ? wal_msg_type_name(wal_msg_type(m)) : "", r == 0 ? ta_text(m) : "");
+}
+
+static const struct wal_filter no_ticks = {
+        .types = WAL_FILTER_TYPE(WAL_MSG_DATA) | WAL_FILTER_TYPE(WAL_MSG_TXN),
+};
+
+Test(adaptor_txn, commit_is_one_unit_at_its_position)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        cr_assert_eq(ta_append(w, "a", NULL, NULL), 0);
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, "v1", 0, &t, NULL), 0);
+        body(t, "x", &c);
+        cr_assert_eq(ta_append(w, "b", NULL, NULL), 0);
+        body(t, "y", &c);
+        body(t, "z", &c);
+        cr_assert_eq(ta_append(w, "c", NULL, NULL), 0);
+        wal_msg *commit = NULL;
+        cr_assert_eq(wal_txn_commit(t, &commit, NULL), 0);
+        cr_assert_eq(atomic_load(&c.ok), 3);
+        cr_assert_eq(ta_append(w, "d", NULL, NULL), 0);
+
+        char buf[256];
+        render(tail, 5, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "a,b,c,[x|y|z],d");
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+
+        /* Catch-up (from the backend) sees the same; the unit carries the
+         * commit's ID and tick and the transaction's vchannel. */
+        wal_scanner *all = reader((struct wal_deliver){ .policy = WAL_DELIVER_ALL }, &no_ticks);
+        render(all, 5, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "a,b,c,[x|y|z],d");
+        wal_scanner_close(all);
+        struct wal_filter only_txn = { .types = WAL_FILTER_TYPE(WAL_MSG_TXN) };
+        all = reader((struct wal_deliver){ .policy = WAL_DELIVER_ALL }, &only_txn);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(all, 2000, &m, NULL), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_TXN);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), wal_msg_id(commit)));
+        cr_assert_eq(wal_msg_time_tick(m), wal_msg_time_tick(commit));
+        cr_assert_str_eq(wal_msg_vchannel(m), "v1");
+        cr_assert_str_eq(wal_msg_vchannel(wal_msg_txn_body_at(m, 0)), "v1");
+        cr_assert_neq(wal_msg_txn_id(m), 0);
+        wal_msg_unref(m);
+        wal_scanner_close(all);
+        wal_msg_unref(commit);
+
+        /* A reader of another vchannel does not see it. */
+        struct wal_filter v2 = no_ticks;
+        v2.vchannel = "v2";
+        all = reader((struct wal_deliver){ .policy = WAL_DELIVER_ALL }, &v2);
+        render(all, 4, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "a,b,c,d");
+        expect_quiet(all);
+        wal_scanner_close(all);
+}
+
+Test(adaptor_txn, rollback_is_never_seen)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t, NULL), 0);
+        body(t, "x", &c);
+        cr_assert_eq(ta_append(w, "a", NULL, NULL), 0);
+        body(t, "y", &c);
+        cr_assert_eq(wal_txn_rollback(t, NULL), 0);
+        cr_assert_eq(ta_append(w, "b", NULL, NULL), 0);
+        char buf[256];
+        render(tail, 2, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "a,b");
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+        cr_assert_eq(atomic_load(&c.ok), 2);
+}
+
+Test(adaptor_txn, interleaved_transactions)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        wal_txn *t1 = NULL, *t2 = NULL, *t3 = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t1, NULL), 0);
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t2, NULL), 0);
+        body(t1, "1a", &c);
+        body(t2, "2a", &c);
+        cr_assert_eq(ta_append(w, "p", NULL, NULL), 0);
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t3, NULL), 0);
+        body(t1, "1b", &c);
+        body(t3, "3a", &c);
+        body(t2, "2b", &c);
+        cr_assert_eq(wal_txn_commit(t2, NULL, NULL), 0);
+        cr_assert_eq(wal_txn_rollback(t3, NULL), 0);
+        cr_assert_eq(ta_append(w, "q", NULL, NULL), 0);
+        cr_assert_eq(wal_txn_commit(t1, NULL, NULL), 0);
+        char buf[256];
+        render(tail, 4, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "p,[2a|2b],q,[1a|1b]");
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+}
+
+Test(adaptor_txn, expired_transaction_is_refused_and_never_seen)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 50, &t, NULL), 0);
+        body(t, "x", &c);
+        sleep_ms(300);
+        wal_msg *m = ta_msg("late", NULL);
+        wal_error *err = NULL;
+        cr_assert_eq(wal_txn_append(t, m, ta_count_done, &c, &err), -ETIME);
+        cr_assert(strstr(wal_error_message(err), "expired"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        err = NULL;
+        wal_msg_unref(m);
+        cr_assert_eq(wal_txn_commit(t, NULL, &err), -ETIME);
+        cr_assert(strstr(wal_error_message(err), "expired"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        cr_assert_eq(ta_append(w, "after", NULL, NULL), 0);
+        char buf[256];
+        render(tail, 1, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "after");
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(w, &json), 0);
+        cr_assert(strstr(json, "\"expired\":1"), "%s", json);
+        free(json);
+        cr_assert_eq(atomic_load(&c.calls), 1);
+}
+
+Test(adaptor_txn, keepalive_is_refreshed_by_activity)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 400, &t, NULL), 0);
+        for (int i = 0; i < 6; i++) {
+                sleep_ms(100); /* 600 ms in total, never 400 idle */
+                body(t, "b", &c);
+        }
+        cr_assert_eq(ta_wait_calls(&c, 6, 5000), 0);
+        cr_assert_eq(wal_txn_commit(t, NULL, NULL), 0);
+        char buf[256];
+        render(tail, 1, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "[b|b|b|b|b|b]");
+        wal_scanner_close(tail);
+}
+
+Test(adaptor_txn, resume_from_last_confirmed_sees_open_transaction)
+{
+        struct ta_counter c = { 0 };
+        cr_assert_eq(ta_append(w, "before", NULL, NULL), 0);
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t, NULL), 0);
+        body(t, "x", &c);
+        cr_assert_eq(ta_wait_calls(&c, 1, 5000), 0);
+        for (int i = 0; i < 5; i++)
+                cr_assert_eq(ta_append(w, "filler", NULL, NULL), 0);
+        wal_msg *mid = NULL;
+        cr_assert_eq(ta_append(w, "mid", NULL, &mid), 0);
+        body(t, "y", &c);
+        cr_assert_eq(wal_txn_commit(t, NULL, NULL), 0);
+
+        /* A consumer that saw "mid" resumes from its last-confirmed ID, with
+         * tick > mid's tick: it must still get the transaction, whose begin
+         * came long before "mid". */
+        struct wal_filter f = no_ticks;
+        f.tt_gt_set = true;
+        f.tt_gt = wal_msg_time_tick(mid);
+        struct wal_deliver d = { .policy = WAL_DELIVER_START_FROM,
+                                 .id = wal_msg_last_confirmed(mid) };
+        wal_scanner *s = reader(d, &f);
+        char buf[256];
+        render(s, 1, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "[x|y]");
+        expect_quiet(s);
+        wal_scanner_close(s);
+        wal_msg_unref(mid);
+}
+
+struct txn_writer {
+        wal *w;
+        int n_txn;
+};
+
+static void *txn_writer_main(void *arg)
+{
+        struct txn_writer *tw = arg;
+        struct ta_counter c = { 0 };
+        for (int i = 0; i < tw->n_txn; i++) {
+                wal_txn *t = NULL;
+                if (wal_txn_begin(tw->w, NULL, 0, &t, NULL) < 0)
+                        return (void *)1;
+                for (int k = 0; k < 3; k++) {
+                        char text[32];
+                        snprintf(text, sizeof(text), "%d.%d", i, k);
+                        wal_msg *m = ta_msg(text, NULL);
+                        wal_txn_append(t, m, ta_count_done, &c, NULL);
+                        wal_msg_unref(m);
+                        char plain[32];
+                        snprintf(plain, sizeof(plain), "p%d.%d", i, k);
+                        ta_append(tw->w, plain, NULL, NULL);
+                }
+                int r = i % 4 == 3 ? wal_txn_rollback(t, NULL) : wal_txn_commit(t, NULL, NULL);
+                if (r < 0)
+                        return (void *)2;
+        }
+        return NULL;
+}
+
+Test(adaptor_txn, tiny_cache_switching_keeps_units, .init = NULL, .fini = NULL)
+{
+        const char *props[] = { "cache.max_bytes=100", NULL };
+        wal_opener *ox = NULL;
+        wal *wx = NULL;
+        cr_assert_eq(ta_opener(props, &ox), 0);
+        cr_assert_eq(wal_open(ox, "txn-tiny", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        cr_assert_eq(wal_read(wx, &d, &no_ticks, &s, NULL), 0);
+        struct txn_writer tw = { .w = wx, .n_txn = 400 };
+        pthread_t th;
+        pthread_create(&th, NULL, txn_writer_main, &tw);
+        /* Expected: for each i: p{i}.0 p{i}.1 p{i}.2 then [i.0|i.1|i.2] unless
+         * i % 4 == 3. */
+        for (int i = 0; i < tw.n_txn; i++) {
+                for (int k = 0; k < 3; k++) {
+                        wal_msg *m = NULL;
+                        cr_assert_eq(wal_scanner_next(s, 5000, &m, NULL), 0);
+                        char want[32];
+                        snprintf(want, sizeof(want), "p%d.%d", i, k);
+                        cr_assert_eq(wal_msg_type(m), WAL_MSG_DATA);
+                        cr_assert_str_eq(ta_text(m), want);
+                        wal_msg_unref(m);
+                }
+                if (i % 4 == 3)
+                        continue;
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_scanner_next(s, 5000, &m, NULL), 0);
+                cr_assert_eq(wal_msg_type(m), WAL_MSG_TXN, "at txn %d", i);
+                cr_assert_eq(wal_msg_txn_body_count(m), 3);
+                for (int k = 0; k < 3; k++) {
+                        char want[32];
+                        snprintf(want, sizeof(want), "%d.%d", i, k);
+                        cr_assert_str_eq(ta_text(wal_msg_txn_body_at(m, k)), want);
+                }
+                wal_msg_unref(m);
+        }
+        void *res;
+        pthread_join(th, &res);
+        cr_assert_null(res);
+        wal_scanner_close(s);
+        wal_close(wx);
+        wal_opener_close(ox);
+}
