@@ -97,7 +97,8 @@ struct wal_interceptor {
          * append; a negative return fails wal_open() with that code. */
         int (*ready)(void *arg, wal *w);
 
-        /* Optional.  Called once when the wal closes, after the last done. */
+        /* Optional.  Called once when the wal closes, after the last done
+         * (never for a wal whose open failed). */
         void (*close)(void *arg, wal *w);
 };
 

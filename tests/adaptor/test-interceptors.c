@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/adaptor/test-interceptors.c: the interceptor chain.  User
+ * interceptors (on the opener and at open) in order, with done/ready/close
+ * hooks and refusals; duplicate names; the time tick interceptor under
+ * concurrent appenders (ticks follow IDs, term and last-confirmed stamped);
+ * the first tick of a new term and fencing of the old one; the retry
+ * interceptor against a test backend ("flaky", registered at run time) that
+ * wraps the memory backend and fails some appends, synchronously
+ * (-EAGAIN) or in the completion (-ETIMEDOUT, retriable) or fatally (-EIO).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wal/wal-registry.h>
+#include "t-adaptor.h"
+#include "utility/walu.h"
+
+/* ---- User interceptors ---- */
+
+struct probe {
+        const char *prop;          /* property this interceptor adds */
+        const char *require;       /* property that must already be there */
+        atomic_int appends, dones, readies, closes, missing;
+        pthread_mutex_t lock;
+        char order[256];           /* names of done hooks, in call order */
+};
+
+static struct probe *shared_order;
+
+static int probe_do_append(void *arg, wal *w, wal_msg *msg, wal_append_next *next)
+{
+        struct probe *p = arg;
+        (void)w;
+        atomic_fetch_add(&p->appends, 1);
+        if (p->require && !wal_msg_prop(msg, p->require))
+                atomic_fetch_add(&p->missing, 1);
+        if (strcmp(ta_text(msg), "deny") == 0)
+                return -EPERM;
+        wal_msg_set_prop(msg, p->prop, "1");
+        return wal_append_next_call(next, msg);
+}
+
+static void probe_done(void *arg, wal *w, const struct wal_append_result *res)
+{
+        struct probe *p = arg;
+        (void)w;
+        if (res->status == 0 && wal_msg_is_immutable(res->msg))
+                atomic_fetch_add(&p->dones, 1);
+        pthread_mutex_lock(&shared_order->lock);
+        strncat(shared_order->order, p->prop, sizeof(shared_order->order) -
+                strlen(shared_order->order) - 1);
+        pthread_mutex_unlock(&shared_order->lock);
+}
+
+static int probe_ready(void *arg, wal *w)
+{
+        struct probe *p = arg;
+        atomic_fetch_add(&p->readies, 1);
+        return wal_channel(w) && strcmp(wal_channel(w), "not-ready") == 0 ? -EAGAIN : 0;
+}
+
+static void probe_close(void *arg, wal *w)
+{
+        struct probe *p = arg;
+        (void)w;
+        atomic_fetch_add(&p->closes, 1);
+}
+
+Test(adaptor_interceptors, user_chain_order_and_hooks, .timeout = 60)
+{
+        struct probe a = { .prop = "A" }, b = { .prop = "B", .require = "A" };
+        pthread_mutex_init(&a.lock, NULL);
+        shared_order = &a;
+        wal_opener *o = NULL;
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        struct wal_interceptor ia = { .name = "a", .arg = &a, .do_append = probe_do_append,
+                                      .done = probe_done, .ready = probe_ready,
+                                      .close = probe_close };
+        cr_assert_eq(wal_opener_add_interceptor(o, &ia, NULL), 0);
+        cr_assert_eq(wal_opener_add_interceptor(o, &ia, NULL), -EEXIST);
+        struct wal_interceptor ib = ia;
+        ib.name = "b";
+        ib.arg = &b;
+        struct wal_open_opts opts = { .channel = "ic", .term = 1, .access = WAL_ACCESS_RW,
+                                      .interceptors = &ib, .n_interceptors = 1 };
+        wal *w = NULL;
+        cr_assert_eq(wal_open_ex(o, &opts, &w, NULL), 0);
+        cr_assert_eq(atomic_load(&a.readies), 1);
+        cr_assert_eq(atomic_load(&b.readies), 1);
+
+        wal_msg *out = NULL;
+        cr_assert_eq(ta_append(w, "one", NULL, &out), 0);
+        cr_assert_str_eq(wal_msg_prop(out, "A"), "1");
+        cr_assert_str_eq(wal_msg_prop(out, "B"), "1");
+        wal_msg_unref(out);
+        /* done hooks run innermost first */
+        cr_assert_str_eq(a.order, "BA");
+
+        struct ta_counter c = { 0 };
+        wal_msg *m = ta_msg("deny", NULL);
+        cr_assert_eq(wal_append(w, m, ta_count_done, &c, NULL), -EPERM);
+        wal_msg_unref(m);
+        cr_assert_eq(ta_append(w, "two", NULL, NULL), 0);
+        cr_assert_eq(atomic_load(&c.calls), 0, "a refused append's callback ran");
+        cr_assert_eq(atomic_load(&b.missing), 0);
+        cr_assert_eq(atomic_load(&a.dones), 2);
+        cr_assert_eq(atomic_load(&b.dones), 2);
+
+        /* Built-in names are taken; so is a name twice in one open. */
+        struct wal_interceptor clash = ia;
+        clash.name = "retry";
+        opts.channel = "ic2";
+        opts.interceptors = &clash;
+        wal *w2 = NULL;
+        cr_assert_eq(wal_open_ex(o, &opts, &w2, NULL), -EEXIST);
+        struct wal_interceptor two[2] = { ib, ib };
+        opts.interceptors = two;
+        opts.n_interceptors = 2;
+        cr_assert_eq(wal_open_ex(o, &opts, &w2, NULL), -EEXIST);
+        /* A ready hook that fails fails the open. */
+        cr_assert_eq(wal_open(o, "not-ready", 1, WAL_ACCESS_RW, &w2, NULL), -EAGAIN);
+        cr_assert_null(w2);
+
+        wal_close(w);
+        cr_assert_eq(atomic_load(&a.closes), 1); /* not for the failed "not-ready" open */
+        cr_assert_eq(atomic_load(&b.closes), 1);
+        wal_opener_close(o);
+        pthread_mutex_destroy(&a.lock);
+}
+
+/* ---- Time ticks ---- */
+
+struct stamp {
+        struct wal_msgid id;
+        uint64_t tick;
+        int64_t term;
+        struct wal_msgid lc;
+};
+
+struct stamps {
+        pthread_mutex_t lock;
+        struct stamp *v;
+        size_t n;
+        wal *w;
+        struct ta_counter c;
+};
+
+static void stamp_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct stamps *st = arg;
+        if (status == 0) {
+                pthread_mutex_lock(&st->lock);
+                st->v[st->n++] = (struct stamp){ wal_msg_id(msg), wal_msg_time_tick(msg),
+                                                 wal_msg_term(msg),
+                                                 wal_msg_last_confirmed(msg) };
+                pthread_mutex_unlock(&st->lock);
+        }
+        ta_count_done(&st->c, status, msg, err);
+}
+
+static void *stamp_writer(void *arg)
+{
+        struct stamps *st = arg;
+        for (int i = 0; i < 2000; i++) {
+                wal_msg *m = ta_msg("t", NULL);
+                wal_append(st->w, m, stamp_done, st, NULL);
+                wal_msg_unref(m);
+        }
+        return NULL;
+}
+
+static int cmp_stamp(const void *a, const void *b)
+{
+        return wal_msgid_cmp(((const struct stamp *)a)->id, ((const struct stamp *)b)->id);
+}
+
+Test(adaptor_interceptors, ticks_follow_ids_under_concurrency, .timeout = 120)
+{
+        wal_opener *o = NULL;
+        struct stamps st = { .v = calloc(8000, sizeof(struct stamp)) };
+        pthread_mutex_init(&st.lock, NULL);
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "ticks", 7, WAL_ACCESS_RW, &st.w, NULL), 0);
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++)
+                pthread_create(&th[i], NULL, stamp_writer, &st);
+        for (int i = 0; i < 4; i++)
+                pthread_join(th[i], NULL);
+        cr_assert_eq(ta_wait_calls(&st.c, 8000, 20000), 0);
+        cr_assert_eq(atomic_load(&st.c.ok), 8000);
+        /* callbacks ran in ID order */
+        for (size_t i = 1; i < st.n; i++)
+                cr_assert_lt(wal_msgid_cmp(st.v[i - 1].id, st.v[i].id), 0, "callback order at %zu", i);
+        qsort(st.v, st.n, sizeof(*st.v), cmp_stamp);
+        uint64_t now_ms = walu_realtime_ms();
+        for (size_t i = 0; i < st.n; i++) {
+                cr_assert_eq(st.v[i].term, 7);
+                cr_assert_lt(wal_msgid_cmp(st.v[i].lc, st.v[i].id), 0);
+                if (i > 0) {
+                        cr_assert_lt(st.v[i - 1].tick, st.v[i].tick, "tick order at %zu", i);
+                        cr_assert_geq(wal_msgid_cmp(st.v[i].lc, st.v[i - 1].lc), 0);
+                }
+                uint64_t ms = st.v[i].tick >> 18;
+                cr_assert(ms + 60000 > now_ms && ms < now_ms + 60000, "physical part off");
+        }
+        wal_close(st.w);
+        wal_opener_close(o);
+        free(st.v);
+}
+
+Test(adaptor_interceptors, new_term_anchors_above_and_fences_the_old, .timeout = 60)
+{
+        wal_opener *o = NULL;
+        wal *w1 = NULL, *w2 = NULL;
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "fence", 1, WAL_ACCESS_RW, &w1, NULL), 0);
+        wal_msg *last1 = NULL;
+        for (int i = 0; i < 50; i++) {
+                wal_msg_unref(last1);
+                last1 = NULL;
+                cr_assert_eq(ta_append(w1, "t1", NULL, &last1), 0);
+        }
+        cr_assert_eq(wal_open(o, "fence", 2, WAL_ACCESS_RW, &w2, NULL), 0);
+        /* The first message of term 2 is its anchor tick, above term 1's. */
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_START_AFTER, .id = wal_msg_id(last1) };
+        cr_assert_eq(wal_read(w2, &d, NULL, &s, NULL), 0);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(s, 2000, &m, NULL), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_TIME_TICK);
+        cr_assert_eq(wal_msg_term(m), 2);
+        cr_assert_gt(wal_msg_time_tick(m), wal_msg_time_tick(last1));
+        wal_msg_unref(m);
+        wal_scanner_close(s);
+
+        /* Term 1 is fenced: its appends fail with -ESTALE, and no retry. */
+        wal_error *err = NULL;
+        int r = ta_append(w1, "stale", NULL, NULL);
+        cr_assert_eq(r, -ESTALE);
+        wal_msg *x = ta_msg("again", NULL);
+        cr_assert_eq(wal_append(w1, x, ta_count_done, NULL, &err), -ESTALE);
+        cr_assert(strstr(wal_error_message(err), "fenced"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        wal_msg_unref(x);
+        /* An older term cannot open either. */
+        wal *w0 = NULL;
+        cr_assert_eq(wal_open(o, "fence", 1, WAL_ACCESS_RW, &w0, NULL), -ESTALE);
+        cr_assert_eq(ta_append(w2, "t2", NULL, NULL), 0);
+        wal_msg_unref(last1);
+        wal_close(w1);
+        wal_close(w2);
+        wal_opener_close(o);
+}
+
+/* ---- Retry, against a test backend wrapping memory ---- */
+
+enum { FLAKY_PASS, FLAKY_PATTERN, FLAKY_ALWAYS_TIMEOUT, FLAKY_ALWAYS_EIO };
+static atomic_int flaky_mode;
+
+struct flaky_opener {
+        struct walimpls_opener base;
+        struct walimpls_opener *inner;
+};
+
+struct flaky_wal {
+        struct walimpls_wal base;
+        struct walimpls_wal *inner;
+        atomic_int n;
+};
+
+static int fl_append(struct walimpls_wal *bw, wal_msg *msg, walimpls_append_done_fn *done,
+                     void *arg)
+{
+        struct flaky_wal *fw = (struct flaky_wal *)bw;
+        int n = atomic_fetch_add(&fw->n, 1);
+        int mode = atomic_load(&flaky_mode);
+        if (mode == FLAKY_ALWAYS_TIMEOUT || (mode == FLAKY_PATTERN && n % 5 == 4)) {
+                wal_error *e = wal_error_new(-ETIMEDOUT, WAL_ERROR_RETRIABLE, "flaky: timed out");
+                done(arg, -ETIMEDOUT, WAL_MSGID_NONE, e);
+                wal_error_free(e);
+                return 0;
+        }
+        if (mode == FLAKY_ALWAYS_EIO) {
+                done(arg, -EIO, WAL_MSGID_NONE, NULL);
+                return 0;
+        }
+        if (mode == FLAKY_PATTERN && n % 3 == 2)
+                return -EAGAIN;
+        return fw->inner->ops->append(fw->inner, msg, done, arg);
+}
+
+static int fl_read(struct walimpls_wal *bw, const struct walimpls_read_opts *opts,
+                   struct walimpls_scanner **ret, wal_error **reterr)
+{
+        struct flaky_wal *fw = (struct flaky_wal *)bw;
+        return fw->inner->ops->read(fw->inner, opts, ret, reterr);
+}
+
+static int fl_info(struct walimpls_wal *bw, struct walimpls_info *ret, wal_error **reterr)
+{
+        struct flaky_wal *fw = (struct flaky_wal *)bw;
+        return fw->inner->ops->info(fw->inner, ret, reterr);
+}
+
+static void fl_wal_close(struct walimpls_wal *bw)
+{
+        struct flaky_wal *fw = (struct flaky_wal *)bw;
+        fw->inner->ops->close(fw->inner);
+        walimpls_wal_done(&fw->base);
+        free(fw);
+}
+
+static const struct walimpls_wal_ops fl_wal_ops = {
+        .version = WALIMPLS_VERSION,
+        .append = fl_append,
+        .read = fl_read,
+        .info = fl_info,
+        .close = fl_wal_close,
+};
+
+static int fl_open(struct walimpls_opener *bo, const struct walimpls_open_opts *opts,
+                   struct walimpls_wal **ret, wal_error **reterr)
+{
+        struct flaky_opener *fo = (struct flaky_opener *)bo;
+        struct flaky_wal *fw = calloc(1, sizeof(*fw));
+        if (!fw)
+                return -ENOMEM;
+        int r = fo->inner->ops->open(fo->inner, opts, &fw->inner, reterr);
+        if (r == 0)
+                r = walimpls_wal_init(&fw->base, &fl_wal_ops, bo, opts);
+        if (r < 0) {
+                if (fw->inner)
+                        fw->inner->ops->close(fw->inner);
+                free(fw);
+                return r;
+        }
+        *ret = &fw->base;
+        return 0;
+}
+
+static void fl_opener_close(struct walimpls_opener *bo)
+{
+        struct flaky_opener *fo = (struct flaky_opener *)bo;
+        fo->inner->ops->close(fo->inner);
+        free(fo);
+}
+
+static const struct walimpls_opener_ops fl_opener_ops = {
+        .version = WALIMPLS_VERSION,
+        .open = fl_open,
+        .close = fl_opener_close,
+};
+
+static const struct walimpls_builder fl_builder;
+
+static int fl_build(const wal_config *cfg, struct walimpls_opener **ret, wal_error **reterr)
+{
+        const struct walimpls_builder *mem = NULL;
+        int r = wal_registry_find("memory", &mem, reterr);
+        if (r < 0)
+                return r;
+        struct flaky_opener *fo = calloc(1, sizeof(*fo));
+        if (!fo)
+                return -ENOMEM;
+        r = mem->build(cfg, &fo->inner, reterr);
+        if (r < 0) {
+                free(fo);
+                return r;
+        }
+        fo->base = (struct walimpls_opener){ .ops = &fl_opener_ops, .builder = &fl_builder };
+        *ret = &fo->base;
+        return 0;
+}
+
+static const struct walimpls_builder fl_builder = {
+        .version = WALIMPLS_VERSION,
+        .name = "flaky",
+        .description = "test backend: memory with injected append failures",
+        .build = fl_build,
+};
+
+static wal_opener *flaky_opener(const char *const *props)
+{
+        int r = wal_registry_add(&fl_builder, NULL);
+        cr_assert(r == 0 || r == -EEXIST);
+        wal_config *cfg = NULL;
+        cr_assert_eq(wal_config_new(&cfg), 0);
+        for (size_t i = 0; props && props[i]; i++)
+                cr_assert_eq(wal_config_set_pair(cfg, props[i], NULL), 0);
+        wal_opener *o = NULL;
+        cr_assert_eq(wal_opener_new("flaky", cfg, &o, NULL), 0);
+        wal_config_free(cfg);
+        return o;
+}
+
+Test(adaptor_interceptors, retry_redoes_retriable_failures, .timeout = 120)
+{
+        const char *props[] = { "retry.backoff_initial=1ms", "retry.backoff_max=5ms", NULL };
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *o = flaky_opener(props);
+        wal *w = NULL;
+        cr_assert_eq(wal_open(o, "retry", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        atomic_store(&flaky_mode, FLAKY_PATTERN);
+        struct ta_counter c = { 0 };
+        enum { N = 300 };
+        for (int i = 0; i < N; i++) {
+                char t[16];
+                snprintf(t, sizeof(t), "%d", i);
+                wal_msg *m = ta_msg(t, NULL);
+                wal_error *err = NULL;
+                cr_assert_eq(wal_append(w, m, ta_count_done, &c, &err), 0, "%s",
+                             wal_error_message(err));
+                wal_msg_unref(m);
+        }
+        cr_assert_eq(ta_wait_calls(&c, N, 30000), 0);
+        cr_assert_eq(atomic_load(&c.ok), N);
+        /* Each message exactly once in the log, ticks ascending with IDs. */
+        static int seen[N];
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
+        cr_assert_eq(wal_read(w, &d, &f, &s, NULL), 0);
+        uint64_t last = 0;
+        for (int i = 0; i < N; i++) {
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_scanner_next(s, 2000, &m, NULL), 0);
+                seen[atoi(ta_text(m))]++;
+                cr_assert_gt(wal_msg_time_tick(m), last);
+                last = wal_msg_time_tick(m);
+                wal_msg_unref(m);
+        }
+        for (int i = 0; i < N; i++)
+                cr_assert_eq(seen[i], 1, "message %d seen %d times", i, seen[i]);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(s, 200, &m, NULL), -ETIMEDOUT);
+        wal_scanner_close(s);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(w, &json), 0);
+        cr_assert(!strstr(json, "\"retries\":0"), "%s", json);
+        free(json);
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_close(w);
+        wal_opener_close(o);
+}
+
+Test(adaptor_interceptors, retry_gives_up_and_never_retries_fatal, .timeout = 60)
+{
+        const char *props[] = { "retry.backoff_initial=1ms", "retry.backoff_max=10ms",
+                                "retry.max_elapsed=200ms", NULL };
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *o = flaky_opener(props);
+        wal *w = NULL;
+        cr_assert_eq(wal_open(o, "giveup", 1, WAL_ACCESS_RW, &w, NULL), 0);
+
+        atomic_store(&flaky_mode, FLAKY_ALWAYS_TIMEOUT);
+        uint64_t t0 = walu_monotonic_ns();
+        wal_error *err = NULL;
+        cr_assert_eq(ta_append(w, "x", NULL, NULL), -ETIMEDOUT);
+        uint64_t el = (walu_monotonic_ns() - t0) / 1000000u;
+        cr_assert(el >= 150 && el < 5000, "gave up after %llu ms", (unsigned long long)el);
+
+        atomic_store(&flaky_mode, FLAKY_ALWAYS_EIO);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(w, &json), 0);
+        const char *p = strstr(json, "\"retries\":");
+        long before = p ? strtol(p + 10, NULL, 10) : -1;
+        free(json);
+        wal_msg *m = ta_msg("y", NULL);
+        cr_assert_eq(wal_append_wait(w, m, NULL, &err), -EIO);
+        wal_error_free(err);
+        wal_msg_unref(m);
+        cr_assert_eq(wal_stats_json(w, &json), 0);
+        p = strstr(json, "\"retries\":");
+        cr_assert_eq(p ? strtol(p + 10, NULL, 10) : -2, before, "-EIO was retried: %s", json);
+        free(json);
+
+        /* Closing cancels an append waiting for its retry. */
+        const char *props2[] = { "retry.backoff_initial=10s", NULL };
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *o2 = flaky_opener(props2);
+        wal *w2 = NULL;
+        cr_assert_eq(wal_open(o2, "cancel", 1, WAL_ACCESS_RW, &w2, NULL), 0);
+        atomic_store(&flaky_mode, FLAKY_ALWAYS_TIMEOUT);
+        struct ta_counter c = { 0 };
+        m = ta_msg("z", NULL);
+        cr_assert_eq(wal_append(w2, m, ta_count_done, &c, NULL), 0);
+        wal_msg_unref(m);
+        t0 = walu_monotonic_ns();
+        wal_close(w2);
+        cr_assert_lt(walu_monotonic_ns() - t0, 3000000000ull);
+        cr_assert_eq(atomic_load(&c.calls), 1);
+        cr_assert_eq(atomic_load(&c.cancelled), 1);
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener_close(o2);
+        wal_close(w);
+        wal_opener_close(o);
+}
