@@ -166,8 +166,9 @@ struct kafka_opener {
         atomic_bool stop;
         pthread_mutex_t lock;
         pthread_cond_t cond;           /* deliveries: close waits and back-pressure */
-        unsigned bp_waiters;           /* appends waiting for queue space */
+        atomic_uint bp_waiters;        /* appends waiting for queue space */
         atomic_int fatal;              /* 0, or the errno every append now gets */
+        atomic_uint close_waiters;     /* wal closes waiting for deliveries */
         char fatal_msg[512];           /* under lock */
 };
 
@@ -177,7 +178,7 @@ struct kafka_wal {
         char *topic;
         rd_kafka_topic_t *rkt;         /* producer topic handle; RW only */
         struct kafka_pending pending;  /* list sentinel, under opener.lock */
-        size_t inflight;               /* under opener.lock */
+        atomic_size_t inflight;        /* accepted appends whose done has not returned */
         /* Fencing (RW with kafkawal.fencing only): */
         rd_kafka_t *reg;               /* consumer handle of the term register group */
         pthread_t fence_thread;
@@ -462,19 +463,19 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 } else {
                         p->done(p->arg, 0, WAL_MSGID(0, (uint64_t)m->offset), NULL);
                 }
-                pthread_mutex_lock(&o->lock);
-                WAL_ASSERT(w->inflight > 0);
-                w->inflight--;
-                pthread_cond_broadcast(&o->cond);
-                pthread_mutex_unlock(&o->lock);
-        } else {
-                pthread_mutex_lock(&o->lock);
-                if (o->bp_waiters)
-                        pthread_cond_broadcast(&o->cond);
-                pthread_mutex_unlock(&o->lock);
+                /* @w may be freed once this reaches 0: touch only @o after. */
+                WAL_ASSERT(atomic_load(&w->inflight) > 0);
+                atomic_fetch_sub(&w->inflight, 1);
         }
         wal_msg_unref(p->msg);
         free(p);
+        /* Waiters (back-pressure, close) also poll, so a broadcast is only
+         * worth its lock when someone waits. */
+        if (atomic_load(&o->bp_waiters) || atomic_load(&o->close_waiters)) {
+                pthread_mutex_lock(&o->lock);
+                pthread_cond_broadcast(&o->cond);
+                pthread_mutex_unlock(&o->lock);
+        }
 }
 
 static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -1083,10 +1084,10 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                         pthread_mutex_unlock(&o->lock);
                         break;
                 }
-                o->bp_waiters++;
+                atomic_fetch_add(&o->bp_waiters, 1);
                 struct timespec ts = walu_deadline(10);
                 pthread_cond_timedwait(&o->cond, &o->lock, &ts);
-                o->bp_waiters--;
+                atomic_fetch_sub(&o->bp_waiters, 1);
                 pthread_mutex_unlock(&o->lock);
                 if (w->fence_started && __atomic_load_n(&w->qstop, __ATOMIC_ACQUIRE)) {
                         err = RD_KAFKA_RESP_ERR__DESTROY;
@@ -1106,7 +1107,7 @@ static void kafka_pending_drop(struct kafka_wal *w, struct kafka_pending *p)
                 rd_kafka_headers_destroy(p->hdrs);
         pthread_mutex_lock(&o->lock);
         kafka_list_unlink(p);
-        w->inflight--;
+        atomic_fetch_sub(&w->inflight, 1);
         pthread_cond_broadcast(&o->cond);
         pthread_mutex_unlock(&o->lock);
         wal_msg_unref(p->msg);
@@ -1165,7 +1166,7 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         p->prev = w->pending.prev;
         w->pending.prev->next = p;
         w->pending.prev = p;
-        w->inflight++;
+        atomic_fetch_add(&w->inflight, 1);
         pthread_mutex_unlock(&o->lock);
 
         if (w->fence_started) {
@@ -1375,14 +1376,14 @@ static void kafka_wal_close(struct walimpls_wal *base)
 {
         struct kafka_wal *w = kafka_wal_from_base(base);
         struct kafka_opener *o = w->o;
-        struct kafka_pending cancelled = { 0 };
-        cancelled.prev = cancelled.next = &cancelled;
-
+        /* Wait (polling too: the delivery report broadcasts only when it
+         * sees a waiter) for the deliveries, up to the close timeout. */
+        atomic_fetch_add(&o->close_waiters, 1);
+        uint64_t deadline = walu_monotonic_ns() + (uint64_t)o->close_timeout_ms * 1000000u;
         pthread_mutex_lock(&o->lock);
-        struct timespec ts = walu_deadline((int)WALU_MIN(o->close_timeout_ms, INT32_MAX));
-        while (w->inflight > 0) {
-                if (pthread_cond_timedwait(&o->cond, &o->lock, &ts) == ETIMEDOUT)
-                        break;
+        while (atomic_load(&w->inflight) > 0 && walu_monotonic_ns() < deadline) {
+                struct timespec ts = walu_deadline(10);
+                pthread_cond_timedwait(&o->cond, &o->lock, &ts);
         }
         pthread_mutex_unlock(&o->lock);
 
@@ -1408,40 +1409,52 @@ static void kafka_wal_close(struct walimpls_wal *base)
                 w->qlen = 0;
         }
 
+        /*
+         * What is still linked has not reached its delivery report: mark it
+         * cancelled (the report will only free it) and complete it here.  A
+         * cancelled entry may be freed by its report as soon as the lock is
+         * released, so its callback is copied out first.  Nothing can be
+         * linked anew (no append runs during close), so the count only drops.
+         */
+        struct kafka_cancel {
+                walimpls_append_done_fn *done;
+                void *arg;
+        } *cv = NULL;
+        size_t n = 0, cap = 0;
         pthread_mutex_lock(&o->lock);
-        /* What is still linked has not reached its delivery report. */
-        while (w->pending.next != &w->pending) {
+        for (struct kafka_pending *p = w->pending.next; p != &w->pending; p = p->next)
+                cap++;
+        pthread_mutex_unlock(&o->lock);
+        if (cap && !(cv = calloc(cap, sizeof(*cv))))
+                WAL_BUG("kafka: out of memory cancelling %zu appends", cap);
+        pthread_mutex_lock(&o->lock);
+        while (w->pending.next != &w->pending && n < cap) {
                 struct kafka_pending *p = w->pending.next;
                 kafka_list_unlink(p);
                 p->cancelled = true;
-                w->inflight--;
-                p->next = cancelled.next;
-                p->prev = &cancelled;
-                cancelled.next->prev = p;
-                cancelled.next = p;
+                cv[n++] = (struct kafka_cancel){ p->done, p->arg };
         }
+        WAL_ASSERT(w->pending.next == &w->pending);
         pthread_mutex_unlock(&o->lock);
-
-        /* Complete the cancelled ones; the late delivery report frees them. */
-        for (struct kafka_pending *p = cancelled.prev; p != &cancelled;) {
-                struct kafka_pending *prev = p->prev;
+        for (size_t i = 0; i < n; i++) {
                 wal_error *e = NULL;
                 wal_error_set(&e, -ECANCELED, 0,
                               "kafka: channel %s closed before the broker acknowledged the "
                               "append (it may still be written)", w->base.channel);
-                walimpls_append_done_fn *done = p->done;
-                void *arg = p->arg;
-                p->prev = p->next = p;
-                done(arg, -ECANCELED, WAL_MSGID_NONE, e);
+                cv[i].done(cv[i].arg, -ECANCELED, WAL_MSGID_NONE, e);
                 wal_error_free(e);
-                p = prev;
+                atomic_fetch_sub(&w->inflight, 1);
         }
+        free(cv);
 
         /* Reports already taken off the list finish their completion now. */
         pthread_mutex_lock(&o->lock);
-        while (w->inflight > 0)
-                pthread_cond_wait(&o->cond, &o->lock);
+        while (atomic_load(&w->inflight) > 0) {
+                struct timespec ts = walu_deadline(10);
+                pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+        }
         pthread_mutex_unlock(&o->lock);
+        atomic_fetch_sub(&o->close_waiters, 1);
 
         kafka_wal_free(w);
 }
