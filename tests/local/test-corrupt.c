@@ -702,3 +702,24 @@ Test(local_corrupt, empty_last_segment_is_fine)
         cr_assert_eq(fr[0].lsn, N_RECORDS + 1);
         cr_assert_eq(fr[0].off, SEG_HDR);
 }
+
+/* A length field damaged so that the frame seems to run past the end of the
+ * file (ecosystem-reliability Part C case 5), with valid frames after it:
+ * acknowledged records follow, so this is corruption, not a torn tail. */
+Test(local_corrupt, oversized_length_before_valid_frames_is_refused)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        size_t ns = list_segs(g_pristine, segs, 16);
+        size_t nf = walk_frames(segs[ns - 1].path, fr, N_RECORDS, &end);
+        cr_assert_gt(nf, 10);
+        /* Bit 27 of the length: 128 MiB more, under the 256 MiB cap but far
+         * past the end of a 1 MiB segment. */
+        flip_and_expect_refused(ns - 1, nf / 2, 0, 3,
+                                "length pointing past the end of the last segment");
+        list_segs(g_pristine, segs, 16);
+        nf = walk_frames(segs[0].path, fr, N_RECORDS, &end);
+        flip_and_expect_refused(0, nf / 2, 0, 3,
+                                "length pointing past the end of a sealed segment");
+}
