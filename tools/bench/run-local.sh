@@ -24,6 +24,9 @@
 #   --only    a space-separated subset of: sync1 writers bulk async replay
 #   --backend another registered backend for bench-local (a check of the
 #             driver itself; "replay" needs a persistent one)
+#   --commit  the commit the sources are (for a tree exported with git
+#             archive, which has no .git); else read from git, with "+dirty"
+#             when the library's folders have uncommitted changes
 
 set -euo pipefail
 
@@ -35,6 +38,7 @@ data=
 pairs=5
 out="$root/BENCHMARKS.md"
 only="sync1 writers async bulk replay"
+commit=
 backend=local
 cmdline="tools/bench/run-local.sh $*"
 
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift ;;
         --only) only=$2; shift ;;
         --backend) backend=$2; shift ;;
+        --commit) commit=$2; shift ;;
         *) echo "run-local.sh: unknown option $1" >&2; exit 2 ;;
         esac
         shift
@@ -195,7 +200,13 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 ncpu=$(nproc)
 kernel=$(uname -r)
 fsinfo=$(df -T "$data" | awk 'NR == 2 { print $2 " on " $1 }')
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -z "$commit" ]; then
+        commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+        if [ -n "$(git -C "$root" status --porcelain -- impls utility wal walimpls registry \
+                2>/dev/null)" ]; then
+                commit="$commit+dirty"
+        fi
+fi
 
 python3 - "$log" "$out" "$mode" "$pairs" "$cmdline" "$cpu" "$ncpu" "$kernel" "$fsinfo" \
         "$commit" "$elapsed" "$replay_bytes" "$backend" "$load_start" "$load_end" <<'PY'
