@@ -215,8 +215,10 @@ int wal_builtin_timetick(wal *w, struct wal_append_op *op, wal_msg *msg, size_t 
         wal_msg_set_time_tick(msg, tick);
         wal_msg_set_term(msg, w->term);
         wal_msg_set_last_confirmed(msg, wal_current_last_confirmed(w));
+        /* Once the backend accepted it, @op may complete and go at any time. */
+        bool is_tick = wal_msg_type(msg) == WAL_MSG_TIME_TICK;
         r = wal_chain_call(w, op, msg, idx + 1);
-        if (r == 0 && wal_msg_type(msg) != WAL_MSG_TIME_TICK)
+        if (r == 0 && !is_tick)
                 w->appended_since_tick++;
 out:
         pthread_mutex_unlock(&w->append_lock);

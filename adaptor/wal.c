@@ -312,10 +312,15 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                 txn->inflight++;
                 pthread_mutex_unlock(&txn->lock);
         }
+        /* Interceptors may look at the message after passing it on, when
+         * the op may already be complete and freed: hold a reference. */
+        wal_msg *hold = wal_msg_ref(op->msg);
+        bool is_body = txn && wal_msg_type(op->msg) == WAL_MSG_DATA;
         r = wal_chain_call(w, op, op->msg, 0);
+        wal_msg_unref(hold);
         if (r < 0) {
                 atomic_fetch_add(&w->metrics.appends_refused, 1);
-                if (txn && wal_msg_type(op->msg) == WAL_MSG_DATA) {
+                if (is_body) {
                         pthread_mutex_lock(&txn->lock);
                         txn->inflight--;
                         pthread_cond_broadcast(&txn->cond);

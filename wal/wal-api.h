@@ -106,8 +106,10 @@ struct wal_interceptor {
  * @brief Pass @p msg on to the next interceptor (or to the backend).
  * @param next  the handle given to do_append (borrowed).
  * @param msg   the message (borrowed).
- * @returns 0 if the append is under way (its completion will follow), or the
- *          negative errno with which something below refused it.
+ * @returns 0 if the append is under way (its completion will follow, and may
+ *          already have run: @p msg stays readable until do_append returns,
+ *          but changing it has no effect any more), or the negative errno
+ *          with which something below refused it.
  */
 WAL_EXPORT int wal_append_next_call(wal_append_next *next, wal_msg *msg);
 
