@@ -154,6 +154,13 @@ want sync1 && for i in $(seq "$pairs"); do
         ours ours-sync1 --workload writers --writers 1
         run ref-sync1 "$bin/ref-sync" --dir "$data" --seconds "$secs"
 done
+# The same, with the plain-syscall write path (local.io=sync): shows what
+# the io_uring path's extra hand-offs cost a lone writer.
+want sync1 && for i in $(seq "$pairs"); do
+        echo "pair $i: sync1, local.io=sync" >&2
+        ours ours-sync1-iosync --workload writers --writers 1 -X local.io=sync
+        run ref-sync1-iosync "$bin/ref-sync" --dir "$data" --seconds "$secs"
+done
 want writers && for n in 16 64; do
         for i in $(seq "$pairs"); do
                 echo "pair $i: writers$n" >&2
@@ -234,6 +241,8 @@ def fmt(x, unit):
 table = [
     ("1 writer, blocking, 100 B", "ours-sync1", "ref-sync1", "REF-SYNC",
      "records_per_s", "rec/s", 0.95, False),
+    ("1 writer, blocking, 100 B, local.io=sync", "ours-sync1-iosync", "ref-sync1-iosync",
+     "REF-SYNC", "records_per_s", "rec/s", 0.95, False),
     ("16 writers, blocking, 100 B", "ours-writers16", "ref-writers16", "REF-GC 16",
      "records_per_s", "rec/s", 2.0, True),
     ("64 writers, blocking, 100 B", "ours-writers64", "ref-writers64", "REF-GC 64",
