@@ -343,7 +343,8 @@ int redis_params_parse(const wal_config *cfg, struct redis_params *ret, wal_erro
             (r = get_int(cfg, "redis.max_inflight", &p.max_inflight)) < 0 ||
             (r = get_ms(cfg, "redis.reconnect_backoff_initial", &p.backoff_initial_ms)) < 0 ||
             (r = get_ms(cfg, "redis.reconnect_backoff_max", &p.backoff_max_ms)) < 0 ||
-            (r = get_ms(cfg, "redis.block", &p.block_ms)) < 0) {
+            (r = get_ms(cfg, "redis.block", &p.block_ms)) < 0 ||
+            (r = wal_config_get_bool(cfg, "redis.tail_direct", &p.tail_direct)) < 0) {
                 r = wal_error_set(reterr, r, 0, "reading the redis.* properties failed (%s)",
                                   wal_strerror(r));
                 goto fail;

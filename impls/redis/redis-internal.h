@@ -43,6 +43,7 @@ struct redis_params {
         int backoff_initial_ms;
         int backoff_max_ms;
         int block_ms;                /* XREAD BLOCK of a caught-up scanner */
+        bool tail_direct;            /* deliver what XREAD BLOCK returns directly */
 };
 
 /* The server-side scripts, loaded on every connection. */
