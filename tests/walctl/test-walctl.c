@@ -639,3 +639,77 @@ Test(walctl, secret_values_are_masked)
         }
 }
 #endif /* WALCTL_TEST_HAVE_SECRETS */
+
+/* ---- Documentation in step with the command table ---- */
+
+static char *read_source(const char *env)
+{
+        const char *path = getenv(env);
+        cr_assert_not_null(path, "%s is not set: run this test through meson", env);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        char *buf = NULL;
+        size_t cap = 0;
+        ssize_t n = getdelim(&buf, &cap, '\0', f);
+        fclose(f);
+        cr_assert_gt(n, 0, "%s is empty", path);
+        return buf;
+}
+
+/*
+ * Every command --help lists has its entry in the man page (a ".B name" or
+ * ".BI name" line in COMMANDS) and in the bash completion's command list,
+ * and neither documents a command walctl does not have.
+ */
+Test(walctl, man_page_and_completion_match_the_commands)
+{
+        char *man = read_source("WALCTL_MAN");
+        char *comp = read_source("WALCTL_COMPLETION");
+        const char *cl = strstr(comp, "local commands=\"");
+        cr_assert_not_null(cl, "no command list in the completion");
+        cl += strlen("local commands=\"");
+        char list[512];
+        size_t len = strcspn(cl, "\"");
+        cr_assert_lt(len, sizeof(list));
+        memcpy(list, cl, len);
+        list[len] = '\0';
+
+        struct t_run h = run_walctl(NULL, ARGS("--help"));
+        cr_assert_eq(h.code, 0);
+        const char *p = strstr(h.out, "\nCommands:\n");
+        cr_assert_not_null(p);
+        p += strlen("\nCommands:\n");
+        size_t n_help = 0;
+        while (strncmp(p, "  ", 2) == 0) {
+                char name[64], probe[96];
+                cr_assert_eq(sscanf(p, " %63s", name), 1);
+                n_help++;
+                snprintf(probe, sizeof(probe), "\n.B %s\n", name);
+                bool in_man = strstr(man, probe) != NULL;
+                snprintf(probe, sizeof(probe), "\n.BI %s \"", name);
+                in_man = in_man || strstr(man, probe) != NULL;
+                snprintf(probe, sizeof(probe), "\n.BR %s \"", name);
+                in_man = in_man || strstr(man, probe) != NULL;
+                snprintf(probe, sizeof(probe), "\n.B %s list\n", name);
+                in_man = in_man || strstr(man, probe) != NULL;
+                cr_expect(in_man, "walctl.1 has no entry for '%s'", name);
+                snprintf(probe, sizeof(probe), " %s ", name);
+                char padded[600];
+                snprintf(padded, sizeof(padded), " %s ", list);
+                cr_expect(strstr(padded, probe), "the completion lacks '%s'", name);
+                p = strchr(p, '\n') + 1;
+        }
+        /* The completion lists nothing more than --help does. */
+        size_t n_comp = 0;
+        for (char *tok = strtok(list, " "); tok; tok = strtok(NULL, " ")) {
+                n_comp++;
+                char probe[96];
+                snprintf(probe, sizeof(probe), "\n  %s ", tok);
+                cr_expect(strstr(h.out, probe), "the completion offers '%s', which walctl "
+                          "does not list", tok);
+        }
+        cr_expect_eq(n_comp, n_help);
+        run_free(&h);
+        free(man);
+        free(comp);
+}
