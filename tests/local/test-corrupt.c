@@ -246,8 +246,11 @@ static size_t list_segs(const char *dir, struct seg *out, size_t max)
                 if (l < 5 || strcmp(e->d_name + l - 4, ".seg") != 0)
                         continue;
                 cr_assert_lt(n, max);
-                snprintf(out[n].name, sizeof(out[n].name), "%s", e->d_name);
-                snprintf(out[n].path, sizeof(out[n].path), "%s/%s", cdir, e->d_name);
+                int w1 = snprintf(out[n].name, sizeof(out[n].name), "%s", e->d_name);
+                int w2 = snprintf(out[n].path, sizeof(out[n].path), "%s/%s", cdir, e->d_name);
+                cr_assert(w1 > 0 && (size_t)w1 < sizeof(out[n].name) && w2 > 0 &&
+                                  (size_t)w2 < sizeof(out[n].path),
+                          "segment name too long: %s", e->d_name);
                 struct stat st;
                 cr_assert_eq(stat(out[n].path, &st), 0);
                 out[n].size = (uint64_t)st.st_size;
