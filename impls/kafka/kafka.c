@@ -667,6 +667,15 @@ static int kafka_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
                                   "kafka: cannot collect the kafka.* properties");
                 goto fail;
         }
+        for (size_t i = 0; i < o->n_pt; i++) {
+                if (strcmp(o->pt_keys[i], "transactional.id") == 0) {
+                        r = wal_error_set(reterr, -EINVAL, 0,
+                                          "kafka: kafka.transactional.id is not supported: the "
+                                          "shared producer is idempotent, not transactional "
+                                          "(fencing is kafkawal.fencing)");
+                        goto fail;
+                }
+        }
         if (!o->bootstrap) {
                 r = wal_error_set(reterr, -EINVAL, 0,
                                   "kafka: kafka.bootstrap.servers is not set (the broker list, "
@@ -1518,6 +1527,18 @@ static int kafka_read(struct walimpls_wal *base, const struct walimpls_read_opts
         if ((r = kafka_conf_make(o, RD_KAFKA_CONSUMER, &conf, reterr)) < 0)
                 goto fail;
         char errstr[512];
+        if (opts->read_ahead > 0) {
+                /* librdkafka prefetches until this many messages are queued. */
+                char ra[24];
+                snprintf(ra, sizeof(ra), "%u", WALU_MIN(opts->read_ahead, 10000000u));
+                if (rd_kafka_conf_set(conf, "queued.min.messages", ra, errstr, sizeof(errstr)) !=
+                    RD_KAFKA_CONF_OK) {
+                        rd_kafka_conf_destroy(conf);
+                        r = wal_error_set(reterr, -EINVAL, 0, "kafka: read_ahead %s: %s", ra,
+                                          errstr);
+                        goto fail;
+                }
+        }
         s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!s->rk) {
                 rd_kafka_conf_destroy(conf);

@@ -505,6 +505,15 @@ Test(kafka_open, missing_bootstrap_and_bad_passthrough_are_einval)
         cr_assert_not_null(strstr(wal_error_message(e), "kafka.no.such.property"), "%s",
                            wal_error_message(e));
         wal_error_free(e);
+        e = NULL;
+        cr_assert_eq(wal_config_unset(kt.cfg, "kafka.no.such.property"), 0);
+        /* A transactional producer would break the shared idempotent one. */
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.transactional.id", "x", &e), 0);
+        r = kt.b->build(kt.cfg, &kt.o, &e);
+        cr_assert_eq(r, -EINVAL);
+        cr_assert_not_null(strstr(wal_error_message(e), "kafka.transactional.id"), "%s",
+                           wal_error_message(e));
+        wal_error_free(e);
 }
 
 Test(kafka, position_dropped_by_retention_is_erange, .timeout = 60)
