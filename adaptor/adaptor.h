@@ -149,6 +149,7 @@ struct wal_append_op {
         /* outcome */
         bool completed;
         int status;
+        wal_msg *result;             /* the immutable message, for the dispatcher */
         struct wal_msgid id;
         wal_error *err;
         /* pending list (wal.pend_lock) or retry list (wal.tick_lock) */
@@ -252,6 +253,14 @@ struct wal {
         bool ticker_running, ticker_stop;
         pthread_t ticker;
         struct wal_append_op *retry_head;
+
+        /* dispatcher thread: runs completion hooks and callbacks in order,
+         * off the backend's threads (see adaptor/wal.c) */
+        pthread_mutex_t cb_lock;
+        pthread_cond_t cb_cond;
+        struct wal_append_op *cb_head, *cb_tail;
+        bool cb_running, cb_stop;
+        pthread_t cb_thread;
 
         struct wal_cache cache;
         bool has_cache;

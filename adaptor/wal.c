@@ -11,10 +11,15 @@
  * their op; a single drainer at a time pops the completed prefix of the
  * pending list, which is exactly the durable prefix of the append sequence:
  * each success is frozen into an immutable message, pushed into the
- * write-ahead cache, reported to scanners and to its callback.  Callbacks
- * therefore run in ID order (a retried append rejoins the order with its
- * new ID), and a tailing scanner sees a message as soon as it and
- * everything before it are durable, without waiting for a periodic tick.
+ * write-ahead cache and reported to scanners, then handed to the wal's
+ * dispatcher thread, which runs the interceptors' done hooks and the
+ * callback.  Callbacks therefore run in ID order (a retried append rejoins
+ * the order with its new ID), and a tailing scanner sees a message as soon
+ * as it and everything before it are durable, without waiting for a
+ * periodic tick.  Callbacks never run on a backend thread: a callback that
+ * appends may wait for the append lock, held by a thread the backend is
+ * holding back (back-pressure) until its own thread completes more; on the
+ * backend's thread that would deadlock.
  *
  * Lifetime.  Public calls enter the wal's lifetime gate.  wal close: refuse
  * new calls, stop the background thread, wait for calls inside, close the
@@ -57,6 +62,8 @@ static void wal_free(wal *w)
         pthread_mutex_destroy(&w->tick_lock);
         pthread_cond_destroy(&w->tick_cond);
         pthread_mutex_destroy(&w->scan_lock);
+        pthread_mutex_destroy(&w->cb_lock);
+        pthread_cond_destroy(&w->cb_cond);
         wal_life_done(&w->life);
         wal_opener *o = w->opener;
         free(w);
@@ -75,6 +82,7 @@ static void op_free(struct wal_append_op *op)
 {
         wal_msg_unref(op->msg);
         wal_msg_unref(op->sent);
+        wal_msg_unref(op->result);
         wal_error_free(op->err);
         free(op);
 }
@@ -114,6 +122,76 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
         op_free(op);
 }
 
+/* ---- Dispatcher ---- */
+
+/* Hand @op's final outcome (@status, and @result: a reference, taken over)
+ * to the dispatcher; without one (not started, or stopped) finish here. */
+static void dispatch(wal *w, struct wal_append_op *op, int status, wal_msg *result)
+{
+        op->status = status;
+        op->result = result;
+        op->next = NULL;
+        pthread_mutex_lock(&w->cb_lock);
+        if (w->cb_running) {
+                if (w->cb_tail)
+                        w->cb_tail->next = op;
+                else
+                        w->cb_head = op;
+                w->cb_tail = op;
+                pthread_cond_signal(&w->cb_cond);
+                pthread_mutex_unlock(&w->cb_lock);
+                return;
+        }
+        pthread_mutex_unlock(&w->cb_lock);
+        op->result = NULL;
+        op_finish(w, op, status, result);
+        wal_msg_unref(result);
+}
+
+static void *dispatcher_main(void *arg)
+{
+        wal *w = arg;
+        pthread_mutex_lock(&w->cb_lock);
+        for (;;) {
+                struct wal_append_op *batch = w->cb_head;
+                w->cb_head = w->cb_tail = NULL;
+                if (!batch) {
+                        if (w->cb_stop)
+                                break;
+                        pthread_cond_wait(&w->cb_cond, &w->cb_lock);
+                        continue;
+                }
+                pthread_mutex_unlock(&w->cb_lock);
+                while (batch) {
+                        struct wal_append_op *op = batch;
+                        batch = op->next;
+                        op->next = NULL;
+                        wal_msg *result = op->result;
+                        op->result = NULL;
+                        op_finish(w, op, op->status, result);
+                        wal_msg_unref(result);
+                }
+                pthread_mutex_lock(&w->cb_lock);
+        }
+        pthread_mutex_unlock(&w->cb_lock);
+        return NULL;
+}
+
+/* Run what is queued, then stop (the queue is final by then). */
+static void stop_dispatcher(wal *w)
+{
+        pthread_mutex_lock(&w->cb_lock);
+        bool running = w->cb_running;
+        w->cb_stop = true;
+        pthread_cond_broadcast(&w->cb_cond);
+        pthread_mutex_unlock(&w->cb_lock);
+        if (running)
+                pthread_join(w->cb_thread, NULL);
+        pthread_mutex_lock(&w->cb_lock);
+        w->cb_running = false;
+        pthread_mutex_unlock(&w->cb_lock);
+}
+
 static void op_complete(wal *w, struct wal_append_op *op, bool *pushed)
 {
         if (op->status == 0) {
@@ -122,14 +200,13 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed)
                 if (r == 0)
                         r = wal_msg_freeze(frozen, op->id);
                 if (r < 0) {
-                        wal_msg_unref(frozen);
-                        op_finish(w, op, r, NULL);
+                        frozen = wal_msg_unref(frozen);
+                        dispatch(w, op, r, NULL);
                         return;
                 }
                 if (w->has_cache && wal_cache_push(&w->cache, frozen) == 0)
                         *pushed = true;
-                op_finish(w, op, 0, frozen);
-                wal_msg_unref(frozen);
+                dispatch(w, op, 0, frozen);
                 return;
         }
         if (op->status == -ESTALE)
@@ -140,7 +217,7 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed)
                 wal_schedule_retry(w, op);
                 return;
         }
-        op_finish(w, op, op->status, NULL);
+        dispatch(w, op, op->status, NULL);
 }
 
 /* Pop and report the completed prefix of the pending list.  One drainer at a
@@ -468,7 +545,7 @@ static void redo(wal *w, struct wal_append_op *op)
                 wal_schedule_retry(w, op);
                 return;
         }
-        op_finish(w, op, r, NULL);
+        dispatch(w, op, r, NULL);
 }
 
 static void periodic(wal *w)
@@ -795,6 +872,8 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
         pthread_mutex_init(&w->pend_lock, NULL);
         pthread_mutex_init(&w->tick_lock, NULL);
         pthread_mutex_init(&w->scan_lock, NULL);
+        pthread_mutex_init(&w->cb_lock, NULL);
+        pthread_cond_init(&w->cb_cond, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -840,6 +919,11 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
                         goto fail;
                 }
                 w->ticker_running = true;
+                if (pthread_create(&w->cb_thread, NULL, dispatcher_main, w) != 0) {
+                        r = wal_error_set(reterr, -EAGAIN, 0, "cannot start a thread");
+                        goto fail;
+                }
+                w->cb_running = true;
         }
         for (size_t i = 0; i < w->n_user_links; i++) {
                 struct wal_chain_link *l = &w->chain[i];
@@ -873,6 +957,7 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
 fail:
         if (w) {
                 stop_ticker(w);
+                stop_dispatcher(w);
                 if (w->impl)
                         w->impl->ops->close(w->impl);
                 w->impl = NULL;
@@ -983,8 +1068,10 @@ void wal_adaptor_close_inner(wal *w)
                 wal_error_free(op->err);
                 op->err = wal_error_new(-ECANCELED, 0, "wal \"%s\" closed while the append "
                                         "waited for a retry", w->channel);
-                op_finish(w, op, -ECANCELED, NULL);
+                dispatch(w, op, -ECANCELED, NULL);
         }
+        /* Every outcome is queued now: run the callbacks, then stop. */
+        stop_dispatcher(w);
         pthread_mutex_lock(&w->pend_lock);
         WAL_ASSERT(w->pend_head == NULL);
         pthread_mutex_unlock(&w->pend_lock);
