@@ -87,10 +87,10 @@
  * queue (read_ahead, default redis.read_count); next() takes from the queue
  * and blocks on a walimpls_notifier, whose eventfd is the scanner's pollable
  * fd.  (The socket itself is not pollable data: a reply may hold many
- * messages, or a wake-up that delivers nothing.)  A round is one READ
- * script: stream state (XINFO STREAM) and the next entries after the last
- * delivered ID (XRANGE "(last" + COUNT n), atomically, so a trim between
- * the two cannot go unnoticed.  Each round is pipelined with an XREAD BLOCK
+ * messages, or a wake-up that delivers nothing.)  A round is the next
+ * entries after the last delivered ID (XRANGE "(last" + COUNT n) followed in
+ * the same pipeline by the stream state (the READ script: XINFO STREAM);
+ * scanner_round() explains why a trim between the two cannot go unnoticed.  Each round is pipelined with an XREAD BLOCK
  * COUNT 1 passing the same last delivered ID: when the round finds nothing,
  * that XREAD waits for the next append and wakes the reader, whose next
  * round reads and checks what arrived (with redis.tail_direct the XREAD's
@@ -242,7 +242,7 @@ struct redis_scanner {
         atomic_bool interrupted;
         /* Reader-thread state. */
         struct wal_msgid after;        /* last delivered (exclusive start) */
-        bool accept_trimmed;           /* ALL, first round: start at what is retained */
+        bool accept_trimmed;           /* ALL, until an entry shows up: start at what is retained */
         int count_cap;                 /* entries per round; halved by oversized replies */
         bool seen_stream;
         struct wal_msgid seen_lastgen; /* largest last-generated-id seen */
@@ -1336,14 +1336,33 @@ static void scanner_push(struct redis_scanner *s, wal_msg *m, struct wal_msgid i
         s->after = id;
 }
 
-/* Process a READ script reply (consumed): check, deliver.  Entries or <0. */
-static int scanner_round(struct redis_scanner *s, redisReply *rep, bool *fatal)
+/*
+ * Process one round: @ents, the reply of XRANGE key (after + COUNT n, and
+ * @state, the reply of the READ script (count 0) sent right behind it; both
+ * consumed.  Returns the entries delivered or <0.
+ *
+ * The two commands are not atomic, and need not be: max-deleted-entry-id
+ * only grows, and an entry between the position and the first one XRANGE
+ * returned cannot appear after the XRANGE ran (new IDs are larger than
+ * every existing one), so if such an entry was deleted, it was deleted
+ * before the XRANGE and the later state shows it.  Reading the entries
+ * with a plain XRANGE rather than inside the script spares the server the
+ * Lua conversion of every entry (about half the cost of a round).
+ */
+static int scanner_round(struct redis_scanner *s, redisReply *ents, redisReply *state,
+                         bool *fatal)
 {
         wal_error *e = NULL;
-        int r;
-        *fatal = false;
         struct stream_state st;
-        r = parse_state(s->w->skey, rep, &st, &e);
+        int delivered = 0;
+        int r = 0;
+        *fatal = false;
+        if (ents->type == REDIS_REPLY_ERROR)
+                r = reply_error(ents, &e, s->w->skey);
+        else if (ents->type != REDIS_REPLY_ARRAY)
+                r = wal_error_set(&e, -EPROTO, 0, "key %s: XRANGE returned no array", s->w->skey);
+        if (r == 0)
+                r = parse_state(s->w->skey, state, &st, &e);
         if (r < 0) {
                 if (redis_errno_retriable(r)) {      /* LOADING, NOSCRIPT, BUSY */
                         rconn_close(&s->conn);
@@ -1352,50 +1371,51 @@ static int scanner_round(struct redis_scanner *s, redisReply *rep, bool *fatal)
                         *fatal = true;
                         scanner_fail(s, r, e);
                 }
-                freeReplyObject(rep);
-                return r;
+                goto out;
         }
-        size_t n = st.entries->elements;
+        st.entries = ents;
+        size_t n = ents->elements;
         struct wal_msgid first = WAL_MSGID_NONE;
         if (n > 0)
-                parse_id_reply(st.entries->element[0]->type == REDIS_REPLY_ARRAY &&
-                                               st.entries->element[0]->elements > 0
-                                       ? st.entries->element[0]->element[0]
+                parse_id_reply(ents->element[0]->type == REDIS_REPLY_ARRAY &&
+                                               ents->element[0]->elements > 0
+                                       ? ents->element[0]->element[0]
                                        : NULL,
                                &first);
         r = check_state(s, &st, first, n, &e);
         if (r < 0) {
                 *fatal = true;
                 scanner_fail(s, r, e);
-                freeReplyObject(rep);
-                return r;
+                goto out;
         }
         if (st.exists) {
                 s->seen_stream = true;
-                if (wal_msgid_cmp(st.lastgen, s->seen_lastgen) > 0 || wal_msgid_is_none(s->seen_lastgen))
+                if (wal_msgid_is_none(s->seen_lastgen) ||
+                    wal_msgid_cmp(st.lastgen, s->seen_lastgen) > 0)
                         s->seen_lastgen = st.lastgen;
         }
-        if (s->accept_trimmed && n == 0 && st.exists)
-                s->after = st.lastgen;   /* ALL on a stream with nothing retained */
-        s->accept_trimmed = false;
-        int delivered = 0;
+        /* ALL starts at whatever is retained when the first entry shows up. */
+        if (n > 0)
+                s->accept_trimmed = false;
         for (size_t i = 0; i < n; i++) {
                 wal_msg *m = NULL;
                 struct wal_msgid id;
-                r = decode_entry(s->w->skey, st.entries->element[i], &m, &id, &e);
+                r = decode_entry(s->w->skey, ents->element[i], &m, &id, &e);
                 if (r < 0) {
                         *fatal = true;
                         scanner_fail(s, r, e);
-                        freeReplyObject(rep);
-                        return r;
+                        goto out;
                 }
                 scanner_push(s, m, id);
                 delivered++;
         }
-        freeReplyObject(rep);
+        r = delivered;
+out:
+        freeReplyObject(ents);
+        freeReplyObject(state);
         if (delivered)
                 walimpls_notifier_signal(&s->note);
-        return delivered;
+        return r;
 }
 
 /*
@@ -1478,32 +1498,43 @@ static void *scanner_main(void *arg)
                         break;
                 int count = (int)WALU_MIN(room, (size_t)s->count_cap);
                 /*
-                 * One pipeline: the READ round, then XREAD BLOCK COUNT 1 after
-                 * the same position.  If the round delivered entries, the XREAD
-                 * returns at once with one of them again and is dropped; if the
-                 * round found nothing, the XREAD waits for the next append.
+                 * One pipeline: the round (XRANGE after the position, then the
+                 * stream state), then XREAD BLOCK COUNT 1 after the same
+                 * position.  If the round delivered entries, the XREAD returns
+                 * at once with one of them again and is dropped; if it found
+                 * nothing, the XREAD waits for the next append.
                  */
                 char after[48], cnt[16], blk[16];
                 redis_id_format(s->after, after, sizeof(after));
                 snprintf(cnt, sizeof(cnt), "%d", count);
                 snprintf(blk, sizeof(blk), "%d", p->block_ms);
-                const char *rargv[] = { "1", s->w->skey, after, cnt };
+                char excl[52];
+                snprintf(excl, sizeof(excl), "(%s", after);
+                const char *qargv[] = { "XRANGE", s->w->skey, excl, "+", "COUNT", cnt };
+                const char *rargv[] = { "1", s->w->skey, after, "0" };
                 const char *xargv[] = { "XREAD", "COUNT", "1", "BLOCK", blk, "STREAMS",
                                         s->w->skey, after };
                 wal_error *e = NULL;
-                redisReply *rep = NULL;
+                redisReply *rep = NULL, *state = NULL;
                 bool fatal = false;
-                int r = rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
+                int r = rconn_append(&s->conn, -1, 6, qargv, NULL);
+                if (r == 0)
+                        r = rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
                 if (r == 0)
                         r = rconn_append(&s->conn, -1, 8, xargv, NULL);
                 if (r == 0)
                         r = rconn_flush(&s->conn, &e);
                 if (r == 0)
                         r = rconn_reply(&s->conn, p->command_timeout_ms, s->stop_fd, &rep, &e);
+                if (r == 0) {
+                        r = rconn_reply(&s->conn, p->command_timeout_ms, s->stop_fd, &state, &e);
+                        if (r < 0)
+                                freeReplyObject(rep);
+                }
                 if (r == -ECANCELED)
                         break;
                 if (r == 0) {
-                        r = scanner_round(s, rep, &fatal);
+                        r = scanner_round(s, rep, state, &fatal);
                 } else {
                         rconn_close(&s->conn);
                         r = scanner_read_failed(s, count, r, e, &fatal);

@@ -836,6 +836,17 @@ Test(redis, trimmed_position_is_erange_never_a_skip)
         cr_assert_leq(expect, 9);
         wal_error_free(e);
         slow->ops->close(slow);
+
+        /* Everything truncated: ALL waits (no error) and delivers what comes. */
+        cr_assert_eq(w->ops->truncate(w, ids[19], NULL), 0);
+        s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        m = NULL;
+        cr_assert_eq(s->ops->next(s, 300, &m, NULL), -ETIMEDOUT);
+        struct wal_msgid fresh = append_ok(w, "fresh");
+        m = next_ok(s, 5000);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), fresh));
+        wal_msg_unref(m);
+        s->ops->close(s);
         w->ops->close(w);
 }
 
