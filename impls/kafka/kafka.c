@@ -24,7 +24,9 @@
  * 2.0.2 still has Nagle on), linger.ms=5.  Consumer defaults:
  * enable.auto.commit=false, auto.offset.reset=error, group.id from
  * kafkawal.group_id (assign() needs one; nothing is ever committed),
- * fetch.wait.max.ms=100.
+ * fetch.wait.max.ms=100.  Both reconnect quickly after a broker restart
+ * (reconnect.backoff.ms=20, reconnect.backoff.max.ms=1000, as Milvus does
+ * with a 5 s ceiling): a WAL would rather retry than sit idle.
  *
  * Writing.  One idempotent producer per opener, shared by every channel.
  * append() encodes the envelope, builds the headers, and produces with the
@@ -368,6 +370,8 @@ static const struct kafka_kv producer_defaults[] = {
         { "acks", "all" },
         { "socket.nagle.disable", "true" },
         { "linger.ms", "5" },
+        { "reconnect.backoff.ms", "20" },
+        { "reconnect.backoff.max.ms", "1000" },
         { NULL, NULL },
 };
 
@@ -378,6 +382,8 @@ static const struct kafka_kv consumer_defaults[] = {
         { "enable.partition.eof", "false" },
         { "socket.nagle.disable", "true" },
         { "fetch.wait.max.ms", "100" },
+        { "reconnect.backoff.ms", "20" },
+        { "reconnect.backoff.max.ms", "1000" },
         { NULL, NULL },
 };
 

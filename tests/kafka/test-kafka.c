@@ -847,3 +847,47 @@ Test(kafka_cfg, reader_overtaken_by_retention_gets_erange_not_a_gap, .init = kt_
         w->ops->close(w);
         acks_free(&a);
 }
+
+Test(kafka, tailing_scanner_survives_a_broker_restart, .timeout = 60)
+{
+        char ch[64];
+        t_unique_name("tail", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        enum { N = 300 };
+        struct acks a;
+        acks_init(&a, N);
+        struct walimpls_scanner *s = kt_read(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        for (size_t i = 0; i < 100; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, 100, 10000), 100);
+        size_t next_idx = 0;
+        wal_error *e = NULL;
+        for (; next_idx < 50; next_idx++) {
+                wal_msg *m = NULL;
+                cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+                cr_assert_eq(strtoul(wal_msg_prop(m, "idx"), NULL, 10), next_idx);
+                wal_msg_unref(m);
+        }
+        cr_assert_eq(rd_kafka_mock_broker_set_down(kt.mc, 1), 0);
+        for (size_t i = 100; i < 200; i++)
+                append_idx(w, &a, i);
+        t_sleep_ms(1000);
+        cr_assert_eq(rd_kafka_mock_broker_set_up(kt.mc, 1), 0);
+        for (size_t i = 200; i < N; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, N, 30000), N);
+        /* The scanner resumes where it was: no gap, no repeat. */
+        for (; next_idx < N; next_idx++) {
+                wal_msg *m = NULL;
+                int r = s->ops->next(s, 10000, &m, &e);
+                cr_assert_eq(r, 0, "next at %zu: %d %s", next_idx, r, wal_error_message(e));
+                cr_assert_eq(strtoul(wal_msg_prop(m, "idx"), NULL, 10), next_idx);
+                cr_assert(wal_msgid_eq(wal_msg_id(m), a.ids[next_idx]));
+                wal_msg_unref(m);
+        }
+        wal_msg *m = NULL;
+        cr_assert_eq(s->ops->next(s, 200, &m, NULL), -ETIMEDOUT);
+        s->ops->close(s);
+        w->ops->close(w);
+        acks_free(&a);
+}
