@@ -5,23 +5,85 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "t-adaptor.h"
+#include "t-helpers.h"
+
+const char *ta_backend(void)
+{
+        const char *b = getenv("WAL_TEST_BACKEND");
+        return b && *b ? b : "memory";
+}
+
+/* Fixture state per opener, for ta_opener_close(). */
+static pthread_mutex_t fx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+        wal_opener *o;
+        const struct t_backend_fixture *fx;
+        void *state;
+} fx_open[64];
 
 int ta_opener(const char *const *props, wal_opener **ret)
 {
-        const char *backend = getenv("WAL_TEST_BACKEND");
+        const struct t_backend_fixture *fx = t_backend_fixture_find(ta_backend());
+        if (!fx)
+                return -ENOENT;
         wal_config *cfg = NULL;
+        void *state = NULL;
         int r = wal_config_new(&cfg);
         if (r < 0)
                 return r;
+        if (fx->setup && (r = fx->setup(cfg, &state)) < 0) {
+                wal_config_free(cfg);
+                return r;
+        }
         for (size_t i = 0; props && props[i] && r == 0; i++)
                 r = wal_config_set_pair(cfg, props[i], NULL);
         if (r == 0)
-                r = wal_opener_new(backend && *backend ? backend : "memory", cfg, ret, NULL);
+                r = wal_opener_new(ta_backend(), cfg, ret, NULL);
         wal_config_free(cfg);
-        return r;
+        if (r < 0) {
+                if (fx->teardown)
+                        fx->teardown(state);
+                return r;
+        }
+        pthread_mutex_lock(&fx_lock);
+        for (size_t i = 0; i < sizeof(fx_open) / sizeof(fx_open[0]); i++) {
+                if (!fx_open[i].o) {
+                        fx_open[i].o = *ret;
+                        fx_open[i].fx = fx;
+                        fx_open[i].state = state;
+                        state = NULL;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&fx_lock);
+        if (state) { /* table full: should not happen in these suites */
+                wal_opener_close(*ret);
+                if (fx->teardown)
+                        fx->teardown(state);
+                return -ENOSPC;
+        }
+        return 0;
+}
+
+void ta_opener_close(wal_opener *o)
+{
+        if (!o)
+                return;
+        wal_opener_close(o);
+        pthread_mutex_lock(&fx_lock);
+        for (size_t i = 0; i < sizeof(fx_open) / sizeof(fx_open[0]); i++) {
+                if (fx_open[i].o == o) {
+                        if (fx_open[i].fx->teardown)
+                                fx_open[i].fx->teardown(fx_open[i].state);
+                        fx_open[i].o = NULL;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&fx_lock);
 }
 
 wal_msg *ta_msg(const char *text, const char *vchannel)

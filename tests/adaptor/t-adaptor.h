@@ -17,9 +17,16 @@
 
 #include <wal/wal.h>
 
-/* Opener on the test backend with "key=value" settings (NULL-terminated
- * array, may be NULL).  @ret owned by the caller. */
+/* Opener on the test backend (WAL_TEST_BACKEND, default memory, prepared
+ * by its fixture row in tests/helpers) with "key=value" settings
+ * (NULL-terminated array, may be NULL).  @ret owned by the caller, who
+ * releases it with ta_opener_close(). */
 int ta_opener(const char *const *props, wal_opener **ret);
+/* wal_opener_close() plus the fixture's teardown (a temporary directory, a
+ * server).  NULL is fine. */
+void ta_opener_close(wal_opener *o);
+/* The backend under test. */
+const char *ta_backend(void);
 
 /* A data message carrying @text, with optional @vchannel (both copied). */
 wal_msg *ta_msg(const char *text, const char *vchannel);

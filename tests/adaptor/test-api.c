@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "t-adaptor.h"
@@ -24,7 +25,7 @@ static void setup(void)
 static void teardown(void)
 {
         wal_close(w);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }
 
 TestSuite(adaptor_api, .init = setup, .fini = teardown, .timeout = 60);
@@ -104,7 +105,8 @@ Test(adaptor_api, channels_info_truncate_stats)
         cr_assert_eq(info.term, 1);
         cr_assert_eq(info.access, WAL_ACCESS_RW);
         cr_assert(wal_msgid_eq(info.last_id, wal_msg_id(b)));
-        cr_assert_geq(info.count, 3); /* anchor tick + a + b */
+        if (info.count >= 0)
+                cr_assert_geq(info.count, 3); /* anchor tick + a + b */
         cr_assert_not_null(info.durability);
         cr_assert_geq(info.last_time_tick, wal_msg_time_tick(b));
 
@@ -120,7 +122,9 @@ Test(adaptor_api, channels_info_truncate_stats)
         cr_assert(strstr(json, "\"append_latency_us\":{\"count\":2"), "%s", json);
         free(json);
         cr_assert_eq(wal_opener_stats_json(o, &json), 0);
-        cr_assert(strstr(json, "\"backend\":\"memory\""));
+        char want[64];
+        snprintf(want, sizeof(want), "\"backend\":\"%s\"", ta_backend());
+        cr_assert(strstr(json, want), "%s", json);
         cr_assert(strstr(json, "\"channel\":\"api2\""));
         free(json);
         wal_msg_unref(a);
@@ -175,7 +179,7 @@ Test(adaptor_api, opener_bad_input)
         struct wal_interceptor noname = { .name = NULL };
         cr_assert_eq(wal_opener_add_interceptor(o, &noname, NULL), -EINVAL);
         cr_assert_null(wal_opener_backend(NULL));
-        cr_assert_str_eq(wal_opener_backend(o), "memory");
+        cr_assert_str_eq(wal_opener_backend(o), ta_backend());
         wal_opener_close(NULL);
 }
 
@@ -300,7 +304,7 @@ Test(adaptor_api, oversize_message_is_refused, .init = NULL, .fini = NULL)
         cr_assert_eq(wal_append_wait(wx, m, NULL, NULL), -EMSGSIZE);
         wal_msg_unref(m);
         wal_close(wx);
-        wal_opener_close(ox);
+        ta_opener_close(ox);
         cr_assert_eq(atomic_load(&c.calls), 0, "a refused append's callback ran");
 }
 
@@ -365,7 +369,7 @@ Test(adaptor_api, calls_after_close_are_refused)
         wal_scanner *s = NULL;
         struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
         cr_assert_eq(wal_read(wx, &d, NULL, &s, NULL), 0);
-        wal_opener_close(ox); /* closes wx and s too; their handles stay valid */
+        ta_opener_close(ox); /* closes wx and s too; their handles stay valid */
         wal_msg *m = ta_msg("late", NULL);
         struct ta_counter c = { 0 };
         cr_assert_eq(wal_append(wx, m, ta_count_done, &c, NULL), -ESHUTDOWN);

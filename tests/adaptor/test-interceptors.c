@@ -129,7 +129,7 @@ Test(adaptor_interceptors, user_chain_order_and_hooks, .timeout = 60)
         wal_close(w);
         cr_assert_eq(atomic_load(&a.closes), 1); /* not for the failed "not-ready" open */
         cr_assert_eq(atomic_load(&b.closes), 1);
-        wal_opener_close(o);
+        ta_opener_close(o);
         pthread_mutex_destroy(&a.lock);
 }
 
@@ -209,7 +209,7 @@ Test(adaptor_interceptors, ticks_follow_ids_under_concurrency, .timeout = 120)
                 cr_assert(ms + 60000 > now_ms && ms < now_ms + 60000, "physical part off");
         }
         wal_close(st.w);
-        wal_opener_close(o);
+        ta_opener_close(o);
         free(st.v);
 }
 
@@ -254,7 +254,7 @@ Test(adaptor_interceptors, new_term_anchors_above_and_fences_the_old, .timeout =
         wal_msg_unref(last1);
         wal_close(w1);
         wal_close(w2);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }
 
 /* ---- Retry, against a test backend wrapping memory ---- */
@@ -445,7 +445,7 @@ Test(adaptor_interceptors, retry_redoes_retriable_failures, .timeout = 120)
         free(json);
         atomic_store(&flaky_mode, FLAKY_PASS);
         wal_close(w);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }
 
 Test(adaptor_interceptors, retry_gives_up_and_never_retries_fatal, .timeout = 60)
@@ -496,7 +496,7 @@ Test(adaptor_interceptors, retry_gives_up_and_never_retries_fatal, .timeout = 60
         cr_assert_eq(atomic_load(&c.calls), 1);
         cr_assert_eq(atomic_load(&c.cancelled), 1);
         atomic_store(&flaky_mode, FLAKY_PASS);
-        wal_opener_close(o2);
+        ta_opener_close(o2);
         wal_close(w);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }

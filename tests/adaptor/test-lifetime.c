@@ -95,7 +95,7 @@ static void close_while_busy(bool close_opener)
         sleep_ms(30);
         uint64_t t0 = walu_monotonic_ns();
         if (close_opener)
-                wal_opener_close(o);
+                ta_opener_close(o);
         else
                 wal_close(b.w);
         uint64_t close_ms = (walu_monotonic_ns() - t0) / 1000000u;
@@ -125,7 +125,7 @@ static void close_while_busy(bool close_opener)
                 wal_msg_unref(m);
                 wal_close(b.w);
         } else {
-                wal_opener_close(o);
+                ta_opener_close(o);
         }
 }
 
@@ -186,7 +186,7 @@ Test(adaptor_lifetime, scanner_close_wakes_a_blocked_next)
         cr_assert_eq((int)(intptr_t)res, -ESHUTDOWN);
         wal_scanner_close(s);
         wal_close(w);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }
 
 struct chain {
@@ -227,7 +227,7 @@ Test(adaptor_lifetime, callbacks_may_append)
         cr_assert_eq(atomic_load(&c.n), 100);
         cr_assert_eq(atomic_load(&c.bad), 0);
         wal_close(c.w);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }
 
 static void *waiter_thread(void *arg)
@@ -255,7 +255,7 @@ Test(adaptor_lifetime, close_ends_blocking_appends)
                 sleep_ms(20);
                 /* The parent closes the wal under the waiting threads; the
                  * handle itself stays valid until they are done with it. */
-                wal_opener_close(o);
+                ta_opener_close(o);
                 for (int i = 0; i < 4; i++) {
                         void *res;
                         pthread_join(th[i], &res);
@@ -283,7 +283,7 @@ Test(adaptor_lifetime, children_closed_by_parent_then_released)
                 cr_assert_eq(wal_append(w, m, ta_count_done, &c, NULL), 0);
                 wal_msg_unref(m);
         }
-        wal_opener_close(o);
+        ta_opener_close(o);
         cr_assert_eq(atomic_load(&c.calls), 100);
         cr_assert_eq(atomic_load(&c.ok) + atomic_load(&c.cancelled), 100);
         wal_msg *m = ta_msg("x", NULL);

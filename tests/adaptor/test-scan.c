@@ -76,7 +76,7 @@ static void teardown(void)
         for (int i = 0; i < 10; i++)
                 wal_msg_unref(ids[i]);
         wal_close(w);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }
 
 TestSuite(adaptor_scan, .init = setup, .fini = teardown, .timeout = 120);
@@ -329,7 +329,7 @@ Test(adaptor_scan, delivery_does_not_wait_for_a_periodic_tick, .init = NULL, .fi
         wal_msg_unref(in);
         wal_scanner_close(s);
         wal_close(wx);
-        wal_opener_close(ox);
+        ta_opener_close(ox);
         cr_assert_eq(atomic_load(&c.ok), 1);
 }
 
@@ -377,7 +377,7 @@ Test(adaptor_scan, catchup_then_tailing_across_terms, .init = NULL, .fini = NULL
         free(json);
         wal_scanner_close(s);
         wal_close(wx);
-        wal_opener_close(ox);
+        ta_opener_close(ox);
 }
 
 /* ---- Tiny cache: eviction all the time ---- */
@@ -490,5 +490,5 @@ Test(adaptor_scan, tiny_cache_exactly_once_in_order, .init = NULL, .fini = NULL,
         for (int i = 0; i < 2; i++)
                 wal_scanner_close(ra[i].s);
         wal_close(wa.w);
-        wal_opener_close(ox);
+        ta_opener_close(ox);
 }

@@ -35,7 +35,7 @@ static void setup(void)
 static void teardown(void)
 {
         wal_close(w);
-        wal_opener_close(o);
+        ta_opener_close(o);
 }
 
 TestSuite(adaptor_txn, .init = setup, .fini = teardown, .timeout = 120);
@@ -343,5 +343,5 @@ Test(adaptor_txn, tiny_cache_switching_keeps_units, .init = NULL, .fini = NULL)
         cr_assert_null(res);
         wal_scanner_close(s);
         wal_close(wx);
-        wal_opener_close(ox);
+        ta_opener_close(ox);
 }
