@@ -559,6 +559,15 @@ static int kafka_collect_pt(void *arg, const char *key, const char *value)
                 free(vv);
                 return -ENOMEM;
         }
+        if (strcmp(k, "bootstrap.servers") == 0 || strcmp(k, "metadata.broker.list") == 0) {
+                free(o->bootstrap);
+                o->bootstrap = strdup(value);
+                if (!o->bootstrap) {
+                        free(kk);
+                        free(vv);
+                        return -ENOMEM;
+                }
+        }
         /* A key set twice keeps its latest value in place. */
         for (size_t i = 0; i < o->n_pt; i++) {
                 if (strcmp(o->pt_keys[i], kk) == 0) {
@@ -571,12 +580,6 @@ static int kafka_collect_pt(void *arg, const char *key, const char *value)
         o->pt_keys[o->n_pt] = kk;
         o->pt_vals[o->n_pt] = vv;
         o->n_pt++;
-        if (strcmp(k, "bootstrap.servers") == 0 || strcmp(k, "metadata.broker.list") == 0) {
-                free(o->bootstrap);
-                o->bootstrap = strdup(value);
-                if (!o->bootstrap)
-                        return -ENOMEM;
-        }
         return 0;
 }
 
@@ -674,6 +677,14 @@ static int kafka_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
                 goto fail;
         }
         for (size_t i = 0; i < o->n_pt; i++) {
+                if (strcmp(o->pt_keys[i], "test.mock.num.brokers") == 0) {
+                        r = wal_error_set(reterr, -EINVAL, 0,
+                                          "kafka: kafka.test.mock.num.brokers is not supported: "
+                                          "every librdkafka handle (producer, each scanner) "
+                                          "would get its own private mock cluster; host one "
+                                          "(walctl mock-kafka) and set kafka.bootstrap.servers");
+                        goto fail;
+                }
                 if (strcmp(o->pt_keys[i], "transactional.id") == 0) {
                         r = wal_error_set(reterr, -EINVAL, 0,
                                           "kafka: kafka.transactional.id is not supported: the "

@@ -891,3 +891,17 @@ Test(kafka, tailing_scanner_survives_a_broker_restart, .timeout = 60)
         w->ops->close(w);
         acks_free(&a);
 }
+
+Test(kafka_open, librdkafka_private_mock_is_refused_with_a_reason)
+{
+        /* test.mock.num.brokers gives every handle its own cluster: the
+         * producer, the term register and each scanner would not agree. */
+        kt_setup_cluster();
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.test.mock.num.brokers", "1", &e), 0);
+        int r = kt.b->build(kt.cfg, &kt.o, &e);
+        cr_assert_eq(r, -EINVAL);
+        cr_assert_not_null(strstr(wal_error_message(e), "private mock cluster"), "%s",
+                           wal_error_message(e));
+        wal_error_free(e);
+}
