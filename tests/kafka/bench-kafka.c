@@ -138,7 +138,7 @@ static void ours_cb(void *arg, int status, struct wal_msgid id, const wal_error 
                 atomic_fetch_add(&d->failed, 1);
 }
 
-static struct walimpls_opener *build(const char *bs, bool fencing)
+static struct walimpls_opener *build_props(const char *bs, bool fencing, bool linger0)
 {
         wal_config *cfg = NULL;
         wal_error *e = NULL;
@@ -153,11 +153,23 @@ static struct walimpls_opener *build(const char *bs, bool fencing)
                 wal_config_set(cfg, key, common_props[i][1], NULL);
         }
         wal_config_set(cfg, "kafkawal.fencing", fencing ? "true" : "false", NULL);
+        if (linger0)
+                wal_config_set(cfg, "kafka.linger.ms", "0", NULL);
         struct walimpls_opener *o = NULL;
         if (b->build(cfg, &o, &e) < 0)
                 die(wal_error_message(e));
         wal_config_free(cfg);
         return o;
+}
+
+static struct walimpls_opener *build(const char *bs, bool fencing)
+{
+        return build_props(bs, fencing, false);
+}
+
+static struct walimpls_opener *build_linger0(const char *bs, bool fencing)
+{
+        return build_props(bs, fencing, true);
 }
 
 static double run_ours(struct walimpls_opener *o, const char *channel, long n)
@@ -250,6 +262,93 @@ static double replay_ours(struct walimpls_opener *o, const char *channel, long n
         return (double)n / t;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+/* p50 and p99 of @v (sorted in place), in microseconds. */
+static void percentiles(double *v, int n, double *p50, double *p99)
+{
+        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        *p50 = v[n / 2] * 1e6;
+        *p99 = v[(n * 99) / 100] * 1e6;
+}
+
+static atomic_int lat_done;
+
+static void lat_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+        (void)rk;
+        (void)m;
+        (void)opaque;
+        atomic_store(&lat_done, 1);
+}
+
+/* One message at a time, linger.ms=0: produce -> delivery report. */
+static void latency_raw(const char *bs, const char *topic, int n, double *p50, double *p99)
+{
+        char errstr[256];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", bs, errstr, sizeof(errstr));
+        for (size_t i = 0; i < sizeof(common_props) / sizeof(common_props[0]); i++)
+                rd_kafka_conf_set(c, common_props[i][0], common_props[i][1], errstr,
+                                  sizeof(errstr));
+        rd_kafka_conf_set(c, "linger.ms", "0", errstr, sizeof(errstr));
+        rd_kafka_conf_set_dr_msg_cb(c, lat_dr);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
+        double *v = calloc((size_t)n, sizeof(*v));
+        char value[100];
+        memset(value, 'v', sizeof(value));
+        for (int i = -100; i < n; i++) {   /* 100 warm-up messages */
+                atomic_store(&lat_done, 0);
+                double t0 = now_s();
+                if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                      RD_KAFKA_V_VALUE(value, sizeof(value)),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_END))
+                        die("raw latency: produce");
+                while (!atomic_load(&lat_done))
+                        rd_kafka_poll(rk, 1);
+                if (i >= 0)
+                        v[i] = now_s() - t0;
+        }
+        percentiles(v, n, p50, p99);
+        free(v);
+        rd_kafka_destroy(rk);
+}
+
+static void latency_ours(struct walimpls_opener *o, const char *channel, int n, double *p50,
+                         double *p99)
+{
+        struct walimpls_open_opts opts = { .channel = channel, .term = 1,
+                                           .access = WAL_ACCESS_RW };
+        struct walimpls_wal *w = NULL;
+        wal_error *e = NULL;
+        if (o->ops->open(o, &opts, &w, &e) < 0)
+                die(wal_error_message(e));
+        double *v = calloc((size_t)n, sizeof(*v));
+        char value[100];
+        memset(value, 'v', sizeof(value));
+        for (int i = -100; i < n; i++) {
+                struct ours_done d = { 0 };
+                double t0 = now_s();
+                wal_msg *m = NULL;
+                if (wal_msg_new(WAL_MSG_DATA, value, sizeof(value), &m) < 0 ||
+                    w->ops->append(w, m, ours_cb, &d) < 0)
+                        die("ours latency: append");
+                wal_msg_unref(m);
+                while (atomic_load(&d.ok) + atomic_load(&d.failed) == 0)
+                        ;
+                if (i >= 0)
+                        v[i] = now_s() - t0;
+        }
+        percentiles(v, n, p50, p99);
+        free(v);
+        w->ops->close(w);
+}
+
 int main(int argc, char **argv)
 {
         long n = argc > 1 ? atol(argv[1]) : 200000;
@@ -261,6 +360,8 @@ int main(int argc, char **argv)
                 die("mock cluster");
         const char *bs = kafka_mock_host_bootstraps(h);
         struct walimpls_opener *off = build(bs, false), *on = build(bs, true);
+        /* Latency openers: linger.ms=0, as the raw side. */
+        struct walimpls_opener *loff = build_linger0(bs, false), *lon = build_linger0(bs, true);
         double s_raw = 0, s_off = 0, s_on = 0, s_rraw = 0, s_rours = 0;
         char topic[64], ch[64];
         for (int r = 0; r < rounds; r++) {
@@ -289,6 +390,16 @@ int main(int argc, char **argv)
                 s_rraw += rr;
                 s_rours += ro;
         }
+        double a50, a99, b50, b99, c50, c99;
+        latency_raw(bs, "lat-raw", 2000, &a50, &a99);
+        latency_ours(loff, "lat-off", 2000, &b50, &b99);
+        latency_ours(lon, "lat-on", 2000, &c50, &c99);
+        printf("append->ack latency, 1 in flight, linger.ms=0, 2000 msgs: raw p50 %.0f us "
+               "p99 %.0f us; ours fencing=off p50 %.0f p99 %.0f (p99 %.2fx); fencing=on p50 "
+               "%.0f p99 %.0f (p99 %.2fx)\n", a50, a99, b50, b99, b99 / a99, c50, c99,
+               c99 / a99);
+        loff->ops->close(loff);
+        lon->ops->close(lon);
         printf("mean over %d rounds of %ld appends / %ld replays: append fencing=off %.2fx, "
                "fencing=on %.2fx of raw librdkafka; replay %.2fx of a raw consumer\n",
                rounds, n, nr, s_off / s_raw, s_on / s_raw, s_rours / s_rraw);
