@@ -32,8 +32,8 @@
  * records (the APPEND script in redis-conn.c: one term check, then one XADD
  * per record, each with its own reply), optionally a WAIT, writes it in one
  * go and reads the replies in order, completing each append with its own
- * entry ID or error.  Appends that arrive meanwhile form the next batch, so the
- * pipeline depth follows the load with no timer.  Entry IDs are assigned by
+ * entry ID or error.  Appends that arrive meanwhile form the next batch, so
+ * the pipeline depth follows the load with no timer.  Entry IDs are assigned by
  * the server in command order, which is queue order, which is the order
  * append() returned: IDs increase in call order.
  *
@@ -66,8 +66,8 @@
  *
  * redis.require_aof=true refuses to build, and to open, on "none" or
  * "unknown".  WAIT adds copies on replicas, but replication is
- * asynchronous: a failover can
- * still lose acknowledged entries (Redis's WAIT documentation says so).
+ * asynchronous: a failover can still lose acknowledged entries (Redis's
+ * WAIT documentation says so).
  *
  * ---- Reconnecting ----
  *
@@ -90,8 +90,9 @@
  * messages, or a wake-up that delivers nothing.)  A round is the next
  * entries after the last delivered ID (XRANGE "(last" + COUNT n) followed in
  * the same pipeline by the stream state (the READ script: XINFO STREAM);
- * scanner_round() explains why a trim between the two cannot go unnoticed.  Each round is pipelined with an XREAD BLOCK
- * COUNT 1 passing the same last delivered ID: when the round finds nothing,
+ * scanner_round() explains why a trim between the two cannot go
+ * unnoticed.  Each round is pipelined with an XREAD BLOCK COUNT 1 passing
+ * the same last delivered ID: when the round finds nothing,
  * that XREAD waits for the next append and wakes the reader, whose next
  * round reads and checks what arrived (with redis.tail_direct the XREAD's
  * entry is delivered at once instead: see scanner_take_xread()); when the
@@ -110,9 +111,13 @@
  * last truncated entry with XDEL before trimming the rest.  Known limits:
  * a trim by another client (XTRIM, XADD MAXLEN) that deletes nothing with
  * XDEL is not detected, nor is an XDEL hole inside the retained range (only
- * the largest deleted ID is recorded).  A stream whose last-generated-id went backwards, or
- * that vanished after being seen, lost data (server restarted without
- * persistence, key deleted): also -ERANGE, with that explanation.
+ * the largest deleted ID is recorded).  A stream whose last-generated-id
+ * went backwards, or that vanished after being seen, lost data (server
+ * restarted without persistence, key deleted): also -ERANGE, with that
+ * explanation.
+ *
+ * Start positions of ALL: whatever is retained when the first entry shows
+ * up (a fully truncated channel just waits).
  */
 #include <errno.h>
 #include <inttypes.h>
