@@ -326,6 +326,21 @@ int redis_params_parse(const wal_config *cfg, struct redis_params *ret, wal_erro
         r = redis_url_parse(url, &p, reterr);
         if (r < 0)
                 goto fail;
+        /* redis.user / redis.password, when set, override the URL's
+         * credentials (so a password need not sit in a URL). */
+        const char *keys[] = { "redis.user", "redis.password" };
+        char **slots[] = { &p.user, &p.password };
+        for (size_t i = 0; i < 2; i++) {
+                if (!wal_config_is_set(cfg, keys[i]))
+                        continue;
+                const char *v = wal_config_get(cfg, keys[i]);
+                free(*slots[i]);
+                *slots[i] = v && *v ? strdup(v) : NULL;
+                if (v && *v && !*slots[i]) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
         p.prefix = strdup(prefix);
         if (!p.prefix) {
                 r = -ENOMEM;

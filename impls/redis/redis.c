@@ -151,6 +151,10 @@
 static const struct wal_property redis_properties[] = {
         { "redis.url", WAL_PROP_STRING, "redis://127.0.0.1:6379/0", 1, 0, NULL, WAL_PROP_SECRET,
           "Server: redis://[user:password@]host[:port][/db]; a user name means AUTH user password (ACL)." },
+        { "redis.user", WAL_PROP_STRING, NULL, 1, 0, NULL, 0,
+          "ACL user for AUTH; overrides the URL's (empty: the default user)." },
+        { "redis.password", WAL_PROP_STRING, NULL, 1, 0, NULL, WAL_PROP_SECRET,
+          "Password for AUTH; overrides the URL's, keeping it out of the URL (empty: none)." },
         { "redis.prefix", WAL_PROP_STRING, "wal:", 1, 0, NULL, 0,
           "Key prefix: channel C is the stream <prefix>C, its owner term the key <prefix>C:term." },
         { "redis.connect_timeout", WAL_PROP_DURATION, "2s", 1, 600000, NULL, 0,

@@ -309,6 +309,7 @@ Test(redis, registered_with_caps_and_properties)
         const struct wal_property *p = wal_config_find_property("redis.url");
         cr_assert_not_null(p);
         cr_assert(p->flags & WAL_PROP_SECRET, "redis.url may hold a password: must be secret");
+        cr_assert(wal_config_find_property("redis.password")->flags & WAL_PROP_SECRET);
         const char *keys[] = { "redis.prefix", "redis.require_aof", "redis.wait_replicas",
                                "redis.max_reply_bytes", "redis.connect_timeout",
                                "redis.command_timeout", "redis.keepalive" };
@@ -395,8 +396,9 @@ Test(redis, acl_user_wrong_password_is_clear_error)
                       wal_error_message(e));
         wal_error_free(e);
 
-        snprintf(url, sizeof(url), "redis://alice:right-pw@127.0.0.1:%d/0", srv->port);
-        const char *kv2[] = { "redis.url", url, NULL };
+        /* Credentials from redis.user / redis.password override the URL's. */
+        const char *kv2[] = { "redis.url", url, "redis.user", "alice", "redis.password",
+                              "right-pw", NULL };
         build_ok(kv2);
         struct walimpls_wal *w = open_ok("acl", 1, WAL_ACCESS_RW);
         append_ok(w, "hello");
