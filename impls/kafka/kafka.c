@@ -26,7 +26,11 @@
  * kafkawal.group_id (assign() needs one; nothing is ever committed),
  * fetch.wait.max.ms=100.  Both reconnect quickly after a broker restart
  * (reconnect.backoff.ms=20, reconnect.backoff.max.ms=1000, as Milvus does
- * with a 5 s ceiling): a WAL would rather retry than sit idle.
+ * with a 5 s ceiling): a WAL would rather retry than sit idle.  Refused:
+ * kafka.transactional.id (the shared producer must stay idempotent, not
+ * transactional) and kafka.test.mock.num.brokers (librdkafka would give the
+ * producer and every scanner each a private mock cluster; host one with
+ * kafka_mock_host_start() or `walctl mock-kafka` instead).
  *
  * Writing.  One idempotent producer per opener, shared by every channel.
  * append() encodes the envelope, builds the headers, and produces with the
@@ -61,8 +65,10 @@
  * the requested offset are skipped (Kafka would call the position out of
  * range).  The pollable fd is an eventfd that librdkafka writes to when the
  * consumer queue becomes non-empty (rd_kafka_queue_io_event_enable); next()
- * drains it before polling the queue, and interrupt() writes it too.  No
- * thread of ours is involved in reading.
+ * drains it before polling the queue, and interrupt() writes it too (a
+ * wait also wakes every 100 ms, so a lost event costs latency, never a
+ * hang).  No thread of ours is involved in reading.  read_ahead becomes the
+ * consumer's queued.min.messages.
  *
  * Fencing (kafkawal.fencing=true, the default).  Each channel has a term
  * register: the committed offset of its partition 0 in the consumer group
@@ -99,9 +105,12 @@
  * API (1 partition, broker-default replication); =no never creates.  A
  * read-only open of a missing topic is -ENOENT.
  *
- * Locks: kafka_opener.lock guards every wal's pending list and in-flight
- * count, the fatal message, and back-pressure waits.  No lock is held while
- * a completion runs.
+ * Threads: the opener's poll thread (delivery reports, hence completions),
+ * one fence thread per read-write wal when fencing is on, and librdkafka's
+ * own.  Locks: kafka_opener.lock guards every wal's pending list, the fatal
+ * message, and the waits of back-pressure and close (in-flight counts are
+ * atomics); kafka_wal.qlock guards a wal's produce queue.  The two are never
+ * held together, and no lock is held while a completion runs.
  */
 #include <errno.h>
 #include <inttypes.h>
