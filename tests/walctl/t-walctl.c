@@ -147,25 +147,31 @@ void t_out_free(struct t_out *r)
         r->out = r->err = NULL;
 }
 
-pid_t t_walctl_spawn(const char *const *args, int *ret_out, int *ret_err)
+pid_t t_walctl_spawn(const char *const *args, int *ret_in, int *ret_out, int *ret_err)
 {
         char **envp = child_env(NULL);
         char **argv = child_argv(args);
-        int p[2];
+        int p[2], q[2] = { -1, -1 };
         cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+        if (ret_in)
+                cr_assert_eq(pipe2(q, O_CLOEXEC), 0);
         int efd = memfd_create("walctl-stderr", MFD_CLOEXEC);
         cr_assert(efd >= 0);
         fflush(NULL);
         pid_t pid = fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
-                int sin = open("/dev/null", O_RDONLY);
+                int sin = q[0] >= 0 ? q[0] : open("/dev/null", O_RDONLY);
                 if (sin < 0 || dup2(sin, 0) < 0 || dup2(p[1], 1) < 0 || dup2(efd, 2) < 0)
                         _exit(126);
                 execve(argv[0], argv, envp);
                 _exit(127);
         }
         close(p[1]);
+        if (ret_in) {
+                close(q[0]);
+                *ret_in = q[1];
+        }
         *ret_out = p[0];
         *ret_err = efd;
         free(envp);

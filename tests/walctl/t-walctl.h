@@ -33,9 +33,9 @@ struct t_out t_walctl(const char *const *env, const void *in, size_t in_len,
 void t_out_free(struct t_out *r);
 
 /* Background run: stdout on a pipe (*ret_out, read end, owned by the
- * caller), stderr to a memfd (*ret_err, owned), stdin /dev/null.
- * @returns the pid. */
-pid_t t_walctl_spawn(const char *const *args, int *ret_out, int *ret_err);
+ * caller), stderr to a memfd (*ret_err, owned), stdin a pipe whose write end
+ * is *ret_in (owned) or, with @ret_in NULL, /dev/null.  @returns the pid. */
+pid_t t_walctl_spawn(const char *const *args, int *ret_in, int *ret_out, int *ret_err);
 /* Wait for @pid; @returns its exit status or 128 + signal. */
 int t_wait(pid_t pid);
 /* Read one line (without its newline) from @fd into @buf within @timeout_ms;

@@ -65,7 +65,7 @@ static struct t_out lw(const char *in, const char *const *args)
         return lw_n(in, in ? strlen(in) : 0, args);
 }
 
-static pid_t lw_spawn(const char *const *args, int *out, int *err)
+static pid_t lw_spawn_in(const char *const *args, int *in, int *out, int *err)
 {
         size_t n = 0;
         while (args[n])
@@ -78,9 +78,14 @@ static pid_t lw_spawn(const char *const *args, int *out, int *err)
         full[3] = dirset;
         for (size_t i = 0; i < n; i++)
                 full[4 + i] = args[i];
-        pid_t pid = t_walctl_spawn(full, out, err);
+        pid_t pid = t_walctl_spawn(full, in, out, err);
         free(full);
         return pid;
+}
+
+static pid_t lw_spawn(const char *const *args, int *out, int *err)
+{
+        return lw_spawn_in(args, NULL, out, err);
 }
 
 /* "1\n2\n...n\n" (owned). */
@@ -861,4 +866,134 @@ Test(walctl_data, bench_bad_options_are_64)
                 cr_expect_str_empty(r.out);
                 t_out_free(&r);
         }
+}
+
+/* ---- verify and repair ---- */
+
+/* Flip one byte of the first segment of @channel at @off. */
+static void flip_byte(const char *channel, long off)
+{
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s/00000000000000000001.seg", dir, channel);
+        FILE *f = fopen(path, "r+b");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        cr_assert_eq(fseek(f, off, SEEK_SET), 0);
+        int c = fgetc(f);
+        cr_assert_neq(c, EOF);
+        cr_assert_eq(fseek(f, off, SEEK_SET), 0);
+        fputc(c ^ 0x55, f);
+        cr_assert_eq(fclose(f), 0);
+}
+
+static const char *field_of(const char *report, const char *key, char *buf, size_t len)
+{
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "%s\t", key);
+        const char *line = t_line(report, prefix);
+        cr_assert_not_null(line, "no %s in: %s", key, report);
+        snprintf(buf, len, "%s", line + strlen(prefix));
+        return buf;
+}
+
+Test(walctl_data, verify_finds_a_flipped_byte_and_repair_cuts_there)
+{
+        char *in = seq_text(1, 300);
+        append_ok("v", in);
+        struct t_out r = lw(NULL, T_ARGS("verify", "v"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        char buf[128];
+        cr_expect_str_eq(field_of(r.out, "status", buf, sizeof(buf)), "ok");
+        cr_expect_str_empty(r.err);
+        t_out_free(&r);
+
+        flip_byte("v", 6000);
+        r = lw(NULL, T_ARGS("verify", "v"));
+        cr_expect_eq(r.code, 65, "%s", r.err);
+        cr_expect_str_eq(field_of(r.out, "status", buf, sizeof(buf)), "bad-frame");
+        cr_expect_str_eq(field_of(r.out, "segment", buf, sizeof(buf)),
+                         "00000000000000000001.seg");
+        char offset[64];
+        field_of(r.out, "offset", offset, sizeof(offset));
+        long off = atol(offset);
+        cr_expect(off > 4096 && off <= 6000, "the frame holding byte 6000: %ld", off);
+        cr_expect(strstr(r.err, "walctl: verify v: bad-frame in segment "
+                             "00000000000000000001.seg at offset "),
+                  "%s", r.err);
+        t_out_free(&r);
+
+        /* The backend refuses the damaged channel: bad data. */
+        r = lw(NULL, T_ARGS("read", "v"));
+        cr_expect_eq(r.code, 65, "%s", r.err);
+        t_out_free(&r);
+
+        r = lw(NULL, T_ARGS("repair", "v"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        char cut[128], path[1024];
+        field_of(r.out, "cut_file", cut, sizeof(cut));
+        snprintf(path, sizeof(path), "%s/v/%s", dir, cut);
+        cr_expect_eq(access(path, F_OK), 0, "side file %s", path);
+        char want[128];
+        snprintf(want, sizeof(want), "00000000000000000001.seg.cut-%ld", off);
+        cr_expect_str_eq(cut, want);
+        t_out_free(&r);
+
+        r = lw(NULL, T_ARGS("verify", "v"));
+        cr_expect_eq(r.code, 0, "clean after repair: %s", r.out);
+        t_out_free(&r);
+
+        /* What is left is a prefix of what was appended, and appends go on. */
+        r = lw(NULL, T_ARGS("read", "v"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_gt(strlen(r.out), 0);
+        cr_expect_lt(strlen(r.out), strlen(in));
+        cr_expect_eq(strncmp(r.out, in, strlen(r.out)), 0, "a prefix: %s", r.out);
+        t_out_free(&r);
+        append_ok("v", "after-repair\n");
+        r = lw(NULL, T_ARGS("read", "-o", "-1", "v"));
+        cr_expect_str_eq(r.out, "after-repair\n");
+        t_out_free(&r);
+        free(in);
+}
+
+Test(walctl_data, verify_and_repair_errors)
+{
+        struct t_out r = lw(NULL, T_ARGS("verify", "nope"));
+        cr_expect_eq(r.code, 66, "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("repair", "nope"));
+        cr_expect_eq(r.code, 66, "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("verify", "bad/name"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        t_out_free(&r);
+        r = t_walctl(NULL, NULL, 0, T_ARGS("-b", "memory", "verify", "x"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect(strstr(r.err, "local backend only"), "%s", r.err);
+        t_out_free(&r);
+
+        /* A writer holds the channel (an append waiting for input): repair
+         * refuses with 69, verify still reads it. */
+        append_ok("busy", "1\n");
+        int in, out, err;
+        pid_t pid = lw_spawn_in(T_ARGS("append", "-J", "busy"), &in, &out, &err);
+        cr_assert_eq(write(in, "2\n", 2), 2);
+        char buf[256];
+        cr_assert_geq(t_read_line(out, buf, sizeof(buf), 20000), 0, "the writer is up");
+        r = lw(NULL, T_ARGS("repair", "busy"));
+        cr_expect_eq(r.code, 69, "%s", r.err);
+        cr_expect(strstr(r.err, "walctl: repair busy: "), "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("verify", "busy"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        close(in);
+        cr_expect_eq(t_wait(pid), 0);
+        close(out);
+        close(err);
+
+        r = lw(NULL, T_ARGS("repair", "busy"));
+        cr_expect_eq(r.code, 0, "clean channel: %s", r.err);
+        cr_expect_str_eq(field_of(r.out, "status", buf, sizeof(buf)), "ok");
+        cr_expect_null(t_line(r.out, "cut_file\t"), "nothing cut");
+        t_out_free(&r);
 }

@@ -673,6 +673,9 @@ Test(walctl, man_page_and_completion_match_the_commands)
         cr_assert_lt(len, sizeof(list));
         memcpy(list, cl, len);
         list[len] = '\0';
+        for (char *c = list; *c; c++)
+                if (*c == '\n' || *c == '\t')
+                        *c = ' ';
 
         struct t_run h = run_walctl(NULL, ARGS("--help"));
         cr_assert_eq(h.code, 0);
@@ -699,14 +702,22 @@ Test(walctl, man_page_and_completion_match_the_commands)
                 cr_expect(strstr(padded, probe), "the completion lacks '%s'", name);
                 p = strchr(p, '\n') + 1;
         }
-        /* The completion lists nothing more than --help does. */
+        /* The completion lists nothing more than --help does, apart from the
+         * commands some builds leave out (they need the local or the Kafka
+         * backend). */
+        static const char *const optional[] = { "verify", "repair", "mock-kafka" };
         size_t n_comp = 0;
         for (char *tok = strtok(list, " "); tok; tok = strtok(NULL, " ")) {
-                n_comp++;
                 char probe[96];
                 snprintf(probe, sizeof(probe), "\n  %s ", tok);
-                cr_expect(strstr(h.out, probe), "the completion offers '%s', which walctl "
-                          "does not list", tok);
+                if (strstr(h.out, probe)) {
+                        n_comp++;
+                        continue;
+                }
+                bool opt = false;
+                for (size_t i = 0; i < sizeof(optional) / sizeof(optional[0]); i++)
+                        opt = opt || strcmp(tok, optional[i]) == 0;
+                cr_expect(opt, "the completion offers '%s', which walctl does not list", tok);
         }
         cr_expect_eq(n_comp, n_help);
         run_free(&h);

@@ -42,6 +42,10 @@ static const struct walctl_command *const commands[] = {
         &walctl_cmd_info,
         &walctl_cmd_truncate,
         &walctl_cmd_bench,
+#ifdef WALCTL_HAVE_LOCAL
+        &walctl_cmd_verify,
+        &walctl_cmd_repair,
+#endif
         &walctl_cmd_backends,
         &walctl_cmd_config,
         &walctl_cmd_help,

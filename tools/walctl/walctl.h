@@ -94,6 +94,8 @@ extern const struct walctl_command walctl_cmd_channels;
 extern const struct walctl_command walctl_cmd_info;
 extern const struct walctl_command walctl_cmd_truncate;
 extern const struct walctl_command walctl_cmd_bench;
+extern const struct walctl_command walctl_cmd_verify;  /* local backend builds only */
+extern const struct walctl_command walctl_cmd_repair;  /* local backend builds only */
 
 /** @param name  borrowed.  @returns the command called @p name (borrowed,
  *  static), or NULL. */
