@@ -87,11 +87,13 @@
  *         with the segment file and the byte offset).  The writer finishes
  *         every write to a segment durably before writing the next one, so
  *         an older segment cannot legitimately end torn.
- *       - in the last segment: torn (cut off there) when the frame runs past
- *         the end of the file, when an aligned 512-byte sector of it is all
- *         zeros (an unwritten part, as etcd decides), or when no valid
- *         frame with a later LSN follows it; otherwise (a damaged frame with
- *         valid ones after it: acknowledged data was damaged) refuse.
+ *       - in the last segment: torn (cut off there) when no valid frame
+ *         with a later LSN follows it in the file, or when one does but the
+ *         damaged region before it (the frame's own extent if its length
+ *         is believable, else everything up to that later frame) holds an
+ *         all-zero 512-byte sector piece (a part never written, as etcd
+ *         decides: a batch torn while a later one landed).  Otherwise
+ *         written data was damaged with valid frames after it: refuse.
  *     A torn frame is the very end of what a crash interrupted: nothing
  *     after it was acknowledged, because appends complete strictly in order
  *     and only after their fdatasync.
@@ -432,10 +434,10 @@ int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
         return stop;
 }
 
-/* Is there a valid frame with an LSN above @expect_lsn anywhere in
- * [from, file_size)?  1 yes, 0 no, negative errno. */
+/* Find the first valid frame with an LSN above @expect_lsn in
+ * [from, file_size): 1 and its offset in *at, 0 none, negative errno. */
 static int later_valid_frame(const struct local_io_ops *io, int fd, uint64_t from,
-                             uint64_t expect_lsn, uint64_t file_size)
+                             uint64_t expect_lsn, uint64_t file_size, uint64_t *at)
 {
         struct rbuf b = { 0 }, fb = { 0 };
         int found = 0;
@@ -473,6 +475,7 @@ static int later_valid_frame(const struct local_io_ops *io, int fd, uint64_t fro
                         }
                         if ((size_t)m == fl && local_frame_decode(fb.p, fl, NULL) > 0) {
                                 found = 1;
+                                *at = base + i;
                                 break;
                         }
                 }
@@ -494,19 +497,24 @@ int local_seg_is_torn(const struct local_io_ops *io, int fd, uint64_t off,
                 return (int)n;
         if ((size_t)n < sizeof(hdr))
                 return 1;
+        /* Nothing valid after it: the end of what was written. */
+        uint64_t next = 0;
+        int later = later_valid_frame(io, fd, off + LOCAL_FRAME_ALIGN, expect_lsn, file_size,
+                                      &next);
+        if (later <= 0)
+                return later < 0 ? later : 1;
+        /* Valid frames follow.  The damaged region is the frame's own
+         * extent when its length is believable, else everything up to the
+         * next valid frame.  An all-zero sector in it is a part that was
+         * never written (a batch torn while a later one landed): torn.
+         * Otherwise written data was damaged: corruption. */
         uint32_t body = walu_get_be32(hdr), env = walu_get_be32(hdr + 4);
-        uint64_t span = LOCAL_FRAME_HDR_SIZE;
-        if (env <= body && body <= LOCAL_FRAME_MAX_BODY) {
-                if (off + LOCAL_FRAME_HDR_SIZE + body > file_size)
-                        return 1;
-                span = local_frame_size(body);
-        }
-        uint64_t end = WALU_MIN(off + span, file_size);
-        /* Any all-zero piece of the frame between sector boundaries. */
+        uint64_t end = next;
+        if (env <= body && body <= LOCAL_FRAME_MAX_BODY && off + local_frame_size(body) <= next)
+                end = off + local_frame_size(body);
         uint8_t sec[512];
         for (uint64_t p = off; p < end;) {
-                uint64_t next = (p / 512 + 1) * 512;
-                uint64_t stop = WALU_MIN(next, end);
+                uint64_t stop = WALU_MIN((p / 512 + 1) * 512, end);
                 size_t len = (size_t)(stop - p);
                 ssize_t m = read_full(io, fd, sec, len, p);
                 if (m < 0)
@@ -515,10 +523,7 @@ int local_seg_is_torn(const struct local_io_ops *io, int fd, uint64_t off,
                         return 1;
                 p = stop;
         }
-        int later = later_valid_frame(io, fd, off + LOCAL_FRAME_ALIGN, expect_lsn, file_size);
-        if (later < 0)
-                return later;
-        return later ? 0 : 1;
+        return 0;
 }
 
 /* ---- Channel scan ---- */

@@ -223,9 +223,10 @@ int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
 
 /*
  * Decide whether the invalid frame at @off in the LAST segment is a torn
- * write (true) or corruption (false): torn if the frame runs past the end of
- * the file, if an aligned 512-byte sector of it is all zeros, or if no valid
- * frame with a later LSN follows it in the file.  Negative errno on I/O error.
+ * write (1) or corruption (0): torn if no valid frame with a later LSN
+ * follows it in the file, or if the damaged region before that frame holds
+ * an all-zero aligned 512-byte piece (never written).  Negative errno on I/O
+ * error.
  */
 int local_seg_is_torn(const struct local_io_ops *io, int fd, uint64_t off,
                       uint64_t expect_lsn, uint64_t file_size);
