@@ -866,6 +866,15 @@ static void run_batch(struct redis_wal *w, struct rpend *batch)
         complete_list(batch);
 }
 
+#define BATCH_BYTES (16u << 20)
+
+static size_t rpend_bytes(const struct rpend *e)
+{
+        size_t plen = 0;
+        wal_msg_payload(e->msg, &plen);
+        return e->env_len + plen;
+}
+
 static void *writer_main(void *arg)
 {
         struct redis_wal *w = arg;
@@ -910,10 +919,15 @@ static void *writer_main(void *arg)
                         backoff = p->backoff_initial_ms;
                 }
                 pthread_mutex_lock(&w->lock);
+                /* A batch is one write: bounded in records and in bytes, far
+                 * below Redis's client-query-buffer-limit (1 GiB). */
                 struct rpend *batch = w->head, *last = w->head;
                 size_t n = 1;
-                while (last && last->next && n < (size_t)p->batch_max) {
+                size_t bytes = last ? rpend_bytes(last) : 0;
+                while (last && last->next && n < (size_t)p->batch_max &&
+                       bytes + rpend_bytes(last->next) <= BATCH_BYTES) {
                         last = last->next;
+                        bytes += rpend_bytes(last);
                         n++;
                 }
                 if (last) {

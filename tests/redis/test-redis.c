@@ -899,6 +899,42 @@ Test(redis, pipelined_appends_complete_in_order)
         w->ops->close(w);
 }
 
+Test(redis, large_records_round_trip)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("large", 1, WAL_ACCESS_RW);
+        enum { N = 4, SIZE = 6 << 20 };   /* 24 MiB: more than one write batch */
+        char *buf = malloc(SIZE);
+        cr_assert_not_null(buf);
+        struct done *d[N];
+        for (int i = 0; i < N; i++) {
+                memset(buf, 'a' + i, SIZE);
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, buf, SIZE, &m), 0);
+                d[i] = done_new();
+                cr_assert_eq(w->ops->append(w, m, done_cb, d[i]), 0);
+                wal_msg_unref(m);
+        }
+        for (int i = 0; i < N; i++) {
+                cr_assert(done_wait(d[i], 20000));
+                cr_assert_eq(d[i]->status, 0, "record %d: %s", i, d[i]->msg);
+                done_free(d[i]);
+        }
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        for (int i = 0; i < N; i++) {
+                wal_msg *m = next_ok(s, 10000);
+                size_t len = 0;
+                const char *p = wal_msg_payload(m, &len);
+                cr_assert_eq(len, (size_t)SIZE);
+                cr_assert(p[0] == 'a' + i && p[SIZE - 1] == 'a' + i, "record %d garbled", i);
+                wal_msg_unref(m);
+        }
+        free(buf);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
 /* ---- Scanner plumbing ---- */
 
 Test(redis, scanner_fd_wakes_and_close_does_not_wait_out_block)
