@@ -1027,6 +1027,16 @@ Test(redis, inflight_append_gets_retriable_econnreset)
         cr_assert(strstr(d->msg, "in flight"), "message: %s", d->msg);
         done_free(d);
 
+        /* Server down: appends fail at once, retriable, naming the cause. */
+        char why0[512];
+        bool retriable0 = false;
+        uint64_t t0 = t_now_ms();
+        int r0 = append_sync(w, "while-down", NULL, &retriable0, why0, sizeof(why0));
+        cr_assert_eq(r0, -ECONNREFUSED, "append while down: %d (%s)", r0, why0);
+        cr_assert(retriable0);
+        cr_assert(strstr(why0, "127.0.0.1"), "message: %s", why0);
+        cr_assert_lt(t_now_ms() - t0, 3000);
+
         /* Server back: the writer reconnects and appends again. */
         cr_assert_eq(t_redis_restart(srv), 0);
         struct wal_msgid id;
