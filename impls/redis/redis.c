@@ -1146,8 +1146,10 @@ static int redis_truncate(struct walimpls_wal *b, struct wal_msgid id, wal_error
         pthread_mutex_lock(&w->o->lock);
         int r = ctl_call(w->o, REDIS_SCRIPT_TRUNCATE, 6, argv, NULL, &rep, reterr);
         pthread_mutex_unlock(&w->o->lock);
-        if (r < 0)
+        if (r < 0) {
+                wal_error_prefix(reterr, "redis: truncating channel %s: ", w->base.channel);
                 return r;
+        }
         if (rep->type == REDIS_REPLY_ERROR) {
                 r = reply_error(rep, reterr, w->skey);
                 if (r == -ESTALE)
@@ -1195,6 +1197,8 @@ static int redis_info(struct walimpls_wal *b, struct walimpls_info *ret, wal_err
                 freeReplyObject(rep);
         if (trep)
                 freeReplyObject(trep);
+        if (r < 0)
+                wal_error_prefix(reterr, "redis: info of channel %s: ", w->base.channel);
         return r;
 }
 
