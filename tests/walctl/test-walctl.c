@@ -693,6 +693,8 @@ Test(walctl, man_page_and_completion_match_the_commands)
                 in_man = in_man || strstr(man, probe) != NULL;
                 snprintf(probe, sizeof(probe), "\n.BR %s \"", name);
                 in_man = in_man || strstr(man, probe) != NULL;
+                snprintf(probe, sizeof(probe), "\n.BR %s \" [", name);
+                in_man = in_man || strstr(man, probe) != NULL;
                 snprintf(probe, sizeof(probe), "\n.B %s list\n", name);
                 in_man = in_man || strstr(man, probe) != NULL;
                 cr_expect(in_man, "walctl.1 has no entry for '%s'", name);

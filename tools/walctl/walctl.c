@@ -46,6 +46,9 @@ static const struct walctl_command *const commands[] = {
         &walctl_cmd_verify,
         &walctl_cmd_repair,
 #endif
+#ifdef WALCTL_HAVE_KAFKA
+        &walctl_cmd_mock_kafka,
+#endif
         &walctl_cmd_backends,
         &walctl_cmd_config,
         &walctl_cmd_help,

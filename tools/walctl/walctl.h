@@ -96,6 +96,7 @@ extern const struct walctl_command walctl_cmd_truncate;
 extern const struct walctl_command walctl_cmd_bench;
 extern const struct walctl_command walctl_cmd_verify;  /* local backend builds only */
 extern const struct walctl_command walctl_cmd_repair;  /* local backend builds only */
+extern const struct walctl_command walctl_cmd_mock_kafka; /* kafka backend builds only */
 
 /** @param name  borrowed.  @returns the command called @p name (borrowed,
  *  static), or NULL. */

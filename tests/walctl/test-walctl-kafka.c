@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/walctl/test-walctl-kafka.c: `walctl mock-kafka`, and the data
+ * commands on the Kafka backend against it: one walctl process hosts the
+ * cluster, others append and read through it over loopback, as a user
+ * without a broker would.  Built only with the Kafka backend.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "t-walctl.h"
+
+static pid_t mock_pid = -1;
+static int mock_out = -1, mock_err = -1;
+static char servers[600];     /* "kafka.bootstrap.servers=..." */
+
+static void start_mock(void)
+{
+        mock_pid = t_walctl_spawn(T_ARGS("mock-kafka", "--brokers", "3"), NULL, &mock_out,
+                                  &mock_err);
+        char line[512];
+        cr_assert_geq(t_read_line(mock_out, line, sizeof(line), 20000), 0,
+                      "mock-kafka printed no first line");
+        cr_assert_eq(strncmp(line, "bootstrap.servers=", 18), 0, "first line: %s", line);
+        /* Three brokers: three HOST:PORT, all on loopback. */
+        int commas = 0;
+        for (const char *p = line; *p; p++)
+                commas += *p == ',';
+        cr_assert_eq(commas, 2, "%s", line);
+        cr_assert(strstr(line, "127.0.0.1:"), "%s", line);
+        snprintf(servers, sizeof(servers), "kafka.%s", line);
+}
+
+static void stop_mock(void)
+{
+        if (mock_pid > 0) {
+                kill(mock_pid, SIGTERM);
+                t_wait(mock_pid);
+                close(mock_out);
+                close(mock_err);
+        }
+        mock_pid = -1;
+}
+
+TestSuite(walctl_kafka, .init = start_mock, .fini = stop_mock, .timeout = 60);
+
+static struct t_out kw(const char *in, const char *const *args)
+{
+        size_t n = 0;
+        while (args[n])
+                n++;
+        const char **full = calloc(n + 5, sizeof(*full));
+        cr_assert_not_null(full);
+        full[0] = "-b";
+        full[1] = "kafka";
+        full[2] = "-X";
+        full[3] = servers;
+        for (size_t i = 0; i < n; i++)
+                full[4 + i] = args[i];
+        struct t_out r = t_walctl(NULL, in, in ? strlen(in) : 0, full);
+        free(full);
+        return r;
+}
+
+Test(walctl_kafka, append_read_info_channels_through_the_mock)
+{
+        struct t_out r = kw("one\ntwo\nthree\n", T_ARGS("append", "-J", "orders"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        cr_expect_eq(t_count_lines(r.out), 3, "%s", r.out);
+        t_out_free(&r);
+
+        r = kw(NULL, T_ARGS("read", "orders"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "one\ntwo\nthree\n");
+        t_out_free(&r);
+
+        char pos[64];
+        r = kw(NULL, T_ARGS("read", "-c", "2", "--show-position", "orders"));
+        cr_expect_str_eq(r.out, "one\ntwo\n");
+        const char *line = t_line(r.err, "position: ");
+        cr_assert_not_null(line, "%s", r.err);
+        snprintf(pos, sizeof(pos), "%s", line + strlen("position: "));
+        t_out_free(&r);
+        r = kw(NULL, T_ARGS("read", "--after", pos, "orders"));
+        cr_expect_str_eq(r.out, "three\n");
+        t_out_free(&r);
+
+        r = kw(NULL, T_ARGS("info", "orders"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect(strstr(r.out, "channel\torders\n"), "%s", r.out);
+        t_out_free(&r);
+
+        r = kw(NULL, T_ARGS("channels"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect(strstr(r.out, "orders\n"), "%s", r.out);
+        t_out_free(&r);
+
+        r = kw(NULL, T_ARGS("read", "missing-topic"));
+        cr_expect_eq(r.code, 66, "%s", r.err);
+        t_out_free(&r);
+}
+
+Test(walctl_kafka, bench_through_the_mock)
+{
+        struct t_out r = kw(NULL, T_ARGS("bench", "--async", "256", "--count", "2000",
+                                         "--readers", "1", "--json"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        struct t_json *j = t_json_parse(r.out, r.out_len);
+        cr_assert_not_null(j, "%s", r.out);
+        uint64_t v;
+        cr_expect(t_json_u64(j, "records", &v) && v == 2000);
+        cr_expect(t_json_u64(j, "delivered", &v) && v == 2000);
+        cr_expect_str_eq(t_json_str(j, "backend"), "kafka");
+        t_json_free(j);
+        t_out_free(&r);
+}
+
+Test(walctl_kafka, mock_kafka_exits_0_on_sigint_and_rejects_bad_counts)
+{
+        int out, err;
+        pid_t pid = t_walctl_spawn(T_ARGS("mock-kafka"), NULL, &out, &err);
+        char line[512];
+        cr_assert_geq(t_read_line(out, line, sizeof(line), 20000), 0);
+        cr_expect_eq(strncmp(line, "bootstrap.servers=127.0.0.1:", 28), 0, "%s", line);
+        cr_expect_null(strchr(line, ','), "one broker by default: %s", line);
+        kill(pid, SIGINT);
+        cr_expect_eq(t_wait(pid), 0);
+        char *e = t_slurp(err);
+        cr_expect_str_empty(e, "quiet without -v: %s", e);
+        free(e);
+        close(out);
+        close(err);
+
+        struct t_out r = t_walctl(NULL, NULL, 0, T_ARGS("mock-kafka", "--brokers", "0"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        t_out_free(&r);
+        r = t_walctl(NULL, NULL, 0, T_ARGS("mock-kafka", "--brokers", "17"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        t_out_free(&r);
+        r = t_walctl(NULL, NULL, 0, T_ARGS("mock-kafka", "extra"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        t_out_free(&r);
+}
