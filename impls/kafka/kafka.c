@@ -96,8 +96,13 @@
  * with metadata (so the term register and fencing by term are tested on
  * it).  It cannot check transactional epoch fencing (above), CreateTopics
  * (it never answers; use kafkawal.create=auto, the default, which relies on
- * broker auto-creation), retention other than its hard 5 MiB / 100 000 sets
- * per partition cap, or read_committed.
+ * broker auto-creation), DeleteRecords (truncate's deletion; it answers
+ * _UNSUPPORTED_FEATURE, which truncate accepts as "never"), retention other
+ * than its hard 5 MiB / 100 000 sets per partition cap, or read_committed.
+ *
+ * Truncation asks the brokers to delete the records up to the ID
+ * (DeleteRecords); the builder does not claim WALIMPLS_CAP_TRUNCATE because
+ * brokers may refuse it and retention is what normally deletes in Kafka.
  *
  * Topic creation on a read-write open: kafkawal.create=auto asks the broker
  * for the topic's metadata, which creates it where auto.create.topics.enable
@@ -1370,15 +1375,73 @@ static void *kafka_fence_main(void *arg)
         }
 }
 
+/*
+ * Allow deletion up to and including @id: ask the brokers to delete the
+ * records before offset id+1 (DeleteRecords, Kafka >= 0.11).  Where that is
+ * unsupported (librdkafka 2.0.2's mock cluster answers
+ * _UNSUPPORTED_FEATURE) nothing is deleted and 0 is returned: the contract
+ * allows "later or never", and retention still applies.  Offsets past the
+ * end are clamped to the end by this call, never an error.
+ */
 static int kafka_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_error **reterr)
 {
         struct kafka_wal *w = kafka_wal_from_base(base);
-        (void)id;
+        struct kafka_opener *o = w->o;
         if (w->base.access != WAL_ACCESS_RW)
                 return wal_error_set(reterr, -EROFS, 0,
                                      "kafka: truncate on read-only channel %s", w->base.channel);
-        /* Kafka's retention deletes data; allowing deletion needs nothing. */
-        return 0;
+        if (wal_msgid_is_none(id) || id.hi != 0 || id.lo >= (uint64_t)INT64_MAX)
+                return wal_error_set(reterr, -EINVAL, 0,
+                                     "kafka: truncate %s: not a Kafka offset (IDs are 0-OFFSET)",
+                                     w->base.channel);
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(o->rk, w->topic, 0, &lo, &hi,
+                                                                   (int)o->open_timeout_ms);
+        if (err)
+                return kafka_fail(reterr, err, "kafka: truncate %s: watermarks", w->base.channel);
+        int64_t before = WALU_MIN((int64_t)id.lo + 1, hi);
+        if (before <= lo)
+                return 0;   /* already gone */
+
+        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pl, w->topic, 0)->offset = before;
+        rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(pl);
+        rd_kafka_topic_partition_list_destroy(pl);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(o->rk);
+        char errstr[256];
+        rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(o->rk,
+                                                                RD_KAFKA_ADMIN_OP_DELETERECORDS);
+        rd_kafka_AdminOptions_set_request_timeout(ao, (int)o->open_timeout_ms, errstr,
+                                                  sizeof(errstr));
+        rd_kafka_DeleteRecords(o->rk, &dr, 1, ao, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)o->open_timeout_ms + 1000);
+        int r = 0;
+        if (!ev) {
+                r = wal_error_set(reterr, -ETIMEDOUT, WAL_ERROR_RETRIABLE,
+                                  "kafka: truncate %s: DeleteRecords got no answer within %"
+                                  PRId64 " ms", w->base.channel, o->open_timeout_ms);
+        } else if ((err = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                r = kafka_fail(reterr, err, "kafka: truncate %s: DeleteRecords", w->base.channel);
+        } else {
+                const rd_kafka_topic_partition_list_t *res =
+                        rd_kafka_DeleteRecords_result_offsets(
+                                rd_kafka_event_DeleteRecords_result(ev));
+                err = res && res->cnt > 0 ? res->elems[0].err : RD_KAFKA_RESP_ERR__BAD_MSG;
+                if (err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
+                    err == RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION) {
+                        walu_log(WAL_LOG_DEBUG, "kafka: truncate %s: the brokers cannot delete "
+                                 "records; retention will", w->base.channel);
+                } else if (err) {
+                        r = kafka_fail(reterr, err, "kafka: truncate %s before offset %" PRId64,
+                                       w->base.channel, before);
+                }
+        }
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_AdminOptions_destroy(ao);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_DeleteRecords_destroy(dr);
+        return r;
 }
 
 static int kafka_info(struct walimpls_wal *base, struct walimpls_info *ret, wal_error **reterr)

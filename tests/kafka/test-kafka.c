@@ -905,3 +905,31 @@ Test(kafka_open, librdkafka_private_mock_is_refused_with_a_reason)
                            wal_error_message(e));
         wal_error_free(e);
 }
+
+Test(kafka, truncate_asks_for_deletion_and_tolerates_a_broker_that_cannot)
+{
+        char ch[64];
+        t_unique_name("trunc", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        struct acks a;
+        acks_init(&a, 5);
+        for (size_t i = 0; i < 5; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, 5, 10000), 5);
+        wal_error *e = NULL;
+        /* The mock answers DeleteRecords with _UNSUPPORTED_FEATURE: allowed
+         * ("deleted later or never"), so 0 and the data stays readable. */
+        cr_assert_eq(w->ops->truncate(w, a.ids[2], &e), 0, "%s", wal_error_message(e));
+        struct walimpls_info info;
+        cr_assert_eq(w->ops->info(w, &info, NULL), 0);
+        cr_assert(wal_msgid_eq(info.first_id, a.ids[0]));
+        cr_assert_eq(w->ops->truncate(w, WAL_MSGID(1, 0), &e), -EINVAL);
+        wal_error_free(e);
+        e = NULL;
+        struct walimpls_wal *ro = kt_open(ch, WAL_ACCESS_RO);
+        cr_assert_eq(ro->ops->truncate(ro, a.ids[0], &e), -EROFS);
+        wal_error_free(e);
+        ro->ops->close(ro);
+        w->ops->close(w);
+        acks_free(&a);
+}
