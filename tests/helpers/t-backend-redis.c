@@ -10,6 +10,10 @@
  * AOF answers -LOADING, which is not ready).  Stopping is by PID only.
  * The readiness probe talks RESP by hand over a socket so the helper needs
  * no client library.
+ *
+ * The fixture sets redis.tail_direct=true when WAL_TEST_REDIS_TAIL_DIRECT
+ * is in the environment, so the conformance suite covers both ways a
+ * tailing scanner delivers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -200,7 +204,9 @@ int t_fixture_redis_setup(wal_config *cfg, void **state)
                 return rc;
         if ((rc = wal_config_set(cfg, "backend", "redis", NULL)) < 0 ||
             (rc = wal_config_set(cfg, "redis.url", r->url, NULL)) < 0 ||
-            (rc = wal_config_set(cfg, "redis.block", "200ms", NULL)) < 0) {
+            (rc = wal_config_set(cfg, "redis.block", "200ms", NULL)) < 0 ||
+            (getenv("WAL_TEST_REDIS_TAIL_DIRECT") &&
+             (rc = wal_config_set(cfg, "redis.tail_direct", "true", NULL)) < 0)) {
                 t_redis_free(r);
                 return rc;
         }
