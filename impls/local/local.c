@@ -16,15 +16,32 @@
  * the queue lock takes the next LSN, places the frame in the segment (rolling
  * to a new segment when it does not fit) and copies it into the open batch.
  * It wakes the writer thread only if that thread said it was idle: no
- * per-record wake-up.  The writer seals whatever accumulated into a batch and
- * keeps up to local.inflight batches in flight, each one write linked
- * (IOSQE_IO_LINK) to an fdatasync.  Batches complete strictly in order: a
- * later batch's fdatasync proves nothing about an earlier batch's write, so
- * a batch's callbacks run only when it and every batch before it are
- * durable.  A short write breaks the link (the fdatasync completes
- * -ECANCELED, which is not durability): the remainder is written again with a
- * new linked fdatasync.  Before the first write into a new segment every
- * earlier batch must be durable, so only the last segment can end torn.
+ * per-record wake-up.  The writer seals whatever accumulated into a batch
+ * (at most local.batch_bytes) and keeps up to local.inflight batches in
+ * flight through io_uring, each one write linked (IOSQE_IO_LINK) to an
+ * fdatasync.  Batches complete strictly in order: a later batch's fdatasync
+ * proves nothing about an earlier batch's write, so a batch's callbacks run
+ * only when it and every batch before it are durable.  A short write breaks
+ * the link (the fdatasync completes -ECANCELED, which is not durability): the
+ * remainder is written again with a new linked fdatasync; a whole write with
+ * a cancelled fdatasync gets a new fdatasync.  Before the first write into a
+ * new segment every earlier batch must be durable, so only the last segment
+ * can end torn.
+ *
+ * Adaptive path (local.io=auto, the default).  A lone batch (nothing in
+ * flight, nothing queued behind it) is written inline by the writer thread
+ * with pwrite + fdatasync: io_uring buys overlap only when there is a next
+ * batch to overlap, and at queue depth one it costs two more thread hops
+ * (buffered ext4 writes and every fsync are punted to io-wq workers).
+ * Measured with tools/bench (bench-local --workload writers --writers 1,
+ * 100-byte records, alternating, 4 pairs, 2 s each, on a busy 2-vCPU VM):
+ * auto p50 106-135 us, 6.4-8.0 k appends/s; forced io_uring p50 132-168 us,
+ * 5.4-6.0 k/s; REF-SYNC (bare pwrite+fdatasync) p50 84-101 us.  Under load
+ * (many writers, async appenders) batches queue up and go through io_uring.
+ * local.io=uring forces io_uring for every batch (tests use it to reach the
+ * link-chain paths).  An idle writer with nothing in flight watches the
+ * queue for local.spin_us before sleeping, to save a wake-up when a blocking
+ * appender comes straight back.
  *
  * Why buffered writes + linked fdatasync, not O_DIRECT + RWF_DSYNC: records
  * are small and unaligned; O_DIRECT would need every batch padded to 4 KiB
@@ -32,7 +49,12 @@
  * flight would then write the same block concurrently.  On this machine class
  * a small write+fdatasync costs the same through io_uring as through plain
  * syscalls (perf-anchors.md sections 3-4); the gain comes from overlapping
- * batch N+1's write with batch N's flush, which linked pairs give.
+ * batch N+1's write with batch N's flush, which linked pairs give.  (Not
+ * measured against an O_DIRECT implementation: there is none.)
+ *
+ * Segments are created when the first record that does not fit is written
+ * (fallocate, header, fdatasync, directory fsync: about three flushes once
+ * per local.segment_bytes), not ahead of time.
  *
  * Failure.  A failed write (-ENOSPC...) or fdatasync (-EIO) makes the channel
  * unavailable for good (fsyncgate: a failed fsync is never retried, its pages
