@@ -227,6 +227,8 @@ struct redis_wal {
         struct rpend *head, *tail;
         size_t queued;
         bool closing;
+        bool writer_idle;              /* waiting for work (needs a signal) */
+        int space_waiters;             /* appenders blocked on a full queue */
         bool writer_running;
         atomic_bool fenced;
         pthread_t writer;
@@ -648,7 +650,8 @@ static struct rpend *take_all_locked(struct redis_wal *w)
         struct rpend *all = w->head;
         w->head = w->tail = NULL;
         w->queued = 0;
-        pthread_cond_broadcast(&w->space);
+        if (w->space_waiters)
+                pthread_cond_broadcast(&w->space);
         return all;
 }
 
@@ -883,8 +886,11 @@ static void *writer_main(void *arg)
         block_sigpipe();
         for (;;) {
                 pthread_mutex_lock(&w->lock);
-                while (!w->head && !w->closing)
+                while (!w->head && !w->closing) {
+                        w->writer_idle = true;
                         pthread_cond_wait(&w->work, &w->lock);
+                        w->writer_idle = false;
+                }
                 bool closing = w->closing;
                 bool empty = !w->head;
                 pthread_mutex_unlock(&w->lock);
@@ -936,7 +942,8 @@ static void *writer_main(void *arg)
                                 w->tail = NULL;
                         last->next = NULL;
                         w->queued -= n;
-                        pthread_cond_broadcast(&w->space);
+                        if (w->space_waiters)
+                                pthread_cond_broadcast(&w->space);
                 }
                 pthread_mutex_unlock(&w->lock);
                 if (batch)
@@ -976,8 +983,11 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
         e->done = done;
         e->arg = arg;
         pthread_mutex_lock(&w->lock);
-        while (w->queued >= (size_t)w->o->p.max_inflight && !w->closing)
+        while (w->queued >= (size_t)w->o->p.max_inflight && !w->closing) {
+                w->space_waiters++;
                 pthread_cond_wait(&w->space, &w->lock);
+                w->space_waiters--;
+        }
         if (w->closing) {
                 pthread_mutex_unlock(&w->lock);
                 pend_free(e);
@@ -989,7 +999,10 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
                 w->head = e;
         w->tail = e;
         w->queued++;
-        pthread_cond_signal(&w->work);
+        /* A busy writer looks at the queue again after its batch: waking it
+         * for every append would cost a futex call each. */
+        if (w->writer_idle)
+                pthread_cond_signal(&w->work);
         pthread_mutex_unlock(&w->lock);
         return 0;
 }
