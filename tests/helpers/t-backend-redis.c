@@ -62,8 +62,11 @@ static int write_conf(const struct t_redis *r, const struct t_redis_opts *o)
         if (!f)
                 return -errno;
         fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nsave \"\"\ndaemonize no\n"
-                   "logfile %s/redis.log\nappendonly %s\nappendfsync always\n",
+                   "logfile %s/redis.log\nappendonly %s\nappendfsync always\n"
+                   "repl-diskless-sync-delay 0\n",
                 r->port, r->dir, r->dir, o && o->aof ? "yes" : "no");
+        if (o && o->replica_of > 0)
+                fprintf(f, "replicaof 127.0.0.1 %d\n", o->replica_of);
         if (o && o->acl_user)
                 fprintf(f, "user %s on >%s ~* &* +@all\n", o->acl_user,
                         o->acl_password ? o->acl_password : "");

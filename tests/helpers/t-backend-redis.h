@@ -22,6 +22,7 @@ struct t_redis_opts {
         bool aof;                 /* appendonly yes + appendfsync always */
         const char *acl_user;     /* borrowed; non-NULL: add this ACL user... */
         const char *acl_password; /* ...with this password and every right */
+        int replica_of;           /* > 0: replicate the server on this port */
 };
 
 struct t_redis {

@@ -867,6 +867,41 @@ Test(redis, wait_without_replicas_fails_with_etimedout)
         w->ops->close(w);
 }
 
+Test(redis, wait_with_a_replica_succeeds)
+{
+        start_server(false, NULL, NULL);
+        struct t_redis_opts ro = { .replica_of = srv->port };
+        struct t_redis *replica = NULL;
+        cr_assert_eq(t_redis_start(&ro, &replica), 0);
+        /* Wait until the primary reports its replica online. */
+        bool online = false;
+        for (int i = 0; i < 500 && !online; i++) {
+                redisReply *rep = raw("INFO replication");
+                online = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "state=online");
+                freeReplyObject(rep);
+                if (!online)
+                        t_sleep_ms(10);
+        }
+        if (!online)
+                t_redis_free(replica);
+        cr_assert(online, "the replica never came online");
+        const char *kv[] = { "redis.wait_replicas", "1", "redis.wait_timeout", "5s", NULL };
+        build_ok(kv);
+        struct walimpls_wal *w = open_ok("replicated", 1, WAL_ACCESS_RW);
+        struct wal_msgid id = append_ok(w, "on two servers");
+        w->ops->close(w);
+        /* The replica has it. */
+        redisContext *c = redisConnect("127.0.0.1", replica->port);
+        cr_assert(c && !c->err);
+        redisReply *rep = redisCommand(c, "XLEN wal:replicated");
+        long long n = rep ? rep->integer : -1;
+        freeReplyObject(rep);
+        redisFree(c);
+        t_redis_free(replica);
+        cr_assert_eq(n, 1, "replica holds %lld entries", n);
+        cr_assert(!wal_msgid_is_none(id));
+}
+
 Test(redis, pipelined_appends_complete_in_order)
 {
         start_server(false, NULL, NULL);
