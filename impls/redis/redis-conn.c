@@ -111,8 +111,10 @@ static const char *const scripts[REDIS_SCRIPT_COUNT] = {
         /*
          * READ: KEYS stream; ARGV after-ID (exclusive), count.  Returns
          * {type, max-deleted-entry-id, last-generated-id, length, first ID,
-         * entries}, read atomically so a trim between the state and the
-         * entries cannot hide a gap.
+         * entries}, state and entries read atomically.  The backend calls it
+         * with count 0, for the state alone: scanners read entries with a
+         * plain XRANGE just before it (redis.c, scanner_round()), which
+         * spares the Lua conversion of every entry.
          */
         [REDIS_SCRIPT_READ] =
                 LUA_CHECK_STREAM

@@ -386,7 +386,8 @@ static int parse_state(const char *key, const redisReply *rep, struct stream_sta
         return 0;
 }
 
-/* Run the READ script: state plus up to @count entries after @after. */
+/* Run the READ script: state plus up to @count entries after @after, on
+ * @rc, or on the opener's control connection if @ctl_owner (locked) is set. */
 static int read_round(struct rconn *rc, struct redis_opener *ctl_owner, const char *skey,
                       struct wal_msgid after, int count, redisReply **ret, wal_error **reterr)
 {
@@ -1460,10 +1461,10 @@ out:
 
 /*
  * redis.tail_direct: deliver the entries of an XREAD reply (consumed) that a
- * blocked XREAD returned right after a READ round found nothing after
+ * blocked XREAD returned right after a round found nothing after
  * s->after.  A blocked XREAD is served as soon as the command that added
  * entries completes, so what it returns are the first entries after
- * s->after, with no gap, provided nothing ran between the READ round and the
+ * s->after, with no gap, provided nothing ran between the round and the
  * XREAD.  Both go out in one small write and Redis executes a client's
  * pipelined commands back to back when they arrive in one read, which is
  * the usual case but not a documented guarantee: if another client appended
