@@ -1291,16 +1291,18 @@ static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 return -EMSGSIZE;
         size_t body = elen + plen;
         size_t fsize = (size_t)local_frame_size(body);
-        uint8_t *tmp = scratch_get(fsize);
-        if (!tmp)
+        /* Only the envelope is staged; the CRC chains over envelope then
+         * payload, and the payload is copied once, into the batch. */
+        uint8_t *env = scratch_get(elen ? elen : 1);
+        if (!env)
                 return -ENOMEM;
-        int n = walu_envelope_encode(msg, tmp + LOCAL_FRAME_HDR_SIZE, elen);
+        int n = walu_envelope_encode(msg, env, elen);
         if (n < 0)
                 return n;
         WAL_ASSERT((size_t)n == elen);
+        uint32_t crc = walu_crc32c(0, env, elen);
         if (plen)
-                memcpy(tmp + LOCAL_FRAME_HDR_SIZE + elen, payload, plen);
-        uint32_t crc = walu_crc32c(0, tmp + LOCAL_FRAME_HDR_SIZE, body);
+                crc = walu_crc32c(crc, payload, plen);
 
         pthread_mutex_lock(&w->qlock);
         /* Back-pressure, except on the writer thread itself (an append
@@ -1364,7 +1366,9 @@ static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 b->cap_dones = cap;
         }
         uint8_t *dst = b->buf + b->len;
-        memcpy(dst + LOCAL_FRAME_HDR_SIZE, tmp + LOCAL_FRAME_HDR_SIZE, body);
+        memcpy(dst + LOCAL_FRAME_HDR_SIZE, env, elen);
+        if (plen)
+                memcpy(dst + LOCAL_FRAME_HDR_SIZE + elen, payload, plen);
         local_frame_seal(dst, w->next_lsn, (uint32_t)elen, (uint32_t)plen, crc);
         b->len += fsize;
         b->dones[b->n++] = (struct rec_done){ done, arg };
