@@ -9,12 +9,16 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -258,6 +262,87 @@ size_t t_count_lines(const char *text)
         for (const char *p = text; (p = strchr(p, '\n')); p++)
                 n++;
         return n;
+}
+
+/* ---- redis-server ---- */
+
+int t_free_port(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert(fd >= 0);
+        struct sockaddr_in a = { .sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        close(fd);
+        return ntohs(a.sin_port);
+}
+
+static bool redis_pong(int port)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return false;
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        bool ok = false;
+        char buf[16] = { 0 };
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            write(fd, "PING\r\n", 6) == 6) {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                if (poll(&pfd, 1, 1000) > 0 && read(fd, buf, sizeof(buf) - 1) > 0)
+                        ok = strncmp(buf, "+PONG", 5) == 0;
+        }
+        close(fd);
+        return ok;
+}
+
+pid_t t_redis_start(int *ret_port, char **ret_dir)
+{
+        char *rdir = t_tmpdir();
+        int port = t_free_port();
+        char port_text[16];
+        snprintf(port_text, sizeof(port_text), "%d", port);
+        fflush(NULL);
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR);
+                if (null >= 0) {
+                        dup2(null, 0);
+                        dup2(null, 1);
+                        dup2(null, 2);
+                }
+                execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port",
+                       port_text, "--dir", rdir, "--save", "", "--appendonly", "no",
+                       (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 500; i++) {
+                if (redis_pong(port)) {
+                        *ret_port = port;
+                        *ret_dir = rdir;
+                        return pid;
+                }
+                int status;
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        break;
+                usleep(10 * 1000);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        t_rmtree(rdir);
+        return -1;
+}
+
+void t_redis_stop(pid_t pid, char *rdir)
+{
+        if (pid > 0) {
+                kill(pid, SIGTERM);
+                t_wait(pid);
+        }
+        t_rmtree(rdir);
 }
 
 /* ---- JSON ---- */

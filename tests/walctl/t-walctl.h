@@ -53,6 +53,17 @@ const char *t_line(const char *text, const char *prefix);
 /* Number of '\n'-terminated lines in @text. */
 size_t t_count_lines(const char *text);
 
+/* ---- A private redis-server ---- */
+
+/* Start redis-server on a free 127.0.0.1 port in a fresh directory, no
+ * persistence; waits for PONG.  @returns the pid (stop it with t_redis_stop),
+ * or -1 when redis-server is not installed or never answered. */
+pid_t t_redis_start(int *ret_port, char **ret_dir);
+/* SIGTERM, reap, remove the directory (freed). */
+void t_redis_stop(pid_t pid, char *dir);
+/* A loopback port nothing listens on right now. */
+int t_free_port(void);
+
 /* ---- JSON ---- */
 
 enum t_json_kind { TJ_NULL, TJ_BOOL, TJ_NUM, TJ_STR, TJ_ARR, TJ_OBJ };

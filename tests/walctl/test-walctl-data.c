@@ -997,3 +997,56 @@ Test(walctl_data, verify_and_repair_errors)
         cr_expect_null(t_line(r.out, "cut_file\t"), "nothing cut");
         t_out_free(&r);
 }
+
+/* ---- Interrupted appends ---- */
+
+Test(walctl_data, interrupted_txn_leaves_nothing_visible)
+{
+        append_ok("ti", "before\n");
+        int in, out, err;
+        pid_t pid = lw_spawn_in(T_ARGS("append", "--txn", "ti"), &in, &out, &err);
+        cr_assert_eq(write(in, "t1\nt2\nt3\n", 9), 9);
+        /* The bodies are appended as they arrive; wait until they are in the
+         * log (as uncommitted transaction bodies) before interrupting. */
+        usleep(500 * 1000);
+        cr_assert_eq(kill(pid, SIGINT), 0);
+        int code = t_wait(pid);
+        char *e = t_slurp(err);
+        cr_expect_eq(code, 1, "stderr: %s", e);
+        cr_expect(strstr(e, "rolled back"), "%s", e);
+        free(e);
+        close(in);
+        close(out);
+        close(err);
+        struct t_out r = lw(NULL, T_ARGS("read", "ti"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "before\n", "nothing of the transaction is visible");
+        t_out_free(&r);
+        /* Even to a reader that asks for every type. */
+        r = lw(NULL, T_ARGS("read", "--type", "data", "--type", "txn", "--type", "txn-begin",
+                            "ti"));
+        cr_expect_null(strstr(r.out, "t1"), "%s", r.out);
+        t_out_free(&r);
+}
+
+Test(walctl_data, interrupted_append_keeps_what_was_acknowledged)
+{
+        int in, out, err;
+        pid_t pid = lw_spawn_in(T_ARGS("append", "-J", "ia"), &in, &out, &err);
+        cr_assert_eq(write(in, "r1\nr2\n", 6), 6);
+        char buf[256];
+        cr_assert_geq(t_read_line(out, buf, sizeof(buf), 20000), 0);
+        cr_assert_geq(t_read_line(out, buf, sizeof(buf), 20000), 0, "both acked");
+        cr_assert_eq(kill(pid, SIGTERM), 0);
+        int code = t_wait(pid);
+        char *e = t_slurp(err);
+        cr_expect_eq(code, 1, "stderr: %s", e);
+        cr_expect(strstr(e, "interrupted after 2 records"), "%s", e);
+        free(e);
+        close(in);
+        close(out);
+        close(err);
+        struct t_out r = lw(NULL, T_ARGS("read", "ia"));
+        cr_expect_str_eq(r.out, "r1\nr2\n");
+        t_out_free(&r);
+}
