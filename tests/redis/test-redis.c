@@ -662,6 +662,22 @@ Test(redis, wrongtype_key_is_named)
         cr_assert(strstr(wal_error_message(e), "wal:bad"), "message: %s", wal_error_message(e));
         wal_error_free(e);
 
+        /* A term key holding garbage, or of the wrong type, is named too. */
+        raw_ok("SET wal:badterm:term not-a-number");
+        e = NULL;
+        r = open_wal("badterm", 1, WAL_ACCESS_RW, &w, &e);
+        cr_assert_eq(r, -EBADMSG, "garbage term: %d (%s)", r, wal_error_message(e));
+        cr_assert(strstr(wal_error_message(e), "wal:badterm:term"), "message: %s",
+                  wal_error_message(e));
+        wal_error_free(e);
+        raw_ok("RPUSH wal:listterm:term 1");
+        e = NULL;
+        r = open_wal("listterm", 1, WAL_ACCESS_RW, &w, &e);
+        cr_assert_eq(r, -EBADMSG, "list as term key: %d (%s)", r, wal_error_message(e));
+        cr_assert(strstr(wal_error_message(e), "listterm"), "message: %s",
+                  wal_error_message(e));
+        wal_error_free(e);
+
         /* Turned into a string under an open writer: its appends name the key. */
         w = open_ok("flip", 1, WAL_ACCESS_RW);
         append_ok(w, "ok");
