@@ -40,8 +40,11 @@
  * (many writers, async appenders) batches queue up and go through io_uring.
  * local.io=uring forces io_uring for every batch (tests use it to reach the
  * link-chain paths).  An idle writer with nothing in flight watches the
- * queue for local.spin_us before sleeping, to save a wake-up when a blocking
- * appender comes straight back.
+ * queue for local.spin_us (default 50) before sleeping, to save a wake-up
+ * when a blocking appender comes straight back ("spin briefly, then park",
+ * perf-anchors.md section 1).  Its effect could not be separated from the
+ * noise of the shared build machine (spin 50 vs 0, 1 writer, 4 pairs at load
+ * 7-10: no consistent difference); set 0 where CPU is scarcer than latency.
  *
  * Why buffered writes + linked fdatasync, not O_DIRECT + RWF_DSYNC: records
  * are small and unaligned; O_DIRECT would need every batch padded to 4 KiB
