@@ -34,8 +34,9 @@
 #include "t-backend-redis.h"
 #include "wal-build-config.h"
 
-/* One PING over a fresh connection: true if the answer is +PONG. */
-static bool ping(int port)
+/* One PING over a fresh connection: true if the answer is +PONG (or, with
+ * @loading_ok, -LOADING). */
+static bool ping(int port, bool loading_ok)
 {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -48,7 +49,8 @@ static bool ping(int port)
                 struct pollfd p = { .fd = fd, .events = POLLIN };
                 char buf[64] = { 0 };
                 if (poll(&p, 1, 500) == 1 && read(fd, buf, sizeof(buf) - 1) > 0)
-                        ok = strncmp(buf, "+PONG", 5) == 0;
+                        ok = strncmp(buf, "+PONG", 5) == 0 ||
+                             (loading_ok && strncmp(buf, "-LOADING", 8) == 0);
         }
         close(fd);
         return ok;
@@ -73,8 +75,8 @@ static int write_conf(const struct t_redis *r, const struct t_redis_opts *o)
         return fclose(f) == 0 ? 0 : -errno;
 }
 
-/* Fork and exec the server on r->port; wait for PONG. */
-static int spawn(struct t_redis *r)
+/* Fork and exec the server on r->port; wait for PONG (or LOADING). */
+static int spawn(struct t_redis *r, bool loading_ok)
 {
         char conf[512];
         snprintf(conf, sizeof(conf), "%s/redis.conf", r->dir);
@@ -101,7 +103,7 @@ static int spawn(struct t_redis *r)
                         r->pid = 0;
                         return WIFEXITED(st) && WEXITSTATUS(st) == 127 ? -ENOENT : -EADDRINUSE;
                 }
-                if (ping(r->port))
+                if (ping(r->port, loading_ok))
                         return 0;
                 t_sleep_ms(10);
         }
@@ -127,7 +129,7 @@ int t_redis_start(const struct t_redis_opts *opts, struct t_redis **ret)
                 rc = write_conf(r, opts);
                 if (rc < 0)
                         break;
-                rc = spawn(r);
+                rc = spawn(r, false);
                 if (rc != -EADDRINUSE)
                         break;
         }
@@ -164,7 +166,7 @@ int t_redis_kill(struct t_redis *r, int sig)
         return 0;
 }
 
-int t_redis_restart(struct t_redis *r)
+static int restart(struct t_redis *r, bool loading_ok)
 {
         if (!r)
                 return -EINVAL;
@@ -173,11 +175,34 @@ int t_redis_restart(struct t_redis *r)
         /* The old socket may linger briefly; redis binds with SO_REUSEADDR. */
         int rc = -EADDRINUSE;
         for (int attempt = 0; attempt < 20 && rc == -EADDRINUSE; attempt++) {
-                rc = spawn(r);
+                rc = spawn(r, loading_ok);
                 if (rc == -EADDRINUSE)
                         t_sleep_ms(50);
         }
         return rc;
+}
+
+int t_redis_restart(struct t_redis *r)
+{
+        return restart(r, false);
+}
+
+int t_redis_restart_loading(struct t_redis *r)
+{
+        return restart(r, true);
+}
+
+int t_redis_conf_append(struct t_redis *r, const char *line)
+{
+        if (!r || !line)
+                return -EINVAL;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/redis.conf", r->dir);
+        FILE *f = fopen(path, "a");
+        if (!f)
+                return -errno;
+        fprintf(f, "%s\n", line);
+        return fclose(f) == 0 ? 0 : -errno;
 }
 
 void t_redis_free(struct t_redis *r)

@@ -47,6 +47,14 @@ int t_redis_kill(struct t_redis *r, int sig);
  *  AOF, if any, is reloaded); waits for PONG.  0 or -errno. */
 int t_redis_restart(struct t_redis *r);
 
+/** Like t_redis_restart(), but ready as soon as the server answers at all,
+ *  even -LOADING (to test clients against a server still loading). */
+int t_redis_restart_loading(struct t_redis *r);
+
+/** Append @line (borrowed; a newline is added) to the server's config file,
+ *  for the next (re)start.  0 or -errno. */
+int t_redis_conf_append(struct t_redis *r, const char *line);
+
 /** Stop (SIGTERM) if running, remove the directory, free.  NULL-safe. */
 void t_redis_free(struct t_redis *r);
 

@@ -1140,6 +1140,61 @@ Test(redis, close_with_a_silent_server_completes_everything)
         }
 }
 
+Test(redis, clients_wait_out_a_loading_server, .timeout = 60)
+{
+        start_server(true, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("loading", 1, WAL_ACCESS_RW);
+        struct wal_msgid one = append_ok(w, "one");
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = next_ok(s, 5000);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), one));
+        wal_msg_unref(m);
+        /* Keys in an RDB-preamble AOF, each loaded with a 50 ms delay (a
+         * debug setting of redis-server), answering clients every KiB
+         * loaded: about a second of -LOADING replies. */
+        static char filler[4096];
+        memset(filler, 'f', sizeof(filler));
+        for (int i = 0; i < 20; i++)
+                raw_ok("SET filler:%d %b", i, filler, sizeof(filler));
+        raw_ok("BGREWRITEAOF");
+        for (int i = 0; i < 500; i++) {
+                redisReply *rep = raw("INFO persistence");
+                bool busy = strstr(rep->str, "aof_rewrite_in_progress:1") ||
+                            strstr(rep->str, "aof_rewrite_scheduled:1");
+                freeReplyObject(rep);
+                if (!busy)
+                        break;
+                t_sleep_ms(10);
+        }
+        redisFree(rawc);
+        rawc = NULL;
+        cr_assert_eq(t_redis_conf_append(srv, "key-load-delay 50000"), 0);
+        cr_assert_eq(t_redis_conf_append(srv, "loading-process-events-interval-bytes 1024"), 0);
+        cr_assert_eq(t_redis_restart_loading(srv), 0);
+
+        int failures = 0;
+        bool saw_loading = false;
+        struct wal_msgid two;
+        for (;;) {
+                char why[512];
+                bool retriable = false;
+                int r = append_sync(w, "two", &two, &retriable, why, sizeof(why));
+                if (r == 0)
+                        break;
+                cr_assert(retriable, "non-retriable %d while loading: %s", r, why);
+                saw_loading |= strstr(why, "LOADING") != NULL;
+                cr_assert_lt(++failures, 500, "still failing: %s", why);
+                t_sleep_ms(20);
+        }
+        cr_assert(saw_loading, "no append met the loading server (%d failures)", failures);
+        m = next_ok(s, 10000);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), two), "the tail after loading skipped or repeated");
+        wal_msg_unref(m);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
 struct producer {
         struct walimpls_wal *w;
         int n;
