@@ -310,6 +310,19 @@ for (name, ot, rt, rname, key, unit, goal, p99rule) in table:
     lines.append(f"| {name} | {fmt(om, unit)} | {fmt(rm, unit)} ({rname}) | "
                  f"{ratio:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {lat_o} | {lat_r} | "
                  f"{goal_s} | {'yes' if met else '**no**'} |")
+lines.append("")
+rps = []
+for n in (16, 64):
+    for side, tag in (("ours", f"ours-writers{n}"), ("REF-GC", f"ref-writers{n}")):
+        recs, syn = vals(tag, "records"), vals(tag, "syncs")
+        per = [a / b for a, b in zip(recs, syn) if b]
+        if per:
+            rps.append(f"{n} writers {side}: {med(per):.1f}")
+if rps:
+    lines.append("Records per fdatasync (medians; counted by kernel tracepoints on both "
+                 "sides: io_uring FSYNC submissions plus fdatasync calls): " +
+                 "; ".join(rps) + ".")
+    lines.append("")
 lines.append("For the fio row the latency columns are fio's fdatasync latencies; for every "
              "other cell they are the time from the append call to its durable "
              "completion (REF-*: from the write call to the end of its fdatasync).")
