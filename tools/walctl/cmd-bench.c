@@ -385,13 +385,14 @@ static void fmt_us(char *buf, size_t len, double ns)
                 snprintf(buf, len, "%.0f us", us);
 }
 
-static void progress(struct bench *b, uint64_t *last_n, uint64_t *last_t)
+/* The progress line: the rate since the last line, or (@final) over the run. */
+static void progress(struct bench *b, uint64_t *last_n, uint64_t *last_t, bool final)
 {
-        uint64_t now = walctl_now_ns();
+        uint64_t now = final ? b->t_end : walctl_now_ns();
         uint64_t n = atomic_load(&b->appended);
-        double dt = (double)(now - *last_t) / 1e9;
-        double rate = dt > 0 ? (double)(n - *last_n) / dt : 0;
         double el = (double)(now - b->t_start) / 1e9;
+        double dt = final ? el : (double)(now - *last_t) / 1e9;
+        double rate = dt > 0 ? (double)(n - (final ? 0 : *last_n)) / dt : 0;
         fprintf(stderr, "\r\033[K%6.1f s  %" PRIu64 " appended  %.0f/s", el, n, rate);
         if (b->n_readers)
                 fprintf(stderr, "  %" PRIu64 " delivered", atomic_load(&b->delivered));
@@ -665,7 +666,7 @@ static int run(struct walctl *w, int argc, char **argv)
                         break;
                 }
                 if (tty && walctl_now_ns() - last_t >= (uint64_t)PROGRESS_MS * 1000000u)
-                        progress(b, &last_n, &last_t);
+                        progress(b, &last_n, &last_t, false);
         }
         atomic_store(&b->stop, true);
         for (size_t i = 0; i < nw; i++)
@@ -677,7 +678,7 @@ static int run(struct walctl *w, int argc, char **argv)
                 if (b->readers && b->readers[j].thread)
                         pthread_join(b->readers[j].thread, NULL);
         if (tty) {
-                progress(b, &last_n, &last_t);
+                progress(b, &last_n, &last_t, true);
                 fputc('\n', stderr);
         }
         if (interrupted)
