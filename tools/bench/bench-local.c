@@ -189,13 +189,26 @@ static void run_writers(struct bench *b, int nw, double seconds, const char *wl)
  * record's sequence number and stamps[seq] holds its submit time, replaced
  * by its latency on completion.  The array is calloc()ed for --max-records
  * and only the pages a run touches are ever backed by memory.
+ *
+ * The window is an atomic count of appends in flight.  When it is full the
+ * submitter sleeps until it has drained to half (or to zero at the end), and
+ * only then does a completion wake it: one wake-up per half window, not one
+ * per completion, so the driver costs the backend's completion thread next
+ * to nothing.  The sleeper publishes `waiting` before re-reading the count
+ * and a completion decrements before reading `waiting` (both sequentially
+ * consistent), so at least one of them sees the other: no lost wake-up.
  */
 struct async {
         struct bench *b;
-        sem_t free_slots;
         uint64_t *stamps;
+        _Atomic uint64_t inflight;
+        _Atomic bool waiting;
+        _Atomic uint64_t wake_at;    /* wake the submitter at or below this */
+        pthread_mutex_t lock;
+        pthread_cond_t cv;
 };
-static struct async g_async;
+static struct async g_async = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                                .cv = PTHREAD_COND_INITIALIZER };
 
 static void async_done(void *arg, int status, struct wal_msgid id, const wal_error *err)
 {
@@ -207,7 +220,26 @@ static void async_done(void *arg, int status, struct wal_msgid id, const wal_err
                 atomic_compare_exchange_strong(&g_async.b->failed, &zero, status);
         }
         g_async.stamps[seq] = bench_now_ns() - g_async.stamps[seq];
-        sem_post(&g_async.free_slots);
+        uint64_t n = atomic_fetch_sub(&g_async.inflight, 1) - 1;
+        if (n <= atomic_load(&g_async.wake_at) && atomic_load(&g_async.waiting)) {
+                pthread_mutex_lock(&g_async.lock);
+                pthread_cond_signal(&g_async.cv);
+                pthread_mutex_unlock(&g_async.lock);
+        }
+}
+
+/* Sleep until at most @level appends are in flight. */
+static void async_wait_below(struct async *a, uint64_t level)
+{
+        if (atomic_load(&a->inflight) <= level)
+                return;
+        pthread_mutex_lock(&a->lock);
+        atomic_store(&a->wake_at, level);
+        atomic_store(&a->waiting, true);
+        while (atomic_load(&a->inflight) > level)
+                pthread_cond_wait(&a->cv, &a->lock);
+        atomic_store(&a->waiting, false);
+        pthread_mutex_unlock(&a->lock);
 }
 
 static void run_async(struct bench *b, unsigned inflight, double seconds, uint64_t max)
@@ -219,31 +251,28 @@ static void run_async(struct bench *b, unsigned inflight, double seconds, uint64
         if (!a->stamps || !payload)
                 bench_die("calloc", ENOMEM);
         memset(payload, 'a', b->rec);
-        sem_init(&a->free_slots, 0, inflight);
+        atomic_store(&a->inflight, 0);
 
         uint64_t start = bench_now_ns();
         uint64_t end = start + (uint64_t)(seconds * 1e9);
         uint64_t seq = 0;
         while (seq < max && !atomic_load(&b->failed)) {
-                while (sem_wait(&a->free_slots) < 0 && errno == EINTR)
-                        ;
+                if (atomic_load(&a->inflight) >= inflight)
+                        async_wait_below(a, inflight / 2);
                 uint64_t t0 = bench_now_ns();
-                if (t0 >= end) {
-                        sem_post(&a->free_slots);
+                if (t0 >= end)
                         break;
-                }
                 a->stamps[seq] = t0;
                 memcpy(payload, &seq, b->rec < 8 ? b->rec : 8);
                 wal_msg *m = make_msg(b->rec, payload);
+                atomic_fetch_add(&a->inflight, 1);
                 int r = b->wal->ops->append(b->wal, m, async_done, (void *)(uintptr_t)seq);
                 wal_msg_unref(m);
                 check(r, NULL, "append");
                 seq++;
         }
         /* Wait for every completion (they are durable acknowledgements). */
-        for (unsigned i = 0; i < inflight; i++)
-                while (sem_wait(&a->free_slots) < 0 && errno == EINTR)
-                        ;
+        async_wait_below(a, 0);
         uint64_t stop = bench_now_ns();
         if (atomic_load(&b->failed))
                 check(atomic_load(&b->failed), NULL, "append completion");
@@ -259,7 +288,6 @@ static void run_async(struct bench *b, unsigned inflight, double seconds, uint64
                 .writers = 1, .record_bytes = b->rec, .lat = &lat,
         };
         bench_print(&res);
-        sem_destroy(&a->free_slots);
         free(lat.v);
         free(a->stamps);
         free(payload);
