@@ -1971,6 +1971,10 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
         char path[4096];
         uint64_t limit, seg_first;
         bool reopen;
+        /* True once the eventfd was drained during this call: every drain
+         * is followed by a fresh look for data, so a signal after that look
+         * leaves the fd readable (no lost wake-up for pollers). */
+        bool drained = false;
         for (;;) {
                 if (s->nt.interrupted)
                         return -ECANCELED;
@@ -2040,20 +2044,26 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
                 s->want_signal = true;
                 uint64_t seq = walimpls_notifier_seq(&s->nt);
                 pthread_mutex_unlock(&c->lock);
-                if (timeout_ms == 0) {
-                        walimpls_notifier_drain(&s->nt);
-                        return -ETIMEDOUT;
-                }
                 int wait_ms = -1;
                 if (timeout_ms > 0) {
                         uint64_t now = walu_monotonic_ns();
-                        if (now >= deadline)
-                                return -ETIMEDOUT;
-                        wait_ms = (int)((deadline - now + 999999) / 1000000);
+                        wait_ms = now >= deadline ? 0
+                                                  : (int)((deadline - now + 999999) / 1000000);
+                } else if (timeout_ms == 0) {
+                        wait_ms = 0;
                 }
-                int r = walimpls_notifier_wait(&s->nt, seq, wait_ms);
+                if (wait_ms == 0) {
+                        if (!drained) {
+                                walimpls_notifier_drain(&s->nt);
+                                drained = true;
+                                continue;
+                        }
+                        return -ETIMEDOUT;
+                }
+                int r = walimpls_notifier_wait(&s->nt, seq, wait_ms);  /* drains */
                 if (r == -ECANCELED)
                         return r;
+                drained = true;
         }
 
         struct local_frame f;

@@ -15,10 +15,14 @@
  *  - a flipped bit in a sealed segment refuses the open (-EBADMSG naming the
  *    segment and offset); local_verify reports the same place; local_repair
  *    cuts there after saving the cut bytes, and the open then succeeds with
- *    every record before the fault.
+ *    every record before the fault;
+ *  - a scanner's fd wakes for every record (no lost wake-up between
+ *    next(0) returning -ETIMEDOUT and poll()).
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -391,4 +395,80 @@ Test(local_repair, repair_refuses_while_a_writer_holds_the_channel, .timeout = 6
         cr_assert_eq(local_repair(chan, &f, NULL), 0);
         cr_assert_eq(f.kind, LOCAL_FAULT_NONE);
         tf_teardown(&t);
+}
+
+/* ---- Scanner wake-ups ---- */
+
+struct pingpong {
+        struct walimpls_wal *w;
+        sem_t turn;            /* posted by the reader after each record */
+        int n;
+};
+
+static void *pp_writer(void *p)
+{
+        struct pingpong *pp = p;
+        struct acks s;
+        acks_init(&s, (size_t)pp->n);
+        for (int i = 0; i < pp->n; i++) {
+                if (tf_append(pp->w, &s, (size_t)i, 16) < 0)
+                        return (void *)1;
+                while (sem_wait(&pp->turn) < 0 && errno == EINTR)
+                        ;
+        }
+        tf_wait(&s);
+        acks_done(&s);
+        return NULL;
+}
+
+/* One record at a time, each appended only after the previous one was read:
+ * every record's wake-up is the only one, so a lost wake-up shows as a poll
+ * that times out while a record is available.  Both write paths. */
+static void fd_wakes_for_every_record(const char *io)
+{
+        tf_setup(&t, io, "64k");
+        struct pingpong pp = { .n = 1500 };
+        sem_init(&pp.turn, 0, 0);
+        open_ok(CHANNEL, WAL_ACCESS_RW, 1, &pp.w);
+        struct walimpls_read_opts ro = { .name = "poller",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *sc = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(pp.w->ops->read(pp.w, &ro, &sc, &err), 0);
+        int fd = sc->ops->fd(sc);
+        cr_assert_geq(fd, 0);
+        pthread_t th;
+        pthread_create(&th, NULL, pp_writer, &pp);
+        for (int got = 0; got < pp.n;) {
+                wal_msg *m = NULL;
+                int r = sc->ops->next(sc, 0, &m, &err);
+                if (r == -ETIMEDOUT) {
+                        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                        int pr = poll(&pfd, 1, 5000);
+                        cr_assert_eq(pr, 1, "record %d available but the fd never woke", got);
+                        continue;
+                }
+                cr_assert_eq(r, 0, "%s", wal_error_message(err));
+                cr_assert_eq(wal_msg_id(m).lo, (uint64_t)got + 1);
+                wal_msg_unref(m);
+                got++;
+                sem_post(&pp.turn);
+        }
+        void *ret;
+        pthread_join(th, &ret);
+        cr_assert_null(ret);
+        sc->ops->close(sc);
+        pp.w->ops->close(pp.w);
+        sem_destroy(&pp.turn);
+        tf_teardown(&t);
+}
+
+Test(local_scanner, fd_wakes_for_every_record_auto, .timeout = 60)
+{
+        fd_wakes_for_every_record("auto");
+}
+
+Test(local_scanner, fd_wakes_for_every_record_uring, .timeout = 60)
+{
+        fd_wakes_for_every_record("uring");
 }
