@@ -16,6 +16,7 @@
 #                                 [--pairs N] [--out FILE]
 #   --quick   ~2 s per run, smaller replay channel (default; < 5 minutes)
 #   --full    5 s per run, 1 GiB replay channel
+#   --seconds seconds per run, overriding the mode's (run-all.sh --quick)
 #   --build   meson build directory holding tools/bench (default: build-bench,
 #             configured with -Dbuildtype=release if missing)
 #   --dir     where data files go (default: a fresh directory under /var/tmp,
@@ -40,6 +41,7 @@ out="$root/BENCHMARKS.md"
 only="sync1 writers async bulk replay"
 commit=
 backend=local
+secs_opt=
 cmdline="tools/bench/run-local.sh $*"
 
 while [ $# -gt 0 ]; do
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
         --only) only=$2; shift ;;
         --backend) backend=$2; shift ;;
         --commit) commit=$2; shift ;;
+        --seconds) secs_opt=$2; shift ;;
         *) echo "run-local.sh: unknown option $1" >&2; exit 2 ;;
         esac
         shift
@@ -63,6 +66,7 @@ if [ "$mode" = quick ]; then
 else
         secs=5; replay_bytes=1g; fio_size=4g
 fi
+[ -n "$secs_opt" ] && secs=$secs_opt
 
 if [ -z "$build" ]; then
         build="$root/build-bench"

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/bench/bench-api.c: any backend through the public API (wal/wal.h),
+ * as an embedding program sees it: wal_opener_new, wal_open, wal_append or
+ * wal_append_wait, wal_read and wal_scanner_next.  bench-local measures the
+ * backend interface alone; this program measures what the adaptor adds and
+ * what a reader in the same process sees.
+ *
+ * Workloads (--workload):
+ *   deliver  an active tailing reader: a thread spins on
+ *            wal_scanner_next(s, 0) over a scanner opened at "latest"; the
+ *            writer appends one record, waits (sched_yield() in a loop, so
+ *            the adaptor's own threads can run on 2 CPUs) until the reader
+ *            has it, and appends the next: the channel is never idle and
+ *            never queues.  Latency: from just before wal_append() to the
+ *            reader's return from next().  Compare REF-SPIN's one-way time.
+ *   parked   the same, but the reader blocks in wal_scanner_next(s, 1000)
+ *            and the writer sleeps --pace-us before each append, so every
+ *            record wakes a parked reader.  Compare REF-FUTEX (memory) or
+ *            REF-REDIS (redis).
+ *   append   one thread keeps --inflight asynchronous appends in flight for
+ *            --seconds; records/s counts completions until the last one.
+ *            --layer spi runs the same loop on the backend interface
+ *            (registry -> build -> open -> append) with no adaptor, so the
+ *            two layers differ only in the calls they make.
+ *   sync     one writer, wal_append_wait() in a loop for --seconds: the
+ *            append -> durable latency of the backend behind the API.
+ *
+ * Each record is --record-bytes (default 100) whose first 16 bytes are the
+ * CLOCK_MONOTONIC time of the append call and the record's index.  Each run
+ * prints one JSON line (bench-report.h).
+ *
+ * Usage: bench-api --backend NAME --workload W [-X key=value ...]
+ *                  [--count N] [--seconds S] [--inflight N] [--pace-us N]
+ *                  [--layer api|spi] [--record-bytes 100] [--channel NAME]
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <wal/wal.h>
+#include <walimpls/walimpls.h>
+
+#include "bench-report.h"
+
+#define WARMUP 200
+
+struct bench {
+        const char *backend;
+        size_t rec;
+        /* public API */
+        wal_opener *opener;
+        wal *w;
+        /* backend interface (--layer spi) */
+        struct walimpls_opener *impl_opener;
+        struct walimpls_wal *impl;
+        /* completions */
+        atomic_long done, failed;
+        sem_t window;
+};
+
+static void check(int r, wal_error *err, const char *what)
+{
+        if (r >= 0)
+                return;
+        fprintf(stderr, "bench-api: %s: %s (%s)\n", what, wal_strerror(r),
+                err ? wal_error_message(err) : "no detail");
+        exit(1);
+}
+
+static void fill_config(wal_config *cfg, int argc, char **argv)
+{
+        wal_error *err = NULL;
+        for (int i = 1; i + 1 < argc; i++)
+                if (strcmp(argv[i], "-X") == 0)
+                        check(wal_config_set_pair(cfg, argv[i + 1], &err), err, argv[i + 1]);
+}
+
+static void open_api(struct bench *b, int argc, char **argv, const char *channel)
+{
+        wal_config *cfg = NULL;
+        wal_error *err = NULL;
+        check(wal_config_new(&cfg), NULL, "config");
+        fill_config(cfg, argc, argv);
+        check(wal_opener_new(b->backend, cfg, &b->opener, &err), err, "opener");
+        wal_config_free(cfg);
+        check(wal_open(b->opener, channel, 1, WAL_ACCESS_RW, &b->w, &err), err, "open");
+}
+
+static void open_spi(struct bench *b, int argc, char **argv, const char *channel)
+{
+        const struct walimpls_builder *builder;
+        wal_config *cfg = NULL;
+        wal_error *err = NULL;
+        check(wal_registry_find(b->backend, &builder, &err), err, "registry");
+        check(wal_config_new(&cfg), NULL, "config");
+        fill_config(cfg, argc, argv);
+        check(builder->build(cfg, &b->impl_opener, &err), err, "build");
+        wal_config_free(cfg);
+        struct walimpls_open_opts o = { .channel = channel, .term = 1,
+                                        .access = WAL_ACCESS_RW };
+        check(b->impl_opener->ops->open(b->impl_opener, &o, &b->impl, &err), err, "open");
+}
+
+static void close_all(struct bench *b)
+{
+        if (b->w) {
+                wal_close(b->w);
+                wal_opener_close(b->opener);
+        }
+        if (b->impl) {
+                b->impl->ops->close(b->impl);
+                b->impl_opener->ops->close(b->impl_opener);
+        }
+}
+
+/* ---- Completions: both layers count the same way ---- */
+
+static void completed(struct bench *b, int status)
+{
+        if (status < 0)
+                atomic_fetch_add(&b->failed, 1);
+        atomic_fetch_add(&b->done, 1);
+        sem_post(&b->window);
+}
+
+static void api_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        (void)msg;
+        (void)err;
+        completed(arg, status);
+}
+
+static void spi_done(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        (void)id;
+        (void)err;
+        completed(arg, status);
+}
+
+/* Build a record stamped with the time and @index, and append it. */
+static uint64_t submit(struct bench *b, char *payload, uint64_t index)
+{
+        uint64_t t = bench_now_ns();
+        memcpy(payload, &t, sizeof(t));
+        memcpy(payload + 8, &index, sizeof(index));
+        wal_msg *m = NULL;
+        wal_error *err = NULL;
+        check(wal_msg_new(WAL_MSG_DATA, payload, b->rec, &m), NULL, "wal_msg_new");
+        int r = b->w ? wal_append(b->w, m, api_done, b, &err)
+                     : b->impl->ops->append(b->impl, m, spi_done, b);
+        wal_msg_unref(m);
+        check(r, err, "append");
+        return t;
+}
+
+static void wait_completions(struct bench *b, long n)
+{
+        while (atomic_load(&b->done) < n) {
+                struct timespec ts = { 0, 50000 };
+                nanosleep(&ts, NULL);
+        }
+        if (atomic_load(&b->failed))
+                check(-EIO, NULL, "append completions failed");
+}
+
+/* ---- append: a window of asynchronous appends ---- */
+
+static void run_append(struct bench *b, double seconds, long inflight, const char *layer)
+{
+        char *payload = calloc(1, b->rec);
+        if (!payload)
+                bench_die("calloc", ENOMEM);
+        sem_init(&b->window, 0, (unsigned)inflight);
+        uint64_t start = bench_now_ns();
+        uint64_t end = start + (uint64_t)(seconds * 1e9);
+        long n = 0;
+        while ((n & 255) || bench_now_ns() < end) {
+                while (sem_wait(&b->window) < 0 && errno == EINTR)
+                        ;
+                submit(b, payload, (uint64_t)n);
+                n++;
+        }
+        wait_completions(b, n);
+        uint64_t stop = bench_now_ns();
+        char wl[32];
+        snprintf(wl, sizeof(wl), "append-%s", layer);
+        struct bench_result res = {
+                .program = "bench-api", .workload = wl, .records = (uint64_t)n,
+                .bytes = (uint64_t)n * b->rec, .seconds = (double)(stop - start) / 1e9,
+                .writers = 1, .record_bytes = b->rec,
+        };
+        bench_report(&res);
+        free(payload);
+}
+
+/* ---- sync: append -> durable, one at a time ---- */
+
+static void run_sync(struct bench *b, double seconds)
+{
+        char *payload = calloc(1, b->rec);
+        if (!payload)
+                bench_die("calloc", ENOMEM);
+        struct bench_lat lat = { 0 };
+        uint64_t start = bench_now_ns();
+        uint64_t end = start + (uint64_t)(seconds * 1e9);
+        uint64_t n = 0, now = start;
+        while (now < end) {
+                wal_msg *m = NULL;
+                wal_error *err = NULL;
+                check(wal_msg_new(WAL_MSG_DATA, payload, b->rec, &m), NULL, "wal_msg_new");
+                check(wal_append_wait(b->w, m, NULL, &err), err, "append");
+                wal_msg_unref(m);
+                uint64_t t = bench_now_ns();
+                bench_lat_add(&lat, t - now);
+                now = t;
+                n++;
+        }
+        struct bench_result res = {
+                .program = "bench-api", .workload = "sync", .records = n,
+                .bytes = n * b->rec, .seconds = (double)(now - start) / 1e9,
+                .writers = 1, .record_bytes = b->rec, .lat = &lat,
+        };
+        bench_report(&res);
+        free(lat.v);
+        free(payload);
+}
+
+/* ---- deliver / parked: append -> in-process reader ---- */
+
+struct reader {
+        wal_scanner *s;
+        bool parked;
+        long total;
+        _Atomic long seen;          /* records received so far */
+        struct bench_lat lat;
+};
+
+static void *reader_main(void *arg)
+{
+        struct reader *rd = arg;
+        int timeout = rd->parked ? 1000 : 0;
+        int idle_ms = 0;
+        while (atomic_load_explicit(&rd->seen, memory_order_relaxed) < rd->total) {
+                wal_msg *m = NULL;
+                wal_error *err = NULL;
+                int r = wal_scanner_next(rd->s, timeout, &m, &err);
+                uint64_t t = bench_now_ns();
+                if (r == -ETIMEDOUT) {
+                        if (rd->parked && ++idle_ms > 10)
+                                check(r, err, "reader: nothing for 10 s");
+                        continue;
+                }
+                check(r, err, "wal_scanner_next");
+                idle_ms = 0;
+                size_t len;
+                const char *p = wal_msg_payload(m, &len);
+                uint64_t sent, index;
+                memcpy(&sent, p, sizeof(sent));
+                memcpy(&index, p + 8, sizeof(index));
+                if (index >= WARMUP)
+                        bench_lat_add(&rd->lat, t - sent);
+                wal_msg_unref(m);
+                atomic_store_explicit(&rd->seen, (long)index + 1, memory_order_release);
+        }
+        return NULL;
+}
+
+static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
+{
+        struct wal_deliver from = { .policy = WAL_DELIVER_LATEST };
+        struct wal_filter data = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
+        struct reader rd = { .parked = parked, .total = count + WARMUP };
+        wal_error *err = NULL;
+        check(wal_read(b->w, &from, &data, &rd.s, &err), err, "wal_read");
+        char *payload = calloc(1, b->rec);
+        if (!payload)
+                bench_die("calloc", ENOMEM);
+        pthread_t th;
+        if (pthread_create(&th, NULL, reader_main, &rd) != 0)
+                bench_die("pthread_create", errno);
+        struct timespec pace = { pace_us / 1000000, (pace_us % 1000000) * 1000 };
+        struct timespec nap = { 0, 20000 };
+        uint64_t start = 0;
+        for (long i = 0; i < rd.total; i++) {
+                if (i == WARMUP)
+                        start = bench_now_ns();
+                if (parked)
+                        nanosleep(&pace, NULL);
+                submit(b, payload, (uint64_t)i);
+                while (atomic_load_explicit(&rd.seen, memory_order_acquire) <= i) {
+                        if (parked)
+                                nanosleep(&nap, NULL);
+                        else
+                                sched_yield();
+                }
+        }
+        uint64_t stop = bench_now_ns();
+        pthread_join(th, NULL);
+        wait_completions(b, rd.total);
+        wal_scanner_close(rd.s);
+        struct bench_result res = {
+                .program = "bench-api", .workload = parked ? "parked" : "deliver",
+                .records = (uint64_t)count, .bytes = (uint64_t)count * b->rec,
+                .seconds = (double)(stop - start) / 1e9, .writers = 1,
+                .record_bytes = b->rec, .lat = &rd.lat,
+        };
+        bench_report(&res);
+        free(rd.lat.v);
+        free(payload);
+}
+
+int main(int argc, char **argv)
+{
+        struct bench b = { 0 };
+        b.backend = bench_arg(argc, argv, "backend", "memory");
+        b.rec = bench_arg_size(argc, argv, "record-bytes", "100");
+        const char *wl = bench_arg(argc, argv, "workload", "deliver");
+        const char *layer = bench_arg(argc, argv, "layer", "api");
+        const char *channel = bench_arg(argc, argv, "channel", "bench");
+        double seconds = bench_arg_double(argc, argv, "seconds", "2");
+        long count = atol(bench_arg(argc, argv, "count", "20000"));
+        long inflight = atol(bench_arg(argc, argv, "inflight", "4096"));
+        long pace_us = atol(bench_arg(argc, argv, "pace-us", "100"));
+        if (b.rec < 16 || count < 1 || inflight < 1 || pace_us < 0) {
+                fprintf(stderr, "bench-api: --record-bytes >= 16, --count >= 1, "
+                                "--inflight >= 1, --pace-us >= 0\n");
+                return 2;
+        }
+        bool spi = strcmp(layer, "spi") == 0;
+        if (spi && strcmp(wl, "append") != 0) {
+                fprintf(stderr, "bench-api: --layer spi only with --workload append\n");
+                return 2;
+        }
+        if (spi)
+                open_spi(&b, argc, argv, channel);
+        else
+                open_api(&b, argc, argv, channel);
+
+        if (strcmp(wl, "append") == 0)
+                run_append(&b, seconds, inflight, spi ? "spi" : "api");
+        else if (strcmp(wl, "sync") == 0)
+                run_sync(&b, seconds);
+        else if (strcmp(wl, "deliver") == 0 || strcmp(wl, "parked") == 0)
+                run_deliver(&b, strcmp(wl, "parked") == 0, count, pace_us);
+        else {
+                fprintf(stderr, "bench-api: unknown workload %s\n", wl);
+                return 2;
+        }
+        close_all(&b);
+        return 0;
+}
