@@ -235,7 +235,9 @@ typedef void wal_append_done_fn(void *userdata, int status, const wal_msg *msg,
  * @param w     a read-write wal (borrowed).
  * @param msg   a WAL_MSG_DATA message (borrowed: copied before this returns,
  *              header fields reset; the caller keeps and may reuse it).
- * @param done  called exactly once if this returns 0, never otherwise.
+ * @param done  called exactly once if this returns 0, never otherwise;
+ *              NULL for none.
+ * @param userdata  passed to @p done (borrowed).
  * @param reterr  optional detail when this returns < 0.
  * @returns 0 if under way; -EINVAL bad argument (NULL, a type other than
  *          data, a property key starting with '_', an

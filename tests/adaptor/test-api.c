@@ -227,6 +227,11 @@ Test(adaptor_api, open_bad_input)
                                       .n_interceptors = 2 };
         cr_assert_eq(wal_open_ex(o, &opts, &x, NULL), -EINVAL);
         cr_assert_eq(wal_open_ex(o, NULL, &x, NULL), -EINVAL);
+        struct wal_interceptor no_do = { .name = "x" };
+        opts.interceptors = &no_do;
+        opts.n_interceptors = 1;
+        cr_assert_eq(wal_open_ex(o, &opts, &x, NULL), -EINVAL);
+        cr_assert_eq(wal_append_next_call(NULL, NULL), -EINVAL);
         cr_assert_null(x);
         cr_assert_null(wal_channel(NULL));
         cr_assert_eq(wal_term(NULL), -1);
