@@ -247,6 +247,7 @@ struct redis_scanner {
         pthread_cond_t space;
         wal_msg **q;                   /* ring of delivered-next messages */
         size_t cap, head, len;
+        uint64_t q_bytes;              /* wal_msg_size() of the queued messages */
         bool stop;
         int err;                       /* sticky failure, 0 if none */
         wal_error *errobj;             /* its detail, owned */
@@ -1373,6 +1374,7 @@ static void scanner_push(struct redis_scanner *s, wal_msg *m, struct wal_msgid i
         pthread_mutex_lock(&s->lock);
         s->q[(s->head + s->len) % s->cap] = m;
         s->len++;
+        s->q_bytes += wal_msg_size(m);
         pthread_mutex_unlock(&s->lock);
         s->after = id;
 }
@@ -1529,8 +1531,10 @@ static void *scanner_main(void *arg)
                 }
                 pthread_mutex_lock(&s->lock);
                 /* Refill at half empty: rounds of one entry per freed slot
-                 * would cost a round trip per message. */
-                while (s->len > s->cap / 2 && !s->stop)
+                 * would cost a round trip per message.  Large messages are
+                 * also bounded in bytes (redis.max_reply_bytes queued). */
+                while ((s->len > s->cap / 2 || s->q_bytes >= s->w->o->p.max_reply_bytes) &&
+                       !s->stop)
                         pthread_cond_wait(&s->space, &s->lock);
                 bool stop = s->stop;
                 size_t room = s->cap - s->len;
@@ -1636,7 +1640,11 @@ static int scanner_take(struct redis_scanner *s, wal_msg **ret, wal_error **rete
                 s->q[s->head] = NULL;
                 s->head = (s->head + 1) % s->cap;
                 s->len--;
-                if (s->len == s->cap / 2)
+                uint64_t limit = s->w->o->p.max_reply_bytes;
+                uint64_t size = wal_msg_size(*ret);
+                bool was_full = s->q_bytes >= limit;
+                s->q_bytes -= size;
+                if (s->len == s->cap / 2 || (was_full && s->q_bytes < limit))
                         pthread_cond_signal(&s->space);
                 r = 1;
         } else if (s->err) {
