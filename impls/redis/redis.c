@@ -86,9 +86,8 @@
  * Each scanner owns a connection and a reader thread that fills a bounded
  * queue (read_ahead messages, default redis.read_count, and about
  * redis.max_reply_bytes of them, refilled when half empty); next() takes
- * from the queue
- * and blocks on a walimpls_notifier, whose eventfd is the scanner's pollable
- * fd.  (The socket itself is not pollable data: a reply may hold many
+ * from the queue and blocks on a walimpls_notifier, whose eventfd is the
+ * scanner's pollable fd.  (The socket itself is not pollable data: a reply may hold many
  * messages, or a wake-up that delivers nothing.)  A round is the next
  * entries after the last delivered ID (XRANGE "(last" + COUNT n) followed in
  * the same pipeline by the stream state (the READ script: XINFO STREAM);
