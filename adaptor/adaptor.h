@@ -113,10 +113,10 @@ void wal_cache_evict_aged(struct wal_cache *c);
 int wal_cache_get(struct wal_cache *c, uint64_t seq, wal_msg **ret);
 /* Sequence of the first entry with ID > @after (the next one to read after
  * @after), provided the cache holds everything after @after: 0, or -ERANGE
- * when @after is older than the oldest entry (or the cache is empty). */
+ * when @after is older than the oldest entry or newer than the newest (or
+ * the cache is empty). */
 int wal_cache_seek_after(struct wal_cache *c, struct wal_msgid after, uint64_t *ret_seq);
-/* Sequence of the first entry with ID >= @from: 0, or -ERANGE as above
- * (the oldest entry must be <= @from). */
+/* Sequence of the first entry with ID >= @from: 0, or -ERANGE as above. */
 int wal_cache_seek_from(struct wal_cache *c, struct wal_msgid from, uint64_t *ret_seq);
 /* Sequence one past the newest entry. */
 uint64_t wal_cache_end_seq(struct wal_cache *c);

@@ -150,11 +150,20 @@ static size_t lower_bound(struct wal_cache *c, struct wal_msgid id, bool strict)
         return lo;
 }
 
+/* The cache can serve a position @id when it lies within the cached run:
+ * older IDs may be missing from it, and a newer one may belong to a message
+ * the backend already shows but the completion path has not pushed yet. */
+static bool covers(struct wal_cache *c, struct wal_msgid id)
+{
+        return c->count > 0 && wal_msgid_cmp(at(c, 0)->id, id) <= 0 &&
+               wal_msgid_cmp(id, at(c, c->count - 1)->id) <= 0;
+}
+
 int wal_cache_seek_after(struct wal_cache *c, struct wal_msgid after, uint64_t *ret_seq)
 {
         int r = -ERANGE;
         pthread_mutex_lock(&c->lock);
-        if (c->count > 0 && wal_msgid_cmp(at(c, 0)->id, after) <= 0) {
+        if (covers(c, after)) {
                 *ret_seq = c->base_seq + lower_bound(c, after, true);
                 r = 0;
         }
@@ -166,7 +175,7 @@ int wal_cache_seek_from(struct wal_cache *c, struct wal_msgid from, uint64_t *re
 {
         int r = -ERANGE;
         pthread_mutex_lock(&c->lock);
-        if (c->count > 0 && wal_msgid_cmp(at(c, 0)->id, from) <= 0) {
+        if (covers(c, from)) {
                 *ret_seq = c->base_seq + lower_bound(c, from, false);
                 r = 0;
         }

@@ -203,6 +203,11 @@ static bool filter_pass(const wal_scanner *s, const wal_msg *m)
 /* Consume @m (one reference, taken over); return what to deliver, or NULL. */
 static wal_msg *process(wal_scanner *s, wal_msg *m)
 {
+        if (s->have_pos && wal_msgid_cmp(wal_msg_id(m), s->pos) <= 0) {
+                /* Never twice, never backwards, whatever a source repeats. */
+                wal_msg_unref(m);
+                return NULL;
+        }
         s->pos = wal_msg_id(m);
         s->have_pos = true;
         enum wal_msg_type type = wal_msg_type(m);

@@ -18,6 +18,7 @@
 
 #include <wal/wal-registry.h>
 #include "t-adaptor.h"
+#include "t-flaky.h"
 #include "utility/walu.h"
 
 /* ---- User interceptors ---- */
@@ -257,146 +258,7 @@ Test(adaptor_interceptors, new_term_anchors_above_and_fences_the_old, .timeout =
         ta_opener_close(o);
 }
 
-/* ---- Retry, against a test backend wrapping memory ---- */
-
-enum { FLAKY_PASS, FLAKY_PATTERN, FLAKY_ALWAYS_TIMEOUT, FLAKY_ALWAYS_EIO };
-static atomic_int flaky_mode;
-
-struct flaky_opener {
-        struct walimpls_opener base;
-        struct walimpls_opener *inner;
-};
-
-struct flaky_wal {
-        struct walimpls_wal base;
-        struct walimpls_wal *inner;
-        atomic_int n;
-};
-
-static int fl_append(struct walimpls_wal *bw, wal_msg *msg, walimpls_append_done_fn *done,
-                     void *arg)
-{
-        struct flaky_wal *fw = (struct flaky_wal *)bw;
-        int n = atomic_fetch_add(&fw->n, 1);
-        int mode = atomic_load(&flaky_mode);
-        if (mode == FLAKY_ALWAYS_TIMEOUT || (mode == FLAKY_PATTERN && n % 5 == 4)) {
-                wal_error *e = wal_error_new(-ETIMEDOUT, WAL_ERROR_RETRIABLE, "flaky: timed out");
-                done(arg, -ETIMEDOUT, WAL_MSGID_NONE, e);
-                wal_error_free(e);
-                return 0;
-        }
-        if (mode == FLAKY_ALWAYS_EIO) {
-                done(arg, -EIO, WAL_MSGID_NONE, NULL);
-                return 0;
-        }
-        if (mode == FLAKY_PATTERN && n % 3 == 2)
-                return -EAGAIN;
-        return fw->inner->ops->append(fw->inner, msg, done, arg);
-}
-
-static int fl_read(struct walimpls_wal *bw, const struct walimpls_read_opts *opts,
-                   struct walimpls_scanner **ret, wal_error **reterr)
-{
-        struct flaky_wal *fw = (struct flaky_wal *)bw;
-        return fw->inner->ops->read(fw->inner, opts, ret, reterr);
-}
-
-static int fl_info(struct walimpls_wal *bw, struct walimpls_info *ret, wal_error **reterr)
-{
-        struct flaky_wal *fw = (struct flaky_wal *)bw;
-        return fw->inner->ops->info(fw->inner, ret, reterr);
-}
-
-static void fl_wal_close(struct walimpls_wal *bw)
-{
-        struct flaky_wal *fw = (struct flaky_wal *)bw;
-        fw->inner->ops->close(fw->inner);
-        walimpls_wal_done(&fw->base);
-        free(fw);
-}
-
-static const struct walimpls_wal_ops fl_wal_ops = {
-        .version = WALIMPLS_VERSION,
-        .append = fl_append,
-        .read = fl_read,
-        .info = fl_info,
-        .close = fl_wal_close,
-};
-
-static int fl_open(struct walimpls_opener *bo, const struct walimpls_open_opts *opts,
-                   struct walimpls_wal **ret, wal_error **reterr)
-{
-        struct flaky_opener *fo = (struct flaky_opener *)bo;
-        struct flaky_wal *fw = calloc(1, sizeof(*fw));
-        if (!fw)
-                return -ENOMEM;
-        int r = fo->inner->ops->open(fo->inner, opts, &fw->inner, reterr);
-        if (r == 0)
-                r = walimpls_wal_init(&fw->base, &fl_wal_ops, bo, opts);
-        if (r < 0) {
-                if (fw->inner)
-                        fw->inner->ops->close(fw->inner);
-                free(fw);
-                return r;
-        }
-        *ret = &fw->base;
-        return 0;
-}
-
-static void fl_opener_close(struct walimpls_opener *bo)
-{
-        struct flaky_opener *fo = (struct flaky_opener *)bo;
-        fo->inner->ops->close(fo->inner);
-        free(fo);
-}
-
-static const struct walimpls_opener_ops fl_opener_ops = {
-        .version = WALIMPLS_VERSION,
-        .open = fl_open,
-        .close = fl_opener_close,
-};
-
-static const struct walimpls_builder fl_builder;
-
-static int fl_build(const wal_config *cfg, struct walimpls_opener **ret, wal_error **reterr)
-{
-        const struct walimpls_builder *mem = NULL;
-        int r = wal_registry_find("memory", &mem, reterr);
-        if (r < 0)
-                return r;
-        struct flaky_opener *fo = calloc(1, sizeof(*fo));
-        if (!fo)
-                return -ENOMEM;
-        r = mem->build(cfg, &fo->inner, reterr);
-        if (r < 0) {
-                free(fo);
-                return r;
-        }
-        fo->base = (struct walimpls_opener){ .ops = &fl_opener_ops, .builder = &fl_builder };
-        *ret = &fo->base;
-        return 0;
-}
-
-static const struct walimpls_builder fl_builder = {
-        .version = WALIMPLS_VERSION,
-        .name = "flaky",
-        .description = "test backend: memory with injected append failures",
-        .build = fl_build,
-};
-
-static wal_opener *flaky_opener(const char *const *props)
-{
-        int r = wal_registry_add(&fl_builder, NULL);
-        cr_assert(r == 0 || r == -EEXIST);
-        wal_config *cfg = NULL;
-        cr_assert_eq(wal_config_new(&cfg), 0);
-        for (size_t i = 0; props && props[i]; i++)
-                cr_assert_eq(wal_config_set_pair(cfg, props[i], NULL), 0);
-        wal_opener *o = NULL;
-        cr_assert_eq(wal_opener_new("flaky", cfg, &o, NULL), 0);
-        wal_config_free(cfg);
-        return o;
-}
+/* ---- Retry, against the "flaky" test backend (t-flaky.c) ---- */
 
 Test(adaptor_interceptors, retry_redoes_retriable_failures, .timeout = 120)
 {

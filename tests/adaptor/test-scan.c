@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "t-adaptor.h"
+#include "t-flaky.h"
 #include "utility/walu.h"
 
 static const struct wal_filter data_only = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
@@ -491,4 +492,148 @@ Test(adaptor_scan, tiny_cache_exactly_once_in_order, .init = NULL, .fini = NULL,
                 wal_scanner_close(ra[i].s);
         wal_close(wa.w);
         ta_opener_close(ox);
+}
+
+/* ---- Catch-up meeting a live edge ---- */
+
+struct live_writer {
+        wal *w;
+        int from, to;
+        struct ta_counter c;
+};
+
+static void *live_writer_main(void *arg)
+{
+        struct live_writer *lw = arg;
+        for (int i = lw->from; i < lw->to; i++) {
+                char t[16];
+                snprintf(t, sizeof(t), "%d", i);
+                wal_msg *m = ta_msg(t, NULL);
+                wal_append(lw->w, m, ta_count_done, &lw->c, NULL);
+                wal_msg_unref(m);
+                while (i - lw->from - atomic_load(&lw->c.calls) > 512)
+                        sched_yield();
+        }
+        return NULL;
+}
+
+/* A scanner catching up from the backend reaches messages the backend
+ * already shows but the cache has not received yet: switching to the cache
+ * there must neither repeat nor skip any of them. */
+Test(adaptor_scan, catchup_meets_live_appends_exactly_once, .init = NULL, .fini = NULL,
+     .timeout = 240)
+{
+        for (int round = 0; round < 3; round++) {
+                wal_opener *ox = NULL;
+                wal *wx = NULL;
+                cr_assert_eq(ta_opener(NULL, &ox), 0);
+                cr_assert_eq(wal_open(ox, "live", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+                for (int i = 0; i < 2000; i++) {
+                        char t[16];
+                        snprintf(t, sizeof(t), "%d", i);
+                        cr_assert_eq(ta_append(wx, t, NULL, NULL), 0);
+                }
+                wal_close(wx);
+                cr_assert_eq(wal_open(ox, "live", 2, WAL_ACCESS_RW, &wx, NULL), 0);
+                struct live_writer lw = { .w = wx, .from = 2000, .to = 22000 };
+                wal_scanner *s = open_scanner(wx, (struct wal_deliver){ .policy = WAL_DELIVER_ALL },
+                                              &data_only);
+                pthread_t th;
+                pthread_create(&th, NULL, live_writer_main, &lw);
+                for (int i = 0; i < lw.to; i++) {
+                        wal_msg *m = NULL;
+                        cr_assert_eq(wal_scanner_next(s, 10000, &m, NULL), 0, "at %d", i);
+                        cr_assert_eq(atoi(ta_text(m)), i, "round %d: got %s, want %d", round,
+                                     ta_text(m), i);
+                        wal_msg_unref(m);
+                }
+                pthread_join(th, NULL);
+                expect_quiet(s);
+                wal_scanner_close(s);
+                wal_close(wx);
+                ta_opener_close(ox);
+        }
+}
+
+/* The same with a tiny cache and completions that reach the adaptor well
+ * after the backend shows the message: a catch-up scanner at the live edge
+ * is often ahead of the cache and must not switch to it there. */
+Test(adaptor_scan, catchup_ahead_of_cache_exactly_once, .init = NULL, .fini = NULL,
+     .timeout = 240)
+{
+        const char *props[] = { "cache.max_bytes=300", NULL };
+        atomic_store(&flaky_mode, FLAKY_DELAY);
+        wal_opener *ox = flaky_opener(props);
+        wal *wx = NULL;
+        cr_assert_eq(wal_open(ox, "ahead", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+        struct live_writer lw = { .w = wx, .from = 0, .to = 3000 };
+        wal_scanner *s[2];
+        for (int k = 0; k < 2; k++)
+                s[k] = open_scanner(wx, (struct wal_deliver){ .policy = WAL_DELIVER_ALL },
+                                    &data_only);
+        pthread_t th;
+        pthread_create(&th, NULL, live_writer_main, &lw);
+        for (int i = 0; i < lw.to; i++) {
+                for (int k = 0; k < 2; k++) {
+                        wal_msg *m = NULL;
+                        cr_assert_eq(wal_scanner_next(s[k], 10000, &m, NULL), 0, "at %d", i);
+                        cr_assert_eq(atoi(ta_text(m)), i, "scanner %d: got %s, want %d", k,
+                                     ta_text(m), i);
+                        wal_msg_unref(m);
+                }
+        }
+        pthread_join(th, NULL);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(wx, &json), 0);
+        cr_log_info("%s", json);
+        free(json);
+        for (int k = 0; k < 2; k++) {
+                expect_quiet(s[k]);
+                wal_scanner_close(s[k]);
+        }
+        wal_close(wx);
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener_close(ox);
+}
+
+/* Start positions beyond the newest message (a future ID) are honoured on a
+ * read-write wal too, where the cache could otherwise serve them early. */
+Test(adaptor_scan, start_at_a_future_id)
+{
+        struct wal_msgid last = wal_msg_id(ids[9]);
+        struct wal_msgid future = WAL_MSGID(last.hi, last.lo + 5);
+        struct wal_deliver from = { .policy = WAL_DELIVER_START_FROM, .id = future };
+        struct wal_deliver after = { .policy = WAL_DELIVER_START_AFTER, .id = future };
+        wal_scanner *sf = open_scanner(w, from, NULL);
+        wal_scanner *sa = open_scanner(w, after, NULL);
+        wal_msg *got[12];
+        for (int i = 0; i < 12; i++)
+                cr_assert_eq(ta_append(w, "later", NULL, &got[i]), 0);
+        wal_scanner *ss[2] = { sf, sa };
+        for (int k = 0; k < 2; k++) {
+                int n = 0;
+                for (;;) {
+                        wal_msg *m = NULL;
+                        int r = wal_scanner_next(ss[k], 300, &m, NULL);
+                        if (r == -ETIMEDOUT)
+                                break;
+                        cr_assert_eq(r, 0);
+                        int cmp = wal_msgid_cmp(wal_msg_id(m), future);
+                        cr_assert(k == 0 ? cmp >= 0 : cmp > 0,
+                                  "scanner %d delivered an ID before its start", k);
+                        n += wal_msg_type(m) == WAL_MSG_DATA;
+                        wal_msg_unref(m);
+                }
+                /* every data message at or after the start, none missing */
+                int want = 0;
+                for (int i = 0; i < 12; i++) {
+                        int cmp = wal_msgid_cmp(wal_msg_id(got[i]), future);
+                        want += k == 0 ? cmp >= 0 : cmp > 0;
+                }
+                cr_assert_eq(n, want, "scanner %d: %d data messages, want %d", k, n, want);
+                cr_assert_gt(want, 0);
+                wal_scanner_close(ss[k]);
+        }
+        for (int i = 0; i < 12; i++)
+                wal_msg_unref(got[i]);
 }
