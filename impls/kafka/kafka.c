@@ -100,9 +100,10 @@
  * _UNSUPPORTED_FEATURE, which truncate accepts as "never"), retention other
  * than its hard 5 MiB / 100 000 sets per partition cap, or read_committed.
  *
- * Truncation asks the brokers to delete the records up to the ID
- * (DeleteRecords); the builder does not claim WALIMPLS_CAP_TRUNCATE because
- * brokers may refuse it and retention is what normally deletes in Kafka.
+ * Truncation deletes nothing by default (retention does, as in Milvus);
+ * kafkawal.truncate=delete_records asks the brokers to delete up to the ID.
+ * The builder does not claim WALIMPLS_CAP_TRUNCATE: brokers may refuse, and
+ * the mock cannot show that deletion happens.
  *
  * Topic creation on a read-write open: kafkawal.create=auto asks the broker
  * for the topic's metadata, which creates it where auto.create.topics.enable
@@ -177,6 +178,7 @@ struct kafka_opener {
         int64_t close_timeout_ms;
         enum kafka_create_mode create;
         bool fencing;                  /* kafkawal.fencing */
+        bool delete_records;           /* kafkawal.truncate=delete_records */
         pthread_t poll_thread;
         bool poll_started;
         atomic_bool stop;
@@ -247,6 +249,9 @@ static const struct wal_property kafka_properties[] = {
         { "kafkawal.group_id", WAL_PROP_STRING, "libwal-scanner", 1, 0, NULL, 0,
           "group.id given to scanner consumers (assign() needs one; offsets are "
           "never committed)." },
+        { "kafkawal.truncate", WAL_PROP_ENUM, "retention", 1, 0, "retention|delete_records", 0,
+          "What truncate does: retention (nothing; the topic's retention deletes) or "
+          "delete_records (ask the brokers to delete up to the ID with DeleteRecords)." },
         { "kafkawal.fencing", WAL_PROP_BOOL, "true", 1, 0, NULL, 0,
           "Fence older terms: check the channel's term register before producing each "
           "batch (one offset-fetch round trip per batch)." },
@@ -666,7 +671,11 @@ static int kafka_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         pthread_condattr_destroy(&ca);
 
         int r;
-        char *create = NULL;
+        char *create = NULL, *trunc = NULL;
+        if ((r = kafka_get_string(cfg, "kafkawal.truncate", &trunc, reterr)) < 0)
+                goto fail;
+        o->delete_records = strcmp(trunc, "delete_records") == 0;
+        free(trunc);
         if ((r = kafka_get_string(cfg, "kafkawal.topic_prefix", &o->topic_prefix, reterr)) < 0 ||
             (r = kafka_get_string(cfg, "kafkawal.group_id", &o->group_id, reterr)) < 0 ||
             (r = kafka_get_string(cfg, "kafkawal.create", &create, reterr)) < 0)
@@ -1376,12 +1385,14 @@ static void *kafka_fence_main(void *arg)
 }
 
 /*
- * Allow deletion up to and including @id: ask the brokers to delete the
- * records before offset id+1 (DeleteRecords, Kafka >= 0.11).  Where that is
- * unsupported (librdkafka 2.0.2's mock cluster answers
- * _UNSUPPORTED_FEATURE) nothing is deleted and 0 is returned: the contract
- * allows "later or never", and retention still applies.  Offsets past the
- * end are clamped to the end by this call, never an error.
+ * Allow deletion up to and including @id.  kafkawal.truncate=retention (the
+ * default): nothing to do, the topic's retention deletes, as in Milvus.
+ * =delete_records: ask the brokers to delete the records before offset id+1
+ * (DeleteRecords, Kafka >= 0.11); where that is unsupported (librdkafka
+ * 2.0.2's mock cluster answers _UNSUPPORTED_FEATURE, and librdkafka then
+ * leaks 176 bytes per call, checked with ASan) nothing is deleted and 0 is
+ * returned: the contract allows "later or never".  IDs past the end are
+ * clamped to the end.
  */
 static int kafka_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_error **reterr)
 {
@@ -1394,6 +1405,8 @@ static int kafka_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_er
                 return wal_error_set(reterr, -EINVAL, 0,
                                      "kafka: truncate %s: not a Kafka offset (IDs are 0-OFFSET)",
                                      w->base.channel);
+        if (!o->delete_records)
+                return 0;
         int64_t lo = 0, hi = 0;
         rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(o->rk, w->topic, 0, &lo, &hi,
                                                                    (int)o->open_timeout_ms);

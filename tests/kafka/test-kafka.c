@@ -906,7 +906,7 @@ Test(kafka_open, librdkafka_private_mock_is_refused_with_a_reason)
         wal_error_free(e);
 }
 
-Test(kafka, truncate_asks_for_deletion_and_tolerates_a_broker_that_cannot)
+Test(kafka, truncate_by_retention_keeps_data_and_checks_arguments)
 {
         char ch[64];
         t_unique_name("trunc", ch, sizeof(ch));
@@ -917,8 +917,7 @@ Test(kafka, truncate_asks_for_deletion_and_tolerates_a_broker_that_cannot)
                 append_idx(w, &a, i);
         cr_assert_eq(acks_wait(&a, 5, 10000), 5);
         wal_error *e = NULL;
-        /* The mock answers DeleteRecords with _UNSUPPORTED_FEATURE: allowed
-         * ("deleted later or never"), so 0 and the data stays readable. */
+        /* kafkawal.truncate=retention (default): allowed, nothing deleted now. */
         cr_assert_eq(w->ops->truncate(w, a.ids[2], &e), 0, "%s", wal_error_message(e));
         struct walimpls_info info;
         cr_assert_eq(w->ops->info(w, &info, NULL), 0);
