@@ -259,7 +259,7 @@ struct wal {
         pthread_mutex_t cb_lock;
         pthread_cond_t cb_cond;
         struct wal_append_op *cb_head, *cb_tail;
-        bool cb_running, cb_stop;
+        bool cb_running, cb_stop, cb_sleeping;
         pthread_t cb_thread;
 
         struct wal_cache cache;

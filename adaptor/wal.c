@@ -124,28 +124,58 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
 
 /* ---- Dispatcher ---- */
 
-/* Hand @op's final outcome (@status, and @result: a reference, taken over)
- * to the dispatcher; without one (not started, or stopped) finish here. */
-static void dispatch(wal *w, struct wal_append_op *op, int status, wal_msg *result)
+struct op_list {
+        struct wal_append_op *head, *tail;
+};
+
+/* Queue @op's final outcome (@status, and @result: a reference, taken over)
+ * on @l, for dispatch_list(). */
+static void op_list_add(struct op_list *l, struct wal_append_op *op, int status, wal_msg *result)
 {
         op->status = status;
         op->result = result;
         op->next = NULL;
+        if (l->tail)
+                l->tail->next = op;
+        else
+                l->head = op;
+        l->tail = op;
+}
+
+/* Hand a list of outcomes to the dispatcher (one wake-up for all of them);
+ * without one (not started, or stopped) finish them here. */
+static void dispatch_list(wal *w, struct op_list *l)
+{
+        if (!l->head)
+                return;
         pthread_mutex_lock(&w->cb_lock);
         if (w->cb_running) {
                 if (w->cb_tail)
-                        w->cb_tail->next = op;
+                        w->cb_tail->next = l->head;
                 else
-                        w->cb_head = op;
-                w->cb_tail = op;
-                pthread_cond_signal(&w->cb_cond);
+                        w->cb_head = l->head;
+                w->cb_tail = l->tail;
+                if (w->cb_sleeping)
+                        pthread_cond_signal(&w->cb_cond);
                 pthread_mutex_unlock(&w->cb_lock);
                 return;
         }
         pthread_mutex_unlock(&w->cb_lock);
-        op->result = NULL;
-        op_finish(w, op, status, result);
-        wal_msg_unref(result);
+        for (struct wal_append_op *op = l->head, *next; op; op = next) {
+                next = op->next;
+                op->next = NULL;
+                wal_msg *result = op->result;
+                op->result = NULL;
+                op_finish(w, op, op->status, result);
+                wal_msg_unref(result);
+        }
+}
+
+static void dispatch(wal *w, struct wal_append_op *op, int status, wal_msg *result)
+{
+        struct op_list l = { 0 };
+        op_list_add(&l, op, status, result);
+        dispatch_list(w, &l);
 }
 
 static void *dispatcher_main(void *arg)
@@ -158,7 +188,9 @@ static void *dispatcher_main(void *arg)
                 if (!batch) {
                         if (w->cb_stop)
                                 break;
+                        w->cb_sleeping = true;
                         pthread_cond_wait(&w->cb_cond, &w->cb_lock);
+                        w->cb_sleeping = false;
                         continue;
                 }
                 pthread_mutex_unlock(&w->cb_lock);
@@ -192,7 +224,7 @@ static void stop_dispatcher(wal *w)
         pthread_mutex_unlock(&w->cb_lock);
 }
 
-static void op_complete(wal *w, struct wal_append_op *op, bool *pushed)
+static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct op_list *out)
 {
         if (op->status == 0) {
                 wal_msg *frozen = NULL;
@@ -201,12 +233,12 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed)
                         r = wal_msg_freeze(frozen, op->id);
                 if (r < 0) {
                         frozen = wal_msg_unref(frozen);
-                        dispatch(w, op, r, NULL);
+                        op_list_add(out, op, r, NULL);
                         return;
                 }
                 if (w->has_cache && wal_cache_push(&w->cache, frozen) == 0)
                         *pushed = true;
-                dispatch(w, op, 0, frozen);
+                op_list_add(out, op, 0, frozen);
                 return;
         }
         if (op->status == -ESTALE)
@@ -217,7 +249,7 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed)
                 wal_schedule_retry(w, op);
                 return;
         }
-        dispatch(w, op, op->status, NULL);
+        op_list_add(out, op, op->status, NULL);
 }
 
 /* Pop and report the completed prefix of the pending list.  One drainer at a
@@ -251,14 +283,16 @@ static void drain(wal *w)
                         break;
                 pthread_mutex_unlock(&w->pend_lock);
                 bool pushed = false;
+                struct op_list out = { 0 };
                 while (batch) {
                         struct wal_append_op *op = batch;
                         batch = op->next;
                         op->next = NULL;
-                        op_complete(w, op, &pushed);
+                        op_complete(w, op, &pushed, &out);
                 }
                 if (pushed)
                         wal_adaptor_notify_scanners(w);
+                dispatch_list(w, &out);
                 pthread_mutex_lock(&w->pend_lock);
         }
         w->draining = false;
