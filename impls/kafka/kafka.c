@@ -1073,8 +1073,12 @@ static struct kafka_wal *kafka_wal_from_base(struct walimpls_wal *b)
         return (struct kafka_wal *)b;
 }
 
-/* Record headers for @m: the envelope first, then every property. */
-static int kafka_headers_make(struct kafka_wal *w, const wal_msg *m, rd_kafka_headers_t **ret)
+/*
+ * Record headers for @m (borrowed): the envelope first, then every property.
+ * *ret is owned by the caller until a produce succeeds.  0, -ENOMEM or the
+ * envelope encoder's error.
+ */
+static int kafka_headers_make(const wal_msg *m, rd_kafka_headers_t **ret)
 {
         size_t n = wal_msg_prop_count(m);
         size_t elen = walu_envelope_size(m);
@@ -1097,7 +1101,6 @@ static int kafka_headers_make(struct kafka_wal *w, const wal_msg *m, rd_kafka_he
                 if (wal_msg_prop_at(m, i, &k, &v) == 0)
                         rd_kafka_header_add(h, k, -1, v, -1);
         }
-        (void)w;
         *ret = h;
         return 0;
 }
@@ -1200,7 +1203,7 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         struct kafka_pending *p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
-        if ((r = kafka_headers_make(w, msg, &p->hdrs)) < 0) {
+        if ((r = kafka_headers_make(msg, &p->hdrs)) < 0) {
                 free(p);
                 return r;
         }
