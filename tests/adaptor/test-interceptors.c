@@ -362,3 +362,67 @@ Test(adaptor_interceptors, retry_gives_up_and_never_retries_fatal, .timeout = 60
         wal_close(w);
         ta_opener_close(o);
 }
+
+Test(adaptor_interceptors, append_timeout_bounds_the_wait, .timeout = 60)
+{
+        const char *props[] = { "retry.backoff_initial=5ms", "retry.backoff_max=20ms",
+                                "append.timeout=150ms", NULL };
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *o = flaky_opener(props);
+        wal *w = NULL;
+        cr_assert_eq(wal_open(o, "timeout", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        atomic_store(&flaky_mode, FLAKY_ALWAYS_TIMEOUT);
+        uint64_t t0 = walu_monotonic_ns();
+        wal_error *err = NULL;
+        wal_msg *m = ta_msg("slow", NULL);
+        cr_assert_eq(wal_append_wait(w, m, NULL, &err), -ETIMEDOUT);
+        uint64_t el = (walu_monotonic_ns() - t0) / 1000000u;
+        cr_assert(el >= 140 && el < 3000, "waited %llu ms", (unsigned long long)el);
+        cr_assert(strstr(wal_error_message(err), "append.timeout"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        wal_msg_unref(m);
+        /* The append goes on retrying in the background until close. */
+        wal_close(w);
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener_close(o);
+}
+
+Test(adaptor_interceptors, failed_body_rolls_the_transaction_back, .timeout = 60)
+{
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *o = flaky_opener(NULL);
+        wal *w = NULL;
+        cr_assert_eq(wal_open(o, "txnfail", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+        struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) |
+                                         WAL_FILTER_TYPE(WAL_MSG_TXN) };
+        cr_assert_eq(wal_read(w, &d, &f, &s, NULL), 0);
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t, NULL), 0);
+        struct ta_counter c = { 0 };
+        wal_msg *m = ta_msg("ok-body", NULL);
+        cr_assert_eq(wal_txn_append(t, m, ta_count_done, &c, NULL), 0);
+        cr_assert_eq(ta_wait_calls(&c, 1, 5000), 0);
+        atomic_store(&flaky_mode, FLAKY_ALWAYS_EIO);
+        cr_assert_eq(wal_txn_append(t, m, ta_count_done, &c, NULL), 0);
+        cr_assert_eq(ta_wait_calls(&c, 2, 5000), 0);
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_msg_unref(m);
+        wal_error *err = NULL;
+        cr_assert_eq(wal_txn_commit(t, NULL, &err), -EIO);
+        cr_assert(strstr(wal_error_message(err), "rolled back"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        cr_assert_eq(atomic_load(&c.ok), 1);
+        cr_assert_eq(atomic_load(&c.failed), 1);
+        cr_assert_eq(ta_append(w, "plain", NULL, NULL), 0);
+        wal_msg *got = NULL;
+        cr_assert_eq(wal_scanner_next(s, 2000, &got, NULL), 0);
+        cr_assert_eq(wal_msg_type(got), WAL_MSG_DATA);
+        cr_assert_str_eq(ta_text(got), "plain");
+        wal_msg_unref(got);
+        cr_assert_eq(wal_scanner_next(s, 200, &got, NULL), -ETIMEDOUT);
+        wal_scanner_close(s);
+        wal_close(w);
+        wal_opener_close(o);
+}

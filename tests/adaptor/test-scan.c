@@ -637,3 +637,69 @@ Test(adaptor_scan, start_at_a_future_id)
         for (int i = 0; i < 12; i++)
                 wal_msg_unref(got[i]);
 }
+
+/* A start position that was truncated away is an error, never a skip. */
+Test(adaptor_scan, truncated_position_is_an_error)
+{
+        if (strcmp(ta_backend(), "memory") != 0)
+                cr_skip_test("truncate deletes later on %s", ta_backend());
+        cr_assert_eq(wal_truncate(w, wal_msg_id(ids[5]), NULL), 0);
+        wal *ro = NULL;
+        cr_assert_eq(wal_open(o, "scan", 1, WAL_ACCESS_RO, &ro, NULL), 0);
+        wal *which[2] = { w, ro };
+        for (int k = 0; k < 2; k++) {
+                struct wal_deliver d = { .policy = WAL_DELIVER_START_FROM,
+                                         .id = wal_msg_id(ids[2]) };
+                wal_scanner *s = NULL;
+                wal_error *err = NULL;
+                int r = wal_read(which[k], &d, NULL, &s, &err);
+                if (r == 0) {
+                        wal_msg *m = NULL;
+                        r = wal_scanner_next(s, 1000, &m, &err);
+                        if (k == 0 && r == 0) {
+                                /* The cache still holds it: serving what truncate
+                                 * allowed to delete is fine; skipping is not. */
+                                cr_assert(wal_msgid_eq(wal_msg_id(m), wal_msg_id(ids[2])));
+                                wal_msg_unref(m);
+                                wal_scanner_close(s);
+                                continue;
+                        }
+                        cr_assert_eq(r, -ERANGE, "%s: next gave %d", k ? "ro" : "rw", r);
+                        wal_error_free(err);
+                        err = NULL;
+                        /* sticky */
+                        cr_assert_eq(wal_scanner_next(s, 0, &m, NULL), -ERANGE);
+                        wal_scanner_close(s);
+                } else {
+                        cr_assert_eq(r, -ERANGE);
+                }
+                wal_error_free(err);
+        }
+        wal_close(ro);
+
+        /* With a cache too small to hold it, the read-write wal goes to the
+         * backend and reports the truncation. */
+        const char *props[] = { "cache.max_bytes=0", NULL };
+        wal_opener *ox = NULL;
+        wal *wx = NULL;
+        cr_assert_eq(ta_opener(props, &ox), 0);
+        cr_assert_eq(wal_open(ox, "trunc", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+        wal_msg *first = NULL, *mid = NULL;
+        cr_assert_eq(ta_append(wx, "first", NULL, &first), 0);
+        cr_assert_eq(ta_append(wx, "mid", NULL, &mid), 0);
+        cr_assert_eq(ta_append(wx, "last", NULL, NULL), 0);
+        cr_assert_eq(wal_truncate(wx, wal_msg_id(mid), NULL), 0);
+        struct wal_deliver d = { .policy = WAL_DELIVER_START_FROM, .id = wal_msg_id(first) };
+        wal_scanner *s = NULL;
+        int r = wal_read(wx, &d, NULL, &s, NULL);
+        if (r == 0) {
+                wal_msg *m = NULL;
+                r = wal_scanner_next(s, 1000, &m, NULL);
+                wal_scanner_close(s);
+        }
+        cr_assert_eq(r, -ERANGE);
+        wal_msg_unref(first);
+        wal_msg_unref(mid);
+        wal_close(wx);
+        ta_opener_close(ox);
+}
