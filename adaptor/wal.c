@@ -507,8 +507,9 @@ int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                 waiter_unref(wt);
                 return r;
         }
-        struct timespec dl = walu_deadline(timeout_ms > 0 && timeout_ms < INT32_MAX
-                                                   ? (int)timeout_ms : 0);
+        if (timeout_ms >= INT32_MAX)
+                timeout_ms = 0; /* as good as forever */
+        struct timespec dl = walu_deadline(timeout_ms > 0 ? (int)timeout_ms : 0);
         pthread_mutex_lock(&wt->lock);
         while (!wt->done) {
                 if (timeout_ms > 0) {
