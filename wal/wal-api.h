@@ -22,10 +22,20 @@
  *
  * Callbacks.  An append callback runs exactly once if the call that
  * registered it returned 0, and never if it returned a negative errno.
- * Callbacks run on a libwal or backend thread, in the order the messages were
- * written (ID order) except for appends that had to be retried; they must not
- * block (in particular they must not call wal_append_wait() or any close
- * function), but they may call wal_append().
+ * Callbacks run on the wal's own completion thread (never on a backend
+ * thread, nor inside wal_append()), in the order the messages were written
+ * (ID order) except for appends that had to be retried; they must not block
+ * (in particular they must not call wal_append_wait(), wal_txn_begin(),
+ * wal_txn_commit(), wal_txn_rollback() or any close function), but they may
+ * call wal_append().  A program that needs acknowledgements in submission
+ * order (walctl append -J) reorders them itself.
+ *
+ * Retries.  An append that fails with a retriable error (lost connection,
+ * back-pressure, timeout) is redone after a backoff (retry.* properties)
+ * with a fresh time tick, so it is written after appends that followed it;
+ * an ambiguous failure (written, but the acknowledgement lost) can thus
+ * appear twice in the log.  Fenced (-ESTALE), closed and fatal errors are
+ * never retried.
  *
  * Ordering.  Within one wal, time ticks and message IDs are assigned in the
  * same order, and scanners deliver in that order.
