@@ -6,12 +6,29 @@
  * adds its own table through the registry (wal_config_add_table).  Values are
  * kept as validated text in the order they were set; typed getters parse the
  * effective text again, which is cheap and keeps one source of truth.
+ *
+ * Deployment profiles.  The core property "profile" (standalone |
+ * distributed) picks a second layer of defaults, as Milvus picks its storage
+ * engine per deploy mode: the effective value of a key is the value set on
+ * the config, else the chosen profile's default for it, else the table's
+ * default (wal_config_source() says which).  The profile tables below are
+ * plain key/value text validated like any value (a test sets each one).
+ *
+ * "plugin.path": setting it loads the plugins of those directories at once
+ * (through the registry), so the properties of their backends can be set
+ * next, from the same file or command line.
+ *
+ * wal_config_load_file() reads a properties file (the format walctl -F
+ * uses): one KEY = VALUE per line, blanks around key and value dropped,
+ * empty lines and lines starting with '#' skipped; the first bad line stops
+ * the load with an error naming the file, the line and the key.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -46,8 +63,60 @@ static const struct wal_property core_properties[] = {
           "Default keepalive of a transaction: it expires if idle this long." },
         { "append.timeout", WAL_PROP_DURATION, "0", 0, INT64_MAX, NULL, 0,
           "Blocking append gives up after this long (0: wait until done or closed)." },
+        { "profile", WAL_PROP_ENUM, NULL, 1, 0, "standalone|distributed", 0,
+          "Deployment profile: picks the default backend and its defaults (standalone: "
+          "local; distributed: kafka); every property set explicitly still wins." },
+        { "plugin.path", WAL_PROP_STRING, NULL, 1, 0, NULL, 0,
+          "Colon-separated directories (or .so files) of backend plugins, loaded when "
+          "this is set (as well as those of $WAL_PLUGIN_PATH)." },
         { NULL, 0, NULL, 0, 0, NULL, 0, NULL },
 };
+
+/* ---- Deployment profiles ---- */
+
+struct profile_default {
+        const char *key;
+        const char *value;
+};
+
+/* standalone: one machine, the embedded local log. */
+static const struct profile_default profile_standalone[] = {
+        { "backend", "local" },
+        { NULL, NULL },
+};
+
+/* distributed: Kafka, tuned for a networked broker rather than a disk. */
+static const struct profile_default profile_distributed[] = {
+        { "backend", "kafka" },
+        { "cache.max_bytes", "256m" },          /* readers lag more over the network */
+        { "kafkawal.open_timeout", "30s" },     /* brokers may be slow to elect a leader */
+        { "kafkawal.close_timeout", "30s" },
+        { "kafka.linger.ms", "5" },             /* batch produce requests */
+        { "kafka.socket.keepalive.enable", "true" },
+        { NULL, NULL },
+};
+
+static const struct {
+        const char *name;
+        const struct profile_default *defaults;
+} profiles[] = {
+        { "standalone", profile_standalone },
+        { "distributed", profile_distributed },
+};
+
+const char *wal_config_profile_default(const char *profile, const char *key)
+{
+        if (!profile || !key)
+                return NULL;
+        for (size_t i = 0; i < WALU_ARRAY_SIZE(profiles); i++) {
+                if (strcmp(profiles[i].name, profile) != 0)
+                        continue;
+                for (const struct profile_default *d = profiles[i].defaults; d->key; d++)
+                        if (strcmp(d->key, key) == 0)
+                                return d->value;
+        }
+        return NULL;
+}
 
 /* ---- Registered tables ---- */
 
@@ -401,6 +470,8 @@ int wal_config_set(wal_config *c, const char *key, const char *value, wal_error 
         r = store(c, key, value);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "property %s: out of memory", key);
+        if (strcmp(key, "plugin.path") == 0 && wal_registry_config_plugin_path)
+                wal_registry_config_plugin_path(value);
         return 0;
 }
 
@@ -439,6 +510,15 @@ bool wal_config_is_set(const wal_config *c, const char *key)
         return c && key && find_kv(c, key);
 }
 
+/* The profile default of @key under the profile set on @c, or NULL. */
+static const char *profile_value(const wal_config *c, const char *key)
+{
+        if (!c || strcmp(key, "profile") == 0)
+                return NULL;
+        struct kv *pk = find_kv(c, "profile");
+        return pk ? wal_config_profile_default(pk->value, key) : NULL;
+}
+
 const char *wal_config_get(const wal_config *c, const char *key)
 {
         if (!key)
@@ -449,7 +529,24 @@ const char *wal_config_get(const wal_config *c, const char *key)
                         return kv->value;
         }
         const struct wal_property *p = wal_config_find_property(key);
-        return p ? p->def : NULL;
+        if (!p)
+                return NULL;
+        const char *pv = profile_value(c, key);
+        return pv ? pv : p->def;
+}
+
+enum wal_config_source wal_config_source(const wal_config *c, const char *key)
+{
+        if (!key)
+                return WAL_CONFIG_SOURCE_NONE;
+        if (c && find_kv(c, key))
+                return WAL_CONFIG_SOURCE_SET;
+        const struct wal_property *p = wal_config_find_property(key);
+        if (!p)
+                return WAL_CONFIG_SOURCE_NONE;
+        if (profile_value(c, key))
+                return WAL_CONFIG_SOURCE_PROFILE;
+        return p->def ? WAL_CONFIG_SOURCE_DEFAULT : WAL_CONFIG_SOURCE_NONE;
 }
 
 static int get_typed(const wal_config *c, const char *key, enum wal_prop_type type,
@@ -521,6 +618,25 @@ int wal_config_foreach_set(const wal_config *c, const char *prefix, wal_config_v
                 if (r)
                         return r;
         }
+        /* Then the profile's defaults for pass-through keys (kafka.*) that
+         * were not set: they reach the backend like set ones. */
+        struct kv *pk = find_kv(c, "profile");
+        for (size_t i = 0; pk && i < WALU_ARRAY_SIZE(profiles); i++) {
+                if (strcmp(profiles[i].name, pk->value) != 0)
+                        continue;
+                for (const struct profile_default *d = profiles[i].defaults; d->key; d++) {
+                        if (plen && strncmp(d->key, prefix, plen) != 0)
+                                continue;
+                        if (find_kv(c, d->key))
+                                continue;
+                        const struct wal_property *p = wal_config_find_property(d->key);
+                        if (!p || !(p->flags & WAL_PROP_PREFIX))
+                                continue;
+                        int r = fn(arg, d->key, d->value);
+                        if (r)
+                                return r;
+                }
+        }
         return 0;
 }
 
@@ -549,5 +665,71 @@ int wal_config_foreach_property(const wal_config *c, wal_config_property_fn *fn,
                         r = fn(arg, p, snap[i].owner,
                                (p->flags & WAL_PROP_PREFIX) ? NULL : wal_config_get(c, p->name));
         free(snap);
+        return r;
+}
+
+/* ---- Properties files ---- */
+
+static char *trim(char *s)
+{
+        while (isspace((unsigned char)*s))
+                s++;
+        size_t n = strlen(s);
+        while (n > 0 && isspace((unsigned char)s[n - 1]))
+                s[--n] = '\0';
+        return s;
+}
+
+int wal_config_load_file(wal_config *c, const char *path, wal_error **reterr)
+{
+        if (!c || !path)
+                return wal_error_set(reterr, -EINVAL, 0, "wal_config_load_file: %s is NULL",
+                                     c ? "path" : "config");
+        FILE *f = fopen(path, "re");
+        if (!f) {
+                int e = errno;
+                return wal_error_set(reterr, -e, 0, "config file %s: %s", path, strerror(e));
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        unsigned long lineno = 0;
+        int r = 0;
+        while (getline(&line, &cap, f) >= 0) {
+                lineno++;
+                char *s = trim(line);
+                if (!*s || *s == '#')
+                        continue;
+                char *eq = strchr(s, '=');
+                if (!eq) {
+                        r = wal_error_set(reterr, -EINVAL, 0,
+                                          "%s:%lu: expected KEY = VALUE, got '%s'", path,
+                                          lineno, s);
+                        break;
+                }
+                *eq = '\0';
+                char *key = trim(s);
+                char *value = trim(eq + 1);
+                if (!*key) {
+                        r = wal_error_set(reterr, -EINVAL, 0,
+                                          "%s:%lu: expected KEY = VALUE, the key is empty",
+                                          path, lineno);
+                        break;
+                }
+                wal_error *e = NULL;
+                r = wal_config_set(c, key, value, &e);
+                if (r < 0) {
+                        wal_error_set(reterr, r, 0, "%s:%lu: key %s: %s", path, lineno, key,
+                                      wal_error_message(e));
+                        wal_error_free(e);
+                        break;
+                }
+        }
+        if (r == 0 && ferror(f)) {
+                int e = errno ? errno : EIO;
+                r = wal_error_set(reterr, -e, 0, "config file %s: read error: %s", path,
+                                  strerror(e));
+        }
+        free(line);
+        fclose(f);
         return r;
 }

@@ -24,6 +24,9 @@
  * Thread safety: a wal_config may be read from many threads at once; writes
  * need external serialisation.  Objects built from a config copy what they
  * need, so the config may be freed after use.
+ *
+ * Effective values: set on the config > the deployment profile's default
+ * (the "profile" property) > the table's default; see wal_config_source().
  */
 #ifndef WAL_CONFIG_H
 #define WAL_CONFIG_H
@@ -130,6 +133,50 @@ WAL_EXPORT int wal_config_foreach_property(const wal_config *c,
 
 /** @returns the row describing @p key (borrowed, static), or NULL if unknown. */
 WAL_EXPORT const struct wal_property *wal_config_find_property(const char *key);
+
+/* ---- Where values come from ---- */
+
+/** Where the effective value of a property comes from, by precedence. */
+enum wal_config_source {
+        WAL_CONFIG_SOURCE_NONE = 0,  /* unknown key, or no value anywhere */
+        WAL_CONFIG_SOURCE_DEFAULT,   /* the property table's default */
+        WAL_CONFIG_SOURCE_PROFILE,   /* the default of the profile set on the config */
+        WAL_CONFIG_SOURCE_SET,       /* set on the config (wal_config_set & co.) */
+};
+
+/**
+ * @brief Where wal_config_get(@p c, @p key) takes its value from: a value set
+ *        on @p c wins over the default of the deployment profile named by
+ *        the "profile" property (standalone | distributed), which wins over
+ *        the property table's default.
+ * @param c    borrowed; NULL means an empty config.
+ * @param key  borrowed.
+ */
+WAL_EXPORT enum wal_config_source wal_config_source(const wal_config *c, const char *key);
+
+/**
+ * @brief The default deployment profile @p profile gives @p key.
+ * @returns static text, or NULL if that profile sets no default for the key
+ *          (or either argument is NULL or unknown).
+ */
+WAL_EXPORT const char *wal_config_profile_default(const char *profile, const char *key);
+
+/**
+ * @brief Set every KEY = VALUE line of a properties file on @p c.
+ *
+ * Syntax: one KEY = VALUE per line (`backend = redis`, `redis.url = ...`);
+ * blanks around the key and the value are dropped; empty lines and lines
+ * whose first non-blank is '#' are skipped; a value keeps any '#' inside it.
+ * Lines apply in order, so a later line overrides an earlier one, and a
+ * "plugin.path" line loads its plugins before the lines after it are checked.
+ * @param c     the config (borrowed); lines before a bad one stay set.
+ * @param path  borrowed.
+ * @returns 0; -ENOENT/-EACCES/... (negated errno) the file cannot be read;
+ *          -EINVAL a line that is not KEY = VALUE or a bad value; -ENOENT an
+ *          unknown key.  The error names the file, the line and the key
+ *          ("conf/wal.properties:3: key nope.key: unknown property ...").
+ */
+WAL_EXPORT int wal_config_load_file(wal_config *c, const char *path, wal_error **reterr);
 
 /** @returns "string", "int", "bool", "size", "duration", "enum". */
 WAL_EXPORT const char *wal_prop_type_name(enum wal_prop_type type);

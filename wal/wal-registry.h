@@ -13,7 +13,20 @@
  *     with meson's link_whole or -Wl,--whole-archive, or by referencing a
  *     symbol of that object.
  *  2. Run time: wal_registry_add(), from anywhere (tests, embedders).
- *  3. Plugins: shared objects found in WAL_PLUGIN_PATH (see the plugin issue).
+ *  3. Plugins: shared objects found in $WAL_PLUGIN_PATH or the "plugin.path"
+ *     property, or loaded with wal_registry_load_plugins() (wal/wal-plugin.h).
+ *
+ * Static linking.  An object file in a static archive (.a) is linked only if
+ * the program references one of its symbols, and nothing references a
+ * backend's object by name: its WAL_REGISTER_BACKEND entry silently vanishes
+ * (NixOS PR #2698 is this failure).  libwal's own libwal.a is one prelinked
+ * object, so linking it at all brings every built-in backend.  For a backend
+ * of your own kept in a static archive, either link that archive whole
+ * (meson `link_whole:`, or -Wl,--whole-archive lib.a -Wl,--no-whole-archive)
+ * or anchor it: put WAL_BACKEND_ANCHOR(name) next to WAL_REGISTER_BACKEND in
+ * the backend's file and WAL_USE_BACKEND(name) in any file the program
+ * always links (main.c); the reference pulls the backend's object in.
+ * @name is any C identifier, by convention the backend name with '-' as '_'.
  *
  * Thread safety: every function is thread-safe.  Builders are never removed,
  * so a builder pointer stays valid for the life of the process.
@@ -43,6 +56,29 @@ WAL_BEGIN_DECLS
         static const struct walimpls_builder *const wal_backend_reg_##builder \
         __attribute__((section("wal_backends"), used,                        \
                        aligned(sizeof(void *)))) WAL_RETAIN = &(builder)
+
+/* Define the anchor symbol of the backend in this file (see "Static linking"). */
+#define WAL_BACKEND_ANCHOR(name)                                             \
+        extern const char wal_backend_anchor_##name;                         \
+        const char wal_backend_anchor_##name = 0
+
+/* Reference the anchor of backend @name so a static link keeps its object. */
+#define WAL_USE_BACKEND(name)                                                \
+        extern const char wal_backend_anchor_##name;                         \
+        static const char *const wal_backend_use_##name                      \
+        __attribute__((used)) = &wal_backend_anchor_##name
+
+/**
+ * @brief Load the plugins found in @p path_list now (wal/wal-plugin.h).
+ * @param path_list  colon-separated directories (every `*.so` in each, in
+ *                   name order) or `.so` files (borrowed).
+ * @returns 0 when every plugin found loaded (files already loaded are
+ *          skipped); -ENOEXEC when at least one was refused or a directory
+ *          could not be read, with an error carrying the first problem (all
+ *          are recorded: wal_registry_problem()); -EINVAL NULL.  The other
+ *          plugins still load.
+ */
+WAL_EXPORT int wal_registry_load_plugins(const char *path_list, wal_error **reterr);
 
 /**
  * @brief Register a builder at run time.

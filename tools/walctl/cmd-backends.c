@@ -6,8 +6,10 @@
  * scripts can cut it: name, origin ("builtin", "runtime" or the plugin's
  * file), capabilities (comma-separated names of the WALIMPLS_CAP_* bits, "-"
  * for none) and the one-line description.  Problems met while collecting
- * backends (a duplicate name, a plugin that failed to load) reach stderr
- * through the library's log hook as warnings.
+ * backends (a duplicate name, a plugin refused: wal_registry_problem())
+ * reach stderr through the library's log hook as warnings, one line each
+ * naming the file and the reason, as they happen, for every command; -q
+ * hides them.  They never change the exit code of `backends`.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -81,6 +83,11 @@ const struct walctl_command walctl_cmd_backends = {
                 "list of: persistent (data outlives the process), truncate (truncate\n"
                 "deletes data), fencing (a newer term fences older writers), list (the\n"
                 "channels can be listed); \"-\" for none.\n"
+                "\n"
+                "Plugins are loaded from the directories of $WAL_PLUGIN_PATH and of the\n"
+                "plugin.path property.  A plugin refused (not a shared object, wrong\n"
+                "interface version, no entry point, a name already taken) is reported\n"
+                "on stderr as a warning naming its file and the reason.\n"
                 "\n"
                 "Example:\n"
                 "  walctl backends | cut -f1\n",

@@ -16,10 +16,13 @@
  * librdkafka key would be lost).  A variable set to the empty string is
  * ignored, so `WAL_BACKEND= walctl ...` means "not set".
  *
- * Properties file syntax: one KEY=VALUE per line; blanks around the key and
- * the value are dropped; empty lines and lines whose first non-blank is '#'
- * are skipped.  A value keeps any '#' it contains.  Any error names the
- * file, the line and the key.
+ * Properties file syntax (parsed by wal_config_load_file): one KEY=VALUE per
+ * line; blanks around the key and the value are dropped; empty lines and
+ * lines whose first non-blank is '#' are skipped.  A value keeps any '#' it
+ * contains.  Any error names the file, the line and the key.
+ *
+ * A key that no source sets but the deployment profile ("profile") gives a
+ * default for is reported as coming from "profile".
  */
 #include <ctype.h>
 #include <errno.h>
@@ -46,6 +49,7 @@ const char *walctl_source_name(enum walctl_source s)
         case WALCTL_SRC_FILE: return "file";
         case WALCTL_SRC_ENV: return "env";
         case WALCTL_SRC_FLAG: return "flag";
+        case WALCTL_SRC_PROFILE: return "profile";
         }
         return "unknown";
 }
@@ -57,6 +61,10 @@ enum walctl_source walctl_source_of(const struct walctl *w, const char *key)
         for (size_t i = 0; i < w->n_settings; i++)
                 if (strcmp(w->settings[i].key, key) == 0)
                         return w->settings[i].source;
+        /* Not set by walctl: the library knows whether the deployment
+         * profile supplies it. */
+        if (wal_config_source(w->cfg, key) == WAL_CONFIG_SOURCE_PROFILE)
+                return WALCTL_SRC_PROFILE;
         return WALCTL_SRC_DEFAULT;
 }
 
@@ -98,64 +106,49 @@ static int set_one(struct walctl *w, const char *what, const char *key, const ch
         return 0;
 }
 
-static char *trim(char *s)
-{
-        while (isspace((unsigned char)*s))
-                s++;
-        size_t n = strlen(s);
-        while (n > 0 && isspace((unsigned char)s[n - 1]))
-                s[--n] = '\0';
-        return s;
-}
-
 /* ---- The properties file ---- */
 
+struct file_copy {
+        struct walctl *w;
+        const wal_config *from;
+        const char *what;
+        int rc;
+};
+
+static int copy_visit(void *arg, const char *key, const char *value)
+{
+        struct file_copy *fc = arg;
+        /* Only the lines of the file, not what its profile implies. */
+        if (wal_config_source(fc->from, key) != WAL_CONFIG_SOURCE_SET)
+                return 0;
+        fc->rc = set_one(fc->w, fc->what, key, value, WALCTL_SRC_FILE);
+        return fc->rc;
+}
+
+/* The file is parsed by the library (wal_config_load_file) into a config of
+ * its own, whose values are then applied in file order and recorded as
+ * coming from the file. */
 static int load_file(struct walctl *w, const char *path)
 {
-        FILE *f = fopen(path, "re");
-        if (!f) {
-                int e = errno;
-                char what[512];
-                snprintf(what, sizeof(what), "config file %s", path);
-                walctl_error(what, "%s", strerror(e));
-                return WALCTL_EXIT_USAGE;
+        wal_config *fcfg = NULL;
+        if (wal_config_new(&fcfg) < 0) {
+                walctl_error("config file", "%s", strerror(ENOMEM));
+                return WALCTL_EXIT_FAILURE;
         }
-        char *line = NULL;
-        size_t cap = 0;
-        unsigned long lineno = 0;
-        int rc = 0;
+        wal_error *err = NULL;
+        int r = wal_config_load_file(fcfg, path, &err);
+        if (r < 0) {
+                walctl_error("config file", "%s", wal_error_message(err));
+                wal_error_free(err);
+                wal_config_free(fcfg);
+                return r == -ENOMEM ? WALCTL_EXIT_FAILURE : WALCTL_EXIT_USAGE;
+        }
         char what[512];
-        while (getline(&line, &cap, f) >= 0) {
-                lineno++;
-                snprintf(what, sizeof(what), "%s:%lu", path, lineno);
-                char *s = trim(line);
-                if (!*s || *s == '#')
-                        continue;
-                char *eq = strchr(s, '=');
-                if (!eq) {
-                        walctl_error(what, "expected KEY=VALUE, got '%s'", s);
-                        rc = WALCTL_EXIT_USAGE;
-                        break;
-                }
-                *eq = '\0';
-                char *key = trim(s);
-                char *value = trim(eq + 1);
-                if (!*key) {
-                        walctl_error(what, "expected KEY=VALUE, the key is empty");
-                        rc = WALCTL_EXIT_USAGE;
-                        break;
-                }
-                rc = set_one(w, what, key, value, WALCTL_SRC_FILE);
-                if (rc)
-                        break;
-        }
-        if (!rc && ferror(f)) {
-                walctl_error(path, "read error: %s", strerror(errno));
-                rc = WALCTL_EXIT_USAGE;
-        }
-        free(line);
-        fclose(f);
-        return rc;
+        snprintf(what, sizeof(what), "config file %s", path);
+        struct file_copy fc = { w, fcfg, what, 0 };
+        wal_config_foreach_set(fcfg, NULL, copy_visit, &fc);
+        wal_config_free(fcfg);
+        return fc.rc;
 }
 
 /* ---- The environment ---- */

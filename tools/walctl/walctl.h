@@ -40,6 +40,8 @@ enum walctl_source {
         WALCTL_SRC_FILE,
         WALCTL_SRC_ENV,
         WALCTL_SRC_FLAG,
+        WALCTL_SRC_PROFILE,           /* not set: the "profile" property's default
+                                         (ranks between default and file) */
 };
 
 struct walctl_setting {
@@ -236,7 +238,7 @@ int walctl_load_config(struct walctl *w);
 
 /** @returns where the effective value of @p key (borrowed) came from. */
 enum walctl_source walctl_source_of(const struct walctl *w, const char *key);
-/** @returns "default", "file", "env" or "flag". */
+/** @returns "default", "profile", "file", "env" or "flag". */
 const char *walctl_source_name(enum walctl_source s);
 
 /** Free what struct walctl owns (not the struct). */
