@@ -8,7 +8,7 @@ PACKAGES="
   liburing-dev libhiredis-dev librdkafka-dev
   libprotobuf-c-dev protobuf-c-compiler
   libcriterion-dev
-  redis-server redis-tools kcat fio gnuplot-nox
+  redis-server redis-tools kcat fio gnuplot-nox jq
   python3 clang
 "
 
