@@ -80,7 +80,8 @@ def ratio_row(section, name, ours, ref, refname, goal, higher=True, fmt=rate, ke
            "goal_kind": ">=" if higher else "<="}
     if not ratios:
         met = None
-        cells = [name, "not run", refname, "–", goal_text(goal, higher, refname), "**no** (not run)"]
+        cells = [name, "not run", refname, "–", goal_text(goal, higher, refname),
+                 "–" if goal is None else "**no** (not run)"]
     else:
         rm = med(ratios)
         met = None if goal is None else (rm >= goal if higher else rm <= goal)
