@@ -1231,8 +1231,9 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 else
                         w->qhead = p;
                 w->qtail = p;
-                w->qlen++;
-                pthread_cond_broadcast(&w->qcond);
+                /* Only an empty queue can have the fence thread asleep. */
+                if (w->qlen++ == 0)
+                        pthread_cond_broadcast(&w->qcond);
                 pthread_mutex_unlock(&w->qlock);
                 return 0;
         }
