@@ -53,6 +53,10 @@
  * still be written); the delivery report that comes later only frees them.
  * In-flight appends are linked in a per-wal list under the opener lock so
  * the wal can be freed while librdkafka still holds a cancelled record.
+ * With the brokers away and fencing on, close can take up to
+ * close_timeout + open_timeout (a term-register read in progress).  While
+ * they are away appends queue up (librdkafka's queue, or the wal's fence
+ * queue of at most 100 000) and then block: back-pressure, as above.
  *
  * Reading.  A scanner is its own consumer, assigned partition 0 at an exact
  * offset; no consumer-group commit ever happens.  ALL starts at
