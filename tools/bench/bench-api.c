@@ -13,7 +13,8 @@
  *            the adaptor's own threads can run on 2 CPUs) until the reader
  *            has it, and appends the next: the channel is never idle and
  *            never queues.  Latency: from just before wal_append() to the
- *            reader's return from next().  Compare REF-SPIN's one-way time.
+ *            reader's return from next().  Writer and reader are pinned to
+ *            CPU 0 and 1 as in REF-SPIN; compare its one-way time.
  *   parked   the same, but the reader blocks in wal_scanner_next(s, 1000)
  *            and the writer sleeps --pace-us before each append, so every
  *            record wakes a parked reader.  Compare REF-FUTEX (memory) or
@@ -33,9 +34,11 @@
  * Usage: bench-api --backend NAME --workload W [-X key=value ...]
  *                  [--count N] [--seconds S] [--inflight N] [--pace-us N]
  *                  [--layer api|spi] [--record-bytes 100] [--channel NAME]
+ *                  [--pin 1]   (0: leave the deliver/parked threads unpinned)
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -44,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <wal/wal.h>
 #include <walimpls/walimpls.h>
@@ -243,9 +247,24 @@ struct reader {
         struct bench_lat lat;
 };
 
+/* The same pinning as REF-SPIN and REF-FUTEX: writer on CPU 0, reader on
+ * CPU 1 (the adaptor's own threads are left to the scheduler). */
+static bool pinning = true;
+
+static void pin(int cpu)
+{
+        if (!pinning || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+                return;
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
 static void *reader_main(void *arg)
 {
         struct reader *rd = arg;
+        pin(1);
         int timeout = rd->parked ? 1000 : 0;
         int idle_ms = 0;
         while (atomic_load_explicit(&rd->seen, memory_order_relaxed) < rd->total) {
@@ -286,6 +305,7 @@ static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
         pthread_t th;
         if (pthread_create(&th, NULL, reader_main, &rd) != 0)
                 bench_die("pthread_create", errno);
+        pin(0);
         struct timespec pace = { pace_us / 1000000, (pace_us % 1000000) * 1000 };
         struct timespec nap = { 0, 20000 };
         uint64_t start = 0;
@@ -329,6 +349,7 @@ int main(int argc, char **argv)
         long count = atol(bench_arg(argc, argv, "count", "20000"));
         long inflight = atol(bench_arg(argc, argv, "inflight", "4096"));
         long pace_us = atol(bench_arg(argc, argv, "pace-us", "100"));
+        pinning = atoi(bench_arg(argc, argv, "pin", "1")) != 0;
         if (b.rec < 16 || count < 1 || inflight < 1 || pace_us < 0) {
                 fprintf(stderr, "bench-api: --record-bytes >= 16, --count >= 1, "
                                 "--inflight >= 1, --pace-us >= 0\n");

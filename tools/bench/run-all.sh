@@ -38,6 +38,10 @@
 #             the others
 #   --dir     where data files go (default: a fresh directory under
 #             /var/tmp, removed at the end)
+#   --commit  measure the committed tree REV instead of the working tree:
+#             `git archive REV` into a temporary directory, built and run
+#             there (so other people's uncommitted edits in a shared tree
+#             are not measured); the report is still written here
 
 set -euo pipefail
 
@@ -48,20 +52,41 @@ build="$root/build-bench-all"
 pairs=5
 only="local adaptor redis kafka walctl"
 data=
+rev=
+outroot=$root
+label=
 cmdline="tools/bench/run-all.sh $*"
+pass=()
 
 while [ $# -gt 0 ]; do
         case "$1" in
-        --quick) mode=quick ;;
-        --full) mode=full ;;
+        --quick) mode=quick; pass+=("$1") ;;
+        --full) mode=full; pass+=("$1") ;;
         --build) build=$2; shift ;;
-        --pairs) pairs=$2; shift ;;
-        --only) only=$2; shift ;;
-        --dir) data=$2; shift ;;
+        --pairs) pairs=$2; pass+=(--pairs "$2"); shift ;;
+        --only) only=$2; pass+=(--only "$2"); shift ;;
+        --dir) data=$2; pass+=(--dir "$2"); shift ;;
+        --commit) rev=$2; shift ;;
+        # internal, for the exported copy: where the report goes, what it is
+        --out-root) outroot=$2; shift ;;
+        --label) label=$2; shift ;;
+        --cmdline) cmdline=$2; shift ;;
         *) echo "run-all.sh: unknown option $1" >&2; exit 2 ;;
         esac
         shift
 done
+
+if [ -n "$rev" ]; then
+        sha=$(git -C "$root" rev-parse --short "$rev^{commit}")
+        src=$(mktemp -d /var/tmp/libwal-bench-src.XXXXXX)
+        git -C "$root" archive "$sha" | tar -x -C "$src"
+        echo "run-all.sh: measuring commit $sha, exported to $src" >&2
+        rc=0
+        "$src/tools/bench/run-all.sh" "${pass[@]}" --build "$src/build" --out-root "$root" \
+                --label "$sha" --cmdline "$cmdline" || rc=$?
+        rm -rf "$src"
+        exit "$rc"
+fi
 want() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if [ "$mode" = quick ]; then
@@ -162,7 +187,7 @@ if want local; then
         mkdir -p "$data/local"
         # shellcheck disable=SC2086
         "$here/run-local.sh" $local_args --build "$build" --dir "$data/local" --pairs "$pairs" \
-                --out "$data/local.md" >/dev/null
+                --out "$data/local.md" ${label:+--commit "$label"} >/dev/null
         jq -c '. + {from: "run-local.sh"}' "$data/local/results.jsonl" >>"$log"
         # The scaling plot's other points: 4 writers against REF-GC, and
         # REF-GC with 1 writer beside ours with 1.
@@ -271,13 +296,17 @@ fi
 
 elapsed=$(( $(date +%s) - started ))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$root" status --porcelain -- adaptor impls utility wal walimpls registry \
-        tools 2>/dev/null | grep -v '^??' || true)" ]; then
-        commit="$commit+dirty"
+if [ -n "$label" ]; then
+        commit=$label
+else
+        commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+        if [ -n "$(git -C "$root" status --porcelain -- adaptor impls utility wal walimpls \
+                registry tools 2>/dev/null | grep -v '^??' || true)" ]; then
+                commit="$commit+dirty"
+        fi
 fi
 python3 "$here/plot/report.py" \
-        --log "$log" --data "$data" --root "$root" --mode "$mode" --pairs "$pairs" \
+        --log "$log" --data "$data" --root "$outroot" --mode "$mode" --pairs "$pairs" \
         --cmdline "$cmdline" --commit "$commit" --elapsed "$elapsed" \
         --load "$load_start / $load_end" --only "$only" \
         --cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \

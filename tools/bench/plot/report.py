@@ -379,7 +379,7 @@ made = []
 for gp, dat, png in plots:
     out = os.path.join(outdir, png)
     r = subprocess.run(["gnuplot", "-e", f"dat='{dat}'; out='{out}'",
-                        os.path.join(args.root, "tools", "bench", "plot", gp)],
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), gp)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         print(f"report.py: gnuplot {gp}: {r.stderr}", file=sys.stderr)
