@@ -241,7 +241,7 @@ if want redis; then
         rb() {
                 local p=$1
                 redis-cli -p "$port" FLUSHALL >/dev/null
-                redis-benchmark -p "$port" -c 50 -n "$redis_n" -P "$p" --csv \
+                redis-benchmark -p "$port" -c 1 -n "$redis_n" -P "$p" --csv \
                         XADD rb-stream '*' f "$value" | tail -n 1 |
                         awk -F, -v p="$p" '{ gsub(/"/, ""); printf "{\"program\":\"redis-benchmark\",\"workload\":\"xadd-P%s\",\"records_per_s\":%s,\"p50_us\":%.1f,\"p99_us\":%.1f}\n", p, $2, $5 * 1000, $7 * 1000 }'
         }
