@@ -152,10 +152,16 @@ echo "run-all.sh: $mode mode, $pairs pairs, data in $data" >&2
 
 # run TAG CMD...: run a program that prints one JSON result line last; tag
 # the line and keep it.
+# A run that fails is kept as {"tag": TAG, "failed": true}, so pairs stay
+# aligned, the report counts it, and the other benchmarks still run.
 run() {
         local tag=$1; shift
         local line
-        line=$("$@" | tail -n 1)
+        if ! line=$("$@" | tail -n 1) || ! echo "$line" | jq -e . >/dev/null 2>&1; then
+                echo "  $tag: FAILED" >&2
+                jq -cn --arg tag "$tag" '{tag: $tag, failed: true}' >>"$log"
+                return 0
+        fi
         echo "$line" | jq -c --arg tag "$tag" '. + {tag: $tag}' >>"$log"
         echo "  $tag: $(echo "$line" | jq -r '"\(.records_per_s|floor)/s, p50 \(.p50_us) us, p99 \(.p99_us) us"')" >&2
 }
@@ -187,8 +193,11 @@ if want local; then
         mkdir -p "$data/local"
         # shellcheck disable=SC2086
         "$here/run-local.sh" $local_args --build "$build" --dir "$data/local" --pairs "$pairs" \
-                --out "$data/local.md" ${label:+--commit "$label"} >/dev/null
-        jq -c '. + {from: "run-local.sh"}' "$data/local/results.jsonl" >>"$log"
+                --out "$data/local.md" ${label:+--commit "$label"} >/dev/null ||
+                echo "run-all.sh: run-local.sh FAILED; its section is left out" >&2
+        if [ -f "$data/local/results.jsonl" ]; then
+                jq -c '. + {from: "run-local.sh"}' "$data/local/results.jsonl" >>"$log"
+        fi
         # The scaling plot's other points: 4 writers against REF-GC, and
         # REF-GC with 1 writer beside ours with 1.
         for i in $(seq "$pairs"); do
@@ -272,7 +281,8 @@ fi
 
 if want kafka; then
         echo "== kafka: bench-kafka $kafka_n $pairs" >&2
-        "$build/tests/kafka/bench-kafka" "$kafka_n" "$pairs" 2>/dev/null | tee "$data/kafka.txt" >&2
+        "$build/tests/kafka/bench-kafka" "$kafka_n" "$pairs" 2>/dev/null |
+                tee "$data/kafka.txt" >&2 || echo "run-all.sh: bench-kafka FAILED" >&2
         # Per-backend latency through the public API, on a walctl-hosted mock.
         coproc MOCK { exec "$walctl" mock-kafka; }
         mock_pid=$MOCK_PID
@@ -289,7 +299,8 @@ if want walctl; then
         echo "== walctl: run.sh --records $walctl_n --pairs $pairs" >&2
         mkdir -p "$data/walctl"
         "$root/tools/walctl-bench-ref/run.sh" --build "$build" --records "$walctl_n" \
-                --pairs "$pairs" --dir "$data/walctl" | tee "$data/walctl.txt" >&2
+                --pairs "$pairs" --dir "$data/walctl" | tee "$data/walctl.txt" >&2 ||
+                echo "run-all.sh: walctl-bench-ref/run.sh FAILED" >&2
 fi
 
 # ---- Report ----

@@ -37,11 +37,17 @@ os.makedirs(outdir, exist_ok=True)
 
 
 def vals(tag, key):
-    return [r[key] for r in by.get(tag, []) if r.get(key) is not None]
+    """Per-pair values of one tag, None where that run failed."""
+    return [r.get(key) for r in by.get(tag, [])]
 
 
 def med(xs):
+    xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
+
+
+def failed(tag):
+    return sum(1 for r in by.get(tag, []) if r.get("failed"))
 
 
 def read(name):
@@ -73,8 +79,9 @@ tables = {}    # section -> list of row dicts (results.json)
 
 def ratio_row(section, name, ours, ref, refname, goal, higher=True, fmt=rate, key=None):
     """One table row from two lists of per-pair values (ours/ref ratios)."""
-    pairs = [(a, b) for a, b in zip(ours, ref) if b]
+    pairs = [(a, b) for a, b in zip(ours, ref) if a is not None and b]
     ratios = [a / b for a, b in pairs]
+    lost = sum(1 for a, b in zip(ours, ref) if a is None or b is None)
     row = {"workload": name, "ours": med(ours), "reference": med(ref),
            "reference_name": refname, "ratios": ratios, "goal": goal,
            "goal_kind": ">=" if higher else "<="}
@@ -87,7 +94,8 @@ def ratio_row(section, name, ours, ref, refname, goal, higher=True, fmt=rate, ke
         met = None if goal is None else (rm >= goal if higher else rm <= goal)
         row["ratio"] = rm
         cells = [name, fmt(med(ours)), f"{fmt(med(ref))} ({refname})",
-                 f"{rm:.2f}× ({min(ratios):.2f}–{max(ratios):.2f})",
+                 f"{rm:.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+                 + (f", {lost} pair{'s' if lost > 1 else ''} failed" if lost else ""),
                  goal_text(goal, higher, refname),
                  "–" if met is None else ("yes" if met else "**no**")]
     row["met"] = met
@@ -194,7 +202,8 @@ if "local" in only and local_md:
     plots.append(("writers.gp", dat, "writers.png"))
     sec.append("![durable appends per second against writers](bench-results/writers.png)\n")
 else:
-    sec.append("## Local backend\n\nNot run (`--only` left it out).\n")
+    sec.append("## Local backend\n\nNot run (`--only` left it out, or run-local.sh "
+               "failed: see the run's log).\n")
 md += sec
 
 # ---- Adaptor ----
@@ -304,7 +313,7 @@ if "kafka" in only and ktxt:
         sec.append(f"bench-kafka's latency line (one run, informational): `{m.group(0)}`\n")
     tables.setdefault("kafka", []).append({"rounds_raw_text": ktxt.splitlines()})
 else:
-    sec.append("Not run (`--only` left it out, or bench-kafka is not built).\n")
+    sec.append("Not run (`--only` left it out, or bench-kafka is not built or failed).\n")
 md += sec
 
 # ---- walctl ----
@@ -333,14 +342,14 @@ if "walctl" in only and wtxt:
     sec.append("")
     tables.setdefault("walctl", []).append({"pairs": wp})
 else:
-    sec.append("Not run (`--only` left it out).\n")
+    sec.append("Not run (`--only` left it out, or run.sh failed).\n")
 md += sec
 
 # ---- Latency per backend (plots) ----
 
 sec = ["## Latency percentiles per backend\n"]
 lat = [(b, by[f"lat-{b}"][0]) for b in ("memory", "local", "redis", "kafka")
-       if f"lat-{b}" in by]
+       if f"lat-{b}" in by and not by[f"lat-{b}"][0].get("failed")]
 if lat:
     sec.append("One `bench-api --workload sync` run per backend (one writer, "
                "`wal_append_wait()` in a loop, 100-B records, default properties: local "
@@ -394,6 +403,9 @@ top = ["# Benchmarks", "",
        "the set-up in README.md (it builds a release tree in `build-bench-all` first):", "",
        "```", "tools/bench/run-all.sh --quick    # under 5 minutes on 2 vCPUs",
        "tools/bench/run-all.sh --full     # longer runs, 1 GiB replay", "```", "",
+       "`--commit REV` measures a `git archive` of a commit instead of the working tree "
+       "(what this page's runs use in the shared tree: others' uncommitted edits are "
+       "not measured).", "",
        f"This run: `{args.cmdline.strip()}` ({args.mode} mode, {args.pairs} pairs, "
        f"{args.elapsed} s), commit `{args.commit}`, {now:%Y-%m-%d %H:%M} UTC. "
        f"Raw results: [bench-results/results.json](bench-results/results.json).", "",
