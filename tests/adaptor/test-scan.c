@@ -482,9 +482,12 @@ Test(adaptor_scan, tiny_cache_exactly_once_in_order, .init = NULL, .fini = NULL,
         }
         char *json = NULL;
         cr_assert_eq(wal_stats_json(wa.w, &json), 0);
-        /* Both kinds of switch happened, and the cache really evicted. */
-        cr_assert(!strstr(json, "\"to_catchup\":0"), "%s", json);
+        /* The cache really evicted, and readers met it.  On memory, whose
+         * completions keep up with its scanners, readers also fell out of
+         * the cache and back (elsewhere catch-up may stay ahead of it). */
         cr_assert(!strstr(json, "\"to_tailing\":0"), "%s", json);
+        if (strcmp(ta_backend(), "memory") == 0)
+                cr_assert(!strstr(json, "\"to_catchup\":0"), "%s", json);
         cr_assert(!strstr(json, "\"evictions\":0"), "%s", json);
         cr_log_info("%s", json);
         free(json);
