@@ -50,12 +50,42 @@ WAL_PLUGIN_PATH="$tmp/sample" WAL_TEST_BACKEND=sample "$conformance" >"$tmp/conf
 grep "Synthesis" "$tmp/conf.log"
 grep -q "Failing: 0 | Crashing: 0" "$tmp/conf.log" || fail "conformance reported failures"
 
+step "your own backend: a renamed copy, through the generic fixture"
+# What README.md tells a backend author to do: copy, rename, build against the
+# install, run the suite with a properties file for the fixture.
+cp -r "$tmp/sample-src" "$tmp/mine-src"
+sed -i -e 's/\.name = "sample"/.name = "mine"/' -e 's/"sample\.dir"/"mine.dir"/' \
+        -e 's/wal_config_get(cfg, "sample\.dir")/wal_config_get(cfg, "mine.dir")/' \
+        "$tmp/mine-src/sample.c"
+grep -q '.name = "mine"' "$tmp/mine-src/sample.c" || fail "rename of the copy"
+PKG_CONFIG_SYSROOT_DIR="$tmp/root" PKG_CONFIG_PATH="$(dirname "$pc")" \
+        meson setup "$tmp/mine" "$tmp/mine-src" >"$tmp/setup2.log" 2>&1 ||
+        { cat "$tmp/setup2.log" >&2; fail "meson setup of the copy"; }
+ninja -C "$tmp/mine" >"$tmp/ninja2.log" 2>&1 || { cat "$tmp/ninja2.log" >&2; fail "ninja (copy)"; }
+printf '# one directory per test case\nmine.dir = @TMPDIR@/channels\n' >"$tmp/mine.properties"
+WAL_PLUGIN_PATH="$tmp/mine" WAL_TEST_BACKEND=mine WAL_TEST_PROPERTIES="$tmp/mine.properties" \
+        "$conformance" >"$tmp/conf2.log" 2>&1 ||
+        { cat "$tmp/conf2.log" >&2; fail "conformance on the renamed copy"; }
+grep "Synthesis" "$tmp/conf2.log"
+grep -q "Failing: 0 | Crashing: 0" "$tmp/conf2.log" || fail "conformance (copy) reported failures"
+
 step "walctl backends"
 out=$(WAL_PLUGIN_PATH="$tmp/sample" "$walctl" backends) || fail "walctl backends"
 printf '%s\n' "$out"
 printf '%s\n' "$out" | grep -q "^sample	$plugin	persistent,fencing,list	" ||
         fail "walctl backends does not show the sample with its file"
 printf '%s\n' "$out" | grep -q "^memory	builtin	" || fail "memory is not listed as builtin"
+
+step "walctl backends with a broken plugin next to the good one"
+mkdir "$tmp/broken"
+echo "not a shared object" >"$tmp/broken/broken.so"
+out=$(WAL_PLUGIN_PATH="$tmp/broken:$tmp/sample" "$walctl" backends 2>"$tmp/err") ||
+        fail "walctl backends with a broken plugin: exit $?"
+printf '%s\n' "$out" | grep -q "^sample	$plugin	" || fail "the good plugin did not load"
+grep -q "$tmp/broken/broken.so refused: not a shared object" "$tmp/err" ||
+        { cat "$tmp/err" >&2; fail "the refusal is not on stderr"; }
+WAL_PLUGIN_PATH="$tmp/broken" "$walctl" -q backends 2>"$tmp/err" >/dev/null || fail "-q backends"
+[ ! -s "$tmp/err" ] || fail "-q did not hide the warning: $(cat "$tmp/err")"
 
 step "walctl append/read round trip"
 data="$tmp/data"
