@@ -568,6 +568,17 @@ static void chan_refresh(struct chan *c)
                 return;
         const struct local_io_ops *io = c->io;
         bool grew = false;
+        /* Segments the writer truncated away (never the last one). */
+        size_t gone = 0;
+        struct stat gst;
+        while (gone + 1 < c->n_segs && stat(c->segs[gone]->path, &gst) < 0 && errno == ENOENT)
+                gone++;
+        if (gone) {
+                for (size_t i = 0; i < gone; i++)
+                        local_seg_free(c->segs[i]);
+                memmove(c->segs, c->segs + gone, (c->n_segs - gone) * sizeof(*c->segs));
+                c->n_segs -= gone;
+        }
         for (;;) {
                 if (c->n_segs == 0) {
                         /* A writer may have created the first segment. */

@@ -4,8 +4,8 @@
  * tools of the local backend, through the backend interface.
  *
  *  - a second writer PROCESS gets -EBUSY naming the channel, while a
- *    read-only open beside it works and its scanner at the head sees the
- *    other process's new records;
+ *    read-only open beside it works, its scanner at the head sees the other
+ *    process's new records, and it notices segments that writer truncated;
  *  - the term is recorded durably: a later read-write open with a lower
  *    term gets -ESTALE; a higher term in the same process fences the older
  *    wal (-ESTALE on append) and takes over with the next LSN;
@@ -69,7 +69,11 @@ Test(local_owner, second_writer_process_is_busy_reader_follows_it, .timeout = 60
         cr_assert_geq(pid, 0);
         if (pid == 0) {
                 /* Child: the writer process.  Opens, reports, waits for the
-                 * parent's go, appends 200 records, waits to be released. */
+                 * parent's go, appends 200 records, waits to be released.
+                 * Only the parent holds the write end of `done`: if it dies,
+                 * the child reads EOF and exits instead of hanging. */
+                close(go[0]);
+                close(done[1]);
                 struct walimpls_opener *o = NULL;
                 wal_config *cfg = NULL;
                 wal_config_new(&cfg);
@@ -93,12 +97,21 @@ Test(local_owner, second_writer_process_is_busy_reader_follows_it, .timeout = 60
                 for (size_t i = 0; i < 200; i++)
                         if (s.a[i].status)
                                 _exit(6);
-                if (read(done[0], &c, 1) < 0)
+                /* Wait until the parent read everything, then truncate
+                 * the first segment away. */
+                if (read(done[0], &c, 1) != 1)
                         _exit(7);
+                if (w->ops->truncate(w, WAL_MSGID(0, 190), NULL) < 0)
+                        _exit(8);
+                c = 't';
+                if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+                        _exit(9);
                 w->ops->close(w);
                 o->ops->close(o);
                 _exit(0);
         }
+        close(go[1]);
+        close(done[0]);
         char c;
         cr_assert_eq(read(go[0], &c, 1), 1, "child did not open");
 
@@ -131,6 +144,21 @@ Test(local_owner, second_writer_process_is_busy_reader_follows_it, .timeout = 60
                 cr_assert_eq(memcmp(p, want, LEN), 0);
                 wal_msg_unref(m);
         }
+        /* The writer truncates: the reader notices the first segment gone. */
+        cr_assert_eq(write(done[1], "t", 1), 1);
+        cr_assert_eq(read(go[0], &c, 1), 1);
+        cr_assert_eq(c, 't');
+        struct walimpls_info info;
+        cr_assert_eq(ro->ops->info(ro, &info, &err), 0);
+        cr_assert_gt(info.first_id.lo, 1, "read-only info still shows truncated records");
+        cr_assert_eq(info.last_id.lo, 200);
+        struct walimpls_scanner *all = NULL;
+        cr_assert_eq(ro->ops->read(ro, &opts, &all, &err), 0, "%s", wal_error_message(err));
+        r = all->ops->next(all, 0, &m, &err);
+        cr_assert_eq(r, 0, "ALL after truncation: %d %s", r, wal_error_message(err));
+        cr_assert_eq(wal_msg_id(m).lo, info.first_id.lo);
+        wal_msg_unref(m);
+        all->ops->close(all);
         cr_assert_eq(write(done[1], "x", 1), 1);
         int status;
         cr_assert_eq(waitpid(pid, &status, 0), pid);
