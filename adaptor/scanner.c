@@ -477,7 +477,12 @@ int wal_adaptor_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret,
                         continue;
                 /* Cache growth matters only when tailing: keep the fd quiet. */
                 walimpls_notifier_drain(&s->notifier);
-                r = s->impl->ops->next(s->impl, rem, &m, reterr);
+                wal_error *err = NULL;
+                r = s->impl->ops->next(s->impl, rem, &m, &err);
+                if (err && r < 0 && r != -ETIMEDOUT && r != -ECANCELED && reterr && !*reterr)
+                        *reterr = err;
+                else
+                        wal_error_free(err);
                 if (r == 0) {
                         wal_msg *out = process(s, m);
                         if (out) {
