@@ -174,7 +174,9 @@ static int txn_stamp(wal *w, struct wal_append_op *op, wal_msg *msg, uint64_t ti
                         return wal_error_set(&op->err, -ETIME, 0,
                                              "transaction %llu expired",
                                              (unsigned long long)t->id);
-                if (type == WAL_MSG_DATA && t->state != WAL_TXN_OPEN)
+                /* A redo of a body already accepted may still land while
+                 * the commit waits for it; a new body may not. */
+                if (type == WAL_MSG_DATA && t->state != WAL_TXN_OPEN && op->attempts == 0)
                         return wal_error_set(&op->err, -EBUSY, 0,
                                              "transaction %llu is no longer open",
                                              (unsigned long long)t->id);

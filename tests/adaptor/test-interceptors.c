@@ -426,3 +426,48 @@ Test(adaptor_interceptors, failed_body_rolls_the_transaction_back, .timeout = 60
         wal_close(w);
         wal_opener_close(o);
 }
+
+Test(adaptor_interceptors, retried_bodies_still_commit, .timeout = 60)
+{
+        const char *props[] = { "retry.backoff_initial=1ms", "retry.backoff_max=5ms", NULL };
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *o = flaky_opener(props);
+        wal *w = NULL;
+        cr_assert_eq(wal_open(o, "txnretry", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+        struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_TXN) };
+        cr_assert_eq(wal_read(w, &d, &f, &s, NULL), 0);
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t, NULL), 0);
+        atomic_store(&flaky_mode, FLAKY_PATTERN);
+        struct ta_counter c = { 0 };
+        for (int i = 0; i < 20; i++) {
+                char text[8];
+                snprintf(text, sizeof(text), "%d", i);
+                wal_msg *m = ta_msg(text, NULL);
+                cr_assert_eq(wal_txn_append(t, m, ta_count_done, &c, NULL), 0);
+                wal_msg_unref(m);
+        }
+        /* Commit at once: it waits for bodies still being retried. */
+        wal_error *err = NULL;
+        cr_assert_eq(wal_txn_commit(t, NULL, &err), 0, "%s", wal_error_message(err));
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        cr_assert_eq(atomic_load(&c.ok), 20);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(s, 5000, &m, NULL), 0);
+        cr_assert_eq(wal_msg_txn_body_count(m), 20);
+        int seen[20] = { 0 };
+        for (size_t k = 0; k < 20; k++)
+                seen[atoi(ta_text(wal_msg_txn_body_at(m, k)))]++;
+        for (int i = 0; i < 20; i++)
+                cr_assert_eq(seen[i], 1, "body %d seen %d times", i, seen[i]);
+        wal_msg_unref(m);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(w, &json), 0);
+        cr_assert(!strstr(json, "\"retries\":0"), "%s", json);
+        free(json);
+        wal_scanner_close(s);
+        wal_close(w);
+        wal_opener_close(o);
+}
