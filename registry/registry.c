@@ -55,10 +55,16 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static struct entry *entries;
 static size_t n_entries, cap_entries;
+static pthread_mutex_t problems_lock = PTHREAD_MUTEX_INITIALIZER; /* problems, n_problems */
 static char **problems;
 static size_t n_problems;
 
 static void add_problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Problems kept for wal_registry_problem(); later ones are only logged, so
+ * a program that sets plugin.path in a loop (a fuzzer) cannot grow the list
+ * without bound. */
+#define MAX_PROBLEMS 256
+
 static void add_problem(const char *fmt, ...)
 {
         char *msg = NULL;
@@ -68,14 +74,17 @@ static void add_problem(const char *fmt, ...)
         va_end(ap);
         if (r < 0)
                 return;
-        char **np = realloc(problems, (n_problems + 1) * sizeof(*np));
-        if (!np) {
-                free(msg);
-                return;
-        }
-        problems = np;
-        problems[n_problems++] = msg;
         walu_log(WAL_LOG_WARNING, "backend registry: %s", msg);
+        pthread_mutex_lock(&problems_lock);
+        char **np = n_problems < MAX_PROBLEMS
+                ? realloc(problems, (n_problems + 1) * sizeof(*np)) : NULL;
+        if (np) {
+                problems = np;
+                problems[n_problems++] = msg;
+                msg = NULL;
+        }
+        pthread_mutex_unlock(&problems_lock);
+        free(msg);
 }
 
 static bool name_valid(const char *name)
@@ -550,17 +559,17 @@ const char *wal_registry_origin(const struct walimpls_builder *b)
 size_t wal_registry_problem_count(void)
 {
         wal_registry_ensure_loaded();
-        pthread_mutex_lock(&lock);
+        pthread_mutex_lock(&problems_lock);
         size_t n = n_problems;
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&problems_lock);
         return n;
 }
 
 const char *wal_registry_problem(size_t i)
 {
         wal_registry_ensure_loaded();
-        pthread_mutex_lock(&lock);
+        pthread_mutex_lock(&problems_lock);
         const char *p = i < n_problems ? problems[i] : NULL;
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&problems_lock);
         return p;
 }

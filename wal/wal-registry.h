@@ -111,7 +111,8 @@ WAL_EXPORT const char *wal_registry_origin(const struct walimpls_builder *b);
  * @brief Problems met while collecting builders (a duplicate linker-set entry,
  *        a plugin that failed to load), one message each.
  * @returns the number of problems; wal_registry_problem(i) gives the i-th
- *          message (borrowed, static).
+ *          message (borrowed, static).  The first 256 are kept; later ones
+ *          are only logged.
  */
 WAL_EXPORT size_t wal_registry_problem_count(void);
 WAL_EXPORT const char *wal_registry_problem(size_t i);
