@@ -73,6 +73,7 @@ struct wal_metrics {
         atomic_uint_fast64_t delivered_from_backend;
         atomic_uint_fast64_t switches_to_tailing;
         atomic_uint_fast64_t switches_to_catchup;
+        atomic_uint_fast64_t stale_dropped;
         struct wal_hist append_latency;
 };
 
@@ -306,6 +307,8 @@ struct wal_scanner {
         int epfd;                            /* the fd handed out */
         int impl_fd;                         /* backend fd added to epfd, or -1 */
         int failed;                          /* sticky error */
+        uint64_t last_tick;                  /* newest tick consumed */
+        int64_t last_term;                   /* its term */
         struct wal_scan_txn *txns;
 };
 

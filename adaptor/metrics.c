@@ -13,7 +13,7 @@
  *    "append_latency_us":{"count":N,"sum":N,"p50":N,"p99":N,"p999":N,
  *    "buckets":[...]},"txn":{"begun":N,"committed":N,"rolled_back":N,"expired":N},
  *    "scan":{"opened":N,"open":N,"delivered":N,"from_cache":N,"from_backend":N,
- *    "to_tailing":N,"to_catchup":N},"cache":{"entries":N,"bytes":N,"evictions":N}}
+ *    "to_tailing":N,"to_catchup":N,"stale_dropped":N},"cache":{"entries":N,"bytes":N,"evictions":N}}
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -130,10 +130,11 @@ void wal_metrics_json(wal *w, struct wal_strbuf *sb)
         wal_strbuf_printf(sb,
                           ",\"scan\":{\"opened\":%llu,\"open\":%zu,\"delivered\":%llu,"
                           "\"from_cache\":%llu,\"from_backend\":%llu,\"to_tailing\":%llu,"
-                          "\"to_catchup\":%llu}",
+                          "\"to_catchup\":%llu,\"stale_dropped\":%llu}",
                           LD(m->scanners_opened), open, LD(m->delivered),
                           LD(m->delivered_from_cache), LD(m->delivered_from_backend),
-                          LD(m->switches_to_tailing), LD(m->switches_to_catchup));
+                          LD(m->switches_to_tailing), LD(m->switches_to_catchup),
+                          LD(m->stale_dropped));
         size_t entries = 0, bytes = 0;
         uint64_t ev = 0;
         if (w->has_cache)

@@ -19,6 +19,12 @@
  * is the log's ID order, which for a wal written through libwal is also
  * time-tick order.  Read-only wals have no cache: catch-up only.
  *
+ * A message with a time tick below one already consumed, written by an
+ * older term than that one (a fenced writer's straggler, on a backend that
+ * let it land after the new owner's first tick), is dropped, so the output
+ * never goes back in time.  Messages without a tick (foreign producers)
+ * pass as they are.
+ *
  * Every consumed message then goes through transaction assembly (bodies are
  * held until their commit and delivered as one WAL_MSG_TXN message; rolled
  * back and expired transactions are dropped: expired means idle, by time
@@ -213,6 +219,21 @@ static wal_msg *process(wal_scanner *s, wal_msg *m)
         enum wal_msg_type type = wal_msg_type(m);
         uint64_t txn_id = wal_msg_txn_id(m);
         uint64_t tick = wal_msg_time_tick(m);
+        int64_t term = wal_msg_term(m);
+        if (tick != 0) {
+                if (tick < s->last_tick && term < s->last_term) {
+                        /* A straggler of a fenced writer, landed after the
+                         * new owner's first tick: it would take the output
+                         * back in time. */
+                        atomic_fetch_add(&s->w->metrics.stale_dropped, 1);
+                        wal_msg_unref(m);
+                        return NULL;
+                }
+                if (tick > s->last_tick) {
+                        s->last_tick = tick;
+                        s->last_term = term;
+                }
+        }
         wal_msg *out = NULL;
         if (s->txns)
                 scan_txn_expire(s, tick, txn_id);
