@@ -220,11 +220,12 @@ if [ -z "$commit" ]; then
 fi
 
 python3 - "$log" "$out" "$mode" "$pairs" "$cmdline" "$cpu" "$ncpu" "$kernel" "$fsinfo" \
-        "$commit" "$elapsed" "$replay_bytes" "$backend" "$load_start" "$load_end" <<'PY'
-import json, statistics, sys, datetime
+        "$commit" "$elapsed" "$replay_bytes" "$backend" "$load_start" "$load_end" \
+        "$here/local-notes.md" <<'PY'
+import json, os, statistics, sys, datetime
 
 (log, out, mode, pairs, cmdline, cpu, ncpu, kernel, fsinfo, commit, elapsed,
- replay_bytes, backend, load_start, load_end) = sys.argv[1:]
+ replay_bytes, backend, load_start, load_end, notes_path) = sys.argv[1:]
 rows = [json.loads(l) for l in open(log) if l.strip()]
 by = {}
 for r in rows:
@@ -343,6 +344,10 @@ if rec:
                      + (f" ({s/ref:.2f}× the REF-SCAN time)" if ref else ""))
     lines.append(f"Recovery (read-only open of the {replay_bytes} replay channel, "
                  "medians): " + "; ".join(parts) + ".")
+    lines.append("")
+notes = notes_path
+if backend == "local" and os.path.exists(notes):
+    lines.append(open(notes).read().rstrip())
     lines.append("")
 lines.append("<!-- local-backend:end -->")
 section = "\n".join(lines) + "\n"
