@@ -218,6 +218,7 @@ struct chan {
         struct local_seg **segs;
         size_t n_segs, cap_segs;
         bool loaded;
+        _Atomic uint64_t seg_gen;    /* bumped when segments are removed or replaced */
         uint64_t durable_lsn;        /* readers see LSNs <= this */
         _Atomic int64_t owner_term;
         int n_rw;
@@ -256,6 +257,10 @@ struct local_scanner {
         char *sticky_msg;
         /* read position */
         uint64_t seg_first;              /* segment of fd, 0 none */
+        char *seg_path;                  /* its path (owned), for I/O and messages */
+        uint64_t fast_until;             /* LSNs up to here are durable in fd's segment */
+        uint64_t fast_limit;             /* and end before this offset */
+        uint64_t fast_gen;               /* c->seg_gen when those were taken */
         int fd;
         uint64_t off;                    /* offset of frame next_lsn in fd */
         bool positioned;
@@ -457,6 +462,7 @@ static struct chan *chan_get(const char *dir)
         c->io = local_io_current_ops();
         c->lock_fd = -1;
         atomic_init(&c->owner_term, -1);
+        atomic_init(&c->seg_gen, 0);
         pthread_mutex_init(&c->open_lock, NULL);
         pthread_mutex_init(&c->lock, NULL);
         pthread_condattr_t ca;
@@ -472,6 +478,7 @@ static struct chan *chan_get(const char *dir)
 
 static void chan_free_segs(struct chan *c)
 {
+        atomic_fetch_add_explicit(&c->seg_gen, 1, memory_order_release);
         for (size_t i = 0; i < c->n_segs; i++)
                 local_seg_free(c->segs[i]);
         free(c->segs);
@@ -578,6 +585,7 @@ static void chan_refresh(struct chan *c)
                         local_seg_free(c->segs[i]);
                 memmove(c->segs, c->segs + gone, (c->n_segs - gone) * sizeof(*c->segs));
                 c->n_segs -= gone;
+                atomic_fetch_add_explicit(&c->seg_gen, 1, memory_order_release);
         }
         for (;;) {
                 if (c->n_segs == 0) {
@@ -1757,6 +1765,7 @@ static int local_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_er
                 memcpy(gone, c->segs, k * sizeof(*gone));
                 memmove(c->segs, c->segs + k, (c->n_segs - k) * sizeof(*c->segs));
                 c->n_segs -= k;
+                atomic_fetch_add_explicit(&c->seg_gen, 1, memory_order_release);
         }
         pthread_mutex_unlock(&c->lock);
         int r = 0;
@@ -2000,13 +2009,22 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
                                      s->sticky_msg ? s->sticky_msg : wal_strerror(s->sticky));
         uint64_t deadline = timeout_ms > 0 ? walu_monotonic_ns() +
                                              (uint64_t)timeout_ms * 1000000u : 0;
-        char path[4096];
+        const char *path = NULL;
         uint64_t limit, seg_first;
         bool reopen;
         /* True once the eventfd was drained during this call: every drain
          * is followed by a fresh look for data, so a signal after that look
          * leaves the fd readable (no lost wake-up for pollers). */
         bool drained = false;
+        /* Fast path: still inside what the last look found durable in the
+         * open segment, and no segment was removed since: no lock. */
+        if (s->positioned && s->fd >= 0 && s->next_lsn <= s->fast_until &&
+            !s->nt.interrupted &&
+            atomic_load_explicit(&c->seg_gen, memory_order_acquire) == s->fast_gen) {
+                path = s->seg_path;
+                limit = s->fast_limit;
+                goto decode;
+        }
         for (;;) {
                 if (s->nt.interrupted)
                         return -ECANCELED;
@@ -2025,6 +2043,9 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
                         struct local_seg *seg = c->segs[i];
                         seg_first = seg->first_lsn;
                         limit = seg->end;
+                        s->fast_until = seg->last_lsn;
+                        s->fast_limit = seg->end;
+                        s->fast_gen = atomic_load_explicit(&c->seg_gen, memory_order_relaxed);
                         reopen = s->fd < 0 || s->seg_first != seg_first;
                         if (reopen || !s->positioned) {
                                 uint64_t at;
@@ -2033,8 +2054,14 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
                                 /* Keep the LSN the index gave in buf_off's
                                  * place: skip frames below. */
                                 s->seg_first = seg_first;
-                                snprintf(path, sizeof(path), "%s", seg->path);
+                                char *np = strdup(seg->path);
                                 pthread_mutex_unlock(&c->lock);
+                                if (!np)
+                                        return wal_error_set(reterr, -ENOMEM, 0,
+                                                             "local: out of memory");
+                                free(s->seg_path);
+                                s->seg_path = np;
+                                path = np;
                                 if (reopen) {
                                         if (s->fd >= 0)
                                                 c->io->close(c->io->ctx, s->fd);
@@ -2068,7 +2095,7 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
                                 s->positioned = true;
                                 break;
                         }
-                        snprintf(path, sizeof(path), "%s", seg->path);
+                        path = s->seg_path;   /* same segment as the open fd */
                         pthread_mutex_unlock(&c->lock);
                         break;
                 }
@@ -2098,6 +2125,7 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
                 drained = true;
         }
 
+decode:;
         struct local_frame f;
         int r = scanner_frame(s, path, limit, &f, reterr);
         if (r < 0)
@@ -2161,6 +2189,7 @@ static void local_scanner_close(struct walimpls_scanner *base)
         walimpls_notifier_done(&s->nt);
         walimpls_scanner_done(&s->base);
         free(s->buf);
+        free(s->seg_path);
         free(s->sticky_msg);
         free(s);
 }
