@@ -909,8 +909,10 @@ static void writer_drain_efd(struct writer *w)
 }
 
 /* Nothing in flight: wait for an appender's kick the cheapest way, a plain
- * poll on the eventfd (measured: the io_uring wait for the same kick made a
- * lone writer slower than the sync path). */
+ * poll on the eventfd, as the sync path does.  (BENCHMARKS.md, run of
+ * 14:39: with this wait the only difference, 1 writer was 0.80x REF-SYNC
+ * under local.io=auto waiting in io_uring and 0.95x under local.io=sync;
+ * not re-measured since: the machine was saturated.) */
 static void writer_idle(struct writer *w)
 {
         struct pollfd p = { .fd = w->efd, .events = POLLIN };
