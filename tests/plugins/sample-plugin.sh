@@ -44,6 +44,34 @@ fi
 grep -e "-I$tmp/root/" "$tmp/sample/compile_commands.json" >/dev/null ||
         fail "the sample was not compiled against the installed headers"
 
+step "a program linked statically against the installed libwal.a"
+# tools/examples/embed.c (the README's example, local backend), through
+# pkg-config --static: libwal.a is one prelinked object, so the built-in
+# backends come along.
+if [ -f "$src/tools/examples/embed.c" ] && [ -n "$(find "$tmp/root" -name libwal.a)" ]; then
+        libdir=$(dirname "$(find "$tmp/root" -name libwal.a | head -n 1)")
+        export PKG_CONFIG_SYSROOT_DIR="$tmp/root" PKG_CONFIG_PATH="$(dirname "$pc")"
+        # libwal.a plus the libraries of wal.pc's Requires.private (linked
+        # dynamically: `--static` would ask for their own static closure).
+        reqs=$(pkg-config --print-requires-private wal | awk '{print $1}')
+        ${CC:-cc} -std=c17 -o "$tmp/embed-static" "$src/tools/examples/embed.c" \
+                $(pkg-config --cflags wal) "$libdir/libwal.a" \
+                $(pkg-config --libs $reqs) -lpthread -lm -ldl ||
+                fail "static link of embed.c against the installed libwal.a"
+        unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
+        if ldd "$tmp/embed-static" | grep -q libwal; then fail "embed-static links libwal.so"; fi
+        nm "$tmp/embed-static" | grep -q ' wal_backend_reg_walimpls_memory$' ||
+                fail "the built-in memory backend's registration was dropped from libwal.a"
+        # embed.c uses the local backend: run it where that is built in.
+        if nm "$tmp/embed-static" | grep -q ' wal_backend_reg_walimpls_local$'; then
+                (cd "$tmp" && ./embed-static >"$tmp/embed.out" 2>&1) ||
+                        { cat "$tmp/embed.out" >&2; fail "embed-static did not run"; }
+                grep -q "read order 2" "$tmp/embed.out" || fail "embed-static: $(cat "$tmp/embed.out")"
+        fi
+else
+        fail "no libwal.a installed or no tools/examples/embed.c"
+fi
+
 step "conformance suite on the plugin"
 WAL_PLUGIN_PATH="$tmp/sample" WAL_TEST_BACKEND=sample "$conformance" >"$tmp/conf.log" 2>&1 ||
         { cat "$tmp/conf.log" >&2; fail "conformance on the sample plugin"; }
