@@ -119,6 +119,10 @@ int wal_cache_get(struct wal_cache *c, uint64_t seq, wal_msg **ret);
 int wal_cache_seek_after(struct wal_cache *c, struct wal_msgid after, uint64_t *ret_seq);
 /* Sequence of the first entry with ID >= @from: 0, or -ERANGE as above. */
 int wal_cache_seek_from(struct wal_cache *c, struct wal_msgid from, uint64_t *ret_seq);
+/* Sequence of the first entry with time tick >= @tick, provided the oldest
+ * entry's tick is <= @tick (so nothing older is needed): 0 or -ERANGE.  A
+ * later message with a smaller tick can still arrive: the caller filters. */
+int wal_cache_seek_tick(struct wal_cache *c, uint64_t tick, uint64_t *ret_seq);
 /* Sequence one past the newest entry. */
 uint64_t wal_cache_end_seq(struct wal_cache *c);
 /* Position at the newest entry: its ID and the sequence after it.  0, or

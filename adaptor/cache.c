@@ -183,6 +183,26 @@ int wal_cache_seek_from(struct wal_cache *c, struct wal_msgid from, uint64_t *re
         return r;
 }
 
+int wal_cache_seek_tick(struct wal_cache *c, uint64_t tick, uint64_t *ret_seq)
+{
+        int r = -ERANGE;
+        pthread_mutex_lock(&c->lock);
+        if (c->count > 0 && at(c, 0)->tick <= tick) {
+                size_t lo = 0, hi = c->count;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (at(c, mid)->tick < tick)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                *ret_seq = c->base_seq + lo;
+                r = 0;
+        }
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
 uint64_t wal_cache_end_seq(struct wal_cache *c)
 {
         pthread_mutex_lock(&c->lock);

@@ -385,6 +385,7 @@ int wal_adaptor_read(wal *w, const struct wal_deliver *d, const struct wal_filte
         case WAL_DELIVER_FROM_TIME_TICK:
                 s->has_min_tick = true;
                 s->min_tick = d->time_tick;
+                tail = w->has_cache && wal_cache_seek_tick(&w->cache, d->time_tick, &seq) == 0;
                 break;
         case WAL_DELIVER_ALL:
                 break;

@@ -158,6 +158,28 @@ Test(adaptor_scan, from_time_tick)
         cr_assert_str_eq(buf, "7,8,9");
         expect_quiet(s);
         wal_scanner_close(s);
+        /* read-only: from the backend */
+        wal *ro = NULL;
+        cr_assert_eq(wal_open(o, "scan", 1, WAL_ACCESS_RO, &ro, NULL), 0);
+        s = open_scanner(ro, d, &data_only);
+        cr_assert_eq(read_texts(s, 3, buf, sizeof(buf)), 3);
+        cr_assert_str_eq(buf, "7,8,9");
+        wal_scanner_close(s);
+        /* a tick in the future: only what comes later */
+        wal_msg *later = NULL;
+        d.time_tick = (walu_realtime_ms() + 300) << 18;
+        s = open_scanner(w, d, &data_only);
+        cr_assert_eq(ta_append(w, "too-early", NULL, NULL), 0);
+        struct timespec ts = { 0, 400 * 1000000L };
+        nanosleep(&ts, NULL);
+        cr_assert_eq(ta_append(w, "in-time", NULL, &later), 0);
+        cr_assert_geq(wal_msg_time_tick(later), d.time_tick);
+        cr_assert_eq(read_texts(s, 1, buf, sizeof(buf)), 1);
+        cr_assert_str_eq(buf, "in-time");
+        expect_quiet(s);
+        wal_scanner_close(s);
+        wal_msg_unref(later);
+        wal_close(ro);
 }
 
 Test(adaptor_scan, filter_vchannel)
