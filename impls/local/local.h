@@ -3,12 +3,13 @@
  * impls/local/local.h: internals of the local backend shared with its tests,
  * the fuzz target and walctl verify/repair (not installed).
  *
- * Three things live here:
+ * Four things live here:
  *   - the injectable I/O layer (struct local_io_ops): every system call the
  *     backend makes on its files goes through one table, so tests can fail
  *     the Nth fsync with -EIO, a write with -ENOSPC, or shorten a write;
  *   - the frame codec, a pure function over a byte buffer (fuzzable);
- *   - verify and repair of a channel directory, for walctl.
+ *   - verify and repair of a channel directory, for walctl;
+ *   - the segment scan that recovery, verify and read-only opens share.
  *
  * The file format itself is written out at the top of local-format.c.
  */
