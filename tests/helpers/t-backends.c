@@ -44,8 +44,6 @@ T_FIXTURE_DECL(kafka);
 #if HAVE_REDIS
 T_FIXTURE_DECL(redis);
 #endif
-/* The sample plugin (tools/sample-backend), loaded at run time. */
-T_FIXTURE_DECL(sample);
 
 static const struct t_backend_fixture fixtures[] = {
         { "memory", NULL, NULL },    /* in-process: nothing to set up */
@@ -59,7 +57,6 @@ static const struct t_backend_fixture fixtures[] = {
 #if HAVE_REDIS
         T_FIXTURE_ROW(redis),
 #endif
-        T_FIXTURE_ROW(sample),
 };
 
 const struct t_backend_fixture *t_backend_fixture_find(const char *name)
