@@ -21,9 +21,10 @@
  * blocks SIGPIPE in the calling thread around the write and consumes a
  * SIGPIPE it caused itself (the pattern OpenSSL users apply).
  *
- * The Lua scripts at the bottom are the server-side half of fencing: the
- * term check and the XADD run atomically, so no append of a fenced writer
- * lands after the fencing open returned.
+ * The Lua scripts at the top are the server-side half of fencing: OPEN
+ * records a term and raises the stream's ID floor above every ID an older
+ * term can write (redis.c, "Fencing"); APPEND and TRUNCATE check the term
+ * and act atomically, for the terms whose IDs cannot carry them.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -68,7 +69,15 @@
         "'WRONGTYPE key ' .. KEYS[1] .. ' holds a ' .. ty .. ', not a stream') end\n"
 
 static const char *const scripts[REDIS_SCRIPT_COUNT] = {
-        /* OPEN: KEYS stream, term; ARGV term.  Returns the previous term or "". */
+        /*
+         * OPEN: KEYS stream, term; ARGV term, ID floor (the ms part, decimal).
+         * Returns the previous term or "".  Records the term, creates the
+         * stream if missing (empty: writers XADD with NOMKSTREAM) and raises
+         * its last-generated-id to <floor>-0 if below: every ID an older
+         * term's writer can produce lies below the floor, so its next XADD
+         * fails (redis.c, "Fencing").  XSETID may lower the ID of a stream
+         * whose newest entries were deleted, hence the comparison first.
+         */
         [REDIS_SCRIPT_OPEN] =
                 LUA_LOWER LUA_CHECK_STREAM
                 "local t = redis.call('GET', KEYS[2])\n"
@@ -79,6 +88,20 @@ static const char *const scripts[REDIS_SCRIPT_COUNT] = {
                 ".. t .. ' owns ' .. KEYS[1]) end\n"
                 "else t = '' end\n"
                 "redis.call('SET', KEYS[2], ARGV[1])\n"
+                "if ty == 'none' then\n"
+                "  redis.call('XGROUP', 'CREATE', KEYS[1], 'wal-open', '$', 'MKSTREAM')\n"
+                "  redis.call('XGROUP', 'DESTROY', KEYS[1], 'wal-open')\n"
+                "end\n"
+                "if ARGV[2] ~= '0' then\n"
+                "  local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
+                "  local lg = '0-0'\n"
+                "  for i = 1, #info - 1, 2 do\n"
+                "    if info[i] == 'last-generated-id' then lg = info[i + 1] end\n"
+                "  end\n"
+                "  if lower(string.match(lg, '^(%d+)'), ARGV[2]) then\n"
+                "    redis.call('XSETID', KEYS[1], ARGV[2] .. '-0')\n"
+                "  end\n"
+                "end\n"
                 "return t\n",
         /*
          * APPEND: KEYS stream, term; ARGV term, then envelope, payload per
@@ -111,28 +134,29 @@ static const char *const scripts[REDIS_SCRIPT_COUNT] = {
         /*
          * READ: KEYS stream; ARGV after-ID (exclusive), count.  Returns
          * {type, max-deleted-entry-id, last-generated-id, length, first ID,
-         * entries}, state and entries read atomically.  The backend calls it
+         * entries, last ID}, state and entries read atomically.  The backend calls it
          * with count 0, for the state alone: scanners read entries with a
          * plain XRANGE just before it (redis.c, scanner_round()), which
          * spares the Lua conversion of every entry.
          */
         [REDIS_SCRIPT_READ] =
                 LUA_CHECK_STREAM
-                "if ty == 'none' then return {'none', '0-0', '0-0', 0, '', {}} end\n"
+                "if ty == 'none' then return {'none', '0-0', '0-0', 0, '', {}, ''} end\n"
                 "local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
-                "local maxdel, lastgen, len, first = '0-0', '0-0', 0, ''\n"
+                "local maxdel, lastgen, len, first, last = '0-0', '0-0', 0, '', ''\n"
                 "for i = 1, #info - 1, 2 do\n"
                 "  local k, v = info[i], info[i + 1]\n"
                 "  if k == 'max-deleted-entry-id' then maxdel = v\n"
                 "  elseif k == 'last-generated-id' then lastgen = v\n"
                 "  elseif k == 'length' then len = v\n"
-                "  elseif k == 'first-entry' and type(v) == 'table' then first = v[1] end\n"
+                "  elseif k == 'first-entry' and type(v) == 'table' then first = v[1]\n"
+                "  elseif k == 'last-entry' and type(v) == 'table' then last = v[1] end\n"
                 "end\n"
                 "local e = {}\n"
                 "local n = tonumber(ARGV[2])\n"
                 "if n > 0 then e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', "
                 "'COUNT', n) end\n"
-                "return {ty, maxdel, lastgen, len, first, e}\n",
+                "return {ty, maxdel, lastgen, len, first, e, last}\n",
 };
 
 const char *redis_script_text(enum redis_script s)
@@ -567,6 +591,13 @@ int rconn_append(struct rconn *rc, int script, int argc, const char **argv,
                 free(l);
         }
         return r;
+}
+
+int rconn_append_raw(struct rconn *rc, const char *buf, size_t len)
+{
+        if (!rc->c)
+                return -ENOTCONN;
+        return redisAppendFormattedCommand(rc->c, buf, len) == REDIS_OK ? 0 : -ENOMEM;
 }
 
 int rconn_flush(struct rconn *rc, wal_error **reterr)

@@ -43,7 +43,7 @@ struct redis_params {
         int backoff_initial_ms;
         int backoff_max_ms;
         int block_ms;                /* XREAD BLOCK of a caught-up scanner */
-        bool tail_direct;            /* deliver what XREAD BLOCK returns directly */
+        bool tail_direct;            /* parsed but ignored (redis.c, "Reading") */
 };
 
 /* The server-side scripts, loaded on every connection. */
@@ -102,6 +102,8 @@ bool rconn_peer_closed(struct rconn *rc);
  * @script >= 0 prefixes EVALSHA <sha of that script>.  0 or -ENOMEM. */
 int rconn_append(struct rconn *rc, int script, int argc, const char **argv,
                  const size_t *lens);
+/* Queue commands already in RESP form (@buf borrowed, copied).  0 or -ENOMEM. */
+int rconn_append_raw(struct rconn *rc, const char *buf, size_t len);
 /* Write everything queued.  On failure the connection is closed. */
 int rconn_flush(struct rconn *rc, wal_error **reterr);
 

@@ -9,7 +9,8 @@
  *   message              one stream entry, two fields:
  *                          "_wal_env"  the envelope (utility/envelope.h)
  *                          "payload"   the payload bytes
- *   message ID           the entry ID ms-seq = WAL_MSGID(ms, seq)
+ *   message ID           the entry ID ms-seq = WAL_MSGID(ms, seq); our writer's
+ *                        ms = term << 42 | milliseconds (see Fencing)
  *
  * Channel names never contain ':' (walimpls_channel_name_valid), so the
  * term key can never be another channel's stream.  The scripts touch both
@@ -28,20 +29,57 @@
  *
  * append() encodes the envelope, queues the record and returns; one writer
  * thread per read-write wal, on its own connection, takes everything queued
- * (up to redis.batch_max), pipelines one EVALSHA per group of up to 128
- * records (the APPEND script in redis-conn.c: one term check, then one XADD
- * per record, each with its own reply), optionally a WAIT, writes it in one
- * go and reads the replies in order, completing each append with its own
- * entry ID or error.  Appends that arrive meanwhile form the next batch, so
- * the pipeline depth follows the load with no timer.  Entry IDs are assigned by
- * the server in command order, which is queue order, which is the order
- * append() returned: IDs increase in call order.
+ * (up to redis.batch_max), pipelines one plain `XADD key NOMKSTREAM <ms>-*
+ * _wal_env <envelope> payload <payload>` per record (no script: see
+ * Fencing), optionally a WAIT, writes it in one go and reads the replies in
+ * order, completing each append with its own entry ID or error.  Appends
+ * that arrive meanwhile form the next batch, so the pipeline depth follows
+ * the load with no timer.  Entry IDs are assigned by the server in command
+ * order, which is queue order, which is the order append() returned: IDs
+ * increase in call order.
  *
- * Fencing: open(RW, term N) runs the OPEN script, which refuses with
- * -ESTALE if the recorded term is higher and otherwise records N.  Every
- * append (and truncate) re-checks the recorded term inside its script, so
- * once a newer writer's open returned, no append of an older one can land:
- * it gets -ESTALE, and the wal refuses further appends at once.
+ * ---- Fencing ----
+ *
+ * The term lives in the IDs.  A writer of term N < 2^21 writes entry IDs
+ * whose ms part is N << 42 | (wall-clock ms mod 2^42), and never less than
+ * the last one it wrote: `XADD ... <ms>-*` lets the server pick the
+ * sequence.  open(RW, term N) runs the OPEN script: it refuses with -ESTALE
+ * if the recorded term (key <prefix>C:term) is higher, records N, creates
+ * the stream if missing, and raises the stream's last ID (XSETID) to
+ * (N << 42)-0 if it is lower.  Every ms part a writer of a lower term can
+ * produce is below that floor, and Redis refuses an XADD whose ID is not
+ * above the stream's last ID ("ERR The ID specified in XADD is equal or
+ * smaller than the target stream top item"), so once a newer writer's open
+ * returned, no append of an older one lands, with no script per append.
+ *
+ * A refused XADD is explained on the writer's connection (explain_refusals):
+ * GET of the term key and the stream state.  A higher term is -ESTALE, and
+ * the wal refuses further appends at once; a missing term key is -EIO
+ * (WALNOTERM: the channel was deleted or the server lost its data), as is a
+ * missing stream (NOMKSTREAM makes the XADD answer nil rather than create
+ * one).  If the stream's last ID is still in this term's range, another
+ * client went ahead: a foreign producer's `XADD key *` (Redis gives it
+ * max(now, last ms) as ms, so after our entries it takes our ms and the next
+ * sequence), an explicit ID inside our range, or a second writer of the
+ * same term.  The writer then continues above it and sends the refused
+ * records again (they were not written; they are a suffix of their batch,
+ * since the last ID only grows), at most RESENDS_MAX times each.  A last ID
+ * above our range that no higher term recorded (another client's explicit
+ * ID) is -EIO, naming it.
+ *
+ * Terms from 2^21 on cannot be carried in the ID.  Their opens raise the
+ * floor to 2^63-0, above every ID of the smaller terms, which are thereby
+ * fenced as above, and their writers fall back to the APPEND script: one
+ * EVALSHA per group of up to 128 records, which checks the recorded term
+ * and XADDs each record with `*` (ms = 2^63, sequence counting up).  Such a
+ * writer is fenced by the script's term check, as every writer was before
+ * IDs carried terms.  truncate() always runs its script (a term check, then
+ * the trim).
+ *
+ * Known difference from a per-append script: the term key is read at open
+ * and when an XADD is refused, so editing or deleting it by hand does not
+ * stop a running writer of a small term; only an open (of a higher term)
+ * does, or the loss of the stream.
  *
  * ---- What an acknowledged append means ----
  *
@@ -73,8 +111,10 @@
  *
  * When the writer's connection breaks, every append whose reply had not
  * arrived completes with -ECONNRESET flagged WAL_ERROR_RETRIABLE: its
- * outcome is unknown (Redis 7.0 has no idempotent XADD), so a retry may
- * store it twice; it never reports success it did not see.  The writer then
+ * outcome is unknown (Redis 7.0 has no idempotent XADD, and the server, not
+ * the writer, picks the sequence of `<ms>-*`), so a caller's retry may
+ * store it twice (a new entry above every acknowledged one); it never
+ * reports success it did not see.  The writer then
  * reconnects with exponential backoff (redis.reconnect_backoff_*); appends
  * still queued are sent on the new connection, or, while the server stays
  * unreachable, fail with the connect error, retriable.  Acknowledged
@@ -87,19 +127,20 @@
  * queue (read_ahead messages, default redis.read_count, and about
  * redis.max_reply_bytes of them, refilled when half empty); next() takes
  * from the queue and blocks on a walimpls_notifier, whose eventfd is the
- * scanner's pollable fd.  (The socket itself is not pollable data: a reply may hold many
- * messages, or a wake-up that delivers nothing.)  A round is the next
- * entries after the last delivered ID (XRANGE "(last" + COUNT n) followed in
- * the same pipeline by the stream state (the READ script: XINFO STREAM);
- * scanner_round() explains why a trim between the two cannot go
- * unnoticed.  Each round is pipelined with an XREAD BLOCK COUNT 1 passing
- * the same last delivered ID: when the round finds nothing,
- * that XREAD waits for the next append and wakes the reader, whose next
- * round reads and checks what arrived (with redis.tail_direct the XREAD's
- * entry is delivered at once instead: see scanner_take_xread()); when the
- * round delivered entries, the XREAD returns immediately and is dropped.
- * The reader's poll() also watches a stop eventfd, so close never waits out
- * the block.
+ * scanner's pollable fd.  (The socket itself is not pollable data: a reply
+ * may hold many messages, or a wake-up that delivers nothing.)  A round is
+ * one pipeline of two commands: XREAD COUNT n BLOCK redis.block STREAMS key
+ * <last delivered ID>, which answers at once with the next entries when
+ * there are some and otherwise as soon as an append lands, followed by the
+ * stream state (the READ script: XINFO STREAM), which Redis runs right
+ * after the XREAD was served; scanner_round() explains why a trim before
+ * the XREAD cannot go unnoticed, so what it returns is delivered at once:
+ * a tailing scanner pays one round trip per wake-up, a catching-up one per
+ * n entries.  (Until this change a round was XRANGE + state + XREAD BLOCK
+ * COUNT 1, and the XREAD only woke the reader for another round; the
+ * redis.tail_direct property, which delivered the XREAD's entry unchecked,
+ * is now ignored.)  The reader's poll() also watches a stop eventfd, so
+ * close never waits out the block.
  *
  * Start positions: ALL after 0-0 (whatever is retained); LATEST after the
  * stream's last-generated-id at read() time; START_FROM F after pred(F);
@@ -185,8 +226,8 @@ static const struct wal_property redis_properties[] = {
         { "redis.block", WAL_PROP_DURATION, "2s", 1, 3600000, NULL, 0,
           "XREAD BLOCK time of a caught-up scanner (close interrupts it at once)." },
         { "redis.tail_direct", WAL_PROP_BOOL, "false", 1, 0, NULL, 0,
-          "Tailing scanners deliver what XREAD BLOCK returns without re-checking for trims "
-          "(one round trip less; see the Redis backend's notes)." },
+          "Ignored (kept so existing configurations still parse): tailing scanners always "
+          "deliver what XREAD BLOCK returns, checked against the stream state read with it." },
         { NULL, 0, NULL, 0, 0, NULL, 0, NULL },
 };
 
@@ -204,12 +245,15 @@ struct redis_opener {
 struct rpend {
         struct rpend *next;
         wal_msg *msg;                  /* a reference: the payload lives here */
-        uint8_t *env;                  /* encoded envelope, owned */
+        uint8_t *env;                  /* encoded envelope, in the same allocation */
         size_t env_len;
         walimpls_append_done_fn *done;
         void *arg;
         bool noscript;                 /* the server had forgotten the script */
         bool requeued;                 /* sent again once after NOSCRIPT */
+        bool below;                    /* XADD refused: ID not above the stream's */
+        bool vanished;                 /* XADD NOMKSTREAM found no stream */
+        uint8_t resends;               /* times sent again after "below" */
         int status;                    /* outcome, filled by the writer */
         struct wal_msgid id;
         wal_error *err;                /* owned */
@@ -221,6 +265,11 @@ struct redis_wal {
         char *skey, *tkey;             /* stream and term keys, owned */
         char term[24];
         const char *durability;        /* static label, probed at open */
+        bool id_fencing;               /* term < TERM_IDS_MAX: XADD <band|ms>-* */
+        uint64_t next_ms;              /* writer: lowest ms part of the next ID */
+        char *obuf;                    /* writer: a batch's commands in RESP form */
+        struct rpend *inline_sent;     /* sent by append() itself; reply not read */
+        size_t ocap;
         /* Writer (read-write only). */
         pthread_mutex_t lock;
         pthread_cond_t work;           /* queue non-empty, or closing */
@@ -353,6 +402,7 @@ static int ctl_call(struct redis_opener *o, int script, int argc, const char **a
 struct stream_state {
         bool exists;
         struct wal_msgid maxdel, lastgen, first;   /* first: NONE if empty */
+        struct wal_msgid last;                     /* NONE if empty */
         long long length;
         const redisReply *entries;                 /* borrowed from the reply */
 };
@@ -369,13 +419,14 @@ static int parse_state(const char *key, const redisReply *rep, struct stream_sta
 {
         if (rep->type == REDIS_REPLY_ERROR)
                 return reply_error(rep, reterr, key);
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6 ||
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 6 ||
             rep->element[3]->type != REDIS_REPLY_INTEGER ||
             rep->element[5]->type != REDIS_REPLY_ARRAY)
                 return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed stream state reply",
                                      key);
         *st = (struct stream_state){ .exists = !reply_is(rep->element[0], "none"),
                                      .first = WAL_MSGID_NONE,
+                                     .last = WAL_MSGID_NONE,
                                      .length = rep->element[3]->integer,
                                      .entries = rep->element[5] };
         if (parse_id_reply(rep->element[1], &st->maxdel) < 0 ||
@@ -385,6 +436,9 @@ static int parse_state(const char *key, const redisReply *rep, struct stream_sta
         const redisReply *f = rep->element[4];
         if (f->type == REDIS_REPLY_STRING && f->len > 0 && parse_id_reply(f, &st->first) < 0)
                 return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed first-entry ID", key);
+        f = rep->elements > 6 ? rep->element[6] : NULL;
+        if (f && f->type == REDIS_REPLY_STRING && f->len > 0 && parse_id_reply(f, &st->last) < 0)
+                return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed last-entry ID", key);
         return 0;
 }
 
@@ -622,7 +676,6 @@ static int redis_list_channels(struct walimpls_opener *b, walimpls_channel_fn *f
 static void pend_free(struct rpend *e)
 {
         wal_msg_unref(e->msg);
-        free(e->env);
         wal_error_free(e->err);
         free(e);
 }
@@ -872,6 +925,339 @@ static void run_batch(struct redis_wal *w, struct rpend *batch)
         complete_list(batch);
 }
 
+/*
+ * ---- Appends of terms carried in their IDs (redis.c, "Fencing") ----
+ *
+ * The ID's ms part is TERM_SHIFT bits of milliseconds under the term: an
+ * XADD <band | now>-* (NOMKSTREAM) per record, no script.  The ms part of a
+ * batch is one value, at least the last one written, so the server numbers
+ * the batch's records with consecutive sequences; if it is below the
+ * stream's last ID, every record of the batch from the first refused one on
+ * is refused alike, since the last ID only grows.
+ */
+#define TERM_SHIFT 42
+#define TERM_IDS_MAX (UINT64_C(1) << 21)
+#define MS_MASK ((UINT64_C(1) << TERM_SHIFT) - 1)
+#define SCRIPT_FLOOR (UINT64_C(1) << 63)
+#define RESENDS_MAX 3
+
+/* The ID floor an open of @term raises the stream to (its ms part). */
+static uint64_t term_floor(int64_t term)
+{
+        return (uint64_t)term < TERM_IDS_MAX ? (uint64_t)term << TERM_SHIFT : SCRIPT_FLOOR;
+}
+
+static bool starts_with(const char *s, size_t len, const char *prefix)
+{
+        size_t n = strlen(prefix);
+        return len >= n && memcmp(s, prefix, n) == 0;
+}
+
+/*
+ * After XADDs refused as not above the stream's last ID, or answered nil
+ * (NOMKSTREAM: no stream), find out why, on the writer's connection: the
+ * recorded term, then the stream's state.  Fills every flagged append's
+ * outcome, or marks it for sending again (returns true then).
+ */
+static bool explain_refusals(struct redis_wal *w, struct rpend *batch)
+{
+        struct rconn *rc = &w->conn;
+        wal_error *err = NULL;
+        redisReply *trep = NULL, *srep = NULL;
+        int code = 0;
+        unsigned flags = 0;
+        char why[256] = "";
+        const char *targv[] = { "GET", w->tkey };
+        int r = rconn_call(rc, -1, 2, targv, NULL, &trep, &err);
+        if (r == 0)
+                r = read_round(rc, NULL, w->skey, WAL_MSGID(0, 0), 0, &srep, &err);
+        struct stream_state st = { 0 };
+        if (r == 0)
+                r = parse_state(w->skey, srep, &st, &err);
+        bool resend = false;
+        if (r < 0) {
+                code = r;
+                flags = redis_errno_retriable(r) ? WAL_ERROR_RETRIABLE : 0;
+                snprintf(why, sizeof(why), "checking why redis refused it: %s",
+                         wal_error_message(err));
+        } else if (trep->type != REDIS_REPLY_STRING) {
+                code = -EIO;
+                snprintf(why, sizeof(why), "WALNOTERM key %s is missing: the channel was "
+                         "deleted or the server lost data", w->tkey);
+        } else {
+                char *end = NULL;
+                errno = 0;
+                long long t = strtoll(trep->str, &end, 10);
+                if (errno || !end || *end || t < 0) {
+                        code = -EBADMSG;
+                        snprintf(why, sizeof(why), "WALBADTERM key %s does not hold a term",
+                                 w->tkey);
+                } else if (t > w->base.term) {
+                        code = -ESTALE;
+                        atomic_store(&w->fenced, true);
+                        snprintf(why, sizeof(why), "WALSTALE term %lld owns %s", t, w->skey);
+                } else if (!st.exists) {
+                        code = -EIO;
+                        snprintf(why, sizeof(why), "stream %s is missing: the channel was "
+                                 "deleted or the server lost data", w->skey);
+                } else if (st.lastgen.hi >> TERM_SHIFT == (uint64_t)w->base.term) {
+                        /* Another client's entries (XADD *) or a writer of the
+                         * same term went ahead: continue above them. */
+                        w->next_ms = WALU_MAX(w->next_ms, st.lastgen.hi);
+                        resend = true;
+                } else {
+                        char id[48];
+                        redis_id_format(st.lastgen, id, sizeof(id));
+                        code = -EIO;
+                        snprintf(why, sizeof(why), "stream %s: its last ID %s is above the IDs "
+                                 "of term %s (an entry added with an explicit ID?)", w->skey,
+                                 id, w->term);
+                }
+        }
+        bool again = false;
+        for (struct rpend *e = batch; e; e = e->next) {
+                if (!e->below && !e->vanished)
+                        continue;
+                if (resend && e->below && e->resends < RESENDS_MAX) {
+                        e->resends++;
+                        again = true;
+                        continue;
+                }
+                if (resend)
+                        pend_fail(e, -EIO, 0, "%s", e->vanished ? "the stream vanished"
+                                  : "its ID kept falling below the stream's last ID");
+                else
+                        pend_fail(e, code, flags, "%s", why);
+                e->below = e->vanished = false;
+        }
+        if (trep)
+                freeReplyObject(trep);
+        if (srep)
+                freeReplyObject(srep);
+        wal_error_free(err);
+        return again;
+}
+
+/*
+ * Put the appends still flagged "below" back at the head of the queue, in
+ * order, if they are a suffix of @batch (they always are, see above; if
+ * not, they fail rather than be reordered).  Returns what to complete now.
+ */
+static struct rpend *requeue_below(struct redis_wal *w, struct rpend *batch)
+{
+        struct rpend *before = NULL, *first = batch;
+        while (first && !first->below) {
+                before = first;
+                first = first->next;
+        }
+        if (!first)
+                return batch;
+        struct rpend *last = NULL;
+        size_t n = 0;
+        bool suffix = true;
+        for (struct rpend *x = first; x; x = x->next) {
+                suffix &= x->below;
+                last = x;
+                n++;
+        }
+        if (!suffix) {
+                for (struct rpend *x = first; x; x = x->next)
+                        if (x->below) {
+                                x->below = false;
+                                pend_fail(x, -EAGAIN, WAL_ERROR_RETRIABLE, "%s",
+                                          "its ID fell below the stream's last ID");
+                        }
+                return batch;
+        }
+        for (struct rpend *x = first; x; x = x->next)
+                x->below = false;
+        if (before)
+                before->next = NULL;
+        else
+                batch = NULL;
+        pthread_mutex_lock(&w->lock);
+        last->next = w->head;
+        w->head = first;
+        if (!w->tail)
+                w->tail = last;
+        w->queued += n;
+        pthread_mutex_unlock(&w->lock);
+        return batch;
+}
+
+static void take_id_reply(struct redis_wal *w, struct rpend *e, const redisReply *rep)
+{
+        if (rep->type == REDIS_REPLY_STRING) {
+                if (redis_id_parse(rep->str, rep->len, &e->id) == 0) {
+                        e->status = 0;
+                        w->next_ms = WALU_MAX(w->next_ms, e->id.hi);
+                } else {
+                        pend_fail(e, -EPROTO, 0, "XADD on %s returned a bad ID", w->skey);
+                }
+        } else if (rep->type == REDIS_REPLY_NIL) {
+                e->vanished = true;
+        } else if (rep->type == REDIS_REPLY_ERROR &&
+                   starts_with(rep->str, rep->len, "ERR The ID specified in XADD is equal or "
+                               "smaller")) {
+                e->below = true;
+        } else if (rep->type == REDIS_REPLY_ERROR) {
+                e->status = reply_error(rep, &e->err, w->skey);
+        } else {
+                pend_fail(e, -EPROTO, 0, "XADD on %s: unexpected reply type", w->skey);
+        }
+}
+
+/* Write "$<len>\r\n<bytes>\r\n" at @q (room checked by the caller). */
+static char *put_bulk(char *q, const void *bytes, size_t len)
+{
+        char digits[24];
+        int n = 0;
+        size_t v = len;
+        do {
+                digits[n++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        *q++ = '$';
+        while (n > 0)
+                *q++ = digits[--n];
+        *q++ = '\r';
+        *q++ = '\n';
+        memcpy(q, bytes, len);
+        q += len;
+        *q++ = '\r';
+        *q++ = '\n';
+        return q;
+}
+
+/*
+ * The batch's XADDs in RESP form, formatted into w->obuf and queued with
+ * one copy: formatting each command with hiredis (an allocation and a
+ * printf-style pass per command) cost the client about as much CPU as the
+ * server spends on the XADD.
+ */
+static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *idarg)
+{
+        size_t klen = strlen(w->skey), ilen = strlen(idarg);
+        size_t need = 0;
+        for (struct rpend *e = batch; e; e = e->next) {
+                size_t plen = 0;
+                wal_msg_payload(e->msg, &plen);
+                need += 128 + klen + ilen + e->env_len + plen;
+        }
+        if (need > w->ocap) {
+                char *nb = realloc(w->obuf, need);
+                if (!nb)
+                        return -ENOMEM;
+                w->obuf = nb;
+                w->ocap = need;
+        }
+        char *q = w->obuf;
+        for (struct rpend *e = batch; e; e = e->next) {
+                size_t plen = 0;
+                const void *payload = wal_msg_payload(e->msg, &plen);
+                memcpy(q, "*8\r\n$4\r\nXADD\r\n", 14);
+                q += 14;
+                q = put_bulk(q, w->skey, klen);
+                memcpy(q, "$10\r\nNOMKSTREAM\r\n", 17);
+                q += 17;
+                q = put_bulk(q, idarg, ilen);
+                q = put_bulk(q, ENV_FIELD, sizeof(ENV_FIELD) - 1);
+                q = put_bulk(q, e->env, e->env_len);
+                q = put_bulk(q, PAYLOAD_FIELD, sizeof(PAYLOAD_FIELD) - 1);
+                q = put_bulk(q, payload ? payload : "", plen);
+        }
+        return rconn_append_raw(&w->conn, w->obuf, (size_t)(q - w->obuf));
+}
+
+/* Format and write @batch; 0, or <0 with @err set and the connection closed. */
+static int send_batch_ids(struct redis_wal *w, struct rpend *batch, wal_error **err)
+{
+        const struct redis_params *p = &w->o->p;
+        struct rconn *rc = &w->conn;
+        uint64_t band = (uint64_t)w->base.term << TERM_SHIFT;
+        uint64_t now = (uint64_t)walu_realtime_ms() & MS_MASK;
+        uint64_t ms = WALU_MAX(band | now, w->next_ms);
+        char idarg[32];
+        snprintf(idarg, sizeof(idarg), "%" PRIu64 "-*", ms);
+        int r = format_xadds(w, batch, idarg);
+        char nrep[16], tmo[16];
+        if (r == 0 && p->wait_replicas > 0) {
+                snprintf(nrep, sizeof(nrep), "%d", p->wait_replicas);
+                snprintf(tmo, sizeof(tmo), "%d", p->wait_timeout_ms);
+                const char *wait_argv[] = { "WAIT", nrep, tmo };
+                r = rconn_append(rc, -1, 3, wait_argv, NULL);
+        }
+        if (r == 0)
+                return rconn_flush(rc, err);
+        wal_error_set(err, r, 0, "formatting the pipeline failed");
+        rconn_close(rc); /* drop a partly formatted pipeline */
+        return r;
+}
+
+/* Read the replies of @batch, sent with outcome @r (@err consumed), and
+ * complete it. */
+static void finish_batch_ids(struct redis_wal *w, struct rpend *batch, int r, wal_error *err)
+{
+        const struct redis_params *p = &w->o->p;
+        struct rconn *rc = &w->conn;
+        bool refused = false;
+        struct rpend *e = batch;
+        for (; e && r == 0; e = e->next) {
+                redisReply *rep = NULL;
+                r = rconn_reply(rc, p->command_timeout_ms, -1, &rep, &err);
+                if (r < 0)
+                        break;
+                take_id_reply(w, e, rep);
+                refused |= e->below || e->vanished;
+                freeReplyObject(rep);
+        }
+        bool all_replied = r == 0;
+        /* Everything from @e on was in flight when the connection broke. */
+        for (; e; e = e->next)
+                pend_fail(e, -ECONNRESET, WAL_ERROR_RETRIABLE,
+                          "connection to redis lost with the append in flight (it may or may "
+                          "not have been written): %s", wal_error_message(err));
+        if (all_replied && p->wait_replicas > 0) {
+                redisReply *rep = NULL;
+                long long got = -1;
+                wal_error *werr = NULL;
+                if (rconn_reply(rc, p->command_timeout_ms, -1, &rep, &werr) == 0) {
+                        if (rep->type == REDIS_REPLY_INTEGER)
+                                got = rep->integer;
+                        freeReplyObject(rep);
+                }
+                if (got < p->wait_replicas) {
+                        char why[160];
+                        snprintf(why, sizeof(why), "%lld of %d replicas confirmed it within %d ms%s%s",
+                                 got < 0 ? 0 : got, p->wait_replicas, p->wait_timeout_ms,
+                                 werr ? ": " : "", werr ? wal_error_message(werr) : "");
+                        for (struct rpend *x = batch; x; x = x->next)
+                                if (x->status == 0 && !x->below && !x->vanished)
+                                        pend_fail(x, -ETIMEDOUT, 0,
+                                                  "written, but only %s", why);
+                }
+                wal_error_free(werr);
+        }
+        wal_error_free(err);
+        if (refused) {
+                if (rconn_connected(rc) && explain_refusals(w, batch))
+                        batch = requeue_below(w, batch);
+                for (struct rpend *x = batch; x; x = x->next)
+                        if (x->below || x->vanished) /* no connection left to ask on */
+                                pend_fail(x, -ECONNRESET, WAL_ERROR_RETRIABLE, "%s",
+                                          "connection to redis lost while checking a refused "
+                                          "append (it was not written)");
+        }
+        complete_list(batch);
+}
+
+static void run_batch_ids(struct redis_wal *w, struct rpend *batch)
+{
+        wal_error *err = NULL;
+        int r = send_batch_ids(w, batch, &err);
+        finish_batch_ids(w, batch, r, err);
+}
+
 #define BATCH_BYTES (16u << 20)
 
 static size_t rpend_bytes(const struct rpend *e)
@@ -889,16 +1275,22 @@ static void *writer_main(void *arg)
         block_sigpipe();
         for (;;) {
                 pthread_mutex_lock(&w->lock);
-                while (!w->head && !w->closing) {
+                while (!w->head && !w->closing && !w->inline_sent) {
                         w->writer_idle = true;
                         pthread_cond_wait(&w->work, &w->lock);
                         w->writer_idle = false;
                 }
+                struct rpend *sent = w->inline_sent;
+                w->inline_sent = NULL;
                 bool closing = w->closing;
-                bool empty = !w->head;
+                bool empty = !w->head && !sent;
                 pthread_mutex_unlock(&w->lock);
                 if (empty)
                         break;
+                if (sent) {
+                        finish_batch_ids(w, sent, 0, NULL);
+                        continue;
+                }
                 if (!rconn_connected(&w->conn) || rconn_peer_closed(&w->conn)) {
                         bool was = rconn_connected(&w->conn);
                         rconn_close(&w->conn);
@@ -949,7 +1341,9 @@ static void *writer_main(void *arg)
                                 pthread_cond_broadcast(&w->space);
                 }
                 pthread_mutex_unlock(&w->lock);
-                if (batch)
+                if (batch && w->id_fencing)
+                        run_batch_ids(w, batch);
+                else if (batch)
                         run_batch(w, batch);
         }
         rconn_close(&w->conn);
@@ -966,18 +1360,13 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
                 return -EROFS;
         if (atomic_load(&w->fenced))
                 return -ESTALE;
-        struct rpend *e = calloc(1, sizeof(*e));
+        size_t n = walu_envelope_size(msg);
+        struct rpend *e = malloc(sizeof(*e) + n);
         if (!e)
                 return -ENOMEM;
-        size_t n = walu_envelope_size(msg);
-        e->env = malloc(n ? n : 1);
-        if (!e->env) {
-                free(e);
-                return -ENOMEM;
-        }
+        *e = (struct rpend){ .env = (uint8_t *)(e + 1) };
         int r = walu_envelope_encode(msg, e->env, n);
         if (r < 0) {
-                free(e->env);
                 free(e);
                 return r;
         }
@@ -995,6 +1384,27 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
                 pthread_mutex_unlock(&w->lock);
                 pend_free(e);
                 return -ESHUTDOWN;
+        }
+        /*
+         * An idle writer with nothing queued: send the XADD from here, which
+         * spares the append -> delivery path a thread wake-up; the writer
+         * reads the reply.  Safe because an idle writer touches none of its
+         * state (it waits on w->work, and we hold w->lock).  A failed write
+         * executed nothing (the server drops a partial command when the
+         * connection closes): the record then takes the queue, and the
+         * writer reconnects.
+         */
+        if (w->id_fencing && w->writer_idle && !w->head && !w->inline_sent &&
+            w->o->p.wait_replicas == 0 && rconn_connected(&w->conn) &&
+            !rconn_peer_closed(&w->conn)) {
+                wal_error *err = NULL;
+                if (send_batch_ids(w, e, &err) == 0) {
+                        w->inline_sent = e;
+                        pthread_cond_signal(&w->work);
+                        pthread_mutex_unlock(&w->lock);
+                        return 0;
+                }
+                wal_error_free(err);
         }
         if (w->tail)
                 w->tail->next = e;
@@ -1017,6 +1427,7 @@ static void wal_free(struct redis_wal *w)
         if (!w)
                 return;
         rconn_close(&w->conn);
+        free(w->obuf);
         free(w->skey);
         free(w->tkey);
         walimpls_wal_done(&w->base);
@@ -1073,8 +1484,11 @@ static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts
         redisReply *rep = NULL;
         pthread_mutex_lock(&o->lock);
         if (opts->access == WAL_ACCESS_RW) {
-                const char *argv[] = { "2", w->skey, w->tkey, w->term };
-                r = ctl_call(o, REDIS_SCRIPT_OPEN, 4, argv, NULL, &rep, reterr);
+                char floor[24];
+                snprintf(floor, sizeof(floor), "%" PRIu64, term_floor(opts->term));
+                w->id_fencing = (uint64_t)opts->term < TERM_IDS_MAX;
+                const char *argv[] = { "2", w->skey, w->tkey, w->term, floor };
+                r = ctl_call(o, REDIS_SCRIPT_OPEN, 5, argv, NULL, &rep, reterr);
                 if (r == 0 && rep->type == REDIS_REPLY_ERROR)
                         r = open_error(w, rep, reterr);
         } else {
@@ -1199,10 +1613,16 @@ static int redis_info(struct walimpls_wal *b, struct walimpls_info *ret, wal_err
                         if (end && *end == '\0' && t >= 0)
                                 term = t;
                 }
-                bool any = st.exists && wal_msgid_cmp(st.lastgen, WAL_MSGID(0, 0)) > 0;
+                /* A last ID that is an open's floor (<term << 42>-0) was
+                 * never written: the newest entry, if any, was. */
+                struct wal_msgid last = st.lastgen;
+                if (last.lo == 0 && last.hi != 0 && (last.hi & MS_MASK) == 0)
+                        last = st.length > 0 ? st.last : WAL_MSGID_NONE;
+                bool any = st.exists && !wal_msgid_is_none(last) &&
+                           wal_msgid_cmp(last, WAL_MSGID(0, 0)) > 0;
                 *ret = (struct walimpls_info){
                         .first_id = st.exists && st.length > 0 ? st.first : WAL_MSGID_NONE,
-                        .last_id = any ? st.lastgen : WAL_MSGID_NONE,
+                        .last_id = any ? last : WAL_MSGID_NONE,
                         .count = st.exists ? st.length : 0,
                         .bytes = -1,
                         .term = term,
@@ -1381,30 +1801,40 @@ static void scanner_push(struct redis_scanner *s, wal_msg *m, struct wal_msgid i
 }
 
 /*
- * Process one round: @ents, the reply of XRANGE key (after + COUNT n, and
- * @state, the reply of the READ script (count 0) sent right behind it; both
- * consumed.  Returns the entries delivered or <0.
+ * Process one round: @xrep, the reply of XREAD COUNT n BLOCK b STREAMS key
+ * <position> (nil when the block timed out), and @state, the reply of the
+ * READ script (count 0) pipelined right behind it; both consumed.  Returns
+ * the entries delivered or <0.
  *
- * The two commands are not atomic, and need not be: max-deleted-entry-id
- * only grows, and an entry between the position and the first one XRANGE
- * returned cannot appear after the XRANGE ran (new IDs are larger than
- * every existing one), so if such an entry was deleted, it was deleted
- * before the XRANGE and the later state shows it.  Reading the entries
- * with a plain XRANGE rather than inside the script spares the server the
- * Lua conversion of every entry (about half the cost of a round).
+ * The two commands are not atomic, and need not be: Redis runs the READ
+ * script after the XREAD was served (a blocked client's later commands
+ * wait in its query buffer), max-deleted-entry-id only grows, and an entry
+ * between the position and the first one XREAD returned cannot appear after
+ * the XREAD ran (new IDs are larger than every existing one), so if such an
+ * entry was deleted, it was deleted before the XREAD and the state shows
+ * it.  The same holds when the XREAD blocked: it is served right after the
+ * command that added the entries, before anything can delete them, and the
+ * state is read after that.  So what XREAD returns is delivered at once,
+ * with no second look: a tailing scanner costs one round trip per wake-up.
  */
-static int scanner_round(struct redis_scanner *s, redisReply *ents, redisReply *state,
+static int scanner_round(struct redis_scanner *s, redisReply *xrep, redisReply *state,
                          bool *fatal)
 {
         wal_error *e = NULL;
         struct stream_state st;
         int delivered = 0;
         int r = 0;
+        const redisReply *ents = NULL;
         *fatal = false;
-        if (ents->type == REDIS_REPLY_ERROR)
-                r = reply_error(ents, &e, s->w->skey);
-        else if (ents->type != REDIS_REPLY_ARRAY)
-                r = wal_error_set(&e, -EPROTO, 0, "key %s: XRANGE returned no array", s->w->skey);
+        if (xrep->type == REDIS_REPLY_ERROR)
+                r = reply_error(xrep, &e, s->w->skey);
+        else if (xrep->type == REDIS_REPLY_ARRAY && xrep->elements == 1 &&
+                 xrep->element[0]->type == REDIS_REPLY_ARRAY &&
+                 xrep->element[0]->elements == 2 &&
+                 xrep->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+                ents = xrep->element[0]->element[1];
+        else if (xrep->type != REDIS_REPLY_NIL)
+                r = wal_error_set(&e, -EPROTO, 0, "key %s: malformed XREAD reply", s->w->skey);
         if (r == 0)
                 r = parse_state(s->w->skey, state, &st, &e);
         if (r < 0) {
@@ -1417,8 +1847,7 @@ static int scanner_round(struct redis_scanner *s, redisReply *ents, redisReply *
                 }
                 goto out;
         }
-        st.entries = ents;
-        size_t n = ents->elements;
+        size_t n = ents ? ents->elements : 0;
         struct wal_msgid first = WAL_MSGID_NONE;
         if (n > 0)
                 parse_id_reply(ents->element[0]->type == REDIS_REPLY_ARRAY &&
@@ -1443,70 +1872,27 @@ static int scanner_round(struct redis_scanner *s, redisReply *ents, redisReply *
                 s->accept_trimmed = false;
         for (size_t i = 0; i < n; i++) {
                 wal_msg *m = NULL;
-                struct wal_msgid id;
+                struct wal_msgid id = WAL_MSGID_NONE;
                 r = decode_entry(s->w->skey, ents->element[i], &m, &id, &e);
                 if (r < 0) {
                         *fatal = true;
                         scanner_fail(s, r, e);
                         goto out;
                 }
+                if (wal_msgid_cmp(id, s->after) <= 0) {
+                        wal_msg_unref(m); /* not after the position: never */
+                        continue;
+                }
                 scanner_push(s, m, id);
                 delivered++;
         }
         r = delivered;
 out:
-        freeReplyObject(ents);
+        freeReplyObject(xrep);
         freeReplyObject(state);
         if (delivered)
                 walimpls_notifier_signal(&s->note);
         return r;
-}
-
-/*
- * redis.tail_direct: deliver the entries of an XREAD reply (consumed) that a
- * blocked XREAD returned right after a round found nothing after
- * s->after.  A blocked XREAD is served as soon as the command that added
- * entries completes, so what it returns are the first entries after
- * s->after, with no gap, provided nothing ran between the round and the
- * XREAD.  Both go out in one small write and Redis executes a client's
- * pipelined commands back to back when they arrive in one read, which is
- * the usual case but not a documented guarantee: if another client appended
- * and trimmed entries in between, they would be skipped unnoticed.  Hence
- * off by default; by default the XREAD is only a wake-up and the next READ
- * round delivers (one more round trip: delivery p50 about 220 us instead of
- * 140 us in bench-redis).
- */
-static int scanner_take_xread(struct redis_scanner *s, redisReply *rep, bool *fatal)
-{
-        int delivered = 0;
-        *fatal = false;
-        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
-            rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2 &&
-            rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
-                const redisReply *ents = rep->element[0]->element[1];
-                for (size_t i = 0; i < ents->elements; i++) {
-                        wal_msg *m = NULL;
-                        struct wal_msgid id;
-                        wal_error *e = NULL;
-                        int r = decode_entry(s->w->skey, ents->element[i], &m, &id, &e);
-                        if (r < 0) {
-                                *fatal = true;
-                                scanner_fail(s, r, e);
-                                freeReplyObject(rep);
-                                return r;
-                        }
-                        if (wal_msgid_cmp(id, s->after) <= 0) {
-                                wal_msg_unref(m); /* not after the position: never */
-                                continue;
-                        }
-                        scanner_push(s, m, id);
-                        delivered++;
-                }
-        }
-        freeReplyObject(rep);
-        if (delivered)
-                walimpls_notifier_signal(&s->note);
-        return delivered;
 }
 
 static void *scanner_main(void *arg)
@@ -1544,34 +1930,29 @@ static void *scanner_main(void *arg)
                         break;
                 int count = (int)WALU_MIN(room, (size_t)s->count_cap);
                 /*
-                 * One pipeline: the round (XRANGE after the position, then the
-                 * stream state), then XREAD BLOCK COUNT 1 after the same
-                 * position.  If the round delivered entries, the XREAD returns
-                 * at once with one of them again and is dropped; if it found
-                 * nothing, the XREAD waits for the next append.
+                 * One pipeline: XREAD COUNT n BLOCK after the position (it
+                 * answers at once when entries are there, else when the next
+                 * append lands, else nil after redis.block), then the stream
+                 * state; scanner_round() checks the one against the other.
                  */
                 char after[48], cnt[16], blk[16];
                 redis_id_format(s->after, after, sizeof(after));
                 snprintf(cnt, sizeof(cnt), "%d", count);
                 snprintf(blk, sizeof(blk), "%d", p->block_ms);
-                char excl[52];
-                snprintf(excl, sizeof(excl), "(%s", after);
-                const char *qargv[] = { "XRANGE", s->w->skey, excl, "+", "COUNT", cnt };
-                const char *rargv[] = { "1", s->w->skey, after, "0" };
-                const char *xargv[] = { "XREAD", "COUNT", "1", "BLOCK", blk, "STREAMS",
+                const char *xargv[] = { "XREAD", "COUNT", cnt, "BLOCK", blk, "STREAMS",
                                         s->w->skey, after };
+                const char *rargv[] = { "1", s->w->skey, after, "0" };
                 wal_error *e = NULL;
                 redisReply *rep = NULL, *state = NULL;
                 bool fatal = false;
-                int r = rconn_append(&s->conn, -1, 6, qargv, NULL);
+                int r = rconn_append(&s->conn, -1, 8, xargv, NULL);
                 if (r == 0)
                         r = rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
                 if (r == 0)
-                        r = rconn_append(&s->conn, -1, 8, xargv, NULL);
-                if (r == 0)
                         r = rconn_flush(&s->conn, &e);
                 if (r == 0)
-                        r = rconn_reply(&s->conn, p->command_timeout_ms, s->stop_fd, &rep, &e);
+                        r = rconn_reply(&s->conn, p->block_ms + p->command_timeout_ms,
+                                        s->stop_fd, &rep, &e);
                 if (r == 0) {
                         r = rconn_reply(&s->conn, p->command_timeout_ms, s->stop_fd, &state, &e);
                         if (r < 0)
@@ -1598,34 +1979,8 @@ static void *scanner_main(void *arg)
                         backoff = WALU_MIN(backoff * 2, p->backoff_max_ms);
                         continue;
                 }
-                int delivered = r;
-                e = NULL;
-                rep = NULL;
-                r = rconn_reply(&s->conn, delivered ? p->command_timeout_ms
-                                                    : p->block_ms + p->command_timeout_ms,
-                                s->stop_fd, &rep, &e);
-                if (r == -ECANCELED)
-                        break;
-                if (r < 0) {
-                        scanner_read_failed(s, 1, r, e, &fatal);
-                        if (fatal)
-                                break;
-                        continue;   /* reconnect at the top */
-                }
-                if (delivered) {
-                        freeReplyObject(rep);
-                        if (s->count_cap < p->read_count && delivered == count)
-                                s->count_cap = WALU_MIN(2 * s->count_cap, p->read_count);
-                        continue;
-                }
-                if (!p->tail_direct) {
-                        /* A wake-up only: the next round reads and checks. */
-                        freeReplyObject(rep);
-                        continue;
-                }
-                scanner_take_xread(s, rep, &fatal);
-                if (fatal)
-                        break;
+                if (s->count_cap < p->read_count && r == count)
+                        s->count_cap = WALU_MIN(2 * s->count_cap, p->read_count);
         }
         rconn_close(&s->conn);
         return NULL;

@@ -21,6 +21,20 @@
  * stream and a RAW stream.
  *
  *   usage: bench-redis [records per run, default 100000] [rounds, default 5]
+ *
+ * One measurement against a running server, for scripts that alternate it
+ * with a reference program (tests/redis/bench-redis-ratios.sh):
+ *
+ *   bench-redis --port P append N [key=value ...]
+ *           N appends as above on a fresh channel; prints records/s
+ *   bench-redis --port P latency N [key=value ...]
+ *           N paced appends read by a tailing scanner; prints the p50 and
+ *           p99 delivery latency in microseconds
+ *   bench-redis --port P probe N
+ *           the raw hiredis XADD -> XREAD BLOCK probe, same pacing; prints
+ *           p50 and p99 in microseconds
+ *
+ * key=value pairs are redis.* properties (e.g. redis.tail_direct=true).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -118,7 +133,8 @@ static double run_raw(redisContext *c, int argc, const char **argv, const size_t
 
 /* ---- Delivery latency: append -> scanner, against an XADD -> XREAD probe ---- */
 
-#define LAT_N 5000
+static int lat_n = 5000;
+#define LAT_N lat_n
 #define LAT_PACE_US 100
 
 static uint64_t now_ns(void)
@@ -250,8 +266,69 @@ static long long mem_per_entry(redisContext *c, const char *key)
         return r;
 }
 
+/* One measurement against the server on @port (see the top comment). */
+static int one_run(int port, const char *what, long n, int nkv, char **kv)
+{
+        char url[64];
+        snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+        wal_config *cfg = NULL;
+        wal_config_new(&cfg);
+        const struct walimpls_builder *b = NULL;
+        wal_error *e = NULL;
+        if (wal_registry_find("redis", &b, &e) < 0 ||
+            wal_config_set(cfg, "redis.url", url, &e) < 0) {
+                fprintf(stderr, "%s\n", wal_error_message(e));
+                return 1;
+        }
+        for (int i = 0; i < nkv; i++) {
+                char *eq = strchr(kv[i], '=');
+                if (!eq)
+                        return 64;
+                *eq = '\0';
+                if (wal_config_set(cfg, kv[i], eq + 1, &e) < 0) {
+                        fprintf(stderr, "%s\n", wal_error_message(e));
+                        return 64;
+                }
+        }
+        char ch[64];
+        snprintf(ch, sizeof(ch), "bench-%d-%ld", (int)getpid(), (long)t_now_ms());
+        if (strcmp(what, "probe") == 0) {
+                lat_n = (int)n;
+                double *us = calloc((size_t)n, sizeof(*us));
+                lat_raw(port, ch, us);
+                printf("%.1f %.1f\n", pct(us, lat_n, 0.50), pct(us, lat_n, 0.99));
+                free(us);
+                wal_config_free(cfg);
+                return 0;
+        }
+        struct walimpls_opener *o = NULL;
+        if (b->build(cfg, &o, &e) < 0) {
+                fprintf(stderr, "build: %s\n", wal_error_message(e));
+                return 1;
+        }
+        if (strcmp(what, "append") == 0) {
+                char payload[101];
+                memset(payload, 'x', 100);
+                payload[100] = '\0';
+                printf("%.0f\n", run_wal(o, ch, n, payload));
+        } else if (strcmp(what, "latency") == 0) {
+                lat_n = (int)n;
+                double *us = calloc((size_t)n, sizeof(*us));
+                lat_wal(o, ch, us);
+                printf("%.1f %.1f\n", pct(us, lat_n, 0.50), pct(us, lat_n, 0.99));
+                free(us);
+        } else {
+                return 64;
+        }
+        o->ops->close(o);
+        wal_config_free(cfg);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
+        if (argc >= 5 && strcmp(argv[1], "--port") == 0)
+                return one_run(atoi(argv[2]), argv[3], atol(argv[4]), argc - 5, argv + 5);
         long n = argc > 1 ? atol(argv[1]) : 100000;
         int rounds = argc > 2 ? atoi(argv[2]) : 5;
         if (n <= 0 || rounds <= 0 || rounds > 50)

@@ -618,6 +618,251 @@ Test(redis, second_writer_fences_the_first)
         w2->ops->close(w2);
 }
 
+/* ---- Fencing by ID (redis.c, "Fencing") ---- */
+
+/* The stream's last-generated-id, read raw. */
+static struct wal_msgid raw_lastgen(const char *key)
+{
+        redisReply *rep = raw("XINFO STREAM %s", key);
+        cr_assert(rep && rep->type == REDIS_REPLY_ARRAY, "XINFO STREAM %s", key);
+        struct wal_msgid id = WAL_MSGID_NONE;
+        for (size_t i = 0; i + 1 < rep->elements; i += 2)
+                if (strcmp(rep->element[i]->str, "last-generated-id") == 0)
+                        id = parse_raw_id(rep->element[i + 1]);
+        freeReplyObject(rep);
+        cr_assert_not(wal_msgid_is_none(id));
+        return id;
+}
+
+Test(redis, open_raises_the_id_floor_so_an_old_writer_is_refused)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w1 = open_ok("floor", 1, WAL_ACCESS_RW);
+        struct wal_msgid a = append_ok(w1, "from-1");
+        cr_assert_eq(a.hi >> 42, 1, "term 1 wrote ID %" PRIu64 "-%" PRIu64, a.hi, a.lo);
+        /* The new term writes nothing: its open alone fences. */
+        struct walimpls_wal *w2 = open_ok("floor", 2, WAL_ACCESS_RW);
+        struct wal_msgid floor = raw_lastgen("wal:floor");
+        cr_assert(wal_msgid_eq(floor, WAL_MSGID(UINT64_C(2) << 42, 0)),
+                  "floor %" PRIu64 "-%" PRIu64, floor.hi, floor.lo);
+        struct walimpls_info info;
+        cr_assert_eq(w2->ops->info(w2, &info, NULL), 0);
+        cr_assert(wal_msgid_eq(info.last_id, a), "info.last_id is the floor, not an entry");
+        char why[512];
+        bool retriable = true;
+        int r = append_sync(w1, "late-1", NULL, &retriable, why, sizeof(why));
+        cr_assert_eq(r, -ESTALE, "old writer: %d (%s)", r, why);
+        cr_assert_not(retriable);
+        cr_assert(strstr(why, "term 2") && strstr(why, "wal:floor"), "message: %s", why);
+        struct wal_msgid b = append_ok(w2, "from-2");
+        cr_assert_eq(b.hi >> 42, 2);
+        cr_assert_lt(wal_msgid_cmp(a, b), 0);
+
+        /* A term too large for the ID carries its check in a script, and
+         * its open raises the floor above every ID a smaller term makes. */
+        int64_t big = (int64_t)1 << 40;
+        struct walimpls_wal *w3 = open_ok("floor", big, WAL_ACCESS_RW);
+        r = append_sync(w2, "late-2", NULL, &retriable, why, sizeof(why));
+        cr_assert_eq(r, -ESTALE, "term 2 after term 2^40: %d (%s)", r, why);
+        cr_assert(strstr(why, "1099511627776"), "message: %s", why);
+        struct wal_msgid c = append_ok(w3, "from-big");
+        cr_assert_lt(wal_msgid_cmp(b, c), 0);
+        cr_assert_eq(c.hi, UINT64_C(1) << 63);
+        struct wal_msgid d = append_ok(w3, "from-big-2");
+        cr_assert_lt(wal_msgid_cmp(c, d), 0);
+        /* Lower terms stay refused at open. */
+        struct walimpls_wal *w0 = NULL;
+        wal_error *e = NULL;
+        cr_assert_eq(open_wal("floor", 2, WAL_ACCESS_RW, &w0, &e), -ESTALE);
+        wal_error_free(e);
+
+        struct walimpls_scanner *s = scan_ok(w3, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        const char *want[] = { "from-1", "from-2", "from-big", "from-big-2" };
+        for (size_t i = 0; i < 4; i++) {
+                wal_msg *m = next_ok(s, 5000);
+                cr_assert(payload_is(m, want[i]), "entry %zu", i);
+                wal_msg_unref(m);
+        }
+        wal_msg *m = NULL;
+        cr_assert_eq(s->ops->next(s, 300, &m, NULL), -ETIMEDOUT);
+        s->ops->close(s);
+        w1->ops->close(w1);
+        w2->ops->close(w2);
+        w3->ops->close(w3);
+}
+
+/* Foreign producers XADD with '*' (and explicit IDs) between our appends. */
+static void foreign_interleave(const char *ch, int64_t term)
+{
+        struct walimpls_wal *w = open_ok(ch, term, WAL_ACCESS_RW);
+        char key[64];
+        snprintf(key, sizeof(key), "wal:%s", ch);
+        enum { N = 30 };
+        struct wal_msgid ours[N];
+        for (int i = 0; i < N; i++) {
+                char text[32];
+                snprintf(text, sizeof(text), "ours-%d", i);
+                ours[i] = append_ok(w, text);
+                redisReply *rep = raw("XADD %s * payload foreign-%d", key, i);
+                struct wal_msgid f = parse_raw_id(rep);
+                freeReplyObject(rep);
+                cr_assert_lt(wal_msgid_cmp(ours[i], f), 0);
+                if (i % 10 == 5) {
+                        /* Ahead of our next ID, inside our term's range. */
+                        rep = raw("XADD %s %" PRIu64 "-7 payload ahead-%d", key, f.hi + 5000, i);
+                        cr_assert(rep->type == REDIS_REPLY_STRING, "explicit XADD: %s",
+                                  rep->str);
+                        freeReplyObject(rep);
+                }
+        }
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        int got = 0;
+        struct wal_msgid prev = WAL_MSGID(0, 0);
+        for (int i = 0; i < N; i++) {
+                char text[32];
+                snprintf(text, sizeof(text), "ours-%d", i);
+                for (;;) {
+                        wal_msg *m = next_ok(s, 5000);
+                        cr_assert_lt(wal_msgid_cmp(prev, wal_msg_id(m)), 0);
+                        prev = wal_msg_id(m);
+                        got++;
+                        bool mine = payload_is(m, text);
+                        if (mine)
+                                cr_assert(wal_msgid_eq(wal_msg_id(m), ours[i]),
+                                          "%s read at another ID", text);
+                        else
+                                cr_assert_not(payload_is(m, "ours-0") && i > 0, "repeat");
+                        wal_msg_unref(m);
+                        if (mine)
+                                break;
+                }
+        }
+        wal_msg *m = next_ok(s, 5000); /* foreign-(N-1) */
+        cr_assert(payload_is(m, "foreign-29"));
+        wal_msg_unref(m);
+        got++;
+        cr_assert_eq(got, 2 * N + 3, "%d entries read", got);
+        s->ops->close(s);
+
+        /* An explicit ID above the term's range: refused, naming it. */
+        redisReply *rep = raw("XADD %s %" PRIu64 "-1 payload above", key,
+                              (uint64_t)(term + 1) << 42);
+        cr_assert(rep->type == REDIS_REPLY_STRING);
+        freeReplyObject(rep);
+        char why[512];
+        bool retriable = true;
+        int r = append_sync(w, "after-above", NULL, &retriable, why, sizeof(why));
+        cr_assert_eq(r, -EIO, "append below a foreign explicit ID: %d (%s)", r, why);
+        cr_assert_not(retriable);
+        cr_assert(strstr(why, "explicit ID") && strstr(why, key), "message: %s", why);
+        w->ops->close(w);
+}
+
+Test(redis, foreign_star_producer_interleaves_with_the_writer)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        foreign_interleave("foreign0", 0);
+        foreign_interleave("foreign3", 3);
+}
+
+/* An append in flight when the connection breaks completes once, retriable;
+ * retried by its caller it lands once more, above everything acknowledged. */
+Test(redis, retry_after_a_connection_break_loses_and_repeats_nothing_acked)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("retry", 5, WAL_ACCESS_RW);
+        enum { N = 3000 };
+        struct done **d = calloc(N, sizeof(*d));
+        cr_assert_not_null(d);
+        static char text[N][16];
+        for (int i = 0; i < N; i++) {
+                snprintf(text[i], sizeof(text[i]), "r-%05d", i);
+                wal_msg *m = msg_text(text[i]);
+                d[i] = done_new();
+                cr_assert_eq(w->ops->append(w, m, done_cb, d[i]), 0);
+                wal_msg_unref(m);
+                if (i == N / 3) {
+                        /* Writes held at the server, then the writer's
+                         * connection cut: what it sent is in flight. */
+                        t_sleep_ms(200);
+                        raw_ok("CLIENT PAUSE 5000 WRITE");
+                }
+        }
+        t_sleep_ms(300);
+        raw_ok("CLIENT KILL TYPE normal SKIPME yes");
+        raw_ok("CLIENT UNPAUSE");
+        int failed = 0;
+        struct wal_msgid last_acked = WAL_MSGID(0, 0);
+        struct wal_msgid *ids = calloc(N, sizeof(*ids));
+        cr_assert_not_null(ids);
+        for (int i = 0; i < N; i++) {
+                cr_assert(done_wait(d[i], 20000), "append %d never completed", i);
+                cr_assert_eq(d[i]->calls, 1);
+                if (d[i]->status == 0) {
+                        ids[i] = d[i]->id;
+                        if (wal_msgid_cmp(ids[i], last_acked) > 0)
+                                last_acked = ids[i];
+                        continue;
+                }
+                cr_assert_eq(d[i]->status, -ECONNRESET, "append %d: %d (%s)", i,
+                             d[i]->status, d[i]->msg);
+                cr_assert(d[i]->retriable);
+                failed++;
+        }
+        /* The caller's retries. */
+        for (int i = 0; i < N; i++) {
+                if (d[i]->status == 0)
+                        continue;
+                int r = -1;
+                for (int k = 0; k < 50 && r != 0; k++) {
+                        bool retriable = false;
+                        char why[512];
+                        r = append_sync(w, text[i], &ids[i], &retriable, why, sizeof(why));
+                        cr_assert(r == 0 || retriable, "retry of %d: %s", i, why);
+                }
+                cr_assert_eq(r, 0);
+                cr_assert_lt(wal_msgid_cmp(last_acked, ids[i]), 0, "retry not above the rest");
+                last_acked = ids[i];
+        }
+        cr_log_info("connection break: %d of %d in flight failed and were retried", failed, N);
+        cr_assert_gt(failed, 0, "nothing was in flight when the connection broke");
+        /* Read back: strictly increasing; each acknowledged ID once, with its
+         * payload; a record whose first outcome was unknown at most twice. */
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        int *copies = calloc(N, sizeof(*copies));
+        cr_assert_not_null(copies);
+        int j = 0;
+        struct wal_msgid prev = WAL_MSGID(0, 0);
+        wal_msg *m = NULL;
+        while (s->ops->next(s, 1000, &m, NULL) == 0) {
+                cr_assert_lt(wal_msgid_cmp(prev, wal_msg_id(m)), 0);
+                prev = wal_msg_id(m);
+                size_t len = 0;
+                const char *pl = wal_msg_payload(m, &len);
+                int i = atoi(pl + 2);
+                cr_assert(i >= 0 && i < N && len == 7);
+                copies[i]++;
+                if (wal_msgid_eq(ids[i], wal_msg_id(m)))
+                        j++;
+                wal_msg_unref(m);
+        }
+        cr_assert_eq(j, N, "%d of %d acknowledged IDs read back", j, N);
+        for (int i = 0; i < N; i++) {
+                cr_assert(copies[i] >= 1 && copies[i] <= (d[i]->status == 0 ? 1 : 2),
+                          "record %d stored %d times (first outcome %d)", i, copies[i],
+                          d[i]->status);
+                done_free(d[i]);
+        }
+        free(copies);
+        free(ids);
+        free(d);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
 Test(redis, script_flush_is_survived)
 {
         start_server(false, NULL, NULL);
