@@ -54,7 +54,12 @@ if [ -f "$src/tools/examples/embed.c" ] && [ -n "$(find "$tmp/root" -name libwal
         # libwal.a plus the libraries of wal.pc's Requires.private (linked
         # dynamically: `--static` would ask for their own static closure).
         reqs=$(pkg-config --print-requires-private wal | awk '{print $1}')
-        ${CC:-cc} -std=c17 -o "$tmp/embed-static" "$src/tools/examples/embed.c" \
+        # A sanitizer build's libwal.a needs the sanitizer runtime at link time.
+        san=""
+        nm "$libdir/libwal.a" | grep -q ' U __asan_' && san="$san,address"
+        nm "$libdir/libwal.a" | grep -q ' U __ubsan_' && san="$san,undefined"
+        [ -z "$san" ] || san="-fsanitize=${san#,}"
+        ${CC:-cc} -std=c17 $san -o "$tmp/embed-static" "$src/tools/examples/embed.c" \
                 $(pkg-config --cflags wal) "$libdir/libwal.a" \
                 $(pkg-config --libs $reqs) -lpthread -lm -ldl ||
                 fail "static link of embed.c against the installed libwal.a"
