@@ -2,22 +2,40 @@
 /*
  * tests/kafka/bench-kafka.c: the Kafka backend's append and replay rates as
  * ratios to raw librdkafka (REF-RDK, perf-anchors §9.5), side by side on one
- * in-process mock cluster, alternating A/B rounds.  A benchmark, not a test:
- * built, never run by `meson test`.
+ * in-process mock cluster, in alternating pairs (the order flips every
+ * pair), reporting the median and min-max of the per-pair ratios.  A
+ * benchmark, not a test: built, never run by `meson test`.
  *
- *   build-x/tests/kafka/bench-kafka [messages per run] [rounds]
+ *   bench-kafka [append|replay|latency|all] [appends per run] [pairs]
+ *   (defaults: all 1000000 5; tests/kafka/bench-kafka.sh wraps it)
  *
- * Every run uses a fresh topic.  Properties are identical on both sides:
- * the backend's producer defaults (enable.idempotence=true, acks=all,
- * linger.ms=5, socket.nagle.disable=true) plus REF-RDK's
- * queue.buffering.max.messages=1000000 and batch.num.messages=10000.
- * Raw: producev of 100-B values with RD_KAFKA_MSG_F_COPY, poll every 1024,
- * retry on queue full, flush.  Ours: walimpls append of 100-B data messages
- * (building each wal_msg included), wait for every completion; with
- * kafkawal.fencing off and on.  Replay: a raw assign()+consumer_poll loop vs
- * scanner next() over the same topic (the mock serves one message set per
- * fetch, so both are bound by it).  Latency: one append in flight at
- * linger.ms=0, append -> completion vs produce -> delivery report.
+ * Append.  Identical client configuration on every side: the backend's
+ * producer defaults (enable.idempotence=true, acks=all, linger.ms=5,
+ * socket.nagle.disable=true) plus REF-RDK's queue.buffering.max.messages=
+ * 1000000 and batch.num.messages=10000.  "raw" is REF-RDK: producev of
+ * 100-B values with RD_KAFKA_MSG_F_COPY, poll every 1024, retry on queue
+ * full, flush; it is what the goal compares against.  "raw+key" is the same
+ * loop also sending a record key of the bytes our records carry (the magic
+ * and an envelope with the time tick, term and last-confirmed ID set as the
+ * adaptor sets them): the same record format, so ours/raw+key is the
+ * backend's own overhead.  "ours" appends 100-B data messages through the
+ * walimpls interface (building each wal_msg included) and waits for every
+ * completion, with kafkawal.fencing off and on.  Every run uses a fresh
+ * topic; each side's producer is connected before its clock starts.  Also
+ * printed per run: process CPU time per message (every thread, the mock
+ * broker's too), steadier than wall time on a shared machine.
+ *
+ * Replay.  The backend writes one fresh topic per pair (REPLAY_N records,
+ * below the mock's 5 MiB per-partition cap), then a raw consumer
+ * (assign + consumer_poll, with exactly the scanner consumer's properties:
+ * the backend's consumer defaults and the same kafka.* settings) and a
+ * scanner (next() into decoded messages) each read all of it, both starting
+ * at the low watermark (as the scanner's ALL does).  The clock runs from
+ * creating the consumer to the last record, on both sides; the rate from
+ * the first record to the last and the wait for the first are printed too.
+ *
+ * Latency.  One append in flight at linger.ms=0: append -> completion vs
+ * produce -> delivery report (one run, p50/p99).
  */
 #include <errno.h>
 #include <sched.h>
@@ -26,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +54,11 @@
 #include <wal/wal-config.h>
 #include <wal/wal-registry.h>
 #include "impls/kafka/kafka-internal.h"
+#include "utility/envelope.h"
+
+/* Records per replay: about 140 B each on the mock, under its 5 MiB cap. */
+#define REPLAY_N 30000
+#define MAX_PAIRS 64
 
 static const char *const common_props[][2] = {
         { "enable.idempotence", "true" },
@@ -45,6 +69,21 @@ static const char *const common_props[][2] = {
         { "batch.num.messages", "10000" },
 };
 
+/* The scanner's consumer: the backend's consumer defaults (kafka.c) plus
+ * what this bench passes through, in the same order. */
+static const char *const consumer_props[][2] = {
+        { "enable.auto.commit", "false" },
+        { "enable.auto.offset.store", "false" },
+        { "auto.offset.reset", "error" },
+        { "enable.partition.eof", "false" },
+        { "socket.nagle.disable", "true" },
+        { "fetch.wait.max.ms", "100" },
+        { "reconnect.backoff.ms", "20" },
+        { "reconnect.backoff.max.ms", "1000" },
+        { "group.id", "libwal-scanner" },
+        { "fetch.wait.max.ms", "10" },
+};
+
 static double now_s(void)
 {
         struct timespec ts;
@@ -52,11 +91,63 @@ static double now_s(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double cpu_s(void)
+{
+        struct rusage u;
+        getrusage(RUSAGE_SELF, &u);
+        return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
+               (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
+}
+
 static void die(const char *what)
 {
         fprintf(stderr, "bench-kafka: %s\n", what);
         exit(1);
 }
+
+/* One timed run: rate (records/s) and CPU per record (ns). */
+struct run {
+        double rate, cpu_ns;
+        double first_ms;   /* replay: from the start to the first record */
+        double steady;     /* replay: records/s from the first record to the last */
+};
+
+static struct run run_end(double t0, double c0, long n)
+{
+        double t = now_s() - t0, c = cpu_s() - c0;
+        return (struct run){ (double)n / t, c / (double)n * 1e9 };
+}
+
+/* ---- Messages as the adaptor hands them over ---- */
+
+static char value[100];
+
+static wal_msg *make_msg(long i)
+{
+        wal_msg *m = NULL;
+        if (wal_msg_new(WAL_MSG_DATA, value, sizeof(value), &m) < 0)
+                die("wal_msg_new");
+        /* What the adaptor's time-tick interceptor sets on every message. */
+        uint64_t tick = ((uint64_t)1767225600000 << 18) | (uint64_t)(i & 0x3ffff);
+        if (wal_msg_set_time_tick(m, tick) < 0 || wal_msg_set_term(m, 1) < 0 ||
+            wal_msg_set_last_confirmed(m, WAL_MSGID(0, (uint64_t)i)) < 0)
+                die("wal_msg_set_*");
+        return m;
+}
+
+/* The key our records carry for message @i (see kafka.c): magic + envelope. */
+static size_t our_key(long i, uint8_t *buf, size_t cap)
+{
+        wal_msg *m = make_msg(i);
+        memcpy(buf, "\0wal", 4);
+        int len = walu_envelope_encode(m, buf + 4, cap - 4);
+        wal_msg_unref(m);
+        if (len < 0)
+                die("envelope");
+        return 4 + (size_t)len;
+}
+
+/* ---- Raw librdkafka (REF-RDK) ---- */
 
 static atomic_long raw_ok;
 
@@ -68,9 +159,9 @@ static void raw_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                 atomic_fetch_add(&raw_ok, 1);
 }
 
-/* @hdr: also send a 24-byte "_wal" header, the size of our envelope for
- * these messages, to tell the cost of the record format from ours. */
-static double run_raw_h(const char *bs, const char *topic, long n, bool hdr)
+/* @key: also send this record key (NULL: none). */
+static struct run run_raw(const char *bs, const char *topic, long n, const uint8_t *key,
+                          size_t klen)
 {
         char errstr[256];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
@@ -82,8 +173,6 @@ static double run_raw_h(const char *bs, const char *topic, long n, bool hdr)
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
         if (!rk)
                 die(errstr);
-        char value[100];
-        memset(value, 'v', sizeof(value));
         atomic_store(&raw_ok, 0);
         /* Connect and create the topic first, as the backend's build and
          * open do outside the timed loop. */
@@ -103,21 +192,16 @@ static double run_raw_h(const char *bs, const char *topic, long n, bool hdr)
                 usleep(20000);
         }
         rd_kafka_topic_destroy(rkt);
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         for (long i = 0; i < n; i++) {
                 for (;;) {
                         rd_kafka_resp_err_t err =
-                                hdr ? rd_kafka_producev(
-                                        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
-                                        RD_KAFKA_V_VALUE(value, sizeof(value)),
-                                        RD_KAFKA_V_HEADER("_wal", value, 24),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                        RD_KAFKA_V_END)
-                                    : rd_kafka_producev(
-                                        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
-                                        RD_KAFKA_V_VALUE(value, sizeof(value)),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                        RD_KAFKA_V_END);
+                                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                                  RD_KAFKA_V_PARTITION(0),
+                                                  RD_KAFKA_V_VALUE(value, sizeof(value)),
+                                                  RD_KAFKA_V_KEY(key, key ? klen : 0),
+                                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                                  RD_KAFKA_V_END);
                         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
                                 break;
                         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -128,17 +212,14 @@ static double run_raw_h(const char *bs, const char *topic, long n, bool hdr)
                         rd_kafka_poll(rk, 0);
         }
         rd_kafka_flush(rk, 60000);
-        double t = now_s() - t0;
+        struct run r = run_end(t0, c0, n);
         if (atomic_load(&raw_ok) != n)
                 die("raw: not every message was delivered");
         rd_kafka_destroy(rk);
-        return (double)n / t;
+        return r;
 }
 
-static double run_raw(const char *bs, const char *topic, long n)
-{
-        return run_raw_h(bs, topic, n, false);
-}
+/* ---- The backend ---- */
 
 struct ours_done {
         atomic_long ok, failed;
@@ -155,7 +236,7 @@ static void ours_cb(void *arg, int status, struct wal_msgid id, const wal_error 
                 atomic_fetch_add(&d->failed, 1);
 }
 
-static struct walimpls_opener *build_props(const char *bs, bool fencing, bool linger0)
+static struct walimpls_opener *build(const char *bs, bool fencing, bool linger0)
 {
         wal_config *cfg = NULL;
         wal_error *e = NULL;
@@ -179,17 +260,7 @@ static struct walimpls_opener *build_props(const char *bs, bool fencing, bool li
         return o;
 }
 
-static struct walimpls_opener *build(const char *bs, bool fencing)
-{
-        return build_props(bs, fencing, false);
-}
-
-static struct walimpls_opener *build_linger0(const char *bs, bool fencing)
-{
-        return build_props(bs, fencing, true);
-}
-
-static double run_ours(struct walimpls_opener *o, const char *channel, long n)
+static struct run run_ours(struct walimpls_opener *o, const char *channel, long n)
 {
         struct walimpls_open_opts opts = { .channel = channel, .term = 1,
                                            .access = WAL_ACCESS_RW };
@@ -197,63 +268,70 @@ static double run_ours(struct walimpls_opener *o, const char *channel, long n)
         wal_error *e = NULL;
         if (o->ops->open(o, &opts, &w, &e) < 0)
                 die(wal_error_message(e));
-        char value[100];
-        memset(value, 'v', sizeof(value));
         struct ours_done d = { 0 };
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         for (long i = 0; i < n; i++) {
-                wal_msg *m = NULL;
-                if (wal_msg_new(WAL_MSG_DATA, value, sizeof(value), &m) < 0)
-                        die("wal_msg_new");
+                wal_msg *m = make_msg(i);
                 if (w->ops->append(w, m, ours_cb, &d) < 0)
                         die("append refused");
                 wal_msg_unref(m);
         }
         while (atomic_load(&d.ok) + atomic_load(&d.failed) < n)
                 usleep(200);
-        double t = now_s() - t0;
+        struct run r = run_end(t0, c0, n);
         if (atomic_load(&d.failed))
                 die("ours: appends failed");
         w->ops->close(w);
-        return (double)n / t;
+        return r;
 }
 
-/* Replay @n records of @topic with a raw consumer. */
-static double replay_raw(const char *bs, const char *topic, long n)
+/* ---- Replay ---- */
+
+static struct run replay_raw(const char *bs, const char *topic, long n)
 {
         char errstr[256];
+        double t0 = now_s(), c0 = cpu_s();
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         rd_kafka_conf_set(c, "bootstrap.servers", bs, errstr, sizeof(errstr));
-        rd_kafka_conf_set(c, "group.id", "bench", errstr, sizeof(errstr));
-        rd_kafka_conf_set(c, "enable.auto.commit", "false", errstr, sizeof(errstr));
-        rd_kafka_conf_set(c, "fetch.wait.max.ms", "10", errstr, sizeof(errstr));
+        for (size_t i = 0; i < sizeof(consumer_props) / sizeof(consumer_props[0]); i++)
+                if (rd_kafka_conf_set(c, consumer_props[i][0], consumer_props[i][1], errstr,
+                                      sizeof(errstr)) != RD_KAFKA_CONF_OK)
+                        die(errstr);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
+        if (!rk)
+                die(errstr);
         rd_kafka_poll_set_consumer(rk);
-        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        double t0 = now_s();
         /* As the scanner does: watermarks first (connects), then assign. */
         int64_t lo, hi;
         if (rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 10000))
                 die("raw replay: watermarks");
+        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+        /* The start as the scanner's ALL makes it: the low watermark. */
+        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = lo;
         rd_kafka_assign(rk, pl);
         rd_kafka_topic_partition_list_destroy(pl);
         long got = 0;
+        double first = 0;
         while (got < n) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
                 if (!m)
                         die("raw replay stalled");
-                if (!m->err)
-                        got++;
+                if (m->err)
+                        die(rd_kafka_message_errstr(m));
+                if (got++ == 0)
+                        first = now_s();
                 rd_kafka_message_destroy(m);
         }
-        double t = now_s() - t0;
+        struct run r = run_end(t0, c0, n);
+        double t1 = t0 + (double)n / r.rate;
+        r.first_ms = (first - t0) * 1e3;
+        r.steady = (double)(n - 1) / (t1 - first);
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);
-        return (double)n / t;
+        return r;
 }
 
-static double replay_ours(struct walimpls_opener *o, const char *channel, long n)
+static struct run replay_ours(struct walimpls_opener *o, const char *channel, long n)
 {
         struct walimpls_open_opts opts = { .channel = channel, .term = 1,
                                            .access = WAL_ACCESS_RO };
@@ -264,26 +342,45 @@ static double replay_ours(struct walimpls_opener *o, const char *channel, long n
         struct walimpls_read_opts ro = { .name = "bench",
                                          .deliver = { .policy = WAL_DELIVER_ALL } };
         struct walimpls_scanner *s = NULL;
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         if (w->ops->read(w, &ro, &s, &e) < 0)
                 die(wal_error_message(e));
+        double first = 0;
         for (long i = 0; i < n; i++) {
                 wal_msg *m = NULL;
                 if (s->ops->next(s, 1000, &m, &e) < 0)
                         die(wal_error_message(e));
                 wal_msg_unref(m);
+                if (i == 0)
+                        first = now_s();
         }
-        double t = now_s() - t0;
+        struct run r = run_end(t0, c0, n);
+        double t1 = t0 + (double)n / r.rate;
+        r.first_ms = (first - t0) * 1e3;
+        r.steady = (double)(n - 1) / (t1 - first);
         s->ops->close(s);
         w->ops->close(w);
-        return (double)n / t;
+        return r;
 }
+
+/* ---- Statistics ---- */
 
 static int cmp_double(const void *a, const void *b)
 {
         double x = *(const double *)a, y = *(const double *)b;
         return x < y ? -1 : x > y;
 }
+
+/* "median (min-max)" of @v[0..n) (sorted in place). */
+static void summary(const char *what, double *v, int n)
+{
+        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+        printf("  %-44s median %.2fx  (min %.2fx, max %.2fx, %d pairs)\n", what, med, v[0],
+               v[n - 1], n);
+}
+
+/* ---- Latency ---- */
 
 /* p50 and p99 of @v (sorted in place), in microseconds. */
 static void percentiles(double *v, int n, double *p50, double *p99)
@@ -316,8 +413,6 @@ static void latency_raw(const char *bs, const char *topic, int n, double *p50, d
         rd_kafka_conf_set_dr_msg_cb(c, lat_dr);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
         double *v = calloc((size_t)n, sizeof(*v));
-        char value[100];
-        memset(value, 'v', sizeof(value));
         for (int i = -100; i < n; i++) {   /* 100 warm-up messages */
                 atomic_store(&lat_done, 0);
                 double t0 = now_s();
@@ -346,14 +441,11 @@ static void latency_ours(struct walimpls_opener *o, const char *channel, int n, 
         if (o->ops->open(o, &opts, &w, &e) < 0)
                 die(wal_error_message(e));
         double *v = calloc((size_t)n, sizeof(*v));
-        char value[100];
-        memset(value, 'v', sizeof(value));
         for (int i = -100; i < n; i++) {
                 struct ours_done d = { 0 };
                 double t0 = now_s();
-                wal_msg *m = NULL;
-                if (wal_msg_new(WAL_MSG_DATA, value, sizeof(value), &m) < 0 ||
-                    w->ops->append(w, m, ours_cb, &d) < 0)
+                wal_msg *m = make_msg(i + 100);
+                if (w->ops->append(w, m, ours_cb, &d) < 0)
                         die("ours latency: append");
                 wal_msg_unref(m);
                 /* Yield, not spin: on 2 cores a spinner starves the
@@ -369,64 +461,133 @@ static void latency_ours(struct walimpls_opener *o, const char *channel, int n, 
         w->ops->close(w);
 }
 
-int main(int argc, char **argv)
+/* ---- Main ---- */
+
+static void bench_append(const char *bs, long n, int pairs)
 {
-        long n = argc > 1 ? atol(argv[1]) : 200000;
-        int rounds = argc > 2 ? atoi(argv[2]) : 3;
-        /* Replays stay below the mock's 100 000 sets / 5 MiB partition cap. */
-        long nr = n < 20000 ? n : 20000;
-        struct kafka_mock_host *h = NULL;
-        if (kafka_mock_host_start(1, &h, NULL) < 0)
-                die("mock cluster");
-        const char *bs = kafka_mock_host_bootstraps(h);
-        struct walimpls_opener *off = build(bs, false), *on = build(bs, true);
-        /* Latency openers: linger.ms=0, as the raw side. */
-        struct walimpls_opener *loff = build_linger0(bs, false), *lon = build_linger0(bs, true);
-        double s_rawh = 0, s_raw = 0, s_off = 0, s_on = 0, s_rraw = 0, s_rours = 0;
-        char topic[64], ch[64];
-        for (int r = 0; r < rounds; r++) {
-                snprintf(topic, sizeof(topic), "raw-%d", r);
-                double raw = run_raw(bs, topic, n);
-                snprintf(topic, sizeof(topic), "rawh-%d", r);
-                double rawh = run_raw_h(bs, topic, n, true);
-                snprintf(ch, sizeof(ch), "off-%d", r);
-                double o1 = run_ours(off, ch, n);
-                snprintf(ch, sizeof(ch), "on-%d", r);
-                double o2 = run_ours(on, ch, n);
-                /* Replay: both readers read the same fresh topic. */
-                snprintf(ch, sizeof(ch), "replay-%d", r);
-                run_ours(off, ch, nr);
-                char ourtopic[80];
-                snprintf(ourtopic, sizeof(ourtopic), "wal-%s", ch);
-                double rr = replay_raw(bs, ourtopic, nr);
-                double ro = replay_ours(off, ch, nr);
-                printf("round %d: append raw %.0f/s, raw+24B header %.0f/s (%.2fx), ours fencing=off %.0f/s (%.2fx), "
-                       "fencing=on %.0f/s (%.2fx); replay raw %.0f/s, ours %.0f/s (%.2fx)\n",
-                       r, raw, rawh, rawh / raw, o1, o1 / raw, o2, o2 / raw, rr, ro, ro / rr);
+        struct walimpls_opener *off = build(bs, false, false), *on = build(bs, true, false);
+        uint8_t key[256];
+        size_t klen = our_key(n / 2, key, sizeof(key));
+        double r_off[MAX_PAIRS], r_on[MAX_PAIRS], r_key[MAX_PAIRS], r_offkey[MAX_PAIRS],
+               c_off[MAX_PAIRS], c_key[MAX_PAIRS];
+        printf("append: %ld x 100-B records per run, %d pairs; rate in records/s, "
+               "[CPU ns per record]; key of %zu B\n", n, pairs, klen);
+        for (int p = 0; p < pairs; p++) {
+                char t[4][64];
+                snprintf(t[0], sizeof(t[0]), "raw-%d", p);
+                snprintf(t[1], sizeof(t[1]), "rawkey-%d", p);
+                snprintf(t[2], sizeof(t[2]), "off-%d", p);
+                snprintf(t[3], sizeof(t[3]), "on-%d", p);
+                struct run raw, rawk, o1, o2;
+                if (p % 2 == 0) {
+                        raw = run_raw(bs, t[0], n, NULL, 0);
+                        rawk = run_raw(bs, t[1], n, key, klen);
+                        o1 = run_ours(off, t[2], n);
+                        o2 = run_ours(on, t[3], n);
+                } else {
+                        o2 = run_ours(on, t[3], n);
+                        o1 = run_ours(off, t[2], n);
+                        rawk = run_raw(bs, t[1], n, key, klen);
+                        raw = run_raw(bs, t[0], n, NULL, 0);
+                }
+                printf("pair %d: raw %.0f [%.0f]  raw+key %.0f [%.0f]  ours fencing=off %.0f "
+                       "[%.0f]  fencing=on %.0f [%.0f]\n", p, raw.rate, raw.cpu_ns, rawk.rate,
+                       rawk.cpu_ns, o1.rate, o1.cpu_ns, o2.rate, o2.cpu_ns);
                 fflush(stdout);
-                s_raw += raw;
-                s_rawh += rawh;
-                s_off += o1;
-                s_on += o2;
-                s_rraw += rr;
-                s_rours += ro;
+                r_off[p] = o1.rate / raw.rate;
+                r_on[p] = o2.rate / raw.rate;
+                r_key[p] = rawk.rate / raw.rate;
+                r_offkey[p] = o1.rate / rawk.rate;
+                c_off[p] = raw.cpu_ns / o1.cpu_ns;
+                c_key[p] = raw.cpu_ns / rawk.cpu_ns;
         }
+        summary("append ours fencing=off / raw (the goal)", r_off, pairs);
+        summary("append ours fencing=on / raw (the goal)", r_on, pairs);
+        summary("append raw+key / raw (record format)", r_key, pairs);
+        summary("append ours fencing=off / raw+key", r_offkey, pairs);
+        summary("CPU per record raw / ours fencing=off", c_off, pairs);
+        summary("CPU per record raw / raw+key", c_key, pairs);
+        off->ops->close(off);
+        on->ops->close(on);
+}
+
+static void bench_replay(const char *bs, int pairs)
+{
+        struct walimpls_opener *o = build(bs, false, false);
+        double r[MAX_PAIRS], st[MAX_PAIRS], f_raw[MAX_PAIRS], f_ours[MAX_PAIRS];
+        printf("replay: %d records per run (written by the backend), %d pairs; rate in "
+               "records/s, [CPU ns per record]\n", REPLAY_N, pairs);
+        for (int p = 0; p < pairs; p++) {
+                char ch[64], topic[80];
+                snprintf(ch, sizeof(ch), "replay-%d", p);
+                snprintf(topic, sizeof(topic), "wal-%s", ch);
+                run_ours(o, ch, REPLAY_N);
+                struct run raw, ours;
+                if (p % 2 == 0) {
+                        raw = replay_raw(bs, topic, REPLAY_N);
+                        ours = replay_ours(o, ch, REPLAY_N);
+                } else {
+                        ours = replay_ours(o, ch, REPLAY_N);
+                        raw = replay_raw(bs, topic, REPLAY_N);
+                }
+                printf("pair %d: raw consumer %.0f/s steady %.0f/s [%.0f] first after %.1f ms;  "
+                       "scanner %.0f/s steady %.0f/s [%.0f] first after %.1f ms\n", p, raw.rate,
+                       raw.steady, raw.cpu_ns, raw.first_ms, ours.rate, ours.steady,
+                       ours.cpu_ns, ours.first_ms);
+                fflush(stdout);
+                r[p] = ours.rate / raw.rate;
+                st[p] = ours.steady / raw.steady;
+                f_raw[p] = raw.first_ms;
+                f_ours[p] = ours.first_ms;
+        }
+        summary("replay scanner / raw consumer (the goal)", r, pairs);
+        summary("replay steady (first record to last)", st, pairs);
+        qsort(f_raw, (size_t)pairs, sizeof(double), cmp_double);
+        qsort(f_ours, (size_t)pairs, sizeof(double), cmp_double);
+        printf("  first record after (ms): raw median %.1f (%.1f-%.1f), scanner median %.1f "
+               "(%.1f-%.1f)\n",
+               f_raw[pairs / 2], f_raw[0], f_raw[pairs - 1], f_ours[pairs / 2], f_ours[0],
+               f_ours[pairs - 1]);
+        o->ops->close(o);
+}
+
+static void bench_latency(const char *bs)
+{
+        struct walimpls_opener *loff = build(bs, false, true), *lon = build(bs, true, true);
         double a50, a99, b50, b99, c50, c99;
         latency_raw(bs, "lat-raw", 2000, &a50, &a99);
         latency_ours(loff, "lat-off", 2000, &b50, &b99);
         latency_ours(lon, "lat-on", 2000, &c50, &c99);
-        printf("append->ack latency, 1 in flight, linger.ms=0, 2000 msgs: raw p50 %.0f us "
+        printf("latency: append->ack, 1 in flight, linger.ms=0, 2000 msgs: raw p50 %.0f us "
                "p99 %.0f us; ours fencing=off p50 %.0f p99 %.0f (p99 %.2fx); fencing=on p50 "
                "%.0f p99 %.0f (p99 %.2fx)\n", a50, a99, b50, b99, b99 / a99, c50, c99,
                c99 / a99);
         loff->ops->close(loff);
         lon->ops->close(lon);
-        printf("mean over %d rounds of %ld appends / %ld replays: append fencing=off %.2fx, "
-               "fencing=on %.2fx of raw librdkafka (raw with a 24-byte header: %.2fx); "
-               "replay %.2fx of a raw consumer\n",
-               rounds, n, nr, s_off / s_raw, s_on / s_raw, s_rawh / s_raw, s_rours / s_rraw);
-        off->ops->close(off);
-        on->ops->close(on);
+}
+
+int main(int argc, char **argv)
+{
+        const char *what = argc > 1 ? argv[1] : "all";
+        long n = argc > 2 ? atol(argv[2]) : 1000000;
+        int pairs = argc > 3 ? atoi(argv[3]) : 5;
+        bool all = strcmp(what, "all") == 0;
+        if (n < 1 || pairs < 1 || pairs > MAX_PAIRS ||
+            (!all && strcmp(what, "append") && strcmp(what, "replay") &&
+             strcmp(what, "latency")))
+                die("usage: bench-kafka [append|replay|latency|all] [appends per run] "
+                    "[pairs 1..64]");
+        memset(value, 'v', sizeof(value));
+        struct kafka_mock_host *h = NULL;
+        if (kafka_mock_host_start(1, &h, NULL) < 0)
+                die("mock cluster");
+        const char *bs = kafka_mock_host_bootstraps(h);
+        if (all || strcmp(what, "append") == 0)
+                bench_append(bs, n, pairs);
+        if (all || strcmp(what, "replay") == 0)
+                bench_replay(bs, pairs);
+        if (all || strcmp(what, "latency") == 0)
+                bench_latency(bs);
         kafka_mock_host_stop(h);
         return 0;
 }

@@ -3,7 +3,8 @@
  * tests/kafka/test-kafka.c: the Kafka backend against librdkafka's mock
  * cluster, beyond what the conformance suite checks: the record layout other
  * Kafka clients see, records written by other clients, a broker going down
- * and up during appends, injected request errors, back-pressure, a broker
+ * and up during appends, records of the earlier layout (envelope in a
+ * header), injected request errors, back-pressure, a broker
  * that is down at open, retention that dropped a read position, fatal
  * producer errors, and property pass-through.
  *
@@ -28,6 +29,7 @@
 #include <wal/wal-config.h>
 #include <wal/wal-registry.h>
 #include "impls/kafka/kafka-internal.h"
+#include "utility/envelope.h"
 #include "t-helpers.h"
 
 /* ---- Fixture ---- */
@@ -296,9 +298,18 @@ Test(kafka, other_clients_see_plain_payloads_and_headers)
                 cr_assert_eq(rd_kafka_header_get_last(h, "idx", &v, &vs), 0);
                 cr_assert_eq(vs, 1);
                 cr_assert_eq(((const char *)v)[0], (char)('0' + got));
-                cr_assert_eq(rd_kafka_header_get_last(h, "_wal", &v, &vs), 0,
-                             "no envelope header");
-                cr_assert_gt(vs, 0);
+                cr_assert_eq(rd_kafka_header_get_last(h, "_wal", &v, &vs),
+                             RD_KAFKA_RESP_ERR__NOENT, "an envelope header besides the key");
+                /* The envelope is the key, after a 4-byte magic. */
+                cr_assert_gt(m->key_len, 4, "no envelope in the key");
+                cr_assert_eq(memcmp(m->key, "\0wal", 4), 0, "the key lacks the magic");
+                wal_msg *dm = NULL;
+                wal_error *de = NULL;
+                cr_assert_eq(walu_envelope_decode((const uint8_t *)m->key + 4, m->key_len - 4,
+                                                  m->payload, m->len, &dm, &de), 0, "%s",
+                             wal_error_message(de));
+                cr_assert_str_eq(wal_msg_prop(dm, "idx"), want + strlen("payload-"));
+                wal_msg_unref(dm);
                 rd_kafka_message_destroy(m);
                 got++;
         }
@@ -350,6 +361,65 @@ Test(kafka, foreign_records_read_as_data_with_header_properties)
         cr_assert_eq(memcmp(pl, "bare", 4), 0);
         cr_assert_eq(wal_msg_prop_count(m), 0);
         cr_assert(wal_msgid_eq(wal_msg_id(m), WAL_MSGID(0, 1)));
+        wal_msg_unref(m);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
+/* Records of the earlier layout (the envelope in a "_wal" header) read back
+ * as what they were; a foreign key without the magic is ignored. */
+Test(kafka, envelope_header_records_and_foreign_keys_read_back)
+{
+        char ch[64], topic[128];
+        t_unique_name("oldlayout", ch, sizeof(ch));
+        snprintf(topic, sizeof(topic), "wal-%s", ch);
+        wal_msg *src = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_TXN_BEGIN, "old", 3, &src), 0);
+        cr_assert_eq(wal_msg_set_prop(src, "k", "v"), 0);
+        cr_assert_eq(wal_msg_set_time_tick(src, 12345), 0);
+        cr_assert_eq(wal_msg_set_term(src, 7), 0);
+        uint8_t env[256];
+        int elen = walu_envelope_encode(src, env, sizeof(env));
+        cr_assert_gt(elen, 0);
+        wal_msg_unref(src);
+        rd_kafka_t *p = plain_client(RD_KAFKA_PRODUCER);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("old", 3),
+                                       RD_KAFKA_V_HEADER("_wal", env, elen),
+                                       RD_KAFKA_V_HEADER("k", "v", 1),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END), 0);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("keyed", 5),
+                                       RD_KAFKA_V_KEY("\0wa", 3),
+                                       RD_KAFKA_V_HEADER("h", "1", 1),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END), 0);
+        cr_assert_eq(rd_kafka_flush(p, 10000), 0);
+        rd_kafka_destroy(p);
+
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RO);
+        struct walimpls_scanner *s = kt_read(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = NULL;
+        wal_error *e = NULL;
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        size_t len;
+        const void *pl = wal_msg_payload(m, &len);
+        cr_assert_eq(len, 3);
+        cr_assert_eq(memcmp(pl, "old", 3), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_TXN_BEGIN);
+        cr_assert_eq(wal_msg_time_tick(m), 12345);
+        cr_assert_eq(wal_msg_term(m), 7);
+        cr_assert_str_eq(wal_msg_prop(m, "k"), "v");
+        cr_assert_eq(wal_msg_prop_count(m), 1);
+        wal_msg_unref(m);
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        pl = wal_msg_payload(m, &len);
+        cr_assert_eq(len, 5);
+        cr_assert_eq(memcmp(pl, "keyed", 5), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_DATA);
+        cr_assert_str_eq(wal_msg_prop(m, "h"), "1");
+        cr_assert_eq(wal_msg_prop_count(m), 1);
         wal_msg_unref(m);
         s->ops->close(s);
         w->ops->close(w);

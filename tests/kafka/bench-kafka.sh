@@ -1,0 +1,52 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# tests/kafka/bench-kafka.sh: run bench-kafka (the Kafka backend against raw
+# librdkafka on one in-process mock cluster, alternating pairs) and print
+# the "## Kafka backend" section of BENCHMARKS.md on stdout, with the exact
+# command, the time and the load average.  Progress goes to stderr.
+#
+#   tests/kafka/bench-kafka.sh [BUILD_DIR] [APPENDS_PER_RUN] [PAIRS]
+#   (defaults: build 1000000 5; BUILD_DIR must hold tests/kafka/bench-kafka)
+set -eu
+
+build=${1:-build}
+n=${2:-1000000}
+pairs=${3:-5}
+bin=$build/tests/kafka/bench-kafka
+if [ ! -x "$bin" ]; then
+        echo "bench-kafka.sh: $bin not built (ninja -C $build tests/kafka/bench-kafka)" >&2
+        exit 1
+fi
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+out=$("$bin" all "$n" "$pairs" 2>/dev/null)
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+printf '%s\n' "$out" >&2
+
+cat <<MD
+## Kafka backend
+
+Command: \`tests/kafka/bench-kafka.sh $build $n $pairs\` (runs \`$bin all $n $pairs\`),
+$started, $(nproc) CPUs, load average $load_start at the start, $load_end at the end.
+
+The Kafka backend through the backend interface (walimpls) against raw librdkafka 2.0.2
+on one in-process mock cluster, in $pairs alternating pairs (the order of the sides flips
+every pair); ratios are per pair, reported as median (min-max).  Append: identical client
+configuration on every side (enable.idempotence=true, acks=all, linger.ms=5,
+socket.nagle.disable=true, queue.buffering.max.messages=1000000, batch.num.messages=10000),
+100-B values.  The goal (0.9x) compares against **raw**, REF-RDK as perf-anchors 9.5 writes
+it (no key, no headers): the record format is the backend's choice, so its cost counts
+against the backend.  **raw+key** is the same loop also sending a record key of the bytes
+our records carry (magic + envelope with time tick, term and last-confirmed ID set): the
+same record format, so ours/raw+key is the backend's own overhead.  CPU ns per record (in
+brackets) is the process's CPU time (every thread, the mock broker's too) per record.
+Replay: $(printf '%s\n' "$out" | sed -n 's/^replay: \([0-9]*\) records.*/\1/p') records
+written by the backend, read by a raw consumer (assign + consumer_poll, the scanner
+consumer's exact properties, starting at the low watermark as the scanner's ALL does) and
+by a scanner (decoded messages), clock from creating the consumer to the last record.
+
+\`\`\`
+$out
+\`\`\`
+MD
