@@ -74,6 +74,17 @@ static void add_problem(const char *fmt, ...)
         va_end(ap);
         if (r < 0)
                 return;
+        /* The same problem met again (WAL_PLUGIN_PATH and a plugin.path
+         * naming the same missing directory) is reported once. */
+        pthread_mutex_lock(&problems_lock);
+        for (size_t i = 0; i < n_problems; i++) {
+                if (strcmp(problems[i], msg) == 0) {
+                        pthread_mutex_unlock(&problems_lock);
+                        free(msg);
+                        return;
+                }
+        }
+        pthread_mutex_unlock(&problems_lock);
         walu_log(WAL_LOG_WARNING, "backend registry: %s", msg);
         pthread_mutex_lock(&problems_lock);
         char **np = n_problems < MAX_PROBLEMS

@@ -175,7 +175,7 @@ Test(plugins, loading_again_is_harmless)
         expect_backend("tgood-a", "good.so");
 }
 
-Test(plugins, missing_directory_is_a_problem)
+Test(plugins, missing_directory_is_a_problem_reported_once)
 {
         char missing[1024];
         snprintf(missing, sizeof(missing), "%s/nope", tmp);
@@ -184,6 +184,10 @@ Test(plugins, missing_directory_is_a_problem)
         cr_expect(strstr(wal_error_message(e), missing), "%s", wal_error_message(e));
         wal_error_free(e);
         cr_expect_not_null(problem_of("nope"));
+        /* Met again (the variable and the property naming it): one problem. */
+        size_t n = wal_registry_problem_count();
+        cr_assert_eq(wal_registry_load_plugins(missing, NULL), -ENOEXEC);
+        cr_expect_eq(wal_registry_problem_count(), n);
 }
 
 /* ---- The ways in ---- */
