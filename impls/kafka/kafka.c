@@ -83,10 +83,13 @@
  * the requested offset are skipped (Kafka would call the position out of
  * range).  The pollable fd is an eventfd that librdkafka writes to when the
  * consumer queue becomes non-empty (rd_kafka_queue_io_event_enable); next()
- * drains it before polling the queue, and interrupt() writes it too (a
- * wait also wakes every 100 ms, so a lost event costs latency, never a
- * hang).  No thread of ours is involved in reading.  read_ahead becomes the
- * consumer's queued.min.messages.
+ * drains it only when it finds nothing, then looks once more before
+ * waiting, and interrupt() writes it too (a wait also wakes every 100 ms, so
+ * a lost event costs latency, never a hang).  next() takes up to 256 records
+ * per queue call (rd_kafka_consume_batch_queue) and hands them out one by
+ * one; what it holds counts as "available" for the fd rule, since next(0)
+ * delivers it.  No thread of ours is involved in reading.  read_ahead
+ * becomes the consumer's queued.min.messages.
  *
  * Fencing (kafkawal.fencing=true, the default).  Each channel has a term
  * register: the committed offset of its partition 0 in the consumer group
@@ -166,6 +169,8 @@
 #define KAFKA_KEY_MAGIC_LEN 4
 /* Keys up to this size live inside the pending append (no allocation). */
 #define KAFKA_KEY_INLINE 64
+/* Records a scanner takes from its consumer queue per call. */
+#define KAFKA_SCAN_BATCH 256
 /* Appends queued for the fence thread before append() waits. */
 #define KAFKA_QUEUE_MAX 100000
 /* Kafka's longest topic name. */
@@ -250,6 +255,8 @@ struct kafka_scanner {
                                           deleted meanwhile restarts at the earliest */
         int failed;                    /* sticky error, 0 if none */
         char failed_msg[512];
+        rd_kafka_message_t *batch[KAFKA_SCAN_BATCH]; /* taken, not yet handled */
+        size_t bpos, blen;             /* batch[bpos..blen) are still ours */
 };
 
 static const struct walimpls_opener_ops kafka_opener_ops;
@@ -1637,8 +1644,17 @@ static struct kafka_scanner *kafka_scanner_from_base(struct walimpls_scanner *b)
         return (struct kafka_scanner *)b;
 }
 
+/* Destroy the records taken from the queue but not yet handled. */
+static void kafka_scanner_batch_drop(struct kafka_scanner *s)
+{
+        while (s->bpos < s->blen)
+                rd_kafka_message_destroy(s->batch[s->bpos++]);
+        s->bpos = s->blen = 0;
+}
+
 static void kafka_scanner_free(struct kafka_scanner *s)
 {
+        kafka_scanner_batch_drop(s);
         if (s->q) {
                 rd_kafka_queue_io_event_enable(s->q, -1, NULL, 0);
                 rd_kafka_queue_destroy(s->q);
@@ -1871,8 +1887,11 @@ static int kafka_scanner_take(struct kafka_scanner *s, rd_kafka_message_t *m, wa
                                         RD_KAFKA_OFFSET_BEGINNING;
                                 rd_kafka_resp_err_t err = rd_kafka_assign(s->rk, pl);
                                 rd_kafka_topic_partition_list_destroy(pl);
-                                if (!err)
+                                if (!err) {
+                                        /* Nothing taken so far can follow. */
+                                        kafka_scanner_batch_drop(s);
                                         return 1;
+                                }
                         }
                         return kafka_scanner_fail(s, -ERANGE, reterr,
                                                   "kafka: channel %s: the scanner's position is "
@@ -1928,8 +1947,15 @@ static int kafka_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
         for (;;) {
                 if (atomic_load(&s->interrupted))
                         return wal_error_set(reterr, -ECANCELED, 0, "kafka: scanner interrupted");
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 0);
-                if (m) {
+                if (s->bpos == s->blen) {
+                        /* One queue lock for up to KAFKA_SCAN_BATCH records. */
+                        ssize_t n = rd_kafka_consume_batch_queue(s->q, 0, s->batch,
+                                                                 KAFKA_SCAN_BATCH);
+                        s->bpos = 0;
+                        s->blen = n > 0 ? (size_t)n : 0;
+                }
+                if (s->bpos < s->blen) {
+                        rd_kafka_message_t *m = s->batch[s->bpos++];
                         int r = kafka_scanner_take(s, m, ret, reterr);
                         rd_kafka_message_destroy(m);
                         if (r <= 0)

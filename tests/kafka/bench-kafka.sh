@@ -3,12 +3,23 @@
 #
 # tests/kafka/bench-kafka.sh: run bench-kafka (the Kafka backend against raw
 # librdkafka on one in-process mock cluster, alternating pairs) and print
-# the "## Kafka backend" section of BENCHMARKS.md on stdout, with the exact
-# command, the time and the load average.  Progress goes to stderr.
+# the "## Kafka backend" section of BENCHMARKS.md on stdout, between
+# <!-- kafka-backend:begin ... --> and <!-- kafka-backend:end --> markers
+# (as tools/bench/run-local.sh does for the local backend), with the exact
+# command, the time and the load average.  Progress goes to stderr.  With
+# --write FILE the section also replaces, in FILE, the marked block, or else
+# the "## Kafka backend" section (up to the next "## " heading), or else is
+# appended.
 #
-#   tests/kafka/bench-kafka.sh [BUILD_DIR] [APPENDS_PER_RUN] [PAIRS]
+#   tests/kafka/bench-kafka.sh [--write FILE] [BUILD_DIR] [APPENDS_PER_RUN] [PAIRS]
 #   (defaults: build 1000000 5; BUILD_DIR must hold tests/kafka/bench-kafka)
 set -eu
+
+write=
+if [ "${1:-}" = "--write" ]; then
+        write=$2
+        shift 2
+fi
 
 build=${1:-build}
 n=${2:-1000000}
@@ -24,7 +35,8 @@ out=$("$bin" all "$n" "$pairs" 2>/dev/null)
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%s\n' "$out" >&2
 
-cat <<MD
+section=$(cat <<MD
+<!-- kafka-backend:begin (written by tests/kafka/bench-kafka.sh) -->
 ## Kafka backend
 
 Command: \`tests/kafka/bench-kafka.sh $build $n $pairs\` (runs \`$bin all $n $pairs\`),
@@ -49,4 +61,28 @@ by a scanner (decoded messages), clock from creating the consumer to the last re
 \`\`\`
 $out
 \`\`\`
+<!-- kafka-backend:end -->
 MD
+)
+printf '%s\n' "$section"
+if [ -n "$write" ]; then
+        SECTION=$section python3 - "$write" <<'PY'
+import os, re, sys
+path, sec = sys.argv[1], os.environ["SECTION"].rstrip() + "\n"
+text = open(path).read() if os.path.exists(path) else ""
+b = text.find("<!-- kafka-backend:begin")
+e = text.find("<!-- kafka-backend:end -->")
+if b >= 0 and e > b:
+    e += len("<!-- kafka-backend:end -->")
+    text = text[:b] + sec.rstrip("\n") + text[e:]
+else:
+    m = re.search(r"^## Kafka backend\n", text, re.M)
+    if m:
+        n = re.search(r"^## ", text[m.end():], re.M)
+        end = m.end() + n.start() if n else len(text)
+        text = text[:m.start()] + sec + "\n" + text[end:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + sec
+open(path, "w").write(text)
+PY
+fi
