@@ -29,6 +29,12 @@ if [ ! -x "$bin" ]; then
         echo "bench-kafka.sh: $bin not built (ninja -C $build tests/kafka/bench-kafka)" >&2
         exit 1
 fi
+here=$(cd "$(dirname "$0")/../.." && pwd)
+commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$here" status --porcelain -- impls/kafka tests/kafka 2>/dev/null |
+        grep -v '^??' || true)" ]; then
+        commit="$commit+dirty"
+fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 out=$("$bin" all "$n" "$pairs" 2>/dev/null)
@@ -40,7 +46,7 @@ section=$(cat <<MD
 ## Kafka backend
 
 Command: \`tests/kafka/bench-kafka.sh $build $n $pairs\` (runs \`$bin all $n $pairs\`),
-$started, $(nproc) CPUs, load average $load_start at the start, $load_end at the end.
+source tree at commit $commit, $started, $(nproc) CPUs, load average $load_start at the start, $load_end at the end.
 
 The Kafka backend through the backend interface (walimpls) against raw librdkafka 2.0.2
 on one in-process mock cluster, in $pairs alternating pairs (the order of the sides flips
