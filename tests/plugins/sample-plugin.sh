@@ -119,6 +119,13 @@ grep -q "$tmp/broken/broken.so refused: not a shared object" "$tmp/err" ||
         { cat "$tmp/err" >&2; fail "the refusal is not on stderr"; }
 WAL_PLUGIN_PATH="$tmp/broken" "$walctl" -q backends 2>"$tmp/err" >/dev/null || fail "-q backends"
 [ ! -s "$tmp/err" ] || fail "-q did not hide the warning: $(cat "$tmp/err")"
+# A backend whose plugin was refused is unavailable: exit 69, naming the
+# known backends, after the warning saying why.
+rc=0
+WAL_PLUGIN_PATH="$tmp/broken" "$walctl" -b sample info orders >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc -eq 69 ] || fail "-b <refused plugin>: exit $rc, want 69"
+grep -q "unknown backend 'sample'" "$tmp/err" && grep -q "broken.so refused" "$tmp/err" ||
+        fail "-b <refused plugin>: $(cat "$tmp/err")"
 
 step "walctl append/read round trip"
 data="$tmp/data"
