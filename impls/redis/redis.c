@@ -268,7 +268,6 @@ struct redis_wal {
         bool id_fencing;               /* term < TERM_IDS_MAX: XADD <band|ms>-* */
         uint64_t next_ms;              /* writer: lowest ms part of the next ID */
         char *obuf;                    /* writer: a batch's commands in RESP form */
-        struct rpend *inline_sent;     /* sent by append() itself; reply not read */
         size_t ocap;
         /* Writer (read-write only). */
         pthread_mutex_t lock;
@@ -1275,22 +1274,16 @@ static void *writer_main(void *arg)
         block_sigpipe();
         for (;;) {
                 pthread_mutex_lock(&w->lock);
-                while (!w->head && !w->closing && !w->inline_sent) {
+                while (!w->head && !w->closing) {
                         w->writer_idle = true;
                         pthread_cond_wait(&w->work, &w->lock);
                         w->writer_idle = false;
                 }
-                struct rpend *sent = w->inline_sent;
-                w->inline_sent = NULL;
                 bool closing = w->closing;
-                bool empty = !w->head && !sent;
+                bool empty = !w->head;
                 pthread_mutex_unlock(&w->lock);
                 if (empty)
                         break;
-                if (sent) {
-                        finish_batch_ids(w, sent, 0, NULL);
-                        continue;
-                }
                 if (!rconn_connected(&w->conn) || rconn_peer_closed(&w->conn)) {
                         bool was = rconn_connected(&w->conn);
                         rconn_close(&w->conn);
@@ -1384,27 +1377,6 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
                 pthread_mutex_unlock(&w->lock);
                 pend_free(e);
                 return -ESHUTDOWN;
-        }
-        /*
-         * An idle writer with nothing queued: send the XADD from here, which
-         * spares the append -> delivery path a thread wake-up; the writer
-         * reads the reply.  Safe because an idle writer touches none of its
-         * state (it waits on w->work, and we hold w->lock).  A failed write
-         * executed nothing (the server drops a partial command when the
-         * connection closes): the record then takes the queue, and the
-         * writer reconnects.
-         */
-        if (w->id_fencing && w->writer_idle && !w->head && !w->inline_sent &&
-            w->o->p.wait_replicas == 0 && rconn_connected(&w->conn) &&
-            !rconn_peer_closed(&w->conn)) {
-                wal_error *err = NULL;
-                if (send_batch_ids(w, e, &err) == 0) {
-                        w->inline_sent = e;
-                        pthread_cond_signal(&w->work);
-                        pthread_mutex_unlock(&w->lock);
-                        return 0;
-                }
-                wal_error_free(err);
         }
         if (w->tail)
                 w->tail->next = e;
