@@ -220,7 +220,15 @@ int walu_envelope_encode(const wal_msg *m, uint8_t *buf, size_t len)
         return (int)w.n;
 }
 
+/* ---- Reference decoder (protobuf-c) ---- */
+
 /*
+ * walu_envelope_decode_protobuf() is the decoder the library used before the
+ * hand-written one below: protobuf-c unpacks, then every field is validated.
+ * Only the differential tests call it (tests/utility/test-envelope-diff.c and
+ * its fuzz target), to show the two accept and reject the same inputs with
+ * the same results.
+ *
  * protobuf-c allocates every piece of an unpacked message separately (the
  * envelope, the property array, each property, each byte string).  Decoding
  * lends it a bump arena on the stack instead; what does not fit falls back
@@ -265,43 +273,47 @@ static void arena_free(void *data, void *p)
  * when it fits, else into a new allocation stored in *heap (freed by the
  * caller).  NULL with *err set: -EBADMSG for an embedded NUL, -ENOMEM.
  */
-static const char *text_of(const ProtobufCBinaryData *b, char *stack, size_t stack_len,
+static const char *text_of(const uint8_t *data, size_t len, char *stack, size_t stack_len,
                            char **heap, int *err)
 {
-        if (b->len && memchr(b->data, '\0', b->len)) {
+        if (len && memchr(data, '\0', len)) {
                 *err = -EBADMSG;
                 return NULL;
         }
         char *s = stack;
-        if (b->len >= stack_len) {
-                s = *heap = malloc(b->len + 1);
+        if (len >= stack_len) {
+                s = *heap = malloc(len + 1);
                 if (!s) {
                         *err = -ENOMEM;
                         return NULL;
                 }
         }
-        if (b->len)
-                memcpy(s, b->data, b->len);
-        s[b->len] = '\0';
+        if (len)
+                memcpy(s, data, len);
+        s[len] = '\0';
         return s;
 }
 
-/* Set property @i (@p) on @m.  0, -EBADMSG or -ENOMEM. */
-static int apply_prop(const Walu__Property *p, size_t i, wal_msg *m, wal_error **reterr)
+/*
+ * Set property @i (key @kd/@kl, value @vd/@vl, as on the wire) on @m.
+ * 0, -EBADMSG or -ENOMEM.  Shared by both decoders.
+ */
+static int apply_prop(const uint8_t *kd, size_t kl, const uint8_t *vd, size_t vl, size_t i,
+                      wal_msg *m, wal_error **reterr)
 {
         char kbuf[128], vbuf[256];
         char *kheap = NULL, *vheap = NULL;
         int r = 0;
-        if (p->key.len == 0)
+        if (kl == 0)
                 return wal_error_set(reterr, -EBADMSG, 0,
                                      "envelope: property %zu has an empty key", i);
-        const char *k = text_of(&p->key, kbuf, sizeof(kbuf), &kheap, &r);
+        const char *k = text_of(kd, kl, kbuf, sizeof(kbuf), &kheap, &r);
         if (!k) {
                 r = wal_error_set(reterr, r, 0, "envelope: property %zu key: %s", i,
                                   r == -EBADMSG ? "contains a NUL byte" : wal_strerror(r));
                 goto out;
         }
-        const char *v = text_of(&p->value, vbuf, sizeof(vbuf), &vheap, &r);
+        const char *v = text_of(vd, vl, vbuf, sizeof(vbuf), &vheap, &r);
         if (!v) {
                 r = wal_error_set(reterr, r, 0, "envelope: property '%s' value: %s", k,
                                   r == -EBADMSG ? "contains a NUL byte" : wal_strerror(r));
@@ -324,26 +336,36 @@ out:
         return r;
 }
 
+/* Set the vchannel @d/@len (non-empty) on @m.  0, -EBADMSG or -ENOMEM. */
+static int apply_vchannel(const uint8_t *d, size_t len, wal_msg *m, wal_error **reterr)
+{
+        char vbuf[128], *vheap = NULL;
+        int r = 0;
+        const char *vc = text_of(d, len, vbuf, sizeof(vbuf), &vheap, &r);
+        if (vc)
+                r = wal_msg_set_vchannel(m, vc);
+        free(vheap);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "envelope: vchannel: %s",
+                                     r == -EBADMSG ? "contains a NUL byte" : wal_strerror(r));
+        return 0;
+}
+
 /* Fill @m from the unpacked envelope @e.  0, -EBADMSG or -ENOMEM. */
 static int apply(const Walu__Envelope *e, wal_msg *m, wal_error **reterr)
 {
         int r;
         for (size_t i = 0; i < e->n_properties; i++) {
-                r = apply_prop(e->properties[i], i, m, reterr);
+                const Walu__Property *p = e->properties[i];
+                r = apply_prop(p->key.data, p->key.len, p->value.data, p->value.len, i, m,
+                               reterr);
                 if (r < 0)
                         return r;
         }
         if (e->vchannel.len) {
-                char vbuf[128], *vheap = NULL;
-                r = 0;
-                const char *vc = text_of(&e->vchannel, vbuf, sizeof(vbuf), &vheap, &r);
-                if (vc)
-                        r = wal_msg_set_vchannel(m, vc);
-                free(vheap);
+                r = apply_vchannel(e->vchannel.data, e->vchannel.len, m, reterr);
                 if (r < 0)
-                        return wal_error_set(reterr, r, 0, "envelope: vchannel: %s",
-                                             r == -EBADMSG ? "contains a NUL byte"
-                                                           : wal_strerror(r));
+                        return r;
         }
         wal_msg_set_time_tick(m, e->time_tick);
         wal_msg_set_term(m, e->term);
@@ -353,8 +375,8 @@ static int apply(const Walu__Envelope *e, wal_msg *m, wal_error **reterr)
         return 0;
 }
 
-int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload,
-                         size_t payload_len, wal_msg **ret, wal_error **reterr)
+int walu_envelope_decode_protobuf(const uint8_t *env, size_t env_len, const void *payload,
+                                  size_t payload_len, wal_msg **ret, wal_error **reterr)
 {
         if (!ret)
                 return wal_error_set(reterr, -EINVAL, 0, "envelope: NULL result pointer");
@@ -423,5 +445,323 @@ int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload
 out:
         if (arena.n_heap)
                 walu__envelope__free_unpacked(e, &alloc);
+        return r;
+}
+
+/* ---- Decoding ---- */
+
+/*
+ * The decoder reads the wire format in place: no unpacking into structs, no
+ * copies of the fields, no allocation besides the message itself (and its
+ * property strings).  It accepts and refuses exactly what protobuf-c 1.4's
+ * unpack followed by the checks of the reference decoder above does, field
+ * by field (tests/utility/test-envelope-diff.c and the fuzz-envelope-diff
+ * target compare the two):
+ *
+ * - A tag is a varint of at most 5 bytes within the input, truncated to 32
+ *   bits, whose first byte has a field bit set (so a one-byte field 0 is
+ *   refused); field numbers 1-11 (1-2 in a property) are known, all others
+ *   are skipped as unknown fields of any valid wire type.
+ * - Wire types 0 (varint, at most 10 bytes), 1 (8 bytes), 2 (length prefix
+ *   of at most 5 bytes, then that many bytes) and 5 (4 bytes) must fit in
+ *   what is left; 3, 4 (groups), 6 and 7 are refused.
+ * - A known integer field must be a varint (uint32 keeps the low 32 bits of
+ *   the value); a bytes or property field must be length-delimited.  The bool
+ *   has_lc takes any wire type and is true when any byte after its tag (the
+ *   length prefix included) has a non-zero low 7 bits, as protobuf-c reads
+ *   it.
+ * - A singular field given twice keeps the last value; properties keep wire
+ *   order.
+ * - The whole envelope (properties included) is checked before any field is
+ *   used, so a structural fault anywhere is reported as such, ahead of the
+ *   version and type checks, as protobuf-c's failed unpack was.
+ */
+enum {
+        WIRE_I64 = 1,
+        WIRE_I32 = 5,
+};
+
+struct wire_field {
+        uint32_t num;                   /* field number, truncated to 32 bits */
+        unsigned wire;                  /* wire type */
+        const uint8_t *raw;             /* bytes after the tag */
+        size_t raw_len;                 /* ... up to the next tag */
+        const uint8_t *data;            /* content: varint/fixed bytes, or the */
+        size_t len;                     /* ... length-delimited bytes */
+};
+
+/* Value of the varint @p (@n bytes, already scanned): protobuf-c's rules. */
+static inline uint64_t varint_value(const uint8_t *p, size_t n)
+{
+        uint64_t v = 0;
+        for (size_t i = 0; i < n; i++)
+                v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        return v;
+}
+
+/*
+ * Read the field at *pp (before @end) into @f and advance *pp past it.
+ * 1: a field; 0: at the end; -1: malformed.
+ */
+static int next_field(const uint8_t **pp, const uint8_t *end, struct wire_field *f)
+{
+        const uint8_t *p = *pp;
+        size_t rem = (size_t)(end - p);
+        if (!rem)
+                return 0;
+        /* protobuf-c refuses a first tag byte whose field bits are all zero
+         * (field 0 in one byte); 0x80 0x00 (field 0 in two) passes. */
+        if (!(p[0] & 0xf8))
+                return -1;
+
+        uint32_t num = (uint32_t)(p[0] & 0x7f) >> 3;
+        size_t used = 1;
+        f->wire = p[0] & 7;
+        if (p[0] & 0x80) {
+                size_t max = rem < 5 ? rem : 5;
+                unsigned shift = 4;
+                for (;;) {
+                        if (used == max)
+                                return -1;
+                        uint8_t b = p[used++];
+                        num |= (uint32_t)(b & 0x7f) << shift;
+                        if (!(b & 0x80))
+                                break;
+                        shift += 7;
+                }
+        }
+        p += used;
+        rem -= used;
+        f->num = num;
+        f->raw = p;
+
+        size_t n, pre = 0;
+        switch (f->wire) {
+        case WIRE_VARINT: {
+                size_t max = rem < 10 ? rem : 10;
+                for (n = 0; n < max && (p[n] & 0x80); n++)
+                        ;
+                if (n == max)
+                        return -1;
+                n++;
+                break;
+        }
+        case WIRE_I64:
+                if (rem < 8)
+                        return -1;
+                n = 8;
+                break;
+        case WIRE_I32:
+                if (rem < 4)
+                        return -1;
+                n = 4;
+                break;
+        case WIRE_LEN: {
+                size_t max = rem < 5 ? rem : 5;
+                uint64_t len = 0;
+                for (pre = 0; pre < max; pre++) {
+                        len |= (uint64_t)(p[pre] & 0x7f) << (7 * pre);
+                        if (!(p[pre] & 0x80))
+                                break;
+                }
+                if (pre == max)
+                        return -1;
+                pre++;
+                /* protobuf-c computes the length in 32 bits; a length that
+                 * wraps there still ends beyond any input we accept. */
+                len &= 0xffffffffu;
+                if (len > rem - pre)
+                        return -1;
+                n = pre + (size_t)len;
+                break;
+        }
+        default:
+                return -1;
+        }
+        f->raw_len = n;
+        f->data = p + pre;
+        f->len = n - pre;
+        *pp = p + n;
+        return 1;
+}
+
+/* has_lc as protobuf-c reads a bool: any content bit after the tag. */
+static bool bool_value(const struct wire_field *f)
+{
+        for (size_t i = 0; i < f->raw_len; i++)
+                if (f->raw[i] & 0x7f)
+                        return true;
+        return false;
+}
+
+/*
+ * Check the property @d/@len and find its key and value (last of each wins,
+ * absent = empty).  false if malformed.
+ */
+static bool scan_prop(const uint8_t *d, size_t len, const uint8_t **k, size_t *kl,
+                      const uint8_t **v, size_t *vl)
+{
+        const uint8_t *p = d, *end = d + len;
+        struct wire_field f;
+        int r;
+        *k = *v = NULL;
+        *kl = *vl = 0;
+        while ((r = next_field(&p, end, &f)) > 0) {
+                if (f.num != 1 && f.num != 2)
+                        continue;
+                if (f.wire != WIRE_LEN)
+                        return false;
+                if (f.num == 1) {
+                        *k = f.data;
+                        *kl = f.len;
+                } else {
+                        *v = f.data;
+                        *vl = f.len;
+                }
+        }
+        return r == 0;
+}
+
+/* The envelope's fields, as views into the input. */
+struct env_view {
+        uint32_t version, type, txn_keepalive_ms;
+        uint64_t time_tick, lc_hi, lc_lo, txn_id;
+        int64_t term;
+        bool has_lc;
+        size_t n_props;
+        const uint8_t *vchannel;
+        size_t vchannel_len;
+};
+
+/* Check the whole envelope @env/@len and fill @e.  false if malformed. */
+static bool scan_envelope(const uint8_t *env, size_t len, struct env_view *e)
+{
+        const uint8_t *p = env, *end = env + len;
+        struct wire_field f;
+        int r;
+        *e = (struct env_view){ 0 };
+        while ((r = next_field(&p, end, &f)) > 0) {
+                if (f.num == 7) {
+                        e->has_lc = bool_value(&f);
+                        continue;
+                }
+                if (f.num == 3 || f.num == 4) {
+                        if (f.wire != WIRE_LEN)
+                                return false;
+                        if (f.num == 4) {
+                                e->vchannel = f.data;
+                                e->vchannel_len = f.len;
+                        } else {
+                                const uint8_t *k, *v;
+                                size_t kl, vl;
+                                if (!scan_prop(f.data, f.len, &k, &kl, &v, &vl))
+                                        return false;
+                                e->n_props++;
+                        }
+                        continue;
+                }
+                if (f.num < 1 || f.num > 11)
+                        continue;               /* unknown field: skipped */
+                if (f.wire != WIRE_VARINT)
+                        return false;
+                uint64_t v = varint_value(f.data, f.len);
+                switch (f.num) {
+                case 1: e->version = (uint32_t)v; break;
+                case 2: e->type = (uint32_t)v; break;
+                case 5: e->time_tick = v; break;
+                case 6: e->term = (int64_t)v; break;
+                case 8: e->lc_hi = v; break;
+                case 9: e->lc_lo = v; break;
+                case 10: e->txn_id = v; break;
+                case 11: e->txn_keepalive_ms = (uint32_t)v; break;
+                }
+        }
+        return r == 0;
+}
+
+/* Set the properties of the checked envelope @env/@len on @m, in wire order. */
+static int apply_props(const uint8_t *env, size_t len, wal_msg *m, wal_error **reterr)
+{
+        const uint8_t *p = env, *end = env + len;
+        struct wire_field f;
+        size_t i = 0;
+        while (next_field(&p, end, &f) > 0) {
+                if (f.num != 3)
+                        continue;
+                const uint8_t *k, *v;
+                size_t kl, vl;
+                scan_prop(f.data, f.len, &k, &kl, &v, &vl);
+                int r = apply_prop(k, kl, v, vl, i++, m, reterr);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload,
+                         size_t payload_len, wal_msg **ret, wal_error **reterr)
+{
+        if (!ret)
+                return wal_error_set(reterr, -EINVAL, 0, "envelope: NULL result pointer");
+        if (!env && env_len > 0)
+                return wal_error_set(reterr, -EINVAL, 0,
+                                     "envelope: NULL envelope with length %zu", env_len);
+        if (!payload && payload_len > 0)
+                return wal_error_set(reterr, -EINVAL, 0,
+                                     "envelope: NULL payload with length %zu", payload_len);
+
+        wal_msg *m = NULL;
+        int r;
+        if (!env) {
+                /* Foreign record: the payload is all there is. */
+                r = wal_msg_new(WAL_MSG_DATA, payload, payload_len, &m);
+                if (r < 0)
+                        return wal_error_set(reterr, r, 0,
+                                             "envelope: %zu-byte payload: %s",
+                                             payload_len, wal_strerror(r));
+                *ret = m;
+                return 0;
+        }
+
+        if (env_len > WALU_ENVELOPE_MAX)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: %zu bytes exceeds the %u-byte limit",
+                                     env_len, (unsigned)WALU_ENVELOPE_MAX);
+        struct env_view e;
+        if (!scan_envelope(env, env_len, &e))
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: %zu bytes are not a valid envelope message",
+                                     env_len);
+        if (e.version != WALU_ENVELOPE_VERSION)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: unknown version %u (this build reads %u)",
+                                     e.version, (unsigned)WALU_ENVELOPE_VERSION);
+        if (!wal_msg_type_name((enum wal_msg_type)e.type))
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: message type %u out of range 1..%d",
+                                     e.type, WAL_MSG_TYPE_MAX);
+        r = wal_msg_new((enum wal_msg_type)e.type, payload, payload_len, &m);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "envelope: %zu-byte payload: %s",
+                                     payload_len, wal_strerror(r));
+        if (e.n_props) {
+                r = apply_props(env, env_len, m, reterr);
+                if (r < 0)
+                        goto fail;
+        }
+        if (e.vchannel_len) {
+                r = apply_vchannel(e.vchannel, e.vchannel_len, m, reterr);
+                if (r < 0)
+                        goto fail;
+        }
+        wal_msg_set_time_tick(m, e.time_tick);
+        wal_msg_set_term(m, e.term);
+        if (e.has_lc)
+                wal_msg_set_last_confirmed(m, WAL_MSGID(e.lc_hi, e.lc_lo));
+        wal_msg_set_txn(m, e.txn_id, e.txn_keepalive_ms);
+        *ret = m;
+        return 0;
+fail:
+        wal_msg_unref(m);
         return r;
 }

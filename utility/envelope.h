@@ -46,4 +46,12 @@ int walu_envelope_encode(const wal_msg *m, uint8_t *buf, size_t len);
 int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload,
                          size_t payload_len, wal_msg **ret, wal_error **reterr);
 
+/*
+ * The same contract as walu_envelope_decode(), through protobuf-c's unpack:
+ * the reference the hand-written decoder is compared against by the
+ * differential tests.  The library itself does not call it.
+ */
+int walu_envelope_decode_protobuf(const uint8_t *env, size_t env_len, const void *payload,
+                                  size_t payload_len, wal_msg **ret, wal_error **reterr);
+
 #endif /* WALU_ENVELOPE_H */
