@@ -4,9 +4,10 @@
  *
  * Encoding writes the protobuf wire format of envelope.proto directly into
  * the caller's buffer (no allocation; see the writer below).  Decoding
- * checks the size cap, lets the protobuf-c code generated from
- * envelope.proto unpack (it rejects malformed wire data) into a stack
- * arena, then validates every field before building the message.
+ * checks the size cap, then reads the wire format in place (see "Decoding"
+ * below): it accepts and refuses exactly what protobuf-c's unpack followed
+ * by the field checks did, and that protobuf-c path stays here as the
+ * reference the differential tests compare against.
  *
  * ---- The envelope format, version 1 ----
  *

@@ -156,7 +156,7 @@ void local_frame_seal(uint8_t *hdr, uint64_t lsn, uint32_t env_len, uint32_t pay
         memset(hdr + used, 0, total - used);
 }
 
-int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret)
+int local_frame_peek(const uint8_t *buf, size_t len, struct local_frame *ret)
 {
         if (!buf || len < LOCAL_FRAME_HDR_SIZE)
                 return -EAGAIN;
@@ -164,7 +164,6 @@ int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret)
         uint32_t env = walu_get_be32(buf + 4);
         uint64_t lsn = walu_get_be64(buf + 8);
         uint32_t flags = walu_get_be32(buf + 16);
-        uint32_t stored = walu_get_be32(buf + 20);
         if (lsn == 0) {
                 if (all_zero(buf, LOCAL_FRAME_HDR_SIZE))
                         return 0;
@@ -174,22 +173,59 @@ int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret)
                 return -EBADMSG;
         if (len < LOCAL_FRAME_HDR_SIZE + (size_t)body)
                 return -EAGAIN;
-        uint32_t crc = walu_crc32c(0, buf + LOCAL_FRAME_HDR_SIZE, body);
-        crc = walu_crc32c(crc, buf, 20);
-        if (crc_mask(crc) != stored)
-                return -EBADMSG;
         uint64_t size = local_frame_size(body);
-        if (ret) {
-                *ret = (struct local_frame){
-                        .lsn = lsn,
-                        .env = buf + LOCAL_FRAME_HDR_SIZE,
-                        .env_len = env,
-                        .payload = buf + LOCAL_FRAME_HDR_SIZE + env,
-                        .payload_len = body - env,
-                        .size = size,
-                };
-        }
+        *ret = (struct local_frame){
+                .lsn = lsn,
+                .env = buf + LOCAL_FRAME_HDR_SIZE,
+                .env_len = env,
+                .payload = buf + LOCAL_FRAME_HDR_SIZE + env,
+                .payload_len = body - env,
+                .size = size,
+        };
         return (int)size;
+}
+
+static inline void crc_job(struct walu_crc32c_job *j, const struct local_frame *f)
+{
+        const uint8_t *hdr = f->env - LOCAL_FRAME_HDR_SIZE;
+        *j = (struct walu_crc32c_job){
+                .a = f->env, .a_len = (size_t)f->env_len + f->payload_len,
+                .b = hdr, .b_len = 20,
+        };
+}
+
+size_t local_frames_check_crc(const struct local_frame *f, size_t n)
+{
+        size_t ok = 0;
+        while (ok < n) {
+                struct walu_crc32c_job jobs[LOCAL_CRC_BATCH];
+                size_t k = WALU_MIN(n - ok, (size_t)LOCAL_CRC_BATCH);
+                for (size_t i = 0; i < k; i++)
+                        crc_job(&jobs[i], &f[ok + i]);
+                walu_crc32c_batch(jobs, k);
+                for (size_t i = 0; i < k; i++) {
+                        const uint8_t *hdr = f[ok].env - LOCAL_FRAME_HDR_SIZE;
+                        if (crc_mask(jobs[i].crc) != walu_get_be32(hdr + 20))
+                                return ok;
+                        ok++;
+                }
+        }
+        return ok;
+}
+
+int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret)
+{
+        struct local_frame f;
+        int r = local_frame_peek(buf, len, &f);
+        if (r <= 0)
+                return r;
+        uint32_t crc = walu_crc32c(0, f.env, (size_t)f.env_len + f.payload_len);
+        crc = walu_crc32c(crc, buf, 20);
+        if (crc_mask(crc) != walu_get_be32(buf + 20))
+                return -EBADMSG;
+        if (ret)
+                *ret = f;
+        return r;
 }
 
 /* ---- Segment header and names ---- */
@@ -380,9 +416,34 @@ int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
                 }
                 struct local_frame f;
                 int r = -EAGAIN;
-                if (off >= buf_off && off < buf_off + buf_len)
+                if (off >= buf_off && off < buf_off + buf_len) {
+                        /* The run of frames in the buffer that follow in
+                         * sequence, checksummed together; the first whose
+                         * CRC fails is decoded again below (and stops). */
+                        struct local_frame run[LOCAL_CRC_BATCH];
+                        size_t n = 0;
+                        uint64_t at = off, lsn = s->last_lsn;
+                        while (n < LOCAL_CRC_BATCH && at + LOCAL_FRAME_HDR_SIZE <= file_size &&
+                               at < buf_off + buf_len &&
+                               local_frame_peek(b.p + (at - buf_off),
+                                                buf_len - (size_t)(at - buf_off), &run[n]) > 0 &&
+                               run[n].lsn == lsn + 1) {
+                                at += run[n].size;
+                                lsn++;
+                                n++;
+                        }
+                        size_t ok = n ? local_frames_check_crc(run, n) : 0;
+                        for (size_t i = 0; i < ok; i++) {
+                                (void)local_seg_index_note(s, run[i].lsn, off);
+                                s->last_lsn = run[i].lsn;
+                                off += run[i].size;
+                                s->end = off;
+                        }
+                        if (ok)
+                                continue;
                         r = local_frame_decode(b.p + (off - buf_off),
                                                buf_len - (size_t)(off - buf_off), &f);
+                }
                 if (r == -EAGAIN) {
                         /* Refill from @off: a full chunk, or the whole frame
                          * if it is larger. */

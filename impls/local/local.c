@@ -268,6 +268,7 @@ struct local_scanner {
         size_t cap;
         uint64_t buf_off;
         size_t buf_len;
+        uint64_t verified_end;           /* frames in buf before this passed their CRC */
 };
 
 static const struct walimpls_opener_ops local_opener_ops;
@@ -1959,9 +1960,35 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
         const struct local_io_ops *io = s->c->io;
         for (int attempt = 0;; attempt++) {
                 int r = -EAGAIN;
-                if (s->off >= s->buf_off && s->off < s->buf_off + s->buf_len)
-                        r = local_frame_decode(s->buf + (s->off - s->buf_off),
-                                               s->buf_len - (size_t)(s->off - s->buf_off), f);
+                if (s->off >= s->buf_off && s->off < s->buf_off + s->buf_len) {
+                        const uint8_t *p = s->buf + (s->off - s->buf_off);
+                        size_t avail = s->buf_len - (size_t)(s->off - s->buf_off);
+                        if (s->off < s->verified_end && local_frame_peek(p, avail, f) > 0)
+                                return 0;
+                        /* Check the CRCs of the frames ahead in the buffer
+                         * together; later calls only re-read their headers
+                         * (the buffer holds the same bytes until refilled). */
+                        struct local_frame run[LOCAL_CRC_BATCH];
+                        size_t n = 0;
+                        uint64_t at = s->off;
+                        while (n < LOCAL_CRC_BATCH && at < s->buf_off + s->buf_len &&
+                               local_frame_peek(s->buf + (at - s->buf_off),
+                                                s->buf_len - (size_t)(at - s->buf_off),
+                                                &run[n]) > 0) {
+                                at += run[n].size;
+                                n++;
+                        }
+                        size_t ok = n ? local_frames_check_crc(run, n) : 0;
+                        if (ok) {
+                                uint64_t end = s->off;
+                                for (size_t i = 0; i < ok; i++)
+                                        end += run[i].size;
+                                s->verified_end = end;
+                                *f = run[0];
+                                return 0;
+                        }
+                        r = local_frame_decode(p, avail, f);
+                }
                 if (r > 0)
                         return 0;
                 if (r != -EAGAIN || attempt >= 2 || s->off + LOCAL_FRAME_HDR_SIZE > limit)
@@ -1996,6 +2023,7 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
                 }
                 s->buf_off = s->off;
                 s->buf_len = got;
+                s->verified_end = 0;
         }
 }
 
@@ -2069,6 +2097,7 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
                                                 c->io->close(c->io->ctx, s->fd);
                                         s->fd = c->io->open(c->io->ctx, path, O_RDONLY, 0);
                                         s->buf_len = 0;
+                                        s->verified_end = 0;
                                         if (s->fd == -ENOENT)
                                                 return scanner_fail(s, -ERANGE, reterr,
                                                                     "local: segment %s was "

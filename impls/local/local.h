@@ -115,6 +115,21 @@ struct local_frame {
 int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret);
 
 /*
+ * local_frame_decode without the CRC check: the header's own checks only.
+ * Same results otherwise (ret is required).  A frame is valid only once
+ * local_frames_check_crc has passed it too.
+ */
+int local_frame_peek(const uint8_t *buf, size_t len, struct local_frame *ret);
+
+/*
+ * Check the CRCs of the @n peeked frames @f (in their buffers), several at
+ * once (walu_crc32c_batch).  @returns how many, from the first, passed: n,
+ * or the index of the first that failed.
+ */
+#define LOCAL_CRC_BATCH 32
+size_t local_frames_check_crc(const struct local_frame *f, size_t n);
+
+/*
  * Write the header of a frame of @lsn whose body (envelope then payload,
  * @env_len + @payload_len bytes) is already at hdr + LOCAL_FRAME_HDR_SIZE,
  * and zero its padding.  @body_crc is walu_crc32c(0, body, body_len).

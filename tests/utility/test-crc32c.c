@@ -185,3 +185,41 @@ Test(crc32c, first_use_from_many_threads)
                 cr_expect_eq((uintptr_t)bad, 0u, "thread %d saw wrong values", i);
         }
 }
+
+/* walu_crc32c_batch agrees with one-by-one walu_crc32c for every mix of
+ * lengths (equal, unequal, empty second parts, odd offsets, past the
+ * interleaving cut-off) and batch sizes that are and are not multiples of 3. */
+Test(crc32c, batch_matches_one_by_one)
+{
+        size_t big = 16384;
+        uint8_t *buf = malloc(big);
+        cr_assert_not_null(buf);
+        uint32_t x = 12345;
+        for (size_t i = 0; i < big; i++) {
+                x = x * 1103515245u + 12345u;
+                buf[i] = (uint8_t)(x >> 16);
+        }
+        struct walu_crc32c_job jobs[7];
+        uint32_t want[7];
+        for (int round = 0; round < 3000; round++) {
+                size_t n = 1 + (size_t)round % 7;
+                for (size_t k = 0; k < n; k++) {
+                        x = x * 1103515245u + 12345u;
+                        size_t al = round % 5 == 0 ? 104 : (x >> 8) % (round % 11 == 0 ? 5000 : 300);
+                        size_t bl = round % 4 == 0 ? 0 : (x >> 4) % 24;
+                        size_t ao = (x >> 20) % 64, bo = 8000 + (x >> 12) % 64;
+                        jobs[k] = (struct walu_crc32c_job){
+                                .a = al ? buf + ao : NULL, .a_len = al,
+                                .b = bl ? buf + bo : NULL, .b_len = bl,
+                                .crc = round % 3 ? 0 : (uint32_t)x,
+                        };
+                        want[k] = walu_crc32c(walu_crc32c(jobs[k].crc, jobs[k].a, al),
+                                              jobs[k].b, bl);
+                }
+                walu_crc32c_batch(jobs, n);
+                for (size_t k = 0; k < n; k++)
+                        cr_assert_eq(jobs[k].crc, want[k], "round %d job %zu", round, k);
+        }
+        walu_crc32c_batch(NULL, 0);
+        free(buf);
+}
