@@ -332,6 +332,14 @@ if "kafka" in only and (raw or rraw):
     m = re.search(r"append->ack.*", ktxt)
     if m:
         sec.append(f"bench-kafka's latency line (one run, informational): `{m.group(0)}`\n")
+    kmd = read("kafka.md")
+    kb, ke = kmd.find("<!-- kafka-backend:begin"), kmd.find("<!-- kafka-backend:end -->")
+    if kb >= 0 and ke >= 0:
+        # tests/kafka/bench-kafka.sh's own section, from this run, as it
+        # writes it; the table above is the same run read for the goals.
+        wrapped = kmd[kb:ke + len("<!-- kafka-backend:end -->")].rstrip()
+        wrapped = wrapped.replace("## Kafka backend", "### As tests/kafka/bench-kafka.sh reports it", 1)
+        sec.append(wrapped + "\n")
     tables.setdefault("kafka", []).append({"output": ktxt.splitlines()})
 elif "kafka" in only and ktxt.strip():
     sec.append("bench-kafka ran, but its output was not in a form this report reads; "
@@ -407,6 +415,33 @@ if dl:
                "pairs of the adaptor and Redis tables above):\n")
     sec.append("![append to delivery latency against the references](bench-results/delivery.png)\n")
 md += sec
+
+# ---- Notes kept from the previous page ----
+# A block between <!-- NAME:begin ... --> and <!-- NAME:end --> that this run
+# does not write (an engineer's note on an earlier run of another script) is
+# carried over verbatim, at the end of the page section its name starts
+# with, so regenerating the page never drops it.
+generated = {"local-backend", "kafka-backend"}
+try:
+    prev = open(os.path.join(args.root, "BENCHMARKS.md")).read()
+except FileNotFoundError:
+    prev = ""
+kept = {}
+for m in re.finditer(r"<!-- ([a-z0-9-]+):begin.*?-->.*?<!-- \1:end -->", prev, re.S):
+    if m.group(1) not in generated:
+        kept.setdefault(m.group(1).split("-")[0], []).append(m.group(0))
+heads = {"local": "## Local backend", "adaptor": "## Adaptor", "redis": "## Redis backend",
+         "kafka": "## Kafka backend", "walctl": "## walctl append",
+         "latency": "## Latency percentiles"}
+for key, blocks in kept.items():
+    h = heads.get(key)
+    idx = next((i for i, l in enumerate(md) if h and h in l), None)
+    if idx is None:
+        md += blocks
+        continue
+    end = next((i for i in range(idx + 1, len(md)) if md[i].startswith("## ") or
+                (md[i].startswith("<!--") and "\n## " in md[i])), len(md))
+    md[end:end] = [b + "\n" for b in blocks]
 
 # ---- Plots ----
 
