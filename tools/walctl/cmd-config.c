@@ -4,8 +4,8 @@
  *
  * One line per property, core first, then each backend's in backend name
  * order (the order of wal_config_foreach_property), with seven tab-separated
- * fields: name, type, default, effective value, its source (default, file,
- * env, flag), owner ("core" or the backend) and description.  A pass-through
+ * fields: name, type, default, effective value, its source (default,
+ * profile, file, env, flag), owner ("core" or the backend) and description.  A pass-through
  * prefix property ("kafka.") is listed as "kafka.*", followed by one line per
  * key set under it.  The value of a secret property (WAL_PROP_SECRET), and of
  * a pass-through key whose name mentions a password or a secret, is printed
