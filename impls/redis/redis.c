@@ -41,9 +41,10 @@
  * ---- Fencing ----
  *
  * The term lives in the IDs.  A writer of term N < 2^21 writes entry IDs
- * whose ms part is N << 42 | (wall-clock ms mod 2^42), and never less than
- * the last one it wrote: `XADD ... <ms>-*` lets the server pick the
- * sequence.  open(RW, term N) runs the OPEN script: it refuses with -ESTALE
+ * whose ms part is N << 42 | (wall-clock ms mod 2^42), never less than the
+ * last one it wrote, and kept unchanged while it lags the clock by less
+ * than DENSE_LAG_MS (1 s): `XADD ... <ms>-*` lets the server pick the
+ * sequence, so consecutive appends get consecutive IDs (see Reading).  open(RW, term N) runs the OPEN script: it refuses with -ESTALE
  * if the recorded term (key <prefix>C:term) is higher, records N, creates
  * the stream if missing, and raises the stream's last ID (XSETID) to
  * (N << 42)-0 if it is lower.  Every ms part a writer of a lower term can
@@ -136,7 +137,12 @@
  * after the XREAD was served; scanner_round() explains why a trim before
  * the XREAD cannot go unnoticed, so what it returns is delivered at once:
  * a tailing scanner pays one round trip per wake-up, a catching-up one per
- * n entries.  (Until this change a round was XRANGE + state + XREAD BLOCK
+ * n entries.  The state is skipped when the first entry XREAD returns is
+ * the successor of the position (ms-(s+1) after ms-s): no entry can have
+ * been deleted in between.  Our writer's IDs are dense (see Fencing), so a
+ * tailing scanner usually sends XREAD alone; the checks for a stream that
+ * vanished or went back then run at the next round that is not dense (a
+ * new ms part, a foreign ID, a block that timed out).  (Until this change a round was XRANGE + state + XREAD BLOCK
  * COUNT 1, and the XREAD only woke the reader for another round; the
  * redis.tail_direct property, which delivered the XREAD's entry unchecked,
  * is now ignored.)  The reader's poll() also watches a stop eventfd, so
@@ -939,6 +945,7 @@ static void run_batch(struct redis_wal *w, struct rpend *batch)
 #define MS_MASK ((UINT64_C(1) << TERM_SHIFT) - 1)
 #define SCRIPT_FLOOR (UINT64_C(1) << 63)
 #define RESENDS_MAX 3
+#define DENSE_LAG_MS 1000
 
 /* The ID floor an open of @term raises the stream to (its ms part). */
 static uint64_t term_floor(int64_t term)
@@ -1175,7 +1182,12 @@ static int send_batch_ids(struct redis_wal *w, struct rpend *batch, wal_error **
         struct rconn *rc = &w->conn;
         uint64_t band = (uint64_t)w->base.term << TERM_SHIFT;
         uint64_t now = (uint64_t)walu_realtime_ms() & MS_MASK;
-        uint64_t ms = WALU_MAX(band | now, w->next_ms);
+        /* Keep the ms part while it lags the clock by less than DENSE_LAG_MS:
+         * the server then numbers consecutive appends ms-s, ms-(s+1), ...,
+         * which lets a tailing scanner skip its trim check (scanner_main). */
+        uint64_t ms = w->next_ms;
+        if (ms >> TERM_SHIFT != (uint64_t)w->base.term || ms + DENSE_LAG_MS <= (band | now))
+                ms = WALU_MAX(band | now, w->next_ms);
         char idarg[32];
         snprintf(idarg, sizeof(idarg), "%" PRIu64 "-*", ms);
         int r = format_xadds(w, batch, idarg);
@@ -1807,7 +1819,7 @@ static int scanner_round(struct redis_scanner *s, redisReply *xrep, redisReply *
                 ents = xrep->element[0]->element[1];
         else if (xrep->type != REDIS_REPLY_NIL)
                 r = wal_error_set(&e, -EPROTO, 0, "key %s: malformed XREAD reply", s->w->skey);
-        if (r == 0)
+        if (r == 0 && state)
                 r = parse_state(s->w->skey, state, &st, &e);
         if (r < 0) {
                 if (redis_errno_retriable(r)) {      /* LOADING, NOSCRIPT, BUSY */
@@ -1827,13 +1839,13 @@ static int scanner_round(struct redis_scanner *s, redisReply *xrep, redisReply *
                                        ? ents->element[0]->element[0]
                                        : NULL,
                                &first);
-        r = check_state(s, &st, first, n, &e);
+        r = state ? check_state(s, &st, first, n, &e) : 0;
         if (r < 0) {
                 *fatal = true;
                 scanner_fail(s, r, e);
                 goto out;
         }
-        if (st.exists) {
+        if (state && st.exists) {
                 s->seen_stream = true;
                 if (wal_msgid_is_none(s->seen_lastgen) ||
                     wal_msgid_cmp(st.lastgen, s->seen_lastgen) > 0)
@@ -1861,10 +1873,27 @@ static int scanner_round(struct redis_scanner *s, redisReply *xrep, redisReply *
         r = delivered;
 out:
         freeReplyObject(xrep);
-        freeReplyObject(state);
+        if (state)
+                freeReplyObject(state);
         if (delivered)
                 walimpls_notifier_signal(&s->note);
         return r;
+}
+
+/* true if @xrep (an XREAD reply) starts with the entry right after @after:
+ * no ID lies between the two, so nothing between can have been deleted. */
+static bool xread_starts_at_succ(const redisReply *xrep, struct wal_msgid after)
+{
+        struct wal_msgid first, next;
+        if (xrep->type != REDIS_REPLY_ARRAY || xrep->elements != 1 ||
+            xrep->element[0]->type != REDIS_REPLY_ARRAY || xrep->element[0]->elements != 2)
+                return false;
+        const redisReply *ents = xrep->element[0]->element[1];
+        if (ents->type != REDIS_REPLY_ARRAY || ents->elements == 0 ||
+            ents->element[0]->type != REDIS_REPLY_ARRAY || ents->element[0]->elements == 0 ||
+            parse_id_reply(ents->element[0]->element[0], &first) < 0)
+                return false;
+        return redis_id_succ(after, &next) && wal_msgid_eq(first, next);
 }
 
 static void *scanner_main(void *arg)
@@ -1902,10 +1931,13 @@ static void *scanner_main(void *arg)
                         break;
                 int count = (int)WALU_MIN(room, (size_t)s->count_cap);
                 /*
-                 * One pipeline: XREAD COUNT n BLOCK after the position (it
-                 * answers at once when entries are there, else when the next
-                 * append lands, else nil after redis.block), then the stream
-                 * state; scanner_round() checks the one against the other.
+                 * XREAD COUNT n BLOCK after the position: it answers at once
+                 * when entries are there, else when the next append lands,
+                 * else nil after redis.block.  Then the stream state, which
+                 * scanner_round() checks the entries against, unless the
+                 * first entry is the successor of the position (our writer
+                 * numbers consecutive appends so): then no entry can have
+                 * been deleted in between, and the round costs one command.
                  */
                 char after[48], cnt[16], blk[16];
                 redis_id_format(s->after, after, sizeof(after));
@@ -1919,14 +1951,18 @@ static void *scanner_main(void *arg)
                 bool fatal = false;
                 int r = rconn_append(&s->conn, -1, 8, xargv, NULL);
                 if (r == 0)
-                        r = rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
-                if (r == 0)
                         r = rconn_flush(&s->conn, &e);
                 if (r == 0)
                         r = rconn_reply(&s->conn, p->block_ms + p->command_timeout_ms,
                                         s->stop_fd, &rep, &e);
-                if (r == 0) {
-                        r = rconn_reply(&s->conn, p->command_timeout_ms, s->stop_fd, &state, &e);
+                if (r == 0 && (rep->type == REDIS_REPLY_ERROR ||
+                               !xread_starts_at_succ(rep, s->after))) {
+                        r = rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
+                        if (r == 0)
+                                r = rconn_flush(&s->conn, &e);
+                        if (r == 0)
+                                r = rconn_reply(&s->conn, p->command_timeout_ms, s->stop_fd,
+                                                &state, &e);
                         if (r < 0)
                                 freeReplyObject(rep);
                 }

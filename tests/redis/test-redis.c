@@ -692,6 +692,60 @@ Test(redis, open_raises_the_id_floor_so_an_old_writer_is_refused)
         w3->ops->close(w3);
 }
 
+/* Consecutive appends get consecutive IDs (a tailing scanner relies on it to
+ * skip its trim check), and a trim of entries right after a parked
+ * scanner's position is still -ERANGE. */
+Test(redis, consecutive_appends_are_dense_and_trims_still_seen)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("dense", 4, WAL_ACCESS_RW);
+        struct wal_msgid prev = append_ok(w, "d-0");
+        int jumps = 0;
+        for (int i = 1; i < 50; i++) {
+                char text[16];
+                snprintf(text, sizeof(text), "d-%d", i);
+                struct wal_msgid id = append_ok(w, text);
+                cr_assert_eq(id.hi >> 42, 4);
+                if (!wal_msgid_eq(id, WAL_MSGID(prev.hi, prev.lo + 1)))
+                        jumps++;
+                prev = id;
+        }
+        cr_assert_leq(jumps, 1, "%d of 49 IDs were not the successor of the one before", jumps);
+        /* A scanner whose read-ahead (2) is full does not read; meanwhile
+         * entries are appended and trimmed behind its position, then one
+         * more: after the two queued ones, -ERANGE, never a skip. */
+        int r = 0;
+        char why[512];
+        struct walimpls_scanner *s = scan(w, WAL_DELIVER_START_AFTER, prev, 2, &r, why,
+                                          sizeof(why));
+        cr_assert_eq(r, 0, "read: %s", why);
+        append_ok(w, "q-1");
+        append_ok(w, "q-2");
+        t_sleep_ms(300); /* the reader queues both and waits for room */
+        struct wal_msgid a = append_ok(w, "gone-1");
+        append_ok(w, "gone-2");
+        wal_error *e = NULL;
+        cr_assert_eq(w->ops->truncate(w, WAL_MSGID(a.hi, a.lo + 1), &e), 0,
+                     "truncate: %s", wal_error_message(e));
+        append_ok(w, "kept");
+        wal_msg *m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "q-1"));
+        wal_msg_unref(m);
+        m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "q-2"));
+        wal_msg_unref(m);
+        m = NULL;
+        r = s->ops->next(s, 5000, &m, &e);
+        if (r == 0)
+                cr_assert_fail("delivered %.*s past a trimmed position", 8,
+                               (const char *)wal_msg_payload(m, NULL));
+        cr_assert_eq(r, -ERANGE, "next: %d (%s)", r, wal_error_message(e));
+        wal_error_free(e);
+        s->ops->close(s);
+        w->ops->close(w);
+}
+
 /* Foreign producers XADD with '*' (and explicit IDs) between our appends. */
 static void foreign_interleave(const char *ch, int64_t term)
 {
