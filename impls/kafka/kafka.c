@@ -1127,20 +1127,23 @@ static struct kafka_wal *kafka_wal_from_base(struct walimpls_wal *b)
  */
 static int kafka_record_make(const wal_msg *m, struct kafka_pending *p)
 {
-        size_t elen = walu_envelope_size(m);
-        if (elen > WALU_ENVELOPE_MAX)
-                return -EMSGSIZE;
-        size_t klen = KAFKA_KEY_MAGIC_LEN + elen;
-        uint8_t *key = klen <= sizeof(p->key_inline) ? p->key_inline : malloc(klen);
-        if (!key)
-                return -ENOMEM;
-        memcpy(key, KAFKA_KEY_MAGIC, KAFKA_KEY_MAGIC_LEN);
-        int len = walu_envelope_encode(m, key + KAFKA_KEY_MAGIC_LEN, elen);
+        /* One encoding pass when the envelope fits inline (the usual case);
+         * a larger one is measured, then encoded into its own buffer. */
+        uint8_t *key = p->key_inline;
+        int len = walu_envelope_encode(m, key + KAFKA_KEY_MAGIC_LEN,
+                                       sizeof(p->key_inline) - KAFKA_KEY_MAGIC_LEN);
+        if (len == -ENOSPC) {
+                size_t elen = walu_envelope_size(m);
+                if (!(key = malloc(KAFKA_KEY_MAGIC_LEN + elen)))
+                        return -ENOMEM;
+                len = walu_envelope_encode(m, key + KAFKA_KEY_MAGIC_LEN, elen);
+        }
         if (len < 0) {
                 if (key != p->key_inline)
                         free(key);
                 return len;
         }
+        memcpy(key, KAFKA_KEY_MAGIC, KAFKA_KEY_MAGIC_LEN);
         p->key = key;
         p->key_len = KAFKA_KEY_MAGIC_LEN + (size_t)len;
         size_t n = wal_msg_prop_count(m);
