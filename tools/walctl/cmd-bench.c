@@ -117,6 +117,7 @@ struct worker {
         pthread_t thread;
         size_t index;
         wal *w;                       /* borrowed: the channel's wal */
+        wal_scanner *s;               /* readers: owned, opened before any writer starts */
         size_t channel;
         struct hist hist;
         uint64_t done;                /* records appended (writers) / delivered (readers) */
@@ -331,15 +332,8 @@ static void *reader_main(void *arg)
 {
         struct worker *wk = arg;
         struct bench *b = wk->b;
-        wal_scanner *s = NULL;
-        struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
-        struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
-        int r = wal_read(wk->w, &d, &f, &s, &wk->err);
-        if (r < 0) {
-                wk->status = r;
-                note_failure(b, r);
-                return NULL;
-        }
+        wal_scanner *s = wk->s;
+        int r;
         uint64_t drain_deadline = 0;
         for (;;) {
                 if (atomic_load_explicit(&b->readers_stop, memory_order_acquire)) {
@@ -371,6 +365,7 @@ static void *reader_main(void *arg)
                 atomic_fetch_add_explicit(&b->delivered, 1, memory_order_relaxed);
         }
         wal_scanner_close(s);
+        wk->s = NULL;
         return NULL;
 }
 
@@ -483,10 +478,23 @@ static int start_threads(struct bench *b)
         b->readers = calloc(b->n_readers ? b->n_readers : 1, sizeof(*b->readers));
         if (!b->writers || !b->readers)
                 return -ENOMEM;
+        /* Readers tail from LATEST: position every scanner before the first
+         * writer starts, or the records appended meanwhile are never seen. */
         for (size_t j = 0; j < b->n_readers; j++) {
                 struct worker *wk = &b->readers[j];
                 *wk = (struct worker){ .b = b, .index = j, .channel = j % b->n_channels };
                 wk->w = b->wals[wk->channel];
+                struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+                struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
+                int r = wal_read(wk->w, &d, &f, &wk->s, &wk->err);
+                if (r < 0) {
+                        wk->status = r;
+                        note_failure(b, r);
+                        return r;
+                }
+        }
+        for (size_t j = 0; j < b->n_readers; j++) {
+                struct worker *wk = &b->readers[j];
                 if (pthread_create(&wk->thread, NULL, reader_main, wk) != 0)
                         return -EAGAIN;
         }
@@ -677,6 +685,10 @@ static int run(struct walctl *w, int argc, char **argv)
         for (size_t j = 0; j < b->n_readers; j++)
                 if (b->readers && b->readers[j].thread)
                         pthread_join(b->readers[j].thread, NULL);
+        /* Scanners whose thread never started (start_threads failed). */
+        for (size_t j = 0; j < b->n_readers; j++)
+                if (b->readers && b->readers[j].s)
+                        wal_scanner_close(b->readers[j].s);
         if (tty) {
                 progress(b, &last_n, &last_t, true);
                 fputc('\n', stderr);
