@@ -148,7 +148,7 @@
  * is now ignored.)  The reader's poll() also watches a stop eventfd, so
  * close never waits out the block.
  *
- * Start positions: ALL after 0-0 (whatever is retained); LATEST after the
+ * Start positions: ALL after pred(first retained at read()); LATEST after the
  * stream's last-generated-id at read() time; START_FROM F after pred(F);
  * START_AFTER A after A.  Trimming: Redis silently starts past deleted
  * entries, so every round compares max-deleted-entry-id with the position:
@@ -164,7 +164,8 @@
  * restarted without persistence, key deleted): also -ERANGE, with that
  * explanation.
  *
- * Start positions of ALL: whatever is retained when the first entry shows
+ * Start positions of ALL: the first entry retained when read() runs; on an
+ * empty or missing stream, whatever is retained when the first entry shows
  * up (a fully truncated channel just waits).
  */
 #include <errno.h>
@@ -2137,18 +2138,20 @@ static int redis_read(struct walimpls_wal *b, const struct walimpls_read_opts *o
                 goto fail;
         switch (opts->deliver.policy) {
         case WAL_DELIVER_ALL:
-                s->after = WAL_MSGID(0, 0);
-                s->accept_trimmed = true;
-                break;
         case WAL_DELIVER_LATEST:
         case WAL_DELIVER_START_FROM:
         case WAL_DELIVER_START_AFTER: {
+                if (opts->deliver.policy == WAL_DELIVER_ALL) {
+                        s->after = WAL_MSGID(0, 0);
+                        s->accept_trimmed = true;
+                }
                 if (opts->deliver.policy == WAL_DELIVER_START_FROM &&
                     !redis_id_pred(opts->deliver.id, &s->after))
                         s->after = WAL_MSGID(0, 0);
                 if (opts->deliver.policy == WAL_DELIVER_START_AFTER)
                         s->after = opts->deliver.id;
-                if (opts->deliver.policy != WAL_DELIVER_LATEST &&
+                if ((opts->deliver.policy == WAL_DELIVER_START_FROM ||
+                     opts->deliver.policy == WAL_DELIVER_START_AFTER) &&
                     wal_msgid_is_none(opts->deliver.id)) {
                         r = wal_error_set(reterr, -EINVAL, 0, "%s needs a message ID",
                                           wal_deliver_policy_name(opts->deliver.policy));
@@ -2162,6 +2165,13 @@ static int redis_read(struct walimpls_wal *b, const struct walimpls_read_opts *o
                 r = parse_state(w->skey, rep, &st, reterr);
                 if (r == 0 && opts->deliver.policy == WAL_DELIVER_LATEST)
                         s->after = st.exists ? st.lastgen : WAL_MSGID(0, 0);
+                /* ALL on a stream that holds entries starts at the first one
+                 * retained now: a trim before the reader's first round is
+                 * then -ERANGE, not a silent start further on.  An empty or
+                 * missing stream keeps starting at whatever shows up. */
+                if (r == 0 && opts->deliver.policy == WAL_DELIVER_ALL && st.exists &&
+                    !wal_msgid_is_none(st.first) && redis_id_pred(st.first, &s->after))
+                        s->accept_trimmed = false;
                 if (r == 0)
                         r = check_state(s, &st, WAL_MSGID_NONE, 0, reterr);
                 if (r == 0 && st.exists) {
