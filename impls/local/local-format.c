@@ -796,15 +796,6 @@ int local_verify(const char *chan_dir, struct local_fault *ret, wal_error **rete
         return 0;
 }
 
-static int fsync_dir(const struct local_io_ops *io, const char *dir)
-{
-        int fd = io->open(io->ctx, dir, O_RDONLY | O_DIRECTORY, 0);
-        if (fd < 0)
-                return fd;
-        int r = io->fsync(io->ctx, fd);
-        io->close(io->ctx, fd);
-        return r;
-}
 
 /* Copy [off, size) of @path (open as @fd) to @side, fsynced. */
 static int copy_tail(const struct local_io_ops *io, int fd, uint64_t off, uint64_t size,
@@ -922,7 +913,7 @@ int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **rete
                         closedir(d);
         }
         if (r == 0) {
-                r = fsync_dir(io, chan_dir);
+                r = local_io_fsync_dir(io, chan_dir);
                 if (r < 0)
                         wal_error_set(reterr, r, 0, "local: fsync of directory %s: %s", chan_dir,
                                       strerror(-r));

@@ -138,3 +138,13 @@ const struct local_io_ops *local_io_current_ops(void)
 {
         return atomic_load(&current_ops);
 }
+
+int local_io_fsync_dir(const struct local_io_ops *io, const char *dir)
+{
+        int fd = io->open(io->ctx, dir, O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0)
+                return fd;
+        int r = io->fsync(io->ctx, fd);
+        io->close(io->ctx, fd);
+        return r;
+}

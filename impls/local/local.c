@@ -278,15 +278,6 @@ const struct walimpls_builder walimpls_local;
 
 /* ---- Small helpers ---- */
 
-static int fsync_dir(const struct local_io_ops *io, const char *dir)
-{
-        int fd = io->open(io->ctx, dir, O_RDONLY | O_DIRECTORY, 0);
-        if (fd < 0)
-                return fd;
-        int r = io->fsync(io->ctx, fd);
-        io->close(io->ctx, fd);
-        return r;
-}
 
 /* pwrite all of @buf, continuing after short writes.  0 or negative errno
  * (-EIO when the kernel makes no progress). */
@@ -425,7 +416,7 @@ static int write_term(const struct local_io_ops *io, const char *dir, int64_t te
         if (r == 0)
                 r = io->rename(io->ctx, tmp, dst);
         if (r == 0)
-                r = fsync_dir(io, dir);
+                r = local_io_fsync_dir(io, dir);
 out:
         free(tmp);
         free(dst);
@@ -788,7 +779,7 @@ static int writer_new_segment(struct writer *w, struct batch *b)
         }
         if (r == 0) {
                 step = "fsync the directory of";
-                r = fsync_dir(io, c->dir);
+                r = local_io_fsync_dir(io, c->dir);
         }
         free(hdr);
         if (r < 0) {
@@ -797,7 +788,7 @@ static int writer_new_segment(struct writer *w, struct batch *b)
                         /* Leave no half-made segment for recovery. */
                         if (strcmp(step, "create") != 0) {
                                 io->unlink(io->ctx, s->path);
-                                (void)fsync_dir(io, c->dir);
+                                (void)local_io_fsync_dir(io, c->dir);
                         }
                 }
                 writer_fail(w, r, "local: cannot %s segment %s: %s", step, s->path,
@@ -1478,7 +1469,7 @@ static int chan_recover_rw(struct chan *c, const struct local_opener *o, wal_err
                          s->path);
                 r = io->unlink(io->ctx, s->path);
                 if (r == 0)
-                        r = fsync_dir(io, c->dir);
+                        r = local_io_fsync_dir(io, c->dir);
                 if (r < 0) {
                         r = wal_error_set(reterr, r, 0, "local: removing %s: %s", s->path,
                                           strerror(-r));
@@ -1534,14 +1525,14 @@ static int chan_recover_rw(struct chan *c, const struct local_opener *o, wal_err
                 if (r == 0)
                         r = io->fdatasync(io->ctx, fd);
                 if (r == 0)
-                        r = fsync_dir(io, c->dir);
+                        r = local_io_fsync_dir(io, c->dir);
                 if (fd >= 0)
                         io->close(io->ctx, fd);
                 free(hdr);
                 if (r < 0) {
                         if (fd >= 0) {
                                 io->unlink(io->ctx, s->path);
-                                (void)fsync_dir(io, c->dir);
+                                (void)local_io_fsync_dir(io, c->dir);
                         }
                         r = wal_error_set(reterr, r, 0, "local: creating segment %s: %s",
                                           s ? s->path : c->dir, strerror(-r));
@@ -1781,7 +1772,7 @@ static int local_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_er
         }
         free(gone);
         if (k) {
-                int e = fsync_dir(c->io, c->dir);
+                int e = local_io_fsync_dir(c->io, c->dir);
                 if (e < 0 && r == 0)
                         r = wal_error_set(reterr, e, 0, "local: fsync of directory %s: %s",
                                           c->dir, strerror(-e));

@@ -92,6 +92,10 @@ const struct local_io_ops *local_io_default_ops(void);
 void local_io_set_ops(const struct local_io_ops *ops);
 const struct local_io_ops *local_io_current_ops(void);
 
+/* fsync the directory @dir (borrowed) through @io: after a segment or the
+ * term file is created, renamed or removed.  0 or a negative errno. */
+int local_io_fsync_dir(const struct local_io_ops *io, const char *dir);
+
 /* ---- Frame codec (pure) ---- */
 
 struct local_frame {
