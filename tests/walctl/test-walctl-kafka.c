@@ -6,6 +6,7 @@
  * without a broker would.  Built only with the Kafka backend.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,5 +144,94 @@ Test(walctl_kafka, mock_kafka_exits_0_on_sigint_and_rejects_bad_counts)
         t_out_free(&r);
         r = t_walctl(NULL, NULL, 0, T_ARGS("mock-kafka", "extra"));
         cr_expect_eq(r.code, 64, "%s", r.err);
+        t_out_free(&r);
+}
+
+/*
+ * Interoperability with kcat, a plain Kafka client, against the same
+ * mock-kafka: what walctl appends reads back in kcat as the plain payload
+ * with the properties as headers, and what kcat produces reads back in
+ * walctl as data messages with the headers as properties.
+ */
+static struct t_out run_kcat(const char *in, const char *const *args)
+{
+        int pin[2], pout[2], perr[2];
+        cr_assert_eq(pipe(pin), 0);
+        cr_assert_eq(pipe(pout), 0);
+        cr_assert_eq(pipe(perr), 0);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                dup2(pin[0], 0);
+                dup2(pout[1], 1);
+                dup2(perr[1], 2);
+                close(pin[1]);
+                close(pout[0]);
+                close(perr[0]);
+                execvp("kcat", (char *const *)args);
+                fprintf(stderr, "exec kcat: %s\n", strerror(errno));
+                _exit(127);
+        }
+        close(pin[0]);
+        close(pout[1]);
+        close(perr[1]);
+        if (in) {
+                size_t len = strlen(in);
+                cr_assert_eq(write(pin[1], in, len), (ssize_t)len);
+        }
+        close(pin[1]);
+        struct t_out r = { 0 };
+        r.out = t_slurp(pout[0]);
+        r.err = t_slurp(perr[0]);
+        r.out_len = strlen(r.out);
+        r.code = t_wait(pid);
+        close(pout[0]);
+        close(perr[0]);
+        return r;
+}
+
+Test(walctl_kafka, kcat_reads_walctl_records_and_walctl_reads_kcat_records)
+{
+        const char *bootstrap = servers + strlen("kafka.bootstrap.servers=");
+
+        struct t_out r = kw("alpha\nbeta\n", T_ARGS("append", "-H", "source=walctl",
+                                                     "interop"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+
+        /* kcat sees the plain payloads, the property as a header. */
+        r = run_kcat(NULL, T_ARGS("kcat", "-C", "-b", bootstrap, "-t", "wal-interop", "-e",
+                                  "-q", "-f", "%s|%h\\n"));
+        cr_assert_eq(r.code, 0, "kcat -C: %s", r.err);
+        cr_expect(strstr(r.out, "alpha|") && strstr(r.out, "beta|"), "kcat read:\n%s", r.out);
+        const char *a = t_line(r.out, "alpha|");
+        cr_assert_not_null(a, "%s", r.out);
+        char first[128];
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(a, "\n"), a);
+        cr_expect_str_eq(first, "alpha|source=walctl",
+                         "the payload plain and the property its only header");
+        t_out_free(&r);
+
+        /* What kcat produces, walctl reads as data with its header as a property. */
+        r = run_kcat("gamma\n", T_ARGS("kcat", "-P", "-b", bootstrap, "-t", "wal-interop",
+                                       "-p", "0", "-H", "origin=kcat"));
+        cr_assert_eq(r.code, 0, "kcat -P: %s", r.err);
+        t_out_free(&r);
+
+        r = kw(NULL, T_ARGS("read", "interop"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "alpha\nbeta\ngamma\n");
+        t_out_free(&r);
+
+        r = kw(NULL, T_ARGS("read", "--format", "json", "-o", "-1", "interop"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        struct t_json *j = t_json_parse(r.out, r.out_len);
+        cr_assert_not_null(j, "%s", r.out);
+        cr_expect_str_eq(t_json_str(j, "payload"), "gamma");
+        cr_expect_str_eq(t_json_str(j, "type"), "data");
+        const struct t_json *props = t_json_get(j, "props");
+        cr_assert_not_null(props, "%s", r.out);
+        cr_expect_str_eq(t_json_str(props, "origin"), "kcat");
+        t_json_free(j);
         t_out_free(&r);
 }
