@@ -376,8 +376,14 @@ static int apply(const Walu__Envelope *e, wal_msg *m, wal_error **reterr)
         return 0;
 }
 
-int walu_envelope_decode_protobuf(const uint8_t *env, size_t env_len, const void *payload,
-                                  size_t payload_len, wal_msg **ret, wal_error **reterr)
+/*
+ * What both decoders check first: the arguments, the foreign record (no
+ * envelope: a plain data message, stored in *ret) and the size cap.
+ * Returns 1 when there is an envelope to decode, 0 when *ret was set, or a
+ * negative errno.
+ */
+static int decode_prologue(const uint8_t *env, size_t env_len, const void *payload,
+                           size_t payload_len, wal_msg **ret, wal_error **reterr)
 {
         if (!ret)
                 return wal_error_set(reterr, -EINVAL, 0, "envelope: NULL result pointer");
@@ -405,6 +411,16 @@ int walu_envelope_decode_protobuf(const uint8_t *env, size_t env_len, const void
                 return wal_error_set(reterr, -EBADMSG, 0,
                                      "envelope: %zu bytes exceeds the %u-byte limit",
                                      env_len, (unsigned)WALU_ENVELOPE_MAX);
+        return 1;
+}
+
+int walu_envelope_decode_protobuf(const uint8_t *env, size_t env_len, const void *payload,
+                                  size_t payload_len, wal_msg **ret, wal_error **reterr)
+{
+        int r = decode_prologue(env, env_len, payload, payload_len, ret, reterr);
+        if (r <= 0)
+                return r;
+        wal_msg *m = NULL;
         struct arena arena;
         arena.used = 0;
         arena.n_heap = 0;
@@ -702,32 +718,10 @@ static int apply_props(const uint8_t *env, size_t len, wal_msg *m, wal_error **r
 int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload,
                          size_t payload_len, wal_msg **ret, wal_error **reterr)
 {
-        if (!ret)
-                return wal_error_set(reterr, -EINVAL, 0, "envelope: NULL result pointer");
-        if (!env && env_len > 0)
-                return wal_error_set(reterr, -EINVAL, 0,
-                                     "envelope: NULL envelope with length %zu", env_len);
-        if (!payload && payload_len > 0)
-                return wal_error_set(reterr, -EINVAL, 0,
-                                     "envelope: NULL payload with length %zu", payload_len);
-
+        int r = decode_prologue(env, env_len, payload, payload_len, ret, reterr);
+        if (r <= 0)
+                return r;
         wal_msg *m = NULL;
-        int r;
-        if (!env) {
-                /* Foreign record: the payload is all there is. */
-                r = wal_msg_new(WAL_MSG_DATA, payload, payload_len, &m);
-                if (r < 0)
-                        return wal_error_set(reterr, r, 0,
-                                             "envelope: %zu-byte payload: %s",
-                                             payload_len, wal_strerror(r));
-                *ret = m;
-                return 0;
-        }
-
-        if (env_len > WALU_ENVELOPE_MAX)
-                return wal_error_set(reterr, -EBADMSG, 0,
-                                     "envelope: %zu bytes exceeds the %u-byte limit",
-                                     env_len, (unsigned)WALU_ENVELOPE_MAX);
         struct env_view e;
         if (!scan_envelope(env, env_len, &e))
                 return wal_error_set(reterr, -EBADMSG, 0,
