@@ -728,6 +728,30 @@ static void fail_queued(struct redis_wal *w, int code, unsigned flags, const cha
 }
 
 /*
+ * Cut the suffix @first..@last (@n appends; @before is the append ahead of
+ * it, NULL when the suffix is all of @batch) off @batch and put it back at
+ * the head of the writer's queue, in order, to be sent again.  Returns what
+ * is left of @batch to complete now.
+ */
+static struct rpend *requeue_suffix(struct redis_wal *w, struct rpend *batch,
+                                    struct rpend *before, struct rpend *first,
+                                    struct rpend *last, size_t n)
+{
+        if (before)
+                before->next = NULL;
+        else
+                batch = NULL;
+        pthread_mutex_lock(&w->lock);
+        last->next = w->head;
+        w->head = first;
+        if (!w->tail)
+                w->tail = last;
+        w->queued += n;
+        pthread_mutex_unlock(&w->lock);
+        return batch;
+}
+
+/*
  * Someone ran SCRIPT FLUSH: the server refused our EVALSHAs with NOSCRIPT
  * and wrote nothing for them.  If the refused appends are exactly a suffix
  * of the batch (the usual case: every command after the flush failed), they
@@ -761,21 +785,9 @@ static struct rpend *requeue_noscript(struct redis_wal *w, struct rpend *batch)
                 wal_error_free(x->err);
                 x->err = NULL;
         }
-        if (before)
-                before->next = NULL;
-        else
-                batch = NULL;
-        pthread_mutex_lock(&w->lock);
-        last->next = w->head;
-        w->head = first;
-        if (!w->tail)
-                w->tail = last;
-        w->queued += n;
-        pthread_mutex_unlock(&w->lock);
-        return batch;
+        return requeue_suffix(w, batch, before, first, last, n);
 }
 
-/* Send one batch and complete it.  Never leaves an append without outcome. */
 /* Record one append's own reply: an entry ID or an error. */
 static bool take_reply(struct redis_wal *w, struct rpend *e, const redisReply *rep)
 {
@@ -1078,18 +1090,7 @@ static struct rpend *requeue_below(struct redis_wal *w, struct rpend *batch)
         }
         for (struct rpend *x = first; x; x = x->next)
                 x->below = false;
-        if (before)
-                before->next = NULL;
-        else
-                batch = NULL;
-        pthread_mutex_lock(&w->lock);
-        last->next = w->head;
-        w->head = first;
-        if (!w->tail)
-                w->tail = last;
-        w->queued += n;
-        pthread_mutex_unlock(&w->lock);
-        return batch;
+        return requeue_suffix(w, batch, before, first, last, n);
 }
 
 static void take_id_reply(struct redis_wal *w, struct rpend *e, const redisReply *rep)
