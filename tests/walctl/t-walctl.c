@@ -720,3 +720,20 @@ ssize_t t_base64_decode(const char *in, unsigned char *out, size_t cap)
         }
         return (ssize_t)n;
 }
+
+const char **t_backend_args(const char *backend, const char *setting,
+                            const char *const *args)
+{
+        size_t n = 0;
+        while (args[n])
+                n++;
+        const char **full = calloc(n + 5, sizeof(*full));
+        cr_assert_not_null(full);
+        full[0] = "-b";
+        full[1] = backend;
+        full[2] = "-X";
+        full[3] = setting;
+        for (size_t i = 0; i < n; i++)
+                full[4 + i] = args[i];
+        return full;
+}

@@ -36,6 +36,11 @@ void t_out_free(struct t_out *r);
  * caller), stderr to a memfd (*ret_err, owned), stdin a pipe whose write end
  * is *ret_in (owned) or, with @ret_in NULL, /dev/null.  @returns the pid. */
 pid_t t_walctl_spawn(const char *const *args, int *ret_in, int *ret_out, int *ret_err);
+
+/* "-b BACKEND -X SETTING" followed by @args (borrowed), NULL-terminated, as
+ * a new array (owned by the caller, free()); the strings are not copied. */
+const char **t_backend_args(const char *backend, const char *setting,
+                            const char *const *args);
 /* Wait for @pid; @returns its exit status or 128 + signal. */
 int t_wait(pid_t pid);
 /* Read one line (without its newline) from @fd into @buf within @timeout_ms;

@@ -44,17 +44,7 @@ TestSuite(walctl_data, .init = setup, .fini = teardown, .timeout = 60);
 /* Run walctl on the local backend in this test's directory. */
 static struct t_out lw_n(const void *in, size_t in_len, const char *const *args)
 {
-        size_t n = 0;
-        while (args[n])
-                n++;
-        const char **full = calloc(n + 5, sizeof(*full));
-        cr_assert_not_null(full);
-        full[0] = "-b";
-        full[1] = "local";
-        full[2] = "-X";
-        full[3] = dirset;
-        for (size_t i = 0; i < n; i++)
-                full[4 + i] = args[i];
+        const char **full = t_backend_args("local", dirset, args);
         struct t_out r = t_walctl(NULL, in, in_len, full);
         free(full);
         return r;
@@ -67,17 +57,7 @@ static struct t_out lw(const char *in, const char *const *args)
 
 static pid_t lw_spawn_in(const char *const *args, int *in, int *out, int *err)
 {
-        size_t n = 0;
-        while (args[n])
-                n++;
-        const char **full = calloc(n + 5, sizeof(*full));
-        cr_assert_not_null(full);
-        full[0] = "-b";
-        full[1] = "local";
-        full[2] = "-X";
-        full[3] = dirset;
-        for (size_t i = 0; i < n; i++)
-                full[4 + i] = args[i];
+        const char **full = t_backend_args("local", dirset, args);
         pid_t pid = t_walctl_spawn(full, in, out, err);
         free(full);
         return pid;

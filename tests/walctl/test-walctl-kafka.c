@@ -51,17 +51,7 @@ TestSuite(walctl_kafka, .init = start_mock, .fini = stop_mock, .timeout = 60);
 
 static struct t_out kw(const char *in, const char *const *args)
 {
-        size_t n = 0;
-        while (args[n])
-                n++;
-        const char **full = calloc(n + 5, sizeof(*full));
-        cr_assert_not_null(full);
-        full[0] = "-b";
-        full[1] = "kafka";
-        full[2] = "-X";
-        full[3] = servers;
-        for (size_t i = 0; i < n; i++)
-                full[4 + i] = args[i];
+        const char **full = t_backend_args("kafka", servers, args);
         struct t_out r = t_walctl(NULL, in, in ? strlen(in) : 0, full);
         free(full);
         return r;

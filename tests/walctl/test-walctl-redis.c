@@ -39,17 +39,7 @@ TestSuite(walctl_redis, .init = setup, .fini = teardown, .timeout = 60);
 
 static struct t_out rw(const char *in, const char *const *args)
 {
-        size_t n = 0;
-        while (args[n])
-                n++;
-        const char **full = calloc(n + 5, sizeof(*full));
-        cr_assert_not_null(full);
-        full[0] = "-b";
-        full[1] = "redis";
-        full[2] = "-X";
-        full[3] = url;
-        for (size_t i = 0; i < n; i++)
-                full[4 + i] = args[i];
+        const char **full = t_backend_args("redis", url, args);
         struct t_out r = t_walctl(NULL, in, in ? strlen(in) : 0, full);
         free(full);
         return r;
