@@ -345,9 +345,12 @@ if rec:
     lines.append(f"Recovery (read-only open of the {replay_bytes} replay channel, "
                  "medians): " + "; ".join(parts) + ".")
     lines.append("")
-notes = notes_path
-if backend == "local" and os.path.exists(notes):
-    lines.append(open(notes).read().rstrip())
+# The engineers' reading of these tables lives beside this script, not in
+# the generated page: every figure on the page comes from this run.
+if backend == "local" and os.path.exists(notes_path):
+    lines.append("Where the misses come from, read from profiles and counters of earlier "
+                 "runs (hand-written; its figures are from those runs, not this one): "
+                 "[tools/bench/local-notes.md](tools/bench/local-notes.md).")
     lines.append("")
 lines.append("<!-- local-backend:end -->")
 section = "\n".join(lines) + "\n"

@@ -416,33 +416,6 @@ if dl:
     sec.append("![append to delivery latency against the references](bench-results/delivery.png)\n")
 md += sec
 
-# ---- Notes kept from the previous page ----
-# A block between <!-- NAME:begin ... --> and <!-- NAME:end --> that this run
-# does not write (an engineer's note on an earlier run of another script) is
-# carried over verbatim, at the end of the page section its name starts
-# with, so regenerating the page never drops it.
-generated = {"local-backend", "kafka-backend"}
-try:
-    prev = open(os.path.join(args.root, "BENCHMARKS.md")).read()
-except FileNotFoundError:
-    prev = ""
-kept = {}
-for m in re.finditer(r"<!-- ([a-z0-9-]+):begin.*?-->.*?<!-- \1:end -->", prev, re.S):
-    if m.group(1) not in generated:
-        kept.setdefault(m.group(1).split("-")[0], []).append(m.group(0))
-heads = {"local": "## Local backend", "adaptor": "## Adaptor", "redis": "## Redis backend",
-         "kafka": "## Kafka backend", "walctl": "## walctl append",
-         "latency": "## Latency percentiles"}
-for key, blocks in kept.items():
-    h = heads.get(key)
-    idx = next((i for i, l in enumerate(md) if h and h in l), None)
-    if idx is None:
-        md += blocks
-        continue
-    end = next((i for i in range(idx + 1, len(md)) if md[i].startswith("## ") or
-                (md[i].startswith("<!--") and "\n## " in md[i])), len(md))
-    md[end:end] = [b + "\n" for b in blocks]
-
 # ---- Plots ----
 
 made = []
@@ -466,18 +439,18 @@ top = ["# Benchmarks", "",
        "`--commit REV` measures a `git archive` of a commit instead of the working tree "
        "(what this page's runs use in the shared tree: others' uncommitted edits are "
        "not measured).", "",
-       f"This run: `{args.cmdline.strip()}` ({args.mode} mode, {args.pairs} pairs, "
+       f"This run: `{args.cmdline.strip()}` ({args.mode} mode, {args.pairs} pair{'s' if args.pairs != '1' else ''}, "
        f"{args.elapsed} s), commit `{args.commit}`, {now:%Y-%m-%d %H:%M} UTC. "
        f"Raw results: [bench-results/results.json](bench-results/results.json).", "",
        f"**Machine:** {args.cpu}, {args.ncpu} vCPUs; kernel {args.kernel}; data directory "
        f"on {args.fs}; fio 4 KiB write + fdatasync: "
        f"{(fio.get('records_per_s') or 0):,.0f} ops/s, fdatasync p50 "
        f"{(fio.get('p50_us') or 0):.0f} µs, p99 {(fio.get('p99_us') or 0):.0f} µs; "
-       f"load average {args.load} (start / end; the machine is shared with other "
-       "builds, so absolute figures are noisy and only the side-by-side ratios mean "
-       "anything). Never compare these figures with another machine's.", "",
+       f"load average {args.load} (start / end; whatever else ran on the machine shows "
+       "here: absolute figures are noisy, only the side-by-side ratios mean anything). "
+       "Never compare these figures with another machine's.", "",
        "**Protocol** (perf-anchors §9-10): every workload runs beside its reference "
-       f"program in the same job, on the same disk, alternating A/B for {args.pairs} pairs; "
+       f"program in the same job, on the same disk, alternating A/B for {args.pairs} pair{'s' if args.pairs != '1' else ''}; "
        "each cell is a median over the pairs, the ratio is the median of the per-pair "
        "ratios ours/reference with their min–max, and a goal is met only if the "
        "median ratio meets it. For latencies the ratio is ours/reference too, so "
