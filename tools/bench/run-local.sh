@@ -276,8 +276,8 @@ lines.append(f"Machine: {cpu}, {ncpu} vCPUs; kernel {kernel}; filesystem {fsinfo
              f"fio 4 KiB write+fdatasync: {fio4k.get('records_per_s', 0):,.0f} ops/s, "
              f"fdatasync p50 {fio4k.get('p50_us', 0):.0f} µs, "
              f"p99 {fio4k.get('p99_us', 0):.0f} µs; load average {load_start} at the "
-             f"start, {load_end} at the end (the machine is shared: other jobs ran "
-             "beside this one).")
+             f"start, {load_end} at the end (anything else running on the machine "
+             "shows there).")
 lines.append("")
 lines.append("Ours = `bench-local` driving the local backend through the backend "
              "interface (registry → build → open → append/read), durable "
