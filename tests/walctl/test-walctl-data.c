@@ -530,6 +530,14 @@ Test(walctl_data, local_io_error_is_74)
         cr_expect_eq(r.code, 74, "%s", r.err);
         cr_expect(strstr(r.err, "walctl: "), "%s", r.err);
         t_out_free(&r);
+        /* A directory that cannot be made (ENOENT, not ENOTDIR) when
+         * appending creates the channel: still an I/O error, not 66. */
+        r = t_walctl(NULL, "x\n", 2, T_ARGS("-b", "local", "-X",
+                                            "local.dir=/proc/libwal-no-such-dir/wal",
+                                            "append", "x"));
+        cr_expect_eq(r.code, 74, "%s", r.err);
+        cr_expect(strstr(r.err, "No such file or directory"), "%s", r.err);
+        t_out_free(&r);
 }
 
 Test(walctl_data, unknown_backend_is_69)

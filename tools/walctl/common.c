@@ -97,6 +97,12 @@ int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool cr
         }
         wal_error *err = NULL;
         int r = wal_open(o, channel, term, WAL_ACCESS_RW, ret, &err);
+        if (r == -ENOENT && create) {
+                /* Creating failed on a missing path (a local.dir whose parent
+                 * cannot be made): an I/O error, not "no such channel". */
+                walctl_fail(channel, r, err);
+                return WALCTL_EXIT_IOERR;
+        }
         if (r < 0)
                 return walctl_fail(channel, r, err);
         return 0;
