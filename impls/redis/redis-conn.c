@@ -712,6 +712,24 @@ broken:
         return r;
 }
 
+int rconn_reply_buffered(struct rconn *rc, redisReply **ret, wal_error **reterr)
+{
+        if (!rc->c)
+                return wal_error_set(reterr, -ENOTCONN, WAL_ERROR_RETRIABLE, "not connected");
+        void *reply = NULL;
+        if (redisReaderGetReply(rc->c->reader, &reply) != REDIS_OK) {
+                int r = wal_error_set(reterr, -EPROTO, 0,
+                                      "redis %s:%d sent a reply that does not parse: %s",
+                                      rc->p->host, rc->p->port, rc->c->reader->errstr);
+                rconn_close(rc);
+                return r;
+        }
+        if (!reply)
+                return -EAGAIN;
+        *ret = reply;
+        return 0;
+}
+
 /* Load every script; NOSCRIPT later means someone ran SCRIPT FLUSH. */
 static int load_scripts(struct rconn *rc, wal_error **reterr)
 {

@@ -38,7 +38,7 @@ struct redis_params {
         bool require_aof;
         uint64_t max_reply_bytes;
         int read_count;              /* entries per read round */
-        int batch_max;               /* appends per pipelined round */
+        int batch_max;               /* appends the writer has in flight */
         int max_inflight;            /* queued appends before append blocks */
         int backoff_initial_ms;
         int backoff_max_ms;
@@ -117,6 +117,15 @@ int rconn_flush(struct rconn *rc, wal_error **reterr);
  */
 int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
                 wal_error **reterr);
+
+/**
+ * The next reply if it is already buffered (read from the socket by an
+ * earlier rconn_reply()), without touching the socket.
+ * @param ret  the reply (owned by the caller), on success.
+ * @returns 0; -EAGAIN when no whole reply is buffered; -EPROTO (a reply
+ *          that does not parse: the connection is closed); -ENOTCONN.
+ */
+int rconn_reply_buffered(struct rconn *rc, redisReply **ret, wal_error **reterr);
 
 /**
  * Send one command and read its reply (command timeout).  A script that

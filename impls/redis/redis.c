@@ -28,15 +28,19 @@
  * ---- Writing ----
  *
  * append() encodes the envelope, queues the record and returns; one writer
- * thread per read-write wal, on its own connection, takes everything queued
- * (up to redis.batch_max), pipelines one plain `XADD key NOMKSTREAM <ms>-*
- * _wal_env <envelope> payload <payload>` per record (no script: see
- * Fencing), optionally a WAIT, writes it in one go and reads the replies in
- * order, completing each append with its own entry ID or error.  Appends
- * that arrive meanwhile form the next batch, so the pipeline depth follows
- * the load with no timer.  Entry IDs are assigned by the server in command
- * order, which is queue order, which is the order append() returned: IDs
- * increase in call order.
+ * thread per read-write wal, on its own connection, pipelines one plain
+ * `XADD key NOMKSTREAM <ms>-* _wal_env <envelope> payload <payload>` per
+ * record (no script: see Fencing) and reads the replies in order,
+ * completing each append with its own entry ID or error.  It keeps up to
+ * redis.batch_max XADDs in flight (a sliding window, see "The sliding
+ * window" below): whatever is queued is sent while the window has room, and
+ * each read of replies makes room again, so the pipeline depth follows the
+ * load with no timer and the server never waits for the writer to finish a
+ * batch.  With redis.wait_replicas (a WAIT after each batch) or a term too
+ * large for the IDs (the APPEND script) the writer sends a batch of up to
+ * redis.batch_max and reads all of its replies before the next.  Entry IDs
+ * are assigned by the server in command order, which is queue order, which
+ * is the order append() returned: IDs increase in call order.
  *
  * ---- Fencing ----
  *
@@ -223,7 +227,7 @@ static const struct wal_property redis_properties[] = {
         { "redis.read_count", WAL_PROP_INT, "512", 1, 100000, NULL, 0,
           "Entries a scanner asks for per round (and its default read-ahead)." },
         { "redis.batch_max", WAL_PROP_INT, "1024", 1, 100000, NULL, 0,
-          "Most appends pipelined in one round trip by the writer thread." },
+          "Most appends the writer thread has in flight (pipelined, replies not read yet)." },
         { "redis.max_inflight", WAL_PROP_INT, "65536", 1, 10000000, NULL, 0,
           "Queued appends per channel before append blocks (back-pressure)." },
         { "redis.reconnect_backoff_initial", WAL_PROP_DURATION, "20ms", 1, 60000, NULL, 0,
@@ -1177,22 +1181,40 @@ static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *id
         return rconn_append_raw(&w->conn, w->obuf, (size_t)(q - w->obuf));
 }
 
+/* The clock under the term band: the ms part of an ID written now. */
+static uint64_t band_now(const struct redis_wal *w)
+{
+        return (uint64_t)w->base.term << TERM_SHIFT |
+               ((uint64_t)walu_realtime_ms() & MS_MASK);
+}
+
+/* The ms part for the next XADDs when none is in flight. */
+static uint64_t next_id_ms(const struct redis_wal *w)
+{
+        uint64_t now = band_now(w);
+        /* Keep the ms part while it lags the clock by less than DENSE_LAG_MS:
+         * the server then numbers consecutive appends ms-s, ms-(s+1), ...,
+         * which lets a tailing scanner skip its trim check (scanner_main). */
+        uint64_t ms = w->next_ms;
+        if (ms >> TERM_SHIFT != (uint64_t)w->base.term || ms + DENSE_LAG_MS <= now)
+                ms = WALU_MAX(now, w->next_ms);
+        return ms;
+}
+
+/* Format and queue @batch as XADDs with the ms part @ms; 0 or -ENOMEM. */
+static int format_xadds_ms(struct redis_wal *w, struct rpend *batch, uint64_t ms)
+{
+        char idarg[32];
+        snprintf(idarg, sizeof(idarg), "%" PRIu64 "-*", ms);
+        return format_xadds(w, batch, idarg);
+}
+
 /* Format and write @batch; 0, or <0 with @err set and the connection closed. */
 static int send_batch_ids(struct redis_wal *w, struct rpend *batch, wal_error **err)
 {
         const struct redis_params *p = &w->o->p;
         struct rconn *rc = &w->conn;
-        uint64_t band = (uint64_t)w->base.term << TERM_SHIFT;
-        uint64_t now = (uint64_t)walu_realtime_ms() & MS_MASK;
-        /* Keep the ms part while it lags the clock by less than DENSE_LAG_MS:
-         * the server then numbers consecutive appends ms-s, ms-(s+1), ...,
-         * which lets a tailing scanner skip its trim check (scanner_main). */
-        uint64_t ms = w->next_ms;
-        if (ms >> TERM_SHIFT != (uint64_t)w->base.term || ms + DENSE_LAG_MS <= (band | now))
-                ms = WALU_MAX(band | now, w->next_ms);
-        char idarg[32];
-        snprintf(idarg, sizeof(idarg), "%" PRIu64 "-*", ms);
-        int r = format_xadds(w, batch, idarg);
+        int r = format_xadds_ms(w, batch, next_id_ms(w));
         char nrep[16], tmo[16];
         if (r == 0 && p->wait_replicas > 0) {
                 snprintf(nrep, sizeof(nrep), "%d", p->wait_replicas);
@@ -1205,6 +1227,23 @@ static int send_batch_ids(struct redis_wal *w, struct rpend *batch, wal_error **
         wal_error_set(err, r, 0, "formatting the pipeline failed");
         rconn_close(rc); /* drop a partly formatted pipeline */
         return r;
+}
+
+/*
+ * @list holds appends refused as below the stream's last ID or answered nil
+ * (flagged), all replied: find out why, resend what can be, and fail the
+ * rest.  Returns what is left of @list to complete now.
+ */
+static struct rpend *settle_refused(struct redis_wal *w, struct rpend *list)
+{
+        if (rconn_connected(&w->conn) && explain_refusals(w, list))
+                list = requeue_below(w, list);
+        for (struct rpend *x = list; x; x = x->next)
+                if (x->below || x->vanished) /* no connection left to ask on */
+                        pend_fail(x, -ECONNRESET, WAL_ERROR_RETRIABLE, "%s",
+                                  "connection to redis lost while checking a refused "
+                                  "append (it was not written)");
+        return list;
 }
 
 /* Read the replies of @batch, sent with outcome @r (@err consumed), and
@@ -1252,15 +1291,8 @@ static void finish_batch_ids(struct redis_wal *w, struct rpend *batch, int r, wa
                 wal_error_free(werr);
         }
         wal_error_free(err);
-        if (refused) {
-                if (rconn_connected(rc) && explain_refusals(w, batch))
-                        batch = requeue_below(w, batch);
-                for (struct rpend *x = batch; x; x = x->next)
-                        if (x->below || x->vanished) /* no connection left to ask on */
-                                pend_fail(x, -ECONNRESET, WAL_ERROR_RETRIABLE, "%s",
-                                          "connection to redis lost while checking a refused "
-                                          "append (it was not written)");
-        }
+        if (refused)
+                batch = settle_refused(w, batch);
         complete_list(batch);
 }
 
@@ -1280,15 +1312,150 @@ static size_t rpend_bytes(const struct rpend *e)
         return e->env_len + plen;
 }
 
+/*
+ * ---- The sliding window (terms carried in IDs, no WAIT) ----
+ *
+ * Rather than send a batch and wait for all of its replies before sending
+ * the next, the writer keeps up to redis.batch_max XADDs in flight on its
+ * connection: it sends what is queued as long as the window has room, then
+ * reads the replies that have arrived and completes their appends, and
+ * sends again.  The server thus works on one part of the window while the
+ * writer formats the next part and completes the previous one, instead of
+ * the two taking turns (on two CPUs that is most of the difference to
+ * redis-benchmark, whose -P N sends N and waits for N).
+ *
+ * Order and fencing stay as in run_batch_ids: every XADD in flight has the
+ * same ms part (win->ms, chosen when the window was empty, kept while it
+ * lags the clock by under DENSE_LAG_MS, else the window drains first), so
+ * once one is refused as below the stream's last ID, every later one in
+ * flight is refused too.  From the first refusal on, the writer sends
+ * nothing more, holds every later reply in order, and when the window is
+ * empty settles the held list as a batch (settle_refused: explain, resend
+ * the refused suffix at the head of the queue, or fail).  Completions run
+ * in call order.
+ */
+struct window {
+        struct rpend *head, *tail;     /* sent, replies due, oldest first */
+        size_t n;
+        size_t bytes;                  /* rpend_bytes() of those */
+        uint64_t ms;                   /* the ms part they were sent with */
+        struct rpend *held, *held_tail;/* replied after a refusal, in order */
+};
+
+static bool window_mode(const struct redis_wal *w)
+{
+        return w->id_fencing && w->o->p.wait_replicas == 0;
+}
+
+/* Room for more, and no reason to let the window drain first. */
+static bool window_may_send(const struct redis_wal *w, const struct window *win)
+{
+        if (win->n == 0)
+                return true;
+        return !win->held && win->n < (size_t)w->o->p.batch_max && win->bytes < BATCH_BYTES &&
+               win->ms + DENSE_LAG_MS > band_now(w);
+}
+
+static void list_push(struct rpend **head, struct rpend **tail, struct rpend *e)
+{
+        e->next = NULL;
+        if (*tail)
+                (*tail)->next = e;
+        else
+                *head = e;
+        *tail = e;
+}
+
+/* Send @chunk (a list) into the window.  A failure closes the connection;
+ * window_read() then fails everything in flight. */
+static void window_send(struct redis_wal *w, struct window *win, struct rpend *chunk)
+{
+        if (win->n == 0)
+                win->ms = next_id_ms(w);
+        int r = format_xadds_ms(w, chunk, win->ms);
+        wal_error *err = NULL;
+        if (r == 0)
+                r = rconn_flush(&w->conn, &err);
+        else
+                rconn_close(&w->conn); /* drop a partly formatted pipeline */
+        wal_error_free(err);
+        for (struct rpend *e = chunk, *next; e; e = next) {
+                next = e->next;
+                win->bytes += rpend_bytes(e);
+                win->n++;
+                list_push(&win->head, &win->tail, e);
+        }
+}
+
+static struct rpend *window_pop(struct window *win)
+{
+        struct rpend *e = win->head;
+        win->head = e->next;
+        if (!win->head)
+                win->tail = NULL;
+        e->next = NULL;
+        win->n--;
+        win->bytes -= rpend_bytes(e);
+        return e;
+}
+
+/* Read at least one reply (waiting for it), then every reply already
+ * buffered; complete what can be completed. */
+static void window_read(struct redis_wal *w, struct window *win)
+{
+        struct rconn *rc = &w->conn;
+        struct rpend *done = NULL, *done_tail = NULL;
+        wal_error *err = NULL;
+        redisReply *rep = NULL;
+        int r = rconn_reply(rc, w->o->p.command_timeout_ms, -1, &rep, &err);
+        while (r == 0) {
+                struct rpend *e = window_pop(win);
+                take_id_reply(w, e, rep);
+                freeReplyObject(rep);
+                if (win->held || e->below || e->vanished)
+                        list_push(&win->held, &win->held_tail, e);
+                else
+                        list_push(&done, &done_tail, e);
+                if (win->n == 0)
+                        break;
+                r = rconn_reply_buffered(rc, &rep, &err);
+        }
+        if (r < 0 && r != -EAGAIN) {
+                /* Everything still in the window was in flight when the
+                 * connection broke. */
+                while (win->n > 0) {
+                        struct rpend *e = window_pop(win);
+                        pend_fail(e, -ECONNRESET, WAL_ERROR_RETRIABLE,
+                                  "connection to redis lost with the append in flight (it may "
+                                  "or may not have been written): %s", wal_error_message(err));
+                        if (win->held)
+                                list_push(&win->held, &win->held_tail, e);
+                        else
+                                list_push(&done, &done_tail, e);
+                }
+        }
+        wal_error_free(err);
+        complete_list(done);
+        if (win->held && win->n == 0) {
+                struct rpend *held = win->held;
+                win->held = win->held_tail = NULL;
+                complete_list(settle_refused(w, held));
+        }
+}
+
 static void *writer_main(void *arg)
 {
         struct redis_wal *w = arg;
         const struct redis_params *p = &w->o->p;
         int backoff = p->backoff_initial_ms;
+        struct window win = { 0 };
         block_sigpipe();
         for (;;) {
+                /* With appends in flight the writer waits for their replies
+                 * (window_read), not for work. */
+                bool idle = win.n == 0;
                 pthread_mutex_lock(&w->lock);
-                while (!w->head && !w->closing) {
+                while (idle && !w->head && !w->closing) {
                         w->writer_idle = true;
                         pthread_cond_wait(&w->work, &w->lock);
                         w->writer_idle = false;
@@ -1296,9 +1463,9 @@ static void *writer_main(void *arg)
                 bool closing = w->closing;
                 bool empty = !w->head;
                 pthread_mutex_unlock(&w->lock);
-                if (empty)
+                if (idle && empty)
                         break;
-                if (!rconn_connected(&w->conn) || rconn_peer_closed(&w->conn)) {
+                if (idle && (!rconn_connected(&w->conn) || rconn_peer_closed(&w->conn))) {
                         bool was = rconn_connected(&w->conn);
                         rconn_close(&w->conn);
                         wal_error *e = NULL;
@@ -1326,14 +1493,21 @@ static void *writer_main(void *arg)
                                 walu_log(WAL_LOG_INFO, "redis: writer of %s reconnected", w->skey);
                         backoff = p->backoff_initial_ms;
                 }
+                bool windowed = window_mode(w);
+                if (windowed && !window_may_send(w, &win)) {
+                        window_read(w, &win);
+                        continue;
+                }
+                size_t room = (size_t)p->batch_max - (windowed ? win.n : 0);
+                size_t room_bytes = BATCH_BYTES - (windowed ? win.bytes : 0);
                 pthread_mutex_lock(&w->lock);
                 /* A batch is one write: bounded in records and in bytes, far
                  * below Redis's client-query-buffer-limit (1 GiB). */
                 struct rpend *batch = w->head, *last = w->head;
                 size_t n = 1;
                 size_t bytes = last ? rpend_bytes(last) : 0;
-                while (last && last->next && n < (size_t)p->batch_max &&
-                       bytes + rpend_bytes(last->next) <= BATCH_BYTES) {
+                while (last && last->next && n < room &&
+                       bytes + rpend_bytes(last->next) <= room_bytes) {
                         last = last->next;
                         bytes += rpend_bytes(last);
                         n++;
@@ -1348,7 +1522,12 @@ static void *writer_main(void *arg)
                                 pthread_cond_broadcast(&w->space);
                 }
                 pthread_mutex_unlock(&w->lock);
-                if (batch && w->id_fencing)
+                if (windowed) {
+                        if (batch)
+                                window_send(w, &win, batch);
+                        if (win.n > 0)
+                                window_read(w, &win);
+                } else if (batch && w->id_fencing)
                         run_batch_ids(w, batch);
                 else if (batch)
                         run_batch(w, batch);

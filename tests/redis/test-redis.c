@@ -1249,6 +1249,67 @@ Test(redis, pipelined_appends_complete_in_order)
         w->ops->close(w);
 }
 
+/* The writer keeps many XADDs in flight (redis.c, "The sliding window").
+ * A foreign entry ahead of the clock, inside the writer's term range, makes
+ * the first XADDs in flight refused as below the stream's last ID: they and
+ * every later reply are held, explained, and the refused ones sent again
+ * above it, so every append still lands once, in call order. */
+Test(redis, refusal_inside_a_full_window_is_resent_in_order)
+{
+        start_server(false, NULL, NULL);
+        const char *kv[] = { "redis.batch_max", "64", NULL };
+        build_ok(kv);
+        struct walimpls_wal *w = open_ok("window", 3, WAL_ACCESS_RW);
+        struct wal_msgid a = append_ok(w, "first");
+        /* 5 s ahead of the clock, still term 3's band. */
+        uint64_t ahead = (UINT64_C(3) << 42) | ((walu_realtime_ms() + 5000) & ((UINT64_C(1) << 42) - 1));
+        redisReply *rep = raw("XADD wal:window %" PRIu64 "-7 payload ahead", ahead);
+        cr_assert(rep->type == REDIS_REPLY_STRING, "explicit XADD: %s", rep->str);
+        freeReplyObject(rep);
+        cr_assert_lt(a.hi, ahead);
+        enum { N = 3000 };
+        struct done **d = calloc(N, sizeof(*d));
+        cr_assert_not_null(d);
+        for (int i = 0; i < N; i++) {
+                char text[16];
+                snprintf(text, sizeof(text), "w%d", i);
+                wal_msg *m = msg_text(text);
+                d[i] = done_new();
+                cr_assert_eq(w->ops->append(w, m, done_cb, d[i]), 0);
+                wal_msg_unref(m);
+        }
+        for (int i = 0; i < N; i++) {
+                cr_assert(done_wait(d[i], 20000), "append %d never completed", i);
+                cr_assert_eq(d[i]->status, 0, "append %d: %s", i, d[i]->msg);
+                cr_assert_lt(wal_msgid_cmp(WAL_MSGID(ahead, 7), d[i]->id), 0,
+                             "append %d landed below the foreign entry", i);
+                if (i > 0)
+                        cr_assert_lt(wal_msgid_cmp(d[i - 1]->id, d[i]->id), 0,
+                                     "IDs not increasing in call order at %d", i);
+        }
+        struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "first"));
+        wal_msg_unref(m);
+        m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "ahead"));
+        wal_msg_unref(m);
+        for (int i = 0; i < N; i++) {
+                char text[16];
+                snprintf(text, sizeof(text), "w%d", i);
+                m = next_ok(s, 5000);
+                cr_assert(payload_is(m, text), "entry %d out of order", i);
+                cr_assert(wal_msgid_eq(wal_msg_id(m), d[i]->id), "w%d read at another ID", i);
+                wal_msg_unref(m);
+        }
+        cr_assert_eq(s->ops->next(s, 300, &m, NULL), -ETIMEDOUT, "nothing is stored twice");
+        s->ops->close(s);
+        for (int i = 0; i < N; i++)
+                done_free(d[i]);
+        free(d);
+        w->ops->close(w);
+}
+
 Test(redis, large_records_round_trip)
 {
         start_server(false, NULL, NULL);
