@@ -633,6 +633,34 @@ int rconn_flush(struct rconn *rc, wal_error **reterr)
         return r;
 }
 
+int rconn_send(struct rconn *rc, const char *buf, size_t len, wal_error **reterr)
+{
+        if (!rc->c)
+                return wal_error_set(reterr, -ENOTCONN, WAL_ERROR_RETRIABLE, "not connected");
+        if (rc->c->obuf && rc->c->obuf[0]) {
+                int r = rconn_flush(rc, reterr);
+                if (r < 0)
+                        return r;
+        }
+        while (len > 0) {
+                /* MSG_NOSIGNAL: a vanished peer is EPIPE, never SIGPIPE. */
+                ssize_t n = send(rc->c->fd, buf, len, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int saved = errno;
+                        int r = wal_error_set(reterr, io_errno(saved, ""), WAL_ERROR_RETRIABLE,
+                                              "writing to redis %s:%d failed: %s", rc->p->host,
+                                              rc->p->port, strerror(saved));
+                        rconn_close(rc);
+                        return r;
+                }
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
 int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
                 wal_error **reterr)
 {

@@ -107,6 +107,11 @@ int rconn_append_raw(struct rconn *rc, const char *buf, size_t len);
 /* Write everything queued.  On failure the connection is closed. */
 int rconn_flush(struct rconn *rc, wal_error **reterr);
 
+/* Write @buf (@len bytes of commands in RESP form, borrowed) now, after
+ * anything queued, with send(MSG_NOSIGNAL): no copy into hiredis's buffer
+ * and no signal mask to change.  On failure the connection is closed. */
+int rconn_send(struct rconn *rc, const char *buf, size_t len, wal_error **reterr);
+
 /**
  * Read the next reply, at most @timeout_ms (-1: no limit), stopping early
  * if @stop_fd (>= 0) polls readable (-ECANCELED).  A reply over

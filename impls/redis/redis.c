@@ -1147,7 +1147,8 @@ static char *put_bulk(char *q, const void *bytes, size_t len)
  * printf-style pass per command) cost the client about as much CPU as the
  * server spends on the XADD.
  */
-static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *idarg)
+static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *idarg,
+                        size_t *ret_len)
 {
         size_t klen = strlen(w->skey), ilen = strlen(idarg);
         size_t need = 0;
@@ -1178,7 +1179,8 @@ static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *id
                 q = put_bulk(q, PAYLOAD_FIELD, sizeof(PAYLOAD_FIELD) - 1);
                 q = put_bulk(q, payload ? payload : "", plen);
         }
-        return rconn_append_raw(&w->conn, w->obuf, (size_t)(q - w->obuf));
+        *ret_len = (size_t)(q - w->obuf);
+        return 0;
 }
 
 /* The clock under the term band: the ms part of an ID written now. */
@@ -1201,12 +1203,13 @@ static uint64_t next_id_ms(const struct redis_wal *w)
         return ms;
 }
 
-/* Format and queue @batch as XADDs with the ms part @ms; 0 or -ENOMEM. */
-static int format_xadds_ms(struct redis_wal *w, struct rpend *batch, uint64_t ms)
+/* Format @batch as XADDs with the ms part @ms into w->obuf; 0 or -ENOMEM. */
+static int format_xadds_ms(struct redis_wal *w, struct rpend *batch, uint64_t ms,
+                           size_t *ret_len)
 {
         char idarg[32];
         snprintf(idarg, sizeof(idarg), "%" PRIu64 "-*", ms);
-        return format_xadds(w, batch, idarg);
+        return format_xadds(w, batch, idarg, ret_len);
 }
 
 /* Format and write @batch; 0, or <0 with @err set and the connection closed. */
@@ -1214,7 +1217,10 @@ static int send_batch_ids(struct redis_wal *w, struct rpend *batch, wal_error **
 {
         const struct redis_params *p = &w->o->p;
         struct rconn *rc = &w->conn;
-        int r = format_xadds_ms(w, batch, next_id_ms(w));
+        size_t len = 0;
+        int r = format_xadds_ms(w, batch, next_id_ms(w), &len);
+        if (r == 0)
+                r = rconn_append_raw(rc, w->obuf, len);
         char nrep[16], tmo[16];
         if (r == 0 && p->wait_replicas > 0) {
                 snprintf(nrep, sizeof(nrep), "%d", p->wait_replicas);
@@ -1372,10 +1378,11 @@ static void window_send(struct redis_wal *w, struct window *win, struct rpend *c
 {
         if (win->n == 0)
                 win->ms = next_id_ms(w);
-        int r = format_xadds_ms(w, chunk, win->ms);
+        size_t len = 0;
+        int r = format_xadds_ms(w, chunk, win->ms, &len);
         wal_error *err = NULL;
         if (r == 0)
-                r = rconn_flush(&w->conn, &err);
+                r = rconn_send(&w->conn, w->obuf, len, &err);
         else
                 rconn_close(&w->conn); /* drop a partly formatted pipeline */
         wal_error_free(err);
