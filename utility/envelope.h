@@ -54,4 +54,24 @@ int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload
 int walu_envelope_decode_protobuf(const uint8_t *env, size_t env_len, const void *payload,
                                   size_t payload_len, wal_msg **ret, wal_error **reterr);
 
+/*
+ * Check the envelope @env/@env_len (borrowed) exactly as
+ * walu_envelope_decode() does, without building a message: fill the
+ * envelope fields of @v (type, time tick, term, last confirmed, transaction,
+ * property count, vchannel and env as views into @env).  The ID and payload
+ * of @v are left alone.  @env NULL with @env_len 0 is a foreign record (a
+ * plain data message).
+ * @returns 0, -EBADMSG (the same envelopes the decoder refuses), -EINVAL.
+ */
+int walu_envelope_view(const uint8_t *env, size_t env_len, struct wal_msg_view *v,
+                       wal_error **reterr);
+
+/*
+ * Property @i of the envelope @env/@env_len (already checked by
+ * walu_envelope_view): key and value as views into @env.
+ * @returns 0, -ERANGE (fewer properties), -EBADMSG (malformed).
+ */
+int walu_envelope_prop_at(const uint8_t *env, size_t env_len, size_t i, const uint8_t **key,
+                          size_t *key_len, const uint8_t **value, size_t *value_len);
+
 #endif /* WALU_ENVELOPE_H */

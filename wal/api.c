@@ -14,6 +14,7 @@
 #include <wal/wal-api.h>
 #include <wal/wal-registry.h>
 #include "adaptor/adaptor.h"
+#include "utility/envelope.h"
 #include "utility/walu.h"
 
 #define BAD(reterr, ...) wal_error_set((reterr), -EINVAL, 0, __VA_ARGS__)
@@ -298,4 +299,46 @@ int wal_txn_rollback(wal_txn *t, wal_error **reterr)
 uint64_t wal_txn_id(const wal_txn *t)
 {
         return t ? t->id : 0;
+}
+
+/* ---- Records read in place ---- */
+
+int wal_msg_view_prop_at(const struct wal_msg_view *v, size_t i, const char **key,
+                         size_t *key_len, const char **value, size_t *value_len)
+{
+        if (!v)
+                return -EINVAL;
+        if (i >= v->n_props)
+                return -ERANGE;
+        const uint8_t *k, *val;
+        size_t kl, vl;
+        int r = walu_envelope_prop_at(v->env, v->env_len, i, &k, &kl, &val, &vl);
+        if (r < 0)
+                return r;
+        if (key)
+                *key = (const char *)k;
+        if (key_len)
+                *key_len = kl;
+        if (value)
+                *value = (const char *)val;
+        if (value_len)
+                *value_len = vl;
+        return 0;
+}
+
+int wal_msg_view_to_msg(const struct wal_msg_view *v, wal_msg **ret)
+{
+        if (!v || !ret || wal_msgid_is_none(v->id) || (!v->payload && v->payload_len))
+                return -EINVAL;
+        wal_msg *m = NULL;
+        int r = walu_envelope_decode(v->env, v->env_len, v->payload, v->payload_len, &m, NULL);
+        if (r < 0)
+                return r;
+        r = wal_msg_freeze(m, v->id);
+        if (r < 0) {
+                wal_msg_unref(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
 }

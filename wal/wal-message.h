@@ -148,6 +148,51 @@ WAL_EXPORT int wal_msg_freeze(wal_msg *m, struct wal_msgid id);
  */
 WAL_EXPORT int wal_msg_copy(const wal_msg *m, wal_msg **ret);
 
+/* ---- Records read in place ----
+ *
+ * A batch read (the backend scanner method next_batch, walimpls/walimpls.h)
+ * hands out records as views into the scanner's read buffer instead of one
+ * wal_msg each: no allocation and no copy per record.  A view is valid until
+ * the next call on the scanner that produced it (or its close); copy what
+ * you keep, or turn a view into a message with wal_msg_view_to_msg().
+ * Every view delivered passed the same checks as a decoded message (frame
+ * CRC, a well-formed envelope of a known version and type, property keys
+ * non-empty, unique and free of NUL bytes, no NUL in the vchannel).
+ */
+struct wal_msg_view {
+        struct wal_msgid id;
+        enum wal_msg_type type;
+        uint64_t time_tick;
+        int64_t term;
+        struct wal_msgid last_confirmed;  /* WAL_MSGID_NONE when unset */
+        uint64_t txn_id;                  /* 0: not in a transaction */
+        uint32_t txn_keepalive_ms;
+        uint32_t n_props;                 /* read them with wal_msg_view_prop_at() */
+        const char *vchannel;             /* NOT NUL-terminated; NULL when none */
+        size_t vchannel_len;
+        const void *payload;              /* NULL only when payload_len is 0 */
+        size_t payload_len;
+        const uint8_t *env;               /* the encoded envelope (private: use the */
+        size_t env_len;                   /* accessors); NULL for a foreign record */
+};
+
+/**
+ * @brief Property @p i (0 .. n_props - 1, in the order they were set) of a view.
+ * @param key, key_len, value, value_len  views into the same buffer as @p v
+ *        (not NUL-terminated); any may be NULL.
+ * @returns 0, -EINVAL (NULL view), -ERANGE (@p i out of range).
+ */
+WAL_EXPORT int wal_msg_view_prop_at(const struct wal_msg_view *v, size_t i, const char **key,
+                                    size_t *key_len, const char **value, size_t *value_len);
+
+/**
+ * @brief An immutable message holding a copy of @p v (payload, properties,
+ *        vchannel, header fields and ID).
+ * @param ret  the message (owned by the caller: one reference).
+ * @returns 0, -EINVAL, -ENOMEM, -EBADMSG (@p v was not produced by a scanner).
+ */
+WAL_EXPORT int wal_msg_view_to_msg(const struct wal_msg_view *v, wal_msg **ret);
+
 /* ---- Transactions delivered as one unit (type WAL_MSG_TXN) ---- */
 
 /** @returns the number of body messages of a WAL_MSG_TXN message, else 0. */

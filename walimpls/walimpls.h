@@ -46,6 +46,7 @@
  *   wal.info           yes         append, read, truncate, info
  *   wal.close          yes         nothing
  *   scanner.next       up to its timeout   scanner.interrupt, scanner.fd
+ *   scanner.next_batch up to its timeout   scanner.interrupt, scanner.fd
  *   scanner.interrupt  no          anything (may be called from any thread)
  *   scanner.fd         no          anything
  *   scanner.close      yes         nothing
@@ -66,7 +67,7 @@
 
 WAL_BEGIN_DECLS
 
-#define WALIMPLS_VERSION 1
+#define WALIMPLS_VERSION 2   /* 2: scanner.next_batch */
 
 struct walimpls_builder;
 struct walimpls_opener;
@@ -250,6 +251,32 @@ struct walimpls_wal {
 typedef int walimpls_next_fn(struct walimpls_scanner *s, int timeout_ms,
                              wal_msg **ret, wal_error **reterr);
 
+/*
+ * Optional (version >= 2).  Deliver up to @max (>= 1) next records at once
+ * as views into the scanner's own read buffer (wal/wal-message.h), in
+ * strictly ascending ID order, continuing from where next() or the last
+ * next_batch() stopped (the two may be mixed freely).  For embedders that
+ * replay a channel at startup: no message object, allocation or payload
+ * copy per record.
+ * @views   filled [0, *n) (borrowed array of @max entries).  Every view and
+ *          everything it points to stays valid until the next call of
+ *          next, next_batch or close on this scanner, and must not be
+ *          written to.
+ * Each record delivered passed the checks next() makes (its checksum, a
+ * well-formed envelope); a record that fails them is not delivered: the
+ * records before it are, and the call that reaches it fails as next()
+ * would.  The batch may be shorter than @max for any reason (the end of a
+ * read buffer or of a segment): *n >= 1 says nothing about what is left.
+ * @timeout_ms  as for next(), for the first record only: the call never
+ *          waits for more once it has one.
+ * Returns 0 with *n >= 1; otherwise *n = 0 and the errors of next()
+ * (-ETIMEDOUT, -ECANCELED, -ERANGE, a sticky failure); -EINVAL @max 0.
+ * A NULL pointer reads as -EOPNOTSUPP: use next().
+ */
+typedef int walimpls_next_batch_fn(struct walimpls_scanner *s, int timeout_ms,
+                                   struct wal_msg_view *views, size_t max, size_t *n,
+                                   wal_error **reterr);
+
 /* Make a next() blocked now or later return -ECANCELED promptly.  Sticky. */
 typedef void walimpls_interrupt_fn(struct walimpls_scanner *s);
 
@@ -270,6 +297,7 @@ struct walimpls_scanner_ops {
         walimpls_interrupt_fn *interrupt;
         walimpls_fd_fn *fd;
         walimpls_scanner_close_fn *close;
+        walimpls_next_batch_fn *next_batch;   /* optional, version >= 2 */
 };
 
 /* Base of every backend scanner: embed it first. */

@@ -81,8 +81,19 @@
  *  3. Check continuity: a gap or overlap in LSNs between segments refuses
  *     the open (-EBADMSG naming the segment that does not follow).
  *  4. Scan each segment's frames with 1 MiB reads, building a sparse index
- *     (one (LSN, offset) pair per 256 KiB) until the end of data.  A frame
- *     that does not validate:
+ *     (one (LSN, offset) pair per 256 KiB) until the end of data.  The last
+ *     segment's frames are checked in full (the validity rule above).  The
+ *     other, sealed segments are walked by their frame headers: lengths,
+ *     flags and the LSN sequence are checked, the CRCs are not (the default,
+ *     local.open_check=tail: reading and CRC-checking every byte would cost
+ *     the open as much as a full replay).  Their CRCs are checked by every
+ *     scanner as it reads them: a frame whose CRC fails is never delivered,
+ *     the scanner fails with -EBADMSG naming the segment file and offset.
+ *     With local.open_check=all, and always for `walctl verify`/`repair`,
+ *     every frame's CRC is checked here.  When the header walk of a sealed
+ *     segment breaks off, the segment is scanned again with CRCs so the
+ *     fault names the first frame that really fails.  A frame that does not
+ *     validate:
  *       - in a segment other than the last: corruption, refuse (-EBADMSG
  *         with the segment file and the byte offset).  The writer finishes
  *         every write to a segment durably before writing the next one, so
@@ -103,7 +114,8 @@
  *     for data later.  Read-only opens only stop at the end.
  *
  * Recovery never returns a record that was not written whole: every record
- * delivered passed its CRC at its LSN.
+ * delivered passed its CRC at its LSN (checked at open for the last segment,
+ * by the scanner for the sealed ones).
  *
  * ---- What is rebuilt, not persisted ----
  *
@@ -401,7 +413,7 @@ static ssize_t read_full(const struct local_io_ops *io, int fd, void *buf, size_
 }
 
 int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
-                   uint64_t file_size)
+                   uint64_t file_size, bool check_crc)
 {
         struct rbuf b = { 0 };
         int stop = 0;
@@ -418,8 +430,9 @@ int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
                 int r = -EAGAIN;
                 if (off >= buf_off && off < buf_off + buf_len) {
                         /* The run of frames in the buffer that follow in
-                         * sequence, checksummed together; the first whose
-                         * CRC fails is decoded again below (and stops). */
+                         * sequence, checksummed together (unless the caller
+                         * only walks the headers); the first whose CRC
+                         * fails is decoded again below (and stops). */
                         struct local_frame run[LOCAL_CRC_BATCH];
                         size_t n = 0;
                         uint64_t at = off, lsn = s->last_lsn;
@@ -432,7 +445,7 @@ int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
                                 lsn++;
                                 n++;
                         }
-                        size_t ok = n ? local_frames_check_crc(run, n) : 0;
+                        size_t ok = n && check_crc ? local_frames_check_crc(run, n) : n;
                         for (size_t i = 0; i < ok; i++) {
                                 (void)local_seg_index_note(s, run[i].lsn, off);
                                 s->last_lsn = run[i].lsn;
@@ -441,8 +454,10 @@ int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
                         }
                         if (ok)
                                 continue;
-                        r = local_frame_decode(b.p + (off - buf_off),
-                                               buf_len - (size_t)(off - buf_off), &f);
+                        r = check_crc ? local_frame_decode(b.p + (off - buf_off),
+                                                           buf_len - (size_t)(off - buf_off), &f)
+                                      : local_frame_peek(b.p + (off - buf_off),
+                                                         buf_len - (size_t)(off - buf_off), &f);
                 }
                 if (r == -EAGAIN) {
                         /* Refill from @off: a full chunk, or the whole frame
@@ -658,7 +673,7 @@ static int list_segments(const char *dir, struct local_chan_scan *sc, wal_error 
 /* Scan one segment; 0 to continue with the next, 1 when a fault was
  * recorded (stop), negative errno. */
 static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, size_t i,
-                    uint64_t *expect, wal_error **reterr)
+                    enum local_scan_mode mode, uint64_t *expect, wal_error **reterr)
 {
         struct local_seg *s = sc->segs[i];
         bool last = i + 1 == sc->n_segs;
@@ -715,7 +730,18 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
                 goto out;
         }
         *expect = s->first_lsn;
-        int stop = local_seg_scan(io, fd, s, s->size);
+        bool crc = last || mode == LOCAL_SCAN_FULL;
+        int stop = local_seg_scan(io, fd, s, s->size, crc);
+        if (stop == LOCAL_STOP_BAD && !crc) {
+                /* The header walk broke off: scan the segment again with
+                 * its CRCs, so the fault names the first frame that really
+                 * fails (a flipped length bit shows only at the next
+                 * header, the CRC of the frame itself fails). */
+                s->end = LOCAL_SEG_HDR_SIZE;
+                s->last_lsn = s->first_lsn - 1;
+                s->n_index = 0;
+                stop = local_seg_scan(io, fd, s, s->size, true);
+        }
         if (stop < 0) {
                 r = wal_error_set(reterr, stop, 0, "local: reading %s: %s", s->path,
                                   strerror(-stop));
@@ -742,7 +768,7 @@ out:
         return r;
 }
 
-int local_chan_scan(const struct local_io_ops *io, const char *dir,
+int local_chan_scan(const struct local_io_ops *io, const char *dir, enum local_scan_mode mode,
                     struct local_chan_scan *ret, wal_error **reterr)
 {
         *ret = (struct local_chan_scan){ 0 };
@@ -752,7 +778,7 @@ int local_chan_scan(const struct local_io_ops *io, const char *dir,
         ret->fault.segments = ret->n_segs;
         uint64_t expect = 0;
         for (size_t i = 0; i < ret->n_segs; i++) {
-                r = scan_one(io, ret, i, &expect, reterr);
+                r = scan_one(io, ret, i, mode, &expect, reterr);
                 if (r < 0) {
                         local_chan_scan_done(ret);
                         return r;
@@ -788,7 +814,7 @@ int local_verify(const char *chan_dir, struct local_fault *ret, wal_error **rete
         WAL_ASSERT_RETURN(chan_dir && ret,
                           wal_error_set(reterr, -EINVAL, 0, "local_verify: NULL argument"));
         struct local_chan_scan sc;
-        int r = local_chan_scan(local_io_current_ops(), chan_dir, &sc, reterr);
+        int r = local_chan_scan(local_io_current_ops(), chan_dir, LOCAL_SCAN_FULL, &sc, reterr);
         if (r < 0)
                 return r;
         *ret = sc.fault;
@@ -851,7 +877,7 @@ int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **rete
                                      "repairing", chan_dir);
         }
         struct local_chan_scan sc;
-        int r = local_chan_scan(io, chan_dir, &sc, reterr);
+        int r = local_chan_scan(io, chan_dir, LOCAL_SCAN_FULL, &sc, reterr);
         if (r < 0)
                 goto out_lock;
         *ret = sc.fault;

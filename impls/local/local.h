@@ -235,11 +235,13 @@ enum local_stop {
 
 /*
  * Scan frames of @s from s->end (expecting LSN s->last_lsn + 1) through @fd
- * up to @file_size, extending s->end, s->last_lsn and the index.
+ * up to @file_size, extending s->end, s->last_lsn and the index.  With
+ * @check_crc false only the frame headers are checked (lengths, flags, the
+ * LSN sequence): what opens do for sealed segments (see local-format.c).
  * @returns the stop reason (> 0) or a negative errno from a read.
  */
 int local_seg_scan(const struct local_io_ops *io, int fd, struct local_seg *s,
-                   uint64_t file_size);
+                   uint64_t file_size, bool check_crc);
 
 /*
  * Decide whether the invalid frame at @off in the LAST segment is a torn
@@ -259,15 +261,23 @@ struct local_chan_scan {
                                        holds no frame: it may be removed */
 };
 
+/* How much of each frame a channel scan checks. */
+enum local_scan_mode {
+        LOCAL_SCAN_FULL,      /* every frame's CRC (verify, repair) */
+        LOCAL_SCAN_OPEN,      /* the last segment's CRCs, the others' headers
+                                 (opens; scanners check the rest as they read) */
+};
+
 /*
  * Scan the channel directory @dir (borrowed) with @io: list segments, check
- * headers and LSN continuity, validate every frame, stop at the first fault
- * (classifying a fault in the last segment as torn or not).  On return
+ * headers and LSN continuity, validate frames as @mode says, stop at the
+ * first fault (classifying a fault in the last segment as torn or not).
+ * On return
  * ret->segs holds the segments up to the fault (the faulty one included,
  * with end = the fault offset).  @returns 0 (look at ret->fault) or a
  * negative errno (-ENOENT no directory, -EIO); the error names the file.
  */
-int local_chan_scan(const struct local_io_ops *io, const char *dir,
+int local_chan_scan(const struct local_io_ops *io, const char *dir, enum local_scan_mode mode,
                     struct local_chan_scan *ret, wal_error **reterr);
 void local_chan_scan_done(struct local_chan_scan *sc);
 

@@ -164,10 +164,21 @@ static void append_records(struct handle *h, uint64_t from, uint64_t to, uint64_
                      wal_strerror(w.first_error));
 }
 
-/* Open @dir, read everything, check record i sits at LSN i + 1 with its
- * payload.  @returns the number of records, or the open/read error (with
- * *msg, owned by the caller, set to the error text). */
-static long read_all(const char *dir, enum wal_access access, char **msg)
+/* Check that @p/@len, the record at @id, is record @n. */
+static void check_record(long n, struct wal_msgid id, const uint8_t *p, size_t len)
+{
+        uint8_t expect[2048];
+        cr_assert_eq(id.lo, (uint64_t)n + 1, "record %ld has LSN %" PRIu64, n, id.lo);
+        cr_assert_eq(len, rec_len((uint64_t)n), "record %ld: %zu bytes", n, len);
+        rec_fill(expect, (uint64_t)n);
+        cr_assert(memcmp(p, expect, len) == 0, "record %ld: payload differs", n);
+}
+
+/* Open @dir, read everything (with next(), or with next_batch() when
+ * @batch), check record i sits at LSN i + 1 with its payload.  @returns the
+ * number of records, or the open/read error (with *msg, owned by the
+ * caller, set to the error text). */
+static long read_all_with(const char *dir, enum wal_access access, bool batch, char **msg)
 {
         struct handle h;
         wal_error *err = NULL;
@@ -188,11 +199,16 @@ static long read_all(const char *dir, enum wal_access access, char **msg)
                 backend_close(&h);
                 return r;
         }
+        cr_assert(!batch || s->ops->next_batch, "the local scanner has next_batch");
         long n = 0;
-        uint8_t expect[2048];
         for (;;) {
-                wal_msg *m;
-                r = s->ops->next(s, 0, &m, &err);
+                wal_msg *m = NULL;
+                struct wal_msg_view v[61];
+                size_t k = 0;
+                if (batch)
+                        r = s->ops->next_batch(s, 0, v, 61, &k, &err);
+                else
+                        r = s->ops->next(s, 0, &m, &err);
                 if (r == -ETIMEDOUT)
                         break;
                 if (r < 0) {
@@ -201,19 +217,38 @@ static long read_all(const char *dir, enum wal_access access, char **msg)
                         n = r;
                         break;
                 }
+                if (batch) {
+                        cr_assert(k >= 1 && k <= 61, "next_batch gave %zu views", k);
+                        for (size_t i = 0; i < k; i++, n++) {
+                                cr_assert_eq(v[i].type, WAL_MSG_DATA);
+                                check_record(n, v[i].id, v[i].payload, v[i].payload_len);
+                        }
+                        continue;
+                }
                 size_t len;
                 const uint8_t *p = wal_msg_payload(m, &len);
-                struct wal_msgid id = wal_msg_id(m);
-                cr_assert_eq(id.lo, (uint64_t)n + 1, "record %ld has LSN %" PRIu64, n, id.lo);
-                cr_assert_eq(len, rec_len((uint64_t)n), "record %ld: %zu bytes", n, len);
-                rec_fill(expect, (uint64_t)n);
-                cr_assert(memcmp(p, expect, len) == 0, "record %ld: payload differs", n);
+                check_record(n, wal_msg_id(m), p, len);
                 wal_msg_unref(m);
                 n++;
         }
         s->ops->close(s);
         backend_close(&h);
         return n;
+}
+
+/* read_all_with() through both read paths, which must agree; the message
+ * is the batch path's. */
+static long read_all(const char *dir, enum wal_access access, char **msg)
+{
+        char *m1 = NULL;
+        long a = read_all_with(dir, access, false, &m1);
+        long b = read_all_with(dir, access, true, msg);
+        cr_assert_eq(a, b, "next() read %ld (%s), next_batch() %ld (%s)", a, m1 ? m1 : "",
+                     b, *msg ? *msg : "");
+        cr_assert((!m1 && !*msg) || (m1 && *msg && strcmp(m1, *msg) == 0),
+                  "next(): %s; next_batch(): %s", m1 ? m1 : "-", *msg ? *msg : "-");
+        free(m1);
+        return b;
 }
 
 /* ---- Files, from the format comment ---- */

@@ -215,7 +215,8 @@ static size_t seg_count(void)
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", t.dir, CHANNEL);
         struct local_chan_scan sc;
-        cr_assert_eq(local_chan_scan(local_io_default_ops(), path, &sc, NULL), 0);
+        cr_assert_eq(local_chan_scan(local_io_default_ops(), path, LOCAL_SCAN_FULL, &sc,
+                                     NULL), 0);
         size_t n = sc.n_segs;
         local_chan_scan_done(&sc);
         return n;
@@ -335,7 +336,8 @@ Test(local_repair, flipped_bit_in_sealed_segment_refused_verified_repaired, .tim
 
         /* Flip one payload bit of the 11th frame of the second segment. */
         struct local_chan_scan sc;
-        cr_assert_eq(local_chan_scan(local_io_default_ops(), chan, &sc, NULL), 0);
+        cr_assert_eq(local_chan_scan(local_io_default_ops(), chan, LOCAL_SCAN_FULL, &sc,
+                                     NULL), 0);
         cr_assert_geq(sc.n_segs, 3);
         struct local_seg *s2 = sc.segs[1];
         /* Every frame has the same size here (same payload length). */
@@ -361,13 +363,62 @@ Test(local_repair, flipped_bit_in_sealed_segment_refused_verified_repaired, .tim
         cr_assert_eq(f.lsn, bad_lsn);
         cr_assert_eq(f.last_lsn, bad_lsn - 1);
 
-        /* Open refuses, naming segment and offset. */
-        tf_build(&t, "auto", "64k");
-        wal_error *err = NULL;
-        int r = tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err);
-        cr_assert_eq(r, -EBADMSG);
         char want[64];
         snprintf(want, sizeof(want), "offset %" PRIu64, off);
+
+        /* By default an open checks the CRCs of the last segment only and
+         * walks the headers of the others: it succeeds, and a scanner
+         * refuses the bad frame when it reaches it (next and next_batch),
+         * after delivering every record before it. */
+        tf_build(&t, "auto", "64k");
+        wal_error *err = NULL;
+        enum wal_access modes[] = { WAL_ACCESS_RO, WAL_ACCESS_RW };
+        for (size_t m = 0; m < 2; m++) {
+                for (int batch = 0; batch < 2; batch++) {
+                        int r = tf_open(&t, CHANNEL, modes[m], 1, &w, &err);
+                        cr_assert_eq(r, 0, "open: %s", wal_error_message(err));
+                        struct walimpls_read_opts ro = {
+                                .name = "check", .deliver = { .policy = WAL_DELIVER_ALL } };
+                        struct walimpls_scanner *scn = NULL;
+                        cr_assert_eq(w->ops->read(w, &ro, &scn, &err), 0);
+                        uint64_t got = 0;
+                        for (;;) {
+                                wal_msg *msg = NULL;
+                                struct wal_msg_view v[7];
+                                size_t k = 0;
+                                if (batch) {
+                                        r = scn->ops->next_batch(scn, 0, v, 7, &k, &err);
+                                } else {
+                                        r = scn->ops->next(scn, 0, &msg, &err);
+                                        k = r == 0;
+                                        wal_msg_unref(msg);
+                                }
+                                if (r < 0)
+                                        break;
+                                got += k;
+                        }
+                        cr_assert_eq(r, -EBADMSG, "read past the bad frame: %d", r);
+                        cr_assert_eq(got, bad_lsn - 1, "%" PRIu64 " records before it", got);
+                        cr_assert(strstr(wal_error_message(err), seg2) &&
+                                  strstr(wal_error_message(err), want), "%s",
+                                  wal_error_message(err));
+                        wal_error_free(err);
+                        err = NULL;
+                        scn->ops->close(scn);
+                        w->ops->close(w);
+                }
+        }
+        t.o->ops->close(t.o);
+
+        /* local.open_check=all refuses at open, naming segment and offset. */
+        wal_config *cfg = NULL;
+        cr_assert_eq(wal_config_new(&cfg), 0);
+        cr_assert_eq(wal_config_set(cfg, "local.dir", t.dir, &err), 0);
+        cr_assert_eq(wal_config_set(cfg, "local.open_check", "all", &err), 0);
+        cr_assert_eq(walimpls_local.build(cfg, &t.o, &err), 0);
+        wal_config_free(cfg);
+        int r = tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err);
+        cr_assert_eq(r, -EBADMSG);
         cr_assert(strstr(wal_error_message(err), seg2) && strstr(wal_error_message(err), want),
                   "%s", wal_error_message(err));
         wal_error_free(err);
@@ -499,4 +550,93 @@ Test(local_scanner, fd_wakes_for_every_record_auto, .timeout = 60)
 Test(local_scanner, fd_wakes_for_every_record_uring, .timeout = 60)
 {
         fd_wakes_for_every_record("uring");
+}
+
+/* ---- Batch reads ---- */
+
+/* Check the view @v is record @i (LSN i + 1) as append_sync wrote it. */
+static void check_view(const struct wal_msg_view *v, size_t i)
+{
+        char want[LEN];
+        payload_of(i, LEN, want);
+        cr_assert_eq(v->id.lo, i + 1, "view has LSN %" PRIu64 ", want %zu", v->id.lo, i + 1);
+        cr_assert_eq(v->type, WAL_MSG_DATA);
+        cr_assert_eq(v->payload_len, (size_t)LEN);
+        cr_assert_eq(memcmp(v->payload, want, LEN), 0, "record %zu payload differs", i);
+}
+
+Test(local_scanner, next_batch_positions_mixes_with_next_and_waits_at_the_head, .timeout = 60)
+{
+        tf_setup(&t, "auto", "64k");   /* about 200 records per segment */
+        struct walimpls_wal *w = NULL;
+        open_ok(CHANNEL, WAL_ACCESS_RW, 1, &w);
+        append_sync(w, 0, 700);
+
+        struct walimpls_read_opts ro = {
+                .name = "batch",
+                .deliver = { .policy = WAL_DELIVER_START_FROM, .id = WAL_MSGID(0, 101) } };
+        struct walimpls_scanner *sc = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(w->ops->read(w, &ro, &sc, &err), 0, "%s", wal_error_message(err));
+        cr_assert_geq(sc->ops->version, 2u);
+        struct wal_msg_view v[16];
+        size_t n = 99;
+        cr_assert_eq(sc->ops->next_batch(sc, 0, v, 0, &n, &err), -EINVAL);
+        wal_error_free(err);
+        err = NULL;
+        cr_assert_eq(n, 0);
+
+        /* From LSN 101 (record 100), alternating next_batch and next across
+         * every segment boundary. */
+        size_t i = 100;
+        bool batch = true;
+        for (;;) {
+                int r;
+                if (batch) {
+                        r = sc->ops->next_batch(sc, 0, v, 16, &n, &err);
+                        if (r == 0) {
+                                cr_assert(n >= 1 && n <= 16, "%zu views", n);
+                                for (size_t k = 0; k < n; k++)
+                                        check_view(&v[k], i++);
+                        }
+                } else {
+                        wal_msg *m = NULL;
+                        r = sc->ops->next(sc, 0, &m, &err);
+                        if (r == 0) {
+                                cr_assert_eq(wal_msg_id(m).lo, i + 1);
+                                wal_msg_unref(m);
+                                i++;
+                        }
+                }
+                if (r == -ETIMEDOUT)
+                        break;
+                cr_assert_eq(r, 0, "%s", wal_error_message(err));
+                batch = !batch;
+        }
+        cr_assert_eq(i, 700, "read up to record %zu", i);
+
+        /* At the head: nothing now; a new record arrives within the wait. */
+        cr_assert_eq(sc->ops->next_batch(sc, 0, v, 16, &n, &err), -ETIMEDOUT);
+        cr_assert_eq(n, 0);
+        append_sync(w, 700, 1);
+        cr_assert_eq(sc->ops->next_batch(sc, 10000, v, 16, &n, &err), 0, "%s",
+                     wal_error_message(err));
+        cr_assert_eq(n, 1);
+        check_view(&v[0], 700);
+
+        /* A view turns into a message with the same content. */
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_view_to_msg(&v[0], &m), 0);
+        size_t len = 0;
+        const char *p = wal_msg_payload(m, &len);
+        cr_assert_eq(len, (size_t)LEN);
+        cr_assert_eq(memcmp(p, v[0].payload, LEN), 0);
+        cr_assert_eq(wal_msg_id(m).lo, 701);
+        cr_assert(wal_msg_is_immutable(m));
+        wal_msg_unref(m);
+        cr_assert_eq(wal_msg_view_prop_at(&v[0], 0, NULL, NULL, NULL, NULL), -ERANGE);
+
+        sc->ops->close(sc);
+        w->ops->close(w);
+        tf_teardown(&t);
 }
