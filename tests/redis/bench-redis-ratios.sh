@@ -3,9 +3,16 @@
 #
 # tests/redis/bench-redis-ratios.sh: the Redis backend's goals, side by side
 # with its references on one private server (perf-anchors.md sections 9.6
-# and 10): append throughput against `redis-benchmark -c 50 -P 16` and
-# `-P 64` XADD of the same 100-byte payload, and append -> delivery latency
-# of a tailing scanner against the raw hiredis XADD -> XREAD BLOCK probe.
+# and 10): append throughput against `redis-benchmark -P 16` and `-P 64`
+# XADD of the same 100-byte payload, and append -> delivery latency of a
+# tailing scanner against the raw hiredis XADD -> XREAD BLOCK probe.
+#
+# Throughput is read two ways.  Matched (the goal's reading: perf-anchors
+# section 10 defines the reference as `-c C -P P` with C, P = the backend's
+# connections and pipeline depth): ours with redis.batch_max=P (one writer
+# connection, at most P XADDs in flight) against `-c 1 -P P`.  Server
+# ceiling (informational): ours with its defaults (up to 1024 in flight)
+# against `-c 50 -P P`, redis-benchmark's default of 50 clients.
 #
 # One `redis-server --save "" --appendonly no` on a free loopback port,
 # stopped by PID at the end.  PAIRS alternating pairs (reference, then
@@ -62,15 +69,17 @@ done
 value=$(printf 'x%.0s' $(seq 100))
 flush() { redis-cli -p "$port" FLUSHALL >/dev/null; }
 
+# rb P [C]: -P P with C clients (default 50).
 rb() {
         flush
-        redis-benchmark -p "$port" -c 50 -n "$n" -P "$1" --csv XADD rb-stream '*' f "$value" |
+        redis-benchmark -p "$port" -c "${2:-50}" -n "$n" -P "$1" --csv XADD rb-stream '*' f "$value" |
                 tail -n 1 | awk -F, '{ gsub(/"/, ""); print $2 }'
 }
+# ours_append [key=value ...]: extra redis.* properties.
 ours_append() {
         flush
         # shellcheck disable=SC2086
-        "$bench" --port "$port" append "$n" $props
+        "$bench" --port "$port" append "$n" $props "$@"
 }
 ours_latency() {
         flush
@@ -88,10 +97,14 @@ echo "redis-server $(redis-server --version | awk '{ print $3 }') on 127.0.0.1:$
      "$n records per throughput run, $lat_n paced 100 us per latency run, $pairs pairs"
 for i in $(seq "$pairs"); do
         for p in 16 64; do
+                ref=$(rb "$p" 1)
+                ours=$(ours_append redis.batch_max="$p")
+                echo "pair $i: matched P$p redis-benchmark -c 1 $ref/s, ours batch_max=$p $ours/s"
+                echo "matched-P$p $ours $ref" >>"$out"
                 ref=$(rb "$p")
                 ours=$(ours_append)
-                echo "pair $i: P$p redis-benchmark $ref/s, ours $ours/s"
-                echo "append-P$p $ours $ref" >>"$out"
+                echo "pair $i: ceiling P$p redis-benchmark -c 50 $ref/s, ours defaults $ours/s"
+                echo "ceiling-P$p $ours $ref" >>"$out"
         done
         ref=$(probe)
         ours=$(ours_latency)
@@ -115,6 +128,9 @@ summary() {
                 }'
 }
 echo "medians over $pairs pairs (ratio: median of the pair ratios, min-max):"
-summary append-P16 /s
-summary append-P64 /s
+summary matched-P16 /s
+summary matched-P64 /s
+summary ceiling-P16 /s
+summary ceiling-P64 /s
+echo "(the goals, 0.85x at -P 16 and 0.9x at -P 64, are judged on the matched rows)"
 summary delivery-p50 " us"

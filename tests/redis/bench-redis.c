@@ -7,8 +7,8 @@
  * reference/perf-anchors.md section 9.6) serves, alternately, A/B/C pairs:
  *
  *   WAL   the backend: N async appends of 100-byte payloads from one
- *         thread, completions counted; one writer connection pipelining up
- *         to redis.batch_max (1024) EVALSHAs per round trip
+ *         thread, completions counted; one writer connection keeping up
+ *         to redis.batch_max (1024) XADDs in flight
  *   RAW   REF-REDIS with the same connection count and pipeline depth:
  *         hiredis, one connection, XADD k * f <100 B> in batches of 1024
  *   LUA   raw hiredis, one EVALSHA of the backend's append script per
