@@ -24,11 +24,19 @@
  * sequence numbers are all above those of any earlier owner, committed
  * messages always arrive at the tail in ascending order.
  *
- * Completions: one thread per read-write wal.  append() pushes onto a queue
- * and wakes the thread only if it is idle; the thread swaps the whole queue
- * out, commits it under one log lock, wakes the log's scanners once, then
- * runs the callbacks in order.  Close sets a flag and joins the thread, which
- * cancels (-ECANCELED) whatever it had not taken yet.
+ * Completions (memory.completion).  "inline", the default: append() commits
+ * the message into the log under the log lock and runs its completion before
+ * it returns, on the caller's thread; nothing is ever in flight, so close has
+ * nothing to cancel.  Memory is as durable as this backend gets the moment
+ * the entry is in the log, so a hand-off to another thread would only add a
+ * wake-up (tens of microseconds on a VM) to every append.  "thread": one
+ * completion thread per read-write wal, the shape of a backend with real I/O
+ * (tests use it to exercise completions on another thread and cancellation
+ * at close).  append() pushes onto a queue and wakes the thread only if it
+ * is idle; the thread swaps the whole queue out, commits it under one log
+ * lock, wakes the log's scanners once, then runs the callbacks in order.
+ * Close sets a flag and joins the thread, which cancels (-ECANCELED)
+ * whatever it had not taken yet.
  *
  * Truncation frees every message with seq <= id (clamped to the last
  * committed one) and records the truncation point; a scanner whose next
@@ -76,6 +84,7 @@ struct mem_log {
 
 struct mem_opener {
         struct walimpls_opener base;   /* must be first */
+        bool threaded;                 /* memory.completion=thread */
         pthread_mutex_t lock;
         struct mem_log **logs;
         size_t n_logs, cap_logs;
@@ -102,7 +111,7 @@ struct mem_wal {
         struct mem_queue spare;        /* owned by the completion thread */
         bool busy;                     /* completion thread is not waiting */
         bool closing;
-        bool has_thread;
+        bool has_thread;               /* memory.completion=thread: all appends queue */
         pthread_t thread;
 };
 
@@ -225,29 +234,42 @@ static void log_wake_scanners(struct mem_log *l)
 
 static int mem_build(const wal_config *cfg, struct walimpls_opener **ret, wal_error **reterr);
 
+static const struct wal_property mem_properties[] = {
+        { "memory.completion", WAL_PROP_ENUM, "inline", 1, 0, "inline|thread", 0,
+          "Where appends complete: inline (in the log before append returns, on the "
+          "caller's thread) or thread (queued to a completion thread per wal, which "
+          "close cancels)." },
+        { NULL, 0, NULL, 0, 0, NULL, 0, NULL },
+};
+
 static const struct walimpls_builder walimpls_memory = {
         .version = WALIMPLS_VERSION,
         .name = "memory",
         .description = "in-process reference backend: data lives in the opener, "
                        "lost when it closes",
         .caps = WALIMPLS_CAP_TRUNCATE | WALIMPLS_CAP_FENCING | WALIMPLS_CAP_LIST,
-        .properties = NULL,
+        .properties = mem_properties,
         .build = mem_build,
 };
 WAL_REGISTER_BACKEND(walimpls_memory);
 
 /*
- * Build an opener.  @cfg is borrowed and unused (the backend has no
- * properties); NULL is accepted.
+ * Build an opener.  @cfg is borrowed; NULL means the defaults.
  */
 static int mem_build(const wal_config *cfg, struct walimpls_opener **ret, wal_error **reterr)
 {
-        (void)cfg;
         if (!ret)
                 return wal_error_set(reterr, -EINVAL, 0, "memory: build: NULL ret");
+        const char *completion = cfg ? wal_config_get(cfg, "memory.completion") : NULL;
+        bool threaded = completion && strcmp(completion, "thread") == 0;
+        if (completion && !threaded && strcmp(completion, "inline") != 0)
+                return wal_error_set(reterr, -EINVAL, 0,
+                                     "memory: memory.completion \"%s\": inline or thread",
+                                     completion);
         struct mem_opener *o = calloc(1, sizeof(*o));
         if (!o)
                 return wal_error_set(reterr, -ENOMEM, 0, "memory: build: out of memory");
+        o->threaded = threaded;
         o->base.ops = &mem_opener_ops;
         o->base.builder = &walimpls_memory;
         pthread_mutex_init(&o->lock, NULL);
@@ -344,7 +366,7 @@ static int mem_open(struct walimpls_opener *base, const struct walimpls_open_opt
                         goto fail;
                 }
                 w->busy = true; /* until the thread first waits */
-                r = pthread_create(&w->thread, NULL, completion_thread, w);
+                r = o->threaded ? pthread_create(&w->thread, NULL, completion_thread, w) : 0;
                 if (r != 0) {
                         pthread_mutex_unlock(&l->lock);
                         pthread_mutex_unlock(&o->lock);
@@ -353,7 +375,7 @@ static int mem_open(struct walimpls_opener *base, const struct walimpls_open_opt
                                           opts->channel);
                         goto fail;
                 }
-                w->has_thread = true;
+                w->has_thread = o->threaded;
                 l->term = opts->term;
                 w->gen = atomic_fetch_add(&l->owner_gen, 1) + 1;
                 pthread_mutex_unlock(&l->lock);
@@ -435,8 +457,40 @@ static int queue_push(struct mem_queue *q, struct mem_pending p)
 }
 
 /*
- * Queue @msg (borrowed: a frozen copy is stored).  The ID is assigned here,
- * under qlock, so IDs follow the order of returns.
+ * memory.completion=inline: commit @copy (frozen, one reference, taken over)
+ * into the log and run its completion before returning.  The ID is assigned
+ * under the log lock, which also orders the commits, so IDs follow the order
+ * of returns and the log stays sorted.
+ */
+static int append_inline(struct mem_wal *w, wal_msg *copy, walimpls_append_done_fn *done,
+                         void *arg)
+{
+        struct mem_log *l = w->log;
+        pthread_mutex_lock(&l->lock);
+        int r = wal_fenced(w) ? -ESTALE : log_reserve(l, 1);
+        uint64_t seq = 0;
+        if (r == 0) {
+                seq = atomic_fetch_add(&l->next_seq, 1);
+                r = wal_msg_freeze(copy, WAL_MSGID(0, seq));
+        }
+        if (r < 0) {
+                pthread_mutex_unlock(&l->lock);
+                wal_msg_unref(copy);
+                return r;
+        }
+        WAL_ASSERT(l->tail == l->head || l->ents[l->tail - 1].seq < seq);
+        l->ents[l->tail++] = (struct mem_entry){ seq, copy };
+        l->bytes += (int64_t)wal_msg_size(copy);
+        log_wake_scanners(l);
+        pthread_mutex_unlock(&l->lock);
+        done(arg, 0, WAL_MSGID(0, seq), NULL);
+        return 0;
+}
+
+/*
+ * Append @msg (borrowed: a frozen copy is stored): inline, or queued for the
+ * completion thread with its ID assigned here, under qlock, so IDs follow
+ * the order of returns.
  */
 static int mem_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_done_fn *done,
                       void *arg)
@@ -452,6 +506,8 @@ static int mem_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_d
         int r = wal_msg_copy(msg, &copy);
         if (r < 0)
                 return r;
+        if (!w->has_thread)
+                return append_inline(w, copy, done, arg);
         pthread_mutex_lock(&w->qlock);
         if (w->closing) {
                 pthread_mutex_unlock(&w->qlock);

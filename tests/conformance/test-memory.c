@@ -3,9 +3,11 @@
  * tests/conformance/test-memory.c: what the memory backend promises beyond
  * the common contract (impls/memory/memory.c): IDs WAL_MSGID(0, 1..) in call
  * order, a new opener starts empty, a read-write open at the same term takes
- * over, cancelled appends leave holes but never reorderings, truncation past
- * the end clamps to the last message, and every entry point refuses bad
- * arguments with -EINVAL and a message instead of crashing.
+ * over, appends complete before append returns (memory.completion=inline,
+ * the default), with memory.completion=thread cancelled appends leave holes
+ * but never reorderings, truncation past the end clamps to the last message,
+ * and every entry point refuses bad arguments with -EINVAL and a message
+ * instead of crashing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -104,8 +106,50 @@ Test(memory, same_term_open_takes_over)
         w2->ops->close(w2);
 }
 
+/* An opener with memory.completion=thread, replacing the suite's. */
+static void use_completion_thread(void)
+{
+        wal_config *cfg = NULL;
+        cr_assert_eq(wal_config_new(&cfg), 0);
+        cr_assert_eq(wal_config_set(cfg, "memory.completion", "thread", NULL), 0);
+        mo->ops->close(mo);
+        mo = NULL;
+        cr_assert_eq(mb->build(cfg, &mo, NULL), 0);
+        wal_config_free(cfg);
+}
+
+static void done_record(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        (void)err;
+        struct wal_msgid *ret = arg;
+        *ret = status == 0 ? id : WAL_MSGID(UINT64_MAX, (uint64_t)-status);
+}
+
+Test(memory, inline_completion_runs_before_append_returns)
+{
+        struct walimpls_wal *w = mopen("inline", 1, WAL_ACCESS_RW);
+        for (uint64_t i = 1; i <= 3; i++) {
+                struct wal_msgid got = WAL_MSGID_NONE;
+                wal_msg *m = conf_msg((long)i, "i");
+                cr_assert_eq(w->ops->append(w, m, done_record, &got), 0);
+                wal_msg_unref(m);
+                cr_assert(wal_msgid_eq(got, WAL_MSGID(0, i)), "append %llu completed as %s",
+                          (unsigned long long)i, conf_id(got));
+        }
+        w->ops->close(w);
+}
+
+Test(memory, unknown_completion_mode_is_refused)
+{
+        wal_config *cfg = NULL;
+        cr_assert_eq(wal_config_new(&cfg), 0);
+        cr_assert_lt(wal_config_set(cfg, "memory.completion", "later", NULL), 0);
+        wal_config_free(cfg);
+}
+
 Test(memory, cancelled_appends_leave_holes_not_reorderings, .timeout = 60)
 {
+        use_completion_thread();
         /* Repeat until a close actually cancels something (it usually does
          * at once: the completion thread cannot keep up with 20000 appends). */
         for (int attempt = 0; attempt < 20; attempt++) {

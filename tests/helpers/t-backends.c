@@ -23,6 +23,7 @@
  * case, each in its own criterion worker process.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "t-helpers.h"
@@ -45,8 +46,18 @@ T_FIXTURE_DECL(kafka);
 T_FIXTURE_DECL(redis);
 #endif
 
+/* memory: in-process, nothing to start.  WAL_TEST_MEMORY_COMPLETION=thread
+ * selects memory.completion=thread (completions on the backend's own thread,
+ * cancelled at close) instead of the default inline completions. */
+static int t_fixture_memory_setup(wal_config *cfg, void **state)
+{
+        *state = NULL;
+        const char *c = getenv("WAL_TEST_MEMORY_COMPLETION");
+        return c && *c ? wal_config_set(cfg, "memory.completion", c, NULL) : 0;
+}
+
 static const struct t_backend_fixture fixtures[] = {
-        { "memory", NULL, NULL },    /* in-process: nothing to set up */
+        { "memory", t_fixture_memory_setup, NULL },
         /* Rows of other backends go here. */
 #if HAVE_LOCAL
         T_FIXTURE_ROW(local),

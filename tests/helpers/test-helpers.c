@@ -131,7 +131,7 @@ Test(helpers, fixture_rows_name_registered_backends)
 {
         const struct t_backend_fixture *m = t_backend_fixture_find("memory");
         cr_assert_not_null(m, "the memory row is missing");
-        cr_assert_null(m->setup);
+        cr_assert_null(m->teardown, "memory starts nothing: no teardown");
         cr_assert_null(t_backend_fixture_find("no-such-backend"));
         cr_assert_null(t_backend_fixture_find(NULL));
         size_t n = t_backend_fixture_count();
