@@ -92,7 +92,11 @@ static void close_while_busy(bool close_opener)
         }
         for (int i = 0; i < 8; i++)
                 pthread_create(&ta[i], NULL, appender, &b);
+        /* Close while busy: some appends done, more in flight (on a loaded
+         * machine the first completion may take longer than the 30 ms). */
         sleep_ms(30);
+        for (int i = 0; i < 10000 && atomic_load(&b.c.ok) == 0; i++)
+                sleep_ms(1);
         uint64_t t0 = walu_monotonic_ns();
         if (close_opener)
                 ta_opener_close(o);
