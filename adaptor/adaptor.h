@@ -100,7 +100,10 @@ struct wal_cache {
         uint64_t max_bytes;
         int64_t max_age_ms;
         uint64_t evictions;
-        bool closed;
+        atomic_bool closed;
+        /* base_seq + count, published after each push (release): readers
+         * that are ahead of it learn "nothing new" without the lock */
+        atomic_uint_fast64_t end_seq;
 };
 
 int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms);
@@ -265,7 +268,13 @@ struct wal {
         pthread_cond_t cb_cond;
         struct wal_append_op *cb_head, *cb_tail;
         bool cb_running, cb_stop, cb_sleeping;
+        atomic_uint cb_queued;               /* bumped by every hand-over */
         pthread_t cb_thread;
+
+        /* finished ops kept for reuse (adaptor/wal.c) */
+        pthread_mutex_t pool_lock;
+        struct wal_append_op *op_pool;
+        size_t n_op_pool;
 
         struct wal_cache cache;
         bool has_cache;
@@ -274,6 +283,13 @@ struct wal {
         wal_scanner **scanners;
         size_t n_scanners, cap_scanners;
         atomic_uint_fast64_t next_scanner;
+        /* Tailing scanners wait for cache growth on wake_word (a futex
+         * word bumped once per published batch, woken only when parked >
+         * 0); scanners whose fd was asked for also get their eventfd kicked
+         * (n_fd_scanners of them). */
+        atomic_uint wake_word;
+        atomic_int parked;
+        atomic_int n_fd_scanners;
 
         struct wal_metrics metrics;
 };
@@ -307,7 +323,9 @@ struct wal_scanner {
         uint64_t seq;                        /* tailing: next cache sequence */
         bool have_pos;
         struct wal_msgid pos;                /* last message consumed (any kind) */
-        struct walimpls_notifier notifier;   /* cache growth, interrupt */
+        struct walimpls_notifier notifier;   /* its eventfd: cache growth, interrupt */
+        atomic_bool fd_wanted;               /* wal_scanner_fd() was called */
+        atomic_bool stop;                    /* closing: waits end */
         int epfd;                            /* the fd handed out */
         int impl_fd;                         /* backend fd added to epfd, or -1 */
         int failed;                          /* sticky error */
@@ -388,6 +406,23 @@ void wal_strbuf_printf(struct wal_strbuf *sb, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 void wal_strbuf_json_string(struct wal_strbuf *sb, const char *s);
 void wal_metrics_json(wal *w, struct wal_strbuf *sb);
+
+/* ---- Waiting (adaptor/wal.c, adaptor/scanner.c) ---- */
+
+/* Sleep while *@word == @val, for at most @timeout_ms (< 0: no limit).
+ * Returns on a wake, a change, a signal or the timeout: callers recheck. */
+void wal_futex_wait(atomic_uint *word, unsigned val, int timeout_ms);
+/* Wake every thread sleeping on @word. */
+void wal_futex_wake_all(atomic_uint *word);
+
+static inline void wal_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
+}
 
 #define WAL_TICK_LOGICAL_BITS 18
 static inline uint64_t wal_tick_ms(uint64_t tick)

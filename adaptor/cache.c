@@ -108,6 +108,7 @@ int wal_cache_push(struct wal_cache *c, wal_msg *m)
         c->count++;
         c->bytes += bytes;
         evict_locked(c, now_ms);
+        atomic_store_explicit(&c->end_seq, c->base_seq + c->count, memory_order_release);
         pthread_mutex_unlock(&c->lock);
         return 0;
 }
@@ -121,6 +122,10 @@ void wal_cache_evict_aged(struct wal_cache *c)
 
 int wal_cache_get(struct wal_cache *c, uint64_t seq, wal_msg **ret)
 {
+        /* The common answer of a tailing reader, without the lock. */
+        if (seq >= atomic_load_explicit(&c->end_seq, memory_order_acquire) &&
+            !atomic_load_explicit(&c->closed, memory_order_relaxed))
+                return -EAGAIN;
         int r = 0;
         pthread_mutex_lock(&c->lock);
         if (c->closed)

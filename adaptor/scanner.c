@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -440,6 +441,52 @@ static int remaining_ms(int timeout_ms, uint64_t deadline_ns)
         return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
+/* How long a blocked tailing next() spins before it parks: a busy channel
+ * is served at the speed of a cache-line transfer, an idle one costs at most
+ * this much CPU per wait (parking and waking costs tens of microseconds on a
+ * VM, spinning costs a whole CPU, so the spin is short and yields). */
+#define TAIL_SPIN_NS 20000u
+
+static bool wait_over(wal_scanner *s, unsigned seen)
+{
+        return atomic_load(&s->w->wake_word) != seen || atomic_load(&s->stop);
+}
+
+/* Wait until the cache grew past what was seen (@seen, read before looking),
+ * a close, or the deadline.  0, -ETIMEDOUT or -ECANCELED. */
+static int wait_published(wal_scanner *s, unsigned seen, int timeout_ms, uint64_t deadline)
+{
+        wal *w = s->w;
+        if (atomic_load(&s->stop))
+                return -ECANCELED;
+        if (timeout_ms == 0)
+                return -ETIMEDOUT;
+        uint64_t now = walu_monotonic_ns();
+        uint64_t spin_end = now + TAIL_SPIN_NS;
+        if (timeout_ms > 0 && spin_end > deadline)
+                spin_end = deadline;
+        for (unsigned i = 1; !wait_over(s, seen); i++) {
+                wal_cpu_relax();
+                if (i % 64 == 0) {
+                        if (walu_monotonic_ns() >= spin_end)
+                                break;
+                        sched_yield();
+                }
+        }
+        for (;;) {
+                if (atomic_load(&s->stop))
+                        return -ECANCELED;
+                if (atomic_load(&w->wake_word) != seen)
+                        return 0;
+                int rem = remaining_ms(timeout_ms, deadline);
+                if (rem == 0)
+                        return -ETIMEDOUT;
+                atomic_fetch_add(&w->parked, 1);
+                wal_futex_wait(&w->wake_word, seen, rem);
+                atomic_fetch_sub(&w->parked, 1);
+        }
+}
+
 static void deliver_count(wal_scanner *s, bool from_cache)
 {
         atomic_fetch_add(&s->w->metrics.delivered, 1);
@@ -467,7 +514,9 @@ int wal_adaptor_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret,
                 int rem = remaining_ms(timeout_ms, deadline);
                 wal_msg *m = NULL;
                 if (s->mode == WAL_SCAN_TAILING) {
-                        uint64_t seen = walimpls_notifier_seq(&s->notifier);
+                        unsigned seen = atomic_load(&w->wake_word);
+                        if (atomic_load_explicit(&s->fd_wanted, memory_order_relaxed))
+                                walimpls_notifier_drain(&s->notifier);
                         r = wal_cache_get(&w->cache, s->seq, &m);
                         if (r == 0) {
                                 s->seq++;
@@ -486,7 +535,7 @@ int wal_adaptor_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret,
                                 continue;
                         }
                         if (r == -EAGAIN) {
-                                r = walimpls_notifier_wait(&s->notifier, seen, rem);
+                                r = wait_published(s, seen, timeout_ms, deadline);
                                 if (r == 0)
                                         continue;
                         }
@@ -538,6 +587,12 @@ out:
 
 int wal_adaptor_scanner_fd(wal_scanner *s)
 {
+        /* Cache growth kicks the eventfd only from now on: one kick now
+         * covers what was published before (a spurious wake-up at worst). */
+        if (!atomic_exchange(&s->fd_wanted, true)) {
+                atomic_fetch_add(&s->w->n_fd_scanners, 1);
+                walimpls_notifier_signal(&s->notifier);
+        }
         return s->epfd;
 }
 
@@ -551,6 +606,9 @@ void wal_adaptor_scanner_close_inner(wal_scanner *s)
                 s->impl->ops->interrupt(s->impl);
         pthread_mutex_unlock(&s->impl_lock);
         walimpls_notifier_interrupt(&s->notifier);
+        atomic_store(&s->stop, true);
+        atomic_fetch_add(&s->w->wake_word, 1);
+        wal_futex_wake_all(&s->w->wake_word);
         wal_life_wait_idle(&s->life);
         close_impl(s);
 
@@ -564,6 +622,8 @@ void wal_adaptor_scanner_close_inner(wal_scanner *s)
                         break;
                 }
         }
+        if (listed && atomic_load(&s->fd_wanted))
+                atomic_fetch_sub(&w->n_fd_scanners, 1);
         pthread_mutex_unlock(&w->scan_lock);
         wal_life_set_closed(&s->life);
         if (listed)

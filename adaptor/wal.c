@@ -35,9 +35,14 @@
  * transactions, and age eviction of the cache.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "adaptor/adaptor.h"
 #include "utility/walu.h"
@@ -52,6 +57,12 @@ static void wal_free(wal *w)
 {
         if (w->has_cache)
                 wal_cache_done(&w->cache);
+        while (w->op_pool) {
+                struct wal_append_op *op = w->op_pool;
+                w->op_pool = op->next;
+                free(op);
+        }
+        pthread_mutex_destroy(&w->pool_lock);
         for (size_t i = 0; i < w->n_chain; i++)
                 free(w->chain[i].name);
         free(w->chain);
@@ -78,12 +89,42 @@ void wal_unref_internal(wal *w)
 
 /* ---- Completion ---- */
 
+/* Ops are recycled through a small per-wal pool: they are allocated by the
+ * appending thread and released by the dispatcher, and a free() on another
+ * thread than the malloc() contends for the allocator's arena lock on every
+ * append. */
+#define OP_POOL_MAX 4096
+
+static struct wal_append_op *op_alloc(wal *w)
+{
+        pthread_mutex_lock(&w->pool_lock);
+        struct wal_append_op *op = w->op_pool;
+        if (op) {
+                w->op_pool = op->next;
+                w->n_op_pool--;
+        }
+        pthread_mutex_unlock(&w->pool_lock);
+        if (!op)
+                return calloc(1, sizeof(*op));
+        memset(op, 0, sizeof(*op));
+        return op;
+}
+
 static void op_free(struct wal_append_op *op)
 {
+        wal *w = op->w;
         wal_msg_unref(op->msg);
         wal_msg_unref(op->sent);
         wal_msg_unref(op->result);
         wal_error_free(op->err);
+        pthread_mutex_lock(&w->pool_lock);
+        if (w->n_op_pool < OP_POOL_MAX) {
+                op->next = w->op_pool;
+                w->op_pool = op;
+                w->n_op_pool++;
+                op = NULL;
+        }
+        pthread_mutex_unlock(&w->pool_lock);
         free(op);
 }
 
@@ -155,6 +196,7 @@ static void dispatch_list(wal *w, struct op_list *l)
                 else
                         w->cb_head = l->head;
                 w->cb_tail = l->tail;
+                atomic_fetch_add_explicit(&w->cb_queued, 1, memory_order_release);
                 if (w->cb_sleeping)
                         pthread_cond_signal(&w->cb_cond);
                 pthread_mutex_unlock(&w->cb_lock);
@@ -178,6 +220,9 @@ static void dispatch(wal *w, struct wal_append_op *op, int status, wal_msg *resu
         dispatch_list(w, &l);
 }
 
+/* How long the dispatcher looks for more work before it sleeps. */
+#define DISPATCH_SPIN_NS 20000u
+
 static void *dispatcher_main(void *arg)
 {
         wal *w = arg;
@@ -188,6 +233,30 @@ static void *dispatcher_main(void *arg)
                 if (!batch) {
                         if (w->cb_stop)
                                 break;
+                        /* A busy wal queues more within microseconds:
+                         * look for it a little before sleeping, so the
+                         * appender need not wake this thread every time. */
+                        unsigned seen = atomic_load_explicit(&w->cb_queued,
+                                                             memory_order_relaxed);
+                        pthread_mutex_unlock(&w->cb_lock);
+                        uint64_t spin_end = walu_monotonic_ns() + DISPATCH_SPIN_NS;
+                        bool more = false;
+                        for (unsigned i = 1;; i++) {
+                                if (atomic_load_explicit(&w->cb_queued,
+                                                         memory_order_acquire) != seen) {
+                                        more = true;
+                                        break;
+                                }
+                                wal_cpu_relax();
+                                if (i % 64 == 0) {
+                                        if (walu_monotonic_ns() >= spin_end)
+                                                break;
+                                        sched_yield();
+                                }
+                        }
+                        pthread_mutex_lock(&w->cb_lock);
+                        if (more || w->cb_head || w->cb_stop)
+                                continue;
                         w->cb_sleeping = true;
                         pthread_cond_wait(&w->cb_cond, &w->cb_lock);
                         w->cb_sleeping = false;
@@ -227,10 +296,20 @@ static void stop_dispatcher(wal *w)
 static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct op_list *out)
 {
         if (op->status == 0) {
+                /* The op's own copy, when the interceptors passed it on, is
+                 * frozen where it is (nothing may change it once passed on);
+                 * a message an interceptor substituted is copied. */
                 wal_msg *frozen = NULL;
-                int r = wal_msg_copy(op->sent, &frozen);
-                if (r == 0)
-                        r = wal_msg_freeze(frozen, op->id);
+                int r;
+                if (op->sent == op->msg) {
+                        r = wal_msg_freeze(op->msg, op->id);
+                        if (r == 0)
+                                frozen = wal_msg_ref(op->msg);
+                } else {
+                        r = wal_msg_copy(op->sent, &frozen);
+                        if (r == 0)
+                                r = wal_msg_freeze(frozen, op->id);
+                }
                 if (r < 0) {
                         frozen = wal_msg_unref(frozen);
                         op_list_add(out, op, r, NULL);
@@ -398,14 +477,15 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                                   w->channel);
                 goto out;
         }
-        struct wal_append_op *op = calloc(1, sizeof(*op));
+        struct wal_append_op *op = op_alloc(w);
         if (!op) {
                 r = wal_error_set(reterr, -ENOMEM, 0, "out of memory");
                 goto out;
         }
+        op->w = w;
         r = wal_msg_copy(msg, &op->msg);
         if (r < 0) {
-                free(op);
+                op_free(op);
                 r = wal_error_set(reterr, r, 0, "copying the message: %s", wal_strerror(r));
                 goto out;
         }
@@ -909,6 +989,7 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
         pthread_mutex_init(&w->scan_lock, NULL);
         pthread_mutex_init(&w->cb_lock, NULL);
         pthread_cond_init(&w->cb_cond, NULL);
+        pthread_mutex_init(&w->pool_lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1056,11 +1137,33 @@ int wal_adaptor_info(wal *w, struct wal_info *ret, wal_error **reterr)
 
 /* ---- Scanners registry ---- */
 
+void wal_futex_wait(atomic_uint *word, unsigned val, int timeout_ms)
+{
+        struct timespec ts = { .tv_sec = timeout_ms / 1000,
+                               .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
+        syscall(SYS_futex, (unsigned *)word, FUTEX_WAIT_PRIVATE, val,
+                timeout_ms < 0 ? NULL : &ts, NULL, 0);
+}
+
+void wal_futex_wake_all(atomic_uint *word)
+{
+        syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* After a batch went into the cache: one bump of the word, one wake-up
+ * system call only if a scanner is parked, eventfd kicks only for scanners
+ * whose fd is in use. */
 void wal_adaptor_notify_scanners(wal *w)
 {
+        atomic_fetch_add(&w->wake_word, 1);
+        if (atomic_load(&w->parked) > 0)
+                wal_futex_wake_all(&w->wake_word);
+        if (atomic_load(&w->n_fd_scanners) == 0)
+                return;
         pthread_mutex_lock(&w->scan_lock);
         for (size_t i = 0; i < w->n_scanners; i++)
-                walimpls_notifier_signal(&w->scanners[i]->notifier);
+                if (atomic_load_explicit(&w->scanners[i]->fd_wanted, memory_order_relaxed))
+                        walimpls_notifier_signal(&w->scanners[i]->notifier);
         pthread_mutex_unlock(&w->scan_lock);
 }
 

@@ -118,8 +118,9 @@ struct wal_interceptor {
  * @param msg   the message (borrowed).
  * @returns 0 if the append is under way (its completion will follow, and may
  *          already have run: @p msg stays readable until do_append returns,
- *          but changing it has no effect any more), or the negative errno
- *          with which something below refused it.
+ *          but must not be changed any more, since it may already be the
+ *          immutable message readers see), or the negative errno with which
+ *          something below refused it.
  */
 WAL_EXPORT int wal_append_next_call(wal_append_next *next, wal_msg *msg);
 
