@@ -44,6 +44,15 @@ void walimpls_wal_done(struct walimpls_wal *w)
         w->channel = NULL;
 }
 
+int walimpls_flush(struct walimpls_wal *w, int timeout_ms, wal_error **reterr)
+{
+        if (!w || !w->ops)
+                return -EINVAL;
+        if (w->ops->version < 3 || !w->ops->flush)
+                return -EOPNOTSUPP;
+        return w->ops->flush(w, timeout_ms, reterr);
+}
+
 int walimpls_scanner_init(struct walimpls_scanner *s, const struct walimpls_scanner_ops *ops,
                           struct walimpls_wal *w, const char *name)
 {

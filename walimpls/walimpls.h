@@ -44,6 +44,7 @@
  *   wal.read           yes         append, read, truncate, info
  *   wal.truncate       yes         append, read, info
  *   wal.info           yes         append, read, truncate, info
+ *   wal.flush          yes         append, read, truncate, info, flush
  *   wal.close          yes         nothing
  *   scanner.next       up to its timeout   scanner.interrupt, scanner.fd
  *   scanner.next_batch up to its timeout   scanner.interrupt, scanner.fd
@@ -67,7 +68,8 @@
 
 WAL_BEGIN_DECLS
 
-#define WALIMPLS_VERSION 2   /* 2: scanner.next_batch */
+/* 1: the first interface; 2: scanner.next_batch; 3: wal.flush. */
+#define WALIMPLS_VERSION 3
 
 struct walimpls_builder;
 struct walimpls_opener;
@@ -214,6 +216,25 @@ typedef int walimpls_info_fn(struct walimpls_wal *w, struct walimpls_info *ret,
                              wal_error **reterr);
 
 /*
+ * Optional (interface version 3).  Wait until every append that returned 0
+ * on @w before this call has completed: its completion has run, with
+ * success or with its error.  For a caller that has nothing else to do
+ * until its own append is durable (a blocking append: queue with append,
+ * then flush, outside any lock the caller holds while appending).  The
+ * backend may do the work on the calling thread (write and sync the queued
+ * records itself, and run their completions there) instead of handing it to
+ * another thread and back; completions may therefore run inside flush.
+ * Appends and flushes from other threads may run meanwhile; appends made
+ * after the call began need not be covered.
+ * @timeout_ms  -1: no limit; else give up waiting after about this long (a
+ *              flush that is doing the I/O itself finishes that first).
+ * Returns 0 when they have all completed (look at each completion's status
+ * for the outcome), -ETIMEDOUT when the time ran out first.  Call it through
+ * walimpls_flush(), which returns -EOPNOTSUPP for a backend without it.
+ */
+typedef int walimpls_flush_fn(struct walimpls_wal *w, int timeout_ms, wal_error **reterr);
+
+/*
  * Close the wal.  Every scanner is closed already and no other method runs.
  * Before returning, run the completion of every append still in flight,
  * with its real outcome or -ECANCELED.  Frees the object.
@@ -227,6 +248,7 @@ struct walimpls_wal_ops {
         walimpls_truncate_fn *truncate;   /* optional */
         walimpls_info_fn *info;           /* optional */
         walimpls_wal_close_fn *close;
+        walimpls_flush_fn *flush;         /* optional; version >= 3 */
 };
 
 /* Base of every backend wal: embed it first; fill it with walimpls_wal_init(). */
@@ -315,6 +337,12 @@ WAL_EXPORT int walimpls_wal_init(struct walimpls_wal *w, const struct walimpls_w
                                  const struct walimpls_open_opts *opts);
 /** Release what walimpls_wal_init() allocated (not @p w itself). */
 WAL_EXPORT void walimpls_wal_done(struct walimpls_wal *w);
+
+/**
+ * wal.flush when @p w has it (its ops table has version >= 3 and a non-NULL
+ * flush), else -EOPNOTSUPP without waiting.
+ */
+WAL_EXPORT int walimpls_flush(struct walimpls_wal *w, int timeout_ms, wal_error **reterr);
 
 /** Fill the base of a scanner; copies @p name (NULL becomes ""). 0 or -ENOMEM. */
 WAL_EXPORT int walimpls_scanner_init(struct walimpls_scanner *s,

@@ -28,6 +28,15 @@
  * new segment every earlier batch must be durable, so only the last segment
  * can end torn.
  *
+ * Blocking appends (wal.flush after append).  A flush() caller that finds
+ * the writer idle and no other caller waiting writes the queued batches up
+ * to its own with pwrite + fdatasync on its own thread and runs their
+ * completions there (no hand-off to the writer thread and back); otherwise
+ * it sleeps on a per-batch futex word that the batch's completion bumps
+ * with one wake for all its waiters.  Whoever writes (the writer thread or
+ * one flush() caller) owns the I/O exclusively, so batches still complete
+ * in order.  Not under local.io=uring.  See local_flush().
+ *
  * Adaptive path (local.io=auto, the default).  A lone batch (nothing in
  * flight, nothing queued behind it) is written inline by the writer thread
  * with pwrite + fdatasync: io_uring buys overlap only when there is a next
@@ -102,6 +111,9 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
+#include <limits.h>
 #include <dirent.h>
 #include <unistd.h>
 
@@ -122,6 +134,7 @@
 #define LOCAL_INFLIGHT_MAX 16
 #define TAG_EFD 1ull                    /* user_data of the eventfd read */
 #define TAG_SYNC 2ull                   /* low bit set on a batch's fdatasync */
+#define LOCAL_FLUSH_SLOTS 64            /* wait words of flush() callers */
 
 enum io_mode { IO_AUTO, IO_URING, IO_SYNC };
 
@@ -163,6 +176,7 @@ struct batch {
         struct rec_done *dones;      /* one per record, in LSN order */
         size_t n, cap_dones;
         uint64_t first_lsn;
+        uint64_t bseq;               /* batch sequence number, from 1 */
         uint64_t off;                /* file offset of buf[0] */
         uint64_t seg_first;          /* segment the batch belongs to */
         uint64_t seg_size;           /* its size, for a new segment */
@@ -186,6 +200,7 @@ struct writer {
         bool thread_started;
         bool uring;
         bool adaptive;               /* local.io=auto: lone batches go inline */
+        bool caller_io;              /* flush() callers may write (not local.io=uring) */
         struct io_uring ring;
         int efd;
         int inflight_max;
@@ -204,11 +219,31 @@ struct writer {
         uint64_t tail_seg_first, tail_seg_size;
         bool pending_new_seg;
         _Atomic uint64_t appended;   /* records ever queued (read without qlock) */
+        uint64_t last_bseq;          /* sequence number of the newest batch made */
+        uint64_t tail_bseq;          /* batch holding the newest record (0: none) */
+        /*
+         * Who does the I/O (takes batches, writes, completes them): nobody,
+         * the writer thread (from its first take until nothing is in flight)
+         * or a flush() caller writing its own batches.  Exclusive, so
+         * batches complete in order whoever writes them.
+         */
+        enum { OWNER_NONE, OWNER_THREAD, OWNER_CALLER } io_owner;
+        int flushers;                /* threads inside local_flush */
         bool sleeping;
         bool closing;
         int failed;                  /* sticky: 0 or the negative errno */
         char failmsg[512];
         uint64_t completed_lsn;      /* callbacks ran up to here */
+        /* Batches up to this one have completed (callbacks ran); written
+         * under qlock, read without. */
+        _Atomic uint64_t done_bseq;
+        /* flush() callers sleep on the word of the slot of the batch they
+         * wait for (bseq % LOCAL_FLUSH_SLOTS); completing a batch bumps its
+         * slot's word and wakes that slot's sleepers with one futex call. */
+        struct flush_slot {
+                _Atomic uint32_t word;
+                _Atomic uint32_t sleepers;
+        } slots[LOCAL_FLUSH_SLOTS];
 
         /* writer thread only */
         struct batch *fl_head, *fl_tail; /* in flight, in LSN order */
@@ -710,6 +745,21 @@ static void batch_destroy(struct batch *b)
         free(b);
 }
 
+static long futex_op(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+        return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
+}
+
+/* Batch @bseq has completed: wake the flush() callers waiting for it (and
+ * any of a batch LOCAL_FLUSH_SLOTS later, which look again and sleep on). */
+static void flush_wake(struct writer *w, uint64_t bseq)
+{
+        struct flush_slot *sl = &w->slots[bseq % LOCAL_FLUSH_SLOTS];
+        atomic_fetch_add(&sl->word, 1);
+        if (atomic_load(&sl->sleepers))
+                (void)futex_op(&sl->word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+}
+
 /* Run @b's callbacks with @err (0: success) and recycle it. */
 static void batch_finish(struct writer *w, struct batch *b, int err)
 {
@@ -725,12 +775,16 @@ static void batch_finish(struct writer *w, struct batch *b, int err)
                 b->dones[i].fn(b->dones[i].arg, err, id, e);
         }
         wal_error_free(e);
+        uint64_t bseq = b->bseq;
         pthread_mutex_lock(&w->qlock);
         if (b->n && b->first_lsn + b->n - 1 > w->completed_lsn)
                 w->completed_lsn = b->first_lsn + b->n - 1;
+        if (bseq > atomic_load_explicit(&w->done_bseq, memory_order_relaxed))
+                atomic_store(&w->done_bseq, bseq);
         batch_put(w, b);
         pthread_cond_broadcast(&w->qcond);
         pthread_mutex_unlock(&w->qlock);
+        flush_wake(w, bseq);
 }
 
 /* Make the channel unavailable (sticky).  Logs once. */
@@ -1076,7 +1130,14 @@ static void *writer_main(void *arg)
                 bool exit_now = false;
 
                 pthread_mutex_lock(&w->qlock);
-                if (w->failed) {
+                if (w->io_owner == OWNER_THREAD && w->n_inflight == 0)
+                        w->io_owner = OWNER_NONE;
+                /* A flush() caller writing its batches owns the queue's
+                 * head; it kicks this thread when it leaves work behind. */
+                bool caller_io = w->io_owner == OWNER_CALLER;
+                if (caller_io) {
+                        /* nothing to take */
+                } else if (w->failed) {
                         /* Fail everything queued. */
                         fail_err = w->failed;
                         if (w->open && w->open->n) {
@@ -1113,19 +1174,25 @@ static void *writer_main(void *arg)
                                 if (b->new_seg)
                                         break;
                         }
-                        if (nt)
+                        if (nt) {
+                                w->io_owner = OWNER_THREAD;
                                 pthread_cond_broadcast(&w->qcond);
+                        }
                 }
                 bool queue_empty = !w->ready_head && !(w->open && w->open->n);
+                /* The in-flight list is this thread's only while it owns
+                 * the I/O; a flush() caller owning it changes it unlocked. */
+                bool own = w->io_owner == OWNER_THREAD;
+                int inflight = own ? w->n_inflight : 0;  /* before this round's take */
                 /* A lone batch with nothing in flight and nothing behind it
                  * gains nothing from io_uring: write it inline. */
-                bool lone = nt == 1 && w->n_inflight == 0 && queue_empty;
-                if (w->closing && queue_empty && w->n_inflight == 0 && nt == 0 && !fail_list)
+                bool lone = nt == 1 && inflight == 0 && queue_empty;
+                if (w->closing && queue_empty && !own && !caller_io && !fail_list)
                         exit_now = true;
                 bool did_work = nt > 0 || fail_list != NULL;
                 uint64_t seen = atomic_load_explicit(&w->appended, memory_order_acquire);
-                bool spin = w->spin_ns && !did_work && !exit_now && w->n_inflight == 0 &&
-                            !w->failed && !w->closing;
+                bool spin = w->spin_ns && !did_work && !exit_now && !own && !w->failed &&
+                            !w->closing && !caller_io;
                 if (!did_work && !exit_now && !spin)
                         w->sleeping = true;  /* the ring wait covers completions */
                 pthread_mutex_unlock(&w->qlock);
@@ -1165,7 +1232,7 @@ static void *writer_main(void *arg)
                         else
                                 sync_write_batch(w, b);
                 }
-                if (!did_work && w->n_inflight == 0) {
+                if (!did_work && !own) {
                         writer_idle(w);
                         if (w->uring)
                                 uring_reap(w);
@@ -1178,7 +1245,8 @@ static void *writer_main(void *arg)
                                 io_uring_submit_and_wait(&w->ring, 1);
                         uring_reap(w);
                 }
-                writer_complete(w);
+                if (own)
+                        writer_complete(w);
         }
         return NULL;
 }
@@ -1233,6 +1301,7 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
         w->batch_bytes = o->batch_bytes;
         w->seg_bytes = o->seg_bytes;
         w->spin_ns = (uint64_t)o->spin_us * 1000u;
+        w->caller_io = o->io != IO_URING;
         pthread_mutex_init(&w->qlock, NULL);
         pthread_cond_init(&w->qcond, NULL);
 
@@ -1300,6 +1369,9 @@ static struct local_wal *wal_from_base(struct walimpls_wal *b)
         return (struct local_wal *)b;
 }
 
+/* The writer a flush() caller is writing batches for on this thread. */
+static _Thread_local struct writer *tls_leading;
+
 /* Seal the open batch onto the ready list.  Caller holds qlock. */
 static void seal_open(struct writer *w)
 {
@@ -1353,10 +1425,10 @@ static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 crc = walu_crc32c(crc, payload, plen);
 
         pthread_mutex_lock(&w->qlock);
-        /* Back-pressure, except on the writer thread itself (an append
+        /* Back-pressure, except on the thread doing the I/O (an append
          * from a completion callback must not wait for its own thread). */
         while (!w->failed && !w->closing && w->queued_bytes > LOCAL_QUEUE_MAX &&
-               !pthread_equal(pthread_self(), w->thread))
+               !pthread_equal(pthread_self(), w->thread) && tls_leading != w)
                 pthread_cond_wait(&w->qcond, &w->qlock);
         if (w->failed || w->closing) {
                 int r = w->failed ? w->failed : -ESHUTDOWN;
@@ -1385,6 +1457,7 @@ static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                         return -ENOMEM;
                 }
                 b->first_lsn = w->next_lsn;
+                b->bseq = ++w->last_bseq;
                 b->off = w->tail_off;
                 b->seg_first = w->tail_seg_first;
                 b->seg_size = w->tail_seg_size;
@@ -1420,6 +1493,7 @@ static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         local_frame_seal(dst, w->next_lsn, (uint32_t)elen, (uint32_t)plen, crc);
         b->len += fsize;
         b->dones[b->n++] = (struct rec_done){ done, arg };
+        w->tail_bseq = b->bseq;
         w->next_lsn++;
         w->tail_off += fsize;
         w->queued_bytes += fsize;
@@ -1449,6 +1523,131 @@ static void writer_flush(struct writer *w)
                 pthread_cond_wait(&w->qcond, &w->qlock);
         }
         pthread_mutex_unlock(&w->qlock);
+}
+
+/*
+ * Flush: a blocking appender writes its own batch.
+ *
+ * A flush() caller that finds nobody doing I/O (the writer thread idle,
+ * nothing in flight) and no other flush() caller waiting takes the queued
+ * batches up to the one holding the newest record and writes each with
+ * pwrite + fdatasync on its own thread, then runs their completions there.
+ * A lone blocking appender thus pays no thread hand-off at all: no wake-up
+ * of the writer thread to write, none of the appending thread to complete
+ * (two futex round trips of 16-21 us each on the 2-vCPU VMs, against a
+ * 90-140 us fdatasync).  With other callers waiting, the writer thread
+ * keeps the I/O (several batches in flight through io_uring) and the
+ * callers sleep on their batch's slot word: one futex wake per batch for
+ * all of its waiters, instead of one per record from the callbacks.
+ */
+
+/* Write and complete, on this thread, the queued batches up to @target.
+ * Called with qlock held and io_owner NONE; returns with qlock held.
+ * @returns false if there was nothing to take. */
+static bool flush_lead(struct writer *w, uint64_t target)
+{
+        struct batch *take = NULL, **tail = &take;
+        while (w->ready_head && w->ready_head->bseq <= target) {
+                struct batch *b = w->ready_head;
+                w->ready_head = b->next;
+                if (!w->ready_head)
+                        w->ready_tail = NULL;
+                w->queued_bytes -= b->len;
+                *tail = b;
+                tail = &b->next;
+        }
+        if (!w->ready_head && w->open && w->open->n && w->open->bseq <= target) {
+                struct batch *b = w->open;
+                w->open = NULL;
+                w->queued_bytes -= b->len;
+                *tail = b;
+                tail = &b->next;
+        }
+        *tail = NULL;
+        if (!take)
+                return false;
+        w->io_owner = OWNER_CALLER;
+        pthread_cond_broadcast(&w->qcond);
+        pthread_mutex_unlock(&w->qlock);
+
+        tls_leading = w;
+        while (take) {
+                struct batch *b = take;
+                take = b->next;
+                pthread_mutex_lock(&w->qlock);
+                int failed = w->failed;
+                pthread_mutex_unlock(&w->qlock);
+                fl_push(w, b);
+                if (failed) {
+                        b->err = failed;
+                        b->io_done = true;
+                } else if (b->new_seg && writer_new_segment(w, b) < 0) {
+                        b->err = w->failed ? w->failed : -EIO;
+                        b->io_done = true;
+                } else {
+                        sync_write_batch(w, b);
+                }
+                writer_complete(w);
+        }
+        tls_leading = NULL;
+
+        pthread_mutex_lock(&w->qlock);
+        w->io_owner = OWNER_NONE;
+        /* Work left behind (appends after ours, or a failure to spread):
+         * the writer thread's. */
+        if ((w->ready_head || (w->open && w->open->n) || w->failed) && w->sleeping) {
+                w->sleeping = false;
+                writer_kick(w);
+        }
+        return true;
+}
+
+static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **reterr)
+{
+        WAL_ASSERT_RETURN(base, -EINVAL);
+        struct chan *c = wal_from_base(base)->c;
+        struct writer *w = c->w;
+        if (base->access != WAL_ACCESS_RW || !w)
+                return 0;
+        uint64_t deadline = timeout_ms >= 0 ? walu_monotonic_ns() +
+                                              (uint64_t)timeout_ms * 1000000u : 0;
+        int r = 0;
+        pthread_mutex_lock(&w->qlock);
+        uint64_t target = w->tail_bseq;
+        w->flushers++;
+        while (atomic_load(&w->done_bseq) < target) {
+                if (w->caller_io && w->io_owner == OWNER_NONE && w->flushers == 1 &&
+                    !w->failed &&
+                    !w->closing && flush_lead(w, target))
+                        continue;
+                struct flush_slot *sl = &w->slots[target % LOCAL_FLUSH_SLOTS];
+                atomic_fetch_add(&sl->sleepers, 1);
+                uint32_t seen = atomic_load(&sl->word);
+                pthread_mutex_unlock(&w->qlock);
+                struct timespec ts, *tsp = NULL;
+                if (timeout_ms >= 0) {
+                        uint64_t now = walu_monotonic_ns();
+                        uint64_t left = deadline > now ? deadline - now : 0;
+                        ts.tv_sec = (time_t)(left / 1000000000u);
+                        ts.tv_nsec = (long)(left % 1000000000u);
+                        tsp = &ts;
+                }
+                if (atomic_load(&w->done_bseq) < target &&
+                    (!tsp || tsp->tv_sec || tsp->tv_nsec))
+                        (void)futex_op(&sl->word, FUTEX_WAIT_PRIVATE, seen, tsp);
+                atomic_fetch_sub(&sl->sleepers, 1);
+                pthread_mutex_lock(&w->qlock);
+                if (timeout_ms >= 0 && atomic_load(&w->done_bseq) < target &&
+                    walu_monotonic_ns() >= deadline) {
+                        r = wal_error_set(reterr, -ETIMEDOUT, WAL_ERROR_RETRIABLE,
+                                          "local: flush of %s: not complete within %d ms",
+                                          c->dir, timeout_ms);
+                        break;
+                }
+        }
+        w->flushers--;
+        pthread_mutex_unlock(&w->qlock);
+        return r;
 }
 
 /* ---- Open ---- */
@@ -2467,6 +2666,7 @@ static const struct walimpls_wal_ops local_wal_ops = {
         .truncate = local_truncate,
         .info = local_info,
         .close = local_wal_close,
+        .flush = local_flush,
 };
 
 static const struct walimpls_scanner_ops local_scanner_ops = {

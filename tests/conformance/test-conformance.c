@@ -566,6 +566,126 @@ Test(conformance, close_while_appending, .timeout = 120)
         free(d);
 }
 
+/* ---- Flush (optional, interface version 3) ---- */
+
+struct flusher {
+        struct walimpls_wal *w;
+        int id;
+        atomic_int failures;       /* checks that failed on this thread */
+        char err[CONF_ERRLEN];
+};
+
+enum { FLUSH_THREADS = 4, FLUSH_PER_THREAD = 300, FLUSH_EVERY = 7 };
+
+/* Append FLUSH_PER_THREAD messages, flushing after every FLUSH_EVERY of them
+ * (and after the last): each flush must find every earlier append of this
+ * thread completed, exactly once and successfully. */
+static void *flusher_thread(void *arg)
+{
+        struct flusher *f = arg;
+        struct conf_done *d[FLUSH_PER_THREAD];
+        int made = 0;
+        for (int i = 0; i < FLUSH_PER_THREAD; i++) {
+                d[i] = conf_done_new();
+                made++;
+                wal_msg *m = conf_msg(f->id * FLUSH_PER_THREAD + i, "flush-%d-%d", f->id, i);
+                int r = f->w->ops->append(f->w, m, conf_done_cb, d[i]);
+                wal_msg_unref(m);
+                if (r < 0) {
+                        conf_fail(f->err, "thread %d append %d: %s", f->id, i, strerror(-r));
+                        atomic_fetch_add(&f->failures, 1);
+                        break;
+                }
+                if ((i + 1) % FLUSH_EVERY && i + 1 < FLUSH_PER_THREAD)
+                        continue;
+                r = walimpls_flush(f->w, -1, NULL);
+                if (r < 0) {
+                        conf_fail(f->err, "thread %d flush after %d: %s", f->id, i,
+                                  strerror(-r));
+                        atomic_fetch_add(&f->failures, 1);
+                        break;
+                }
+                for (int j = 0; j <= i; j++) {
+                        if (atomic_load(&d[j]->calls) != 1 || d[j]->status != 0) {
+                                conf_fail(f->err, "thread %d: after a flush following append "
+                                          "%d, append %d has run %d times, status %d", f->id,
+                                          i, j, atomic_load(&d[j]->calls), d[j]->status);
+                                atomic_fetch_add(&f->failures, 1);
+                                break;
+                        }
+                }
+        }
+        /* Wait before freeing: a completion may still be due after a failure. */
+        for (int i = 0; i < made; i++) {
+                (void)conf_done_wait(d[i], 30000);
+                conf_done_free(d[i]);
+        }
+        return NULL;
+}
+
+Test(conformance, flush_completes_earlier_appends, .timeout = 120)
+{
+        char ch[64];
+        conf_channel("flush", ch);
+        struct walimpls_wal *w = open_ok(ch, 1, WAL_ACCESS_RW);
+        int r = walimpls_flush(w, -1, NULL);
+        bool has = w->ops->version >= 3 && w->ops->flush;
+        if (!has) {
+                cr_assert_eq(r, -EOPNOTSUPP, "no flush method, yet walimpls_flush gave %d", r);
+                cr_log_info("%s: no wal.flush; walimpls_flush reports -EOPNOTSUPP",
+                            conf.backend);
+                w->ops->close(w);
+                return;
+        }
+        cr_assert_eq(r, 0, "flush with nothing appended: %s", strerror(-r));
+        cr_assert_eq(walimpls_flush(w, 0, NULL), 0, "flush(0) with nothing pending");
+
+        /* Several threads appending and flushing at once. */
+        struct flusher f[FLUSH_THREADS];
+        pthread_t t[FLUSH_THREADS];
+        for (int i = 0; i < FLUSH_THREADS; i++) {
+                f[i] = (struct flusher){ .w = w, .id = i };
+                cr_assert_eq(pthread_create(&t[i], NULL, flusher_thread, &f[i]), 0);
+        }
+        for (int i = 0; i < FLUSH_THREADS; i++) {
+                pthread_join(t[i], NULL);
+                cr_assert_eq(atomic_load(&f[i].failures), 0, "%s", f[i].err);
+        }
+
+        /* Asynchronous appends from this thread, then one flush covers all. */
+        enum { N = 200 };
+        struct conf_done *d[N];
+        for (int i = 0; i < N; i++) {
+                d[i] = conf_done_new();
+                wal_msg *m = conf_msg(i, "after-%d", i);
+                cr_assert_eq(w->ops->append(w, m, conf_done_cb, d[i]), 0);
+                wal_msg_unref(m);
+        }
+        cr_assert_eq(walimpls_flush(w, 30000, NULL), 0);
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(atomic_load(&d[i]->calls), 1, "append %d not complete after flush",
+                             i);
+                cr_assert_eq(d[i]->status, 0);
+                if (i)
+                        cr_assert_lt(wal_msgid_cmp(d[i - 1]->id, d[i]->id), 0);
+        }
+
+        /* Everything flushed is there, in order, once. */
+        struct walimpls_scanner *s = read_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        for (int i = 0; i < FLUSH_THREADS * FLUSH_PER_THREAD + N; i++)
+                wal_msg_unref(next_ok(s, 10000));
+        expect_nothing(s, 0);
+        s->ops->close(s);
+
+        /* A read-only wal has nothing of its own to flush. */
+        struct walimpls_wal *ro = open_ok(ch, 1, WAL_ACCESS_RO);
+        cr_assert_eq(walimpls_flush(ro, -1, NULL), 0);
+        ro->ops->close(ro);
+        w->ops->close(w);
+        for (int i = 0; i < N; i++)
+                conf_done_free(d[i]);
+}
+
 struct blocked_next {
         struct walimpls_scanner *s;
         int timeout_ms;

@@ -251,6 +251,73 @@ static void short_writes(const char *io)
         tf_teardown(&t);
 }
 
+/* Blocking appends (append, then wal.flush, which may write the batch on
+ * the calling thread): an fdatasync failure there fails the record and
+ * everything queued behind it, and the channel stays unavailable. */
+static void eio_on_fdatasync_in_flush(const char *io)
+{
+        shim_install();
+        tf_setup(&t, io, "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        struct acks s;
+        acks_init(&s, 40);
+        for (size_t i = 0; i < 20; i++) {
+                cr_assert_eq(tf_append(w, &s, i, LEN), 0, "append %zu refused", i);
+                cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+                pthread_mutex_lock(&s.mu);
+                bool done = s.a[i].done;
+                int st = s.a[i].status;
+                pthread_mutex_unlock(&s.mu);
+                cr_assert(done, "append %zu not complete when flush returned", i);
+                cr_assert_eq(st, 0, "append %zu: %s", i, s.a[i].msg);
+        }
+        /* Queue a few; the writer thread may meet the failure before the
+         * last is queued (later ones are then refused with it). */
+        atomic_store(&shim.fail_fdatasync, EIO);
+        size_t acc = 0;
+        for (size_t i = 20; i < 25; i++, acc++) {
+                int r = tf_append(w, &s, i, LEN);
+                if (r < 0) {
+                        cr_assert_eq(r, -EIO, "append %zu refused with %d", i, r);
+                        break;
+                }
+        }
+        cr_assert_geq(acc, 1);
+        cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+        pthread_mutex_lock(&s.mu);
+        for (size_t i = 20; i < 20 + acc; i++) {
+                cr_assert(s.a[i].done, "append %zu not complete when flush returned", i);
+                cr_assert_eq(s.a[i].status, -EIO, "append %zu: status %d", i, s.a[i].status);
+                cr_assert(strstr(s.a[i].msg, "fdatasync") && strstr(s.a[i].msg, ".seg"),
+                          "message does not name the file: %s", s.a[i].msg);
+        }
+        pthread_mutex_unlock(&s.mu);
+        int syncs = atomic_load(&shim.n_fdatasync);
+        atomic_store(&shim.fail_fdatasync, 0);
+        cr_assert_eq(tf_append(w, &s, 20 + acc, LEN), -EIO);
+        cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+        t_sleep_ms(50);
+        cr_assert_eq(atomic_load(&shim.n_fdatasync), syncs, "fdatasync retried after failure");
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        local_io_set_ops(NULL);
+        check_after_reopen(20, 20 + acc);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+Test(local_faults, eio_on_fdatasync_in_flush_auto, .timeout = 60)
+{
+        eio_on_fdatasync_in_flush("auto");
+}
+Test(local_faults, eio_on_fdatasync_in_flush_sync, .timeout = 60)
+{
+        eio_on_fdatasync_in_flush("sync");
+}
 Test(local_faults, eio_on_fdatasync_uring, .timeout = 60) { eio_on_fdatasync("uring"); }
 Test(local_faults, eio_on_fdatasync_sync, .timeout = 60) { eio_on_fdatasync("sync"); }
 Test(local_faults, enospc_on_write_uring, .timeout = 60) { enospc_on_write("uring"); }

@@ -8,7 +8,10 @@
  *
  * Workloads (--workload):
  *   writers   --writers N threads, each: build a message, append, wait for
- *             its completion (blocking API), repeat.  N = 1 is "sync1"
+ *             its completion (blocking API), repeat.  The wait is
+ *             wal.flush (walimpls_flush: the backend may write the record
+ *             on the appending thread) and then the completion, or only the
+ *             completion with --flush 0 or when the backend has no flush.  N = 1 is "sync1"
  *             (compare REF-SYNC), 16/64 compare REF-GC; with --record-bytes
  *             1m it is "bulk1m" (compare fio bs=1m fdatasync=1).
  *   async     one thread keeps --inflight appends in flight; a completion
@@ -33,6 +36,7 @@
  *                    [--record-bytes 100] [--inflight 4096]
  *                    [--total-bytes 1g] [--channel bench]
  *                    [--read-api batch|msg]
+ *                    [--flush 1|0]        (writers: call wal.flush after append)
  *                    [-X key=value ...]   (extra backend properties)
  *                    [--backend local]    (another registered backend, to
  *                                          check the driver itself)
@@ -60,6 +64,7 @@ struct bench {
         struct walimpls_wal *wal;
         size_t rec;
         uint64_t end_ns;
+        bool flush;             /* blocking writers call walimpls_flush */
         _Atomic int failed;     /* first failed completion status */
 };
 
@@ -141,6 +146,12 @@ static void *writer_main(void *arg)
                 int r = b->wal->ops->append(b->wal, m, writer_done, w);
                 wal_msg_unref(m);
                 check(r, NULL, "append");
+                if (b->flush) {
+                        wal_error *err = NULL;
+                        r = walimpls_flush(b->wal, -1, &err);
+                        if (r != -EOPNOTSUPP)
+                                check(r, err, "flush");
+                }
                 while (sem_wait(&w->done) < 0 && errno == EINTR)
                         ;
                 bench_lat_add(&w->lat, bench_now_ns() - t0);
@@ -404,11 +415,12 @@ int main(int argc, char **argv)
         uint64_t max = bench_arg_size(argc, argv, "max-records", "64m");
         struct bench b = { 0 };
         b.rec = bench_arg_size(argc, argv, "record-bytes", "100");
+        b.flush = atoi(bench_arg(argc, argv, "flush", "1")) != 0;
         if (!dir || nw < 1 || inflight < 1 || b.rec < 1) {
                 fprintf(stderr, "usage: bench-local --dir DIR --workload "
                                 "writers|async|prepare|replay [--writers N] [--seconds S]\n"
                                 "       [--record-bytes B] [--inflight N] [--total-bytes B]\n"
-                                "       [-X key=value ...]\n");
+                                "       [--flush 1|0] [-X key=value ...]\n");
                 return 2;
         }
 
