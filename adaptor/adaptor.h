@@ -27,10 +27,10 @@
 enum { WAL_LIFE_OPEN = 0, WAL_LIFE_CLOSING, WAL_LIFE_CLOSED };
 
 struct wal_life {
-        pthread_mutex_t lock;
+        pthread_mutex_t lock;       /* state changes, and waits on cond */
         pthread_cond_t cond;
-        int state;                  /* WAL_LIFE_* */
-        unsigned inflight;          /* public calls running inside */
+        atomic_int state;           /* WAL_LIFE_* */
+        atomic_uint inflight;       /* public calls running inside */
 };
 
 void wal_life_init(struct wal_life *l);
@@ -88,7 +88,7 @@ struct wal_cache_entry {
         struct wal_msgid id;
         uint64_t tick;
         size_t bytes;
-        uint64_t pushed_ms;          /* monotonic */
+        uint64_t pushed_ms;          /* CLOCK_MONOTONIC_COARSE */
 };
 
 struct wal_cache {

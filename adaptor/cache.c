@@ -18,9 +18,19 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "adaptor/adaptor.h"
 #include "utility/walu.h"
+
+/* Age is kept in milliseconds; the coarse clock (a few ms of resolution)
+ * is plenty for that and costs less than the precise one on every push. */
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms)
 {
@@ -50,11 +60,11 @@ static void pop_head(struct wal_cache *c)
         c->evictions++;
 }
 
-static void evict_locked(struct wal_cache *c, uint64_t now_ms)
+static void evict_locked(struct wal_cache *c, uint64_t now)
 {
         while (c->count > 1) {
                 struct wal_cache_entry *e = at(c, 0);
-                bool old = c->max_age_ms >= 0 && now_ms - e->pushed_ms > (uint64_t)c->max_age_ms;
+                bool old = c->max_age_ms >= 0 && now - e->pushed_ms > (uint64_t)c->max_age_ms;
                 if (c->bytes <= c->max_bytes && !old)
                         break;
                 pop_head(c);
@@ -74,7 +84,7 @@ void wal_cache_done(struct wal_cache *c)
 
 int wal_cache_push(struct wal_cache *c, wal_msg *m)
 {
-        uint64_t now_ms = walu_monotonic_ns() / 1000000u;
+        uint64_t now = now_ms();
         pthread_mutex_lock(&c->lock);
         if (c->closed) {
                 pthread_mutex_unlock(&c->lock);
@@ -103,11 +113,11 @@ int wal_cache_push(struct wal_cache *c, wal_msg *m)
                 .id = id,
                 .tick = wal_msg_time_tick(m),
                 .bytes = bytes,
-                .pushed_ms = now_ms,
+                .pushed_ms = now,
         };
         c->count++;
         c->bytes += bytes;
-        evict_locked(c, now_ms);
+        evict_locked(c, now);
         atomic_store_explicit(&c->end_seq, c->base_seq + c->count, memory_order_release);
         pthread_mutex_unlock(&c->lock);
         return 0;
@@ -116,7 +126,7 @@ int wal_cache_push(struct wal_cache *c, wal_msg *m)
 void wal_cache_evict_aged(struct wal_cache *c)
 {
         pthread_mutex_lock(&c->lock);
-        evict_locked(c, walu_monotonic_ns() / 1000000u);
+        evict_locked(c, now_ms());
         pthread_mutex_unlock(&c->lock);
 }
 

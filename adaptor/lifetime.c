@@ -8,6 +8,12 @@
  * inside to leave.  Exactly one caller performs a close; a concurrent second
  * closer (a parent closing its child while the owner closes it too) waits
  * until the first finished, so after either returns the object is closed.
+ *
+ * Entering and leaving are two atomic operations each, no lock: a call
+ * counts itself in, then looks at the state; close sets the state, then
+ * looks at the count (all sequentially consistent, so at least one of the
+ * two sees the other).  A call that leaves while the object is closing
+ * takes the lock to wake the closer, which waits under the same lock.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -18,8 +24,8 @@ void wal_life_init(struct wal_life *l)
 {
         pthread_mutex_init(&l->lock, NULL);
         pthread_cond_init(&l->cond, NULL);
-        l->state = WAL_LIFE_OPEN;
-        l->inflight = 0;
+        atomic_init(&l->state, WAL_LIFE_OPEN);
+        atomic_init(&l->inflight, 0);
 }
 
 void wal_life_done(struct wal_life *l)
@@ -30,33 +36,32 @@ void wal_life_done(struct wal_life *l)
 
 int wal_life_enter(struct wal_life *l)
 {
-        int r = 0;
-        pthread_mutex_lock(&l->lock);
-        if (l->state != WAL_LIFE_OPEN)
-                r = -ESHUTDOWN;
-        else
-                l->inflight++;
-        pthread_mutex_unlock(&l->lock);
-        return r;
+        atomic_fetch_add(&l->inflight, 1);
+        if (atomic_load(&l->state) == WAL_LIFE_OPEN)
+                return 0;
+        wal_life_leave(l);
+        return -ESHUTDOWN;
 }
 
 void wal_life_leave(struct wal_life *l)
 {
-        pthread_mutex_lock(&l->lock);
-        if (--l->inflight == 0)
+        if (atomic_fetch_sub(&l->inflight, 1) == 1 &&
+            atomic_load(&l->state) != WAL_LIFE_OPEN) {
+                pthread_mutex_lock(&l->lock);
                 pthread_cond_broadcast(&l->cond);
-        pthread_mutex_unlock(&l->lock);
+                pthread_mutex_unlock(&l->lock);
+        }
 }
 
 bool wal_life_begin_close(struct wal_life *l)
 {
         bool mine = false;
         pthread_mutex_lock(&l->lock);
-        if (l->state == WAL_LIFE_OPEN) {
-                l->state = WAL_LIFE_CLOSING;
+        if (atomic_load(&l->state) == WAL_LIFE_OPEN) {
+                atomic_store(&l->state, WAL_LIFE_CLOSING);
                 mine = true;
         } else {
-                while (l->state != WAL_LIFE_CLOSED)
+                while (atomic_load(&l->state) != WAL_LIFE_CLOSED)
                         pthread_cond_wait(&l->cond, &l->lock);
         }
         pthread_mutex_unlock(&l->lock);
@@ -66,7 +71,7 @@ bool wal_life_begin_close(struct wal_life *l)
 void wal_life_wait_idle(struct wal_life *l)
 {
         pthread_mutex_lock(&l->lock);
-        while (l->inflight > 0)
+        while (atomic_load(&l->inflight) > 0)
                 pthread_cond_wait(&l->cond, &l->lock);
         pthread_mutex_unlock(&l->lock);
 }
@@ -74,15 +79,12 @@ void wal_life_wait_idle(struct wal_life *l)
 void wal_life_set_closed(struct wal_life *l)
 {
         pthread_mutex_lock(&l->lock);
-        l->state = WAL_LIFE_CLOSED;
+        atomic_store(&l->state, WAL_LIFE_CLOSED);
         pthread_cond_broadcast(&l->cond);
         pthread_mutex_unlock(&l->lock);
 }
 
 bool wal_life_is_open(struct wal_life *l)
 {
-        pthread_mutex_lock(&l->lock);
-        bool open = l->state == WAL_LIFE_OPEN;
-        pthread_mutex_unlock(&l->lock);
-        return open;
+        return atomic_load(&l->state) == WAL_LIFE_OPEN;
 }
