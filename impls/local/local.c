@@ -229,6 +229,8 @@ struct writer {
          */
         enum { OWNER_NONE, OWNER_THREAD, OWNER_CALLER } io_owner;
         int flushers;                /* threads inside local_flush */
+        uint64_t last_flush_ns;      /* when local_flush last began */
+        bool idle_forever;           /* sleeping with no timeout (see writer_sleep) */
         bool sleeping;
         bool closing;
         int failed;                  /* sticky: 0 or the negative errno */
@@ -970,12 +972,34 @@ static void writer_drain_efd(struct writer *w)
  * 14:39: with this wait the only difference, 1 writer was 0.80x REF-SYNC
  * under local.io=auto waiting in io_uring and 0.95x under local.io=sync;
  * not re-measured since: the machine was saturated.) */
-static void writer_idle(struct writer *w)
+static bool writer_idle(struct writer *w, int timeout_ms)
 {
         struct pollfd p = { .fd = w->efd, .events = POLLIN };
-        while (poll(&p, 1, -1) < 0 && errno == EINTR)
+        int n;
+        while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
                 ;
+        if (n == 0)
+                return false;
         writer_drain_efd(w);
+        return true;
+}
+
+/*
+ * The writer thread is about to sleep with nothing in flight (caller holds
+ * qlock).  An append from a thread that flushes after appending does not
+ * kick a sleeping writer (its own flush writes the record, see local_flush);
+ * in case it never flushes, the writer sleeps at most LOCAL_FLUSH_NAP_MS
+ * while flush() was used in the last LOCAL_FLUSH_RECENT_NS, and such appends
+ * kick it as any other once it sleeps without a timeout.
+ * @returns the poll timeout.
+ */
+#define LOCAL_FLUSH_NAP_MS 1
+#define LOCAL_FLUSH_RECENT_NS 1000000000ull
+static int writer_sleep(struct writer *w)
+{
+        w->sleeping = true;
+        w->idle_forever = walu_monotonic_ns() - w->last_flush_ns >= LOCAL_FLUSH_RECENT_NS;
+        return w->idle_forever ? -1 : LOCAL_FLUSH_NAP_MS;
 }
 
 static void uring_arm_efd(struct writer *w)
@@ -1122,6 +1146,7 @@ static void *writer_main(void *arg)
                 uring_arm_efd(w);
                 io_uring_submit(&w->ring);
         }
+        bool napped = false;     /* the last sleep ended by its timeout */
         for (;;) {
                 struct batch *take[LOCAL_INFLIGHT_MAX];
                 int nt = 0;
@@ -1192,9 +1217,17 @@ static void *writer_main(void *arg)
                 bool did_work = nt > 0 || fail_list != NULL;
                 uint64_t seen = atomic_load_explicit(&w->appended, memory_order_acquire);
                 bool spin = w->spin_ns && !did_work && !exit_now && !own && !w->failed &&
-                            !w->closing && !caller_io;
-                if (!did_work && !exit_now && !spin)
-                        w->sleeping = true;  /* the ring wait covers completions */
+                            !w->closing && !caller_io && !napped;
+                int idle_ms = -1;
+                if (!did_work && !exit_now && !spin) {
+                        if (own) {
+                                /* the ring wait covers completions */
+                                w->sleeping = true;
+                                w->idle_forever = false;
+                        } else {
+                                idle_ms = writer_sleep(w);
+                        }
+                }
                 pthread_mutex_unlock(&w->qlock);
                 if (spin) {
                         /* Nothing in flight: watch for work, then sleep
@@ -1204,7 +1237,7 @@ static void *writer_main(void *arg)
                         pthread_mutex_lock(&w->qlock);
                         bool more = w->ready_head || (w->open && w->open->n) || w->closing;
                         if (!more)
-                                w->sleeping = true;
+                                idle_ms = writer_sleep(w);
                         pthread_mutex_unlock(&w->qlock);
                         if (more)
                                 continue;
@@ -1232,8 +1265,9 @@ static void *writer_main(void *arg)
                         else
                                 sync_write_batch(w, b);
                 }
+                napped = false;
                 if (!did_work && !own) {
-                        writer_idle(w);
+                        napped = !writer_idle(w, idle_ms);
                         if (w->uring)
                                 uring_reap(w);
                 } else if (w->uring) {
@@ -1371,6 +1405,8 @@ static struct local_wal *wal_from_base(struct walimpls_wal *b)
 
 /* The writer a flush() caller is writing batches for on this thread. */
 static _Thread_local struct writer *tls_leading;
+/* The writer this thread last called flush() on. */
+static _Thread_local struct writer *tls_flusher;
 
 /* Seal the open batch onto the ready list.  Caller holds qlock. */
 static void seal_open(struct writer *w)
@@ -1498,8 +1534,11 @@ static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         w->tail_off += fsize;
         w->queued_bytes += fsize;
         atomic_fetch_add_explicit(&w->appended, 1, memory_order_release);
-        bool kick = w->sleeping;
-        w->sleeping = false;
+        /* A thread that flushes after appending will write this itself (or
+         * kick the writer from flush): no wake-up now (see writer_sleep). */
+        bool kick = w->sleeping && !(tls_flusher == w && !w->idle_forever);
+        if (kick)
+                w->sleeping = false;
         pthread_mutex_unlock(&w->qlock);
         if (kick)
                 writer_kick(w);
@@ -1612,14 +1651,22 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
         uint64_t deadline = timeout_ms >= 0 ? walu_monotonic_ns() +
                                               (uint64_t)timeout_ms * 1000000u : 0;
         int r = 0;
+        tls_flusher = w;
         pthread_mutex_lock(&w->qlock);
         uint64_t target = w->tail_bseq;
+        w->last_flush_ns = walu_monotonic_ns();
         w->flushers++;
         while (atomic_load(&w->done_bseq) < target) {
                 if (w->caller_io && w->io_owner == OWNER_NONE && w->flushers == 1 &&
                     !w->failed &&
                     !w->closing && flush_lead(w, target))
                         continue;
+                /* Not writing it ourselves: make sure the writer thread
+                 * will (our append may not have kicked it). */
+                if (w->io_owner == OWNER_NONE && w->sleeping) {
+                        w->sleeping = false;
+                        writer_kick(w);
+                }
                 struct flush_slot *sl = &w->slots[target % LOCAL_FLUSH_SLOTS];
                 atomic_fetch_add(&sl->sleepers, 1);
                 uint32_t seen = atomic_load(&sl->word);

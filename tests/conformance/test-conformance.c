@@ -652,6 +652,16 @@ Test(conformance, flush_completes_earlier_appends, .timeout = 120)
                 cr_assert_eq(atomic_load(&f[i].failures), 0, "%s", f[i].err);
         }
 
+        /* This thread has flushed before; an append it never flushes must
+         * still complete on its own. */
+        struct conf_done *lone = conf_done_new();
+        wal_msg *lm = conf_msg(-1, "unflushed");
+        cr_assert_eq(w->ops->append(w, lm, conf_done_cb, lone), 0);
+        wal_msg_unref(lm);
+        cr_assert_eq(conf_done_wait(lone, 20000), 0, "an append without flush never completed");
+        cr_assert_eq(lone->status, 0);
+        conf_done_free(lone);
+
         /* Asynchronous appends from this thread, then one flush covers all. */
         enum { N = 200 };
         struct conf_done *d[N];
@@ -672,7 +682,7 @@ Test(conformance, flush_completes_earlier_appends, .timeout = 120)
 
         /* Everything flushed is there, in order, once. */
         struct walimpls_scanner *s = read_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
-        for (int i = 0; i < FLUSH_THREADS * FLUSH_PER_THREAD + N; i++)
+        for (int i = 0; i < FLUSH_THREADS * FLUSH_PER_THREAD + 1 + N; i++)
                 wal_msg_unref(next_ok(s, 10000));
         expect_nothing(s, 0);
         s->ops->close(s);
