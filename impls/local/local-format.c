@@ -32,11 +32,32 @@
  *   32      8     creation time, ms since the epoch (informational)
  *   40      20    zero
  *   60      4     CRC32C of bytes 0..59
- *   64      4032  zero
+ *   64      4032  the previous segment's summary (below), or zero
  *
  * The header is written and fdatasynced, and the directory fsynced, before
  * any frame is written to the segment.  A valid header with another version
  * is refused with -EPROTO.
+ *
+ * Previous-segment summary.  The writer creates a segment only when every
+ * frame of the one before is durable, so it can describe that segment, now
+ * sealed, in the new header page (bytes 64..):
+ *
+ *   offset  size  field
+ *   64      8     magic "LWALPRV1"
+ *   72      8     the previous segment's first LSN
+ *   80      8     its last LSN (this segment's first LSN - 1)
+ *   88      8     its end of data (the offset just past its last frame)
+ *   96      4     n: index entries that follow, <= 248
+ *   100     16*n  (LSN, offset) pairs of its sparse index, ascending (the
+ *                 writer's index, evenly thinned when it has more entries)
+ *   100+16n 4     CRC32C of bytes 64 .. 99+16n
+ *
+ * Bytes 64..71 all zero: no summary (the first segment of a channel, one
+ * written before summaries existed, or after an empty segment).  Readers of
+ * version 1 without this paragraph ignore bytes 64.. and read such files
+ * unchanged; this reader reads their files by walking them.  A magic that is
+ * present with a bad CRC or impossible fields makes the header invalid (the
+ * header page was damaged, or torn while being created).
  *
  * ---- Frame ----
  *
@@ -83,10 +104,15 @@
  *  4. Scan each segment's frames with 1 MiB reads, building a sparse index
  *     (one (LSN, offset) pair per 256 KiB) until the end of data.  The last
  *     segment's frames are checked in full (the validity rule above).  The
- *     other, sealed segments are walked by their frame headers: lengths,
- *     flags and the LSN sequence are checked, the CRCs are not (the default,
+ *     other, sealed segments are not CRC-checked at open (the default,
  *     local.open_check=tail: reading and CRC-checking every byte would cost
- *     the open as much as a full replay).  Their CRCs are checked by every
+ *     the open as much as a full replay).  A sealed segment that the next
+ *     segment's header summarises (above, first and last LSN matching, end
+ *     inside the file) takes its end and index from the summary; the open
+ *     walks the frame headers from its last index entry to that end and uses
+ *     the summary only if the walk ends exactly there at its last LSN.  Any
+ *     other sealed segment is walked by its frame headers from the start:
+ *     lengths, flags and the LSN sequence are checked.  Their CRCs are checked by every
  *     scanner as it reads them: a frame whose CRC fails is never delivered,
  *     the scanner fails with -EBADMSG naming the segment file and offset.
  *     With local.open_check=all, and always for `walctl verify`/`repair`,
@@ -119,8 +145,9 @@
  *
  * ---- What is rebuilt, not persisted ----
  *
- * The sparse index, the segment list and the end offsets live in memory and
- * are rebuilt by the scan above.
+ * The segment list, the end offsets and the sparse index live in memory and
+ * are rebuilt by the scan above (for summarised segments, from the
+ * summaries: an accelerator that the data itself is checked against).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -270,6 +297,60 @@ int local_seg_header_check(const uint8_t *buf, size_t len, uint64_t *first_lsn)
         if (first_lsn)
                 *first_lsn = lsn;
         return 0;
+}
+
+void local_seg_header_add_prev(uint8_t *buf, const struct local_seg *prev)
+{
+        if (!prev || prev->last_lsn < prev->first_lsn)
+                return;
+        /* Every index entry that fits, evenly thinned when there are more. */
+        size_t n = WALU_MIN(prev->n_index, (size_t)LOCAL_PREV_INDEX_MAX);
+        uint8_t *p = buf + LOCAL_PREV_OFF;
+        memcpy(p, LOCAL_PREV_MAGIC, 8);
+        walu_put_be64(p + 8, prev->first_lsn);
+        walu_put_be64(p + 16, prev->last_lsn);
+        walu_put_be64(p + 24, prev->end);
+        walu_put_be32(p + 32, (uint32_t)n);
+        for (size_t i = 0; i < n; i++) {
+                const struct local_index_entry *e = &prev->index[i * prev->n_index / n];
+                walu_put_be64(p + 36 + 16 * i, e->lsn);
+                walu_put_be64(p + 44 + 16 * i, e->off);
+        }
+        size_t len = 36 + 16 * n;
+        walu_put_be32(p + len, walu_crc32c(0, p, len));
+}
+
+int local_seg_header_prev(const uint8_t *buf, size_t len, struct local_prev *ret)
+{
+        if (len < LOCAL_SEG_HDR_SIZE)
+                return 0;
+        const uint8_t *p = buf + LOCAL_PREV_OFF;
+        if (memcmp(p, LOCAL_PREV_MAGIC, 8) != 0)
+                return all_zero(p, 8) ? 0 : -EBADMSG;
+        uint32_t n = walu_get_be32(p + 32);
+        if (n > LOCAL_PREV_INDEX_MAX)
+                return -EBADMSG;
+        size_t body = 36 + 16 * (size_t)n;
+        if (walu_crc32c(0, p, body) != walu_get_be32(p + body))
+                return -EBADMSG;
+        ret->first_lsn = walu_get_be64(p + 8);
+        ret->last_lsn = walu_get_be64(p + 16);
+        ret->end = walu_get_be64(p + 24);
+        if (ret->first_lsn == 0 || ret->last_lsn < ret->first_lsn ||
+            ret->end < LOCAL_SEG_HDR_SIZE + LOCAL_FRAME_HDR_SIZE)
+                return -EBADMSG;
+        ret->n_index = n;
+        for (uint32_t i = 0; i < n; i++) {
+                struct local_index_entry *e = &ret->index[i];
+                e->lsn = walu_get_be64(p + 36 + 16 * i);
+                e->off = walu_get_be64(p + 44 + 16 * i);
+                /* Ascending, inside the data. */
+                if (e->lsn < ret->first_lsn || e->lsn > ret->last_lsn ||
+                    e->off < LOCAL_SEG_HDR_SIZE || e->off >= ret->end ||
+                    (i && (e->lsn <= e[-1].lsn || e->off <= e[-1].off)))
+                        return -EBADMSG;
+        }
+        return 1;
 }
 
 void local_seg_name(char *buf, uint64_t first_lsn)
@@ -670,6 +751,28 @@ static int list_segments(const char *dir, struct local_chan_scan *sc, wal_error 
         return 0;
 }
 
+/* Read the summary of segment @i from the header page of segment i + 1
+ * into sc->prev: 1 when it is there and describes segment @i (its first LSN,
+ * its last LSN just before the next one's first, its end inside the file),
+ * else 0.  Any trouble reading it is left to that segment's own scan. */
+static int summary_of_next(const struct local_io_ops *io, struct local_chan_scan *sc, size_t i)
+{
+        const struct local_seg *s = sc->segs[i], *next = sc->segs[i + 1];
+        int fd = io->open(io->ctx, next->path, O_RDONLY, 0);
+        if (fd < 0)
+                return 0;
+        uint8_t page[LOCAL_SEG_HDR_SIZE];
+        ssize_t n = read_full(io, fd, page, sizeof(page), 0);
+        io->close(io->ctx, fd);
+        uint64_t first;
+        if (n != (ssize_t)sizeof(page) || local_seg_header_check(page, sizeof(page), &first) < 0 ||
+            first != next->first_lsn || local_seg_header_prev(page, sizeof(page), &sc->prev) != 1)
+                return 0;
+        const struct local_prev *pv = &sc->prev;
+        return pv->first_lsn == s->first_lsn && pv->last_lsn + 1 == next->first_lsn &&
+               pv->end <= s->size;
+}
+
 /* Scan one segment; 0 to continue with the next, 1 when a fault was
  * recorded (stop), negative errno. */
 static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, size_t i,
@@ -689,7 +792,7 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
                 goto out;
         }
         s->size = (uint64_t)st.st_size;
-        uint8_t hdr[64];
+        uint8_t hdr[LOCAL_SEG_HDR_SIZE];
         ssize_t n = read_full(io, fd, hdr, sizeof(hdr), 0);
         if (n < 0) {
                 r = wal_error_set(reterr, (int)n, 0, "local: reading %s at offset 0: %s",
@@ -697,8 +800,14 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
                 goto out;
         }
         uint64_t first = 0;
-        int hc = (size_t)n == sizeof(hdr) ? local_seg_header_check(hdr, sizeof(hdr), &first)
-                                          : -EBADMSG;
+        int hc = (size_t)n >= 64 ? local_seg_header_check(hdr, (size_t)n, &first) : -EBADMSG;
+        uint64_t hdr_fault_off = 0;
+        if (hc == 0 && local_seg_header_prev(hdr, (size_t)n, &sc->prev) < 0) {
+                /* A damaged summary of the previous segment: the header
+                 * page was damaged (or torn while being created). */
+                hc = -EBADMSG;
+                hdr_fault_off = LOCAL_PREV_OFF;
+        }
         if (hc == -EPROTO) {
                 r = wal_error_set(reterr, -EPROTO, 0,
                                   "local: segment %s has an unknown format version %" PRIu32,
@@ -706,7 +815,8 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
                 goto out;
         }
         if (hc < 0 || first != s->first_lsn) {
-                set_fault(sc, LOCAL_FAULT_BAD_HEADER, s, 0, *expect ? *expect : s->first_lsn);
+                set_fault(sc, LOCAL_FAULT_BAD_HEADER, s, hdr_fault_off,
+                          *expect ? *expect : s->first_lsn);
                 if (last) {
                         /* Torn while being created if no frame follows. */
                         uint8_t fh[LOCAL_FRAME_HDR_SIZE];
@@ -731,7 +841,28 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
         }
         *expect = s->first_lsn;
         bool crc = last || mode == LOCAL_SCAN_FULL;
-        int stop = local_seg_scan(io, fd, s, s->size, crc);
+        int stop = 0;
+        if (!crc && summary_of_next(io, sc, i) == 1) {
+                /* The next segment's header says where this one ends and
+                 * holds its index: walk only from the last indexed frame
+                 * to that end, and trust the summary if they agree. */
+                const struct local_prev *pv = &sc->prev;
+                for (size_t k = 0; k < pv->n_index; k++)
+                        (void)local_seg_index_note(s, pv->index[k].lsn, pv->index[k].off);
+                if (s->n_index) {
+                        s->end = s->index[s->n_index - 1].off;
+                        s->last_lsn = s->index[s->n_index - 1].lsn - 1;
+                }
+                stop = local_seg_scan(io, fd, s, s->size, false);
+                if (stop < 0 || s->end != pv->end || s->last_lsn != pv->last_lsn) {
+                        s->end = LOCAL_SEG_HDR_SIZE;
+                        s->last_lsn = s->first_lsn - 1;
+                        s->n_index = 0;
+                        stop = 0;
+                }
+        }
+        if (stop == 0)
+                stop = local_seg_scan(io, fd, s, s->size, crc);
         if (stop == LOCAL_STOP_BAD && !crc) {
                 /* The header walk broke off: scan the segment again with
                  * its CRCs, so the fault names the first frame that really

@@ -66,7 +66,9 @@
  *
  * Segments are created when the first record that does not fit is written
  * (fallocate, header, fdatasync, directory fsync: about three flushes once
- * per local.segment_bytes), not ahead of time.
+ * per local.segment_bytes), not ahead of time.  The new header carries a
+ * summary of the segment before it (end, last LSN, sparse index), so an open
+ * need not read sealed segments (local-format.c).
  *
  * Failure.  A failed write (-ENOSPC...) or fdatasync (-EIO) makes the channel
  * unavailable for good (fsyncgate: a failed fsync is never retried, its pages
@@ -837,6 +839,10 @@ static int writer_new_segment(struct writer *w, struct batch *b)
                         r = -ENOMEM;
                 } else {
                         local_seg_header_encode(hdr, s->first_lsn, s->size);
+                        /* Every batch of the previous segment is durable:
+                         * its summary lets opens skip reading it. */
+                        if (w->active && w->active->last_lsn + 1 == s->first_lsn)
+                                local_seg_header_add_prev(hdr, w->active);
                         r = write_full(io, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
                 }
         }

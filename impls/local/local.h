@@ -147,6 +147,34 @@ void local_frame_seal(uint8_t *hdr, uint64_t lsn, uint32_t env_len, uint32_t pay
 void local_seg_header_encode(uint8_t *buf, uint64_t first_lsn, uint64_t seg_size);
 int local_seg_header_check(const uint8_t *buf, size_t len, uint64_t *first_lsn);
 
+/*
+ * The summary of the previous segment that a segment's header page carries
+ * (local-format.c): that segment's LSN range, end of data and sparse index.
+ */
+#define LOCAL_PREV_MAGIC "LWALPRV1"
+#define LOCAL_PREV_OFF 64u
+#define LOCAL_PREV_INDEX_MAX 248u
+
+struct local_seg;
+struct local_index_entry {
+        uint64_t lsn;
+        uint64_t off;
+};
+
+struct local_prev {
+        uint64_t first_lsn, last_lsn;   /* of the previous segment */
+        uint64_t end;                   /* its end of data */
+        size_t n_index;
+        struct local_index_entry index[LOCAL_PREV_INDEX_MAX];
+};
+
+/* Add the summary of @prev (complete and durable; NULL or empty: nothing)
+ * to the header page @buf encoded by local_seg_header_encode(). */
+void local_seg_header_add_prev(uint8_t *buf, const struct local_seg *prev);
+/* Read the summary from the header page @buf (@len bytes, the whole page).
+ * @returns 1 present (*ret filled), 0 absent, -EBADMSG damaged. */
+int local_seg_header_prev(const uint8_t *buf, size_t len, struct local_prev *ret);
+
 /* "%020llu.seg" into @buf (at least LOCAL_SEG_NAME_LEN + 1 bytes). */
 void local_seg_name(char *buf, uint64_t first_lsn);
 /* Parse a segment file name; true and *first_lsn if it is one. */
@@ -199,11 +227,6 @@ int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **rete
 
 #define LOCAL_READ_CHUNK (1u << 20)        /* reads are this large */
 #define LOCAL_INDEX_STRIDE (256u << 10)     /* sparse index: one entry per 256 KiB */
-
-struct local_index_entry {
-        uint64_t lsn;
-        uint64_t off;
-};
 
 /* One segment file as recovery and the writer know it. */
 struct local_seg {
@@ -259,6 +282,7 @@ struct local_chan_scan {
         struct local_fault fault;   /* first fault; NONE when clean */
         bool empty_last_removed_ok; /* the last segment has a bad header but
                                        holds no frame: it may be removed */
+        struct local_prev prev;     /* scratch: a header page's summary */
 };
 
 /* How much of each frame a channel scan checks. */

@@ -87,6 +87,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         uint64_t first;
         (void)local_seg_header_check(buf, size, &first);
+        /* The previous-segment summary of a header page: a present one
+         * must be self-consistent. */
+        static struct local_prev prev;
+        if (local_seg_header_prev(buf, size, &prev) == 1) {
+                if (prev.last_lsn < prev.first_lsn || prev.n_index > LOCAL_PREV_INDEX_MAX)
+                        fail("summary accepted with an impossible range");
+                for (size_t i = 0; i < prev.n_index; i++)
+                        if (prev.index[i].off >= prev.end ||
+                            (i && prev.index[i].off <= prev.index[i - 1].off))
+                                fail("summary index accepted out of order");
+        }
 
         size_t off = 0;
         for (int frames = 0; frames < 1024 && off < size; frames++) {

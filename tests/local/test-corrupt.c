@@ -761,3 +761,107 @@ Test(local_corrupt, oversized_length_before_valid_frames_is_refused)
         flip_and_expect_refused(0, nf / 2, 0, 3,
                                 "length pointing past the end of a sealed segment");
 }
+
+/* ---- The previous-segment summary in a header page (format comment) ---- */
+
+#define PREV_OFF 64u     /* "LWALPRV1", first LSN, last LSN, end, n, index, CRC */
+
+static void read_page(const char *path, uint8_t *page)
+{
+        int fd = open(path, O_RDONLY);
+        cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+        cr_assert_eq(pread(fd, page, SEG_HDR, 0), (ssize_t)SEG_HDR);
+        close(fd);
+}
+
+/* Replace the summary's end of data with @end, CRC made valid again. */
+static void rewrite_summary_end(const char *path, uint64_t end)
+{
+        uint8_t page[SEG_HDR];
+        read_page(path, page);
+        uint8_t *p = page + PREV_OFF;
+        cr_assert(memcmp(p, "LWALPRV1", 8) == 0, "%s has no summary", path);
+        for (int i = 0; i < 8; i++)
+                p[24 + i] = (uint8_t)(end >> (56 - 8 * i));
+        size_t len = 36 + 16 * (size_t)be32(p + 32);
+        uint32_t crc = walu_crc32c(0, p, len);
+        for (int i = 0; i < 4; i++)
+                p[len + i] = (uint8_t)(crc >> (24 - 8 * i));
+        pwrite_at(path, page, SEG_HDR, 0);
+}
+
+Test(local_corrupt, every_later_segment_summarises_the_one_before)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        size_t ns = list_segs(g_pristine, segs, 16);
+        cr_assert_geq(ns, 3);
+        for (size_t i = 1; i < ns; i++) {
+                uint8_t page[SEG_HDR];
+                read_page(segs[i].path, page);
+                const uint8_t *p = page + PREV_OFF;
+                cr_assert(memcmp(p, "LWALPRV1", 8) == 0, "%s has no summary", segs[i].name);
+                uint64_t end;
+                size_t nf = walk_frames(segs[i - 1].path, fr, N_RECORDS, &end);
+                cr_assert_eq(be64(p + 8), fr[0].lsn, "%s: first LSN", segs[i].name);
+                cr_assert_eq(be64(p + 16), fr[nf - 1].lsn, "%s: last LSN", segs[i].name);
+                cr_assert_eq(be64(p + 24), end, "%s: end of data", segs[i].name);
+        }
+        uint8_t page[SEG_HDR];
+        read_page(segs[0].path, page);
+        cr_assert(memcmp(page + PREV_OFF, "LWALPRV1", 8) != 0, "the first segment has no "
+                  "segment before it");
+}
+
+Test(local_corrupt, damaged_summary_is_refused)
+{
+        struct seg segs[16];
+        const char *dir = fresh_copy("summary-flip");
+        size_t ns = list_segs(dir, segs, 16);
+        cr_assert_geq(ns, 3);
+        /* The end-of-data field of the summary in the second segment. */
+        flip_bit(segs[1].path, PREV_OFF + 30, 2);
+        expect_refused(dir, segs[1].name, PREV_OFF, "summary bit flipped");
+}
+
+Test(local_corrupt, summary_disagreeing_with_the_data_is_not_trusted)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        /* A summary (with a valid CRC) whose end is a frame too early: the
+         * open walks the segment instead and finds every record. */
+        const char *dir = fresh_copy("summary-early");
+        list_segs(dir, segs, 16);
+        size_t nf = walk_frames(segs[0].path, fr, N_RECORDS, &end);
+        rewrite_summary_end(segs[1].path, fr[nf - 1].off);
+        expect_records(dir, N_RECORDS, "summary end one frame early");
+        /* One past the end of the file. */
+        dir = fresh_copy("summary-late");
+        list_segs(dir, segs, 16);
+        rewrite_summary_end(segs[1].path, segs[0].size + 8);
+        expect_records(dir, N_RECORDS, "summary end past the file");
+}
+
+Test(local_corrupt, segments_without_summaries_read_back)
+{
+        /* As written before summaries existed: the header pages' tails zero. */
+        struct seg segs[16];
+        const char *dir = fresh_copy("no-summaries");
+        size_t ns = list_segs(dir, segs, 16);
+        for (size_t i = 0; i < ns; i++)
+                zero_range(segs[i].path, PREV_OFF, SEG_HDR - PREV_OFF);
+        expect_records(dir, N_RECORDS, "no summaries");
+}
+
+Test(local_corrupt, flipped_bit_in_summarised_segment_is_refused_when_read)
+{
+        /* The open trusts the summary and does not read the middle of the
+         * first segment; reading it must still refuse the damaged frame. */
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        list_segs(g_pristine, segs, 16);
+        size_t nf = walk_frames(segs[0].path, fr, N_RECORDS, &end);
+        flip_and_expect_refused(0, nf / 3, FRAME_HDR + 9, 5, "payload bit, summarised segment");
+}

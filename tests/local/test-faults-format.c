@@ -142,6 +142,52 @@ Test(local_format, segment_header_checks)
         free(h);
 }
 
+Test(local_format, previous_segment_summary)
+{
+        uint8_t *h = calloc(1, LOCAL_SEG_HDR_SIZE);
+        cr_assert(h);
+        static struct local_prev pv;
+        local_seg_header_encode(h, 1001, 64 << 20);
+        cr_assert_eq(local_seg_header_prev(h, LOCAL_SEG_HDR_SIZE, &pv), 0, "absent");
+
+        /* A previous segment of LSNs 1..1000 with 600 index entries: the
+         * summary keeps an evenly thinned, ascending subset. */
+        struct local_seg *prev = local_seg_new("/nowhere", 1);
+        cr_assert(prev);
+        for (uint64_t i = 0; i < 600; i++)
+                cr_assert_eq(local_seg_index_note(prev, 1 + i, LOCAL_SEG_HDR_SIZE +
+                                                  i * LOCAL_INDEX_STRIDE), 0);
+        prev->last_lsn = 1000;
+        prev->end = LOCAL_SEG_HDR_SIZE + 600ull * LOCAL_INDEX_STRIDE;
+        local_seg_header_add_prev(h, prev);
+        cr_assert_eq(local_seg_header_check(h, LOCAL_SEG_HDR_SIZE, NULL), 0,
+                     "the summary leaves the header itself alone");
+        cr_assert_eq(local_seg_header_prev(h, LOCAL_SEG_HDR_SIZE, &pv), 1);
+        cr_assert_eq(pv.first_lsn, 1);
+        cr_assert_eq(pv.last_lsn, 1000);
+        cr_assert_eq(pv.end, prev->end);
+        cr_assert_eq(pv.n_index, LOCAL_PREV_INDEX_MAX);
+        cr_assert_eq(pv.index[0].lsn, 1);
+        cr_assert_eq(pv.index[0].off, LOCAL_SEG_HDR_SIZE);
+        /* Every bit of what the summary's CRC covers is checked. */
+        size_t len = 36 + 16 * (size_t)LOCAL_PREV_INDEX_MAX + 4;
+        for (size_t byte = 0; byte < len; byte += 7) {
+                h[LOCAL_PREV_OFF + byte] ^= 0x20;
+                cr_assert_eq(local_seg_header_prev(h, LOCAL_SEG_HDR_SIZE, &pv), -EBADMSG,
+                             "flip in summary byte %zu accepted", byte);
+                h[LOCAL_PREV_OFF + byte] ^= 0x20;
+        }
+        /* A short read of the page sees no summary; an empty segment
+         * leaves none. */
+        cr_assert_eq(local_seg_header_prev(h, 100, &pv), 0);
+        local_seg_header_encode(h, 1001, 64 << 20);
+        prev->last_lsn = 0;
+        local_seg_header_add_prev(h, prev);
+        cr_assert_eq(local_seg_header_prev(h, LOCAL_SEG_HDR_SIZE, &pv), 0);
+        local_seg_free(prev);
+        free(h);
+}
+
 Test(local_format, segment_names)
 {
         char name[LOCAL_SEG_NAME_LEN + 1];
