@@ -12,6 +12,7 @@
 #define WAL_ADAPTOR_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -102,8 +103,11 @@ struct wal_cache {
         uint64_t evictions;
         atomic_bool closed;
         /* base_seq + count, published after each push (release): readers
-         * that are ahead of it learn "nothing new" without the lock */
-        atomic_uint_fast64_t end_seq;
+         * that are ahead of it learn "nothing new" without the lock.  On a
+         * line of its own, so polling readers do not slow down the pusher's
+         * other writes. */
+        alignas(64) atomic_uint_fast64_t end_seq;
+        char end_pad[64 - sizeof(atomic_uint_fast64_t)];
 };
 
 int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms);
@@ -287,9 +291,10 @@ struct wal {
          * word bumped once per published batch, woken only when parked >
          * 0); scanners whose fd was asked for also get their eventfd kicked
          * (n_fd_scanners of them). */
-        atomic_uint wake_word;
+        alignas(64) atomic_uint wake_word;
         atomic_int parked;
         atomic_int n_fd_scanners;
+        char wake_pad[64 - sizeof(atomic_uint) - 2 * sizeof(atomic_int)];
 
         struct wal_metrics metrics;
 };

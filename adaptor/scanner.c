@@ -432,8 +432,8 @@ out:
 
 static int remaining_ms(int timeout_ms, uint64_t deadline_ns)
 {
-        if (timeout_ms < 0)
-                return -1;
+        if (timeout_ms <= 0)
+                return timeout_ms < 0 ? -1 : 0;
         uint64_t now = walu_monotonic_ns();
         if (now >= deadline_ns)
                 return 0;
@@ -508,8 +508,8 @@ int wal_adaptor_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret,
                 goto out;
         }
         wal *w = s->w;
-        uint64_t deadline = walu_monotonic_ns() +
-                            (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0);
+        uint64_t deadline = timeout_ms > 0 ? walu_monotonic_ns() + (uint64_t)timeout_ms * 1000000u
+                                           : 0;
         for (;;) {
                 int rem = remaining_ms(timeout_ms, deadline);
                 wal_msg *m = NULL;

@@ -222,20 +222,31 @@ static void dispatch(wal *w, struct wal_append_op *op, int status, wal_msg *resu
 
 /* How long the dispatcher looks for more work before it sleeps. */
 #define DISPATCH_SPIN_NS 20000u
+/* Single-op batches after the last multi-op one that still earn a spin. */
+#define DISPATCH_SPIN_CREDIT 64u
 
 static void *dispatcher_main(void *arg)
 {
         wal *w = arg;
+        /* Batches of several ops mean appends outrun this thread: then it
+         * looks for more work for a while before sleeping, so the appender
+         * need not wake it every time.  A wal whose ops come one at a time
+         * (a lone writer waiting for each) gets no spin: it would only burn
+         * a CPU its readers and writer may need. */
+        unsigned spin_credit = 0;
         pthread_mutex_lock(&w->cb_lock);
         for (;;) {
                 struct wal_append_op *batch = w->cb_head;
                 w->cb_head = w->cb_tail = NULL;
+                if (batch && batch->next)
+                        spin_credit = DISPATCH_SPIN_CREDIT;
+                else if (batch && spin_credit > 0)
+                        spin_credit--;
                 if (!batch) {
                         if (w->cb_stop)
                                 break;
-                        /* A busy wal queues more within microseconds:
-                         * look for it a little before sleeping, so the
-                         * appender need not wake this thread every time. */
+                        if (spin_credit == 0)
+                                goto sleep;
                         unsigned seen = atomic_load_explicit(&w->cb_queued,
                                                              memory_order_relaxed);
                         pthread_mutex_unlock(&w->cb_lock);
@@ -257,6 +268,8 @@ static void *dispatcher_main(void *arg)
                         pthread_mutex_lock(&w->cb_lock);
                         if (more || w->cb_head || w->cb_stop)
                                 continue;
+                        spin_credit = 0;
+sleep:
                         w->cb_sleeping = true;
                         pthread_cond_wait(&w->cb_cond, &w->cb_lock);
                         w->cb_sleeping = false;
