@@ -105,6 +105,7 @@
 #include <inttypes.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -232,6 +233,7 @@ struct writer {
         enum { OWNER_NONE, OWNER_THREAD, OWNER_CALLER } io_owner;
         int flushers;                /* threads inside local_flush */
         uint64_t last_flush_ns;      /* when local_flush last began */
+        size_t last_batch_n;         /* records in the last batch completed */
         bool idle_forever;           /* sleeping with no timeout (see writer_sleep) */
         bool sleeping;
         bool closing;
@@ -783,6 +785,7 @@ static void batch_finish(struct writer *w, struct batch *b, int err)
         pthread_mutex_lock(&w->qlock);
         if (b->n && b->first_lsn + b->n - 1 > w->completed_lsn)
                 w->completed_lsn = b->first_lsn + b->n - 1;
+        w->last_batch_n = b->n;
         if (bseq > atomic_load_explicit(&w->done_bseq, memory_order_relaxed))
                 atomic_store(&w->done_bseq, bseq);
         batch_put(w, b);
@@ -1145,6 +1148,34 @@ static bool writer_spin(struct writer *w, uint64_t seen)
         return false;
 }
 
+/*
+ * Gathering (caller holds qlock, nothing in flight).  Blocking appenders
+ * woken by the last completion come back one by one (16 or 64 threads on 2
+ * vCPUs take tens of microseconds); taking the batch as soon as the first
+ * is back would flush it nearly alone and leave the rest for the next
+ * fdatasync.  So while blocking appenders are active (a flush() in the last
+ * millisecond) and the open batch holds fewer records than the last one
+ * completed, wait for the difference, at most LOCAL_GATHER_NS after the
+ * first look, yielding the CPU to them meanwhile.
+ * @returns true to wait (*need records more, until *until).
+ */
+#define LOCAL_GATHER_NS 50000ull
+static bool writer_gather(struct writer *w, uint64_t *until, uint64_t *need)
+{
+        if (w->io_owner != OWNER_NONE || w->failed || w->closing || w->ready_head ||
+            !w->open || !w->open->n || w->open->n >= w->last_batch_n)
+                return false;
+        uint64_t now = walu_monotonic_ns();
+        if (now - w->last_flush_ns > 1000000u)
+                return false;
+        if (!*until)
+                *until = now + LOCAL_GATHER_NS;
+        if (now >= *until)
+                return false;
+        *need = w->last_batch_n - w->open->n;
+        return true;
+}
+
 static void *writer_main(void *arg)
 {
         struct writer *w = arg;
@@ -1153,6 +1184,7 @@ static void *writer_main(void *arg)
                 io_uring_submit(&w->ring);
         }
         bool napped = false;     /* the last sleep ended by its timeout */
+        uint64_t gather_until = 0;
         for (;;) {
                 struct batch *take[LOCAL_INFLIGHT_MAX];
                 int nt = 0;
@@ -1166,6 +1198,16 @@ static void *writer_main(void *arg)
                 /* A flush() caller writing its batches owns the queue's
                  * head; it kicks this thread when it leaves work behind. */
                 bool caller_io = w->io_owner == OWNER_CALLER;
+                uint64_t gather_need = 0;
+                if (!caller_io && writer_gather(w, &gather_until, &gather_need)) {
+                        uint64_t seen0 = atomic_load(&w->appended);
+                        pthread_mutex_unlock(&w->qlock);
+                        while (atomic_load(&w->appended) - seen0 < gather_need &&
+                               walu_monotonic_ns() < gather_until)
+                                sched_yield();
+                        continue;
+                }
+                gather_until = 0;
                 if (caller_io) {
                         /* nothing to take */
                 } else if (w->failed) {
@@ -1664,7 +1706,7 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
         w->flushers++;
         while (atomic_load(&w->done_bseq) < target) {
                 if (w->caller_io && w->io_owner == OWNER_NONE && w->flushers == 1 &&
-                    !w->failed &&
+                    w->last_batch_n <= 1 && !w->failed &&
                     !w->closing && flush_lead(w, target))
                         continue;
                 /* Not writing it ourselves: make sure the writer thread
