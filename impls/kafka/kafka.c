@@ -45,8 +45,9 @@
  *
  * Writing.  One idempotent producer per opener, shared by every channel.
  * append() encodes the key (into the pending append itself when it fits in
- * 64 bytes), builds headers only for properties, and produces with the
- * payload borrowed (no copy: the wal_msg reference is held until the delivery
+ * 64 bytes), builds headers only for properties, and produces; a payload of
+ * up to 4 KiB is copied into the record and the wal_msg released at once, a
+ * larger one is borrowed (the wal_msg reference is held until the delivery
  * report); with fencing on, a per-wal fence thread produces instead (see
  * Fencing).  A dedicated poll thread serves the producer's queue; delivery
  * reports run the completions there, with the offset as the ID.  Queue full
@@ -169,6 +170,8 @@
 #define KAFKA_KEY_MAGIC_LEN 4
 /* Keys up to this size live inside the pending append (no allocation). */
 #define KAFKA_KEY_INLINE 64
+/* Values up to this size are copied into the record (kafka_produce). */
+#define KAFKA_COPY_MAX 4096
 /* Records a scanner takes from its consumer queue per call. */
 #define KAFKA_SCAN_BATCH 256
 /* Appends queued for the fence thread before append() waits. */
@@ -1170,6 +1173,19 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
         struct kafka_opener *o = w->o;
         size_t plen = 0;
         const void *payload = wal_msg_payload(p->msg, &plen);
+        /*
+         * A small value is copied into the record's own allocation, as the
+         * key is, and the message is released here, by the producing
+         * thread, as soon as producev() has it, rather than held until the
+         * delivery report and freed on the poll thread.  A large value is
+         * borrowed until the delivery report instead.
+         */
+        wal_msg *copied = NULL;
+        if (plen <= KAFKA_COPY_MAX) {
+                copied = p->msg;
+                p->msg = NULL;
+        }
+        int flags = copied ? RD_KAFKA_MSG_F_COPY : 0;
         /* Once produced, @p belongs to the delivery report, which may free
          * it before producev() even returns: never touch it after success. */
         rd_kafka_headers_t *hdrs = p->hdrs;
@@ -1177,7 +1193,7 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
         rd_kafka_resp_err_t err;
         for (;;) {
                 /* The key is copied by librdkafka (into the record's own
-                 * allocation); the value is borrowed. */
+                 * allocation); the value as said above. */
                 if (hdrs)
                         err = rd_kafka_producev(o->rk,
                                                 RD_KAFKA_V_RKT(w->rkt),
@@ -1185,6 +1201,7 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                                                 RD_KAFKA_V_VALUE((void *)payload, plen),
                                                 RD_KAFKA_V_KEY(p->key, p->key_len),
                                                 RD_KAFKA_V_HEADERS(hdrs),
+                                                RD_KAFKA_V_MSGFLAGS(flags),
                                                 RD_KAFKA_V_OPAQUE(p),
                                                 RD_KAFKA_V_END);
                 else
@@ -1193,6 +1210,7 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                                                 RD_KAFKA_V_PARTITION(0),
                                                 RD_KAFKA_V_VALUE((void *)payload, plen),
                                                 RD_KAFKA_V_KEY(p->key, p->key_len),
+                                                RD_KAFKA_V_MSGFLAGS(flags),
                                                 RD_KAFKA_V_OPAQUE(p),
                                                 RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -1212,8 +1230,13 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                         break;
                 }
         }
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 p->hdrs = hdrs;   /* refused: still ours */
+                if (copied)
+                        p->msg = copied;
+        } else {
+                wal_msg_unref(copied);
+        }
         return err;
 }
 
