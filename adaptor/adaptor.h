@@ -68,14 +68,15 @@ struct wal_metrics {
         atomic_uint_fast64_t txn_committed;
         atomic_uint_fast64_t txn_rolled_back;
         atomic_uint_fast64_t txn_expired;
-        atomic_uint_fast64_t scanners_opened;
+        /* readers' counters, apart from the writers' (no false sharing) */
+        alignas(64) atomic_uint_fast64_t scanners_opened;
         atomic_uint_fast64_t delivered;
         atomic_uint_fast64_t delivered_from_cache;
         atomic_uint_fast64_t delivered_from_backend;
         atomic_uint_fast64_t switches_to_tailing;
         atomic_uint_fast64_t switches_to_catchup;
         atomic_uint_fast64_t stale_dropped;
-        struct wal_hist append_latency;
+        alignas(64) struct wal_hist append_latency;
 };
 
 void wal_hist_add(struct wal_hist *h, uint64_t ns);
