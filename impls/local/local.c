@@ -29,13 +29,16 @@
  * can end torn.
  *
  * Blocking appends (wal.flush after append).  A flush() caller that finds
- * the writer idle and no other caller waiting writes the queued batches up
- * to its own with pwrite + fdatasync on its own thread and runs their
- * completions there (no hand-off to the writer thread and back); otherwise
- * it sleeps on a per-batch futex word that the batch's completion bumps
- * with one wake for all its waiters.  Whoever writes (the writer thread or
- * one flush() caller) owns the I/O exclusively, so batches still complete
- * in order.  Not under local.io=uring.  See local_flush().
+ * the writer idle, no other caller waiting and a one-record last batch (a
+ * lone blocking appender) writes the queued batches up to its own with
+ * pwrite + fdatasync on its own thread and runs their completions there: no
+ * hand-off to the writer thread and back, and its appends do not kick the
+ * writer thread (writer_sleep).  Otherwise it sleeps on a per-batch futex
+ * word that the batch's completion bumps, one wake for all its waiters, and
+ * the writer thread gathers the woken appenders' next records for up to
+ * 50 us before taking a batch (writer_gather).  Whoever writes (the writer
+ * thread or one flush() caller) owns the I/O exclusively, so batches still
+ * complete in order.  Not under local.io=uring.  See local_flush().
  *
  * Adaptive path (local.io=auto, the default).  A lone batch (nothing in
  * flight, nothing queued behind it) is written inline by the writer thread
