@@ -258,6 +258,8 @@ struct rpend {
         wal_msg *msg;                  /* a reference: the payload lives here */
         uint8_t *env;                  /* encoded envelope, in the same allocation */
         size_t env_len;
+        const void *payload;           /* msg's payload (never NULL), cached */
+        size_t plen;
         walimpls_append_done_fn *done;
         void *arg;
         bool noscript;                 /* the server had forgotten the script */
@@ -1152,11 +1154,8 @@ static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *id
 {
         size_t klen = strlen(w->skey), ilen = strlen(idarg);
         size_t need = 0;
-        for (struct rpend *e = batch; e; e = e->next) {
-                size_t plen = 0;
-                wal_msg_payload(e->msg, &plen);
-                need += 128 + klen + ilen + e->env_len + plen;
-        }
+        for (struct rpend *e = batch; e; e = e->next)
+                need += 128 + klen + ilen + e->env_len + e->plen;
         if (need > w->ocap) {
                 char *nb = realloc(w->obuf, need);
                 if (!nb)
@@ -1166,8 +1165,6 @@ static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *id
         }
         char *q = w->obuf;
         for (struct rpend *e = batch; e; e = e->next) {
-                size_t plen = 0;
-                const void *payload = wal_msg_payload(e->msg, &plen);
                 memcpy(q, "*8\r\n$4\r\nXADD\r\n", 14);
                 q += 14;
                 q = put_bulk(q, w->skey, klen);
@@ -1177,7 +1174,7 @@ static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *id
                 q = put_bulk(q, ENV_FIELD, sizeof(ENV_FIELD) - 1);
                 q = put_bulk(q, e->env, e->env_len);
                 q = put_bulk(q, PAYLOAD_FIELD, sizeof(PAYLOAD_FIELD) - 1);
-                q = put_bulk(q, payload ? payload : "", plen);
+                q = put_bulk(q, e->payload, e->plen);
         }
         *ret_len = (size_t)(q - w->obuf);
         return 0;
@@ -1313,9 +1310,7 @@ static void run_batch_ids(struct redis_wal *w, struct rpend *batch)
 
 static size_t rpend_bytes(const struct rpend *e)
 {
-        size_t plen = 0;
-        wal_msg_payload(e->msg, &plen);
-        return e->env_len + plen;
+        return e->env_len + e->plen;
 }
 
 /*
@@ -1565,6 +1560,9 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
         }
         e->env_len = (size_t)r;
         e->msg = wal_msg_ref(msg);
+        e->payload = wal_msg_payload(msg, &e->plen);
+        if (!e->payload)
+                e->payload = "";
         e->done = done;
         e->arg = arg;
         pthread_mutex_lock(&w->lock);
