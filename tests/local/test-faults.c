@@ -310,6 +310,42 @@ static void eio_on_fdatasync_in_flush(const char *io)
         tf_teardown(&t);
 }
 
+/* Blocking appends that roll over several small segments: the flush()
+ * caller writing its own batches creates the segments too. */
+static void flush_across_segments(const char *io)
+{
+        shim_install();
+        tf_setup(&t, io, "64k");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { N = 800 };   /* about 260 KiB of frames: four 64 KiB segments */
+        struct acks s;
+        acks_init(&s, N);
+        for (size_t i = 0; i < N; i++) {
+                cr_assert_eq(tf_append(w, &s, i, LEN), 0, "append %zu refused", i);
+                cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+                pthread_mutex_lock(&s.mu);
+                bool done = s.a[i].done;
+                int st = s.a[i].status;
+                pthread_mutex_unlock(&s.mu);
+                cr_assert(done, "append %zu not complete when flush returned", i);
+                cr_assert_eq(st, 0, "append %zu: %s", i, s.a[i].msg);
+        }
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        cr_assert_geq(count_segments(t.dir), 4, "expected the records to span segments");
+        local_io_set_ops(NULL);
+        check_after_reopen(N, N);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+Test(local_faults, flush_across_segments_auto, .timeout = 60) { flush_across_segments("auto"); }
+Test(local_faults, flush_across_segments_sync, .timeout = 60) { flush_across_segments("sync"); }
+
 Test(local_faults, eio_on_fdatasync_in_flush_auto, .timeout = 60)
 {
         eio_on_fdatasync_in_flush("auto");
