@@ -2,9 +2,10 @@
 /*
  * tools/bench/bench-local.c: the local backend under the reference
  * programs' workloads, driven through the backend interface
- * (walimpls/walimpls.h) exactly as the adaptor drives it: registry lookup,
+ * (walimpls/walimpls.h) as the adaptor drives it: registry lookup,
  * builder.build with local.dir, opener.open, wal.append with a completion
- * callback, wal.read and scanner.next.
+ * callback, wal.read and scanner.next; and wal.flush after each blocking
+ * append, which the adaptor's wal_append_wait() does not call yet.
  *
  * Workloads (--workload):
  *   writers   --writers N threads, each: build a message, append, wait for
