@@ -342,3 +342,113 @@ int wal_msg_view_to_msg(const struct wal_msg_view *v, wal_msg **ret)
         *ret = m;
         return 0;
 }
+
+/* ---- Replay ---- */
+
+#define REPLAY_BATCH 256
+#define REPLAY_WAIT_MS 10000   /* per call, for backends that fetch asynchronously */
+
+/* A view of the message @m for backends without next_batch: its envelope
+ * encoded into *buf (grown as needed), read back in place. */
+static int view_of_msg(const wal_msg *m, struct wal_msg_view *v, uint8_t **buf, size_t *cap)
+{
+        size_t need = walu_envelope_size(m);
+        if (need > *cap) {
+                uint8_t *nb = realloc(*buf, need);
+                if (!nb)
+                        return -ENOMEM;
+                *buf = nb;
+                *cap = need;
+        }
+        int n = walu_envelope_encode(m, *buf, *cap);
+        if (n < 0)
+                return n;
+        int r = walu_envelope_view(*buf, (size_t)n, v, NULL);
+        if (r < 0)
+                return r;
+        v->id = wal_msg_id(m);
+        v->payload = wal_msg_payload(m, &v->payload_len);
+        return 0;
+}
+
+int wal_replay(wal *w, const struct wal_deliver *deliver, wal_replay_fn *fn, void *arg,
+               wal_error **reterr)
+{
+        if (!w || !deliver || !fn)
+                return BAD(reterr, "wal_replay: %s is NULL",
+                           !w ? "wal" : !deliver ? "deliver" : "fn");
+        int r = check_deliver(deliver, reterr);
+        if (r < 0)
+                return r;
+        if (deliver->policy != WAL_DELIVER_ALL && deliver->policy != WAL_DELIVER_START_FROM &&
+            deliver->policy != WAL_DELIVER_START_AFTER)
+                return BAD(reterr, "wal_replay: policy %s is not all, start-from or start-after",
+                           wal_deliver_policy_name(deliver->policy));
+        r = wal_life_enter(&w->life);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "wal_replay: the wal is closing");
+        struct walimpls_read_opts ro = { .name = "replay", .deliver = *deliver };
+        struct walimpls_scanner *s = NULL;
+        struct wal_msg_view *views = malloc(REPLAY_BATCH * sizeof(*views));
+        uint8_t *env = NULL;
+        size_t env_cap = 0;
+        if (!views) {
+                r = wal_error_set(reterr, -ENOMEM, 0, "wal_replay: out of memory");
+                goto out;
+        }
+        /* Where the log ends now: the replay stops after that record.  A
+         * backend that cannot say is read until it has nothing at once. */
+        struct walimpls_info info = { .last_id = WAL_MSGID_NONE };
+        bool known_end = w->impl->ops->info &&
+                         w->impl->ops->info(w->impl, &info, NULL) == 0;
+        if (known_end && (wal_msgid_is_none(info.last_id) ||
+                          (deliver->policy == WAL_DELIVER_START_FROM &&
+                           wal_msgid_cmp(deliver->id, info.last_id) > 0) ||
+                          (deliver->policy == WAL_DELIVER_START_AFTER &&
+                           wal_msgid_cmp(deliver->id, info.last_id) >= 0)))
+                goto out;       /* nothing at or after the start */
+        int wait_ms = known_end ? REPLAY_WAIT_MS : 0;
+        r = w->impl->ops->read(w->impl, &ro, &s, reterr);
+        if (r < 0)
+                goto out;
+        bool batch = s->ops->version >= 2 && s->ops->next_batch;
+        for (;;) {
+                size_t n = 0;
+                wal_msg *m = NULL;
+                if (batch) {
+                        r = s->ops->next_batch(s, wait_ms, views, REPLAY_BATCH, &n, reterr);
+                } else {
+                        r = s->ops->next(s, wait_ms, &m, reterr);
+                        if (r == 0) {
+                                n = 1;
+                                r = view_of_msg(m, &views[0], &env, &env_cap);
+                                if (r < 0)
+                                        wal_error_set(reterr, r, 0, "wal_replay: re-reading a "
+                                                      "record's envelope: %s", wal_strerror(r));
+                        }
+                }
+                bool at_end = r == 0 && known_end &&
+                              wal_msgid_cmp(views[n - 1].id, info.last_id) >= 0;
+                if (r == 0)
+                        r = fn(arg, views, n);
+                wal_msg_unref(m);
+                if (r == -ETIMEDOUT && n == 0) {
+                        if (!known_end) {
+                                r = 0;  /* nothing more at once: the end */
+                                break;
+                        }
+                        r = wal_error_set(reterr, -ETIMEDOUT, WAL_ERROR_RETRIABLE,
+                                          "wal_replay: no record for %d ms before the end of "
+                                          "the log", REPLAY_WAIT_MS);
+                }
+                if (r != 0 || at_end)
+                        break;
+        }
+out:
+        if (s)
+                s->ops->close(s);
+        free(views);
+        free(env);
+        wal_life_leave(&w->life);
+        return r;
+}

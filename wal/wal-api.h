@@ -300,6 +300,42 @@ WAL_EXPORT int wal_read(wal *w, const struct wal_deliver *deliver,
                         wal_error **reterr);
 
 /**
+ * @brief Called by wal_replay() with one batch of records.
+ * @param views  @p n >= 1 records in ID order (borrowed: valid during this
+ *               call only; copy what you keep, or wal_msg_view_to_msg()).
+ * @returns 0 to go on; any other value stops the replay, which returns it.
+ */
+typedef int wal_replay_fn(void *arg, const struct wal_msg_view *views, size_t n);
+
+/**
+ * @brief Replay the channel from @p deliver on: every record as stored,
+ *        handed to @p fn in batches of views into the backend's read buffer
+ *        (wal/wal-message.h), with no message object, allocation or copy per
+ *        record.  For embedders that rebuild their state from the log at
+ *        startup.
+ *
+ * Unlike a scanner it reads the backend directly: no write-ahead cache, no
+ * filters, no transaction assembly (begin, body, commit and rollback records
+ * and time ticks come as they were written), and it stops after the last
+ * record the backend reported when the replay began (its info; a backend
+ * that cannot report it is read until nothing more is there at once).
+ * Every record
+ * passed the same checks a scanner makes.  Backends without a batch read
+ * (walimpls scanner.next_batch) are read one message at a time, with the
+ * same result.
+ * @param deliver  WAL_DELIVER_ALL, WAL_DELIVER_START_FROM or
+ *                 WAL_DELIVER_START_AFTER (borrowed).
+ * @returns 0 at the end; the non-zero value @p fn returned; -EINVAL bad
+ *          argument or policy; -ESHUTDOWN closing; -ERANGE a start ID that
+ *          was truncated away; -EBADMSG a damaged record (the error names
+ *          where; the records before it were delivered); -ETIMEDOUT no
+ *          record came for 10 s before the end; a backend error.
+ * @remark wal_close() waits for a replay running in another thread to end.
+ */
+WAL_EXPORT int wal_replay(wal *w, const struct wal_deliver *deliver, wal_replay_fn *fn,
+                          void *arg, wal_error **reterr);
+
+/**
  * @brief Allow the backend to delete everything up to and including @p id.
  * @returns 0; -EINVAL (NULL, WAL_MSGID_NONE); -EOPNOTSUPP; -EROFS;
  *          -ESHUTDOWN; a backend error.
