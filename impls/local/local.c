@@ -234,7 +234,7 @@ struct writer {
          * batches complete in order whoever writes them.
          */
         enum { OWNER_NONE, OWNER_THREAD, OWNER_CALLER } io_owner;
-        int flushers;                /* threads inside local_flush */
+        _Atomic int flushers;        /* threads inside local_flush */
         uint64_t last_flush_ns;      /* when local_flush last began */
         size_t last_batch_n;         /* records in the last batch completed */
         bool idle_forever;           /* sleeping with no timeout (see writer_sleep) */
@@ -1706,9 +1706,10 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
         pthread_mutex_lock(&w->qlock);
         uint64_t target = w->tail_bseq;
         w->last_flush_ns = walu_monotonic_ns();
-        w->flushers++;
+        atomic_fetch_add(&w->flushers, 1);
         while (atomic_load(&w->done_bseq) < target) {
-                if (w->caller_io && w->io_owner == OWNER_NONE && w->flushers == 1 &&
+                if (w->caller_io && w->io_owner == OWNER_NONE &&
+                    atomic_load(&w->flushers) == 1 &&
                     w->last_batch_n <= 1 && !w->failed &&
                     !w->closing && flush_lead(w, target))
                         continue;
@@ -1734,6 +1735,12 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
                     (!tsp || tsp->tv_sec || tsp->tv_nsec))
                         (void)futex_op(&sl->word, FUTEX_WAIT_PRIVATE, seen, tsp);
                 atomic_fetch_sub(&sl->sleepers, 1);
+                /* Woken with the batch's other waiters: leave without
+                 * queueing on qlock behind them when it is done. */
+                if (atomic_load(&w->done_bseq) >= target) {
+                        atomic_fetch_sub(&w->flushers, 1);
+                        return 0;
+                }
                 pthread_mutex_lock(&w->qlock);
                 if (timeout_ms >= 0 && atomic_load(&w->done_bseq) < target &&
                     walu_monotonic_ns() >= deadline) {
@@ -1743,7 +1750,7 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
                         break;
                 }
         }
-        w->flushers--;
+        atomic_fetch_sub(&w->flushers, 1);
         pthread_mutex_unlock(&w->qlock);
         return r;
 }
