@@ -815,11 +815,26 @@ static void seed_clock(wal *w, struct wal_msgid *ret_last)
         s->ops->close(s);
 }
 
-/* Fence + anchor: a time tick appended straight to the backend. */
+/*
+ * Fence + anchor: a time tick appended straight to the backend, above every
+ * tick of an older term that can precede it in the log.  The newest durable
+ * message seeds the clock, but an older term's appends accepted before the
+ * backend's open fenced it may still be in flight and land after that one,
+ * ahead of the anchor; their ticks were taken before the fence, so at most
+ * in the millisecond the open returned in (a clock read off the same
+ * realtime clock), possibly with a logical part.  The anchor's tick is
+ * therefore at least the first tick of the next millisecond (the hybrid
+ * clock may run ahead of the physical one).  An older writer whose clock
+ * ran ahead of realtime (seeded from a log written ahead of it) is covered
+ * only as far as its durable messages are.
+ */
 static int anchor(wal *w, wal_error **reterr)
 {
+        uint64_t floor = (walu_realtime_ms() + 1) << WAL_TICK_LOGICAL_BITS;
         struct wal_msgid prev_last;
         seed_clock(w, &prev_last);
+        if (w->last_tick < floor - 1)
+                w->last_tick = floor - 1;
         uint64_t start = walu_monotonic_ns();
         int64_t backoff = w->retry_initial_ms;
         int64_t limit_ms = w->retry_max_elapsed_ms > 0 ? w->retry_max_elapsed_ms : 30000;
