@@ -766,6 +766,27 @@ static bool scan_plain_envelope(const uint8_t *p, size_t len, struct env_view *e
         return true;
 }
 
+/* Scan @env into @e (the plain fast path, else the general one) and check
+ * what both the decoder and the view reader require of it: its version and
+ * a known message type. */
+static int scan_checked(const uint8_t *env, size_t env_len, struct env_view *e,
+                        wal_error **reterr)
+{
+        if (!scan_plain_envelope(env, env_len, e) && !scan_envelope(env, env_len, e))
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: %zu bytes are not a valid envelope message",
+                                     env_len);
+        if (e->version != WALU_ENVELOPE_VERSION)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: unknown version %u (this build reads %u)",
+                                     e->version, (unsigned)WALU_ENVELOPE_VERSION);
+        if (!wal_msg_type_name((enum wal_msg_type)e->type))
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "envelope: message type %u out of range 1..%d",
+                                     e->type, WAL_MSG_TYPE_MAX);
+        return 0;
+}
+
 int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload,
                          size_t payload_len, wal_msg **ret, wal_error **reterr)
 {
@@ -774,18 +795,9 @@ int walu_envelope_decode(const uint8_t *env, size_t env_len, const void *payload
                 return r;
         wal_msg *m = NULL;
         struct env_view e;
-        if (!scan_plain_envelope(env, env_len, &e) && !scan_envelope(env, env_len, &e))
-                return wal_error_set(reterr, -EBADMSG, 0,
-                                     "envelope: %zu bytes are not a valid envelope message",
-                                     env_len);
-        if (e.version != WALU_ENVELOPE_VERSION)
-                return wal_error_set(reterr, -EBADMSG, 0,
-                                     "envelope: unknown version %u (this build reads %u)",
-                                     e.version, (unsigned)WALU_ENVELOPE_VERSION);
-        if (!wal_msg_type_name((enum wal_msg_type)e.type))
-                return wal_error_set(reterr, -EBADMSG, 0,
-                                     "envelope: message type %u out of range 1..%d",
-                                     e.type, WAL_MSG_TYPE_MAX);
+        r = scan_checked(env, env_len, &e, reterr);
+        if (r < 0)
+                return r;
         r = wal_msg_new((enum wal_msg_type)e.type, payload, payload_len, &m);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "envelope: %zu-byte payload: %s",
@@ -839,18 +851,9 @@ int walu_envelope_view(const uint8_t *env, size_t env_len, struct wal_msg_view *
                                      "envelope: %zu bytes exceeds the %u-byte limit",
                                      env_len, (unsigned)WALU_ENVELOPE_MAX);
         struct env_view e;
-        if (!scan_plain_envelope(env, env_len, &e) && !scan_envelope(env, env_len, &e))
-                return wal_error_set(reterr, -EBADMSG, 0,
-                                     "envelope: %zu bytes are not a valid envelope message",
-                                     env_len);
-        if (e.version != WALU_ENVELOPE_VERSION)
-                return wal_error_set(reterr, -EBADMSG, 0,
-                                     "envelope: unknown version %u (this build reads %u)",
-                                     e.version, (unsigned)WALU_ENVELOPE_VERSION);
-        if (!wal_msg_type_name((enum wal_msg_type)e.type))
-                return wal_error_set(reterr, -EBADMSG, 0,
-                                     "envelope: message type %u out of range 1..%d",
-                                     e.type, WAL_MSG_TYPE_MAX);
+        int r = scan_checked(env, env_len, &e, reterr);
+        if (r < 0)
+                return r;
         /* What the decoder refuses while storing properties: an empty key,
          * a NUL byte, a repeated key (quadratic, but envelopes carry few). */
         for (size_t i = 0; i < e.n_props; i++) {

@@ -2472,6 +2472,27 @@ decode:
         return 0;
 }
 
+/*
+ * The start of next() and next_batch(): wait for and position at the next
+ * record, read its frame (CRC checked) into @f and check it carries the
+ * expected LSN.  @path and @limit: the segment file and its end of data.
+ */
+static int scanner_next_frame(struct local_scanner *s, int timeout_ms, const char **path,
+                              uint64_t *limit, struct local_frame *f, wal_error **reterr)
+{
+        int r = scanner_seek(s, timeout_ms, path, limit, reterr);
+        if (r < 0)
+                return r;
+        r = scanner_frame(s, *path, *limit, f, reterr);
+        if (r < 0)
+                return r;
+        if (f->lsn != s->next_lsn)
+                return scanner_fail(s, -EBADMSG, reterr,
+                                    "local: frame in %s at offset %" PRIu64 " has LSN %" PRIu64
+                                    ", expected %" PRIu64, *path, s->off, f->lsn, s->next_lsn);
+        return 0;
+}
+
 static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **ret,
                       wal_error **reterr)
 {
@@ -2480,17 +2501,10 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
         struct local_scanner *s = scanner_from_base(base);
         const char *path;
         uint64_t limit;
-        int r = scanner_seek(s, timeout_ms, &path, &limit, reterr);
-        if (r < 0)
-                return r;
         struct local_frame f;
-        r = scanner_frame(s, path, limit, &f, reterr);
+        int r = scanner_next_frame(s, timeout_ms, &path, &limit, &f, reterr);
         if (r < 0)
                 return r;
-        if (f.lsn != s->next_lsn)
-                return scanner_fail(s, -EBADMSG, reterr,
-                                    "local: frame in %s at offset %" PRIu64 " has LSN %" PRIu64
-                                    ", expected %" PRIu64, path, s->off, f.lsn, s->next_lsn);
         wal_msg *m = NULL;
         wal_error *derr = NULL;
         r = walu_envelope_decode(f.env_len ? f.env : NULL, f.env_len, f.payload, f.payload_len,
@@ -2533,17 +2547,10 @@ static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
         struct local_scanner *s = scanner_from_base(base);
         const char *path;
         uint64_t limit;
-        int r = scanner_seek(s, timeout_ms, &path, &limit, reterr);
-        if (r < 0)
-                return r;
         struct local_frame f;
-        r = scanner_frame(s, path, limit, &f, reterr);
+        int r = scanner_next_frame(s, timeout_ms, &path, &limit, &f, reterr);
         if (r < 0)
                 return r;
-        if (f.lsn != s->next_lsn)
-                return scanner_fail(s, -EBADMSG, reterr,
-                                    "local: frame in %s at offset %" PRIu64 " has LSN %" PRIu64
-                                    ", expected %" PRIu64, path, s->off, f.lsn, s->next_lsn);
         wal_error *derr = NULL;
         r = walu_envelope_view(f.env_len ? f.env : NULL, f.env_len, &views[0], &derr);
         if (r < 0) {
