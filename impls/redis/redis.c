@@ -833,6 +833,44 @@ struct group {
         size_t n;
 };
 
+/*
+ * The end every batch round shares.  Fail what was still in flight when the
+ * connection broke (@from on: it may or may not have been written).  When
+ * every reply came and redis.wait_replicas asks for it, read WAIT's reply
+ * and fail each written append of @batch it does not cover (one refused as
+ * below the floor or on a vanished stream is settled by the caller).  @err:
+ * why the connection broke (borrowed).
+ */
+static void settle_in_flight(struct redis_wal *w, struct rpend *batch, struct rpend *from,
+                             bool all_replied, const wal_error *err)
+{
+        const struct redis_params *p = &w->o->p;
+        for (struct rpend *e = from; e; e = e->next)
+                pend_fail(e, -ECONNRESET, WAL_ERROR_RETRIABLE,
+                          "connection to redis lost with the append in flight (it may or may "
+                          "not have been written): %s", wal_error_message(err));
+        if (!all_replied || p->wait_replicas <= 0)
+                return;
+        redisReply *rep = NULL;
+        long long got = -1;
+        wal_error *werr = NULL;
+        if (rconn_reply(&w->conn, p->command_timeout_ms, -1, &rep, &werr) == 0) {
+                if (rep->type == REDIS_REPLY_INTEGER)
+                        got = rep->integer;
+                freeReplyObject(rep);
+        }
+        if (got < p->wait_replicas) {
+                char why[160];
+                snprintf(why, sizeof(why), "%lld of %d replicas confirmed it within %d ms%s%s",
+                         got < 0 ? 0 : got, p->wait_replicas, p->wait_timeout_ms,
+                         werr ? ": " : "", werr ? wal_error_message(werr) : "");
+                for (struct rpend *x = batch; x; x = x->next)
+                        if (x->status == 0 && !x->below && !x->vanished)
+                                pend_fail(x, -ETIMEDOUT, 0, "written, but only %s", why);
+        }
+        wal_error_free(werr);
+}
+
 static void run_batch(struct redis_wal *w, struct rpend *batch)
 {
         const struct redis_params *p = &w->o->p;
@@ -914,32 +952,7 @@ static void run_batch(struct redis_wal *w, struct rpend *batch)
                 freeReplyObject(rep);
         }
         free(groups);
-        /* Everything from @e on was in flight when the connection broke. */
-        for (; e; e = e->next)
-                pend_fail(e, -ECONNRESET, WAL_ERROR_RETRIABLE,
-                          "connection to redis lost with the append in flight (it may or may "
-                          "not have been written): %s", wal_error_message(err));
-        if (all_replied && p->wait_replicas > 0) {
-                redisReply *rep = NULL;
-                long long got = -1;
-                wal_error *werr = NULL;
-                if (rconn_reply(rc, p->command_timeout_ms, -1, &rep, &werr) == 0) {
-                        if (rep->type == REDIS_REPLY_INTEGER)
-                                got = rep->integer;
-                        freeReplyObject(rep);
-                }
-                if (got < p->wait_replicas) {
-                        char why[160];
-                        snprintf(why, sizeof(why), "%lld of %d replicas confirmed it within %d ms%s%s",
-                                 got < 0 ? 0 : got, p->wait_replicas, p->wait_timeout_ms,
-                                 werr ? ": " : "", werr ? wal_error_message(werr) : "");
-                        for (struct rpend *x = batch; x; x = x->next)
-                                if (x->status == 0)
-                                        pend_fail(x, -ETIMEDOUT, 0,
-                                                  "written, but only %s", why);
-                }
-                wal_error_free(werr);
-        }
+        settle_in_flight(w, batch, e, all_replied, err);
         wal_error_free(err);
         if (reload) {
                 rconn_close(rc); /* the next connection loads the scripts again */
@@ -1267,32 +1280,7 @@ static void finish_batch_ids(struct redis_wal *w, struct rpend *batch, int r, wa
                 freeReplyObject(rep);
         }
         bool all_replied = r == 0;
-        /* Everything from @e on was in flight when the connection broke. */
-        for (; e; e = e->next)
-                pend_fail(e, -ECONNRESET, WAL_ERROR_RETRIABLE,
-                          "connection to redis lost with the append in flight (it may or may "
-                          "not have been written): %s", wal_error_message(err));
-        if (all_replied && p->wait_replicas > 0) {
-                redisReply *rep = NULL;
-                long long got = -1;
-                wal_error *werr = NULL;
-                if (rconn_reply(rc, p->command_timeout_ms, -1, &rep, &werr) == 0) {
-                        if (rep->type == REDIS_REPLY_INTEGER)
-                                got = rep->integer;
-                        freeReplyObject(rep);
-                }
-                if (got < p->wait_replicas) {
-                        char why[160];
-                        snprintf(why, sizeof(why), "%lld of %d replicas confirmed it within %d ms%s%s",
-                                 got < 0 ? 0 : got, p->wait_replicas, p->wait_timeout_ms,
-                                 werr ? ": " : "", werr ? wal_error_message(werr) : "");
-                        for (struct rpend *x = batch; x; x = x->next)
-                                if (x->status == 0 && !x->below && !x->vanished)
-                                        pend_fail(x, -ETIMEDOUT, 0,
-                                                  "written, but only %s", why);
-                }
-                wal_error_free(werr);
-        }
+        settle_in_flight(w, batch, e, all_replied, err);
         wal_error_free(err);
         if (refused)
                 batch = settle_refused(w, batch);
