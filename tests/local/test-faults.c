@@ -46,6 +46,19 @@ static void check_after_reopen(size_t n_acked, size_t n_total)
         w->ops->close(w);
 }
 
+/* The end of a fault case whose wal is closed: close the opener, put the
+ * real I/O back, check the channel as check_after_reopen() does, wait for
+ * every acknowledgement and remove the directory. */
+static void reopen_and_check(size_t n_acked, size_t n_total, struct acks *s)
+{
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        local_io_set_ops(NULL);
+        check_after_reopen(n_acked, n_total);
+        acks_done(s);
+        tf_teardown(&t);
+}
+
 /* Append records @from.. while the wal accepts them, at most @n; a refusal
  * must be @refused_with (0: none allowed).  Waits for every accepted one.
  * Returns how many were accepted. */
@@ -105,12 +118,7 @@ static void eio_on_fdatasync(const char *io)
         t_sleep_ms(50);
         cr_assert_eq(atomic_load(&shim.n_fdatasync), syncs, "fdatasync retried after failure");
         w->ops->close(w);
-        t.o->ops->close(t.o);
-        t.o = NULL;
-        local_io_set_ops(NULL);
-        check_after_reopen(50, 70);
-        acks_done(&s);
-        tf_teardown(&t);
+        reopen_and_check(50, 70, &s);
 }
 
 static void enospc_on_write(const char *io)
@@ -137,12 +145,7 @@ static void enospc_on_write(const char *io)
         atomic_store(&shim.fail_write, 0);
         cr_assert_eq(tf_append(w, &s, 50, LEN), -ENOSPC, "later appends must fail too");
         w->ops->close(w);
-        t.o->ops->close(t.o);
-        t.o = NULL;
-        local_io_set_ops(NULL);
-        check_after_reopen(30, 50);
-        acks_done(&s);
-        tf_teardown(&t);
+        reopen_and_check(30, 50, &s);
 }
 
 static size_t count_segments(const char *dir)
@@ -194,12 +197,7 @@ static void enospc_on_fallocate(const char *io)
                              s.a[i].status);
         w->ops->close(w);
         cr_assert_eq(count_segments(t.dir), 1, "a half-made segment was left behind");
-        t.o->ops->close(t.o);
-        t.o = NULL;
-        local_io_set_ops(NULL);
-        check_after_reopen(ok, ok);
-        acks_done(&s);
-        tf_teardown(&t);
+        reopen_and_check(ok, ok, &s);
 }
 
 struct writer_arg {
@@ -243,12 +241,7 @@ static void short_writes(const char *io)
                 cr_assert_eq(idx[i], i);
         free(idx);
         w->ops->close(w);
-        t.o->ops->close(t.o);
-        t.o = NULL;
-        local_io_set_ops(NULL);
-        check_after_reopen(600, 600);
-        acks_done(&s);
-        tf_teardown(&t);
+        reopen_and_check(600, 600, &s);
 }
 
 /* Blocking appends (append, then wal.flush, which may write the batch on
@@ -302,12 +295,7 @@ static void eio_on_fdatasync_in_flush(const char *io)
         t_sleep_ms(50);
         cr_assert_eq(atomic_load(&shim.n_fdatasync), syncs, "fdatasync retried after failure");
         w->ops->close(w);
-        t.o->ops->close(t.o);
-        t.o = NULL;
-        local_io_set_ops(NULL);
-        check_after_reopen(20, 20 + acc);
-        acks_done(&s);
-        tf_teardown(&t);
+        reopen_and_check(20, 20 + acc, &s);
 }
 
 /* Blocking appends that roll over several small segments: the flush()
