@@ -50,7 +50,9 @@
  * larger one is borrowed (the wal_msg reference is held until the delivery
  * report); with fencing on, a per-wal fence thread produces instead (see
  * Fencing).  A dedicated poll thread serves the producer's queue; delivery
- * reports run the completions there, with the offset as the ID.  Queue full
+ * reports run the completions there, with the offset as the ID (with
+ * fencing on, a written record's completion runs on the fence thread once
+ * its term is confirmed; see Fencing).  Queue full
  * is back-pressure: append waits for a delivery report (or 10 ms) and tries
  * again, until the opener fails fatally.  IDs follow produce order: one
  * partition and the idempotent producer keep order through retries.
@@ -100,8 +102,12 @@
  * read-write wal's appends go through its fence thread, which reads the
  * register once per batch before producing it: a higher term fences the wal
  * (that batch and every later append fail with -ESTALE and never reach the
- * topic).  The exact guarantee, and the window it leaves, are written above
- * kafka_register_read().  Kafka's own fencing, a transactional producer per
+ * topic); and a written record is acknowledged only after a register read
+ * that started after its delivery report still found the wal's term (that
+ * same read: one read serves the batch about to be produced and the records
+ * delivered meanwhile, so there is no extra round trip per batch, only up
+ * to one register round trip more of acknowledgement latency).  The exact
+ * guarantee is written above kafka_register_read().  Kafka's own fencing, a transactional producer per
  * channel whose newer init_transactions bumps the epoch, was not chosen: it
  * needs one producer per channel (against the shared producer), a
  * coordinator round trip per commit, and librdkafka 2.0.2's mock cluster does
@@ -137,8 +143,10 @@
  * one fence thread per read-write wal when fencing is on, and librdkafka's
  * own.  Locks: kafka_opener.lock guards every wal's pending list, the fatal
  * message, and the waits of back-pressure and close (in-flight counts are
- * atomics); kafka_wal.qlock guards a wal's produce queue.  The two are never
- * held together, and no lock is held while a completion runs.
+ * atomics) and every wal's confirm list; kafka_wal.qlock guards a wal's
+ * produce queue.  opener.lock may be held when taking a qlock (a delivery
+ * report waking a fence thread), never the other way round, and no lock is
+ * held while a completion runs.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -195,7 +203,9 @@ struct kafka_pending {
         wal_msg *msg;                      /* one reference; its payload is the value */
         rd_kafka_headers_t *hdrs;          /* properties; NULL if none; owned until
                                               produced, then librdkafka's */
-        struct kafka_pending *qnext;       /* in the wal's produce queue (fencing) */
+        struct kafka_pending *qnext;       /* fencing: in the wal's produce queue, then,
+                                              once delivered, in its confirm queue */
+        int64_t offset;                    /* fencing: where it was written */
         bool cancelled;                    /* completed by close with -ECANCELED */
         uint8_t *key;                      /* magic + envelope: key_inline or malloc'd */
         size_t key_len;
@@ -244,6 +254,10 @@ struct kafka_wal {
         bool qstop;                    /* the fence thread must exit */
         atomic_bool fenced;            /* a higher term owns the channel */
         atomic_llong owner_term;       /* the higher term, once fenced */
+        bool fencing;                  /* set at open, never changed: the above apply */
+        struct kafka_pending *chead, *ctail; /* delivered, their term not yet confirmed;
+                                                under opener.lock */
+        atomic_size_t nconfirm;        /* entries in that list (0 means empty) */
 };
 
 struct kafka_scanner {
@@ -517,6 +531,30 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         bool cancelled = p->cancelled;
         if (!cancelled)
                 kafka_list_unlink(p);
+        if (!cancelled && p->w->fencing && !m->err && m->offset >= 0) {
+                /* Written; acknowledged only once the fence thread has read
+                 * the term register after this (see "Fencing").  The value
+                 * is no longer librdkafka's. */
+                struct kafka_wal *w = p->w;
+                p->offset = m->offset;
+                wal_msg_unref(p->msg);
+                p->msg = NULL;
+                p->qnext = NULL;
+                if (w->ctail)
+                        w->ctail->qnext = p;
+                else
+                        w->chead = p;
+                w->ctail = p;
+                /* Only an empty list can have the fence thread asleep.  The
+                 * opener lock is held, so @w cannot be freed meanwhile. */
+                if (atomic_fetch_add(&w->nconfirm, 1) == 0) {
+                        pthread_mutex_lock(&w->qlock);
+                        pthread_cond_broadcast(&w->qcond);
+                        pthread_mutex_unlock(&w->qlock);
+                }
+                pthread_mutex_unlock(&o->lock);
+                goto wake;
+        }
         pthread_mutex_unlock(&o->lock);
 
         if (!cancelled) {
@@ -542,6 +580,7 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 atomic_fetch_sub(&w->inflight, 1);
         }
         kafka_pending_free(p);
+wake:
         /* Waiters (back-pressure, close) also poll, so a broadcast is only
          * worth its lock when someone waits. */
         if (atomic_load(&o->bp_waiters) || atomic_load(&o->close_waiters)) {
@@ -1070,6 +1109,7 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
                                        "kafka: cannot make a handle for topic %s", topic);
                         goto fail;
                 }
+                w->fencing = o->fencing;
                 if (o->fencing && (r = kafka_fence_start(w, reterr)) < 0)
                         goto fail;
         }
@@ -1345,15 +1385,29 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
  * higher term fences the wal: the batch and every later append fail with
  * -ESTALE and nothing of them reaches the topic.
  *
- * Guarantee and its limit: a newer term's open returns only after its term
- * is registered, so every batch an older writer checks afterwards is
- * refused.  A batch checked just before the newer term registered may still
- * land after it opened (a window of one register round trip plus the
- * produce); such records are acknowledged and readable, never lost.  Kafka's
- * own fencing (transactional.id epochs) would close that window but costs a
- * transactional producer per channel, and librdkafka 2.0.2's mock cluster
- * does not enforce it (checked: a producer whose transactional.id was taken
- * over still produces and commits), so it could not be tested here.
+ * Guarantee: a newer term's open returns only after its term is
+ * registered, so every batch an older writer checks afterwards is refused
+ * before it is produced.  A batch checked just before the newer term
+ * registered may still land after it (librdkafka holds it for linger.ms,
+ * retries it, a broker is slow), possibly after the newer term's first
+ * record, the adaptor's anchor: with time ticks below the anchor's, adaptor
+ * scanners drop such a record as a fenced writer's straggler
+ * (adaptor/scanner.c).  So no record is acknowledged on its delivery report
+ * alone: the fence thread acknowledges it only once a register read that
+ * started after that report found this wal's term still registered, which
+ * proves the record was written before the newer term registered, hence
+ * before its anchor, hence readable.  Otherwise it completes with -ESTALE
+ * (the test older_terms_batch_landing_after_the_anchor_is_not_acknowledged
+ * holds a batch in librdkafka past a newer open).  Every acknowledged record
+ * is thus readable by every scanner; the converse has one exception: a
+ * record refused this way that landed between the newer term's registration
+ * and its anchor is in the topic and scanners deliver it (an -ESTALE append
+ * on Kafka means "not acknowledged", as a timeout does, not "absent").
+ * Kafka's own fencing (transactional.id epochs) would stop the late batch
+ * at the broker but costs a transactional producer per channel, and
+ * librdkafka 2.0.2's mock cluster does not enforce it (checked: a producer
+ * whose transactional.id was taken over still produces and commits), so it
+ * could not be tested here.
  */
 
 static rd_kafka_topic_partition_list_t *kafka_register_list(const char *topic)
@@ -1396,13 +1450,62 @@ static int kafka_register_write(struct kafka_wal *w, int64_t term, wal_error **r
         return 0;
 }
 
+/* Take the wal's confirm list (delivered, term not yet confirmed). */
+static struct kafka_pending *kafka_confirm_take(struct kafka_wal *w)
+{
+        pthread_mutex_lock(&w->o->lock);
+        struct kafka_pending *list = w->chead;
+        w->chead = w->ctail = NULL;
+        atomic_store(&w->nconfirm, 0);
+        pthread_mutex_unlock(&w->o->lock);
+        return list;
+}
+
+/*
+ * Complete the written appends of @list: successfully, with their offsets,
+ * if a register read that started after they were delivered found this
+ * wal's term (@code 0); else with @code and @e (-ESTALE: fenced; or the
+ * reason the term could not be confirmed).  Frees them.
+ */
+static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *list, int code,
+                                   const wal_error *e)
+{
+        struct kafka_opener *o = w->o;
+        size_t n = 0;
+        while (list) {
+                struct kafka_pending *p = list;
+                list = p->qnext;
+                if (code == 0) {
+                        p->done(p->arg, 0, WAL_MSGID(0, (uint64_t)p->offset), NULL);
+                } else {
+                        wal_error *pe = NULL;
+                        wal_error_set(&pe, code, code == -ESTALE ? WAL_ERROR_FATAL : 0,
+                                      "%s (the record is in topic %s at offset %" PRId64 ")",
+                                      wal_error_message(e), w->topic, p->offset);
+                        p->done(p->arg, code, WAL_MSGID_NONE, pe);
+                        wal_error_free(pe);
+                }
+                kafka_pending_free(p);
+                n++;
+        }
+        if (!n)
+                return;
+        /* @w may be freed once this reaches 0 (by close, which waits). */
+        WAL_ASSERT(atomic_load(&w->inflight) >= n);
+        pthread_mutex_lock(&o->lock);
+        atomic_fetch_sub(&w->inflight, n);
+        if (atomic_load(&o->close_waiters))
+                pthread_cond_broadcast(&o->cond);
+        pthread_mutex_unlock(&o->lock);
+}
+
 static void *kafka_fence_main(void *arg)
 {
         struct kafka_wal *w = arg;
         bool warned = false;
         for (;;) {
                 pthread_mutex_lock(&w->qlock);
-                while (!w->qhead && !w->qstop)
+                while (!w->qhead && !w->qstop && !atomic_load(&w->nconfirm))
                         pthread_cond_wait(&w->qcond, &w->qlock);
                 if (w->qstop) {
                         pthread_mutex_unlock(&w->qlock);
@@ -1413,6 +1516,8 @@ static void *kafka_fence_main(void *arg)
                 w->qlen = 0;
                 pthread_cond_broadcast(&w->qcond);
                 pthread_mutex_unlock(&w->qlock);
+                /* Delivered before the register read below starts. */
+                struct kafka_pending *written = kafka_confirm_take(w);
 
                 /* Check the register; a broker that is away is waited for. */
                 int64_t reg = -1;
@@ -1436,6 +1541,25 @@ static void *kafka_fence_main(void *arg)
                 if (r == 0 && reg > w->base.term) {
                         atomic_store(&w->owner_term, reg);
                         atomic_store(&w->fenced, true);
+                }
+                if (written) {
+                        wal_error *e = NULL;
+                        int code = 0;
+                        if (atomic_load(&w->fenced))
+                                code = wal_error_set(&e, -ESTALE, WAL_ERROR_FATAL,
+                                                     "kafka: channel %s: fenced: term %lld "
+                                                     "registered before this append of term %"
+                                                     PRId64 " was confirmed; scanners may skip "
+                                                     "it", w->base.channel,
+                                                     (long long)atomic_load(&w->owner_term),
+                                                     w->base.term);
+                        else if (r < 0 && !(code = kafka_check_fatal(w->o, &e)))
+                                code = wal_error_set(&e, -ECANCELED, 0,
+                                                     "kafka: channel %s closed before the "
+                                                     "append's term was confirmed",
+                                                     w->base.channel);
+                        kafka_confirm_complete(w, written, code, e);
+                        wal_error_free(e);
                 }
                 while (batch) {
                         struct kafka_pending *p = batch;
@@ -1638,7 +1762,19 @@ static void kafka_wal_close(struct walimpls_wal *base)
                 cv[n++] = (struct kafka_cancel){ p->done, p->arg };
         }
         WAL_ASSERT(w->pending.next == &w->pending);
+        /* Written, but the fence thread (stopped) never confirmed their
+         * term; with nothing linked, no report can add to this list. */
+        struct kafka_pending *written = w->chead;
+        w->chead = w->ctail = NULL;
+        atomic_store(&w->nconfirm, 0);
         pthread_mutex_unlock(&o->lock);
+        if (written) {
+                wal_error *e = NULL;
+                int code = wal_error_set(&e, -ECANCELED, 0, "kafka: channel %s closed before "
+                                         "the append's term was confirmed", w->base.channel);
+                kafka_confirm_complete(w, written, code, e);
+                wal_error_free(e);
+        }
         for (size_t i = 0; i < n; i++) {
                 wal_error *e = NULL;
                 wal_error_set(&e, -ECANCELED, 0,
