@@ -32,11 +32,13 @@
  * the writer idle, no other caller waiting and a one-record last batch (a
  * lone blocking appender) writes the queued batches up to its own with
  * pwrite + fdatasync on its own thread and runs their completions there: no
- * hand-off to the writer thread and back, and its appends do not kick the
- * writer thread (writer_sleep).  Otherwise it sleeps on a per-batch futex
- * word that the batch's completion bumps, one wake for all its waiters, and
- * the writer thread gathers the woken appenders' next records for up to
- * 50 us before taking a batch (writer_gather).  Whoever writes (the writer
+ * hand-off to the writer thread and back, and its appends do not wake the
+ * writer thread, which sleeps until there is work; they only push its timer
+ * forward, so an append never flushed still completes (writer_defer).
+ * Otherwise it sleeps on a per-batch futex word that the batch's completion
+ * bumps, one wake for all its waiters, and the writer thread gathers the
+ * woken appenders' next records for up to 50 us before taking a batch
+ * (writer_gather).  Whoever writes (the writer
  * thread or one flush() caller) owns the I/O exclusively, so batches still
  * complete in order.  Not under local.io=uring.  See local_flush().
  *
@@ -115,6 +117,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -209,6 +212,7 @@ struct writer {
         bool caller_io;              /* flush() callers may write (not local.io=uring) */
         struct io_uring ring;
         int efd;
+        int tfd;                     /* timerfd: deadline of deferred appends */
         int inflight_max;
         size_t batch_bytes;
         uint64_t seg_bytes;
@@ -237,7 +241,7 @@ struct writer {
         _Atomic int flushers;        /* threads inside local_flush */
         uint64_t last_flush_ns;      /* when local_flush last began */
         size_t last_batch_n;         /* records in the last batch completed */
-        bool idle_forever;           /* sleeping with no timeout (see writer_sleep) */
+        uint64_t timer_at;           /* tfd armed for this time (0: not armed) */
         bool sleeping;
         bool closing;
         int failed;                  /* sticky: 0 or the negative errno */
@@ -972,6 +976,13 @@ static void uring_settle(struct writer *w, struct batch *b)
         b->io_done = true;
 }
 
+static void writer_kick(struct writer *w)
+{
+        uint64_t one = 1;
+        while (write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+                ;
+}
+
 static void writer_drain_efd(struct writer *w)
 {
         uint64_t v;
@@ -979,39 +990,73 @@ static void writer_drain_efd(struct writer *w)
                 ;
 }
 
-/* Nothing in flight: wait for an appender's kick the cheapest way, a plain
- * poll on the eventfd, as the sync path does.  (BENCHMARKS.md, run of
- * 14:39: with this wait the only difference, 1 writer was 0.80x REF-SYNC
- * under local.io=auto waiting in io_uring and 0.95x under local.io=sync;
- * not re-measured since: the machine was saturated.) */
+/* Nothing in flight: wait for an appender's kick or the deferred appends'
+ * timer the cheapest way, a plain poll on both fds, whatever the write
+ * path.  (BENCHMARKS.md, run of 14:39: with this wait the only difference,
+ * 1 writer was 0.80x REF-SYNC under local.io=auto waiting in io_uring and
+ * 0.95x under local.io=sync.)  @returns false if only the timer (or the
+ * timeout) ended the wait. */
 static bool writer_idle(struct writer *w, int timeout_ms)
 {
-        struct pollfd p = { .fd = w->efd, .events = POLLIN };
+        struct pollfd p[2] = { { .fd = w->efd, .events = POLLIN },
+                               { .fd = w->tfd, .events = POLLIN } };
         int n;
-        while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+        while ((n = poll(p, 2, timeout_ms)) < 0 && errno == EINTR)
                 ;
-        if (n == 0)
-                return false;
-        writer_drain_efd(w);
-        return true;
+        if (n > 0 && (p[1].revents & POLLIN)) {
+                uint64_t v;
+                while (read(w->tfd, &v, sizeof(v)) < 0 && errno == EINTR)
+                        ;
+                pthread_mutex_lock(&w->qlock);
+                if (w->timer_at <= walu_monotonic_ns())
+                        w->timer_at = 0;
+                pthread_mutex_unlock(&w->qlock);
+        }
+        if (n > 0 && (p[0].revents & POLLIN)) {
+                writer_drain_efd(w);
+                return true;
+        }
+        return false;
 }
 
 /*
- * The writer thread is about to sleep with nothing in flight (caller holds
- * qlock).  An append from a thread that flushes after appending does not
- * kick a sleeping writer (its own flush writes the record, see local_flush);
- * in case it never flushes, the writer sleeps at most LOCAL_FLUSH_NAP_MS
- * while flush() was used in the last LOCAL_FLUSH_RECENT_NS, and such appends
- * kick it as any other once it sleeps without a timeout.
- * @returns the poll timeout.
+ * Deferred appends.  An append from a thread that flushed after its previous
+ * append on this writer does not kick a sleeping writer thread: its own
+ * flush() will most likely write it (see local_flush), and a kick would wake
+ * the writer thread for nothing on every record.  In case that flush never
+ * comes, the append makes sure the writer's timer (w->tfd, polled beside the
+ * eventfd) fires at most LOCAL_DEFER_NS after it; the timer is re-armed only
+ * when less than half of that is left, so a lone blocking appender pays one
+ * timerfd_settime() per LOCAL_DEFER_NS / 2 at most and the writer thread
+ * sleeps without a timeout until there is work.  Caller holds qlock.
  */
-#define LOCAL_FLUSH_NAP_MS 1
-#define LOCAL_FLUSH_RECENT_NS 1000000000ull
+#define LOCAL_DEFER_NS 2000000ull
+static void writer_defer(struct writer *w)
+{
+        uint64_t now = walu_monotonic_ns();
+        if (w->timer_at > now + LOCAL_DEFER_NS / 2)
+                return;
+        uint64_t at = now + LOCAL_DEFER_NS;
+        struct itimerspec its = {
+                .it_value = { .tv_sec = (time_t)(at / 1000000000u),
+                              .tv_nsec = (long)(at % 1000000000u) },
+        };
+        if (timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+                /* Cannot happen with a valid fd and time; wake it instead. */
+                w->sleeping = false;
+                writer_kick(w);
+                return;
+        }
+        w->timer_at = at;
+}
+
+/* The writer thread is about to sleep with nothing in flight (caller holds
+ * qlock): until an append kicks it, a deferred append's timer fires or
+ * close.  @returns the poll timeout (none). */
 static int writer_sleep(struct writer *w)
 {
         w->sleeping = true;
-        w->idle_forever = walu_monotonic_ns() - w->last_flush_ns >= LOCAL_FLUSH_RECENT_NS;
-        return w->idle_forever ? -1 : LOCAL_FLUSH_NAP_MS;
+        return -1;
 }
 
 static void uring_arm_efd(struct writer *w)
@@ -1186,7 +1231,7 @@ static void *writer_main(void *arg)
                 uring_arm_efd(w);
                 io_uring_submit(&w->ring);
         }
-        bool napped = false;     /* the last sleep ended by its timeout */
+        bool napped = false;     /* the last sleep ended by the timer */
         uint64_t gather_until = 0;
         for (;;) {
                 struct batch *take[LOCAL_INFLIGHT_MAX];
@@ -1274,7 +1319,6 @@ static void *writer_main(void *arg)
                         if (own) {
                                 /* the ring wait covers completions */
                                 w->sleeping = true;
-                                w->idle_forever = false;
                         } else {
                                 idle_ms = writer_sleep(w);
                         }
@@ -1336,13 +1380,6 @@ static void *writer_main(void *arg)
         return NULL;
 }
 
-static void writer_kick(struct writer *w)
-{
-        uint64_t one = 1;
-        while (write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
-                ;
-}
-
 static void writer_stop(struct writer *w)
 {
         if (!w)
@@ -1358,6 +1395,8 @@ static void writer_stop(struct writer *w)
                 io_uring_queue_exit(&w->ring);
         if (w->efd >= 0)
                 close(w->efd);
+        if (w->tfd >= 0)
+                close(w->tfd);
         if (w->active_fd >= 0)
                 w->c->io->close(w->c->io->ctx, w->active_fd);
         while (w->free_list) {
@@ -1381,6 +1420,7 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
                 return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
         w->c = c;
         w->efd = -1;
+        w->tfd = -1;
         w->active_fd = -1;
         w->inflight_max = o->inflight;
         w->batch_bytes = o->batch_bytes;
@@ -1411,6 +1451,12 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
                 int e = -errno;
                 writer_stop(w);
                 return wal_error_set(reterr, e, 0, "local: eventfd: %s", strerror(-e));
+        }
+        w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (w->tfd < 0) {
+                int e = -errno;
+                writer_stop(w);
+                return wal_error_set(reterr, e, 0, "local: timerfd: %s", strerror(-e));
         }
         if (o->io != IO_SYNC) {
                 unsigned entries = 4;
@@ -1456,8 +1502,10 @@ static struct local_wal *wal_from_base(struct walimpls_wal *b)
 
 /* The writer a flush() caller is writing batches for on this thread. */
 static _Thread_local struct writer *tls_leading;
-/* The writer this thread last called flush() on. */
+/* The writer this thread last called flush() on, and whether it did after
+ * this thread's last append (to it). */
 static _Thread_local struct writer *tls_flusher;
+static _Thread_local bool tls_flushed;
 
 /* Seal the open batch onto the ready list.  Caller holds qlock. */
 static void seal_open(struct writer *w)
@@ -1585,11 +1633,20 @@ static int local_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         w->tail_off += fsize;
         w->queued_bytes += fsize;
         atomic_fetch_add_explicit(&w->appended, 1, memory_order_release);
-        /* A thread that flushes after appending will write this itself (or
-         * kick the writer from flush): no wake-up now (see writer_sleep). */
-        bool kick = w->sleeping && !(tls_flusher == w && !w->idle_forever);
-        if (kick)
-                w->sleeping = false;
+        /* A thread that flushed after its last append will most likely
+         * write this itself (or kick the writer from flush): no wake-up
+         * now, only the timer (see writer_defer). */
+        bool defer = tls_flusher == w && tls_flushed;
+        tls_flushed = false;
+        bool kick = false;
+        if (w->sleeping) {
+                if (defer) {
+                        writer_defer(w);
+                } else {
+                        kick = true;
+                        w->sleeping = false;
+                }
+        }
         pthread_mutex_unlock(&w->qlock);
         if (kick)
                 writer_kick(w);
@@ -1703,6 +1760,7 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
                                               (uint64_t)timeout_ms * 1000000u : 0;
         int r = 0;
         tls_flusher = w;
+        tls_flushed = true;
         pthread_mutex_lock(&w->qlock);
         uint64_t target = w->tail_bseq;
         w->last_flush_ns = walu_monotonic_ns();

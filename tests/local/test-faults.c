@@ -331,6 +331,66 @@ static void flush_across_segments(const char *io)
         tf_teardown(&t);
 }
 
+/* Wait up to @ms for ack @i; @returns whether it came. */
+static bool ack_within(struct acks *s, size_t i, unsigned ms)
+{
+        uint64_t end = t_now_ms() + ms;
+        pthread_mutex_lock(&s->mu);
+        while (!s->a[i].done && t_now_ms() < end) {
+                pthread_mutex_unlock(&s->mu);
+                t_sleep_ms(1);
+                pthread_mutex_lock(&s->mu);
+        }
+        bool done = s->a[i].done && s->a[i].status == 0;
+        pthread_mutex_unlock(&s->mu);
+        return done;
+}
+
+/* A thread that flushed after each append does not wake the writer thread
+ * when it appends (its flush is expected to write the record); an append
+ * it then never flushes must still complete, soon, whether it comes right
+ * after the last flush or once the writer thread has slept a while. */
+static void unflushed_append_after_flushes(const char *io)
+{
+        tf_setup(&t, io, "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { ROUNDS = 3, FLUSHED = 10 };
+        struct acks s;
+        acks_init(&s, ROUNDS * (FLUSHED + 1));
+        size_t i = 0;
+        for (int round = 0; round < ROUNDS; round++) {
+                for (int k = 0; k < FLUSHED; k++, i++) {
+                        cr_assert_eq(tf_append(w, &s, i, LEN), 0);
+                        cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+                }
+                /* Right after the flushes, after 20 ms, after 1.2 s (beyond
+                 * any "flush was recent" window). */
+                t_sleep_ms(round == 0 ? 0 : round == 1 ? 20 : 1200);
+                cr_assert_eq(tf_append(w, &s, i, LEN), 0);
+                cr_assert(ack_within(&s, i, 2000),
+                          "round %d: an append never flushed did not complete in 2 s", round);
+                i++;
+        }
+        tf_wait(&s);
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        check_after_reopen(i, i);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+Test(local_faults, unflushed_append_after_flushes_auto, .timeout = 60)
+{
+        unflushed_append_after_flushes("auto");
+}
+Test(local_faults, unflushed_append_after_flushes_sync, .timeout = 60)
+{
+        unflushed_append_after_flushes("sync");
+}
 Test(local_faults, flush_across_segments_auto, .timeout = 60) { flush_across_segments("auto"); }
 Test(local_faults, flush_across_segments_sync, .timeout = 60) { flush_across_segments("sync"); }
 
