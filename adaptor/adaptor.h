@@ -85,30 +85,46 @@ uint64_t wal_hist_quantile_us(const struct wal_hist *h, double q);
 
 /* ---- Write-ahead cache ---- */
 
-struct wal_cache_entry {
-        wal_msg *msg;                /* immutable, one reference */
+/* One entry.  Readers that hold no lock look at @seq and @msg only (see
+ * adaptor/cache.c); the other fields are read and written under the lock. */
+struct wal_cache_slot {
+        atomic_uint_fast64_t seq;    /* entry's sequence + 1; 0: empty or evicted */
+        _Atomic(wal_msg *) msg;      /* immutable, one reference */
         struct wal_msgid id;
         uint64_t tick;
         size_t bytes;
         uint64_t pushed_ms;          /* CLOCK_MONOTONIC_COARSE */
 };
 
+struct wal_cache_ring {
+        size_t mask;                 /* capacity - 1 (a power of two) */
+        struct wal_cache_ring *older; /* replaced rings, freed with the cache */
+        alignas(64) struct wal_cache_slot slot[];
+};
+
 struct wal_cache {
-        pthread_mutex_t lock;
-        struct wal_cache_entry *ring;
-        size_t cap, head, count;
-        uint64_t base_seq;           /* sequence number of ring[head] */
+        pthread_mutex_t lock;        /* every change; the seek functions */
+        _Atomic(struct wal_cache_ring *) ring;
+        size_t count;
+        uint64_t base_seq;           /* sequence number of the oldest entry */
         size_t bytes;
         uint64_t max_bytes;
         int64_t max_age_ms;
         uint64_t evictions;
         atomic_bool closed;
-        /* base_seq + count, published after each push (release): readers
-         * that are ahead of it learn "nothing new" without the lock.  On a
-         * line of its own, so polling readers do not slow down the pusher's
-         * other writes. */
+        /* Evicted messages wait here until no reader can still be taking a
+         * reference to them (epoch-based release, adaptor/cache.c). */
+        wal_msg **retired, **waiting;
+        size_t n_retired, cap_retired, n_waiting, cap_waiting;
+        unsigned waiting_parity;
+        /* base_seq + count, published after each push (release). */
         alignas(64) atomic_uint_fast64_t end_seq;
-        char end_pad[64 - sizeof(atomic_uint_fast64_t)];
+        /* Readers' side of the epoch scheme, on a line of its own: written
+         * by readers, read by the pusher only when it has evictions to
+         * release. */
+        alignas(64) atomic_uint epoch;
+        atomic_uint active[2];
+        char epoch_pad[64 - 3 * sizeof(atomic_uint)];
 };
 
 int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms);
@@ -118,8 +134,12 @@ void wal_cache_done(struct wal_cache *c);
 int wal_cache_push(struct wal_cache *c, wal_msg *m);
 void wal_cache_evict_aged(struct wal_cache *c);
 /* Entry @seq: 0 and *ret (a new reference); -ERANGE evicted; -EAGAIN not yet
- * there; -ESHUTDOWN closed. */
+ * there; -ESHUTDOWN closed.  Takes no lock: any number of readers may call
+ * it while the pusher pushes and evicts. */
 int wal_cache_get(struct wal_cache *c, uint64_t seq, wal_msg **ret);
+/* Whether entry @seq is there (or the cache closed): a cheap check for a
+ * reader spinning for it, no lock, no reference taken. */
+bool wal_cache_ready(struct wal_cache *c, uint64_t seq);
 /* Sequence of the first entry with ID > @after (the next one to read after
  * @after), provided the cache holds everything after @after: 0, or -ERANGE
  * when @after is older than the oldest entry or newer than the newest (or

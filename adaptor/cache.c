@@ -9,15 +9,44 @@
  * contiguous run of the log's newest messages, which is what lets a scanner
  * switch between the backend and the cache by ID with no gap and no
  * duplicate.  Every entry has a sequence number (base_seq + its index), which
- * tailing scanners use as their position.
+ * tailing scanners use as their position; entry @seq lives in slot
+ * @seq & mask of the ring (a power of two, doubled when full).
  *
  * Eviction (on push, and by age from the wal's background thread) drops the
  * oldest entries while the cache is over cache.max_bytes or the oldest is
  * older than cache.max_age, but never the newest entry: a catch-up scanner
  * always finds a meeting point.
+ *
+ * Pushes, evictions and seeks run under the lock (one pusher at a time, the
+ * wal's drainer).  wal_cache_get(), a tailing scanner's every read, takes no
+ * lock:
+ *
+ *   - a slot's `seq` is the entry's sequence + 1 while it holds that entry,
+ *     0 once evicted.  The pusher fills a slot (found at 0) and then stores
+ *     its seq (release); eviction stores 0 first.  A reader loads seq, the
+ *     message pointer, then seq again and the ring pointer again: both
+ *     unchanged means the pointer was that entry's while it looked.  seq
+ *     never returns to an older value, so there is no ABA.
+ *   - a replaced ring (growth) is kept until the cache is freed, so a reader
+ *     still looking at it reads valid memory; the ring re-check sends it to
+ *     the new one.
+ *   - an evicted message is not released at once: a reader may have loaded
+ *     its pointer and be about to take a reference.  Readers announce
+ *     themselves in one of two counters (active[epoch & 1]); evicted
+ *     messages gather in `retired`; the pusher moves them to `waiting`,
+ *     flips the epoch (new readers count on the other counter) and releases
+ *     them once the old counter was seen at 0.  Eviction's store of 0, the
+ *     flip and the check are sequentially consistent, as are the reader's
+ *     increment and its loads of the slot: either the pusher sees the
+ *     reader's count, or the reader sees the slot emptied and never uses
+ *     the pointer.  A reader is inside for a few loads and one increment,
+ *     so releases lag evictions by about one push.
  */
 #include <errno.h>
+#include <sched.h>
+#include <stdalign.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "adaptor/adaptor.h"
@@ -32,54 +61,170 @@ static uint64_t now_ms(void)
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static struct wal_cache_ring *ring_new(size_t cap)
+{
+        struct wal_cache_ring *r = aligned_alloc(alignof(struct wal_cache_ring),
+                                                 sizeof(*r) + cap * sizeof(r->slot[0]));
+        if (!r)
+                return NULL;
+        memset(r, 0, sizeof(*r) + cap * sizeof(r->slot[0]));
+        r->mask = cap - 1;
+        return r;
+}
+
 int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms)
 {
-        *c = (struct wal_cache){ .max_bytes = max_bytes, .max_age_ms = max_age_ms };
-        c->cap = 64;
-        c->ring = calloc(c->cap, sizeof(*c->ring));
-        if (!c->ring)
+        memset(c, 0, sizeof(*c));
+        c->max_bytes = max_bytes;
+        c->max_age_ms = max_age_ms;
+        struct wal_cache_ring *r = ring_new(64);
+        if (!r)
                 return -ENOMEM;
+        atomic_init(&c->ring, r);
         pthread_mutex_init(&c->lock, NULL);
         return 0;
 }
 
-static struct wal_cache_entry *at(struct wal_cache *c, size_t i)
+/* The ring as the lock holder sees it. */
+static struct wal_cache_ring *ring_of(struct wal_cache *c)
 {
-        return &c->ring[(c->head + i) % c->cap];
+        return atomic_load_explicit(&c->ring, memory_order_relaxed);
 }
 
-static void pop_head(struct wal_cache *c)
+static struct wal_cache_slot *at(struct wal_cache *c, size_t i)
 {
-        struct wal_cache_entry *e = at(c, 0);
-        c->bytes -= e->bytes;
-        wal_msg_unref(e->msg);
-        e->msg = NULL;
-        c->head = (c->head + 1) % c->cap;
-        c->count--;
-        c->base_seq++;
-        c->evictions++;
+        struct wal_cache_ring *r = ring_of(c);
+        return &r->slot[(c->base_seq + i) & r->mask];
 }
 
-static void evict_locked(struct wal_cache *c, uint64_t now)
+static int vec_push(wal_msg ***v, size_t *n, size_t *cap, wal_msg *m)
 {
-        while (c->count > 1) {
-                struct wal_cache_entry *e = at(c, 0);
-                bool old = c->max_age_ms >= 0 && now - e->pushed_ms > (uint64_t)c->max_age_ms;
-                if (c->bytes <= c->max_bytes && !old)
-                        break;
-                pop_head(c);
+        if (*n == *cap) {
+                size_t ncap = *cap ? *cap * 2 : 64;
+                wal_msg **nv = realloc(*v, ncap * sizeof(*nv));
+                if (!nv)
+                        return -ENOMEM;
+                *v = nv;
+                *cap = ncap;
+        }
+        (*v)[(*n)++] = m;
+        return 0;
+}
+
+/* Release what waited for the old epoch's readers, once they are gone;
+ * then start a new grace period for what was retired since. */
+static void reclaim(struct wal_cache *c)
+{
+        if (c->n_waiting > 0) {
+                if (atomic_load(&c->active[c->waiting_parity]) != 0)
+                        return;
+                for (size_t i = 0; i < c->n_waiting; i++)
+                        wal_msg_unref(c->waiting[i]);
+                c->n_waiting = 0;
+        }
+        if (c->n_retired == 0)
+                return;
+        wal_msg **v = c->waiting;
+        size_t cap = c->cap_waiting;
+        c->waiting = c->retired;
+        c->cap_waiting = c->cap_retired;
+        c->n_waiting = c->n_retired;
+        c->retired = v;
+        c->cap_retired = cap;
+        c->n_retired = 0;
+        c->waiting_parity = atomic_fetch_add(&c->epoch, 1) & 1;
+        if (atomic_load(&c->active[c->waiting_parity]) == 0) {
+                for (size_t i = 0; i < c->n_waiting; i++)
+                        wal_msg_unref(c->waiting[i]);
+                c->n_waiting = 0;
         }
 }
 
+/* Take the oldest entry out; its message is released after a grace period
+ * (or at once when @now_ok: no reader can be inside any more). */
+static void pop_head(struct wal_cache *c, bool now_ok)
+{
+        struct wal_cache_slot *e = at(c, 0);
+        wal_msg *m = atomic_load_explicit(&e->msg, memory_order_relaxed);
+        atomic_store(&e->seq, 0);
+        atomic_store_explicit(&e->msg, NULL, memory_order_relaxed);
+        c->bytes -= e->bytes;
+        c->base_seq++;
+        c->count--;
+        c->evictions++;
+        if (now_ok || vec_push(&c->retired, &c->n_retired, &c->cap_retired, m) < 0) {
+                /* Out of memory for the list: wait here for the readers
+                 * inside (a few loads each) instead. */
+                if (!now_ok)
+                        while (atomic_load(&c->active[0]) || atomic_load(&c->active[1]))
+                                sched_yield();
+                wal_msg_unref(m);
+        }
+}
+
+#define RECLAIM_BATCH 64
+
+static void evict_locked(struct wal_cache *c, uint64_t now)
+{
+        bool any = false;
+        while (c->count > 1) {
+                struct wal_cache_slot *e = at(c, 0);
+                bool old = c->max_age_ms >= 0 && now - e->pushed_ms > (uint64_t)c->max_age_ms;
+                if (c->bytes <= c->max_bytes && !old)
+                        break;
+                pop_head(c, false);
+                any = true;
+        }
+        /* In batches: each grace period costs the readers a miss or two. */
+        if (any && c->n_retired >= RECLAIM_BATCH)
+                reclaim(c);
+}
+
+/* No reader is left (the wal closed its scanners): release everything. */
 void wal_cache_done(struct wal_cache *c)
 {
-        if (!c->ring)
+        struct wal_cache_ring *r = ring_of(c);
+        if (!r)
                 return;
         while (c->count > 0)
-                pop_head(c);
-        free(c->ring);
-        c->ring = NULL;
+                pop_head(c, true);
+        for (size_t i = 0; i < c->n_retired; i++)
+                wal_msg_unref(c->retired[i]);
+        for (size_t i = 0; i < c->n_waiting; i++)
+                wal_msg_unref(c->waiting[i]);
+        free(c->retired);
+        free(c->waiting);
+        while (r) {
+                struct wal_cache_ring *older = r->older;
+                free(r);
+                r = older;
+        }
+        atomic_store(&c->ring, NULL);
         pthread_mutex_destroy(&c->lock);
+}
+
+/* Double the ring; the old one stays readable (readers may still look at
+ * it) and is freed with the cache. */
+static int grow(struct wal_cache *c)
+{
+        struct wal_cache_ring *old = ring_of(c);
+        struct wal_cache_ring *r = ring_new((old->mask + 1) * 2);
+        if (!r)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->count; i++) {
+                uint64_t seq = c->base_seq + i;
+                struct wal_cache_slot *src = &old->slot[seq & old->mask];
+                struct wal_cache_slot *dst = &r->slot[seq & r->mask];
+                dst->id = src->id;
+                dst->tick = src->tick;
+                dst->bytes = src->bytes;
+                dst->pushed_ms = src->pushed_ms;
+                atomic_init(&dst->msg, atomic_load_explicit(&src->msg, memory_order_relaxed));
+                atomic_init(&dst->seq, seq + 1);
+        }
+        r->older = old;
+        atomic_store_explicit(&c->ring, r, memory_order_release);
+        return 0;
 }
 
 int wal_cache_push(struct wal_cache *c, wal_msg *m)
@@ -93,28 +238,20 @@ int wal_cache_push(struct wal_cache *c, wal_msg *m)
         struct wal_msgid id = wal_msg_id(m);
         if (c->count > 0)
                 WAL_ASSERT(wal_msgid_cmp(at(c, c->count - 1)->id, id) < 0);
-        if (c->count == c->cap) {
-                size_t ncap = c->cap * 2;
-                struct wal_cache_entry *nr = calloc(ncap, sizeof(*nr));
-                if (!nr) {
-                        pthread_mutex_unlock(&c->lock);
-                        return -ENOMEM;
-                }
-                for (size_t i = 0; i < c->count; i++)
-                        nr[i] = *at(c, i);
-                free(c->ring);
-                c->ring = nr;
-                c->cap = ncap;
-                c->head = 0;
+        if (c->count == ring_of(c)->mask + 1 && grow(c) < 0) {
+                pthread_mutex_unlock(&c->lock);
+                return -ENOMEM;
         }
         size_t bytes = wal_msg_size(m) + 64; /* + bookkeeping, so empty messages count */
-        *at(c, c->count) = (struct wal_cache_entry){
-                .msg = wal_msg_ref(m),
-                .id = id,
-                .tick = wal_msg_time_tick(m),
-                .bytes = bytes,
-                .pushed_ms = now,
-        };
+        uint64_t seq = c->base_seq + c->count;
+        struct wal_cache_slot *e = at(c, c->count);
+        WAL_ASSERT(atomic_load_explicit(&e->seq, memory_order_relaxed) == 0);
+        e->id = id;
+        e->tick = wal_msg_time_tick(m);
+        e->bytes = bytes;
+        e->pushed_ms = now;
+        atomic_store_explicit(&e->msg, wal_msg_ref(m), memory_order_relaxed);
+        atomic_store_explicit(&e->seq, seq + 1, memory_order_release);
         c->count++;
         c->bytes += bytes;
         evict_locked(c, now);
@@ -127,27 +264,63 @@ void wal_cache_evict_aged(struct wal_cache *c)
 {
         pthread_mutex_lock(&c->lock);
         evict_locked(c, now_ms());
+        reclaim(c);
         pthread_mutex_unlock(&c->lock);
 }
 
 int wal_cache_get(struct wal_cache *c, uint64_t seq, wal_msg **ret)
 {
-        /* The common answer of a tailing reader, without the lock. */
-        if (seq >= atomic_load_explicit(&c->end_seq, memory_order_acquire) &&
-            !atomic_load_explicit(&c->closed, memory_order_relaxed))
+        /* A tailing reader's usual answer, before entering. */
+        if (!wal_cache_ready(c, seq))
                 return -EAGAIN;
-        int r = 0;
-        pthread_mutex_lock(&c->lock);
-        if (c->closed)
-                r = -ESHUTDOWN;
-        else if (seq < c->base_seq)
+        /* Enter the current epoch (see the top of the file). */
+        unsigned e;
+        for (;;) {
+                e = atomic_load(&c->epoch);
+                atomic_fetch_add(&c->active[e & 1], 1);
+                if (atomic_load(&c->epoch) == e)
+                        break;
+                atomic_fetch_sub_explicit(&c->active[e & 1], 1, memory_order_release);
+        }
+        int r;
+        for (;;) {
+                struct wal_cache_ring *ring = atomic_load(&c->ring);
+                struct wal_cache_slot *sl = &ring->slot[seq & ring->mask];
+                if (atomic_load(&sl->seq) == seq + 1) {
+                        wal_msg *m = atomic_load_explicit(&sl->msg, memory_order_relaxed);
+                        if (atomic_load(&sl->seq) == seq + 1 && atomic_load(&c->ring) == ring) {
+                                *ret = wal_msg_ref(m);
+                                r = 0;
+                                break;
+                        }
+                        continue;
+                }
+                if (atomic_load_explicit(&c->closed, memory_order_acquire)) {
+                        r = -ESHUTDOWN;
+                        break;
+                }
+                if (seq >= atomic_load_explicit(&c->end_seq, memory_order_acquire)) {
+                        r = -EAGAIN;
+                        break;
+                }
+                /* Pushed already: it is there unless the ring moved or it
+                 * was evicted. */
+                if (atomic_load(&c->ring) != ring || atomic_load(&sl->seq) == seq + 1)
+                        continue;
                 r = -ERANGE;
-        else if (seq >= c->base_seq + c->count)
-                r = -EAGAIN;
-        else
-                *ret = wal_msg_ref(at(c, (size_t)(seq - c->base_seq))->msg);
-        pthread_mutex_unlock(&c->lock);
+                break;
+        }
+        atomic_fetch_sub_explicit(&c->active[e & 1], 1, memory_order_release);
         return r;
+}
+
+bool wal_cache_ready(struct wal_cache *c, uint64_t seq)
+{
+        struct wal_cache_ring *ring = atomic_load_explicit(&c->ring, memory_order_acquire);
+        return atomic_load_explicit(&ring->slot[seq & ring->mask].seq, memory_order_acquire) ==
+                       seq + 1 ||
+               seq < atomic_load_explicit(&c->end_seq, memory_order_acquire) ||
+               atomic_load_explicit(&c->closed, memory_order_relaxed);
 }
 
 /* Index of the first entry whose ID is > @id (@strict) or >= @id. */
@@ -242,10 +415,11 @@ int wal_cache_tail(struct wal_cache *c, struct wal_msgid *ret_id, uint64_t *ret_
 void wal_cache_close(struct wal_cache *c)
 {
         pthread_mutex_lock(&c->lock);
-        c->closed = true;
+        atomic_store(&c->closed, true);
         uint64_t ev = c->evictions;
         while (c->count > 0)
-                pop_head(c);
+                pop_head(c, false);
+        reclaim(c);
         c->evictions = ev; /* releasing at close is not eviction */
         pthread_mutex_unlock(&c->lock);
 }

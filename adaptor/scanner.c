@@ -449,7 +449,10 @@ static int remaining_ms(int timeout_ms, uint64_t deadline_ns)
 
 static bool wait_over(wal_scanner *s, unsigned seen)
 {
-        return atomic_load(&s->w->wake_word) != seen || atomic_load(&s->stop);
+        /* The slot itself first: it is written with the entry, one cache
+         * line transfer before the wake word. */
+        return wal_cache_ready(&s->w->cache, s->seq) ||
+               atomic_load(&s->w->wake_word) != seen || atomic_load(&s->stop);
 }
 
 /* Wait until the cache grew past what was seen (@seen, read before looking),

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/adaptor/test-cache.c: the write-ahead cache's lock-free reads
+ * (adaptor/cache.c) against a pusher that grows the ring, wraps it and
+ * evicts on every push: readers must get exactly the entry they asked for
+ * (payload, ID and tick all of that sequence number), -EAGAIN only past the
+ * end, -ERANGE only below the oldest entry, and never touch a released
+ * message (ASan runs this too).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "adaptor/adaptor.h"
+
+#define READERS 3
+#define GROW_N 5000         /* pushes with no eviction: the ring doubles 7 times */
+#define WRAP_N 200000       /* pushes that each evict: the ring wraps constantly */
+#define KEEP 8              /* entries kept while wrapping */
+
+struct race {
+        struct wal_cache c;
+        atomic_bool stop;
+        atomic_uint_fast64_t pushed;     /* entries pushed so far */
+};
+
+struct reader {
+        struct race *rc;
+        int id;
+        long got, evicted, wrong;
+        char why[160];
+};
+
+static wal_msg *entry(uint64_t seq)
+{
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, &seq, sizeof(seq), &m), 0);
+        wal_msg_set_time_tick(m, seq + 1);
+        cr_assert_eq(wal_msg_freeze(m, WAL_MSGID(0, seq + 1)), 0);
+        return m;
+}
+
+/* 0 if @m is entry @seq, else a description in rd->why. */
+static int check(struct reader *rd, uint64_t seq, const wal_msg *m)
+{
+        size_t len = 0;
+        const void *p = wal_msg_payload(m, &len);
+        uint64_t v = 0;
+        if (len == sizeof(v))
+                memcpy(&v, p, sizeof(v));
+        if (len != sizeof(v) || v != seq || wal_msg_id(m).lo != seq + 1 ||
+            wal_msg_time_tick(m) != seq + 1) {
+                snprintf(rd->why, sizeof(rd->why),
+                         "reader %d asked for %llu, got payload %llu id %llu tick %llu",
+                         rd->id, (unsigned long long)seq, (unsigned long long)v,
+                         (unsigned long long)wal_msg_id(m).lo,
+                         (unsigned long long)wal_msg_time_tick(m));
+                return -1;
+        }
+        return 0;
+}
+
+/* Reader 0 tails (next sequence, spinning on -EAGAIN, jumping to the end on
+ * -ERANGE); the others read at the eviction edge, where entries go away
+ * while they look. */
+static void *reader_main(void *arg)
+{
+        struct reader *rd = arg;
+        struct race *rc = rd->rc;
+        uint64_t seq = 0;
+        while (!atomic_load(&rc->stop)) {
+                if (rd->id > 0) {
+                        uint64_t end = atomic_load(&rc->pushed);
+                        seq = end > KEEP + 1 ? end - KEEP - 1 + (uint64_t)(rd->id % 3) : 0;
+                }
+                wal_msg *m = NULL;
+                int r = wal_cache_get(&rc->c, seq, &m);
+                if (r == 0) {
+                        if (check(rd, seq, m) < 0)
+                                rd->wrong++;
+                        wal_msg_unref(m);
+                        rd->got++;
+                        seq++;
+                } else if (r == -ERANGE) {
+                        /* only below the oldest entry, which is at least
+                         * pushed - KEEP - 1 by now... or was when evicted */
+                        if (seq >= atomic_load(&rc->pushed)) {
+                                snprintf(rd->why, sizeof(rd->why),
+                                         "reader %d: -ERANGE for %llu, not pushed yet",
+                                         rd->id, (unsigned long long)seq);
+                                rd->wrong++;
+                        }
+                        rd->evicted++;
+                        seq = atomic_load(&rc->pushed);
+                } else if (r == -EAGAIN) {
+                        if (seq < atomic_load(&rc->pushed) && wal_cache_ready(&rc->c, seq) &&
+                            wal_cache_get(&rc->c, seq, &m) == -EAGAIN) {
+                                snprintf(rd->why, sizeof(rd->why),
+                                         "reader %d: -EAGAIN for %llu, pushed already",
+                                         rd->id, (unsigned long long)seq);
+                                rd->wrong++;
+                        }
+                        if (m)
+                                wal_msg_unref(m);
+                        sched_yield();
+                } else {
+                        rd->wrong++;
+                        snprintf(rd->why, sizeof(rd->why), "reader %d: %d", rd->id, r);
+                        break;
+                }
+        }
+        return NULL;
+}
+
+Test(adaptor_cache, readers_race_growth_wrap_and_eviction, .timeout = 240)
+{
+        struct race rc = { 0 };
+        cr_assert_eq(wal_cache_init(&rc.c, UINT64_MAX, -1), 0);
+        struct reader rd[READERS];
+        pthread_t th[READERS];
+        for (int i = 0; i < READERS; i++) {
+                rd[i] = (struct reader){ .rc = &rc, .id = i };
+                cr_assert_eq(pthread_create(&th[i], NULL, reader_main, &rd[i]), 0);
+        }
+        uint64_t seq = 0;
+        for (; seq < GROW_N; seq++) {
+                wal_msg *m = entry(seq);
+                cr_assert_eq(wal_cache_push(&rc.c, m), 0);
+                wal_msg_unref(m);
+                atomic_store(&rc.pushed, seq + 1);
+                if (seq % 64 == 0)
+                        sched_yield();
+        }
+        /* Now every push evicts one: KEEP entries of 8 + 64 bytes each. */
+        pthread_mutex_lock(&rc.c.lock);
+        rc.c.max_bytes = KEEP * (sizeof(uint64_t) + 64);
+        pthread_mutex_unlock(&rc.c.lock);
+        for (; seq < GROW_N + WRAP_N; seq++) {
+                wal_msg *m = entry(seq);
+                cr_assert_eq(wal_cache_push(&rc.c, m), 0);
+                wal_msg_unref(m);
+                atomic_store(&rc.pushed, seq + 1);
+                if (seq % 1000 == 0)
+                        wal_cache_evict_aged(&rc.c);
+                if (seq % 256 == 0)
+                        sched_yield();
+        }
+        atomic_store(&rc.stop, true);
+        long got = 0;
+        for (int i = 0; i < READERS; i++) {
+                pthread_join(th[i], NULL);
+                cr_assert_eq(rd[i].wrong, 0, "%s", rd[i].why);
+                cr_assert_gt(rd[i].got, 0, "reader %d read nothing", i);
+                got += rd[i].got;
+        }
+        /* The edge readers really met evictions. */
+        cr_assert_gt(rd[1].evicted + rd[2].evicted, 0);
+        cr_log_info("reads %ld, evicted seen %ld/%ld/%ld", got, rd[0].evicted,
+                    rd[1].evicted, rd[2].evicted);
+        size_t entries = 0, bytes = 0;
+        uint64_t evictions = 0;
+        wal_cache_stats(&rc.c, &entries, &bytes, &evictions);
+        cr_assert_eq(entries, KEEP);
+        cr_assert_geq(evictions, WRAP_N - KEEP);
+        wal_cache_close(&rc.c);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_cache_get(&rc.c, seq - 1, &m), -ESHUTDOWN);
+        wal_cache_done(&rc.c);
+}
