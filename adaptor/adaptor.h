@@ -288,11 +288,14 @@ struct wal {
         struct wal_append_op *retry_head;
 
         /* dispatcher thread: runs completion hooks and callbacks in order,
-         * off the backend's threads (see adaptor/wal.c) */
+         * off the backend's threads (see adaptor/wal.c); a blocking
+         * appender may run the run of blocking appends at the head of the
+         * queue itself instead.  cb_busy: someone (the dispatcher or such
+         * an appender) is running finished ops; only one at a time. */
         pthread_mutex_t cb_lock;
         pthread_cond_t cb_cond;
         struct wal_append_op *cb_head, *cb_tail;
-        bool cb_running, cb_stop, cb_sleeping;
+        bool cb_running, cb_stop, cb_sleeping, cb_busy;
         atomic_uint cb_queued;               /* bumped by every hand-over */
         pthread_t cb_thread;
 
@@ -303,6 +306,7 @@ struct wal {
 
         struct wal_cache cache;
         bool has_cache;
+        atomic_bool no_flush;                /* the backend has no wal.flush */
 
         pthread_mutex_t scan_lock;
         wal_scanner **scanners;

@@ -21,6 +21,14 @@
  * holding back (back-pressure) until its own thread completes more; on the
  * backend's thread that would deadlock.
  *
+ * Blocking appends (wal_append_wait) queue the append like any other, then
+ * call the backend's flush (wal.flush, where it has one: the local backend
+ * then writes and syncs a lone appender's record on the caller's thread),
+ * then wait.  The outcome does not travel through the dispatcher when it
+ * need not: a caller whose op heads the completion queue while nobody runs
+ * completions runs that op's hooks itself (see "Dispatcher"), so a lone
+ * blocking appender on local pays no thread hand-off at all.
+ *
  * Lifetime.  Public calls enter the wal's lifetime gate.  wal close: refuse
  * new calls, stop the background thread, wait for calls inside, close the
  * scanners, close the backend wal (which completes every append in flight,
@@ -164,7 +172,73 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
         op_free(op);
 }
 
+/* ---- Blocking appends: the waiter ---- */
+
+/* A blocking append's rendezvous with the completion path.  @state moves
+ * WAITING -> HANDED (the queue's head run was given to this caller to run,
+ * under cb_lock), WAITING -> ABANDONED (the caller timed out and left) or
+ * anything -> DONE (waiter_done ran: the outcome is in the fields). */
+enum { WT_WAITING = 0, WT_HANDED, WT_DONE, WT_ABANDONED };
+
+struct waiter {
+        atomic_int refs;
+        atomic_uint state;                 /* WT_*; the futex word the caller sleeps on */
+        atomic_int sleeping;               /* the caller is (about to be) in futex_wait */
+        struct wal_append_op *run;         /* HANDED: ops to finish, in order */
+        int status;
+        wal_msg *msg;
+        wal_error *err;
+};
+
+static void waiter_unref(struct waiter *wt)
+{
+        if (atomic_fetch_sub(&wt->refs, 1) != 1)
+                return;
+        wal_msg_unref(wt->msg);
+        wal_error_free(wt->err);
+        free(wt);
+}
+
+/* Store, then wake the caller only if it sleeps (a caller running the
+ * completion on its own thread is not woken at all). */
+static void waiter_post(struct waiter *wt, unsigned state)
+{
+        atomic_store(&wt->state, state);
+        if (atomic_load(&wt->sleeping))
+                wal_futex_wake_all(&wt->state);
+}
+
+/* The callback of a blocking append (runs as every callback does, once). */
+static void waiter_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct waiter *wt = arg;
+        wt->status = status;
+        wt->msg = msg ? wal_msg_ref((wal_msg *)msg) : NULL;
+        wt->err = err ? wal_error_copy(err) : NULL;
+        waiter_post(wt, WT_DONE);
+        waiter_unref(wt);
+}
+
+static bool op_is_wait(const struct wal_append_op *op)
+{
+        return op->done == waiter_done;
+}
+
 /* ---- Dispatcher ---- */
+
+/*
+ * Finished ops are queued in ID order on cb_head and run (done hooks, then
+ * the callback) by one thread at a time, the holder of cb_busy: normally
+ * the dispatcher thread.  A blocking append's caller has nothing to do but
+ * wait for its own op, and handing the op to the dispatcher and the
+ * outcome back costs two thread wake-ups; so when the queue starts with
+ * blocking appends and nobody is running ops, the caller of the first one
+ * gets cb_busy and that run of blocking appends (hand_to_waiter) and runs
+ * them on its own thread, in order, then gives cb_busy back.  Hooks thus
+ * still run one at a time and in ID order, user callbacks still only on
+ * the dispatcher thread, and nothing runs inside wal_append(): the caller
+ * runs them in wal_append_wait(), after its append returned.
+ */
 
 struct op_list {
         struct wal_append_op *head, *tail;
@@ -184,8 +258,62 @@ static void op_list_add(struct op_list *l, struct wal_append_op *op, int status,
         l->tail = op;
 }
 
-/* Hand a list of outcomes to the dispatcher (one wake-up for all of them);
- * without one (not started, or stopped) finish them here. */
+/* Run a list of queued outcomes, in order. */
+static void finish_list(wal *w, struct wal_append_op *op)
+{
+        while (op) {
+                struct wal_append_op *next = op->next;
+                op->next = NULL;
+                wal_msg *result = op->result;
+                op->result = NULL;
+                op_finish(w, op, op->status, result);
+                wal_msg_unref(result);
+                op = next;
+        }
+}
+
+/* With cb_lock held and nobody running ops: if the queue starts with a
+ * blocking append whose caller still waits, give that caller cb_busy and
+ * the run of blocking appends at the head of the queue.  Returns the
+ * caller to wake (a reference: pass it to waiter_wake()), or NULL. */
+static struct waiter *hand_to_waiter(wal *w)
+{
+        struct wal_append_op *first = w->cb_head;
+        if (w->cb_busy || !first || !op_is_wait(first))
+                return NULL;
+        struct wal_append_op *last = first;
+        while (last->next && op_is_wait(last->next))
+                last = last->next;
+        struct waiter *wt = first->userdata;
+        atomic_fetch_add(&wt->refs, 1);
+        wt->run = first;
+        unsigned expect = WT_WAITING;
+        if (!atomic_compare_exchange_strong(&wt->state, &expect, WT_HANDED)) {
+                /* It gave up waiting: the dispatcher runs the op. */
+                wt->run = NULL;
+                waiter_unref(wt);
+                return NULL;
+        }
+        w->cb_head = last->next;
+        if (!w->cb_head)
+                w->cb_tail = NULL;
+        last->next = NULL;
+        w->cb_busy = true;
+        return wt;
+}
+
+static void waiter_wake(struct waiter *wt)
+{
+        if (!wt)
+                return;
+        if (atomic_load(&wt->sleeping))
+                wal_futex_wake_all(&wt->state);
+        waiter_unref(wt);
+}
+
+/* Hand a list of outcomes over (one wake-up for all of them): to a waiting
+ * blocking appender (see above) or the dispatcher; without a dispatcher
+ * (not started, or stopped) finish them here. */
 static void dispatch_list(wal *w, struct op_list *l)
 {
         if (!l->head)
@@ -198,20 +326,16 @@ static void dispatch_list(wal *w, struct op_list *l)
                         w->cb_head = l->head;
                 w->cb_tail = l->tail;
                 atomic_fetch_add_explicit(&w->cb_queued, 1, memory_order_release);
-                if (w->cb_sleeping)
+                struct waiter *wt = hand_to_waiter(w);
+                /* Busy: its holder picks the queue up when it is done. */
+                if (!wt && !w->cb_busy && w->cb_sleeping)
                         pthread_cond_signal(&w->cb_cond);
                 pthread_mutex_unlock(&w->cb_lock);
+                waiter_wake(wt);
                 return;
         }
         pthread_mutex_unlock(&w->cb_lock);
-        for (struct wal_append_op *op = l->head, *next; op; op = next) {
-                next = op->next;
-                op->next = NULL;
-                wal_msg *result = op->result;
-                op->result = NULL;
-                op_finish(w, op, op->status, result);
-                wal_msg_unref(result);
-        }
+        finish_list(w, l->head);
 }
 
 static void dispatch(wal *w, struct wal_append_op *op, int status, wal_msg *result)
@@ -219,6 +343,23 @@ static void dispatch(wal *w, struct wal_append_op *op, int status, wal_msg *resu
         struct op_list l = { 0 };
         op_list_add(&l, op, status, result);
         dispatch_list(w, &l);
+}
+
+/* A blocking appender handed a run: finish it, then give cb_busy back
+ * (and the rest of the queue to the next waiting appender or the
+ * dispatcher). */
+static void waiter_run(wal *w, struct waiter *wt)
+{
+        struct wal_append_op *run = wt->run;
+        wt->run = NULL;
+        finish_list(w, run);
+        pthread_mutex_lock(&w->cb_lock);
+        w->cb_busy = false;
+        struct waiter *next = hand_to_waiter(w);
+        if (!next && (w->cb_head || w->cb_stop) && w->cb_sleeping)
+                pthread_cond_signal(&w->cb_cond);
+        pthread_mutex_unlock(&w->cb_lock);
+        waiter_wake(next);
 }
 
 /* How long the dispatcher looks for more work before it sleeps. */
@@ -237,16 +378,21 @@ static void *dispatcher_main(void *arg)
         unsigned spin_credit = 0;
         pthread_mutex_lock(&w->cb_lock);
         for (;;) {
-                struct wal_append_op *batch = w->cb_head;
-                w->cb_head = w->cb_tail = NULL;
-                if (batch && batch->next)
-                        spin_credit = DISPATCH_SPIN_CREDIT;
-                else if (batch && spin_credit > 0)
-                        spin_credit--;
+                struct wal_append_op *batch = w->cb_busy ? NULL : w->cb_head;
+                if (batch) {
+                        w->cb_head = w->cb_tail = NULL;
+                        w->cb_busy = true;
+                        if (batch->next)
+                                spin_credit = DISPATCH_SPIN_CREDIT;
+                        else if (spin_credit > 0)
+                                spin_credit--;
+                }
                 if (!batch) {
-                        if (w->cb_stop)
+                        if (w->cb_stop && !w->cb_busy && !w->cb_head)
                                 break;
-                        if (spin_credit == 0)
+                        /* A waiting appender running ops gives them back
+                         * with a signal. */
+                        if (spin_credit == 0 || w->cb_busy)
                                 goto sleep;
                         unsigned seen = atomic_load_explicit(&w->cb_queued,
                                                              memory_order_relaxed);
@@ -277,22 +423,16 @@ sleep:
                         continue;
                 }
                 pthread_mutex_unlock(&w->cb_lock);
-                while (batch) {
-                        struct wal_append_op *op = batch;
-                        batch = op->next;
-                        op->next = NULL;
-                        wal_msg *result = op->result;
-                        op->result = NULL;
-                        op_finish(w, op, op->status, result);
-                        wal_msg_unref(result);
-                }
+                finish_list(w, batch);
                 pthread_mutex_lock(&w->cb_lock);
+                w->cb_busy = false;
         }
         pthread_mutex_unlock(&w->cb_lock);
         return NULL;
 }
 
-/* Run what is queued, then stop (the queue is final by then). */
+/* Run what is queued, then stop (the queue is final by then; a blocking
+ * appender running a run finishes it first). */
 static void stop_dispatcher(wal *w)
 {
         pthread_mutex_lock(&w->cb_lock);
@@ -548,38 +688,57 @@ out:
         return r;
 }
 
-struct waiter {
-        atomic_int refs;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool done;
-        int status;
-        wal_msg *msg;
-        wal_error *err;
-};
-
-static void waiter_unref(struct waiter *wt)
+/* A blocking append's flush: ask the backend to make what this thread
+ * queued durable now, on this thread if it can (wal.flush; the local
+ * backend writes and syncs a lone appender's batch itself), instead of
+ * waiting for its own threads to get to it.  Inside the lifetime gate, so
+ * it never runs concurrently with (or after) the backend's close; a wal
+ * that is closing is left to complete the append itself. */
+static void flush_for_wait(wal *w, int timeout_ms)
 {
-        if (atomic_fetch_sub(&wt->refs, 1) != 1)
+        if (atomic_load_explicit(&w->no_flush, memory_order_relaxed))
                 return;
-        wal_msg_unref(wt->msg);
-        wal_error_free(wt->err);
-        pthread_mutex_destroy(&wt->lock);
-        pthread_cond_destroy(&wt->cond);
-        free(wt);
+        if (wal_life_enter(&w->life) < 0)
+                return;
+        /* 0 or -ETIMEDOUT (the wait below then times out too); the
+         * append's outcome comes with its completion either way. */
+        if (walimpls_flush(w->impl, timeout_ms, NULL) == -EOPNOTSUPP)
+                atomic_store_explicit(&w->no_flush, true, memory_order_relaxed);
+        wal_life_leave(&w->life);
 }
 
-static void waiter_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+/* Wait for @wt's outcome until @deadline_ns (0: none), running the ops
+ * handed to this caller meanwhile.  0 when it is there, -ETIMEDOUT when the
+ * caller gave up (the append then completes in the background). */
+static int waiter_wait(wal *w, struct waiter *wt, uint64_t deadline_ns)
 {
-        struct waiter *wt = arg;
-        pthread_mutex_lock(&wt->lock);
-        wt->status = status;
-        wt->msg = msg ? wal_msg_ref((wal_msg *)msg) : NULL;
-        wt->err = err ? wal_error_copy(err) : NULL;
-        wt->done = true;
-        pthread_cond_broadcast(&wt->cond);
-        pthread_mutex_unlock(&wt->lock);
-        waiter_unref(wt);
+        for (;;) {
+                unsigned s = atomic_load(&wt->state);
+                if (s == WT_HANDED) {
+                        /* The run starts with this caller's own op. */
+                        waiter_run(w, wt);
+                        continue;
+                }
+                if (s == WT_DONE)
+                        return 0;
+                int ms = -1;
+                if (deadline_ns) {
+                        uint64_t now = walu_monotonic_ns();
+                        if (now >= deadline_ns) {
+                                unsigned expect = WT_WAITING;
+                                if (atomic_compare_exchange_strong(&wt->state, &expect,
+                                                                   WT_ABANDONED))
+                                        return -ETIMEDOUT;
+                                continue;
+                        }
+                        uint64_t left = (deadline_ns - now + 999999u) / 1000000u;
+                        ms = left > INT32_MAX ? INT32_MAX : (int)left;
+                }
+                atomic_store(&wt->sleeping, 1);
+                if (atomic_load(&wt->state) == WT_WAITING)
+                        wal_futex_wait(&wt->state, WT_WAITING, ms);
+                atomic_store(&wt->sleeping, 0);
+        }
 }
 
 int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
@@ -589,32 +748,25 @@ int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
         if (!wt)
                 return wal_error_set(reterr, -ENOMEM, 0, "out of memory");
         atomic_init(&wt->refs, 2);
-        pthread_mutex_init(&wt->lock, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&wt->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        atomic_init(&wt->state, WT_WAITING);
+        if (timeout_ms >= INT32_MAX)
+                timeout_ms = 0; /* as good as forever */
+        uint64_t deadline = timeout_ms > 0 ? walu_monotonic_ns() +
+                                             (uint64_t)timeout_ms * 1000000u : 0;
+        /* Kept alive until this returns: the caller may run ops of it. */
+        atomic_fetch_add(&w->refs, 1);
         int r = wal_adaptor_append(w, msg, txn, internal, waiter_done, wt, reterr);
         if (r < 0) {
                 atomic_store(&wt->refs, 1);
                 waiter_unref(wt);
+                wal_unref_internal(w);
                 return r;
         }
-        if (timeout_ms >= INT32_MAX)
-                timeout_ms = 0; /* as good as forever */
-        struct timespec dl = walu_deadline(timeout_ms > 0 ? (int)timeout_ms : 0);
-        pthread_mutex_lock(&wt->lock);
-        while (!wt->done) {
-                if (timeout_ms > 0) {
-                        if (pthread_cond_timedwait(&wt->cond, &wt->lock, &dl) == ETIMEDOUT &&
-                            !wt->done)
-                                break;
-                } else {
-                        pthread_cond_wait(&wt->cond, &wt->lock);
-                }
-        }
-        if (!wt->done) {
+        /* Not done yet (not completed inside the append): flush. */
+        if (atomic_load(&wt->state) == WT_WAITING)
+                flush_for_wait(w, timeout_ms > 0 ? (int)timeout_ms : -1);
+        r = waiter_wait(w, wt, deadline);
+        if (r < 0) {
                 r = wal_error_set(reterr, -ETIMEDOUT, 0,
                                   "append to \"%s\" not durable within append.timeout (%lld ms)",
                                   w->channel, (long long)timeout_ms);
@@ -627,8 +779,8 @@ int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
         } else if (ret_msg) {
                 *ret_msg = wal_msg_ref(wt->msg);
         }
-        pthread_mutex_unlock(&wt->lock);
         waiter_unref(wt);
+        wal_unref_internal(w);
         return r;
 }
 
