@@ -44,30 +44,39 @@
  * kafka_mock_host_start() or `walctl mock-kafka` instead).
  *
  * Writing.  One idempotent producer per opener, shared by every channel.
- * append() encodes the key (into the pending append itself when it fits in
- * 64 bytes), builds headers only for properties, and produces; a payload of
- * up to 4 KiB is copied into the record and the wal_msg released at once, a
- * larger one is borrowed (the wal_msg reference is held until the delivery
- * report); with fencing on, a per-wal fence thread produces instead (see
- * Fencing).  A dedicated poll thread serves the producer's queue; delivery
- * reports run the completions there, with the offset as the ID (with
- * fencing on, a written record's completion runs on the fence thread once
- * its term is confirmed; see Fencing).  Queue full
- * is back-pressure: append waits for a delivery report (or 10 ms) and tries
- * again, until the opener fails fatally.  IDs follow produce order: one
- * partition and the idempotent producer keep order through retries.
- * A broker lost mid-stream is librdkafka's to retry (for up to
- * message.timeout.ms, 5 minutes by default); only a delivery that finally
- * fails, or a fatal producer error, reaches a completion.  A fatal error
- * (librdkafka's error_cb with RD_KAFKA_RESP_ERR__FATAL, e.g. an idempotence
- * sequence gap) makes the opener unavailable: every later append and RW open
- * fails with that error, -EIO, or -ESTALE when librdkafka says fenced.
+ * append() takes a pending-append slot from the opener's pool (chunks of
+ * KAFKA_POOL_CHUNK, no allocation per append) and links it in the wal's
+ * in-flight list, both under the opener lock, then produces: the key is
+ * encoded on the stack and copied by librdkafka, headers are built only
+ * for properties; a payload of up to 4 KiB is copied into the record and
+ * the wal_msg released at once, a larger one is borrowed (the wal_msg
+ * reference is held until the delivery report); with fencing on, a per-wal
+ * fence thread produces instead (see Fencing).  A dedicated poll thread
+ * serves the producer's main queue through the event API: each delivery
+ * report event carries a batch of records, which it settles under one
+ * taking of the opener lock (KAFKA_DR_BATCH at a time), then runs their
+ * completions with the offset as the ID (with fencing on, a written
+ * record's completion runs on the fence thread once its term is confirmed;
+ * see Fencing).  The served event itself, which holds the records' memory,
+ * is destroyed by the next thread that produces (kafka_deferred_destroy):
+ * librdkafka allocates a record on the producing thread, and freeing it on
+ * the poll thread made the two fight over one malloc arena on nearly every
+ * record.  Queue full is back-pressure: append waits for a delivery report
+ * (or 10 ms) and tries again, until the opener fails fatally.  IDs follow
+ * produce order: one partition and the idempotent producer keep order
+ * through retries.  A broker lost mid-stream is librdkafka's to retry (for
+ * up to message.timeout.ms, 5 minutes by default); only a delivery that
+ * finally fails, or a fatal producer error, reaches a completion.  A fatal
+ * error (an error event marked fatal, e.g. an idempotence sequence gap)
+ * makes the opener unavailable: every later append and RW open fails with
+ * that error, -EIO, or -ESTALE when librdkafka says fenced.
  *
  * Closing a wal waits up to kafkawal.close_timeout for its deliveries, then
  * completes the rest with -ECANCELED (their outcome is unknown: they may
- * still be written); the delivery report that comes later only frees them.
- * In-flight appends are linked in a per-wal list under the opener lock so
- * the wal can be freed while librdkafka still holds a cancelled record.
+ * still be written); the delivery report that comes later only gives their
+ * slots back.  In-flight appends are linked in a per-wal list under the
+ * opener lock, and their slots belong to the opener, so the wal can be
+ * freed while librdkafka still holds a cancelled record.
  * With the brokers away and fencing on, close can take up to
  * close_timeout + open_timeout (a term-register read in progress).  While
  * they are away appends queue up (librdkafka's queue, or the wal's fence
@@ -143,10 +152,11 @@
  * one fence thread per read-write wal when fencing is on, and librdkafka's
  * own.  Locks: kafka_opener.lock guards every wal's pending list, the fatal
  * message, and the waits of back-pressure and close (in-flight counts are
- * atomics) and every wal's confirm list; kafka_wal.qlock guards a wal's
- * produce queue.  opener.lock may be held when taking a qlock (a delivery
- * report waking a fence thread), never the other way round, and no lock is
- * held while a completion runs.
+ * atomics), every wal's produce queue and confirm list, and the pool of
+ * pending appends.  It is the backend's only lock, taken once per append and
+ * once per batch of delivery reports (the poll thread gathers up to
+ * KAFKA_DR_BATCH reports and settles them together), and no lock is held
+ * while a completion runs.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -176,7 +186,7 @@
 /* The record key of our records: this magic, then the envelope. */
 #define KAFKA_KEY_MAGIC "\0wal"
 #define KAFKA_KEY_MAGIC_LEN 4
-/* Keys up to this size live inside the pending append (no allocation). */
+/* Keys up to this size are encoded on the producing thread's stack. */
 #define KAFKA_KEY_INLINE 64
 /* Values up to this size are copied into the record (kafka_produce). */
 #define KAFKA_COPY_MAX 4096
@@ -186,6 +196,14 @@
 #define KAFKA_QUEUE_MAX 100000
 /* Kafka's longest topic name. */
 #define KAFKA_TOPIC_MAX 249
+/* Pending appends per chunk of the opener's pool (struct kafka_chunk). */
+#define KAFKA_POOL_CHUNK 256
+/* Entirely free chunks the pool keeps; more go back to malloc. */
+#define KAFKA_POOL_SPARE 16
+/* Delivery reports the poll thread settles together. */
+#define KAFKA_DR_BATCH 1024
+/* Served delivery-report events left for a producing thread to destroy. */
+#define KAFKA_DEFER_MAX 64
 
 enum kafka_create_mode {
         KAFKA_CREATE_AUTO,
@@ -195,26 +213,48 @@ enum kafka_create_mode {
 
 /* ---- Objects ---- */
 
+/*
+ * An append accepted and not yet completed.  It lives in a chunk of the
+ * opener's pool (kafka_slot_get/put, under opener.lock), so an append costs
+ * no allocation of ours; the record's key and headers are made when it is
+ * produced, straight into librdkafka's own copy.
+ */
 struct kafka_pending {
-        struct kafka_pending *prev, *next; /* in the wal's list, under opener.lock */
+        struct kafka_pending *prev, *next; /* in the wal's list while in flight; next:
+                                              in its chunk's free list; opener.lock */
+        struct kafka_chunk *chunk;         /* where it lives (fixed) */
         struct kafka_wal *w;               /* not to be touched once cancelled */
         walimpls_append_done_fn *done;
         void *arg;
-        wal_msg *msg;                      /* one reference; its payload is the value */
-        rd_kafka_headers_t *hdrs;          /* properties; NULL if none; owned until
-                                              produced, then librdkafka's */
+        wal_msg *msg;                      /* one reference while the fence queue holds
+                                              it, or while librdkafka borrows its
+                                              payload (> KAFKA_COPY_MAX); else NULL */
         struct kafka_pending *qnext;       /* fencing: in the wal's produce queue, then,
                                               once delivered, in its confirm queue */
         int64_t offset;                    /* fencing: where it was written */
         bool cancelled;                    /* completed by close with -ECANCELED */
-        uint8_t *key;                      /* magic + envelope: key_inline or malloc'd */
-        size_t key_len;
-        uint8_t key_inline[KAFKA_KEY_INLINE];
+};
+
+/* KAFKA_POOL_CHUNK pending appends in one allocation. */
+struct kafka_chunk {
+        struct kafka_chunk *prev, *next;   /* in the pool's list of chunks with free slots */
+        struct kafka_chunk *all_prev, *all_next; /* in the list of every chunk */
+        struct kafka_pending *free;        /* its free slots */
+        unsigned nfree;
+        struct kafka_pending slots[KAFKA_POOL_CHUNK];
+};
+
+/* A delivery report as the poll thread gathers it (kafka_event_serve). */
+struct kafka_dr {
+        struct kafka_pending *p;
+        int64_t offset;
+        rd_kafka_resp_err_t err;
 };
 
 struct kafka_opener {
         struct walimpls_opener base;   /* must be first */
         rd_kafka_t *rk;                /* the shared idempotent producer */
+        rd_kafka_queue_t *mainq;       /* its main queue: delivery reports, errors */
         char **pt_keys, **pt_vals;     /* kafka.* pass-through, prefix stripped */
         size_t n_pt;
         char *bootstrap;               /* for messages; "" if unset */
@@ -234,6 +274,17 @@ struct kafka_opener {
         atomic_int fatal;              /* 0, or the errno every append now gets */
         atomic_uint close_waiters;     /* wal closes waiting for deliveries */
         char fatal_msg[512];           /* under lock */
+        /* The pool of pending appends, under lock: */
+        struct kafka_chunk *pool;      /* chunks with a free slot, most recent first */
+        struct kafka_chunk *chunks;    /* every chunk */
+        size_t pool_spare;             /* entirely free chunks */
+        /* Delivery reports gathered by the poll thread, settled in batches: */
+        struct kafka_dr drs[KAFKA_DR_BATCH];
+        size_t ndr;
+        /* Served delivery-report events whose records a producing thread
+         * frees (kafka_deferred_destroy), under lock: */
+        rd_kafka_event_t *deferred[KAFKA_DEFER_MAX];
+        atomic_uint ndeferred;
 };
 
 struct kafka_wal {
@@ -247,9 +298,9 @@ struct kafka_wal {
         rd_kafka_t *reg;               /* consumer handle of the term register group */
         pthread_t fence_thread;
         bool fence_started;
-        pthread_mutex_t qlock;         /* guards the produce queue below */
-        pthread_cond_t qcond;
-        struct kafka_pending *qhead, *qtail; /* appended, not yet produced */
+        pthread_cond_t qcond;          /* (with opener.lock) the fence thread waits */
+        pthread_cond_t qspace;         /* (with opener.lock) appends wait for room */
+        struct kafka_pending *qhead, *qtail; /* appended, not yet produced; opener.lock */
         size_t qlen;
         bool qstop;                    /* the fence thread must exit */
         atomic_bool fenced;            /* a higher term owns the channel */
@@ -502,15 +553,94 @@ static int kafka_conf_make(struct kafka_opener *o, rd_kafka_type_t type, rd_kafk
         return 0;
 }
 
-/* ---- Producer callbacks (poll thread) ---- */
+/* ---- The pool of pending appends (under opener.lock) ---- */
 
-/* Free @p, which librdkafka no longer holds. */
-static void kafka_pending_free(struct kafka_pending *p)
+/* A free slot, zeroed but for its chunk; NULL when out of memory. */
+static struct kafka_pending *kafka_slot_get(struct kafka_opener *o)
 {
-        wal_msg_unref(p->msg);
-        if (p->key != p->key_inline)
-                free(p->key);
-        free(p);
+        struct kafka_chunk *c = o->pool;
+        if (!c) {
+                if (!(c = malloc(sizeof(*c))))
+                        return NULL;
+                c->free = NULL;
+                for (size_t i = KAFKA_POOL_CHUNK; i-- > 0;) {
+                        c->slots[i].chunk = c;
+                        c->slots[i].next = c->free;
+                        c->free = &c->slots[i];
+                }
+                c->nfree = KAFKA_POOL_CHUNK;
+                c->prev = NULL;
+                c->next = NULL;
+                o->pool = c;
+                c->all_prev = NULL;
+                c->all_next = o->chunks;
+                if (o->chunks)
+                        o->chunks->all_prev = c;
+                o->chunks = c;
+                o->pool_spare++;
+        }
+        if (c->nfree == KAFKA_POOL_CHUNK)
+                o->pool_spare--;
+        struct kafka_pending *p = c->free;
+        c->free = p->next;
+        if (--c->nfree == 0) {
+                /* Full: off the pool list (it is its head). */
+                o->pool = c->next;
+                if (c->next)
+                        c->next->prev = NULL;
+                c->prev = c->next = NULL;
+        }
+        *p = (struct kafka_pending){ .chunk = c };
+        return p;
+}
+
+/* Return @p to the pool.  A chunk left entirely free beyond the
+ * KAFKA_POOL_SPARE the pool keeps is pushed on *spare, for the caller to
+ * free with kafka_chunks_free() once the lock is released. */
+static void kafka_slot_put(struct kafka_opener *o, struct kafka_pending *p,
+                           struct kafka_chunk **spare)
+{
+        struct kafka_chunk *c = p->chunk;
+        p->next = c->free;
+        c->free = p;
+        if (c->nfree++ == 0) {
+                /* Has room again: to the front, so its slots are reused first. */
+                c->prev = NULL;
+                c->next = o->pool;
+                if (o->pool)
+                        o->pool->prev = c;
+                o->pool = c;
+        }
+        if (c->nfree < KAFKA_POOL_CHUNK)
+                return;
+        if (o->pool_spare < KAFKA_POOL_SPARE) {
+                o->pool_spare++;
+                return;
+        }
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                o->pool = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        if (c->all_prev)
+                c->all_prev->all_next = c->all_next;
+        else
+                o->chunks = c->all_next;
+        if (c->all_next)
+                c->all_next->all_prev = c->all_prev;
+        c->next = *spare;
+        *spare = c;
+}
+
+/* Free a list made by kafka_slot_put(). */
+static void kafka_chunks_free(struct kafka_chunk *spare)
+{
+        while (spare) {
+                struct kafka_chunk *c = spare;
+                spare = c->next;
+                free(c);
+        }
 }
 
 static void kafka_list_unlink(struct kafka_pending *p)
@@ -520,74 +650,124 @@ static void kafka_list_unlink(struct kafka_pending *p)
         p->prev = p->next = p;
 }
 
-static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-        (void)rk;
-        struct kafka_opener *o = opaque;
-        struct kafka_pending *p = m->_private;
-        if (!p)
-                return;
-        pthread_mutex_lock(&o->lock);
-        bool cancelled = p->cancelled;
-        if (!cancelled)
-                kafka_list_unlink(p);
-        if (!cancelled && p->w->fencing && !m->err && m->offset >= 0) {
-                /* Written; acknowledged only once the fence thread has read
-                 * the term register after this (see "Fencing").  The value
-                 * is no longer librdkafka's. */
-                struct kafka_wal *w = p->w;
-                p->offset = m->offset;
-                wal_msg_unref(p->msg);
-                p->msg = NULL;
-                p->qnext = NULL;
-                if (w->ctail)
-                        w->ctail->qnext = p;
-                else
-                        w->chead = p;
-                w->ctail = p;
-                /* Only an empty list can have the fence thread asleep.  The
-                 * opener lock is held, so @w cannot be freed meanwhile. */
-                if (atomic_fetch_add(&w->nconfirm, 1) == 0) {
-                        pthread_mutex_lock(&w->qlock);
-                        pthread_cond_broadcast(&w->qcond);
-                        pthread_mutex_unlock(&w->qlock);
-                }
-                pthread_mutex_unlock(&o->lock);
-                goto wake;
-        }
-        pthread_mutex_unlock(&o->lock);
+/* ---- Producer callbacks (poll thread) ---- */
 
-        if (!cancelled) {
-                struct kafka_wal *w = p->w;
-                if (m->err) {
-                        wal_error *e = NULL;
-                        int code = kafka_fail(&e, m->err, "kafka: append to topic %s failed",
-                                              w->topic);
-                        p->done(p->arg, code, WAL_MSGID_NONE, e);
-                        wal_error_free(e);
-                } else if (m->offset < 0) {
-                        wal_error *e = NULL;
-                        int code = wal_error_set(&e, -EIO, 0,
-                                                 "kafka: topic %s: the broker reported no offset "
-                                                 "(is kafka.acks=0?)", w->topic);
-                        p->done(p->arg, code, WAL_MSGID_NONE, e);
-                        wal_error_free(e);
-                } else {
-                        p->done(p->arg, 0, WAL_MSGID(0, (uint64_t)m->offset), NULL);
-                }
-                /* @w may be freed once this reaches 0: touch only @o after. */
-                WAL_ASSERT(atomic_load(&w->inflight) > 0);
-                atomic_fetch_sub(&w->inflight, 1);
-        }
-        kafka_pending_free(p);
-wake:
-        /* Waiters (back-pressure, close) also poll, so a broadcast is only
-         * worth its lock when someone waits. */
+/* Wake what waits for deliveries (back-pressure, close).  Waiters also
+ * poll, so a broadcast is only worth its lock when someone waits. */
+static void kafka_wake_waiters(struct kafka_opener *o)
+{
         if (atomic_load(&o->bp_waiters) || atomic_load(&o->close_waiters)) {
                 pthread_mutex_lock(&o->lock);
                 pthread_cond_broadcast(&o->cond);
                 pthread_mutex_unlock(&o->lock);
         }
+}
+
+/* Run the completion of the delivered append @p (offset or error as the
+ * report said); @p is no longer in any list. */
+static void kafka_dr_complete(struct kafka_wal *w, walimpls_append_done_fn *done, void *arg,
+                              const struct kafka_dr *d)
+{
+        if (d->err) {
+                wal_error *e = NULL;
+                int code = kafka_fail(&e, d->err, "kafka: append to topic %s failed", w->topic);
+                done(arg, code, WAL_MSGID_NONE, e);
+                wal_error_free(e);
+        } else if (d->offset < 0) {
+                wal_error *e = NULL;
+                int code = wal_error_set(&e, -EIO, 0,
+                                         "kafka: topic %s: the broker reported no offset "
+                                         "(is kafka.acks=0?)", w->topic);
+                done(arg, code, WAL_MSGID_NONE, e);
+                wal_error_free(e);
+        } else {
+                done(arg, 0, WAL_MSGID(0, (uint64_t)d->offset), NULL);
+        }
+}
+
+/*
+ * Settle the gathered delivery reports: one pass under opener.lock takes
+ * each append off its wal's list and gives its slot back (or, with
+ * fencing, moves the written ones to the wal's confirm list for the fence
+ * thread), then the completions run with no lock held.
+ */
+static void kafka_dr_settle(struct kafka_opener *o)
+{
+        size_t n = o->ndr;
+        if (!n)
+                return;
+        struct kafka_done {
+                struct kafka_wal *w;
+                walimpls_append_done_fn *done;
+                void *arg;
+                wal_msg *msg;
+        } dn[KAFKA_DR_BATCH];
+        size_t nd = 0;
+        struct kafka_chunk *spare = NULL;
+        wal_msg *unref[KAFKA_DR_BATCH];
+        size_t nu = 0;
+        pthread_mutex_lock(&o->lock);
+        for (size_t i = 0; i < n; i++) {
+                struct kafka_dr *d = &o->drs[i];
+                struct kafka_pending *p = d->p;
+                if (p->cancelled) {
+                        /* Completed by close; only the slot is left. */
+                        if (p->msg)
+                                unref[nu++] = p->msg;
+                        kafka_slot_put(o, p, &spare);
+                        d->p = NULL;
+                        continue;
+                }
+                kafka_list_unlink(p);
+                struct kafka_wal *w = p->w;
+                if (w->fencing && !d->err && d->offset >= 0) {
+                        /* Written; acknowledged only once the fence thread
+                         * has read the term register after this (see
+                         * "Fencing").  The value is no longer librdkafka's. */
+                        p->offset = d->offset;
+                        if (p->msg)
+                                unref[nu++] = p->msg;
+                        p->msg = NULL;
+                        p->qnext = NULL;
+                        if (w->ctail)
+                                w->ctail->qnext = p;
+                        else
+                                w->chead = p;
+                        w->ctail = p;
+                        /* Only an empty list can have the fence thread asleep. */
+                        if (atomic_fetch_add(&w->nconfirm, 1) == 0)
+                                pthread_cond_signal(&w->qcond);
+                        d->p = NULL;
+                        continue;
+                }
+                dn[nd++] = (struct kafka_done){ w, p->done, p->arg, p->msg };
+                kafka_slot_put(o, p, &spare);
+        }
+        pthread_mutex_unlock(&o->lock);
+
+        /* The completions, in report order; a wal's in-flight count drops
+         * once its run of consecutive reports is done (it may be freed as
+         * soon as that count reaches 0). */
+        size_t k = 0, run = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!o->drs[i].p)
+                        continue;
+                struct kafka_done *x = &dn[k++];
+                kafka_dr_complete(x->w, x->done, x->arg, &o->drs[i]);
+                if (x->msg)
+                        wal_msg_unref(x->msg);
+                run++;
+                if (k == nd || dn[k].w != x->w) {
+                        WAL_ASSERT(atomic_load(&x->w->inflight) >= run);
+                        atomic_fetch_sub(&x->w->inflight, run);
+                        run = 0;
+                }
+        }
+        for (size_t i = 0; i < nu; i++)
+                wal_msg_unref(unref[i]);
+        kafka_chunks_free(spare);
+        o->ndr = 0;
+        kafka_wake_waiters(o);
 }
 
 static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -613,11 +793,78 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
                  rd_kafka_err2name(orig), buf);
 }
 
+/*
+ * Destroy the delivery-report events the poll thread left (their records'
+ * memory).  Called by the threads that produce: librdkafka allocates a
+ * record on the producing thread, and freeing it there rather than on the
+ * poll thread keeps the two off each other's malloc arena (with a free on
+ * the poll thread, the arena lock was contended on nearly every record:
+ * about 0.08 futex calls per record, bench-kafka ours).  Also called by the
+ * poll thread when idle, so nothing waits for an append that never comes.
+ */
+static void kafka_deferred_destroy(struct kafka_opener *o)
+{
+        if (!atomic_load_explicit(&o->ndeferred, memory_order_relaxed))
+                return;
+        rd_kafka_event_t *ev[KAFKA_DEFER_MAX];
+        pthread_mutex_lock(&o->lock);
+        unsigned n = atomic_load(&o->ndeferred);
+        memcpy(ev, o->deferred, n * sizeof(ev[0]));
+        atomic_store(&o->ndeferred, 0);
+        pthread_mutex_unlock(&o->lock);
+        for (unsigned i = 0; i < n; i++)
+                rd_kafka_event_destroy(ev[i]);
+}
+
+/* Serve one event of the producer's main queue (poll thread). */
+static void kafka_event_serve(struct kafka_opener *o, rd_kafka_event_t *ev)
+{
+        switch (rd_kafka_event_type(ev)) {
+        case RD_KAFKA_EVENT_DR: {
+                const rd_kafka_message_t *ms[KAFKA_DR_BATCH];
+                size_t n;
+                while ((n = rd_kafka_event_message_array(ev, ms, KAFKA_DR_BATCH)) > 0) {
+                        for (size_t i = 0; i < n; i++)
+                                if (ms[i]->_private)
+                                        o->drs[o->ndr++] = (struct kafka_dr){
+                                                ms[i]->_private, ms[i]->offset, ms[i]->err };
+                        kafka_dr_settle(o);
+                }
+                /* The records stay valid until the event is destroyed;
+                 * leave that to a producing thread (kafka_deferred_destroy). */
+                pthread_mutex_lock(&o->lock);
+                unsigned nd = atomic_load(&o->ndeferred);
+                if (nd < KAFKA_DEFER_MAX) {
+                        o->deferred[nd] = ev;
+                        atomic_store(&o->ndeferred, nd + 1);
+                        ev = NULL;
+                }
+                pthread_mutex_unlock(&o->lock);
+                break;
+        }
+        case RD_KAFKA_EVENT_ERROR:
+                kafka_error_cb(o->rk, rd_kafka_event_error_is_fatal(ev) ?
+                               RD_KAFKA_RESP_ERR__FATAL : rd_kafka_event_error(ev),
+                               rd_kafka_event_error_string(ev), o);
+                break;
+        default:
+                break;
+        }
+        if (ev)
+                rd_kafka_event_destroy(ev);
+}
+
 static void *kafka_poll_main(void *arg)
 {
         struct kafka_opener *o = arg;
-        while (!atomic_load(&o->stop))
-                rd_kafka_poll(o->rk, 100);
+        while (!atomic_load(&o->stop)) {
+                bool deferred = atomic_load_explicit(&o->ndeferred, memory_order_relaxed);
+                rd_kafka_event_t *ev = rd_kafka_queue_poll(o->mainq, deferred ? 10 : 100);
+                if (ev)
+                        kafka_event_serve(o, ev);
+                else
+                        kafka_deferred_destroy(o);
+        }
         return NULL;
 }
 
@@ -689,16 +936,30 @@ static int kafka_collect_pt(void *arg, const char *key, const char *value)
         return 0;
 }
 
+static void kafka_poll_stop(struct kafka_opener *o)
+{
+        if (o->poll_started) {
+                atomic_store(&o->stop, true);
+                pthread_join(o->poll_thread, NULL);
+                o->poll_started = false;
+        }
+}
+
 static void kafka_opener_free(struct kafka_opener *o)
 {
         if (!o)
                 return;
-        if (o->poll_started) {
-                atomic_store(&o->stop, true);
-                pthread_join(o->poll_thread, NULL);
-        }
+        kafka_poll_stop(o);
+        kafka_deferred_destroy(o);
+        if (o->mainq)
+                rd_kafka_queue_destroy(o->mainq);
         if (o->rk)
                 rd_kafka_destroy(o->rk);
+        while (o->chunks) {
+                struct kafka_chunk *c = o->chunks;
+                o->chunks = c->all_next;
+                free(c);
+        }
         for (size_t i = 0; i < o->n_pt; i++) {
                 free(o->pt_keys[i]);
                 free(o->pt_vals[i]);
@@ -814,8 +1075,9 @@ static int kafka_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         if ((r = kafka_conf_make(o, RD_KAFKA_PRODUCER, &conf, reterr)) < 0)
                 goto fail;
         rd_kafka_conf_set_opaque(conf, o);
-        rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
-        rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+        /* Delivery reports and errors as events of the main queue, which
+         * the poll thread serves (kafka_event_serve). */
+        rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
         char errstr[512];
         o->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (!o->rk) {
@@ -824,11 +1086,13 @@ static int kafka_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
                                   errstr);
                 goto fail;
         }
+        o->mainq = rd_kafka_queue_get_main(o->rk);
         if ((r = -pthread_create(&o->poll_thread, NULL, kafka_poll_main, o)) < 0) {
                 r = wal_error_set(reterr, r, 0, "kafka: cannot start the poll thread");
                 goto fail;
         }
         o->poll_started = true;
+        pthread_setname_np(o->poll_thread, "wal-kafka-poll");
 
         /* A metadata request for no topic: answers only if a broker does. */
         const struct rd_kafka_metadata *md = NULL;
@@ -867,7 +1131,8 @@ static void kafka_opener_close(struct walimpls_opener *base)
 {
         struct kafka_opener *o = kafka_opener_from_base(base);
         /* Only records of wals closed with -ECANCELED can remain: drop them
-         * and let their delivery reports free them. */
+         * and let their delivery reports, served by the poll thread, give
+         * their slots back (flush waits for that). */
         if (rd_kafka_outq_len(o->rk) > 0) {
                 rd_kafka_purge(o->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
                 rd_kafka_flush(o->rk, 2000);
@@ -983,22 +1248,30 @@ static int kafka_topic_create_admin(struct kafka_opener *o, const char *topic,
         return r;
 }
 
+/* Stop the fence thread, if any; what it never took stays queued. */
+static void kafka_fence_stop(struct kafka_wal *w)
+{
+        if (!w->fence_started)
+                return;
+        pthread_mutex_lock(&w->o->lock);
+        __atomic_store_n(&w->qstop, true, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&w->qcond);
+        pthread_cond_broadcast(&w->qspace);
+        pthread_mutex_unlock(&w->o->lock);
+        pthread_join(w->fence_thread, NULL);
+        w->fence_started = false;
+}
+
 /* Free a wal with nothing in flight (also a half-made one). */
 static void kafka_wal_free(struct kafka_wal *w)
 {
-        if (w->fence_started) {
-                pthread_mutex_lock(&w->qlock);
-                __atomic_store_n(&w->qstop, true, __ATOMIC_RELEASE);
-                pthread_cond_broadcast(&w->qcond);
-                pthread_mutex_unlock(&w->qlock);
-                pthread_join(w->fence_thread, NULL);
-        }
+        kafka_fence_stop(w);
         if (w->reg)
                 rd_kafka_destroy(w->reg);
         if (w->rkt)
                 rd_kafka_topic_destroy(w->rkt);
         pthread_cond_destroy(&w->qcond);
-        pthread_mutex_destroy(&w->qlock);
+        pthread_cond_destroy(&w->qspace);
         walimpls_wal_done(&w->base);
         free(w->topic);
         free(w);
@@ -1044,6 +1317,7 @@ static int kafka_fence_start(struct kafka_wal *w, wal_error **reterr)
         if ((r = -pthread_create(&w->fence_thread, NULL, kafka_fence_main, w)) < 0)
                 return wal_error_set(reterr, r, 0, "kafka: cannot start the fence thread");
         w->fence_started = true;
+        pthread_setname_np(w->fence_thread, "wal-kafka-fence");
         return 0;
 }
 
@@ -1100,8 +1374,8 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
         w->o = o;
         w->topic = topic;
         w->pending.prev = w->pending.next = &w->pending;
-        pthread_mutex_init(&w->qlock, NULL);
         pthread_cond_init(&w->qcond, NULL);
+        pthread_cond_init(&w->qspace, NULL);
         if (rw) {
                 w->rkt = rd_kafka_topic_new(o->rk, topic, NULL);
                 if (!w->rkt) {
@@ -1162,19 +1436,18 @@ static struct kafka_wal *kafka_wal_from_base(struct walimpls_wal *b)
 }
 
 /*
- * The record key and headers of @m (borrowed) into @p: the key is
- * KAFKA_KEY_MAGIC followed by the envelope (inline in @p when small), the
- * headers are the properties (none: p->hdrs stays NULL, which spares
- * librdkafka a header list per record).  On failure nothing is left
- * allocated.  0, -ENOMEM or the envelope encoder's error.
+ * The record key of @m (borrowed): KAFKA_KEY_MAGIC followed by the
+ * envelope, in @buf (KAFKA_KEY_INLINE bytes) when it fits, else in *ret
+ * allocated here (free() it when *ret != @buf).  0, -ENOMEM or the envelope
+ * encoder's error.
  */
-static int kafka_record_make(const wal_msg *m, struct kafka_pending *p)
+static int kafka_key_make(const wal_msg *m, uint8_t *buf, uint8_t **ret, size_t *ret_len)
 {
-        /* One encoding pass when the envelope fits inline (the usual case);
-         * a larger one is measured, then encoded into its own buffer. */
-        uint8_t *key = p->key_inline;
+        /* One encoding pass when the envelope fits (the usual case); a
+         * larger one is measured, then encoded into its own buffer. */
+        uint8_t *key = buf;
         int len = walu_envelope_encode(m, key + KAFKA_KEY_MAGIC_LEN,
-                                       sizeof(p->key_inline) - KAFKA_KEY_MAGIC_LEN);
+                                       KAFKA_KEY_INLINE - KAFKA_KEY_MAGIC_LEN);
         if (len == -ENOSPC) {
                 size_t elen = walu_envelope_size(m);
                 if (!(key = malloc(KAFKA_KEY_MAGIC_LEN + elen)))
@@ -1182,64 +1455,75 @@ static int kafka_record_make(const wal_msg *m, struct kafka_pending *p)
                 len = walu_envelope_encode(m, key + KAFKA_KEY_MAGIC_LEN, elen);
         }
         if (len < 0) {
-                if (key != p->key_inline)
+                if (key != buf)
                         free(key);
                 return len;
         }
         memcpy(key, KAFKA_KEY_MAGIC, KAFKA_KEY_MAGIC_LEN);
-        p->key = key;
-        p->key_len = KAFKA_KEY_MAGIC_LEN + (size_t)len;
-        size_t n = wal_msg_prop_count(m);
-        if (n > 0) {
-                rd_kafka_headers_t *h = rd_kafka_headers_new(n);
-                for (size_t i = 0; i < n; i++) {
-                        const char *k, *v;
-                        if (wal_msg_prop_at(m, i, &k, &v) == 0)
-                                rd_kafka_header_add(h, k, -1, v, -1);
-                }
-                p->hdrs = h;
-        }
+        *ret = key;
+        *ret_len = KAFKA_KEY_MAGIC_LEN + (size_t)len;
         return 0;
 }
 
+/* The record headers of @m (borrowed): its properties, or NULL if it has
+ * none (which spares librdkafka a header list per record). */
+static rd_kafka_headers_t *kafka_headers_make(const wal_msg *m)
+{
+        size_t n = wal_msg_prop_count(m);
+        if (n == 0)
+                return NULL;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(n);
+        for (size_t i = 0; i < n; i++) {
+                const char *k, *v;
+                if (wal_msg_prop_at(m, i, &k, &v) == 0)
+                        rd_kafka_header_add(h, k, -1, v, -1);
+        }
+        return h;
+}
+
 /*
- * Produce @p (its headers are consumed on success).  Queue full is
- * back-pressure: wait for a delivery report (or 10 ms) and try again, until
- * the opener fails fatally or the wal's fence thread is told to stop
- * (then RD_KAFKA_RESP_ERR__DESTROY).
+ * Produce @msg (borrowed) as the record of @p.  The key and headers are
+ * made here; a value of up to KAFKA_COPY_MAX bytes is copied into the
+ * record (as the key is), a larger one is borrowed: @p then holds a
+ * reference to @msg until the delivery report.  Queue full is
+ * back-pressure: wait for a delivery report (or 10 ms) and try again,
+ * until the opener fails fatally or the wal's fence thread is told to stop
+ * (then RD_KAFKA_RESP_ERR__DESTROY).  On success @p belongs to the delivery
+ * report, which may settle it before this even returns: it is not touched
+ * after.  On failure @p is as it was; RD_KAFKA_RESP_ERR__FAIL stands for
+ * "could not make the record" (*ret_code says why).
  */
-static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pending *p)
+static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pending *p,
+                                         wal_msg *msg, int *ret_code)
 {
         struct kafka_opener *o = w->o;
-        size_t plen = 0;
-        const void *payload = wal_msg_payload(p->msg, &plen);
-        /*
-         * A small value is copied into the record's own allocation, as the
-         * key is, and the message is released here, by the producing
-         * thread, as soon as producev() has it, rather than held until the
-         * delivery report and freed on the poll thread.  A large value is
-         * borrowed until the delivery report instead.
-         */
-        wal_msg *copied = NULL;
-        if (plen <= KAFKA_COPY_MAX) {
-                copied = p->msg;
-                p->msg = NULL;
+        kafka_deferred_destroy(o);
+        uint8_t kbuf[KAFKA_KEY_INLINE], *key = NULL;
+        size_t klen = 0;
+        int r = kafka_key_make(msg, kbuf, &key, &klen);
+        if (r < 0) {
+                *ret_code = r;
+                return RD_KAFKA_RESP_ERR__FAIL;
         }
-        int flags = copied ? RD_KAFKA_MSG_F_COPY : 0;
-        /* Once produced, @p belongs to the delivery report, which may free
-         * it before producev() even returns: never touch it after success. */
-        rd_kafka_headers_t *hdrs = p->hdrs;
-        p->hdrs = NULL;
+        rd_kafka_headers_t *hdrs = kafka_headers_make(msg);
+        size_t plen = 0;
+        const void *payload = wal_msg_payload(msg, &plen);
+        bool copy = plen <= KAFKA_COPY_MAX;
+        wal_msg *held = p->msg;   /* the fence queue's reference, or NULL */
+        wal_msg *borrowed = NULL;
+        if (copy)
+                p->msg = NULL;
+        else if (!held)
+                p->msg = borrowed = wal_msg_ref(msg);
+        int flags = copy ? RD_KAFKA_MSG_F_COPY : 0;
         rd_kafka_resp_err_t err;
         for (;;) {
-                /* The key is copied by librdkafka (into the record's own
-                 * allocation); the value as said above. */
                 if (hdrs)
                         err = rd_kafka_producev(o->rk,
                                                 RD_KAFKA_V_RKT(w->rkt),
                                                 RD_KAFKA_V_PARTITION(0),
                                                 RD_KAFKA_V_VALUE((void *)payload, plen),
-                                                RD_KAFKA_V_KEY(p->key, p->key_len),
+                                                RD_KAFKA_V_KEY(key, klen),
                                                 RD_KAFKA_V_HEADERS(hdrs),
                                                 RD_KAFKA_V_MSGFLAGS(flags),
                                                 RD_KAFKA_V_OPAQUE(p),
@@ -1249,12 +1533,17 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                                                 RD_KAFKA_V_RKT(w->rkt),
                                                 RD_KAFKA_V_PARTITION(0),
                                                 RD_KAFKA_V_VALUE((void *)payload, plen),
-                                                RD_KAFKA_V_KEY(p->key, p->key_len),
+                                                RD_KAFKA_V_KEY(key, klen),
                                                 RD_KAFKA_V_MSGFLAGS(flags),
                                                 RD_KAFKA_V_OPAQUE(p),
                                                 RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
+                if (atomic_load(&o->ndeferred)) {
+                        /* Records served but not yet freed count as queued. */
+                        kafka_deferred_destroy(o);
+                        continue;
+                }
                 pthread_mutex_lock(&o->lock);
                 if (atomic_load(&o->fatal)) {
                         pthread_mutex_unlock(&o->lock);
@@ -1270,12 +1559,15 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                         break;
                 }
         }
+        if (key != kbuf)
+                free(key);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                p->hdrs = hdrs;   /* refused: still ours */
-                if (copied)
-                        p->msg = copied;
-        } else {
-                wal_msg_unref(copied);
+                if (hdrs)   /* refused: still ours */
+                        rd_kafka_headers_destroy(hdrs);
+                wal_msg_unref(borrowed);
+                p->msg = held;
+        } else if (copy) {
+                wal_msg_unref(held);
         }
         return err;
 }
@@ -1284,14 +1576,16 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
 static void kafka_pending_drop(struct kafka_wal *w, struct kafka_pending *p)
 {
         struct kafka_opener *o = w->o;
-        if (p->hdrs)
-                rd_kafka_headers_destroy(p->hdrs);
+        wal_msg *msg = p->msg;
+        struct kafka_chunk *spare = NULL;
         pthread_mutex_lock(&o->lock);
         kafka_list_unlink(p);
+        kafka_slot_put(o, p, &spare);
         atomic_fetch_sub(&w->inflight, 1);
         pthread_cond_broadcast(&o->cond);
         pthread_mutex_unlock(&o->lock);
-        kafka_pending_free(p);
+        kafka_chunks_free(spare);
+        wal_msg_unref(msg);
 }
 
 /* Complete an append that was accepted but never produced, then drop it. */
@@ -1328,32 +1622,27 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         if (atomic_load(&w->fenced))
                 return -ESTALE;
 
-        struct kafka_pending *p = calloc(1, sizeof(*p));
-        if (!p)
+        /* Take a slot and link it before producing: the delivery report
+         * may run at once.  With fencing the fence thread checks the term,
+         * then produces, in order. */
+        pthread_mutex_lock(&o->lock);
+        while (w->fence_started && w->qlen >= KAFKA_QUEUE_MAX && !w->qstop)
+                pthread_cond_wait(&w->qspace, &o->lock);
+        struct kafka_pending *p = kafka_slot_get(o);
+        if (!p) {
+                pthread_mutex_unlock(&o->lock);
                 return -ENOMEM;
-        if ((r = kafka_record_make(msg, p)) < 0) {
-                free(p);
-                return r;
         }
         p->w = w;
         p->done = done;
         p->arg = arg;
-        p->msg = wal_msg_ref(msg);
-
-        /* Link before producing: the delivery report may run at once. */
-        pthread_mutex_lock(&o->lock);
         p->next = &w->pending;
         p->prev = w->pending.prev;
         w->pending.prev->next = p;
         w->pending.prev = p;
-        atomic_fetch_add(&w->inflight, 1);
-        pthread_mutex_unlock(&o->lock);
-
+        atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
         if (w->fence_started) {
-                /* The fence thread checks the term, then produces, in order. */
-                pthread_mutex_lock(&w->qlock);
-                while (w->qlen >= KAFKA_QUEUE_MAX && !w->qstop)
-                        pthread_cond_wait(&w->qcond, &w->qlock);
+                p->msg = wal_msg_ref(msg);
                 if (w->qtail)
                         w->qtail->qnext = p;
                 else
@@ -1361,17 +1650,18 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 w->qtail = p;
                 /* Only an empty queue can have the fence thread asleep. */
                 if (w->qlen++ == 0)
-                        pthread_cond_broadcast(&w->qcond);
-                pthread_mutex_unlock(&w->qlock);
+                        pthread_cond_signal(&w->qcond);
+                pthread_mutex_unlock(&o->lock);
                 return 0;
         }
+        pthread_mutex_unlock(&o->lock);
 
-        rd_kafka_resp_err_t err = kafka_produce(w, p);
+        rd_kafka_resp_err_t err = kafka_produce(w, p, msg, &r);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
                 return 0;
         /* Refused: the report never comes; done must not run. */
         kafka_pending_drop(w, p);
-        return kafka_refusal_errno(o, err);
+        return err == RD_KAFKA_RESP_ERR__FAIL ? r : kafka_refusal_errno(o, err);
 }
 
 /* ---- Fencing: the term register ----
@@ -1450,31 +1740,18 @@ static int kafka_register_write(struct kafka_wal *w, int64_t term, wal_error **r
         return 0;
 }
 
-/* Take the wal's confirm list (delivered, term not yet confirmed). */
-static struct kafka_pending *kafka_confirm_take(struct kafka_wal *w)
-{
-        pthread_mutex_lock(&w->o->lock);
-        struct kafka_pending *list = w->chead;
-        w->chead = w->ctail = NULL;
-        atomic_store(&w->nconfirm, 0);
-        pthread_mutex_unlock(&w->o->lock);
-        return list;
-}
-
 /*
  * Complete the written appends of @list: successfully, with their offsets,
  * if a register read that started after they were delivered found this
  * wal's term (@code 0); else with @code and @e (-ESTALE: fenced; or the
- * reason the term could not be confirmed).  Frees them.
+ * reason the term could not be confirmed).  Gives their slots back.
  */
 static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *list, int code,
                                    const wal_error *e)
 {
         struct kafka_opener *o = w->o;
         size_t n = 0;
-        while (list) {
-                struct kafka_pending *p = list;
-                list = p->qnext;
+        for (struct kafka_pending *p = list; p; p = p->qnext) {
                 if (code == 0) {
                         p->done(p->arg, 0, WAL_MSGID(0, (uint64_t)p->offset), NULL);
                 } else {
@@ -1485,18 +1762,24 @@ static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *li
                         p->done(p->arg, code, WAL_MSGID_NONE, pe);
                         wal_error_free(pe);
                 }
-                kafka_pending_free(p);
                 n++;
         }
         if (!n)
                 return;
+        struct kafka_chunk *spare = NULL;
         /* @w may be freed once this reaches 0 (by close, which waits). */
         WAL_ASSERT(atomic_load(&w->inflight) >= n);
         pthread_mutex_lock(&o->lock);
+        while (list) {
+                struct kafka_pending *p = list;
+                list = p->qnext;
+                kafka_slot_put(o, p, &spare);
+        }
         atomic_fetch_sub(&w->inflight, n);
         if (atomic_load(&o->close_waiters))
                 pthread_cond_broadcast(&o->cond);
         pthread_mutex_unlock(&o->lock);
+        kafka_chunks_free(spare);
 }
 
 static void *kafka_fence_main(void *arg)
@@ -1504,20 +1787,24 @@ static void *kafka_fence_main(void *arg)
         struct kafka_wal *w = arg;
         bool warned = false;
         for (;;) {
-                pthread_mutex_lock(&w->qlock);
-                while (!w->qhead && !w->qstop && !atomic_load(&w->nconfirm))
-                        pthread_cond_wait(&w->qcond, &w->qlock);
+                struct kafka_opener *o = w->o;
+                pthread_mutex_lock(&o->lock);
+                while (!w->qhead && !w->qstop && !w->chead)
+                        pthread_cond_wait(&w->qcond, &o->lock);
                 if (w->qstop) {
-                        pthread_mutex_unlock(&w->qlock);
+                        pthread_mutex_unlock(&o->lock);
                         return NULL;
                 }
                 struct kafka_pending *batch = w->qhead;
                 w->qhead = w->qtail = NULL;
+                if (w->qlen >= KAFKA_QUEUE_MAX)
+                        pthread_cond_broadcast(&w->qspace);
                 w->qlen = 0;
-                pthread_cond_broadcast(&w->qcond);
-                pthread_mutex_unlock(&w->qlock);
                 /* Delivered before the register read below starts. */
-                struct kafka_pending *written = kafka_confirm_take(w);
+                struct kafka_pending *written = w->chead;
+                w->chead = w->ctail = NULL;
+                atomic_store(&w->nconfirm, 0);
+                pthread_mutex_unlock(&o->lock);
 
                 /* Check the register; a broker that is away is waited for. */
                 int64_t reg = -1;
@@ -1582,17 +1869,23 @@ static void *kafka_fence_main(void *arg)
                                                              "the append was produced",
                                                              w->base.channel);
                         } else {
-                                rd_kafka_resp_err_t err = kafka_produce(w, p);
+                                rd_kafka_resp_err_t err = kafka_produce(w, p, p->msg, &code);
                                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
                                         continue;
-                                code = kafka_refusal_errno(w->o, err);
-                                if (err == RD_KAFKA_RESP_ERR__DESTROY)
+                                if (err == RD_KAFKA_RESP_ERR__FAIL) {
+                                        wal_error_set(&e, code, 0, "kafka: channel %s: cannot "
+                                                      "make the record: %s", w->base.channel,
+                                                      wal_strerror(code));
+                                } else if (err == RD_KAFKA_RESP_ERR__DESTROY) {
+                                        code = kafka_refusal_errno(w->o, err);
                                         wal_error_set(&e, code, 0, "kafka: channel %s closed "
                                                       "before the append was produced",
                                                       w->base.channel);
-                                else
+                                } else {
+                                        code = kafka_refusal_errno(w->o, err);
                                         kafka_fail(&e, err, "kafka: producing to topic %s",
                                                    w->topic);
+                                }
                         }
                         kafka_pending_fail(w, p, code, e);
                         wal_error_free(e);
@@ -1715,13 +2008,9 @@ static void kafka_wal_close(struct walimpls_wal *base)
         pthread_mutex_unlock(&o->lock);
 
         if (w->fence_started) {
-                /* Stop the fence thread; what it never took is cancelled. */
-                pthread_mutex_lock(&w->qlock);
-                __atomic_store_n(&w->qstop, true, __ATOMIC_RELEASE);
-                pthread_cond_broadcast(&w->qcond);
-                pthread_mutex_unlock(&w->qlock);
-                pthread_join(w->fence_thread, NULL);
-                w->fence_started = false;
+                /* Stop the fence thread; what it never took is cancelled
+                 * (no append runs during close: the queue is ours now). */
+                kafka_fence_stop(w);
                 while (w->qhead) {
                         struct kafka_pending *p = w->qhead;
                         w->qhead = p->qnext;

@@ -1149,3 +1149,78 @@ Test(kafka_cfg, older_terms_batch_landing_after_the_anchor_is_not_acknowledged,
         pthread_mutex_destroy(&l.lock);
         pthread_cond_destroy(&l.cond);
 }
+
+/*
+ * Closing a wal while its appends cannot be delivered (the broker is down):
+ * after kafkawal.close_timeout every one of them completes exactly once,
+ * before close returns, with -ECANCELED (or 0 had it slipped through);
+ * the delivery reports that come after the broker is back, or the opener's
+ * purge, only give their slots back.  @fencing: the appends wait in the
+ * fence queue (the register cannot be read) instead of librdkafka.
+ */
+static void close_with_broker_down(bool fencing)
+{
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.close_timeout", "300ms", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.open_timeout", "2s", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fencing", fencing ? "true" : "false",
+                                    &e), 0);
+        kt_build();
+        char ch[64];
+        t_unique_name("closedown", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        enum { N = 600, BEFORE = 100 };
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < BEFORE; i++)
+                append_idx(w, &a, i);
+        cr_assert_eq(acks_wait(&a, BEFORE, 10000), BEFORE);
+        cr_assert_eq(rd_kafka_mock_broker_set_down(kt.mc, 1), 0);
+        for (size_t i = BEFORE; i < N; i++)
+                append_idx(w, &a, i);
+        uint64_t t0 = t_now_ms();
+        w->ops->close(w);
+        uint64_t took = t_now_ms() - t0;
+        pthread_mutex_lock(&a.lock);
+        size_t done = a.done;
+        pthread_mutex_unlock(&a.lock);
+        cr_assert_eq(done, N, "close returned with %zu of %d appends not completed", N - done,
+                     N);
+        size_t cancelled = 0;
+        for (size_t i = 0; i < N; i++) {
+                cr_assert_neq(a.status[i], 1000, "append %zu completed twice", i);
+                if (i < BEFORE)
+                        cr_assert_eq(a.status[i], 0, "append %zu: %d", i, a.status[i]);
+                else
+                        cr_assert(a.status[i] == 0 || a.status[i] == -ECANCELED,
+                                  "append %zu: %d", i, a.status[i]);
+                cancelled += a.status[i] == -ECANCELED;
+        }
+        cr_assert_gt(cancelled, 0, "nothing was cancelled: the broker was not down");
+        cr_assert_lt(took, 2000 + 2000 + 1000, "close took %llu ms",
+                     (unsigned long long)took);
+        /* The broker back: late reports of cancelled records must not
+         * complete anything again; then the opener closes (purging). */
+        cr_assert_eq(rd_kafka_mock_broker_set_up(kt.mc, 1), 0);
+        t_sleep_ms(500);
+        pthread_mutex_lock(&a.lock);
+        done = a.done;
+        pthread_mutex_unlock(&a.lock);
+        cr_assert_eq(done, N, "%zu completions after close", done - N);
+        kt.o->ops->close(kt.o);
+        kt.o = NULL;
+        cr_assert_eq(a.done, N);
+        acks_free(&a);
+}
+
+Test(kafka_cfg, close_with_the_broker_down_completes_each_append_once, .init = kt_setup_cluster,
+     .timeout = 60)
+{
+        close_with_broker_down(false);
+}
+
+Test(kafka_cfg, close_with_the_broker_down_completes_each_fenced_append_once,
+     .init = kt_setup_cluster, .timeout = 60)
+{
+        close_with_broker_down(true);
+}
