@@ -170,7 +170,9 @@ struct wal_append_op {
         void *userdata;
         wal_txn *txn;                /* begin/body/commit/rollback of it (reference) */
         bool internal;               /* time tick or txn control: any type allowed */
-        uint64_t t_start_ns;
+        uint64_t t_start_ns;         /* CLOCK_REALTIME at wal_append(): the
+                                        latency's start, and the first attempt's
+                                        time-tick clock reading */
         unsigned attempts;
         size_t depth;                /* chain links entered (their done hooks run) */
         /* retry */
@@ -180,7 +182,7 @@ struct wal_append_op {
         int64_t backoff_ms;
         uint64_t retry_due_ns;
         /* outcome */
-        bool completed;
+        atomic_bool completed;       /* set by the backend's completion */
         int status;
         wal_msg *result;             /* the immutable message, for the dispatcher */
         struct wal_msgid id;
@@ -277,7 +279,11 @@ struct wal {
         pthread_mutex_t pend_lock;
         struct wal_append_op *pend_head, *pend_tail;
         bool draining;
-        struct wal_msgid durable_id;         /* end of the durable prefix */
+        /* End of the durable prefix: written by the drainer, read by
+         * appenders (time tick's last-confirmed ID) through a sequence
+         * lock, no pend_lock (adaptor/wal.c, wal_durable_id()). */
+        atomic_uint durable_seq;
+        atomic_uint_fast64_t durable_hi, durable_lo;
         uint64_t appended_since_tick;
 
         /* background thread: periodic ticks, retries, txn expiry */
@@ -299,10 +305,15 @@ struct wal {
         atomic_uint cb_queued;               /* bumped by every hand-over */
         pthread_t cb_thread;
 
-        /* finished ops kept for reuse (adaptor/wal.c) */
+        /* finished ops kept for reuse (adaptor/wal.c): appenders take from
+         * pool_mine under pool_lock (which finishers never take), and
+         * refill it with everything finishers pushed onto pool_free */
         pthread_mutex_t pool_lock;
-        struct wal_append_op *op_pool;
-        size_t n_op_pool;
+        struct wal_append_op *pool_mine;
+        size_t pool_taken;                   /* from pool_mine, not yet counted */
+        alignas(64) _Atomic(struct wal_append_op *) pool_free;
+        atomic_size_t pool_size;             /* about how many ops both lists hold */
+        char pool_pad[64 - sizeof(void *) - sizeof(atomic_size_t)];
 
         struct wal_cache cache;
         bool has_cache;
@@ -418,6 +429,8 @@ void wal_builtin_metrics_done(wal *w, struct wal_append_op *op,
 bool wal_status_retriable(int status, const wal_error *err);
 /* Next hybrid-logical-clock tick (append_lock held). */
 uint64_t wal_next_tick(wal *w);
+/* End of the durable prefix (any thread, no lock). */
+struct wal_msgid wal_durable_id(wal *w);
 /* Last-confirmed ID for a message stamped now (append_lock held). */
 struct wal_msgid wal_current_last_confirmed(wal *w);
 /* Queue @op for a retry after its backoff (takes ownership). */

@@ -126,6 +126,17 @@ int wal_builtin_validate(wal *w, struct wal_append_op *op, wal_msg *msg, size_t 
 
 /* ---- Time tick ---- */
 
+/* Next tick from a clock reading taken at most as early as the append's
+ * call (@now_ms, CLOCK_REALTIME): ticks stay strictly increasing whatever
+ * the reading, since the tick is above the last one in any case. */
+static uint64_t next_tick_at(wal *w, uint64_t now_ms)
+{
+        uint64_t now = now_ms << WAL_TICK_LOGICAL_BITS;
+        uint64_t t = now > w->last_tick ? now : w->last_tick + 1;
+        w->last_tick = t;
+        return t;
+}
+
 uint64_t wal_next_tick(wal *w)
 {
         uint64_t now = walu_realtime_ms() << WAL_TICK_LOGICAL_BITS;
@@ -136,9 +147,7 @@ uint64_t wal_next_tick(wal *w)
 
 struct wal_msgid wal_current_last_confirmed(wal *w)
 {
-        pthread_mutex_lock(&w->pend_lock);
-        struct wal_msgid lc = w->durable_id;
-        pthread_mutex_unlock(&w->pend_lock);
+        struct wal_msgid lc = wal_durable_id(w);
         for (struct wal_txn *t = w->txns; t; t = t->next)
                 if (wal_msgid_cmp(t->lc_floor, lc) < 0)
                         lc = t->lc_floor;
@@ -208,7 +217,11 @@ int wal_builtin_timetick(wal *w, struct wal_append_op *op, wal_msg *msg, size_t 
                                   "fenced: a newer term owns channel \"%s\"", w->channel);
                 goto out;
         }
-        uint64_t tick = wal_next_tick(w);
+        /* A first attempt uses the clock reading of its wal_append() call
+         * (one clock read per append); a redo reads the clock again. */
+        uint64_t tick = op->attempts == 0 && op->t_start_ns
+                                ? next_tick_at(w, op->t_start_ns / 1000000u)
+                                : wal_next_tick(w);
         if (op->txn) {
                 r = txn_stamp(w, op, msg, tick);
                 if (r < 0)

@@ -66,10 +66,13 @@ static void wal_free(wal *w)
 {
         if (w->has_cache)
                 wal_cache_done(&w->cache);
-        while (w->op_pool) {
-                struct wal_append_op *op = w->op_pool;
-                w->op_pool = op->next;
-                free(op);
+        struct wal_append_op *lists[2] = { w->pool_mine, atomic_load(&w->pool_free) };
+        for (int i = 0; i < 2; i++) {
+                while (lists[i]) {
+                        struct wal_append_op *op = lists[i];
+                        lists[i] = op->next;
+                        free(op);
+                }
         }
         pthread_mutex_destroy(&w->pool_lock);
         for (size_t i = 0; i < w->n_chain; i++)
@@ -98,19 +101,31 @@ void wal_unref_internal(wal *w)
 
 /* ---- Completion ---- */
 
-/* Ops are recycled through a small per-wal pool: they are allocated by the
+/* Ops are recycled through a per-wal pool: they are allocated by the
  * appending thread and released by the dispatcher, and a free() on another
  * thread than the malloc() contends for the allocator's arena lock on every
- * append. */
+ * append.  The two sides share no lock: finishers push onto pool_free (a
+ * lock-free stack, push only), appenders take the whole stack at once when
+ * their own list (pool_mine, under pool_lock) runs dry. */
 #define OP_POOL_MAX 4096
 
 static struct wal_append_op *op_alloc(wal *w)
 {
         pthread_mutex_lock(&w->pool_lock);
-        struct wal_append_op *op = w->op_pool;
+        struct wal_append_op *op = w->pool_mine;
+        if (!op) {
+                op = atomic_exchange_explicit(&w->pool_free, NULL, memory_order_acquire);
+                atomic_fetch_sub_explicit(&w->pool_size, w->pool_taken, memory_order_relaxed);
+                w->pool_taken = 0;
+        }
         if (op) {
-                w->op_pool = op->next;
-                w->n_op_pool--;
+                w->pool_mine = op->next;
+                /* pool_size is counted down in steps, so the finishers'
+                 * line is not written at every allocation */
+                if (++w->pool_taken == 16) {
+                        atomic_fetch_sub_explicit(&w->pool_size, 16, memory_order_relaxed);
+                        w->pool_taken = 0;
+                }
         }
         pthread_mutex_unlock(&w->pool_lock);
         if (!op)
@@ -126,15 +141,58 @@ static void op_free(struct wal_append_op *op)
         wal_msg_unref(op->sent);
         wal_msg_unref(op->result);
         wal_error_free(op->err);
-        pthread_mutex_lock(&w->pool_lock);
-        if (w->n_op_pool < OP_POOL_MAX) {
-                op->next = w->op_pool;
-                w->op_pool = op;
-                w->n_op_pool++;
-                op = NULL;
+        if (atomic_load_explicit(&w->pool_size, memory_order_relaxed) >= OP_POOL_MAX) {
+                free(op);
+                return;
         }
-        pthread_mutex_unlock(&w->pool_lock);
-        free(op);
+        atomic_fetch_add_explicit(&w->pool_size, 1, memory_order_relaxed);
+        struct wal_append_op *head = atomic_load_explicit(&w->pool_free, memory_order_relaxed);
+        do
+                op->next = head;
+        while (!atomic_compare_exchange_weak_explicit(&w->pool_free, &head, op,
+                                                      memory_order_release,
+                                                      memory_order_relaxed));
+}
+
+/* ---- The durable prefix's end (sequence lock; one writer, the drainer) ---- */
+
+static void set_durable_id(wal *w, struct wal_msgid id)
+{
+        unsigned s = atomic_load_explicit(&w->durable_seq, memory_order_relaxed);
+        atomic_store_explicit(&w->durable_seq, s + 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_release);
+        atomic_store_explicit(&w->durable_hi, id.hi, memory_order_relaxed);
+        atomic_store_explicit(&w->durable_lo, id.lo, memory_order_relaxed);
+        atomic_store_explicit(&w->durable_seq, s + 2, memory_order_release);
+}
+
+struct wal_msgid wal_durable_id(wal *w)
+{
+        for (;;) {
+                unsigned s = atomic_load_explicit(&w->durable_seq, memory_order_acquire);
+                struct wal_msgid id = {
+                        atomic_load_explicit(&w->durable_hi, memory_order_relaxed),
+                        atomic_load_explicit(&w->durable_lo, memory_order_relaxed),
+                };
+                atomic_thread_fence(memory_order_acquire);
+                if (!(s & 1) && atomic_load_explicit(&w->durable_seq, memory_order_relaxed) == s)
+                        return id;
+                wal_cpu_relax();
+        }
+}
+
+static uint64_t realtime_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Nanoseconds since @start (realtime_ns(); 0 if the clock was set back). */
+static uint64_t latency_since(uint64_t start)
+{
+        uint64_t now = realtime_ns();
+        return now > start ? now - start : 0;
 }
 
 /* Report the final outcome of @op (hooks innermost first, then the callback)
@@ -148,7 +206,7 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
                 .status = status,
                 .msg = msg,
                 .err = op->err,
-                .latency_ns = walu_monotonic_ns() - op->t_start_ns,
+                .latency_ns = latency_since(op->t_start_ns),
                 .attempts = op->attempts,
         };
         for (size_t i = op->depth; i-- > 0;) {
@@ -499,7 +557,8 @@ static void drain(wal *w)
         w->draining = true;
         for (;;) {
                 struct wal_append_op *batch = NULL, **tail = &batch;
-                while (w->pend_head && w->pend_head->completed) {
+                while (w->pend_head && atomic_load_explicit(&w->pend_head->completed,
+                                                            memory_order_acquire)) {
                         struct wal_append_op *op = w->pend_head;
                         w->pend_head = op->next;
                         if (w->pend_head)
@@ -508,7 +567,7 @@ static void drain(wal *w)
                                 w->pend_tail = NULL;
                         op->next = op->prev = NULL;
                         if (op->status == 0)
-                                w->durable_id = op->id;
+                                set_durable_id(w, op->id);
                         *tail = op;
                         tail = &op->next;
                 }
@@ -542,10 +601,10 @@ static void backend_done(void *arg, int status, struct wal_msgid id, const wal_e
                 wal_error_free(op->err);
                 op->err = wal_error_copy(err);
         }
-        pthread_mutex_lock(&w->pend_lock);
-        op->completed = true;
-        pthread_mutex_unlock(&w->pend_lock);
-        /* @op may be gone now. */
+        /* Released to the drainer, who may pop @op at once: @op may be
+         * gone after this.  drain() takes pend_lock, so a drainer busy
+         * meanwhile sees this flag in its next round. */
+        atomic_store_explicit(&op->completed, true, memory_order_release);
         drain(w);
 }
 
@@ -555,7 +614,7 @@ static int backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
         op->attempts++;
         wal_msg_unref(op->sent);
         op->sent = wal_msg_ref(msg);
-        op->completed = false;
+        atomic_store_explicit(&op->completed, false, memory_order_relaxed);
         op->status = 0;
         op->id = WAL_MSGID_NONE;
         pthread_mutex_lock(&w->pend_lock);
@@ -650,7 +709,7 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
         op->userdata = userdata;
         op->txn = txn;
         op->internal = internal;
-        op->t_start_ns = walu_monotonic_ns();
+        op->t_start_ns = realtime_ns();
         op->id = WAL_MSGID_NONE;
         if (txn && wal_msg_type(op->msg) == WAL_MSG_DATA) {
                 pthread_mutex_lock(&txn->lock);
@@ -1021,7 +1080,7 @@ static int anchor(wal *w, wal_error **reterr)
                                 wal_msg_unref(frozen);
                                 return wal_error_set(reterr, r, 0, "out of memory");
                         }
-                        w->durable_id = aw.id;
+                        set_durable_id(w, aw.id);
                         wal_cache_push(&w->cache, frozen);
                         wal_msg_unref(frozen);
                         return 0;
@@ -1165,7 +1224,7 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
         w->term = opts->term;
         w->access = opts->access;
         w->serial = atomic_fetch_add(&o->next_serial, 1);
-        w->durable_id = WAL_MSGID_NONE;
+        set_durable_id(w, WAL_MSGID_NONE);
         atomic_init(&w->next_txn_id, 1);
         pthread_mutex_init(&w->append_lock, NULL);
         pthread_mutex_init(&w->pend_lock, NULL);
