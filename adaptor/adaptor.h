@@ -330,7 +330,10 @@ struct wal {
         alignas(64) atomic_uint wake_word;
         atomic_int parked;
         atomic_int n_fd_scanners;
-        char wake_pad[64 - sizeof(atomic_uint) - 2 * sizeof(atomic_int)];
+        /* The last append was published before its call returned: the
+         * next one wakes parked readers as it starts (adaptor/wal.c). */
+        atomic_bool publish_inline;
+        char wake_pad[64 - sizeof(atomic_uint) - 2 * sizeof(atomic_int) - sizeof(atomic_bool)];
 
         struct wal_metrics metrics;
 };

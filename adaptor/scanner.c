@@ -456,7 +456,11 @@ static bool wait_over(wal_scanner *s, unsigned seen)
 }
 
 /* Wait until the cache grew past what was seen (@seen, read before looking),
- * a close, or the deadline.  0, -ETIMEDOUT or -ECANCELED. */
+ * a close, or the deadline.  0, -ETIMEDOUT or -ECANCELED.  Spins first, and
+ * again after a wake-up that found nothing new yet: a writer whose appends
+ * are published within the append call wakes parked readers as its append
+ * starts (wal_adaptor_append), so the reader's wake-up overlaps the append
+ * and the reader finds the entry by spinning. */
 static int wait_published(wal_scanner *s, unsigned seen, int timeout_ms, uint64_t deadline)
 {
         wal *w = s->w;
@@ -464,19 +468,18 @@ static int wait_published(wal_scanner *s, unsigned seen, int timeout_ms, uint64_
                 return -ECANCELED;
         if (timeout_ms == 0)
                 return -ETIMEDOUT;
-        uint64_t now = walu_monotonic_ns();
-        uint64_t spin_end = now + TAIL_SPIN_NS;
-        if (timeout_ms > 0 && spin_end > deadline)
-                spin_end = deadline;
-        for (unsigned i = 1; !wait_over(s, seen); i++) {
-                wal_cpu_relax();
-                if (i % 64 == 0) {
-                        if (walu_monotonic_ns() >= spin_end)
-                                break;
-                        sched_yield();
-                }
-        }
         for (;;) {
+                uint64_t spin_end = walu_monotonic_ns() + TAIL_SPIN_NS;
+                if (timeout_ms > 0 && spin_end > deadline)
+                        spin_end = deadline;
+                for (unsigned i = 1; !wait_over(s, seen); i++) {
+                        wal_cpu_relax();
+                        if (i % 64 == 0) {
+                                if (walu_monotonic_ns() >= spin_end)
+                                        break;
+                                sched_yield();
+                        }
+                }
                 if (atomic_load(&s->stop))
                         return -ECANCELED;
                 if (atomic_load(&w->wake_word) != seen)
@@ -487,6 +490,12 @@ static int wait_published(wal_scanner *s, unsigned seen, int timeout_ms, uint64_
                 atomic_fetch_add(&w->parked, 1);
                 wal_futex_wait(&w->wake_word, seen, rem);
                 atomic_fetch_sub(&w->parked, 1);
+                if (atomic_load(&s->stop))
+                        return -ECANCELED;
+                if (atomic_load(&w->wake_word) != seen)
+                        return 0;
+                if (remaining_ms(timeout_ms, deadline) == 0)
+                        return -ETIMEDOUT;
         }
 }
 
