@@ -1307,11 +1307,13 @@ static size_t rpend_bytes(const struct rpend *e)
  * Rather than send a batch and wait for all of its replies before sending
  * the next, the writer keeps up to redis.batch_max XADDs in flight on its
  * connection: it sends what is queued as long as the window has room, then
- * reads the replies that have arrived and completes their appends, and
- * sends again.  The server thus works on one part of the window while the
- * writer formats the next part and completes the previous one, instead of
- * the two taking turns (on two CPUs that is most of the difference to
- * redis-benchmark, whose -P N sends N and waits for N).
+ * reads the replies that have arrived, sends what fits into the room they
+ * made, and only then completes their appends.  The server thus works on
+ * the next part of the window while the writer completes the previous one,
+ * instead of the two taking turns: Redis answers everything it read in one
+ * go, so with a window of P on one connection the writer gets whole
+ * windows back, and completing before sending would leave the server idle
+ * for the completions (on two CPUs, the adaptor's share of every append).
  *
  * Order and fencing stay as in run_batch_ids: every XADD in flight has the
  * same ms part (win->ms, chosen when the window was empty, kept while it
@@ -1390,8 +1392,9 @@ static struct rpend *window_pop(struct window *win)
 }
 
 /* Read at least one reply (waiting for it), then every reply already
- * buffered; complete what can be completed. */
-static void window_read(struct redis_wal *w, struct window *win)
+ * buffered.  Returns the appends that can be completed now, in order (the
+ * caller completes them, after sending more: window_refill). */
+static struct rpend *window_read(struct redis_wal *w, struct window *win)
 {
         struct rconn *rc = &w->conn;
         struct rpend *done = NULL, *done_tail = NULL;
@@ -1425,12 +1428,68 @@ static void window_read(struct redis_wal *w, struct window *win)
                 }
         }
         wal_error_free(err);
-        complete_list(done);
+        return done;
+}
+
+/* Once the window drained after a refusal: settle the held replies. */
+static void window_settle(struct redis_wal *w, struct window *win)
+{
         if (win->held && win->n == 0) {
                 struct rpend *held = win->held;
                 win->held = win->held_tail = NULL;
                 complete_list(settle_refused(w, held));
         }
+}
+
+/*
+ * Take the next chunk off the queue: what fits into @win (NULL: a whole
+ * batch of up to redis.batch_max).  A chunk is one write: bounded in
+ * records and in bytes, far below Redis's client-query-buffer-limit
+ * (1 GiB).  NULL when the queue is empty.
+ */
+static struct rpend *take_chunk(struct redis_wal *w, const struct window *win)
+{
+        size_t room = (size_t)w->o->p.batch_max - (win ? win->n : 0);
+        size_t room_bytes = BATCH_BYTES - (win ? win->bytes : 0);
+        pthread_mutex_lock(&w->lock);
+        struct rpend *batch = w->head, *last = w->head;
+        size_t n = 1;
+        size_t bytes = last ? rpend_bytes(last) : 0;
+        while (last && last->next && n < room &&
+               bytes + rpend_bytes(last->next) <= room_bytes) {
+                last = last->next;
+                bytes += rpend_bytes(last);
+                n++;
+        }
+        if (last) {
+                w->head = last->next;
+                if (!w->head)
+                        w->tail = NULL;
+                last->next = NULL;
+                w->queued -= n;
+                if (w->space_waiters)
+                        pthread_cond_broadcast(&w->space);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return batch;
+}
+
+/*
+ * After a read made room in the window, send what is queued before the
+ * replies just read are completed: the server then works on the next
+ * chunk while this thread runs the completions (on one connection with a
+ * window of P, Redis answers a whole read at once, so without this the
+ * server would wait for every completion of the previous chunk).  Nothing
+ * is sent while replies are held after a refusal, nor on a broken
+ * connection (the writer reconnects when the window is empty).
+ */
+static void window_refill(struct redis_wal *w, struct window *win)
+{
+        if (win->held || !rconn_connected(&w->conn) || !window_may_send(w, win))
+                return;
+        struct rpend *chunk = take_chunk(w, win);
+        if (chunk)
+                window_send(w, win, chunk);
 }
 
 static void *writer_main(void *arg)
@@ -1483,41 +1542,18 @@ static void *writer_main(void *arg)
                                 walu_log(WAL_LOG_INFO, "redis: writer of %s reconnected", w->skey);
                         backoff = p->backoff_initial_ms;
                 }
-                bool windowed = window_mode(w);
-                if (windowed && !window_may_send(w, &win)) {
-                        window_read(w, &win);
+                if (window_mode(w)) {
+                        window_refill(w, &win);
+                        if (win.n > 0) {
+                                struct rpend *done = window_read(w, &win);
+                                window_refill(w, &win);
+                                complete_list(done);
+                                window_settle(w, &win);
+                        }
                         continue;
                 }
-                size_t room = (size_t)p->batch_max - (windowed ? win.n : 0);
-                size_t room_bytes = BATCH_BYTES - (windowed ? win.bytes : 0);
-                pthread_mutex_lock(&w->lock);
-                /* A batch is one write: bounded in records and in bytes, far
-                 * below Redis's client-query-buffer-limit (1 GiB). */
-                struct rpend *batch = w->head, *last = w->head;
-                size_t n = 1;
-                size_t bytes = last ? rpend_bytes(last) : 0;
-                while (last && last->next && n < room &&
-                       bytes + rpend_bytes(last->next) <= room_bytes) {
-                        last = last->next;
-                        bytes += rpend_bytes(last);
-                        n++;
-                }
-                if (last) {
-                        w->head = last->next;
-                        if (!w->head)
-                                w->tail = NULL;
-                        last->next = NULL;
-                        w->queued -= n;
-                        if (w->space_waiters)
-                                pthread_cond_broadcast(&w->space);
-                }
-                pthread_mutex_unlock(&w->lock);
-                if (windowed) {
-                        if (batch)
-                                window_send(w, &win, batch);
-                        if (win.n > 0)
-                                window_read(w, &win);
-                } else if (batch && w->id_fencing)
+                struct rpend *batch = take_chunk(w, NULL);
+                if (batch && w->id_fencing)
                         run_batch_ids(w, batch);
                 else if (batch)
                         run_batch(w, batch);
