@@ -13,17 +13,25 @@
  * record wakes a reader blocked in XREAD.  Latency: from just before the
  * XADD to the reader's return from XREAD.
  *
+ * --pin 1 pins the writer (main) thread to CPU 0 and the reader to CPU 1,
+ * as bench-api's deliver/parked workloads pin their writer and reader by
+ * default; --pin 0 (the default, as before) leaves both to the scheduler.
+ * Compare like with like: bench-api --pin 1 against ref-redis --pin 1.
+ *
  * Usage: ref-redis --port PORT [--host 127.0.0.1] [--count 5000]
- *                  [--pace-us 100] [--key ref-redis]
+ *                  [--pace-us 100] [--key ref-redis] [--pin 0|1]
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -41,6 +49,19 @@ struct probe {
         struct bench_lat lat;
 };
 
+static bool pinning;
+
+/* bench-api's pinning: writer on CPU 0, reader on CPU 1. */
+static void pin(int cpu)
+{
+        if (!pinning || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+                return;
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
 static redisContext *connect_or_die(const struct probe *p)
 {
         redisContext *c = redisConnect(p->host, p->port);
@@ -55,6 +76,7 @@ static redisContext *connect_or_die(const struct probe *p)
 static void *reader_main(void *arg)
 {
         struct probe *p = arg;
+        pin(1);
         redisContext *c = connect_or_die(p);
         char last[64] = "$";
         while (atomic_load(&p->seen) < p->total) {
@@ -94,6 +116,7 @@ int main(int argc, char **argv)
         };
         long count = atol(bench_arg(argc, argv, "count", "5000"));
         long pace_us = atol(bench_arg(argc, argv, "pace-us", "100"));
+        pinning = atoi(bench_arg(argc, argv, "pin", "0")) != 0;
         if (count < 1 || pace_us < 0) {
                 fprintf(stderr, "ref-redis: --count >= 1, --pace-us >= 0\n");
                 return 2;
@@ -105,6 +128,7 @@ int main(int argc, char **argv)
         pthread_t th;
         if (pthread_create(&th, NULL, reader_main, &p) != 0)
                 bench_die("pthread_create", errno);
+        pin(0);
         /* The reader's first XREAD must be blocked on "$" before any XADD. */
         struct timespec settle = { 0, 50 * 1000000 };
         nanosleep(&settle, NULL);

@@ -280,9 +280,13 @@ if want redis; then
                 # The same appends on the backend interface, no adaptor
                 # (informational: where the gap is).
                 run ours-redis-spi ours_redis --layer spi
+                # Both sides pinned alike: bench-api pins its writer to CPU 0
+                # and its reader to CPU 1 (as against REF-SPIN/REF-FUTEX), so
+                # the probe does too (--pin 1); until 2026-11 the probe ran
+                # unpinned against a pinned bench-api.
                 pair "$i" ours-redis-parked \
                         "'$bin/bench-api' --backend redis -X redis.url=$url --workload parked --count $redis_lat_n --pace-us 100 --channel parked$i" \
-                        ref-redis-parked "'$bin/ref-redis' --port $port --count $redis_lat_n --pace-us 100"
+                        ref-redis-parked "'$bin/ref-redis' --port $port --count $redis_lat_n --pace-us 100 --pin 1"
         done
         redis-cli -p "$port" FLUSHALL >/dev/null
         run lat-redis "$bin/bench-api" --backend redis -X "redis.url=$url" --workload sync \
