@@ -87,6 +87,7 @@ struct bench_result {
         const char *workload;  /* "sync1", "writers16", ... */
         uint64_t records;
         uint64_t bytes;        /* payload bytes */
+        uint64_t stored_bytes; /* bytes the backend stores them in, 0 unknown */
         double seconds;
         uint64_t syncs;        /* fdatasync calls, 0 if not counted */
         int writers;
@@ -106,11 +107,13 @@ static inline void bench_print(struct bench_result *r)
         printf("{\"program\":\"%s\",\"workload\":\"%s\",\"writers\":%d,"
                "\"record_bytes\":%zu,\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ","
                "\"seconds\":%.4f,\"records_per_s\":%.1f,\"mb_per_s\":%.2f,"
-               "\"syncs\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f}\n",
+               "\"syncs\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+               "\"stored_bytes\":%" PRIu64 ",\"stored_mb_per_s\":%.2f}\n",
                r->program, r->workload, r->writers, r->record_bytes, r->records, r->bytes,
                r->seconds, r->seconds > 0 ? (double)r->records / r->seconds : 0.0,
                r->seconds > 0 ? (double)r->bytes / r->seconds / 1e6 : 0.0, r->syncs, p50,
-               p99, p999);
+               p99, p999, r->stored_bytes,
+               r->seconds > 0 ? (double)r->stored_bytes / r->seconds / 1e6 : 0.0);
         fflush(stdout);
 }
 

@@ -21,7 +21,10 @@
  *             (untimed; for replay).
  *   replay    open the prepared channel read-only, time the open (recovery
  *             scan) and one full read of every message; the backend checks
- *             every frame's CRC-32C and envelope as it reads.  With
+ *             every frame's CRC-32C and envelope as it reads.  The
+ *             replay line's stored_bytes is the channel's size as the
+ *             backend's info reports it (the local backend: the bytes of
+ *             its frames), for REF-SCAN to read a file of that size.  With
  *             --read-api batch (the default, when the backend has it) the
  *             records come through scanner.next_batch as views into the
  *             scanner's buffer, as an embedder replaying at startup would
@@ -325,14 +328,19 @@ static void run_prepare(struct bench *b, uint64_t total, unsigned inflight)
 static void run_replay(int argc, char **argv, const char *dir, const char *channel)
 {
         struct bench b = { 0 };
+        wal_error *err = NULL;
         uint64_t t0 = bench_now_ns();
         open_backend(&b, argc, argv, dir, channel, WAL_ACCESS_RO);
         uint64_t t1 = bench_now_ns();
 
+        struct walimpls_info info = { .bytes = -1 };
+        if (b.wal->ops->info)
+                check(b.wal->ops->info(b.wal, &info, &err), err, "info");
         struct walimpls_read_opts ro = { .name = "bench-replay",
                                          .deliver = { .policy = WAL_DELIVER_ALL } };
         struct walimpls_scanner *s;
-        wal_error *err = NULL;
+        struct timespec c2, c3;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c2);
         uint64_t t2 = bench_now_ns();
         check(b.wal->ops->read(b.wal, &ro, &s, &err), err, "read");
         uint64_t n = 0, bytes = 0, sum = 0, rec = 0;
@@ -386,14 +394,18 @@ static void run_replay(int argc, char **argv, const char *dir, const char *chann
                 wal_msg_unref(m);
         }
         uint64_t t3 = bench_now_ns();
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c3);
         s->ops->close(s);
         close_backend(&b);
-        fprintf(stderr, "bench-local: replayed %llu messages (checksum %llu)\n",
-                (unsigned long long)n, (unsigned long long)sum);
+        fprintf(stderr, "bench-local: replayed %llu messages (checksum %llu) in %.1f ms, "
+                "%.1f ms of CPU\n", (unsigned long long)n, (unsigned long long)sum,
+                (double)(t3 - t2) / 1e6,
+                ((double)(c3.tv_sec - c2.tv_sec) * 1e9 + (double)(c3.tv_nsec - c2.tv_nsec)) / 1e6);
 
         struct bench_result res = {
                 .program = "bench-local", .workload = "replay", .records = n, .bytes = bytes,
                 .seconds = (double)(t3 - t2) / 1e9, .writers = 1, .record_bytes = rec,
+                .stored_bytes = info.bytes > 0 ? (uint64_t)info.bytes : 0,
         };
         bench_print(&res);
         struct bench_result rec_res = {

@@ -94,7 +94,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ref-scan: crc32c of the file = %08x\n", crc);
         struct bench_result res = {
                 .program = "ref-scan", .workload = "replay", .records = total / CHUNK,
-                .bytes = total, .seconds = (double)(t1 - t0) / 1e9, .writers = 1,
+                .bytes = total, .stored_bytes = total,
+                .seconds = (double)(t1 - t0) / 1e9, .writers = 1,
                 .record_bytes = CHUNK,
         };
         bench_print(&res);

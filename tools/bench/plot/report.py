@@ -144,10 +144,14 @@ if "local" in only and local_md:
              "ref-writers64", "REF-GC", "records_per_s", 2.0, rate),
             ("local, 1 MiB appends", "ours-bulk1m", "ref-bulk1m", "fio bs=1m fdatasync=1",
              "mb_per_s", 0.9, lambda x: f"{x:,.1f} MB/s"),
-            ("local, replay 100 B records", "ours-replay100", "ref-replay100", "REF-SCAN",
-             "mb_per_s", 0.6, lambda x: f"{x:,.1f} MB/s"),
-            ("local, replay 64 KiB records", "ours-replay65536", "ref-replay65536",
-             "REF-SCAN", "mb_per_s", 0.6, lambda x: f"{x:,.1f} MB/s")]:
+            # replays: MB/s of the channel's bytes (REF-SCAN reads a file of
+            # that size), i.e. REF-SCAN's time over ours for the same bytes
+            ("local, replay 100 B records (time ratio, same bytes)", "ours-replay100",
+             "ref-replay100", "REF-SCAN", "stored_mb_per_s", 0.6,
+             lambda x: f"{x:,.1f} MB/s"),
+            ("local, replay 64 KiB records (time ratio, same bytes)", "ours-replay65536",
+             "ref-replay65536", "REF-SCAN", "stored_mb_per_s", 0.6,
+             lambda x: f"{x:,.1f} MB/s")]:
         ratio_row("local", name, vals(ot, key), vals(rt, key), refname, goal, fmt=unitfmt)
         # the p99 half of the many-writer goal
         if "writers" in ot and summary and summary[-1][1] == name:
