@@ -252,6 +252,75 @@ size_t local_frames_check_crc(const struct local_frame *f, size_t n)
         return ok;
 }
 
+/* Frames whose CRCs are computed together: a multiple of three, the jobs
+ * walu_crc32c_batch runs side by side (a remainder runs one by one). */
+#define LOCAL_SCAN_GROUP 48
+/* How far ahead of the frame being parsed the walk asks for bytes. */
+#ifndef LOCAL_SCAN_PREFETCH
+#define LOCAL_SCAN_PREFETCH 1024
+#endif
+size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t max,
+                         size_t checked, struct local_frame *out, size_t *used)
+{
+        size_t n = 0, at = 0;
+        while (n < max) {
+                /* Headers of up to LOCAL_SCAN_GROUP frames, then their CRCs
+                 * together; a header that does not pass ends the gathering. */
+                struct walu_crc32c_job jobs[LOCAL_SCAN_GROUP];
+                size_t first = n, nj = 0, skip = 0;
+                bool stop = false;
+                while (n - first < LOCAL_SCAN_GROUP) {
+                        if (n == max || at + LOCAL_FRAME_HDR_SIZE > len) {
+                                stop = true;
+                                break;
+                        }
+                        const uint8_t *h = buf + at;
+                        /* The walk is a chain of dependent loads and the
+                         * bytes may come from memory (a mapped segment):
+                         * ask for the ones a few frames ahead now. */
+                        __builtin_prefetch(h + LOCAL_SCAN_PREFETCH);
+                        uint32_t body = walu_get_be32(h + 0);
+                        uint32_t env = walu_get_be32(h + 4);
+                        if (walu_get_be64(h + 8) != lsn + n || walu_get_be32(h + 16) != 0 ||
+                            body > LOCAL_FRAME_MAX_BODY || env > body ||
+                            len - at - LOCAL_FRAME_HDR_SIZE < body) {
+                                stop = true;
+                                break;
+                        }
+                        size_t size = (size_t)local_frame_size(body);
+                        const uint8_t *e = h + LOCAL_FRAME_HDR_SIZE;
+                        out[n] = (struct local_frame){
+                                .lsn = lsn + n, .env = e, .env_len = env,
+                                .payload = e + env, .payload_len = body - env, .size = size,
+                        };
+                        if (at + size <= checked)
+                                skip++;         /* passed before: frames below @checked */
+                        else
+                                jobs[nj++] = (struct walu_crc32c_job){
+                                        .a = e, .a_len = body, .b = h, .b_len = 20,
+                                };
+                        n++;
+                        at += size;     /* may pass @len by the last frame's padding */
+                }
+                if (nj) {
+                        walu_crc32c_batch(jobs, nj);
+                        for (size_t i = 0; i < nj; i++) {
+                                const uint8_t *h = jobs[i].b;
+                                if (crc_mask(jobs[i].crc) != walu_get_be32(h + 20)) {
+                                        /* Frames before the first bad one stand. */
+                                        n = first + skip + i;
+                                        *used = (size_t)(out[n].env - LOCAL_FRAME_HDR_SIZE - buf);
+                                        return n;
+                                }
+                        }
+                }
+                if (stop)
+                        break;
+        }
+        *used = at;
+        return n;
+}
+
 int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret)
 {
         struct local_frame f;

@@ -87,13 +87,14 @@
  *
  * Readers.  A scanner reads segments with large preads (1 MiB) from a
  * position found through each segment's sparse index, and sees only records
- * the writer has published as durable.  It checks the CRCs of the frames in
- * its buffer in runs (several CRC chains side by side) once per refill;
- * next() then decodes one message per call, next_batch() hands out every
- * checked record of the buffer as views into it (no allocation or copy per
- * record: the replay path).  mmap instead of pread was measured slower here
- * (MAP_POPULATE of a 64 MiB segment costs about what the copy does, and
- * faulting pages in on demand more).  At the head it waits on its notifier,
+ * the writer has published as durable.  Frames are checked in runs (several
+ * CRC chains side by side); next() then decodes one message per call,
+ * next_batch() walks the frames of the buffer in one pass
+ * (local_frames_scan: header, LSN and CRC) and hands them out as views into
+ * it (no allocation or copy per record: the replay path).  mmap of sealed
+ * segments instead of pread was measured slower here, twice: the page
+ * faults cost more than the copy they save (tools/bench/local-notes.md).
+ * At the head it waits on its notifier,
  * which the writer signals after each durable batch, only for scanners that
  * asked.  Without a writer in this process (read-only opens beside a writer
  * process) a watcher thread re-reads the tail of the last segment every
@@ -2588,8 +2589,8 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
 /*
  * Batch read: the first record through the same path as next() (wait,
  * position, refill the buffer, CRC), then every following record that is
- * already in the read buffer, durable and in sequence, checked in runs of
- * LOCAL_CRC_BATCH.  Views point into s->buf, which only the next call may
+ * already in the read buffer, durable and in sequence, checked by
+ * local_frames_scan.  Views point into s->buf, which only the next call may
  * refill.  A record that fails a check ends the batch before it; the next
  * call reaches it through scanner_frame() and fails as next() does.
  */
@@ -2625,36 +2626,23 @@ static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
         s->next_lsn++;
         size_t k = 1;
 
-        /* The rest of the buffer: durable frames of this segment only. */
+        /* The rest of the buffer: durable frames of this segment only,
+         * header- and CRC-checked in one pass (local_frames_scan). */
         uint64_t until = s->fast_until;
         uint64_t buf_end = WALU_MIN(s->buf_off + s->buf_len, limit);
         while (k < max && s->next_lsn <= until && s->off >= s->buf_off &&
                s->off + LOCAL_FRAME_HDR_SIZE <= buf_end) {
-                struct local_frame run[LOCAL_CRC_BATCH];
-                size_t m = 0, want = WALU_MIN(max - k, (size_t)LOCAL_CRC_BATCH);
-                uint64_t at = s->off, lsn = s->next_lsn;
-                while (m < want && lsn <= until && at + LOCAL_FRAME_HDR_SIZE <= buf_end &&
-                       local_frame_peek(s->buf + (at - s->buf_off), (size_t)(buf_end - at),
-                                        &run[m]) > 0 &&
-                       run[m].lsn == lsn) {
-                        at += run[m].size;
-                        lsn++;
-                        m++;
-                }
-                if (m == 0)
-                        break;
-                /* Frames before verified_end passed when they were read. */
-                size_t ok = m;
-                if (at > s->verified_end) {
-                        size_t skip = 0;
-                        for (uint64_t o = s->off; skip < m && o + run[skip].size <= s->verified_end;
-                             o += run[skip].size)
-                                skip++;
-                        ok = skip + local_frames_check_crc(run + skip, m - skip);
-                        if (ok == m)
-                                s->verified_end = at;
-                }
-                for (size_t i = 0; i < ok; i++) {
+                struct local_frame run[96];     /* two of local_frames_scan's groups */
+                size_t want = WALU_MIN(max - k, WALU_ARRAY_SIZE(run));
+                want = (size_t)WALU_MIN((uint64_t)want, until - s->next_lsn + 1);
+                size_t checked = s->verified_end > s->off ? (size_t)(s->verified_end - s->off) : 0;
+                size_t used;
+                size_t m = local_frames_scan(s->buf + (s->off - s->buf_off),
+                                             (size_t)(buf_end - s->off), s->next_lsn, want,
+                                             checked, run, &used);
+                if (s->off + used > s->verified_end)
+                        s->verified_end = s->off + used;
+                for (size_t i = 0; i < m; i++) {
                         struct wal_msg_view *v = &views[k];
                         if (walu_envelope_view(run[i].env_len ? run[i].env : NULL,
                                                run[i].env_len, v, NULL) < 0) {
@@ -2668,7 +2656,7 @@ static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
                         s->next_lsn++;
                         k++;
                 }
-                if (ok < m)
+                if (m < want)
                         break;
         }
         *n = k;

@@ -134,6 +134,22 @@ int local_frame_peek(const uint8_t *buf, size_t len, struct local_frame *ret);
 size_t local_frames_check_crc(const struct local_frame *f, size_t n);
 
 /*
+ * The valid frames at the start of @buf (borrowed, @len bytes), in one
+ * pass: the first must carry LSN @lsn, each next one LSN + 1; at most @max.
+ * Each is header-checked as local_frame_peek does and CRC-checked (several
+ * at once), except the frames lying wholly in the first @checked bytes,
+ * which passed before.  Stops before the first frame that is not whole in
+ * @buf, has an impossible header or another LSN, or fails its CRC (the
+ * caller reads that one again with local_frame_decode to tell which).
+ * @out  receives the frames (@max entries).
+ * @used receives the bytes they take, padding included (the last frame's
+ *       padding may end past @len).
+ * @returns how many frames passed.
+ */
+size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t max,
+                         size_t checked, struct local_frame *out, size_t *used);
+
+/*
  * Write the header of a frame of @lsn whose body (envelope then payload,
  * @env_len + @payload_len bytes) is already at hdr + LOCAL_FRAME_HDR_SIZE,
  * and zero its padding.  @body_crc is walu_crc32c(0, body, body_len).

@@ -15,9 +15,14 @@
  *    header bytes: decode and encode agree, including the CRC;
  *  - the envelope decoder accepts or refuses the envelope without crashing
  *    (what a scanner does next).
+ * The batch walk of the replay path (local_frames_scan) must accept exactly
+ * the frames the decoder accepts one by one in LSN sequence from the first,
+ * the same with their CRCs marked as checked before, and never more than
+ * asked for.
  * A violation aborts, which the fuzzer reports.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +34,7 @@
 #include "impls/local/local.h"
 #include "utility/crc32c.h"
 #include "utility/envelope.h"
+#include "utility/walu.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -99,8 +105,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 fail("summary index accepted out of order");
         }
 
-        size_t off = 0;
-        for (int frames = 0; frames < 1024 && off < size; frames++) {
+        enum { MAXF = 1024 };
+        static struct local_frame seq[MAXF], got[MAXF];
+        size_t off = 0, n_seq = 0, seq_bytes = 0;
+        bool in_seq = true;
+        for (int frames = 0; frames < MAXF && off < size; frames++) {
                 struct local_frame f;
                 int r = local_frame_decode(buf + off, size - off, &f);
                 if (r == 0 || r == -EAGAIN || r == -EBADMSG)
@@ -108,7 +117,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (r < 0)
                         fail("unexpected error code");
                 check_frame(buf + off, size - off, &f, r);
+                if (in_seq && (n_seq == 0 || f.lsn == seq[0].lsn + n_seq)) {
+                        seq[n_seq++] = f;
+                        seq_bytes = off + (size_t)f.size;
+                } else {
+                        in_seq = false;
+                }
                 off += (size_t)f.size;
+        }
+
+        /* The batch walk, from the first frame's LSN (or any when there is
+         * none), with nothing and then the accepted prefix already checked,
+         * and with a limit below what is there. */
+        uint64_t lsn = n_seq ? seq[0].lsn : (size >= 16 ? ((uint64_t)buf[15] | 1) : 1);
+        for (int pass = 0; pass < 3; pass++) {
+                size_t max = pass == 2 ? n_seq / 2 : MAXF;
+                size_t used = 0;
+                size_t n = local_frames_scan(buf, size, lsn, max, pass == 1 ? seq_bytes : 0,
+                                             got, &used);
+                size_t want = WALU_MIN(n_seq, max);
+                if (n != want)
+                        fail("batch walk and decoder disagree on the frame count");
+                size_t at = 0;
+                for (size_t i = 0; i < n; i++) {
+                        if (got[i].lsn != seq[i].lsn || got[i].env != seq[i].env ||
+                            got[i].env_len != seq[i].env_len ||
+                            got[i].payload != seq[i].payload ||
+                            got[i].payload_len != seq[i].payload_len ||
+                            got[i].size != seq[i].size)
+                                fail("batch walk and decoder disagree on a frame");
+                        at += (size_t)got[i].size;
+                }
+                if (used != at)
+                        fail("batch walk reports the wrong byte count");
         }
         free(buf);
         return 0;
