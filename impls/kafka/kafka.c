@@ -309,6 +309,9 @@ struct kafka_wal {
         struct kafka_pending *chead, *ctail; /* delivered, their term not yet confirmed;
                                                 under opener.lock */
         atomic_size_t nconfirm;        /* entries in that list (0 means empty) */
+        wal_msg **spent;               /* produced by the fence thread, to be released
+                                          by the next append (kafka_spent_take) */
+        size_t nspent, capspent;       /* under opener.lock */
 };
 
 struct kafka_scanner {
@@ -1266,6 +1269,9 @@ static void kafka_fence_stop(struct kafka_wal *w)
 static void kafka_wal_free(struct kafka_wal *w)
 {
         kafka_fence_stop(w);
+        for (size_t i = 0; i < w->nspent; i++)
+                wal_msg_unref(w->spent[i]);
+        free(w->spent);
         if (w->reg)
                 rd_kafka_destroy(w->reg);
         if (w->rkt)
@@ -1490,12 +1496,15 @@ static rd_kafka_headers_t *kafka_headers_make(const wal_msg *m)
  * until the opener fails fatally or the wal's fence thread is told to stop
  * (then RD_KAFKA_RESP_ERR__DESTROY).  On success @p belongs to the delivery
  * report, which may settle it before this even returns: it is not touched
- * after.  On failure @p is as it was; RD_KAFKA_RESP_ERR__FAIL stands for
- * "could not make the record" (*ret_code says why).
+ * after; a reference @p held (the fence queue's) that the record no longer
+ * needs is handed to the caller in *ret_spent (else NULL).  On failure @p
+ * is as it was; RD_KAFKA_RESP_ERR__FAIL stands for "could not make the
+ * record" (*ret_code says why).
  */
 static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pending *p,
-                                         wal_msg *msg, int *ret_code)
+                                         wal_msg *msg, int *ret_code, wal_msg **ret_spent)
 {
+        *ret_spent = NULL;
         struct kafka_opener *o = w->o;
         kafka_deferred_destroy(o);
         uint8_t kbuf[KAFKA_KEY_INLINE], *key = NULL;
@@ -1567,7 +1576,7 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                 wal_msg_unref(borrowed);
                 p->msg = held;
         } else if (copy) {
-                wal_msg_unref(held);
+                *ret_spent = held;
         }
         return err;
 }
@@ -1594,6 +1603,55 @@ static void kafka_pending_fail(struct kafka_wal *w, struct kafka_pending *p, int
 {
         p->done(p->arg, code, WAL_MSGID_NONE, e);
         kafka_pending_drop(w, p);
+}
+
+/*
+ * The messages the fence thread has produced are released by the thread
+ * that appended them, at its next append (or by the fence thread when no
+ * append comes for 10 ms): a message is allocated by the appending thread,
+ * and releasing it on the fence thread made the two fight over one malloc
+ * arena on every record (as kafka_deferred_destroy says of librdkafka's
+ * records).  Take them (under opener.lock), then release them without it.
+ */
+static wal_msg **kafka_spent_take(struct kafka_wal *w, size_t *ret_n)
+{
+        wal_msg **v = w->spent;
+        *ret_n = w->nspent;
+        w->spent = NULL;
+        w->nspent = w->capspent = 0;
+        return v;
+}
+
+static void kafka_spent_release(wal_msg **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                wal_msg_unref(v[i]);
+        free(v);
+}
+
+/* Hand @v[0..n) (allocated, taken over) to the next append; under
+ * opener.lock. */
+static void kafka_spent_give(struct kafka_wal *w, wal_msg **v, size_t n, size_t cap)
+{
+        if (!w->spent) {
+                w->spent = v;
+                w->nspent = n;
+                w->capspent = cap;
+                return;
+        }
+        if (w->nspent + n > w->capspent) {
+                size_t ncap = WALU_MAX(w->capspent * 2, w->nspent + n);
+                wal_msg **nv = realloc(w->spent, ncap * sizeof(*nv));
+                if (!nv) {
+                        kafka_spent_release(v, n);   /* here, then */
+                        return;
+                }
+                w->spent = nv;
+                w->capspent = ncap;
+        }
+        memcpy(w->spent + w->nspent, v, n * sizeof(*v));
+        w->nspent += n;
+        free(v);
 }
 
 /* The errno for a produce refusal @err, given the opener's state. */
@@ -1651,12 +1709,16 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 /* Only an empty queue can have the fence thread asleep. */
                 if (w->qlen++ == 0)
                         pthread_cond_signal(&w->qcond);
+                size_t nspent = 0;
+                wal_msg **spent = kafka_spent_take(w, &nspent);
                 pthread_mutex_unlock(&o->lock);
+                kafka_spent_release(spent, nspent);
                 return 0;
         }
         pthread_mutex_unlock(&o->lock);
 
-        rd_kafka_resp_err_t err = kafka_produce(w, p, msg, &r);
+        wal_msg *spent = NULL;   /* stays NULL: p held no reference */
+        rd_kafka_resp_err_t err = kafka_produce(w, p, msg, &r, &spent);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
                 return 0;
         /* Refused: the report never comes; done must not run. */
@@ -1789,8 +1851,22 @@ static void *kafka_fence_main(void *arg)
         for (;;) {
                 struct kafka_opener *o = w->o;
                 pthread_mutex_lock(&o->lock);
-                while (!w->qhead && !w->qstop && !w->chead)
-                        pthread_cond_wait(&w->qcond, &o->lock);
+                while (!w->qhead && !w->qstop && !w->chead) {
+                        if (!w->nspent) {
+                                pthread_cond_wait(&w->qcond, &o->lock);
+                                continue;
+                        }
+                        /* Released here if no append comes to take them. */
+                        struct timespec ts = walu_deadline(10);
+                        if (pthread_cond_timedwait(&w->qcond, &o->lock, &ts) == ETIMEDOUT &&
+                            !w->qhead && !w->chead) {
+                                size_t n = 0;
+                                wal_msg **v = kafka_spent_take(w, &n);
+                                pthread_mutex_unlock(&o->lock);
+                                kafka_spent_release(v, n);
+                                pthread_mutex_lock(&o->lock);
+                        }
+                }
                 if (w->qstop) {
                         pthread_mutex_unlock(&o->lock);
                         return NULL;
@@ -1848,6 +1924,8 @@ static void *kafka_fence_main(void *arg)
                         kafka_confirm_complete(w, written, code, e);
                         wal_error_free(e);
                 }
+                wal_msg **spent = NULL;
+                size_t nspent = 0, capspent = 0;
                 while (batch) {
                         struct kafka_pending *p = batch;
                         batch = p->qnext;
@@ -1869,9 +1947,25 @@ static void *kafka_fence_main(void *arg)
                                                              "the append was produced",
                                                              w->base.channel);
                         } else {
-                                rd_kafka_resp_err_t err = kafka_produce(w, p, p->msg, &code);
-                                if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                                wal_msg *sp = NULL;
+                                rd_kafka_resp_err_t err = kafka_produce(w, p, p->msg, &code,
+                                                                        &sp);
+                                if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                                        if (sp && nspent == capspent) {
+                                                size_t ncap = capspent ? capspent * 2 : 256;
+                                                wal_msg **nv = realloc(spent,
+                                                                       ncap * sizeof(*nv));
+                                                if (nv) {
+                                                        spent = nv;
+                                                        capspent = ncap;
+                                                }
+                                        }
+                                        if (sp && nspent < capspent)
+                                                spent[nspent++] = sp;
+                                        else
+                                                wal_msg_unref(sp);
                                         continue;
+                                }
                                 if (err == RD_KAFKA_RESP_ERR__FAIL) {
                                         wal_error_set(&e, code, 0, "kafka: channel %s: cannot "
                                                       "make the record: %s", w->base.channel,
@@ -1889,6 +1983,13 @@ static void *kafka_fence_main(void *arg)
                         }
                         kafka_pending_fail(w, p, code, e);
                         wal_error_free(e);
+                }
+                if (nspent) {
+                        pthread_mutex_lock(&o->lock);
+                        kafka_spent_give(w, spent, nspent, capspent);
+                        pthread_mutex_unlock(&o->lock);
+                } else {
+                        free(spent);
                 }
         }
 }
