@@ -661,6 +661,22 @@ int rconn_send(struct rconn *rc, const char *buf, size_t len, wal_error **reterr
         return 0;
 }
 
+int rconn_send_borrowed(struct rconn *rc, const char *buf, size_t len)
+{
+        if (!rc->c || (rc->c->obuf && rc->c->obuf[0]))
+                return -ENOTCONN;
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = send(rc->c->fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return done > 0 ? -EIO : -errno;
+                done += (size_t)n;
+        }
+        return 0;
+}
+
 int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
                 wal_error **reterr)
 {

@@ -112,6 +112,19 @@ int rconn_flush(struct rconn *rc, wal_error **reterr);
  * and no signal mask to change.  On failure the connection is closed. */
 int rconn_send(struct rconn *rc, const char *buf, size_t len, wal_error **reterr);
 
+/* The same write for a thread that does not own @rc while its owner may be
+ * polling it (redis.c, "Sending from append()"): it never blocks
+ * (MSG_DONTWAIT), nothing queued in hiredis is flushed, and a failure
+ * leaves the connection open, for its owner to drop.  Returns 0 or -errno
+ * (-ENOTCONN when not connected, -EIO when only part of @buf went out). */
+int rconn_send_borrowed(struct rconn *rc, const char *buf, size_t len);
+
+/* The socket of @rc, for poll(); -1 when disconnected. */
+static inline int rconn_fd(const struct rconn *rc)
+{
+        return rc && rc->c ? rc->c->fd : -1;
+}
+
 /**
  * Read the next reply, at most @timeout_ms (-1: no limit), stopping early
  * if @stop_fd (>= 0) polls readable (-ECANCELED).  A reply over

@@ -1249,6 +1249,58 @@ Test(redis, pipelined_appends_complete_in_order)
         w->ops->close(w);
 }
 
+/*
+ * An idle writer waits on its connection as well as for work, and a lone
+ * append is sent by append() itself (redis.c, "Sending from append()").
+ * Lone appends, bursts queued behind them, and a connection the server
+ * dropped while the writer was idle (CLIENT KILL: the writer must drop it
+ * rather than let append() send into it, which would fail that append with
+ * -ECONNRESET) all keep every append landing once, in call order.
+ */
+Test(redis, lone_appends_and_bursts_stay_in_order_across_an_idle_kill)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);
+        struct walimpls_wal *w = open_ok("lone", 1, WAL_ACCESS_RW);
+        enum { ROUNDS = 6, BURST = 40 };
+        struct wal_msgid prev = WAL_MSGID_NONE;
+        long total = 0;
+        for (int round = 0; round < ROUNDS; round++) {
+                if (round == 2 || round == 4) {
+                        raw_ok("CLIENT KILL TYPE normal SKIPME yes");
+                        usleep(20000); /* let the writer see the EOF */
+                }
+                struct wal_msgid id = append_ok(w, "lone");
+                cr_assert(wal_msgid_is_none(prev) || wal_msgid_cmp(prev, id) < 0,
+                          "round %d: lone append's ID not after the previous one", round);
+                prev = id;
+                total++;
+                struct done *d[BURST];
+                for (int i = 0; i < BURST; i++) {
+                        wal_msg *m = msg_text("burst");
+                        d[i] = done_new();
+                        cr_assert_eq(w->ops->append(w, m, done_cb, d[i]), 0);
+                        wal_msg_unref(m);
+                }
+                for (int i = 0; i < BURST; i++) {
+                        cr_assert(done_wait(d[i], 20000), "round %d: append %d never completed",
+                                  round, i);
+                        cr_assert_eq(d[i]->calls, 1);
+                        cr_assert_eq(d[i]->status, 0, "round %d append %d: %s", round, i,
+                                     d[i]->msg);
+                        cr_assert_lt(wal_msgid_cmp(prev, d[i]->id), 0,
+                                     "round %d: IDs not increasing in call order at %d", round, i);
+                        prev = d[i]->id;
+                        done_free(d[i]);
+                        total++;
+                }
+        }
+        redisReply *rep = raw("XLEN wal:lone");
+        cr_assert_eq(rep->integer, total);
+        freeReplyObject(rep);
+        w->ops->close(w);
+}
+
 /* The writer keeps many XADDs in flight (redis.c, "The sliding window").
  * A foreign entry ahead of the clock, inside the writer's term range, makes
  * the first XADDs in flight refused as below the stream's last ID: they and
