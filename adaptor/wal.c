@@ -344,18 +344,22 @@ static struct waiter *hand_to_waiter(wal *w)
                 last = last->next;
         struct waiter *wt = first->userdata;
         atomic_fetch_add(&wt->refs, 1);
+        /* Cut the run off the queue before the caller can see it: once
+         * HANDED, it may be walking the run at once. */
+        struct wal_append_op *rest = last->next;
+        last->next = NULL;
         wt->run = first;
         unsigned expect = WT_WAITING;
         if (!atomic_compare_exchange_strong(&wt->state, &expect, WT_HANDED)) {
                 /* It gave up waiting: the dispatcher runs the op. */
                 wt->run = NULL;
+                last->next = rest;
                 waiter_unref(wt);
                 return NULL;
         }
-        w->cb_head = last->next;
-        if (!w->cb_head)
+        w->cb_head = rest;
+        if (!rest)
                 w->cb_tail = NULL;
-        last->next = NULL;
         w->cb_busy = true;
         return wt;
 }
