@@ -13,10 +13,26 @@
  * the backend's top comment in kafka.c): 5 MiB / 100 000 message sets per
  * partition with older data dropped silently, no transactional fencing, no
  * CreateTopics.
+ *
+ * Nagle.  The mock's broker sockets keep Nagle's algorithm on (its owner's
+ * socket.nagle.disable does not reach them), so a response written in
+ * pieces waited for the client's delayed ACK: about 40 ms on one request
+ * in three or so (a Fetch or ListOffsets round trip of 44 ms where the rest
+ * take 0.1 ms, librdkafka debug=protocol), which made the first record of a
+ * replay arrive after ~45 ms at random, on a plain librdkafka consumer as
+ * much as on a scanner.  Linux hands TCP_NODELAY from a listening socket
+ * down to the sockets it accepts, so kafka_mock_host_start() sets it on the
+ * mock's listeners (found by their ports among this process's descriptors)
+ * before anyone connects.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -36,6 +52,43 @@ static void mock_log_cb(const rd_kafka_t *rk, int level, const char *fac, const 
         (void)rk;
         walu_log(level <= 3 ? WAL_LOG_ERROR : level <= 5 ? WAL_LOG_WARNING : WAL_LOG_DEBUG,
                  "kafka mock: %s: %s", fac, buf);
+}
+
+/* Is @port one of the bootstrap list @bs ("127.0.0.1:P1,127.0.0.1:P2")? */
+static bool mock_port_listed(const char *bs, unsigned port)
+{
+        char want[16];
+        snprintf(want, sizeof(want), ":%u", port);
+        size_t wl = strlen(want);
+        for (const char *p = strstr(bs, want); p; p = strstr(p + 1, want))
+                if (p[wl] == ',' || p[wl] == '\0')
+                        return true;
+        return false;
+}
+
+/* TCP_NODELAY on every listening TCP socket of this process whose port is
+ * in @bs (see "Nagle" above).  @returns how many were set. */
+static int mock_listeners_nodelay(const char *bs)
+{
+        struct rlimit rl;
+        int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ?
+                    (int)rl.rlim_cur : 65536;
+        int n = 0;
+        for (int fd = 0; fd < maxfd; fd++) {
+                struct sockaddr_in sa;
+                socklen_t sl = sizeof(sa);
+                int listening = 0;
+                socklen_t ol = sizeof(listening);
+                if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0 || sl != sizeof(sa) ||
+                    sa.sin_family != AF_INET ||
+                    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) < 0 ||
+                    !listening || !mock_port_listed(bs, ntohs(sa.sin_port)))
+                        continue;
+                int one = 1;
+                if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+                        n++;
+        }
+        return n;
 }
 
 int kafka_mock_host_start(int brokers, struct kafka_mock_host **ret, wal_error **reterr)
@@ -71,6 +124,10 @@ int kafka_mock_host_start(int brokers, struct kafka_mock_host **ret, wal_error *
                 kafka_mock_host_stop(h);
                 return wal_error_set(reterr, -ENOMEM, 0, "kafka mock: out of memory");
         }
+        int nd = mock_listeners_nodelay(h->bootstraps);
+        if (nd != brokers)
+                walu_log(WAL_LOG_WARNING, "kafka mock: TCP_NODELAY set on %d of %d broker "
+                         "listeners (responses may wait for delayed ACKs)", nd, brokers);
         *ret = h;
         return 0;
 }
