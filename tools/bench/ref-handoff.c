@@ -13,8 +13,16 @@
  * every store is followed by FUTEX_WAKE_PRIVATE: the cost of waking a
  * parked reader, which bench-api's "parked" workload is compared to.
  *
- * Usage: ref-handoff --mode spin|futex [--count N] (default 200000 spin,
- *        20000 futex; 1000 untimed round trips first)
+ * --pace-us N (informational, not a goal's reference): the pinger sleeps N
+ * microseconds before each store, stamps the time, and the ponger reads the
+ * clock when it wakes, so the one-way figure is that of a reader that has
+ * been parked for about N microseconds, measured the way bench-api's parked
+ * workload measures (clock at the sender before the store, clock at the
+ * receiver after the wake-up).  On the 2-vCPU VMs a paced wake-up costs
+ * more than a ping-pong one (the idle vCPU must be woken first).
+ *
+ * Usage: ref-handoff --mode spin|futex [--count N] [--pace-us N] (default
+ *        200000 spin, 20000 futex; 1000 untimed round trips first)
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -27,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench-report.h"
@@ -36,6 +45,9 @@
 static _Atomic int flag;
 static bool use_futex;
 static long total;      /* round trips, warm-up included */
+static long pace_us;    /* --pace-us: the pinger sleeps this long before each store */
+static _Atomic uint64_t sent_ns;        /* paced: when the pinger stored */
+static struct bench_lat paced_lat;      /* paced: one-way, measured by the ponger */
 
 static void futex_wait(_Atomic int *addr, int val)
 {
@@ -89,6 +101,8 @@ static void *ponger(void *arg)
         pin(1);
         for (long i = 0; i < total; i++) {
                 await(1);
+                if (pace_us && i >= WARMUP)
+                        bench_lat_add(&paced_lat, bench_now_ns() - atomic_load(&sent_ns));
                 post(0);
         }
         return NULL;
@@ -108,6 +122,12 @@ int main(int argc, char **argv)
                 return 2;
         }
         total = count + WARMUP;
+        pace_us = atol(bench_arg(argc, argv, "pace-us", "0"));
+        if (pace_us < 0 || (pace_us && !use_futex)) {
+                fprintf(stderr, "ref-handoff: --pace-us >= 0, with --mode futex only\n");
+                return 2;
+        }
+        struct timespec pace = { pace_us / 1000000, (pace_us % 1000000) * 1000 };
 
         pthread_t th;
         if (pthread_create(&th, NULL, ponger, NULL) != 0)
@@ -118,6 +138,13 @@ int main(int argc, char **argv)
         for (long i = 0; i < total; i++) {
                 if (i == WARMUP)
                         start = bench_now_ns();
+                if (pace_us) {
+                        nanosleep(&pace, NULL);
+                        atomic_store(&sent_ns, bench_now_ns());
+                        post(1);
+                        await(0);
+                        continue;
+                }
                 uint64_t t0 = bench_now_ns();
                 post(1);
                 await(0);
@@ -128,11 +155,13 @@ int main(int argc, char **argv)
         pthread_join(th, NULL);
 
         struct bench_result res = {
-                .program = use_futex ? "ref-futex" : "ref-spin", .workload = mode,
+                .program = use_futex ? "ref-futex" : "ref-spin",
+                .workload = pace_us ? "futex-paced" : mode,
                 .records = (uint64_t)count, .seconds = (double)(stop - start) / 1e9,
-                .writers = 1, .lat = &lat,
+                .writers = 1, .lat = pace_us ? &paced_lat : &lat,
         };
         bench_report(&res);
         free(lat.v);
+        free(paced_lat.v);
         return 0;
 }
