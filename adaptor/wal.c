@@ -55,6 +55,7 @@
 
 #include "adaptor/adaptor.h"
 #include "utility/walu.h"
+#include "wal/wal-log.h"
 
 static _Thread_local int tls_in_backend_append;
 
@@ -1015,30 +1016,51 @@ static void anchor_done(void *arg, int status, struct wal_msgid id, const wal_er
         pthread_mutex_unlock(&aw->lock);
 }
 
-/* Newest tick in the log, so this term's clock starts above it. */
+/*
+ * Newest tick in the log, so this term's clock starts above it.  When the
+ * newest message cannot be read (an error, or nothing within 5 s), the
+ * clock is not seeded from the log: the anchor's realtime floor still puts
+ * this term above every older writer on the same clock, but not above one
+ * whose clock ran ahead, so the log hook hears about it.
+ */
 static void seed_clock(wal *w, struct wal_msgid *ret_last)
 {
         *ret_last = WAL_MSGID_NONE;
         if (!w->impl->ops->info)
                 return;
         struct walimpls_info info = { .first_id = WAL_MSGID_NONE, .last_id = WAL_MSGID_NONE };
-        if (w->impl->ops->info(w->impl, &info, NULL) < 0 || wal_msgid_is_none(info.last_id))
-                return;
+        wal_error *err = NULL;
+        int r = w->impl->ops->info(w->impl, &info, &err);
+        if (r < 0 || wal_msgid_is_none(info.last_id))
+                goto out;
         *ret_last = info.last_id;
         struct walimpls_read_opts ro = {
                 .name = "anchor",
                 .deliver = { .policy = WAL_DELIVER_START_FROM, .id = info.last_id },
         };
         struct walimpls_scanner *s = NULL;
-        if (w->impl->ops->read(w->impl, &ro, &s, NULL) < 0)
-                return;
+        if ((r = w->impl->ops->read(w->impl, &ro, &s, &err)) < 0)
+                goto out;
         wal_msg *m = NULL;
-        if (s->ops->next(s, 1000, &m, NULL) == 0) {
+        r = s->ops->next(s, 5000, &m, &err);
+        if (r == 0) {
                 if (wal_msg_time_tick(m) > w->last_tick)
                         w->last_tick = wal_msg_time_tick(m);
                 wal_msg_unref(m);
         }
         s->ops->close(s);
+out:
+        if (r < 0 && r != -EOPNOTSUPP) {
+                char id[WAL_MSGID_STRLEN] = "";
+                if (!wal_msgid_is_none(info.last_id))
+                        wal_msgid_format(info.last_id, id, sizeof(id));
+                walu_log(WAL_LOG_WARNING,
+                         "wal %s: time ticks not seeded from the log (newest message %s: %s); "
+                         "this term's ticks start at the realtime clock",
+                         w->channel, id[0] ? id : "unknown",
+                         err ? wal_error_message(err) : wal_strerror(r));
+        }
+        wal_error_free(err);
 }
 
 /*
