@@ -100,7 +100,10 @@ struct wal_interceptor {
         int (*do_append)(void *arg, wal *w, wal_msg *msg, wal_append_next *next);
 
         /* Optional.  Called once when an append that passed this interceptor
-         * completes, before the user's callback; must not block. */
+         * completes, before the user's callback; must not block.  Hooks run
+         * one at a time, in the order callbacks do, on the wal's completion
+         * thread, except that those of a wal_append_wait() append may run on
+         * the thread waiting in it (never inside wal_append()). */
         void (*done)(void *arg, wal *w, const struct wal_append_result *res);
 
         /* Optional.  Called once when the wal is open, before its first

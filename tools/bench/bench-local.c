@@ -5,7 +5,7 @@
  * (walimpls/walimpls.h) as the adaptor drives it: registry lookup,
  * builder.build with local.dir, opener.open, wal.append with a completion
  * callback, wal.read and scanner.next; and wal.flush after each blocking
- * append, which the adaptor's wal_append_wait() does not call yet.
+ * append, as the adaptor's wal_append_wait() does.
  *
  * Workloads (--workload):
  *   writers   --writers N threads, each: build a message, append, wait for
