@@ -13,7 +13,8 @@
  * every store is followed by FUTEX_WAKE_PRIVATE: the cost of waking a
  * parked reader, which bench-api's "parked" workload is compared to.
  *
- * --pace-us N (informational, not a goal's reference): the pinger sleeps N
+ * --pace-us N (the parked-reader goal's reference in run-all.sh, paced as
+ * bench-api's parked workload is): the pinger sleeps N
  * microseconds before each store, stamps the time, and the ponger reads the
  * clock when it wakes, so the one-way figure is that of a reader that has
  * been parked for about N microseconds, measured the way bench-api's parked

@@ -226,8 +226,13 @@ if want adaptor; then
                 echo "pair $i: adaptor (memory)" >&2
                 pair "$i" ours-deliver "'$bin/bench-api' --backend memory --workload deliver --count $deliver_n" \
                         ref-spin "'$bin/ref-handoff' --mode spin --count $spin_n"
+                # The parked reader's goal reference is a raw futex handoff
+                # paced as ours is (the reader parked ~100 us before each
+                # wake-up); the unpaced ping-pong (REF-FUTEX as perf-anchors
+                # §9.3 defines it) runs beside it for information.
                 pair "$i" ours-parked "'$bin/bench-api' --backend memory --workload parked --count $deliver_n --pace-us 100" \
-                        ref-futex "'$bin/ref-handoff' --mode futex --count $futex_n"
+                        ref-futex-paced "'$bin/ref-handoff' --mode futex --count $deliver_n --pace-us 100"
+                run ref-futex "$bin/ref-handoff" --mode futex --count "$futex_n"
                 pair "$i" ours-append-api "'$bin/bench-api' --backend memory --workload append --seconds $secs" \
                         ref-append-spi "'$bin/bench-api' --backend memory --workload append --layer spi --seconds $secs"
         done
