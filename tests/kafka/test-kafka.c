@@ -256,6 +256,18 @@ static rd_kafka_t *plain_client(rd_kafka_type_t type)
         return rk;
 }
 
+/* A plain consumer assigned to partition 0 of @topic from its first offset. */
+static rd_kafka_t *plain_consumer_from_start(const char *topic)
+{
+        rd_kafka_t *c = plain_client(RD_KAFKA_CONSUMER);
+        rd_kafka_poll_set_consumer(c);
+        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        cr_assert_eq(rd_kafka_assign(c, pl), 0);
+        rd_kafka_topic_partition_list_destroy(pl);
+        return c;
+}
+
 /* ---- Cases ---- */
 
 Test(kafka, other_clients_see_plain_payloads_and_headers)
@@ -269,14 +281,9 @@ Test(kafka, other_clients_see_plain_payloads_and_headers)
                 append_idx(w, &a, i);
         cr_assert_eq(acks_wait(&a, 3, 20000), 3);
 
-        rd_kafka_t *c = plain_client(RD_KAFKA_CONSUMER);
-        rd_kafka_poll_set_consumer(c);
         char topic[128];
         snprintf(topic, sizeof(topic), "wal-%s", ch);
-        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        cr_assert_eq(rd_kafka_assign(c, pl), 0);
-        rd_kafka_topic_partition_list_destroy(pl);
+        rd_kafka_t *c = plain_consumer_from_start(topic);
         size_t got = 0;
         uint64_t end = t_now_ms() + 10000;
         while (got < 3 && t_now_ms() < end) {
@@ -710,12 +717,7 @@ Test(kafka, fatal_producer_error_makes_the_opener_unavailable, .timeout = 60)
  * whether one carried the payload @needle. */
 static size_t plain_read_all(const char *topic, size_t expect, const char *needle, bool *found)
 {
-        rd_kafka_t *c = plain_client(RD_KAFKA_CONSUMER);
-        rd_kafka_poll_set_consumer(c);
-        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        cr_assert_eq(rd_kafka_assign(c, pl), 0);
-        rd_kafka_topic_partition_list_destroy(pl);
+        rd_kafka_t *c = plain_consumer_from_start(topic);
         size_t got = 0;
         *found = false;
         /* Read until @expect records arrived, then 300 ms more for extras. */
@@ -1030,12 +1032,7 @@ static void late_cb(void *ud, int status, const wal_msg *msg, const wal_error *e
 /* The offset of the record whose value is @needle in @topic, or -1. */
 static int64_t plain_find(const char *topic, const char *needle)
 {
-        rd_kafka_t *c = plain_client(RD_KAFKA_CONSUMER);
-        rd_kafka_poll_set_consumer(c);
-        rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(pl, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        cr_assert_eq(rd_kafka_assign(c, pl), 0);
-        rd_kafka_topic_partition_list_destroy(pl);
+        rd_kafka_t *c = plain_consumer_from_start(topic);
         int64_t lo = 0, hi = 0;
         cr_assert_eq(rd_kafka_query_watermark_offsets(c, topic, 0, &lo, &hi, 5000), 0);
         int64_t found = -1, next = lo;

@@ -278,20 +278,11 @@ struct reader {
  * CPU 1 (the adaptor's own threads are left to the scheduler). */
 static bool pinning = true;
 
-static void pin(int cpu)
-{
-        if (!pinning || sysconf(_SC_NPROCESSORS_ONLN) < 2)
-                return;
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
 static void *reader_main(void *arg)
 {
         struct reader *rd = arg;
-        pin(1);
+        if (pinning)
+                bench_pin(1);
         int timeout = rd->parked ? 1000 : 0;
         int idle_ms = 0;
         while (atomic_load_explicit(&rd->seen, memory_order_relaxed) < rd->total) {
@@ -332,7 +323,8 @@ static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
         pthread_t th;
         if (pthread_create(&th, NULL, reader_main, &rd) != 0)
                 bench_die("pthread_create", errno);
-        pin(0);
+        if (pinning)
+                bench_pin(0);
         struct timespec pace = { pace_us / 1000000, (pace_us % 1000000) * 1000 };
         struct timespec nap = { 0, 20000 };
         uint64_t start = 0;

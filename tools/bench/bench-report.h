@@ -10,7 +10,24 @@
 #ifndef BENCH_REPORT_H
 #define BENCH_REPORT_H
 
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
 #include "bench-common.h"
+
+/* Pin the calling thread to @cpu when there are two CPUs or more.  Every
+ * latency program here pins its writer to CPU 0 and its reader to CPU 1,
+ * so ours and the references are scheduled alike. */
+static inline void bench_pin(int cpu)
+{
+        if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+                return;
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
 
 /* Print @r as one JSON line, with p50/p99/p99.9 also in nanoseconds. */
 static inline void bench_report(struct bench_result *r)

@@ -86,20 +86,10 @@ static void await(int want)
         }
 }
 
-static void pin(int cpu)
-{
-        if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-                return;
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
 static void *ponger(void *arg)
 {
         (void)arg;
-        pin(1);
+        bench_pin(1);
         for (long i = 0; i < total; i++) {
                 await(1);
                 if (pace_us && i >= WARMUP)
@@ -133,7 +123,7 @@ int main(int argc, char **argv)
         pthread_t th;
         if (pthread_create(&th, NULL, ponger, NULL) != 0)
                 bench_die("pthread_create", errno);
-        pin(0);
+        bench_pin(0);
         struct bench_lat lat = { 0 };
         uint64_t start = 0;
         for (long i = 0; i < total; i++) {

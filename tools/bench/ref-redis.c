@@ -51,17 +51,6 @@ struct probe {
 
 static bool pinning;
 
-/* bench-api's pinning: writer on CPU 0, reader on CPU 1. */
-static void pin(int cpu)
-{
-        if (!pinning || sysconf(_SC_NPROCESSORS_ONLN) < 2)
-                return;
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
 static redisContext *connect_or_die(const struct probe *p)
 {
         redisContext *c = redisConnect(p->host, p->port);
@@ -76,7 +65,8 @@ static redisContext *connect_or_die(const struct probe *p)
 static void *reader_main(void *arg)
 {
         struct probe *p = arg;
-        pin(1);
+        if (pinning)
+                bench_pin(1);
         redisContext *c = connect_or_die(p);
         char last[64] = "$";
         while (atomic_load(&p->seen) < p->total) {
@@ -128,7 +118,8 @@ int main(int argc, char **argv)
         pthread_t th;
         if (pthread_create(&th, NULL, reader_main, &p) != 0)
                 bench_die("pthread_create", errno);
-        pin(0);
+        if (pinning)
+                bench_pin(0);
         /* The reader's first XREAD must be blocked on "$" before any XADD. */
         struct timespec settle = { 0, 50 * 1000000 };
         nanosleep(&settle, NULL);
