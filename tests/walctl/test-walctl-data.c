@@ -624,6 +624,21 @@ Test(walctl_data, channels_info_truncate)
         t_out_free(&r);
 }
 
+/* An ID after the last one is refused (64, naming both IDs) and cuts nothing. */
+Test(walctl_data, truncate_after_last_id_is_refused)
+{
+        append_ok("alpha", "1\n2\n3\n");
+        struct t_out r = lw(NULL, T_ARGS("truncate", "alpha", "999"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect(strstr(r.err, "ID 999 is after the last ID "), "%s", r.err);
+        cr_expect_str_empty(r.out);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("read", "alpha"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "1\n2\n3\n");
+        t_out_free(&r);
+}
+
 /* ---- Follow, signals, pipes ---- */
 
 static void expect_lines(int fd, const char *const *want)

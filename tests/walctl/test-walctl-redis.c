@@ -107,6 +107,23 @@ Test(walctl_redis, append_read_resume_info_channels_truncate)
         t_out_free(&r);
 }
 
+/* On Redis, truncating at an ID after the last entry would delete every
+ * entry: walctl refuses it (64) and the records stay. */
+Test(walctl_redis, truncate_after_last_id_is_refused)
+{
+        struct t_out r = rw("a\nb\n", T_ARGS("append", "orders"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        r = rw(NULL, T_ARGS("truncate", "orders", "99999999999999-0"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect(strstr(r.err, "ID 99999999999999-0 is after the last ID"), "%s", r.err);
+        t_out_free(&r);
+        r = rw(NULL, T_ARGS("read", "orders"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "a\nb\n");
+        t_out_free(&r);
+}
+
 Test(walctl_redis, follow_and_fencing)
 {
         struct t_out r = rw("x\n", T_ARGS("--term", "4", "append", "f"));
