@@ -639,6 +639,89 @@ Test(walctl_data, truncate_after_last_id_is_refused)
         t_out_free(&r);
 }
 
+/* The last ID of @channel per `info --json` into @buf. */
+static void last_id_of(const char *channel, char *buf, size_t len)
+{
+        struct t_out r = lw(NULL, T_ARGS("info", "--json", channel));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        struct t_json *j = t_json_parse(r.out, strlen(r.out));
+        cr_assert_not_null(j, "%s", r.out);
+        cr_assert_not_null(t_json_str(j, "last_id"), "%s", r.out);
+        snprintf(buf, len, "%s", t_json_str(j, "last_id"));
+        t_json_free(j);
+        t_out_free(&r);
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A caught-up reader resuming with --after LAST ends at once (it used to
+ * wait the 2 s idle end for a message that could not come), quietly; one
+ * starting after the last ID also ends at once and says why nothing came. */
+Test(walctl_data, read_starting_at_or_after_the_end_ends_at_once)
+{
+        append_ok("alpha", "1\n2\n3\n");
+        char last[64];
+        last_id_of("alpha", last, sizeof(last));
+
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        struct t_out r = lw(NULL, T_ARGS("read", "--after", last, "--show-position", "alpha"));
+        double took = seconds_since(&t0);
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.out);
+        char want[160];
+        snprintf(want, sizeof(want), "position: %s\n", last);
+        cr_expect_str_eq(r.err, want);
+        cr_expect_lt(took, 1.5, "--after the last ID took %.2f s", took);
+        t_out_free(&r);
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = lw(NULL, T_ARGS("read", "-o", "999", "alpha"));
+        took = seconds_since(&t0);
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.out);
+        snprintf(want, sizeof(want), "-o 999 is after the last ID %s; nothing to read", last);
+        cr_expect(strstr(r.err, want), "%s", r.err);
+        cr_expect_lt(took, 1.5, "-o after the last ID took %.2f s", took);
+        t_out_free(&r);
+
+        r = lw(NULL, T_ARGS("-q", "read", "--after", "999", "alpha"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.err);
+        t_out_free(&r);
+
+        /* The records are still read from an earlier position. */
+        r = lw(NULL, T_ARGS("read", "--after", "beginning", "alpha"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "1\n2\n3\n");
+        t_out_free(&r);
+}
+
+/* A --vchannel that no record can have is a bad value (64) for read as for
+ * append, checked before anything is opened: append used to create the
+ * channel and then fail on record 0, read printed nothing with status 0. */
+Test(walctl_data, invalid_vchannel_is_a_usage_error)
+{
+        append_ok("alpha", "1\n");
+        struct t_out r = lw(NULL, T_ARGS("read", "--vchannel", "bad/v", "alpha"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect(strstr(r.err, "read --vchannel: \"bad/v\" is not a valid name"), "%s", r.err);
+        t_out_free(&r);
+        r = lw("a\n", T_ARGS("append", "--vchannel", "bad/v", "fresh"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect(strstr(r.err, "append --vchannel: \"bad/v\" is not a valid name"), "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("channels"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "alpha\n", "nothing created");
+        t_out_free(&r);
+}
+
 /* ---- Follow, signals, pipes ---- */
 
 static void expect_lines(int fd, const char *const *want)

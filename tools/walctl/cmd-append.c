@@ -39,6 +39,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <walimpls/walimpls.h>
+
 #include "walctl.h"
 
 #define READ_CHUNK (1u << 20)
@@ -506,6 +508,12 @@ static int run(struct walctl *w, int argc, char **argv)
                 case OPT_VCHANNEL:
                         if (!*optarg) {
                                 rc = walctl_usage_error("append --vchannel", "empty name");
+                                goto out;
+                        }
+                        if (!walimpls_channel_name_valid(optarg)) {
+                                rc = walctl_usage_error("append --vchannel", "\"%s\" is not "
+                                                        "a valid name (%s)", optarg,
+                                                        WALCTL_NAME_RULE);
                                 goto out;
                         }
                         a.vchannel = optarg;

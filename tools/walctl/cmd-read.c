@@ -14,7 +14,10 @@
  * every message up to that ID passes through the loop and the end is seen
  * even when the last message is one walctl does not print (a time tick).
  * Only messages readers never see (a rolled-back transaction at the very
- * end) can hide it; then the read ends after IDLE_END_MS without news.
+ * end) can hide it; then the read ends after IDLE_END_MS without news.  A
+ * read that starts at or after that ID (`--after LAST`, the resume of a
+ * caught-up reader) ends at once without a scanner; one that starts after
+ * it (-o or --after an ID the channel does not have yet) also warns.
  *
  * Positions.  The position is the ID of the last message taken from the
  * scanner, printed or filtered out; `read --after POS` with the same filters
@@ -39,6 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <walimpls/walimpls.h>
 
 #include "walctl.h"
 
@@ -421,6 +426,10 @@ static int run(struct walctl *w, int argc, char **argv)
                 case OPT_VCHANNEL:
                         if (!*optarg)
                                 return walctl_usage_error("read --vchannel", "empty name");
+                        if (!walimpls_channel_name_valid(optarg))
+                                return walctl_usage_error("read --vchannel", "\"%s\" is not "
+                                                          "a valid name (%s)", optarg,
+                                                          WALCTL_NAME_RULE);
                         rd.vchannel = optarg;
                         break;
                 case OPT_TYPE: {
@@ -507,7 +516,22 @@ static int run(struct walctl *w, int argc, char **argv)
                 struct wal_msgid stop_at = info.last_id;
                 if (d.policy == WAL_DELIVER_LATEST && !rd.follow)
                         stop_at = WAL_MSGID_NONE;  /* nothing to wait for */
-                rc = read_loop(&rd, wl, &d, stop_at, sigfd);
+                if (!rd.follow && !rd.at_beginning && !wal_msgid_is_none(stop_at) &&
+                    (d.policy == WAL_DELIVER_START_AFTER || d.policy == WAL_DELIVER_START_FROM) &&
+                    wal_msgid_cmp(rd.position, stop_at) >= 0) {
+                        /* Starting at or after the end: nothing to read, and
+                         * no message will ever show the end was reached. */
+                        if (wal_msgid_cmp(rd.position, stop_at) > 0) {
+                                char last[WAL_MSGID_STRLEN];
+                                wal_msgid_format(stop_at, last, sizeof(last));
+                                walctl_warn(w, "read %s: %s %s is after the last ID %s; "
+                                            "nothing to read", rd.channel,
+                                            after ? "--after" : "-o", after ? after : offset,
+                                            last);
+                        }
+                } else {
+                        rc = read_loop(&rd, wl, &d, stop_at, sigfd);
+                }
         }
         int orc = walctl_out_finish("read");
         if (!rc)
@@ -526,7 +550,8 @@ const struct walctl_command walctl_cmd_read = {
         .args = "CHANNEL",
         .summary = "print records",
         .help = "Print the records of CHANNEL, from the beginning unless told otherwise,\n"
-                "and stop at the end of the log as it was when the read began.\n"
+                "and stop at the end of the log as it was when the read began (at once\n"
+                "when -o or --after is at or after that end; after it, with a warning).\n"
                 "\n"
                 "Options:\n"
                 "  -o, --offset POS       where to start: beginning (the default), end (only\n"

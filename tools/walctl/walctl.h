@@ -115,6 +115,9 @@ void walctl_print_command_help(const struct walctl_command *c);
 
 /** "walctl: <what>: <why>" on stderr; @p what and the arguments are borrowed. */
 void walctl_error(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* What walimpls_channel_name_valid() accepts (channel and vchannel names). */
+#define WALCTL_NAME_RULE "1..200 bytes of [A-Za-z0-9._-], not starting with '.' or '-'"
+
 /** As walctl_error() plus a "Try ..." hint; @returns WALCTL_EXIT_USAGE. */
 int walctl_usage_error(const char *what, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
