@@ -2032,6 +2032,13 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                 }
                 int64_t recorded;
                 r = read_term(io, c->dir, &recorded);
+                if (r == -EBADMSG) {
+                        io->close(io->ctx, lfd);
+                        r = wal_error_set(reterr, r, 0, "local: %s/term is damaged: it does "
+                                          "not hold the channel's owner term (a non-negative "
+                                          "decimal number)", c->dir);
+                        goto out;
+                }
                 if (r < 0) {
                         io->close(io->ctx, lfd);
                         r = wal_error_set(reterr, r, 0, "local: cannot read %s/term: %s",

@@ -615,8 +615,9 @@ static int run(struct walctl *w, int argc, char **argv)
                         if (r < 0)
                                 walctl_fail(what, r, err);
                         else if (!rc && !st)
-                                walctl_error(what, "interrupted; rolled back, nothing "
-                                             "was written");
+                                walctl_error(what, "interrupted; rolled back: none of "
+                                             "its %" PRIu64 " records is visible to readers",
+                                             a.next);
                 } else {
                         r = wal_txn_commit(a.txn, NULL, &err);
                         a.txn = NULL;

@@ -52,15 +52,23 @@ int walctl_opener(struct walctl *w, wal_opener **ret)
         return 0;
 }
 
+/* "no such channel", with where the backend looked when it says so. */
+static int no_such_channel(const char *channel, wal_error *err)
+{
+        if (err && wal_error_message(err) && *wal_error_message(err))
+                walctl_error(channel, "no such channel (%s)", wal_error_message(err));
+        else
+                walctl_error(channel, "no such channel");
+        wal_error_free(err);
+        return WALCTL_EXIT_NOCHANNEL;
+}
+
 int walctl_open_ro(struct walctl *w, wal_opener *o, const char *channel, wal **ret)
 {
         wal_error *err = NULL;
         int r = wal_open(o, channel, w->term >= 0 ? w->term : 0, WAL_ACCESS_RO, ret, &err);
-        if (r == -ENOENT) {
-                wal_error_free(err);
-                walctl_error(channel, "no such channel");
-                return WALCTL_EXIT_NOCHANNEL;
-        }
+        if (r == -ENOENT)
+                return no_such_channel(channel, err);
         if (r < 0)
                 return walctl_fail(channel, r, err);
         return 0;
@@ -78,9 +86,7 @@ int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool cr
                         wal_error_free(err);
                         term = 1;
                 } else if (r == -ENOENT) {
-                        wal_error_free(err);
-                        walctl_error(channel, "no such channel");
-                        return WALCTL_EXIT_NOCHANNEL;
+                        return no_such_channel(channel, err);
                 } else if (r < 0) {
                         return walctl_fail(channel, r, err);
                 } else {
