@@ -1371,11 +1371,26 @@ int wal_adaptor_truncate(wal *w, struct wal_msgid id, wal_error **reterr)
         int r = wal_life_enter(&w->life);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "wal \"%s\" is closed", w->channel);
-        if (!w->impl->ops->truncate)
+        struct walimpls_info bi = { .first_id = WAL_MSGID_NONE, .last_id = WAL_MSGID_NONE };
+        if (!w->impl->ops->truncate) {
                 r = wal_error_set(reterr, -EOPNOTSUPP, 0,
                                   "backend \"%s\" cannot truncate", w->opener->builder->name);
-        else
+        } else if (w->impl->ops->info && w->impl->ops->info(w->impl, &bi, NULL) == 0 &&
+                   !wal_msgid_is_none(bi.last_id) && wal_msgid_cmp(id, bi.last_id) > 0) {
+                /* An ID the log has not reached is a caller's mistake, and
+                 * would mean "everything" to some backends (XTRIM MINID)
+                 * and nothing to others: refused the same way everywhere.
+                 * Appends meanwhile only move the last ID up. */
+                char want[WAL_MSGID_STRLEN] = "", last[WAL_MSGID_STRLEN] = "";
+                wal_msgid_format(id, want, sizeof(want));
+                wal_msgid_format(bi.last_id, last, sizeof(last));
+                r = wal_error_set(reterr, -EINVAL, 0,
+                                  "truncating \"%s\": ID %s is after the last ID %s of the "
+                                  "channel; nothing was truncated",
+                                  w->channel, want, last);
+        } else {
                 r = w->impl->ops->truncate(w->impl, id, reterr);
+        }
         if (r < 0 && reterr && !*reterr)
                 wal_error_set(reterr, r, 0, "truncating \"%s\": %s", w->channel,
                               wal_strerror(r));

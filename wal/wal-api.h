@@ -340,7 +340,8 @@ WAL_EXPORT int wal_replay(wal *w, const struct wal_deliver *deliver, wal_replay_
 
 /**
  * @brief Allow the backend to delete everything up to and including @p id.
- * @returns 0; -EINVAL (NULL, WAL_MSGID_NONE); -EOPNOTSUPP; -EROFS;
+ * @returns 0; -EINVAL (NULL, WAL_MSGID_NONE, or an ID after the channel's
+ *          last ID: nothing is truncated); -EOPNOTSUPP; -EROFS;
  *          -ESHUTDOWN; a backend error.
  * @remark Thread-safe; may block.
  */

@@ -111,6 +111,19 @@ Test(adaptor_api, channels_info_truncate_stats)
         cr_assert_geq(info.last_time_tick, wal_msg_time_tick(b));
 
         struct wal_msgid first_before = info.first_id;
+        /* An ID the log has not reached is refused, naming both IDs, and
+         * cuts nothing (memory and Redis would otherwise delete it all). */
+        struct wal_msgid past = wal_msg_id(b);
+        past.lo += 1000;
+        wal_error *e = NULL;
+        cr_assert_eq(wal_truncate(w, past, &e), -EINVAL);
+        cr_assert(strstr(wal_error_message(e), "is after the last ID"), "%s",
+                  wal_error_message(e));
+        wal_error_free(e);
+        cr_assert_eq(wal_info(w, &info, NULL), 0);
+        cr_assert(wal_msgid_eq(info.first_id, first_before));
+        cr_assert(wal_msgid_eq(info.last_id, wal_msg_id(b)));
+
         cr_assert_eq(wal_truncate(w, wal_msg_id(a), NULL), 0);
         cr_assert_eq(wal_info(w, &info, NULL), 0);
         /* Backends may delete later (whole segments): memory deletes now. */

@@ -6,36 +6,14 @@
  * a term; walctl_open_rw() joins the owner's current term (unless --term
  * says otherwise) so truncating never fences the channel's writer, and it
  * refuses to create a channel that does not exist (66).  An ID after the
- * channel's last ID is refused (64) before anything is cut: on Redis it
- * would delete every record there is, so a mistyped ID would empty the
- * channel.  Prints nothing on success, like rm.
+ * channel's last ID is refused by wal_truncate() (-EINVAL, so 64) before
+ * anything is cut: on Redis it would delete every record there is, so a
+ * mistyped ID would empty the channel.  Prints nothing on success, like rm.
  */
 #include <getopt.h>
 #include <stdio.h>
 
 #include "walctl.h"
-
-/* 0 if @id is at or before @wl's last ID (or the backend does not know its
- * last ID); else names both and returns the usage exit code. */
-static int check_not_after_last(wal *wl, const char *channel, struct wal_msgid id)
-{
-        struct wal_info info;
-        wal_error *err = NULL;
-        int r = wal_info(wl, &info, &err);
-        if (r < 0) {
-                char what[300];
-                snprintf(what, sizeof(what), "truncate %s", channel);
-                return walctl_fail(what, r, err);
-        }
-        if (wal_msgid_is_none(info.last_id) || wal_msgid_cmp(id, info.last_id) <= 0)
-                return 0;
-        char want[WAL_MSGID_STRLEN], last[WAL_MSGID_STRLEN];
-        wal_msgid_format(id, want, sizeof(want));
-        wal_msgid_format(info.last_id, last, sizeof(last));
-        walctl_error("truncate", "%s: ID %s is after the last ID %s of the channel; nothing "
-                     "was truncated", channel, want, last);
-        return WALCTL_EXIT_USAGE;
-}
 
 static int run(struct walctl *w, int argc, char **argv)
 {
@@ -60,8 +38,6 @@ static int run(struct walctl *w, int argc, char **argv)
         int rc = walctl_opener(w, &o);
         if (!rc)
                 rc = walctl_open_rw(w, o, channel, false, &wl);
-        if (!rc)
-                rc = check_not_after_last(wl, channel, id);
         if (!rc) {
                 wal_error *err = NULL;
                 int r = wal_truncate(wl, id, &err);
