@@ -716,6 +716,46 @@ static int apply_props(const uint8_t *env, size_t len, wal_msg *m, wal_error **r
 }
 
 /*
+ * One field of a plain envelope at *@pp: a one-byte tag of a known integer
+ * field (1, 2, 5-11) and its varint value (@ret, and in @ret_any the OR of
+ * its 7-bit groups: a bool is true when any is set).  @returns the field
+ * number, or 0 for anything else (the caller then takes the general path,
+ * which decides).  Inlined into both plain readers below: they run once per
+ * record in a replay.
+ */
+static inline __attribute__((always_inline)) unsigned
+plain_field(const uint8_t **pp, const uint8_t *end, uint64_t *ret, unsigned *ret_any)
+{
+        const uint8_t *p = *pp;
+        unsigned tag = *p++;
+        unsigned num = tag >> 3;
+        if ((tag & 0x87) != WIRE_VARINT || num == 0 || num == 3 || num == 4 || num > 11)
+                return 0;
+        if (p < end && !(*p & 0x80)) {
+                /* one-byte value: the usual version, type and flags */
+                *ret = *p;
+                *ret_any = *p++;
+                *pp = p;
+                return num;
+        }
+        uint64_t x = 0;
+        unsigned any = 0;
+        for (unsigned i = 0;; i++) {
+                if (p == end || i == 10)
+                        return 0;
+                unsigned b = *p++;
+                x |= (uint64_t)(b & 0x7f) << (7 * i);
+                any |= b & 0x7f;
+                if (!(b & 0x80))
+                        break;
+        }
+        *ret = x;
+        *ret_any = any;
+        *pp = p;
+        return num;
+}
+
+/*
  * The common envelope in one tight loop: only integer fields (1, 2, 5-11)
  * with one-byte tags and varint values, no properties, no vchannel, no
  * unknown field.  Fills @e exactly as scan_envelope() would and returns
@@ -736,21 +776,11 @@ static bool scan_plain_envelope(const uint8_t *p, size_t len, struct env_view *e
         e->vchannel = NULL;
         e->vchannel_len = 0;
         while (p < end) {
-                unsigned tag = *p++;
-                unsigned num = tag >> 3;
-                if ((tag & 0x87) != WIRE_VARINT || num == 0 || num == 3 || num == 4 || num > 11)
+                uint64_t v;
+                unsigned any;
+                unsigned num = plain_field(&p, end, &v, &any);
+                if (!num)
                         return false;
-                uint64_t v = 0;
-                unsigned any = 0;
-                for (unsigned i = 0;; i++) {
-                        if (p == end || i == 10)
-                                return false;
-                        unsigned b = *p++;
-                        v |= (uint64_t)(b & 0x7f) << (7 * i);
-                        any |= b & 0x7f;
-                        if (!(b & 0x80))
-                                break;
-                }
                 switch (num) {
                 case 1: e->version = (uint32_t)v; break;
                 case 2: e->type = (uint32_t)v; break;
@@ -851,29 +881,11 @@ static bool view_plain(const uint8_t *p, size_t len, struct wal_msg_view *v)
                 p += 4;
         }
         while (p < end) {
-                unsigned tag = *p++;
-                unsigned num = tag >> 3;
-                if ((tag & 0x87) != WIRE_VARINT || num == 0 || num == 3 || num == 4 || num > 11)
-                        return false;
                 uint64_t x;
                 unsigned any;
-                if (p < end && !(*p & 0x80)) {
-                        /* one-byte value: the usual version, type and flags */
-                        x = *p++;
-                        any = (unsigned)x;
-                } else {
-                        x = 0;
-                        any = 0;
-                        for (unsigned i = 0;; i++) {
-                                if (p == end || i == 10)
-                                        return false;
-                                unsigned b = *p++;
-                                x |= (uint64_t)(b & 0x7f) << (7 * i);
-                                any |= b & 0x7f;
-                                if (!(b & 0x80))
-                                        break;
-                        }
-                }
+                unsigned num = plain_field(&p, end, &x, &any);
+                if (!num)
+                        return false;
                 /* a repeated field: the last one counts */
                 switch (num) {
                 case 1: version = (uint32_t)x; break;
