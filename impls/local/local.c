@@ -995,14 +995,14 @@ static void writer_drain_efd(struct writer *w)
  * timer the cheapest way, a plain poll on both fds, whatever the write
  * path.  (BENCHMARKS.md, run of 14:39: with this wait the only difference,
  * 1 writer was 0.80x REF-SYNC under local.io=auto waiting in io_uring and
- * 0.95x under local.io=sync.)  @returns false if only the timer (or the
- * timeout) ended the wait. */
-static bool writer_idle(struct writer *w, int timeout_ms)
+ * 0.95x under local.io=sync.)  @returns false if only the timer ended the
+ * wait. */
+static bool writer_idle(struct writer *w)
 {
         struct pollfd p[2] = { { .fd = w->efd, .events = POLLIN },
                                { .fd = w->tfd, .events = POLLIN } };
         int n;
-        while ((n = poll(p, 2, timeout_ms)) < 0 && errno == EINTR)
+        while ((n = poll(p, 2, -1)) < 0 && errno == EINTR)
                 ;
         if (n > 0 && (p[1].revents & POLLIN)) {
                 uint64_t v;
@@ -1049,15 +1049,6 @@ static void writer_defer(struct writer *w)
                 return;
         }
         w->timer_at = at;
-}
-
-/* The writer thread is about to sleep with nothing in flight (caller holds
- * qlock): until an append kicks it, a deferred append's timer fires or
- * close.  @returns the poll timeout (none). */
-static int writer_sleep(struct writer *w)
-{
-        w->sleeping = true;
-        return -1;
 }
 
 static void uring_arm_efd(struct writer *w)
@@ -1315,15 +1306,11 @@ static void *writer_main(void *arg)
                 uint64_t seen = atomic_load_explicit(&w->appended, memory_order_acquire);
                 bool spin = w->spin_ns && !did_work && !exit_now && !own && !w->failed &&
                             !w->closing && !caller_io && !napped;
-                int idle_ms = -1;
-                if (!did_work && !exit_now && !spin) {
-                        if (own) {
-                                /* the ring wait covers completions */
-                                w->sleeping = true;
-                        } else {
-                                idle_ms = writer_sleep(w);
-                        }
-                }
+                /* About to sleep (the ring wait covers completions; with
+                 * nothing in flight, writer_idle() until an append kicks
+                 * it, a deferred append's timer fires or close). */
+                if (!did_work && !exit_now && !spin)
+                        w->sleeping = true;
                 pthread_mutex_unlock(&w->qlock);
                 if (spin) {
                         /* Nothing in flight: watch for work, then sleep
@@ -1333,7 +1320,7 @@ static void *writer_main(void *arg)
                         pthread_mutex_lock(&w->qlock);
                         bool more = w->ready_head || (w->open && w->open->n) || w->closing;
                         if (!more)
-                                idle_ms = writer_sleep(w);
+                                w->sleeping = true;
                         pthread_mutex_unlock(&w->qlock);
                         if (more)
                                 continue;
@@ -1363,7 +1350,7 @@ static void *writer_main(void *arg)
                 }
                 napped = false;
                 if (!did_work && !own) {
-                        napped = !writer_idle(w, idle_ms);
+                        napped = !writer_idle(w);
                         if (w->uring)
                                 uring_reap(w);
                 } else if (w->uring) {
