@@ -139,10 +139,7 @@ static uint64_t next_tick_at(wal *w, uint64_t now_ms)
 
 uint64_t wal_next_tick(wal *w)
 {
-        uint64_t now = walu_realtime_ms() << WAL_TICK_LOGICAL_BITS;
-        uint64_t t = now > w->last_tick ? now : w->last_tick + 1;
-        w->last_tick = t;
-        return t;
+        return next_tick_at(w, walu_realtime_ms());
 }
 
 struct wal_msgid wal_current_last_confirmed(wal *w)

@@ -482,7 +482,9 @@ static int wait_published(wal_scanner *s, unsigned seen, int timeout_ms, uint64_
                 }
                 if (atomic_load(&s->stop))
                         return -ECANCELED;
-                if (atomic_load(&w->wake_word) != seen)
+                /* What ended the spin (wait_over), the slot included: no
+                 * park while the entry is already there. */
+                if (atomic_load(&w->wake_word) != seen || wal_cache_ready(&w->cache, s->seq))
                         return 0;
                 int rem = remaining_ms(timeout_ms, deadline);
                 if (rem == 0)
@@ -490,12 +492,8 @@ static int wait_published(wal_scanner *s, unsigned seen, int timeout_ms, uint64_
                 atomic_fetch_add(&w->parked, 1);
                 wal_futex_wait(&w->wake_word, seen, rem);
                 atomic_fetch_sub(&w->parked, 1);
-                if (atomic_load(&s->stop))
-                        return -ECANCELED;
-                if (atomic_load(&w->wake_word) != seen)
-                        return 0;
-                if (remaining_ms(timeout_ms, deadline) == 0)
-                        return -ETIMEDOUT;
+                /* Round again: the spin ends at once on a publication or a
+                 * close, and the checks above decide. */
         }
 }
 

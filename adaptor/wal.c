@@ -182,17 +182,11 @@ struct wal_msgid wal_durable_id(wal *w)
         }
 }
 
-static uint64_t realtime_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Nanoseconds since @start (realtime_ns(); 0 if the clock was set back). */
+/* Nanoseconds since @start (walu_realtime_ns(); 0 if the clock was set
+ * back). */
 static uint64_t latency_since(uint64_t start)
 {
-        uint64_t now = realtime_ns();
+        uint64_t now = walu_realtime_ns();
         return now > start ? now - start : 0;
 }
 
@@ -722,7 +716,7 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
         op->userdata = userdata;
         op->txn = txn;
         op->internal = internal;
-        op->t_start_ns = realtime_ns();
+        op->t_start_ns = walu_realtime_ns();
         op->id = WAL_MSGID_NONE;
         if (txn && wal_msg_type(op->msg) == WAL_MSG_DATA) {
                 pthread_mutex_lock(&txn->lock);
