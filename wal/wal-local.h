@@ -10,7 +10,8 @@
  *
  *   wal_local_verify()  reads every frame and reports the first fault;
  *   wal_local_repair()  cuts the log at that fault, keeping everything before
- *                       it, after copying what it cuts to side files.
+ *                       it, after copying what it cuts to side files, and
+ *                       rewrites a damaged term file.
  *
  * Both exist only when libwal is built with the local backend (HAVE_LOCAL).
  * Thread-safe; they block on disk I/O.
@@ -31,12 +32,14 @@ enum wal_local_fault_kind {
         WAL_LOCAL_FAULT_BAD_FRAME,      /* a frame fails its CRC or header check */
         WAL_LOCAL_FAULT_BAD_HEADER,     /* a segment header does not validate */
         WAL_LOCAL_FAULT_LSN_GAP,        /* a segment is missing or LSNs are out of sequence */
+        WAL_LOCAL_FAULT_BAD_TERM,       /* every frame checks out, but the term file (the
+                                           owner's term) is damaged: segment is "term" */
 };
 
 struct wal_local_fault {
         enum wal_local_fault_kind kind;
         const char *kind_name;          /* "none", "torn-tail", "bad-frame", "bad-header",
-                                           "lsn-gap" (static) */
+                                           "lsn-gap", "bad-term" (static) */
         char segment[64];               /* segment file name in the channel directory,
                                            "" when kind is NONE */
         uint64_t offset;                /* byte offset of the fault in that file */
@@ -69,7 +72,11 @@ WAL_EXPORT int wal_local_verify(const char *dir, const char *channel,
  * "<segment>.cut-<offset>" (fsynced), or the whole segment is renamed
  * "<segment>.cut" when none of it is valid; every later segment is renamed
  * "<name>.cut"; then the directory is fsynced.  The records before the fault
- * stay and read as before.  Nothing is changed on a clean channel.
+ * stay and read as before.  A damaged term file (fault BAD_TERM, or found
+ * after the cut) is kept as "term.cut" and replaced by the term of the last
+ * record (a local log's terms never decrease, so that is the highest term
+ * that wrote), or removed when no record is left.  Nothing is changed on a
+ * clean channel.
  * @param ret  the fault that was repaired (kind NONE: nothing to do), with
  *             cut_file set; set only when 0 is returned.
  * @returns 0; -EBUSY a writer has the channel open (in any process);

@@ -9,9 +9,13 @@
  *
  *   <local.dir>/<channel>/               one directory per channel
  *       lock                             flock()ed (exclusive) by the writer
- *       term                             decimal term of the owner, replaced
- *                                        atomically (tmp + fsync + rename +
- *                                        directory fsync)
+ *       term                             decimal term of the owner and a
+ *                                        newline, replaced atomically (tmp +
+ *                                        fsync + rename + directory fsync);
+ *                                        absent until the first read-write
+ *                                        open.  Anything else in it is damage
+ *                                        (verify: bad-term; repair records the
+ *                                        last record's term instead)
  *       00000000000000000001.seg         segments, named by their first LSN,
  *       00000000000000004711.seg         20 digits so names sort as numbers
  *
@@ -162,6 +166,7 @@
 
 #include <wal/wal-log.h>
 #include "utility/crc32c.h"
+#include "utility/envelope.h"
 #include "utility/walu.h"
 #include "local.h"
 
@@ -454,6 +459,7 @@ const char *local_fault_kind_name(enum local_fault_kind k)
         case LOCAL_FAULT_BAD_FRAME: return "bad-frame";
         case LOCAL_FAULT_BAD_HEADER: return "bad-header";
         case LOCAL_FAULT_LSN_GAP: return "lsn-gap";
+        case LOCAL_FAULT_BAD_TERM: return "bad-term";
         }
         return "unknown";
 }
@@ -1007,6 +1013,150 @@ int local_chan_scan(const struct local_io_ops *io, const char *dir, enum local_s
         return 0;
 }
 
+/* ---- Term file ---- */
+
+int local_term_read(const struct local_io_ops *io, const char *dir, int64_t *ret)
+{
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof(path), "%s/term", dir) >= sizeof(path))
+                return -ENAMETOOLONG;
+        int fd = io->open(io->ctx, path, O_RDONLY, 0);
+        if (fd == -ENOENT) {
+                *ret = -1;
+                return 0;
+        }
+        if (fd < 0)
+                return fd;
+        char buf[32] = { 0 };
+        ssize_t n = read_full(io, fd, buf, sizeof(buf) - 1, 0);
+        io->close(io->ctx, fd);
+        if (n < 0)
+                return (int)n;
+        /* Exactly digits and an optional newline: anything else is damage
+         * (the file is only ever replaced whole, so it cannot be torn). */
+        size_t len = (size_t)n, digits = 0;
+        while (digits < len && buf[digits] >= '0' && buf[digits] <= '9')
+                digits++;
+        if (digits == 0 || digits > 18 || len - digits > 1 ||
+            (len > digits && buf[digits] != '\n'))
+                return -EBADMSG;
+        *ret = strtoll(buf, NULL, 10);
+        return 0;
+}
+
+int local_term_write(const struct local_io_ops *io, const char *dir, int64_t term)
+{
+        char tmp[4096], dst[4096];
+        if ((size_t)snprintf(tmp, sizeof(tmp), "%s/term.tmp", dir) >= sizeof(tmp) ||
+            (size_t)snprintf(dst, sizeof(dst), "%s/term", dir) >= sizeof(dst))
+                return -ENAMETOOLONG;
+        int fd = io->open(io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+                return fd;
+        char buf[32];
+        int len = snprintf(buf, sizeof(buf), "%" PRId64 "\n", term);
+        int r = 0;
+        for (int done = 0; r == 0 && done < len;) {
+                ssize_t m = io->pwrite(io->ctx, fd, buf + done, (size_t)(len - done), done);
+                if (m <= 0)
+                        r = m < 0 ? (int)m : -EIO;
+                else
+                        done += (int)m;
+        }
+        if (r == 0)
+                r = io->fsync(io->ctx, fd);
+        io->close(io->ctx, fd);
+        if (r == 0)
+                r = io->rename(io->ctx, tmp, dst);
+        if (r == 0)
+                r = local_io_fsync_dir(io, dir);
+        return r;
+}
+
+/*
+ * The term of the channel's last record: its envelope's term.  A local log's
+ * terms never decrease (a writer holds the channel's lock, and an older term
+ * is fenced before it can append after a newer one), so this is the highest
+ * term that wrote.  @returns 0 with *ret, -ENOENT when the channel holds no
+ * record, -EBADMSG when the last frame does not decode, or a read error.
+ */
+static int last_record_term(const struct local_io_ops *io, const struct local_chan_scan *sc,
+                            int64_t *ret)
+{
+        const struct local_seg *s = NULL;
+        for (size_t i = sc->n_segs; i-- > 0;) {
+                if (sc->segs[i]->last_lsn >= sc->segs[i]->first_lsn) {
+                        s = sc->segs[i];
+                        break;
+                }
+        }
+        if (!s)
+                return -ENOENT;
+        uint64_t off, lsn;
+        local_seg_index_find(s, s->last_lsn, &off, &lsn);
+        int fd = io->open(io->ctx, s->path, O_RDONLY, 0);
+        if (fd < 0)
+                return fd;
+        struct rbuf b = { 0 };
+        int r = 0;
+        for (;;) {
+                uint8_t hdr[LOCAL_FRAME_HDR_SIZE];
+                ssize_t n = read_full(io, fd, hdr, sizeof(hdr), off);
+                if (n < (ssize_t)sizeof(hdr)) {
+                        r = n < 0 ? (int)n : -EBADMSG;
+                        break;
+                }
+                /* The scan passed these frames; check the walk stays on them. */
+                uint32_t body = walu_get_be32(hdr + 0);
+                if (walu_get_be64(hdr + 8) != lsn || body > LOCAL_FRAME_MAX_BODY) {
+                        r = -EBADMSG;
+                        break;
+                }
+                uint64_t size = local_frame_size(body);
+                if (lsn < s->last_lsn) {
+                        off += size;
+                        lsn++;
+                        continue;
+                }
+                r = rbuf_reserve(&b, (size_t)size);
+                if (r < 0)
+                        break;
+                n = read_full(io, fd, b.p, (size_t)size, off);
+                if (n < 0) {
+                        r = (int)n;
+                        break;
+                }
+                struct local_frame f;
+                struct wal_msg_view v;
+                if (local_frame_decode(b.p, (size_t)n, &f) <= 0 ||
+                    walu_envelope_view(f.env, f.env_len, &v, NULL) < 0) {
+                        r = -EBADMSG;
+                        break;
+                }
+                *ret = v.term;
+                r = 0;
+                break;
+        }
+        free(b.p);
+        io->close(io->ctx, fd);
+        return r;
+}
+
+/* A clean scan's verdict on the term file: a fault of kind BAD_TERM when it
+ * exists and is damaged.  @returns 0 or a read error. */
+static int check_term(const struct local_io_ops *io, const char *chan_dir, struct local_fault *f)
+{
+        int64_t t;
+        int r = local_term_read(io, chan_dir, &t);
+        if (r != -EBADMSG)
+                return r;
+        f->kind = LOCAL_FAULT_BAD_TERM;
+        snprintf(f->segment, sizeof(f->segment), "term");
+        f->offset = 0;
+        f->lsn = 0;
+        return 0;
+}
+
 /* ---- Verify and repair ---- */
 
 int local_verify(const char *chan_dir, struct local_fault *ret, wal_error **reterr)
@@ -1019,6 +1169,50 @@ int local_verify(const char *chan_dir, struct local_fault *ret, wal_error **rete
                 return r;
         *ret = sc.fault;
         local_chan_scan_done(&sc);
+        if (ret->kind == LOCAL_FAULT_NONE) {
+                r = check_term(local_io_current_ops(), chan_dir, ret);
+                if (r < 0)
+                        return wal_error_set(reterr, r, 0, "local: cannot read %s/term: %s",
+                                             chan_dir, strerror(-r));
+        }
+        return 0;
+}
+
+/*
+ * Repair a damaged term file: keep its bytes as "term.cut", then record the
+ * term of the channel's last record (the highest that wrote; see
+ * last_record_term), or leave no term file when the channel holds no record
+ * (the next read-write open records its own).  A writer that had opened with
+ * a higher term and crashed before its first record is not remembered: no
+ * file says it existed.
+ */
+static int repair_term(const struct local_io_ops *io, const char *chan_dir,
+                       const struct local_chan_scan *sc, wal_error **reterr)
+{
+        char from[4096], to[4200];
+        snprintf(from, sizeof(from), "%s/term", chan_dir);
+        snprintf(to, sizeof(to), "%s/term.cut", chan_dir);
+        int64_t term = -1;
+        int r = last_record_term(io, sc, &term);
+        if (r < 0 && r != -ENOENT)
+                return wal_error_set(reterr, r, 0, "local: reading the last record's term "
+                                     "in %s: %s", chan_dir, strerror(-r));
+        r = io->rename(io->ctx, from, to);
+        if (r == 0 && term >= 0)
+                r = local_term_write(io, chan_dir, term);
+        else if (r == 0)
+                r = local_io_fsync_dir(io, chan_dir);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "local: replacing %s: %s", from,
+                                     strerror(-r));
+        if (term >= 0)
+                walu_log(WAL_LOG_WARNING, "local: repaired %s: the damaged term file is now "
+                         "term.cut; term %" PRId64 " (the last record's) recorded", chan_dir,
+                         term);
+        else
+                walu_log(WAL_LOG_WARNING, "local: repaired %s: the damaged term file is now "
+                         "term.cut; the channel holds no record, so no term is recorded",
+                         chan_dir);
         return 0;
 }
 
@@ -1082,7 +1276,7 @@ int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **rete
                 goto out_lock;
         *ret = sc.fault;
         if (sc.fault.kind == LOCAL_FAULT_NONE)
-                goto out;
+                goto term;
 
         /* The faulty segment is the last one sc kept. */
         struct local_seg *s = sc.segs[sc.n_segs - 1];
@@ -1150,6 +1344,24 @@ int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **rete
                          "LSN %" PRIu64 " kept",
                          chan_dir, sc.fault.segment, sc.fault.offset,
                          local_fault_kind_name(sc.fault.kind), sc.fault.last_lsn);
+term:
+        /* The term file last: after a cut, the last record is the one kept. */
+        if (r == 0) {
+                struct local_fault tf = { .kind = LOCAL_FAULT_NONE };
+                r = check_term(io, chan_dir, &tf);
+                if (r < 0)
+                        wal_error_set(reterr, r, 0, "local: cannot read %s/term: %s", chan_dir,
+                                      strerror(-r));
+                else if (tf.kind != LOCAL_FAULT_NONE)
+                        r = repair_term(io, chan_dir, &sc, reterr);
+                if (r == 0 && ret->kind == LOCAL_FAULT_NONE)
+                        *ret = (struct local_fault){ .kind = tf.kind, .segment = { 0 },
+                                                     .first_lsn = ret->first_lsn,
+                                                     .last_lsn = ret->last_lsn,
+                                                     .segments = ret->segments };
+                if (r == 0 && ret->kind == LOCAL_FAULT_BAD_TERM)
+                        snprintf(ret->segment, sizeof(ret->segment), "term");
+        }
 out:
         local_chan_scan_done(&sc);
 out_lock:

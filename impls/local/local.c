@@ -428,61 +428,6 @@ static uint8_t *scratch_get(size_t n)
         return s->p;
 }
 
-/* ---- Term file ---- */
-
-static int read_term(const struct local_io_ops *io, const char *dir, int64_t *ret)
-{
-        char *p = path_join(dir, "term");
-        if (!p)
-                return -ENOMEM;
-        int fd = io->open(io->ctx, p, O_RDONLY, 0);
-        free(p);
-        if (fd == -ENOENT) {
-                *ret = -1;
-                return 0;
-        }
-        if (fd < 0)
-                return fd;
-        char buf[32] = { 0 };
-        ssize_t n = io->pread(io->ctx, fd, buf, sizeof(buf) - 1, 0);
-        io->close(io->ctx, fd);
-        if (n < 0)
-                return (int)n;
-        char *end;
-        long long v = strtoll(buf, &end, 10);
-        if (end == buf || v < 0)
-                return -EBADMSG;
-        *ret = v;
-        return 0;
-}
-
-static int write_term(const struct local_io_ops *io, const char *dir, int64_t term)
-{
-        char *tmp = path_join(dir, "term.tmp"), *dst = path_join(dir, "term");
-        int r = -ENOMEM;
-        if (!tmp || !dst)
-                goto out;
-        int fd = io->open(io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) {
-                r = fd;
-                goto out;
-        }
-        char buf[32];
-        int len = snprintf(buf, sizeof(buf), "%" PRId64 "\n", term);
-        r = write_full(io, fd, buf, (size_t)len, 0);
-        if (r == 0)
-                r = io->fsync(io->ctx, fd);
-        io->close(io->ctx, fd);
-        if (r == 0)
-                r = io->rename(io->ctx, tmp, dst);
-        if (r == 0)
-                r = local_io_fsync_dir(io, dir);
-out:
-        free(tmp);
-        free(dst);
-        return r;
-}
-
 /* ---- Channel table ---- */
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -2018,7 +1963,7 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                         goto out;
                 }
                 int64_t recorded;
-                r = read_term(io, c->dir, &recorded);
+                r = local_term_read(io, c->dir, &recorded);
                 if (r == -EBADMSG) {
                         io->close(io->ctx, lfd);
                         r = wal_error_set(reterr, r, 0, "local: %s/term is damaged: it does "
@@ -2042,7 +1987,7 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                 }
                 r = chan_recover_rw(c, o, reterr);
                 if (r == 0 && opts->term > recorded) {
-                        r = write_term(io, c->dir, opts->term);
+                        r = local_term_write(io, c->dir, opts->term);
                         if (r < 0)
                                 wal_error_set(reterr, r, 0, "local: recording term in %s/term: "
                                               "%s", c->dir, strerror(-r));
@@ -2065,7 +2010,7 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                         goto out;
                 }
                 if (opts->term > cur) {
-                        r = write_term(c->io, c->dir, opts->term);
+                        r = local_term_write(c->io, c->dir, opts->term);
                         if (r < 0) {
                                 wal_error_set(reterr, r, 0, "local: recording term in %s/term: "
                                               "%s", c->dir, strerror(-r));
@@ -2078,7 +2023,7 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                 r = chan_load_ro(c, o, reterr);
                 if (r == 0) {
                         int64_t recorded;
-                        if (read_term(c->io, c->dir, &recorded) == 0)
+                        if (local_term_read(c->io, c->dir, &recorded) == 0)
                                 atomic_store(&c->owner_term, recorded);
                 }
         }

@@ -204,6 +204,7 @@ enum local_fault_kind {
         LOCAL_FAULT_BAD_FRAME,    /* bad CRC/header with valid data after it */
         LOCAL_FAULT_BAD_HEADER,   /* a segment header that does not validate */
         LOCAL_FAULT_LSN_GAP,      /* a segment missing, or LSNs out of sequence */
+        LOCAL_FAULT_BAD_TERM,     /* the frames are intact but the term file is not */
 };
 
 struct local_fault {
@@ -238,6 +239,18 @@ int local_verify(const char *chan_dir, struct local_fault *ret, wal_error **rete
  */
 int local_repair(const char *chan_dir, struct local_fault *ret, wal_error **reterr);
 
+
+/*
+ * The term file (format at the top of local-format.c): read the recorded
+ * owner term of the channel in @dir (borrowed).  @returns 0 with *ret = the
+ * term, or -1 when there is no term file yet; -EBADMSG when the file does not
+ * hold exactly one non-negative decimal number (and an optional newline); or
+ * a negative errno from the read.
+ */
+int local_term_read(const struct local_io_ops *io, const char *dir, int64_t *ret);
+/* Replace the term file atomically (tmp, fsync, rename, directory fsync).
+ * @returns 0 or a negative errno. */
+int local_term_write(const struct local_io_ops *io, const char *dir, int64_t term);
 
 /* ---- Segment scanning (used by local.c and the functions above) ---- */
 

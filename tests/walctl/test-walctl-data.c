@@ -589,6 +589,65 @@ Test(walctl_data, bad_flags_and_values_are_64)
 
 /* ---- channels, info, truncate ---- */
 
+Test(walctl_data, append_json_stops_taking_input_when_its_acks_are_not_read)
+{
+        signal(SIGPIPE, SIG_IGN);
+        int in, out, err;
+        pid_t pid = lw_spawn_in(T_ARGS("append", "-J", "acks"), &in, &out, &err);
+        cr_assert_eq(write(in, "first\n", 6), 6);
+        char buf[256];
+        cr_assert_geq(t_read_line(out, buf, sizeof(buf), 20000), 0, "the first ack");
+        cr_expect(strstr(buf, "\"n\":0"), "%s", buf);
+        close(out);     /* `| head -1` */
+        /* Offer far more input than walctl keeps in flight or buffers. */
+        static char chunk[64 * 1024];
+        for (size_t i = 0; i + 2 <= sizeof(chunk); i += 2)
+                memcpy(chunk + i, "x\n", 2);
+        const long offered_lines = 4000000;
+        long lines = 0;
+        while (lines < offered_lines) {
+                ssize_t n = write(in, chunk, sizeof(chunk));
+                if (n <= 0)
+                        break;  /* EPIPE: walctl stopped reading */
+                lines += n / 2;
+        }
+        close(in);
+        cr_expect_eq(t_wait(pid), 1, "a partial append is not a success");
+        ssize_t n = pread(err, buf, sizeof(buf) - 1, 0);  /* a memfd */
+        buf[n > 0 ? n : 0] = '\0';
+        close(err);
+        cr_expect(strstr(buf, "standard output closed; stopped reading input after "),
+                  "stderr: [%s]", buf);
+        /* What was appended is a prefix of the input, far from all of it. */
+        struct t_out r = lw(NULL, T_ARGS("info", "acks"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        const char *count = t_line(r.out, "count\t");
+        cr_assert_not_null(count, "%s", r.out);
+        long stored = atol(count + strlen("count\t"));
+        cr_expect(stored >= 1 && stored < offered_lines / 2, "stored %ld of %ld offered",
+                  stored, offered_lines);
+        t_out_free(&r);
+}
+
+Test(walctl_data, channels_on_a_missing_local_dir_says_so)
+{
+        char set[700];
+        snprintf(set, sizeof(set), "local.dir=%s/not-there", dir);
+        const char **full = t_backend_args("local", set, T_ARGS("channels"));
+        struct t_out r = t_walctl(NULL, NULL, 0, full);
+        free(full);
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.out);
+        cr_expect(strstr(r.err, "/not-there does not exist"), "%s", r.err);
+        t_out_free(&r);
+        /* An existing, empty directory lists nothing, quietly. */
+        r = lw(NULL, T_ARGS("channels"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.out);
+        cr_expect_str_empty(r.err);
+        t_out_free(&r);
+}
+
 Test(walctl_data, channels_info_truncate)
 {
         append_ok("alpha", "1\n2\n3\n");
@@ -1065,6 +1124,85 @@ Test(walctl_data, verify_finds_a_flipped_byte_and_repair_cuts_there)
         cr_expect_str_eq(r.out, "after-repair\n");
         t_out_free(&r);
         free(in);
+}
+
+/* Replace the term file of @channel with @text. */
+static void write_term_file(const char *channel, const char *text)
+{
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s/term", dir, channel);
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        fputs(text, f);
+        cr_assert_eq(fclose(f), 0);
+}
+
+static void term_file_is(const char *channel, const char *want)
+{
+        char path[1024], buf[64] = { 0 };
+        snprintf(path, sizeof(path), "%s/%s/term", dir, channel);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        cr_expect_str_eq(buf, want, "%s", path);
+}
+
+Test(walctl_data, verify_finds_a_damaged_term_file_and_repair_restores_the_last_term)
+{
+        /* Terms 2 then 7 wrote; the term file says 7. */
+        struct t_out r = lw("a\nb\n", T_ARGS("--term", "2", "append", "t"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        r = lw("c\n", T_ARGS("--term", "7", "append", "t"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        term_file_is("t", "7\n");
+
+        /* Damage that parses as a number prefix is still damage. */
+        const char *damage[] = { "garbage", "", "7x\n", "-3\n", "7\n\n" };
+        char buf[128];
+        for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+                write_term_file("t", damage[i]);
+                r = lw(NULL, T_ARGS("verify", "t"));
+                cr_expect_eq(r.code, 65, "'%s': %s", damage[i], r.out);
+                cr_expect_str_eq(field_of(r.out, "status", buf, sizeof(buf)), "bad-term");
+                cr_expect_str_eq(field_of(r.out, "segment", buf, sizeof(buf)), "term");
+                cr_expect(strstr(r.err, "the term file (the owner's term) is damaged"), "%s",
+                          r.err);
+                t_out_free(&r);
+                /* The backend refuses a read-write open; reads still work. */
+                r = lw("d\n", T_ARGS("append", "t"));
+                cr_expect_eq(r.code, 65, "'%s': %s", damage[i], r.err);
+                cr_expect(strstr(r.err, "term is damaged"), "%s", r.err);
+                t_out_free(&r);
+                r = lw(NULL, T_ARGS("read", "t"));
+                cr_expect_eq(r.code, 0, "%s", r.err);
+                cr_expect_str_eq(r.out, "a\nb\nc\n");
+                t_out_free(&r);
+        }
+
+        r = lw(NULL, T_ARGS("repair", "t"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(field_of(r.out, "status", buf, sizeof(buf)), "bad-term");
+        cr_expect_str_eq(field_of(r.out, "cut_file", buf, sizeof(buf)), "term.cut");
+        t_out_free(&r);
+        term_file_is("t", "7\n");
+        r = lw(NULL, T_ARGS("verify", "t"));
+        cr_expect_eq(r.code, 0, "clean after repair: %s", r.out);
+        t_out_free(&r);
+
+        /* The restored term still fences the older writer, and term 7 appends. */
+        r = lw("e\n", T_ARGS("--term", "2", "append", "t"));
+        cr_expect_eq(r.code, 75, "%s", r.err);
+        t_out_free(&r);
+        r = lw("f\n", T_ARGS("--term", "7", "append", "t"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("read", "t"));
+        cr_expect_str_eq(r.out, "a\nb\nc\nf\n");
+        t_out_free(&r);
 }
 
 Test(walctl_data, verify_and_repair_errors)

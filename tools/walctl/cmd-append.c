@@ -25,7 +25,9 @@
  *
  * Errors: the first failed record stops input; records already in flight
  * finish and the acks of those that succeeded are still printed, in order.
- * The exit code is that of the first failure.
+ * The exit code is that of the first failure.  With -J, standard output
+ * failing (the reader of the acks went away) stops input the same way, with
+ * exit code 1, as SIGINT does.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -92,6 +94,7 @@ struct appender {
         size_t n_acks, cap_acks;
         uint64_t written;             /* records acknowledged */
         bool interrupted;
+        bool acks_lost;               /* -J: standard output failed; input stopped */
 };
 
 /* ---- Completions ---- */
@@ -333,6 +336,13 @@ static int pump(struct appender *a)
         while (!eof && !rc && !a->interrupted && !failed(a)) {
                 if (retire(a) < 0) {
                         rc = walctl_fail(a->channel, -ENOMEM, NULL);
+                        break;
+                }
+                if (a->json && walctl_out_error()) {
+                        /* Nobody reads the acks any more (`append -J | head`):
+                         * stop taking input, as a reader that went away
+                         * stops `read`. */
+                        a->acks_lost = true;
                         break;
                 }
                 int ev = wait_event(a, true);
@@ -639,6 +649,12 @@ static int run(struct walctl *w, int argc, char **argv)
                 a.first_err = NULL;
                 pthread_mutex_unlock(&a.err_lock);
         }
+        if (!rc && a.acks_lost) {
+                walctl_error("append", "standard output closed; stopped reading input after "
+                             "%" PRIu64 " records (every one acknowledged is durable)",
+                             a.written);
+                rc = WALCTL_EXIT_FAILURE;
+        }
         if (!rc && a.interrupted) {
                 if (!a.txn_mode)
                         walctl_error("append", "interrupted after %" PRIu64 " records (every "
@@ -690,7 +706,8 @@ const struct walctl_command walctl_cmd_append = {
                 "  -J, --json             print one JSON ack per record, in input order,\n"
                 "                         once the record is durable:\n"
                 "                         {\"v\":1,\"channel\":C,\"id\":ID,\"tt\":TICK,\"n\":INDEX}\n"
-                "                         (with --txn: after the commit)\n"
+                "                         (with --txn: after the commit).  If standard\n"
+                "                         output fails (`| head`), input stops: exit 1\n"
                 "      --window N         records in flight at once (default 4096)\n"
                 "\n"
                 "Without --term the channel is opened at the term its owner holds (1 for a\n"

@@ -4,10 +4,16 @@
  *
  * One channel name per line, in the order the backend lists them (none in
  * particular), straight from wal_opener_list_channels().  A backend that
- * cannot list (-EOPNOTSUPP) exits 69 with a message naming it.
+ * cannot list (-EOPNOTSUPP) exits 69 with a message naming it.  On the local
+ * backend, a local.dir that does not exist lists nothing, as it should, but
+ * also says so on standard error: it is more often a mistyped path than an
+ * empty data directory.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "walctl.h"
 
@@ -42,6 +48,13 @@ static int run(struct walctl *w, int argc, char **argv)
                 rc = walctl_fail("channels", r, err);
         else
                 wal_error_free(err);
+        const char *backend = wal_config_get(w->cfg, "backend");
+        const char *dir = wal_config_get(w->cfg, "local.dir");
+        struct stat st;
+        if (r >= 0 && backend && strcmp(backend, "local") == 0 && dir && stat(dir, &st) < 0 &&
+            errno == ENOENT)
+                walctl_error("channels", "local.dir %s does not exist: no channel was ever "
+                             "written there", dir);
         int orc = walctl_out_finish("channels");
         wal_opener_close(o);
         return rc ? rc : orc;
@@ -53,7 +66,8 @@ const struct walctl_command walctl_cmd_channels = {
         .summary = "list the channels of the backend",
         .help = "List the channels the backend holds, one name per line, in no\n"
                 "particular order.  A backend that cannot list its channels exits with\n"
-                "status 69.\n"
+                "status 69.  A local.dir that does not exist lists nothing (status 0)\n"
+                "and is named on standard error.\n"
                 "\n"
                 "Example:\n"
                 "  walctl -X local.dir=/var/lib/app/wal channels | sort\n",

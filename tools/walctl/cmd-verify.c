@@ -23,7 +23,9 @@ static void report(const char *channel, const struct wal_local_fault *f, bool re
 {
         walctl_out_printf("channel\t%s\n", channel);
         walctl_out_printf("status\t%s\n", f->kind == WAL_LOCAL_FAULT_NONE ? "ok" : f->kind_name);
-        if (f->kind != WAL_LOCAL_FAULT_NONE) {
+        if (f->kind == WAL_LOCAL_FAULT_BAD_TERM) {
+                walctl_out_printf("segment\t%s\n", f->segment);  /* "term": the file */
+        } else if (f->kind != WAL_LOCAL_FAULT_NONE) {
                 walctl_out_printf("segment\t%s\noffset\t%" PRIu64 "\nlsn\t%" PRIu64 "\n",
                                   f->segment, f->offset, f->lsn);
         }
@@ -73,6 +75,12 @@ static int run_check(struct walctl *w, int argc, char **argv, bool repair)
                 return WALCTL_EXIT_OK;
         if (repair)
                 return WALCTL_EXIT_OK;  /* the report says what was cut, and where */
+        if (f.kind == WAL_LOCAL_FAULT_BAD_TERM) {
+                walctl_error(what, "the term file (the owner's term) is damaged, so "
+                             "read-write opens fail; `walctl repair %s` records the last "
+                             "record's term in its place", channel);
+                return WALCTL_EXIT_DATAERR;
+        }
         walctl_error(what, "%s in segment %s at offset %" PRIu64 " (LSN %" PRIu64
                      " expected there); `walctl repair %s` cuts the log at that point",
                      f.kind_name, f.segment, f.offset, f.lsn, channel);
@@ -99,8 +107,10 @@ const struct walctl_command walctl_cmd_verify = {
                 "  channel   the name\n"
                 "  status    ok, or the first fault: torn-tail (the last frame was only\n"
                 "            partly written; the next read-write open cuts it), bad-frame,\n"
-                "            bad-header, lsn-gap\n"
-                "  segment   the segment file of the fault (in local.dir/CHANNEL)\n"
+                "            bad-header, lsn-gap, bad-term (the frames are intact but\n"
+                "            the term file, the owner's term, is damaged)\n"
+                "  segment   the segment file of the fault (in local.dir/CHANNEL);\n"
+                "            \"term\" for bad-term, which has no offset or lsn line\n"
                 "  offset    its byte offset in that file\n"
                 "  lsn       the LSN expected there\n"
                 "  valid     the LSNs of the intact records before it (FIRST-LAST)\n"
@@ -123,6 +133,9 @@ const struct walctl_command walctl_cmd_repair = {
                 "SEGMENT.cut-OFFSET in the channel's directory (or the whole segment is\n"
                 "renamed SEGMENT.cut when none of it is valid), later segments are renamed\n"
                 "NAME.cut, and everything is fsynced.  The records before the fault stay.\n"
+                "A damaged term file is kept as term.cut and replaced by the term of the\n"
+                "last record (terms never decrease along a local log), or removed when no\n"
+                "record is left.\n"
                 "Prints the report of verify plus \"cut_file\".  A clean channel is left\n"
                 "alone.  Fails (status 69) while a writer has the channel open.  The local\n"
                 "backend only.\n",
