@@ -2052,8 +2052,11 @@ static int kafka_truncate(struct walimpls_wal *base, struct wal_msgid id, wal_er
                 err = res && res->cnt > 0 ? res->elems[0].err : RD_KAFKA_RESP_ERR__BAD_MSG;
                 if (err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
                     err == RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION) {
-                        walu_log(WAL_LOG_DEBUG, "kafka: truncate %s: the brokers cannot delete "
-                                 "records; retention will", w->base.channel);
+                        /* A warning, not a debug line: the user asked for
+                         * deletion with kafkawal.truncate=delete_records. */
+                        walu_log(WAL_LOG_WARNING, "kafka: truncate %s: the brokers do not "
+                                 "support DeleteRecords, so nothing was deleted; the topic's "
+                                 "retention will delete instead", w->base.channel);
                 } else if (err) {
                         r = kafka_fail(reterr, err, "kafka: truncate %s before offset %" PRId64,
                                        w->base.channel, before);

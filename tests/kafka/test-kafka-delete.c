@@ -5,19 +5,22 @@
  *
  * The mock answers DeleteRecords with _UNSUPPORTED_FEATURE, which truncate
  * accepts ("deleted later or never"), so what this checks is that the
- * request path runs, reports success and deletes nothing.  It lives in its
+ * request path runs, reports success, deletes nothing and says so with a
+ * warning through the log hook (the user asked for deletion).  It lives in its
  * own executable because librdkafka 2.0.2 leaks 176 bytes inside
  * DeleteRecords on that answer (reproduced with a plain librdkafka program
  * under ASan); meson runs it with an LSan suppression for librdkafka's own
  * allocations (lsan-librdkafka.supp) that no other suite gets.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
 #include <walimpls/walimpls.h>
 #include <wal/wal-config.h>
+#include <wal/wal-log.h>
 #include <wal/wal-registry.h>
 #include "impls/kafka/kafka-internal.h"
 #include "t-helpers.h"
@@ -27,6 +30,16 @@ static void done_cb(void *arg, int status, struct wal_msgid id, const wal_error 
         (void)err;
         struct wal_msgid *ret = arg;
         *ret = status == 0 ? id : WAL_MSGID(0, UINT64_MAX - 1);
+}
+
+static atomic_int warned;
+
+static void log_cb(void *arg, int level, const char *msg)
+{
+        (void)arg;
+        if (level == WAL_LOG_WARNING && strstr(msg, "do not support DeleteRecords, so nothing "
+                                                    "was deleted"))
+                atomic_fetch_add(&warned, 1);
 }
 
 Test(kafka_delete, delete_records_on_a_broker_that_cannot, .timeout = 60)
@@ -61,7 +74,10 @@ Test(kafka_delete, delete_records_on_a_broker_that_cannot, .timeout = 60)
                         t_sleep_ms(5);
                 cr_assert_eq(ids[i].hi, 0, "append %d failed", i);
         }
+        wal_set_log_hook(log_cb, NULL);
         cr_assert_eq(w->ops->truncate(w, ids[1], &e), 0, "%s", wal_error_message(e));
+        wal_set_log_hook(NULL, NULL);
+        cr_expect_eq(atomic_load(&warned), 1, "one warning that nothing was deleted");
         /* Past the end is clamped, not an error. */
         cr_assert_eq(w->ops->truncate(w, WAL_MSGID(0, 1000), &e), 0, "%s",
                      wal_error_message(e));
