@@ -93,6 +93,8 @@ struct bench_result {
         int writers;
         size_t record_bytes;
         struct bench_lat *lat; /* may be NULL (scans) */
+        double cpu_seconds;    /* CPU time of the whole process over @seconds
+                                * (every thread), 0 when not measured */
 };
 
 static inline void bench_print(struct bench_result *r)
@@ -108,12 +110,13 @@ static inline void bench_print(struct bench_result *r)
                "\"record_bytes\":%zu,\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ","
                "\"seconds\":%.4f,\"records_per_s\":%.1f,\"mb_per_s\":%.2f,"
                "\"syncs\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-               "\"stored_bytes\":%" PRIu64 ",\"stored_mb_per_s\":%.2f}\n",
+               "\"stored_bytes\":%" PRIu64 ",\"stored_mb_per_s\":%.2f,\"cpu_seconds\":%.4f}\n",
                r->program, r->workload, r->writers, r->record_bytes, r->records, r->bytes,
                r->seconds, r->seconds > 0 ? (double)r->records / r->seconds : 0.0,
                r->seconds > 0 ? (double)r->bytes / r->seconds / 1e6 : 0.0, r->syncs, p50,
                p99, p999, r->stored_bytes,
-               r->seconds > 0 ? (double)r->stored_bytes / r->seconds / 1e6 : 0.0);
+               r->seconds > 0 ? (double)r->stored_bytes / r->seconds / 1e6 : 0.0,
+               r->cpu_seconds);
         fflush(stdout);
 }
 
