@@ -2550,7 +2550,7 @@ static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
         if (r < 0)
                 return r;
         wal_error *derr = NULL;
-        r = walu_envelope_view(f.env_len ? f.env : NULL, f.env_len, &views[0], &derr);
+        r = walu_envelope_view_inline(f.env_len ? f.env : NULL, f.env_len, &views[0], &derr);
         if (r < 0) {
                 r = scanner_fail(s, r, reterr, "local: record LSN %" PRIu64 " in %s at offset %"
                                  PRIu64 ": %s", s->next_lsn, path, s->off,
@@ -2581,19 +2581,27 @@ static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
                                              checked, run, &used);
                 if (s->off + used > s->verified_end)
                         s->verified_end = s->off + used;
-                for (size_t i = 0; i < m; i++) {
-                        struct wal_msg_view *v = &views[k];
-                        if (walu_envelope_view(run[i].env_len ? run[i].env : NULL,
-                                               run[i].env_len, v, NULL) < 0) {
-                                *n = k;     /* the next call reports it */
-                                return 0;
-                        }
-                        v->id = WAL_MSGID(0, s->next_lsn);
-                        v->payload = run[i].payload;
-                        v->payload_len = run[i].payload_len;
-                        s->off += run[i].size;
-                        s->next_lsn++;
-                        k++;
+                /* Per record: the envelope (the common one inline), ID and
+                 * payload into the view; the position moves once after. */
+                uint64_t lsn = s->next_lsn, moved = 0;
+                struct wal_msg_view *v = &views[k];
+                size_t i = 0;
+                for (; i < m; i++, v++) {
+                        const struct local_frame *fr = &run[i];
+                        if (walu_envelope_view_inline(fr->env_len ? fr->env : NULL, fr->env_len,
+                                                      v, NULL) < 0)
+                                break;
+                        v->id = WAL_MSGID(0, lsn + i);
+                        v->payload = fr->payload;
+                        v->payload_len = fr->payload_len;
+                        moved += fr->size;
+                }
+                s->off += moved;
+                s->next_lsn = lsn + i;
+                k += i;
+                if (i < m) {
+                        *n = k;     /* the next call reports it */
+                        return 0;
                 }
                 if (m < want)
                         break;
