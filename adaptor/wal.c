@@ -8,7 +8,9 @@
  * timetick, links the op at the tail of the pending list and calls the
  * backend's append; the SPI assigns IDs in call order, so the pending list,
  * the ticks and the IDs share one order.  Backend completions only mark
- * their op; a single drainer at a time pops the completed prefix of the
+ * their op (a backend that brackets a run of completions with
+ * walimpls_done_batch_begin/end gets one drain at the end of the run); a
+ * single drainer at a time pops the completed prefix of the
  * pending list, which is exactly the durable prefix of the append sequence:
  * each success is frozen into an immutable message, pushed into the
  * write-ahead cache and reported to scanners, then handed to the wal's
@@ -590,6 +592,11 @@ static void drain(wal *w)
         pthread_mutex_unlock(&w->pend_lock);
 }
 
+static void drain_deferred(void *arg)
+{
+        drain(arg);
+}
+
 static void backend_done(void *arg, int status, struct wal_msgid id, const wal_error *err)
 {
         struct wal_append_op *op = arg;
@@ -604,7 +611,12 @@ static void backend_done(void *arg, int status, struct wal_msgid id, const wal_e
          * gone after this.  drain() takes pend_lock, so a drainer busy
          * meanwhile sees this flag in its next round. */
         atomic_store_explicit(&op->completed, true, memory_order_release);
-        drain(w);
+        /* A backend running a run of completions (walimpls_done_batch_begin)
+         * gets one drain at its end: one pass over pend_lock, one scanner
+         * notification and one hand-over to the dispatcher for the run,
+         * not one per completion. */
+        if (!walimpls_done_defer(drain_deferred, w))
+                drain(w);
 }
 
 /* The end of the chain: called with append_lock held (by timetick). */

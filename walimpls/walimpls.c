@@ -53,6 +53,47 @@ int walimpls_flush(struct walimpls_wal *w, int timeout_ms, wal_error **reterr)
         return w->ops->flush(w, timeout_ms, reterr);
 }
 
+/* The completion bracket of this thread (walimpls_done_batch_begin). */
+static _Thread_local struct {
+        int depth;
+        void (*fn)(void *arg);
+        void *arg;
+} done_batch;
+
+void walimpls_done_batch_begin(void)
+{
+        done_batch.depth++;
+}
+
+/* Run the remembered call, if any (it may defer again: it is outside the
+ * bracket by then only if the depth is 0). */
+static void done_batch_run(void)
+{
+        void (*fn)(void *) = done_batch.fn;
+        void *arg = done_batch.arg;
+        done_batch.fn = NULL;
+        done_batch.arg = NULL;
+        if (fn)
+                fn(arg);
+}
+
+void walimpls_done_batch_end(void)
+{
+        if (done_batch.depth > 0 && --done_batch.depth == 0)
+                done_batch_run();
+}
+
+bool walimpls_done_defer(void (*fn)(void *arg), void *arg)
+{
+        if (done_batch.depth == 0 || !fn)
+                return false;
+        if (done_batch.fn && (done_batch.fn != fn || done_batch.arg != arg))
+                done_batch_run();
+        done_batch.fn = fn;
+        done_batch.arg = arg;
+        return true;
+}
+
 int walimpls_scanner_init(struct walimpls_scanner *s, const struct walimpls_scanner_ops *ops,
                           struct walimpls_wal *w, const char *name)
 {

@@ -344,6 +344,31 @@ WAL_EXPORT void walimpls_wal_done(struct walimpls_wal *w);
  */
 WAL_EXPORT int walimpls_flush(struct walimpls_wal *w, int timeout_ms, wal_error **reterr);
 
+/*
+ * Completion batches.  A backend thread about to run several completions in
+ * a row (the replies of one pipeline, say) may bracket them with
+ * walimpls_done_batch_begin() and walimpls_done_batch_end().  The caller of
+ * the backend (the adaptor) may then put off the work it does after each
+ * completion (publishing the durable prefix, handing outcomes to its
+ * callback thread) until the bracket closes, and do it once for the whole
+ * run.  Each completion still runs exactly once, inside the bracket;
+ * walimpls_done_batch_end() runs what was put off, on the calling thread,
+ * so call it with no lock held that a completion's work could need (as for
+ * the completions themselves).  Brackets are per thread and nest.  A
+ * backend that never brackets behaves as before.
+ */
+WAL_EXPORT void walimpls_done_batch_begin(void);
+WAL_EXPORT void walimpls_done_batch_end(void);
+/**
+ * For the backend's caller, inside a completion: when the calling thread is
+ * in a bracket, remember @p fn(@p arg) to run when it closes and return true;
+ * otherwise return false (the caller runs it now).  One call is remembered
+ * per thread: a different @p fn or @p arg runs the remembered one first, and
+ * the same pair is remembered once.  @p arg is borrowed and must stay valid
+ * until the bracket closes.
+ */
+WAL_EXPORT bool walimpls_done_defer(void (*fn)(void *arg), void *arg);
+
 /** Fill the base of a scanner; copies @p name (NULL becomes ""). 0 or -ENOMEM. */
 WAL_EXPORT int walimpls_scanner_init(struct walimpls_scanner *s,
                                      const struct walimpls_scanner_ops *ops,

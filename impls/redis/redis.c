@@ -254,9 +254,12 @@ struct redis_opener {
         const char *durability;        /* static label at build time */
 };
 
-/* One queued append. */
+/* One queued append.  Those whose envelope fits in PEND_ENV_BYTES come from
+ * and go back to their wal's pool (see "The append pool"); the others are
+ * one allocation of the struct and its envelope. */
 struct rpend {
         struct rpend *next;
+        struct redis_wal *pool;        /* the wal whose pool it returns to; NULL: free() */
         wal_msg *msg;                  /* a reference: the payload lives here */
         uint8_t *env;                  /* encoded envelope, in the same allocation */
         size_t env_len;
@@ -301,6 +304,11 @@ struct redis_wal {
         atomic_bool fenced;
         pthread_t writer;
         struct rconn conn;             /* the writer thread's */
+        /* The append pool (see "The append pool"). */
+        pthread_mutex_t pool_lock;     /* guards pool_mine */
+        struct rpend *pool_mine;       /* appenders take from here */
+        _Atomic(struct rpend *) pool_free; /* finishers push here (lock-free) */
+        atomic_uint pool_n;            /* about how many pool_free holds */
 };
 
 struct redis_scanner {
@@ -691,11 +699,78 @@ static int redis_list_channels(struct walimpls_opener *b, walimpls_channel_fn *f
 
 /* ---- Writer ---- */
 
+/*
+ * ---- The append pool ----
+ *
+ * An append's rpend is allocated on the appending thread and released on
+ * the writer thread, once its reply came; with malloc() each of those
+ * frees goes back to the appender's arena under its lock, against the
+ * appender's own allocations, on every append.  So rpends with an envelope
+ * of up to PEND_ENV_BYTES (every plain message) are recycled: the thread
+ * that completes one pushes it onto pool_free, a lock-free stack (push
+ * only, so no ABA); an appender takes from pool_mine under pool_lock and,
+ * when that runs dry, takes the whole of pool_free at once.  pool_n caps
+ * the pool at PEND_POOL_MAX entries (approximately: it is reset, not
+ * counted down, when the stack is taken); the rest are freed.
+ */
+#define PEND_ENV_BYTES 192
+#define PEND_POOL_MAX 4096
+
+static struct rpend *pend_alloc(struct redis_wal *w, size_t env_bytes)
+{
+        struct rpend *e = NULL;
+        if (env_bytes > PEND_ENV_BYTES) {
+                e = malloc(sizeof(*e) + env_bytes);
+                if (e)
+                        *e = (struct rpend){ .env = (uint8_t *)(e + 1) };
+                return e;
+        }
+        pthread_mutex_lock(&w->pool_lock);
+        e = w->pool_mine;
+        if (!e) {
+                e = atomic_exchange_explicit(&w->pool_free, NULL, memory_order_acquire);
+                atomic_store_explicit(&w->pool_n, 0, memory_order_relaxed);
+        }
+        if (e)
+                w->pool_mine = e->next;
+        pthread_mutex_unlock(&w->pool_lock);
+        if (!e)
+                e = malloc(sizeof(*e) + PEND_ENV_BYTES);
+        if (e)
+                *e = (struct rpend){ .pool = w, .env = (uint8_t *)(e + 1) };
+        return e;
+}
+
 static void pend_free(struct rpend *e)
 {
         wal_msg_unref(e->msg);
         wal_error_free(e->err);
-        free(e);
+        struct redis_wal *w = e->pool;
+        if (!w || atomic_load_explicit(&w->pool_n, memory_order_relaxed) >= PEND_POOL_MAX) {
+                free(e);
+                return;
+        }
+        atomic_fetch_add_explicit(&w->pool_n, 1, memory_order_relaxed);
+        struct rpend *head = atomic_load_explicit(&w->pool_free, memory_order_relaxed);
+        do
+                e->next = head;
+        while (!atomic_compare_exchange_weak_explicit(&w->pool_free, &head, e,
+                                                      memory_order_release,
+                                                      memory_order_relaxed));
+}
+
+/* Free both pool lists (the wal is closing: nothing else uses them). */
+static void pool_done(struct redis_wal *w)
+{
+        struct rpend *lists[2] = { w->pool_mine, atomic_load(&w->pool_free) };
+        for (int i = 0; i < 2; i++)
+                while (lists[i]) {
+                        struct rpend *e = lists[i];
+                        lists[i] = e->next;
+                        free(e);
+                }
+        w->pool_mine = NULL;
+        atomic_store(&w->pool_free, NULL);
 }
 
 static void pend_fail(struct rpend *e, int code, unsigned flags, const char *fmt, const char *why)
@@ -707,15 +782,20 @@ static void pend_fail(struct rpend *e, int code, unsigned flags, const char *fmt
         wal_error_set(&e->err, code, flags, fmt, why);
 }
 
-/* Run the completions of a list, in order, and free it. */
+/* Run the completions of a list, in order, and free it: one completion
+ * batch (walimpls_done_batch_begin), so the adaptor publishes the run once. */
 static void complete_list(struct rpend *e)
 {
+        if (!e)
+                return;
+        walimpls_done_batch_begin();
         while (e) {
                 struct rpend *next = e->next;
                 e->done(e->arg, e->status, e->status == 0 ? e->id : WAL_MSGID_NONE, e->err);
                 pend_free(e);
                 e = next;
         }
+        walimpls_done_batch_end();
 }
 
 /* Detach everything queued (caller holds w->lock). */
@@ -1675,13 +1755,12 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
         if (atomic_load(&w->fenced))
                 return -ESTALE;
         size_t n = walu_envelope_size(msg);
-        struct rpend *e = malloc(sizeof(*e) + n);
+        struct rpend *e = pend_alloc(w, n);
         if (!e)
                 return -ENOMEM;
-        *e = (struct rpend){ .env = (uint8_t *)(e + 1) };
         int r = walu_envelope_encode(msg, e->env, n);
         if (r < 0) {
-                free(e);
+                pend_free(e);
                 return r;
         }
         e->env_len = (size_t)r;
@@ -1727,6 +1806,8 @@ static void wal_free(struct redis_wal *w)
         if (!w)
                 return;
         rconn_close(&w->conn);
+        pool_done(w);
+        pthread_mutex_destroy(&w->pool_lock);
         free(w->obuf);
         free(w->skey);
         free(w->tkey);
@@ -1762,6 +1843,7 @@ static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts
         if (!w)
                 return -ENOMEM;
         pthread_mutex_init(&w->lock, NULL);
+        pthread_mutex_init(&w->pool_lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

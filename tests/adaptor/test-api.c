@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <walimpls/walimpls.h>
+
 #include "t-adaptor.h"
 
 static wal_opener *o;
@@ -543,4 +545,59 @@ Test(adaptor_api, replay_hands_out_every_record_as_views)
         wal_error_free(err);
         wal_close(rwal);
         ta_opener_close(rop);
+}
+
+/* ---- Completion brackets (walimpls_done_batch_begin/end) ---- */
+
+struct deferred_calls {
+        int n;
+        int order[8];
+};
+
+static void defer_a(void *arg)
+{
+        struct deferred_calls *c = arg;
+        c->order[c->n++ % 8] = 1;
+}
+
+static void defer_b(void *arg)
+{
+        struct deferred_calls *c = arg;
+        c->order[c->n++ % 8] = 2;
+}
+
+Test(adaptor_api, completion_bracket_defers_one_call_to_its_end, .init = NULL, .fini = NULL)
+{
+        struct deferred_calls c = { 0 }, d = { 0 };
+        /* Outside a bracket nothing is put off: the caller runs it. */
+        cr_assert(!walimpls_done_defer(defer_a, &c));
+        cr_assert_eq(c.n, 0);
+        /* Inside, the same call asked for many times runs once, at the end
+         * of the outermost bracket. */
+        walimpls_done_batch_begin();
+        cr_assert(walimpls_done_defer(defer_a, &c));
+        cr_assert(walimpls_done_defer(defer_a, &c));
+        walimpls_done_batch_begin();
+        cr_assert(walimpls_done_defer(defer_a, &c));
+        walimpls_done_batch_end();
+        cr_assert_eq(c.n, 0, "ran at the end of an inner bracket");
+        walimpls_done_batch_end();
+        cr_assert_eq(c.n, 1);
+        cr_assert_eq(c.order[0], 1);
+        /* A different call (another function, or another argument) runs the
+         * remembered one first, so nothing is lost or reordered. */
+        walimpls_done_batch_begin();
+        cr_assert(walimpls_done_defer(defer_a, &c));
+        cr_assert(walimpls_done_defer(defer_b, &c));
+        cr_assert_eq(c.n, 2, "the first call ran when the second was put off");
+        cr_assert(walimpls_done_defer(defer_b, &d));
+        cr_assert_eq(c.n, 3);
+        cr_assert_eq(d.n, 0);
+        walimpls_done_batch_end();
+        cr_assert_eq(d.n, 1);
+        cr_assert_eq(c.order[1], 1);
+        cr_assert_eq(c.order[2], 2);
+        /* An unmatched end is ignored; the bracket is closed again. */
+        walimpls_done_batch_end();
+        cr_assert(!walimpls_done_defer(defer_a, &c));
 }
