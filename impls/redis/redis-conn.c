@@ -520,10 +520,111 @@ bool redis_id_pred(struct wal_msgid id, struct wal_msgid *ret)
 
 void rconn_close(struct rconn *rc)
 {
-        if (!rc || !rc->c)
+        if (!rc)
+                return;
+        free(rc->slot_big);
+        rc->slot_big = NULL;
+        if (!rc->c)
                 return;
         redisFree(rc->c);
         rc->c = NULL;
+}
+
+/*
+ * ---- Replies without an allocation (rconn_reply_slot) ----
+ *
+ * hiredis's reader builds each reply through a table of functions; the
+ * default one allocates a redisReply and a copy of its string, and
+ * freeReplyObject() frees both: two allocations and two frees per reply,
+ * for every XADD of the writer's pipeline.  For replies that are one
+ * string, error, integer or nil, these functions fill the connection's
+ * slot instead (a string is copied: the reader may move its buffer once
+ * the reply is parsed).  The table is swapped in only around the one
+ * redisReaderGetReply() call, on the thread that owns the connection; a
+ * reply the slot cannot hold (an array) is refused, which the reader
+ * reports as an error, and the connection is closed as for any reply that
+ * does not parse.
+ */
+static _Thread_local struct rconn *slot_owner;
+
+static void *slot_string(const redisReadTask *t, char *str, size_t len)
+{
+        struct rconn *rc = slot_owner;
+        char *dst = rc->slot_buf;
+        if (len >= sizeof(rc->slot_buf)) {
+                free(rc->slot_big);
+                rc->slot_big = malloc(len + 1);
+                if (!rc->slot_big)
+                        return NULL;
+                dst = rc->slot_big;
+        }
+        memcpy(dst, str, len);
+        dst[len] = '\0';
+        rc->slot = (redisReply){ .type = t->type, .str = dst, .len = len };
+        return &rc->slot;
+}
+
+static void *slot_array(const redisReadTask *t, int elements)
+{
+        (void)t;
+        (void)elements;
+        slot_owner->slot_array = true;
+        return NULL;
+}
+
+static void *slot_integer(const redisReadTask *t, long long value)
+{
+        (void)t;
+        slot_owner->slot = (redisReply){ .type = REDIS_REPLY_INTEGER, .integer = value };
+        return &slot_owner->slot;
+}
+
+static void *slot_nil(const redisReadTask *t)
+{
+        (void)t;
+        slot_owner->slot = (redisReply){ .type = REDIS_REPLY_NIL };
+        return &slot_owner->slot;
+}
+
+static void slot_free(void *reply)
+{
+        (void)reply; /* the slot belongs to the connection */
+}
+
+static redisReplyObjectFunctions slot_functions = {
+        .createString = slot_string,
+        .createArray = slot_array,
+        .createInteger = slot_integer,
+        .createNil = slot_nil,
+        .freeObject = slot_free,
+};
+
+/* redisReaderGetReply(), into the slot when @slot. */
+static int get_reply(struct rconn *rc, bool slot, void **reply)
+{
+        if (!slot)
+                return redisReaderGetReply(rc->c->reader, reply);
+        redisReader *rd = rc->c->reader;
+        redisReplyObjectFunctions *saved = rd->fn;
+        rd->fn = &slot_functions;
+        slot_owner = rc;
+        rc->slot_array = false;
+        int r = redisReaderGetReply(rd, reply);
+        rd->fn = saved;
+        slot_owner = NULL;
+        return r;
+}
+
+/* The error of a reply that does not parse (or does not fit the slot). */
+static int parse_error(struct rconn *rc, wal_error **reterr)
+{
+        if (rc->slot_array)
+                return wal_error_set(reterr, -EPROTO, 0,
+                                     "redis %s:%d sent an array where one value was due",
+                                     rc->p->host, rc->p->port);
+        return wal_error_set(reterr, -EPROTO, 0,
+                             "redis %s:%d sent a reply that does not parse: %s",
+                             rc->p->host, rc->p->port, rc->c->reader->errstr);
 }
 
 static int io_errno(int saved_errno, const char *errstr)
@@ -677,8 +778,9 @@ int rconn_send_borrowed(struct rconn *rc, const char *buf, size_t len)
         return 0;
 }
 
-int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
-                wal_error **reterr)
+/* rconn_reply() and rconn_reply_slot(): the reply into the slot when @slot. */
+static int reply_wait(struct rconn *rc, int timeout_ms, int stop_fd, bool slot, void **ret,
+                      wal_error **reterr)
 {
         if (!rc->c)
                 return wal_error_set(reterr, -ENOTCONN, WAL_ERROR_RETRIABLE, "not connected");
@@ -689,10 +791,8 @@ int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
         int r;
         for (;;) {
                 void *reply = NULL;
-                if (redisReaderGetReply(rc->c->reader, &reply) != REDIS_OK) {
-                        r = wal_error_set(reterr, -EPROTO, 0,
-                                          "redis %s:%d sent a reply that does not parse: %s",
-                                          rc->p->host, rc->p->port, rc->c->reader->errstr);
+                if (get_reply(rc, slot, &reply) != REDIS_OK) {
+                        r = parse_error(rc, reterr);
                         goto broken;
                 }
                 if (reply) {
@@ -756,15 +856,24 @@ broken:
         return r;
 }
 
-int rconn_reply_buffered(struct rconn *rc, redisReply **ret, wal_error **reterr)
+int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
+                wal_error **reterr)
+{
+        void *reply = NULL;
+        int r = reply_wait(rc, timeout_ms, stop_fd, false, &reply, reterr);
+        if (r == 0)
+                *ret = reply;
+        return r;
+}
+
+/* rconn_reply_buffered() and rconn_reply_slot(buffered). */
+static int reply_buffered(struct rconn *rc, bool slot, void **ret, wal_error **reterr)
 {
         if (!rc->c)
                 return wal_error_set(reterr, -ENOTCONN, WAL_ERROR_RETRIABLE, "not connected");
         void *reply = NULL;
-        if (redisReaderGetReply(rc->c->reader, &reply) != REDIS_OK) {
-                int r = wal_error_set(reterr, -EPROTO, 0,
-                                      "redis %s:%d sent a reply that does not parse: %s",
-                                      rc->p->host, rc->p->port, rc->c->reader->errstr);
+        if (get_reply(rc, slot, &reply) != REDIS_OK) {
+                int r = parse_error(rc, reterr);
                 rconn_close(rc);
                 return r;
         }
@@ -772,6 +881,26 @@ int rconn_reply_buffered(struct rconn *rc, redisReply **ret, wal_error **reterr)
                 return -EAGAIN;
         *ret = reply;
         return 0;
+}
+
+int rconn_reply_buffered(struct rconn *rc, redisReply **ret, wal_error **reterr)
+{
+        void *reply = NULL;
+        int r = reply_buffered(rc, false, &reply, reterr);
+        if (r == 0)
+                *ret = reply;
+        return r;
+}
+
+int rconn_reply_slot(struct rconn *rc, int timeout_ms, bool buffered,
+                     const redisReply **ret, wal_error **reterr)
+{
+        void *reply = NULL;
+        int r = buffered ? reply_buffered(rc, true, &reply, reterr)
+                         : reply_wait(rc, timeout_ms, -1, true, &reply, reterr);
+        if (r == 0)
+                *ret = reply;
+        return r;
 }
 
 /* Load every script; NOSCRIPT later means someone ran SCRIPT FLUSH. */

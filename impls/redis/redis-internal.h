@@ -63,6 +63,11 @@ struct rconn {
         redisContext *c;             /* NULL when disconnected */
         const struct redis_params *p;/* borrowed, outlives the connection */
         char sha[REDIS_SCRIPT_COUNT][41];
+        /* rconn_reply_slot()'s reply, filled in place (redis-conn.c). */
+        redisReply slot;
+        char slot_buf[64];           /* a short string's copy */
+        char *slot_big;              /* owned; a longer string's copy */
+        bool slot_array;             /* the reply was an array: refused */
 };
 
 /**
@@ -135,6 +140,17 @@ static inline int rconn_fd(const struct rconn *rc)
  */
 int rconn_reply(struct rconn *rc, int timeout_ms, int stop_fd, redisReply **ret,
                 wal_error **reterr);
+
+/**
+ * rconn_reply() for a reply that is a string, an error, an integer or nil
+ * (an XADD's), without allocating it: @ret points into @rc and is valid
+ * until the next call on @rc.  An array is -EPROTO (connection closed).
+ * @param ret  the reply (borrowed from @rc; never freeReplyObject it).
+ * @param buffered  true: only what is already buffered, -EAGAIN when no
+ *                  whole reply is (rconn_reply_buffered()); false: wait.
+ */
+int rconn_reply_slot(struct rconn *rc, int timeout_ms, bool buffered,
+                     const redisReply **ret, wal_error **reterr);
 
 /**
  * The next reply if it is already buffered (read from the socket by an

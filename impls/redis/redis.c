@@ -1485,19 +1485,20 @@ static struct rpend *window_read(struct redis_wal *w, struct window *win)
         struct rconn *rc = &w->conn;
         struct rpend *done = NULL, *done_tail = NULL;
         wal_error *err = NULL;
-        redisReply *rep = NULL;
-        int r = rconn_reply(rc, w->o->p.command_timeout_ms, -1, &rep, &err);
+        const redisReply *rep = NULL;
+        /* XADD replies are one ID, error or nil each: read into the
+         * connection's slot, with no allocation per reply. */
+        int r = rconn_reply_slot(rc, w->o->p.command_timeout_ms, false, &rep, &err);
         while (r == 0) {
                 struct rpend *e = window_pop(win);
                 take_id_reply(w, e, rep);
-                freeReplyObject(rep);
                 if (win->held || e->below || e->vanished)
                         list_push(&win->held, &win->held_tail, e);
                 else
                         list_push(&done, &done_tail, e);
                 if (win->n == 0)
                         break;
-                r = rconn_reply_buffered(rc, &rep, &err);
+                r = rconn_reply_slot(rc, 0, true, &rep, &err);
         }
         if (r < 0 && r != -EAGAIN) {
                 /* Everything still in the window was in flight when the
@@ -1541,9 +1542,18 @@ static struct rpend *take_chunk(struct redis_wal *w, const struct window *win)
         struct rpend *batch = w->head, *last = w->head;
         size_t n = 1;
         size_t bytes = last ? rpend_bytes(last) : 0;
+        /* The rpends were written on the appenders' CPUs: start loading
+         * what formatting will read (envelope, payload) while the walk
+         * waits for each next pointer. */
+        if (last) {
+                __builtin_prefetch(last->env);
+                __builtin_prefetch(last->payload);
+        }
         while (last && last->next && n < room &&
                bytes + rpend_bytes(last->next) <= room_bytes) {
                 last = last->next;
+                __builtin_prefetch(last->env);
+                __builtin_prefetch(last->payload);
                 bytes += rpend_bytes(last);
                 n++;
         }
