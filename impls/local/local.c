@@ -94,6 +94,11 @@
  * it (no allocation or copy per record: the replay path).  mmap of sealed
  * segments instead of pread was measured slower here, twice: the page
  * faults cost more than the copy they save (tools/bench/local-notes.md).
+ * A scanner reading a segment sequentially (two full chunks in a row with
+ * more durable data ahead) starts a read-ahead helper thread: it preads the
+ * next chunk into a spare buffer while the scanner checks the current one,
+ * so the page-cache copy overlaps the CRC checks (see "Read-ahead" below;
+ * the helper only copies, every frame is still checked by the scanner).
  * At the head it waits on its notifier,
  * which the writer signals after each durable batch, only for scanners that
  * asked.  Without a writer in this process (read-only opens beside a writer
@@ -324,11 +329,14 @@ struct local_scanner {
         int fd;
         uint64_t off;                    /* offset of frame next_lsn in fd */
         bool positioned;
-        uint8_t *buf;
+        uint8_t *buf;                    /* bytes from buf_off: in mem or a read-ahead buffer */
+        uint8_t *mem;                    /* the scanner's own read buffer (cap bytes) */
         size_t cap;
         uint64_t buf_off;
         size_t buf_len;
         uint64_t verified_end;           /* frames in buf before this passed their CRC */
+        unsigned ra_streak;              /* full chunks read in a row with more ahead */
+        struct readahead *ra;            /* NULL until a long sequential read */
 };
 
 static const struct walimpls_opener_ops local_opener_ops;
@@ -2257,6 +2265,214 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
         return wal_error_set(reterr, code, WAL_ERROR_FATAL, "%s", msg);
 }
 
+/*
+ * Read-ahead.  A scanner that has read LOCAL_RA_AFTER full chunks in a row
+ * with more durable data ahead in the segment (a replay) starts one helper
+ * thread.  From then on, after each refill that leaves durable data ahead,
+ * the helper reads the next chunk ([buf_off + buf_len, + LOCAL_READ_CHUNK),
+ * never past the durable end known then) into the spare of two buffers
+ * while the scanner checks and hands out the current one: the page-cache
+ * copy of chunk K+1 overlaps the CRC checks and parsing of chunk K (on a
+ * second CPU when there is one).  The helper only copies bytes: every frame
+ * is still header-, LSN- and CRC-checked by the scanner before it is handed
+ * out.  The next refill takes that buffer when it continues the current one:
+ * the unread tail of the current buffer (the start of a frame cut by the
+ * chunk's end, at most LOCAL_RA_HEAD bytes) is copied in front of it.
+ * Anything else (a read error, a jump, a larger frame) waits for the helper,
+ * drops its buffer and reads synchronously as before, so errors are found
+ * and named by the same path.  The helper's reads go through the same I/O
+ * layer (c->io->pread).  The fd the helper reads is never closed while a
+ * read is queued or running (readahead_drop() before every close).
+ */
+#ifndef LOCAL_RA_AFTER
+#define LOCAL_RA_AFTER 2u
+#endif
+#define LOCAL_RA_HEAD (256u << 10)
+#define LOCAL_RA_BUF (LOCAL_RA_HEAD + LOCAL_READ_CHUNK)
+
+enum ra_state { RA_IDLE, RA_QUEUED, RA_BUSY, RA_DONE };
+
+struct readahead {
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;             /* the helper waits here for work */
+        pthread_cond_t done;             /* the scanner waits here for a read */
+        const struct local_io_ops *io;
+        uint8_t *mem[2];                 /* LOCAL_RA_BUF bytes each, data at + LOCAL_RA_HEAD */
+        int cur;                         /* the buffer s->buf points into, -1: s->mem */
+        /* under lock */
+        enum ra_state state;
+        bool stop;
+        int fd;
+        uint64_t off;                    /* the read: [off, off + len) of fd ... */
+        size_t len;
+        int dst;                         /* ... into mem[dst] + LOCAL_RA_HEAD */
+        ssize_t got;                     /* bytes read, or a negative errno */
+};
+
+static void *readahead_main(void *arg)
+{
+        struct readahead *ra = arg;
+        pthread_mutex_lock(&ra->lock);
+        for (;;) {
+                while (!ra->stop && ra->state != RA_QUEUED)
+                        pthread_cond_wait(&ra->wake, &ra->lock);
+                if (ra->stop)
+                        break;
+                ra->state = RA_BUSY;
+                int fd = ra->fd;
+                uint64_t off = ra->off;
+                size_t len = ra->len;
+                uint8_t *dst = ra->mem[ra->dst] + LOCAL_RA_HEAD;
+                pthread_mutex_unlock(&ra->lock);
+                ssize_t got = 0;
+                while ((size_t)got < len) {
+                        ssize_t n = ra->io->pread(ra->io->ctx, fd, dst + got, len - (size_t)got,
+                                                  (off_t)(off + (uint64_t)got));
+                        if (n <= 0) {
+                                if (n < 0)
+                                        got = n;
+                                break;
+                        }
+                        got += n;
+                }
+                pthread_mutex_lock(&ra->lock);
+                ra->got = got;
+                ra->state = RA_DONE;
+                pthread_cond_signal(&ra->done);
+        }
+        pthread_mutex_unlock(&ra->lock);
+        return NULL;
+}
+
+/* Start the helper; false (and no read-ahead for this scanner) if it cannot. */
+static bool readahead_start(struct local_scanner *s)
+{
+        struct readahead *ra = calloc(1, sizeof(*ra));
+        if (!ra)
+                return false;
+        ra->io = s->c->io;
+        ra->cur = -1;
+        /* Page-aligned: the kernel's copy into a misaligned buffer costs
+         * more. */
+        ra->mem[0] = aligned_alloc(4096, LOCAL_RA_BUF);
+        ra->mem[1] = aligned_alloc(4096, LOCAL_RA_BUF);
+        /* 0..4: how far the set-up got */
+        int stage = !ra->mem[0] || !ra->mem[1] ? 0
+                  : pthread_mutex_init(&ra->lock, NULL) != 0 ? 0
+                  : pthread_cond_init(&ra->wake, NULL) != 0 ? 1
+                  : pthread_cond_init(&ra->done, NULL) != 0 ? 2
+                  : pthread_create(&ra->thread, NULL, readahead_main, ra) != 0 ? 3 : 4;
+        if (stage < 4) {
+                if (stage >= 3)
+                        pthread_cond_destroy(&ra->done);
+                if (stage >= 2)
+                        pthread_cond_destroy(&ra->wake);
+                if (stage >= 1)
+                        pthread_mutex_destroy(&ra->lock);
+                free(ra->mem[0]);
+                free(ra->mem[1]);
+                free(ra);
+                return false;
+        }
+        s->ra = ra;
+        return true;
+}
+
+/* Wait for a queued or running read to end and mark the helper idle;
+ * @returns what it read (bytes, or a negative errno), 0 if nothing was
+ * queued. */
+static ssize_t readahead_finish(struct readahead *ra)
+{
+        pthread_mutex_lock(&ra->lock);
+        while (ra->state == RA_QUEUED || ra->state == RA_BUSY)
+                pthread_cond_wait(&ra->done, &ra->lock);
+        ssize_t got = ra->state == RA_DONE ? ra->got : 0;
+        ra->state = RA_IDLE;
+        pthread_mutex_unlock(&ra->lock);
+        return got;
+}
+
+/* Forget any read ahead (waiting for one in progress), before the scanner
+ * closes its fd or reads synchronously. */
+static void readahead_drop(struct local_scanner *s)
+{
+        if (s->ra)
+                (void)readahead_finish(s->ra);
+}
+
+static void readahead_stop(struct local_scanner *s)
+{
+        struct readahead *ra = s->ra;
+        if (!ra)
+                return;
+        pthread_mutex_lock(&ra->lock);
+        ra->stop = true;
+        pthread_cond_signal(&ra->wake);
+        pthread_mutex_unlock(&ra->lock);
+        pthread_join(ra->thread, NULL);
+        pthread_cond_destroy(&ra->wake);
+        pthread_cond_destroy(&ra->done);
+        pthread_mutex_destroy(&ra->lock);
+        free(ra->mem[0]);
+        free(ra->mem[1]);
+        free(ra);
+        s->ra = NULL;
+}
+
+/* After a refill: queue the read of the chunk that follows the buffer, if
+ * durable data (@limit) lies beyond it. */
+static void readahead_queue(struct local_scanner *s, uint64_t limit)
+{
+        struct readahead *ra = s->ra;
+        uint64_t next = s->buf_off + s->buf_len;
+        if (!ra || next >= limit)
+                return;
+        pthread_mutex_lock(&ra->lock);
+        WAL_ASSERT(ra->state == RA_IDLE);
+        ra->fd = s->fd;
+        ra->off = next;
+        ra->len = (size_t)WALU_MIN((uint64_t)LOCAL_READ_CHUNK, limit - next);
+        ra->dst = ra->cur == 0 ? 1 : 0;
+        ra->state = RA_QUEUED;
+        pthread_cond_signal(&ra->wake);
+        pthread_mutex_unlock(&ra->lock);
+}
+
+/*
+ * Refill from the read-ahead buffer when it continues the current buffer
+ * and the unread tail fits in front of it.  @returns true when s->buf now
+ * holds the bytes from s->off on; false with the read-ahead dropped (the
+ * caller reads synchronously).
+ */
+static bool readahead_take(struct local_scanner *s)
+{
+        struct readahead *ra = s->ra;
+        if (!ra)
+                return false;
+        pthread_mutex_lock(&ra->lock);
+        enum ra_state st = ra->state;
+        pthread_mutex_unlock(&ra->lock);
+        uint64_t end = s->buf_off + s->buf_len;
+        if (st == RA_IDLE || ra->off != end || s->off < s->buf_off || s->off > end ||
+            end - s->off > LOCAL_RA_HEAD) {
+                readahead_drop(s);
+                return false;
+        }
+        ssize_t got = readahead_finish(ra);
+        if (got <= 0)
+                return false;           /* the synchronous read names the error */
+        size_t tail = (size_t)(end - s->off);
+        uint8_t *data = ra->mem[ra->dst] + LOCAL_RA_HEAD;
+        memcpy(data - tail, s->buf + (s->off - s->buf_off), tail);
+        s->buf = data - tail;
+        s->buf_off = s->off;
+        s->buf_len = tail + (size_t)got;
+        s->verified_end = 0;
+        ra->cur = ra->dst;
+        return true;
+}
+
 /* Decode the frame at s->off, reading through the buffer up to @limit. */
 static int scanner_frame(struct local_scanner *s, const char *path, uint64_t limit,
                          struct local_frame *f, wal_error **reterr)
@@ -2306,13 +2522,22 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
                         want = WALU_MAX(want, (size_t)local_frame_size(body));
                 }
                 want = (size_t)WALU_MIN((uint64_t)want, limit - s->off);
+                if (attempt == 0 && readahead_take(s)) {
+                        readahead_queue(s, limit);
+                        continue;
+                }
                 if (s->cap < want) {
-                        uint8_t *nb = realloc(s->buf, want);
+                        uint8_t *nb = realloc(s->mem, want);
                         if (!nb)
                                 return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
-                        s->buf = nb;
+                        s->mem = nb;
                         s->cap = want;
                 }
+                readahead_drop(s);
+                s->buf = s->mem;
+                s->buf_len = 0;
+                if (s->ra)
+                        s->ra->cur = -1;
                 size_t got = 0;
                 while (got < want) {
                         ssize_t n = io->pread(io->ctx, s->fd, s->buf + got, want - got,
@@ -2328,6 +2553,14 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
                 s->buf_off = s->off;
                 s->buf_len = got;
                 s->verified_end = 0;
+                /* A replay: read the next chunk ahead from now on. */
+                if (got == LOCAL_READ_CHUNK && s->off + got < limit)
+                        s->ra_streak++;
+                else
+                        s->ra_streak = 0;
+                if (!s->ra && s->ra_streak >= LOCAL_RA_AFTER && !readahead_start(s))
+                        s->ra_streak = 0;
+                readahead_queue(s, limit);
         }
 }
 
@@ -2401,6 +2634,7 @@ static int scanner_seek(struct local_scanner *s, int timeout_ms, const char **re
                                 s->seg_path = np;
                                 path = np;
                                 if (reopen) {
+                                        readahead_drop(s);
                                         if (s->fd >= 0)
                                                 c->io->close(c->io->ctx, s->fd);
                                         s->fd = c->io->open(c->io->ctx, path, O_RDONLY, 0);
@@ -2638,11 +2872,12 @@ static void local_scanner_close(struct walimpls_scanner *base)
                 }
         }
         pthread_mutex_unlock(&c->lock);
+        readahead_stop(s);
         if (s->fd >= 0)
                 c->io->close(c->io->ctx, s->fd);
         walimpls_notifier_done(&s->nt);
         walimpls_scanner_done(&s->base);
-        free(s->buf);
+        free(s->mem);
         free(s->seg_path);
         free(s->sticky_msg);
         free(s);

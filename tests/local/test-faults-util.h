@@ -42,6 +42,9 @@ struct shim {
         atomic_int n_fdatasync;      /* fdatasyncs seen (both paths) */
         atomic_int n_short;          /* writes shortened */
         atomic_int n_writes;         /* data writes seen (both paths) */
+        atomic_llong pread_eio_from; /* > 0: preads reaching past this offset get -EIO */
+        atomic_int pread_eio_count;  /* ... this many times (-1: always) */
+        atomic_int n_pread_eio;      /* preads failed so */
 };
 
 static struct shim shim;
@@ -64,6 +67,17 @@ static ssize_t shim_pread(void *ctx, int fd, void *buf, size_t len, off_t off)
 {
         (void)ctx;
         const struct local_io_ops *d = local_io_default_ops();
+        long long from = atomic_load(&shim.pread_eio_from);
+        if (from > 0 && (long long)off + (long long)len > from) {
+                int left = atomic_load(&shim.pread_eio_count);
+                while (left != 0) {
+                        if (left < 0 || atomic_compare_exchange_weak(&shim.pread_eio_count,
+                                                                     &left, left - 1)) {
+                                atomic_fetch_add(&shim.n_pread_eio, 1);
+                                return -EIO;
+                        }
+                }
+        }
         return d->pread(d->ctx, fd, buf, len, off);
 }
 

@@ -417,6 +417,74 @@ Test(local_faults, enospc_on_segment_fallocate_sync, .timeout = 60)
 Test(local_faults, short_writes_are_completed_uring, .timeout = 60) { short_writes("uring"); }
 Test(local_faults, short_writes_are_completed_sync, .timeout = 60) { short_writes("sync"); }
 
+/*
+ * Read errors under read-ahead (impls/local/local.c): a replay of a sealed
+ * 16 MiB segment reads chunks ahead on a helper thread.  One failed pread
+ * past 5 MiB (the helper's) is not an error: the scanner reads that chunk
+ * again itself, and every record comes back once, in order.  A pread that
+ * keeps failing there fails the scanner with -EIO naming the segment and an
+ * offset past 5 MiB, after every record before it was delivered intact.
+ */
+Test(local_faults, pread_eio_under_read_ahead, .timeout = 60)
+{
+        shim_install();
+        tf_setup(&t, "sync", "16m");
+        struct walimpls_wal *w;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, "ra", WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { N = 24000, RLEN = 900 };   /* ~22 MiB: a sealed segment and another */
+        struct acks acks;
+        acks_init(&acks, N);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(tf_append(w, &acks, i, RLEN), 0);
+        tf_wait(&acks);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(acks.a[i].status, 0, "append %zu: %s", i, acks.a[i].msg);
+        acks_done(&acks);
+
+        static size_t idx[N];
+        atomic_store(&shim.pread_eio_count, 1);
+        atomic_store(&shim.pread_eio_from, (long long)5 << 20);
+        size_t n = tf_read_all(w, RLEN, idx, N);
+        cr_assert_eq(atomic_load(&shim.n_pread_eio), 1, "the failing pread was not reached");
+        cr_assert_eq(n, (size_t)N, "%zu records after one failed read-ahead", n);
+        for (size_t i = 0; i < n; i++)
+                cr_assert_eq(idx[i], i, "record %zu is %zu", i, idx[i]);
+
+        atomic_store(&shim.pread_eio_count, -1);
+        struct walimpls_read_opts ro = { .name = "eio",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *sc;
+        cr_assert_eq(w->ops->read(w, &ro, &sc, &err), 0);
+        struct wal_msg_view v[100];
+        size_t got = 0, k;
+        int r;
+        while ((r = sc->ops->next_batch(sc, 0, v, 100, &k, &err)) == 0) {
+                for (size_t i = 0; i < k; i++, got++) {
+                        char want[RLEN];
+                        payload_of(got, RLEN, want);
+                        cr_assert_eq(v[i].payload_len, (size_t)RLEN);
+                        cr_assert_eq(memcmp(v[i].payload, want, RLEN), 0, "record %zu", got);
+                }
+        }
+        cr_assert_eq(r, -EIO, "next_batch: %d (%s) after %zu records", r,
+                     err ? wal_error_message(err) : "", got);
+        const char *msg = wal_error_message(err);
+        cr_assert(strstr(msg, "00000000000000000001.seg"), "%s", msg);
+        unsigned long long at = 0;
+        const char *o = strstr(msg, "at offset ");
+        cr_assert(o && sscanf(o, "at offset %llu", &at) == 1, "%s", msg);
+        cr_assert_geq(at, 4ull << 20, "%s", msg);
+        cr_assert_gt(got, (size_t)4000, "only %zu records before the error", got);
+        cr_assert_lt(got, (size_t)N);
+        wal_error_free(err);
+        sc->ops->close(sc);
+        atomic_store(&shim.pread_eio_from, 0);
+        w->ops->close(w);
+        tf_teardown(&t);
+}
+
 Test(local_faults, cancelled_fdatasync_is_not_durability, .timeout = 60)
 {
         shim_install();
