@@ -166,6 +166,10 @@ struct wal_append_op {
         wal *w;
         wal_msg *msg;                /* the caller's copy, mutable, owned */
         wal_msg *sent;               /* what the backend got (reference) */
+        wal_msg *own;                /* this attempt's message when it is the
+                                        adaptor's own (op->msg, or a redo's
+                                        copy), which the backend may keep
+                                        (append_take); not a reference */
         wal_append_done_fn *done;
         void *userdata;
         wal_txn *txn;                /* begin/body/commit/rollback of it (reference) */
@@ -267,6 +271,7 @@ struct wal {
         struct wal_chain_link *chain;
         size_t n_chain;
         size_t n_user_links;                 /* user links come first */
+        bool user_done_hooks;                /* one of them has a done hook */
 
         /* appends: ticks and backend appends happen under append_lock */
         pthread_mutex_t append_lock;

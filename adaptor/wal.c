@@ -15,7 +15,10 @@
  * each success is frozen into an immutable message, pushed into the
  * write-ahead cache and reported to scanners, then handed to the wal's
  * dispatcher thread, which runs the interceptors' done hooks and the
- * callback.  Callbacks therefore run in ID order (a retried append rejoins
+ * callback.  An append with no callback and no user interceptor's done hook
+ * gives the dispatcher nothing to do: the drainer finishes it itself (the
+ * built-in hooks, transaction bookkeeping, recycling the op), without waking
+ * the dispatcher.  Callbacks therefore run in ID order (a retried append rejoins
  * the order with its new ID), and a tailing scanner sees a message as soon
  * as it and everything before it are durable, without waiting for a
  * periodic tick.  Callbacks never run on a backend thread: a callback that
@@ -313,6 +316,28 @@ static void op_list_add(struct op_list *l, struct wal_append_op *op, int status,
         l->tail = op;
 }
 
+/* Whether @op's outcome needs the dispatcher: a callback (user code, never
+ * run inside wal_append() nor on a backend thread) or a user interceptor's
+ * done hook (run one at a time, in callback order).  Built-in hooks and the
+ * bookkeeping of a transaction's bodies need neither. */
+static bool op_needs_dispatch(const wal *w, const struct wal_append_op *op)
+{
+        return op->done || (w->user_done_hooks && op->depth > 0);
+}
+
+/* Hand @op's final outcome on: queued on @l for the dispatcher, or, when it
+ * needs none, finished here, at once (no wake-up). */
+static void op_out(wal *w, struct op_list *l, struct wal_append_op *op, int status,
+                   wal_msg *result)
+{
+        if (op_needs_dispatch(w, op)) {
+                op_list_add(l, op, status, result);
+                return;
+        }
+        op_finish(w, op, status, result);
+        wal_msg_unref(result);
+}
+
 /* Run a list of queued outcomes, in order. */
 static void finish_list(wal *w, struct wal_append_op *op)
 {
@@ -513,8 +538,12 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct o
                  * frozen where it is (nothing may change it once passed on);
                  * a message an interceptor substituted is copied. */
                 wal_msg *frozen = NULL;
-                int r;
-                if (op->sent == op->msg) {
+                int r = 0;
+                if (wal_msg_is_immutable(op->sent) &&
+                    wal_msgid_cmp(wal_msg_id(op->sent), op->id) == 0) {
+                        /* The backend kept and froze it (append_take). */
+                        frozen = wal_msg_ref(op->sent);
+                } else if (op->sent == op->msg) {
                         r = wal_msg_freeze(op->msg, op->id);
                         if (r == 0)
                                 frozen = wal_msg_ref(op->msg);
@@ -525,12 +554,12 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct o
                 }
                 if (r < 0) {
                         frozen = wal_msg_unref(frozen);
-                        op_list_add(out, op, r, NULL);
+                        op_out(w, out, op, r, NULL);
                         return;
                 }
                 if (w->has_cache && wal_cache_push(&w->cache, frozen) == 0)
                         *pushed = true;
-                op_list_add(out, op, 0, frozen);
+                op_out(w, out, op, 0, frozen);
                 return;
         }
         if (op->status == -ESTALE)
@@ -541,7 +570,7 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct o
                 wal_schedule_retry(w, op);
                 return;
         }
-        op_list_add(out, op, op->status, NULL);
+        op_out(w, out, op, op->status, NULL);
 }
 
 /* Pop and report the completed prefix of the pending list.  One drainer at a
@@ -639,8 +668,14 @@ static int backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
         pthread_mutex_unlock(&w->pend_lock);
 
         wal_error *err = NULL;
+        /* The adaptor's own message is handed over as it is, where the
+         * backend can keep it (append_take freezes it with its ID); a
+         * message an interceptor substituted is the interceptor's, and is
+         * copied by append. */
         tls_in_backend_append++;
-        int r = w->impl->ops->append(w->impl, msg, backend_done, op);
+        int r = msg == op->own && !wal_msg_is_immutable(msg)
+                        ? walimpls_append_take(w->impl, msg, backend_done, op)
+                        : w->impl->ops->append(w->impl, msg, backend_done, op);
         tls_in_backend_append--;
         if (r < 0) {
                 pthread_mutex_lock(&w->pend_lock);
@@ -723,7 +758,7 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
         }
         if (!txn && !internal)
                 wal_msg_set_txn(op->msg, 0, 0);
-        op->w = w;
+        op->own = op->msg;
         op->done = done;
         op->userdata = userdata;
         op->txn = txn;
@@ -894,7 +929,9 @@ static void redo(wal *w, struct wal_append_op *op)
         if (r == 0) {
                 wal_msg_unref(op->sent);
                 op->sent = NULL;
+                op->own = m;
                 r = wal_chain_call(w, op, m, op->retry_idx);
+                op->own = NULL;
                 wal_msg_unref(m);
         }
         if (r == 0) {
@@ -1215,6 +1252,9 @@ static int build_chain(wal *w, const struct wal_open_opts *opts, wal_error **ret
         if (r < 0)
                 return r;
         w->n_user_links = w->n_chain;
+        for (size_t i = 0; i < w->n_user_links; i++)
+                if (w->chain[i].ic.done)
+                        w->user_done_hooks = true;
         static const struct {
                 const char *name;
                 wal_builtin_fn *fn;

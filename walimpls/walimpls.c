@@ -94,6 +94,21 @@ bool walimpls_done_defer(void (*fn)(void *arg), void *arg)
         return true;
 }
 
+bool walimpls_has_append_take(const struct walimpls_wal *w)
+{
+        return w && w->ops && w->ops->version >= 4 && w->ops->append_take;
+}
+
+int walimpls_append_take(struct walimpls_wal *w, wal_msg *msg, walimpls_append_done_fn *done,
+                         void *arg)
+{
+        if (!w || !w->ops)
+                return -EINVAL;
+        if (walimpls_has_append_take(w))
+                return w->ops->append_take(w, msg, done, arg);
+        return w->ops->append(w, msg, done, arg);
+}
+
 int walimpls_scanner_init(struct walimpls_scanner *s, const struct walimpls_scanner_ops *ops,
                           struct walimpls_wal *w, const char *name)
 {

@@ -41,6 +41,7 @@
  *   opener.close       yes         nothing
  *   wal.append         briefly     append, read, truncate, info
  *                      (back-pressure only, never waits for durability)
+ *   wal.append_take    as append   as append
  *   wal.read           yes         append, read, truncate, info
  *   wal.truncate       yes         append, read, info
  *   wal.info           yes         append, read, truncate, info
@@ -68,8 +69,9 @@
 
 WAL_BEGIN_DECLS
 
-/* 1: the first interface; 2: scanner.next_batch; 3: wal.flush. */
-#define WALIMPLS_VERSION 3
+/* 1: the first interface; 2: scanner.next_batch; 3: wal.flush;
+ * 4: wal.append_take. */
+#define WALIMPLS_VERSION 4
 
 struct walimpls_builder;
 struct walimpls_opener;
@@ -178,6 +180,26 @@ typedef void walimpls_append_done_fn(void *arg, int status, struct wal_msgid id,
 typedef int walimpls_append_fn(struct walimpls_wal *w, wal_msg *msg,
                                walimpls_append_done_fn *done, void *arg);
 
+/*
+ * Optional (interface version 4).  As append, but the backend keeps @msg
+ * itself as its record instead of a copy of it: for a backend that stores
+ * message objects (memory), this saves the copy append would make.
+ * @msg  mutable (not frozen), borrowed as for append (take a reference to
+ *       keep it).  The caller hands over its final content: from the call
+ *       on, nobody changes it, and the caller does not read its ID or
+ *       whether it is immutable until this returns.
+ * On 0 the backend has frozen @msg (wal_msg_freeze) with the ID it
+ * assigned, before returning (so only a backend that knows the ID within
+ * the call can offer this); @msg is then immutable, and its completion
+ * reports that same ID when it succeeds.  On a negative return (the errors
+ * of append) @msg is neither frozen nor kept, and @done never runs.
+ * Everything else (ordering, completions, close) is as for append.  Call it
+ * through walimpls_append_take(), which falls back to append for a backend
+ * without it.
+ */
+typedef int walimpls_append_take_fn(struct walimpls_wal *w, wal_msg *msg,
+                                    walimpls_append_done_fn *done, void *arg);
+
 struct walimpls_read_opts {
         const char *name;            /* scanner name, for logs and metrics */
         struct wal_deliver deliver;  /* ALL, LATEST, START_FROM or START_AFTER */
@@ -249,6 +271,7 @@ struct walimpls_wal_ops {
         walimpls_info_fn *info;           /* optional */
         walimpls_wal_close_fn *close;
         walimpls_flush_fn *flush;         /* optional; version >= 3 */
+        walimpls_append_take_fn *append_take; /* optional; version >= 4 */
 };
 
 /* Base of every backend wal: embed it first; fill it with walimpls_wal_init(). */
@@ -368,6 +391,17 @@ WAL_EXPORT void walimpls_done_batch_end(void);
  * until the bracket closes.
  */
 WAL_EXPORT bool walimpls_done_defer(void (*fn)(void *arg), void *arg);
+
+/**
+ * wal.append_take when @p w has it (version >= 4, non-NULL), else wal.append
+ * (which copies; @p msg is then left mutable).  Either way, after 0, read
+ * the ID from the completion, not from @p msg.
+ */
+WAL_EXPORT int walimpls_append_take(struct walimpls_wal *w, wal_msg *msg,
+                                    walimpls_append_done_fn *done, void *arg);
+
+/** Whether @p w has wal.append_take (so walimpls_append_take() freezes). */
+WAL_EXPORT bool walimpls_has_append_take(const struct walimpls_wal *w);
 
 /** Fill the base of a scanner; copies @p name (NULL becomes ""). 0 or -ENOMEM. */
 WAL_EXPORT int walimpls_scanner_init(struct walimpls_scanner *s,

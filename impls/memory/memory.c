@@ -6,8 +6,9 @@
  * and lives until the opener closes, so data survives wal close/reopen within
  * one opener but not the process (no WALIMPLS_CAP_PERSISTENT).
  *
- * A log is a deque of immutable messages (copies made by append, frozen with
- * their ID) sorted by sequence number; IDs are WAL_MSGID(0, seq), seq
+ * A log is a deque of immutable messages (copies made by append, or the
+ * caller's own message given to append_take, frozen with their ID) sorted by
+ * sequence number; IDs are WAL_MSGID(0, seq), seq
  * starting at 1.  Sequence numbers are assigned at append() time, under the
  * wal's queue lock, from the log's counter, so they follow the order in which
  * append() calls returned.  A message becomes visible to scanners only when
@@ -442,7 +443,8 @@ static bool wal_fenced(const struct mem_wal *w)
         return atomic_load(&w->log->owner_gen) != w->gen;
 }
 
-static int queue_push(struct mem_queue *q, struct mem_pending p)
+/* Room for one more entry in @q: 0 or -ENOMEM. */
+static int queue_reserve(struct mem_queue *q)
 {
         if (q->n == q->cap) {
                 size_t ncap = q->cap ? q->cap * 2 : 64;
@@ -452,7 +454,6 @@ static int queue_push(struct mem_queue *q, struct mem_pending p)
                 q->v = nv;
                 q->cap = ncap;
         }
-        q->v[q->n++] = p;
         return 0;
 }
 
@@ -488,12 +489,14 @@ static int append_inline(struct mem_wal *w, wal_msg *copy, walimpls_append_done_
 }
 
 /*
- * Append @msg (borrowed: a frozen copy is stored): inline, or queued for the
- * completion thread with its ID assigned here, under qlock, so IDs follow
- * the order of returns.
+ * Append @msg: a frozen copy of it is stored (append), or @msg itself,
+ * frozen here (append_take, @take; borrowed, a reference is taken).
+ * Inline, or queued for the completion thread with its ID assigned here,
+ * under qlock, so IDs follow the order of returns.  On an error @msg is
+ * left as it was.
  */
-static int mem_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_done_fn *done,
-                      void *arg)
+static int append_common(struct walimpls_wal *base, wal_msg *msg, walimpls_append_done_fn *done,
+                         void *arg, bool take)
 {
         if (!base || !msg || !done)
                 return -EINVAL;
@@ -502,8 +505,10 @@ static int mem_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_d
                 return -EROFS;
         if (wal_fenced(w))
                 return -ESTALE;
+        if (take && wal_msg_is_immutable(msg))
+                return -EINVAL;
         wal_msg *copy;
-        int r = wal_msg_copy(msg, &copy);
+        int r = take ? (copy = wal_msg_ref(msg), 0) : wal_msg_copy(msg, &copy);
         if (r < 0)
                 return r;
         if (!w->has_thread)
@@ -514,12 +519,14 @@ static int mem_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_d
                 wal_msg_unref(copy);
                 return -ESHUTDOWN;
         }
-        uint64_t seq = atomic_fetch_add(&w->log->next_seq, 1);
-        r = wal_msg_freeze(copy, WAL_MSGID(0, seq));
-        if (r >= 0)
-                r = queue_push(&w->q, (struct mem_pending){ copy, done, arg });
+        r = queue_reserve(&w->q);
+        if (r == 0) {
+                uint64_t seq = atomic_fetch_add(&w->log->next_seq, 1);
+                r = wal_msg_freeze(copy, WAL_MSGID(0, seq));
+                WAL_ASSERT(r == 0);
+                w->q.v[w->q.n++] = (struct mem_pending){ copy, done, arg };
+        }
         if (r < 0) {
-                /* The sequence number is burnt: a hole, never a reordering. */
                 pthread_mutex_unlock(&w->qlock);
                 wal_msg_unref(copy);
                 return r;
@@ -531,6 +538,19 @@ static int mem_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_d
         if (wake)
                 pthread_cond_signal(&w->qcond);
         return 0;
+}
+
+static int mem_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append_done_fn *done,
+                      void *arg)
+{
+        return append_common(base, msg, done, arg, false);
+}
+
+/* The adaptor's own message, kept as the record (walimpls.h). */
+static int mem_append_take(struct walimpls_wal *base, wal_msg *msg,
+                           walimpls_append_done_fn *done, void *arg)
+{
+        return append_common(base, msg, done, arg, true);
 }
 
 /*
@@ -775,6 +795,7 @@ static const struct walimpls_wal_ops mem_wal_ops = {
         .truncate = mem_truncate,
         .info = mem_info,
         .close = mem_wal_close,
+        .append_take = mem_append_take,
 };
 
 /* ---- Scanner ---- */

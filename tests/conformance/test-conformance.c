@@ -1190,6 +1190,83 @@ Test(conformance, append_leaves_the_message_alone, .timeout = 30)
         w->ops->close(w);
 }
 
+/* wal.append_take (interface 4): the backend keeps the caller's object,
+ * frozen with the ID its completion reports; a refused take leaves it
+ * alone.  Without the method, walimpls_append_take() appends a copy. */
+Test(conformance, append_take_keeps_and_freezes, .timeout = 60)
+{
+        char ch[64];
+        conf_channel("take", ch);
+        struct walimpls_wal *w = open_ok(ch, 1, WAL_ACCESS_RW);
+        bool has = walimpls_has_append_take(w);
+        enum { N = 64 };
+        wal_msg *ms[N];
+        struct conf_done *d[N];
+        for (int i = 0; i < N; i++) {
+                ms[i] = conf_msg(i, "take %d", i);
+                d[i] = conf_done_new();
+                int r = walimpls_append_take(w, ms[i], conf_done_cb, d[i]);
+                cr_assert_eq(r, 0, "take %d: %s", i, strerror(-r));
+                if (has) {
+                        cr_assert(wal_msg_is_immutable(ms[i]),
+                                  "append_take returned 0 without freezing message %d", i);
+                        cr_assert(!wal_msgid_is_none(wal_msg_id(ms[i])));
+                } else {
+                        cr_assert(!wal_msg_is_immutable(ms[i]), "append froze message %d", i);
+                }
+        }
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(conf_done_wait(d[i], 30000), 0, "completion %d", i);
+                cr_assert_eq(atomic_load(&d[i]->calls), 1);
+                cr_assert_eq(d[i]->status, 0, "take %d completed with %s", i,
+                             strerror(-d[i]->status));
+                if (has)
+                        cr_assert(wal_msgid_eq(wal_msg_id(ms[i]), d[i]->id),
+                                  "message %d frozen with %s, completion says %s", i,
+                                  conf_id(wal_msg_id(ms[i])), conf_id(d[i]->id));
+                if (i > 0)
+                        cr_assert(wal_msgid_cmp(d[i - 1]->id, d[i]->id) < 0,
+                                  "IDs out of call order at %d", i);
+        }
+        /* The caller's references go; the backend's keep the records. */
+        for (int i = 0; i < N; i++)
+                wal_msg_unref(ms[i]);
+        struct walimpls_scanner *s = read_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        for (int i = 0; i < N; i++) {
+                wal_msg *m = next_ok(s, 10000);
+                cr_assert(wal_msgid_eq(wal_msg_id(m), d[i]->id));
+                cr_assert_eq(conf_msg_idx(m), i);
+                wal_msg_unref(m);
+                conf_done_free(d[i]);
+        }
+        s->ops->close(s);
+
+        if (!(conf.b->caps & WALIMPLS_CAP_FENCING)) {
+                w->ops->close(w);
+                return;
+        }
+        /* Fenced: refused, and the message stays the caller's, mutable. */
+        struct walimpls_wal *w2 = open_ok(ch, 2, WAL_ACCESS_RW);
+        wal_msg *m = conf_msg(N, "after the fence");
+        struct conf_done *late = conf_done_new();
+        int r = walimpls_append_take(w, m, conf_done_cb, late);
+        if (r == 0) {
+                /* A backend that learns of the fence later fails the
+                 * completion instead. */
+                cr_assert_eq(conf_done_wait(late, 30000), 0);
+                cr_assert_eq(late->status, -ESTALE, "a fenced take completed with %d",
+                             late->status);
+        } else {
+                cr_assert(!wal_msg_is_immutable(m), "a refused take froze the message");
+                cr_assert_eq(wal_msg_set_prop(m, "idx", "7"), 0);
+                cr_assert_eq(atomic_load(&late->calls), 0);
+        }
+        wal_msg_unref(m);
+        conf_done_free(late);
+        w->ops->close(w);
+        w2->ops->close(w2);
+}
+
 Test(conformance, interrupt_affects_one_scanner_only, .timeout = 30)
 {
         char ch[64];

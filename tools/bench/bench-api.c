@@ -25,7 +25,10 @@
  *            records/s counts completions until the last one.
  *            --layer spi runs the same loop on the backend interface
  *            (registry -> build -> open -> append) with no adaptor, so the
- *            two layers differ only in the calls they make.
+ *            two layers differ only in the calls they make.  It hands each
+ *            record over with walimpls_append_take() (wal.append_take where
+ *            the backend has it, as the adaptor does with its own copy of
+ *            the caller's message; else wal.append).
  *   sync     one writer, wal_append_wait() in a loop for --seconds: the
  *            append -> durable latency of the backend behind the API.
  *
@@ -186,7 +189,7 @@ static uint64_t submit(struct bench *b, char *payload, uint64_t index)
         wal_error *err = NULL;
         check(wal_msg_new(WAL_MSG_DATA, payload, b->rec, &m), NULL, "wal_msg_new");
         int r = b->w ? wal_append(b->w, m, api_done, b, &err)
-                     : b->impl->ops->append(b->impl, m, spi_done, b);
+                     : walimpls_append_take(b->impl, m, spi_done, b);
         wal_msg_unref(m);
         check(r, err, "append");
         return t;
