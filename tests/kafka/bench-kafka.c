@@ -10,6 +10,8 @@
  *   (defaults: all 1000000 5; tests/kafka/bench-kafka.sh wraps it)
  *   bench-kafka ours|ours-fenced [appends per run] [runs]: only ours
  *   (fencing off, or on), one run after another, to profile (perf record)
+ *   bench-kafka raw|raw-key [appends per run] [runs]: only raw (or raw+key),
+ *   the same way, to profile the reference beside ours
  *
  * Append.  Identical client configuration on every side: the backend's
  * producer defaults (enable.idempotence=true, acks=all, linger.ms=5,
@@ -576,8 +578,9 @@ int main(int argc, char **argv)
         bool all = strcmp(what, "all") == 0;
         if (n < 1 || pairs < 1 || pairs > MAX_PAIRS ||
             (!all && strcmp(what, "append") && strcmp(what, "replay") &&
-             strcmp(what, "latency") && strcmp(what, "ours") && strcmp(what, "ours-fenced")))
-                die("usage: bench-kafka [append|replay|latency|all|ours|ours-fenced] "
+             strcmp(what, "latency") && strcmp(what, "ours") && strcmp(what, "ours-fenced") &&
+             strcmp(what, "raw") && strcmp(what, "raw-key")))
+                die("usage: bench-kafka [append|replay|latency|all|ours|ours-fenced|raw|raw-key] "
                     "[appends per run] [pairs 1..64]");
         memset(value, 'v', sizeof(value));
         struct kafka_mock_host *h = NULL;
@@ -596,6 +599,18 @@ int main(int argc, char **argv)
                                fenced ? "on" : "off", r.rate, r.cpu_ns);
                 }
                 o->ops->close(o);
+        }
+        if (strncmp(what, "raw", 3) == 0) {
+                /* Only the reference, to profile it the same way. */
+                uint8_t key[256];
+                bool with_key = strcmp(what, "raw-key") == 0;
+                size_t klen = with_key ? our_key(n / 2, key, sizeof(key)) : 0;
+                for (int p = 0; p < pairs; p++) {
+                        char t[32];
+                        snprintf(t, sizeof(t), "raw-only-%d", p);
+                        struct run r = run_raw(bs, t, n, with_key ? key : NULL, klen);
+                        printf("%s %.0f/s [%.0f ns CPU per record]\n", what, r.rate, r.cpu_ns);
+                }
         }
         if (all || strcmp(what, "append") == 0)
                 bench_append(bs, n, pairs);
