@@ -19,7 +19,12 @@
  * always produce to partition 0); a WAL topic must not be compacted
  * (cleanup.policy=compact would drop records with equal keys).  Records
  * written before the key layout carry the envelope in the header "_wal"
- * instead and still read back as what they were.  The message ID is the
+ * instead and still read back as what they were.  The record's timestamp
+ * (CreateTime) is the time tick's wall-clock milliseconds (tick >> 18), so
+ * Kafka's time-based retention and tools see the WAL's time; a message
+ * without a tick gets the time of producing, read by librdkafka (passing
+ * it saves librdkafka a clock read per record, about 40 ns here).  The
+ * envelope still carries the whole tick.  The message ID is the
  * record offset: WAL_MSGID(0, offset).  A record with neither (written by
  * another client; its key, if any, lacks the magic) reads back as a plain
  * data message whose properties are its headers (values cut at the first
@@ -187,7 +192,7 @@
 #define KAFKA_KEY_MAGIC "\0wal"
 #define KAFKA_KEY_MAGIC_LEN 4
 /* Keys up to this size are encoded on the producing thread's stack. */
-#define KAFKA_KEY_INLINE 64
+#define KAFKA_KEY_INLINE 96
 /* Values up to this size are copied into the record (kafka_produce). */
 #define KAFKA_COPY_MAX 4096
 /* Records a scanner takes from its consumer queue per call. */
@@ -200,6 +205,8 @@
 #define KAFKA_POOL_CHUNK 256
 /* Entirely free chunks the pool keeps; more go back to malloc. */
 #define KAFKA_POOL_SPARE 16
+/* A time tick is (wall-clock ms << 18 | logical) (wal/wal-message.h). */
+#define KAFKA_TICK_LOGICAL_BITS 18
 /* Delivery reports the poll thread settles together. */
 #define KAFKA_DR_BATCH 1024
 /* Served delivery-report events left for a producing thread to destroy. */
@@ -1525,6 +1532,9 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
         else if (!held)
                 p->msg = borrowed = wal_msg_ref(msg);
         int flags = copy ? RD_KAFKA_MSG_F_COPY : 0;
+        /* The record's timestamp (CreateTime) is the time tick's wall-clock
+         * milliseconds; 0 (no tick) lets librdkafka read the clock. */
+        int64_t stamp = (int64_t)(wal_msg_time_tick(msg) >> KAFKA_TICK_LOGICAL_BITS);
         rd_kafka_resp_err_t err;
         for (;;) {
                 if (hdrs)
@@ -1534,6 +1544,7 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                                                 RD_KAFKA_V_VALUE((void *)payload, plen),
                                                 RD_KAFKA_V_KEY(key, klen),
                                                 RD_KAFKA_V_HEADERS(hdrs),
+                                                RD_KAFKA_V_TIMESTAMP(stamp),
                                                 RD_KAFKA_V_MSGFLAGS(flags),
                                                 RD_KAFKA_V_OPAQUE(p),
                                                 RD_KAFKA_V_END);
@@ -1543,6 +1554,7 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
                                                 RD_KAFKA_V_PARTITION(0),
                                                 RD_KAFKA_V_VALUE((void *)payload, plen),
                                                 RD_KAFKA_V_KEY(key, klen),
+                                                RD_KAFKA_V_TIMESTAMP(stamp),
                                                 RD_KAFKA_V_MSGFLAGS(flags),
                                                 RD_KAFKA_V_OPAQUE(p),
                                                 RD_KAFKA_V_END);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 #include <librdkafka/rdkafka.h>
@@ -322,6 +323,66 @@ Test(kafka, other_clients_see_plain_payloads_and_headers)
                 got++;
         }
         cr_assert_eq(got, 3);
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
+static int64_t realtime_ms(void)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A record's Kafka timestamp is its time tick's wall-clock milliseconds
+ * (the tick is ms << 18 | logical); without a tick, the time of producing. */
+Test(kafka, record_timestamp_is_the_time_ticks_milliseconds)
+{
+        char ch[64], topic[128];
+        t_unique_name("stamp", ch, sizeof(ch));
+        snprintf(topic, sizeof(topic), "wal-%s", ch);
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        const uint64_t ms = UINT64_C(1767225600123);   /* 2026-01-01, not now */
+        struct acks a;
+        acks_init(&a, 2);
+        wal_msg *m = mk_msg(0);
+        cr_assert_eq(wal_msg_set_time_tick(m, ms << 18 | 77), 0);
+        struct ack_arg *aa = malloc(sizeof(*aa));
+        cr_assert(aa);
+        *aa = (struct ack_arg){ &a, 0 };
+        cr_assert_eq(w->ops->append(w, m, acks_cb, aa), 0);
+        wal_msg_unref(m);
+        int64_t before = realtime_ms();
+        append_idx(w, &a, 1);   /* no tick */
+        cr_assert_eq(acks_wait(&a, 2, 20000), 2);
+        cr_assert_eq(a.status[0], 0);
+        cr_assert_eq(a.status[1], 0);
+
+        rd_kafka_t *c = plain_consumer_from_start(topic);
+        size_t got = 0;
+        uint64_t end = t_now_ms() + 10000;
+        while (got < 2 && t_now_ms() < end) {
+                rd_kafka_message_t *r = rd_kafka_consumer_poll(c, 100);
+                if (!r)
+                        continue;
+                if (!r->err) {
+                        rd_kafka_timestamp_type_t tt;
+                        int64_t ts = rd_kafka_message_timestamp(r, &tt);
+                        cr_assert_eq(tt, RD_KAFKA_TIMESTAMP_CREATE_TIME);
+                        if (got == 0)
+                                cr_assert_eq(ts, (int64_t)ms, "timestamp %lld, tick's ms %llu",
+                                             (long long)ts, (unsigned long long)ms);
+                        else
+                                cr_assert(ts >= before - 1000 && ts <= realtime_ms() + 1000,
+                                          "no tick: timestamp %lld is not the time of producing",
+                                          (long long)ts);
+                        got++;
+                }
+                rd_kafka_message_destroy(r);
+        }
+        cr_assert_eq(got, 2);
         rd_kafka_consumer_close(c);
         rd_kafka_destroy(c);
         w->ops->close(w);

@@ -173,6 +173,48 @@ Test(envelope, defaults_round_trip_and_are_small)
         wal_msg_unref(m);
 }
 
+/*
+ * A message with neither properties nor vchannel, encoded into a roomy
+ * buffer, takes the encoder's plain fast path; into its exact size, the
+ * general writer.  Both must write the same bytes, for every field at its
+ * default, small and extreme values.
+ */
+Test(envelope, plain_fast_path_writes_the_general_bytes)
+{
+        static const uint64_t u64s[] = { 0, 1, 127, 128, UINT64_C(1) << 35,
+                                         (UINT64_C(1767225600000) << 18) | 77, UINT64_MAX };
+        static const int64_t terms[] = { 0, 1, 300, INT64_MAX, -1, INT64_MIN };
+        static const uint32_t keepalives[] = { 0, 5, UINT32_MAX };
+        size_t n = sizeof(u64s) / sizeof(u64s[0]);
+        int checked = 0;
+        for (int t = WAL_MSG_DATA; t <= WAL_MSG_TYPE_MAX; t++)
+        for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < sizeof(terms) / sizeof(terms[0]); j++)
+        for (size_t k = 0; k < n + 1; k++) {   /* k == n: no last-confirmed ID */
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_msg_new((enum wal_msg_type)t, "p", 1, &m), 0);
+                cr_assert_eq(wal_msg_set_time_tick(m, u64s[i]), 0);
+                cr_assert_eq(wal_msg_set_term(m, terms[j]), 0);
+                if (k < n)
+                        cr_assert_eq(wal_msg_set_last_confirmed(
+                                             m, WAL_MSGID(u64s[(k + i) % n], u64s[k])), 0);
+                cr_assert_eq(wal_msg_set_txn(m, u64s[(i + j + k) % n],
+                                             keepalives[(i + k) % 3]), 0);
+                size_t sz = walu_envelope_size(m);
+                uint8_t exact[128], roomy[256];
+                cr_assert_leq(sz, sizeof(exact));
+                cr_assert_eq(walu_envelope_encode(m, exact, sz), (int)sz);
+                memset(roomy, 0xa5, sizeof(roomy));
+                cr_assert_eq(walu_envelope_encode(m, roomy, sizeof(roomy)), (int)sz);
+                cr_assert_eq(memcmp(exact, roomy, sz), 0, "type %d tick %zu term %zu lc %zu",
+                             t, i, j, k);
+                cr_assert_eq(roomy[sz], 0xa5, "wrote past its length");
+                wal_msg_unref(m);
+                checked++;
+        }
+        cr_expect_gt(checked, 1000);
+}
+
 Test(envelope, last_confirmed_zero_is_not_none)
 {
         wal_msg *m = NULL;
