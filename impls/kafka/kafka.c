@@ -49,17 +49,19 @@
  * kafka_mock_host_start() or `walctl mock-kafka` instead).
  *
  * Writing.  One idempotent producer per opener, shared by every channel.
- * append() takes a pending-append slot from the opener's pool (chunks of
- * KAFKA_POOL_CHUNK, no allocation per append) and links it in the wal's
- * in-flight list, both under the opener lock, then produces: the key is
+ * append() takes the wal's next pending-append slot (chunks of
+ * KAFKA_CHUNK_SLOTS owned by the wal, taken in order under the wal's own
+ * append lock, which only appenders take: no allocation and no shared
+ * lock per append), then produces: the key is
  * encoded on the stack and copied by librdkafka, headers are built only
  * for properties; a payload of up to 4 KiB is copied into the record and
  * the wal_msg released at once, a larger one is borrowed (the wal_msg
  * reference is held until the delivery report); with fencing on, a per-wal
  * fence thread produces instead (see Fencing).  A dedicated poll thread
  * serves the producer's main queue through the event API: each delivery
- * report event carries a batch of records, which it settles under one
- * taking of the opener lock (KAFKA_DR_BATCH at a time), then runs their
+ * report event carries a batch of records, which it settles without a
+ * lock (KAFKA_DR_BATCH at a time; a slot leaves "in flight" by one
+ * compare-and-swap, against close's cancellation), running their
  * completions with the offset as the ID (with fencing on, a written
  * record's completion runs on the fence thread once its term is confirmed;
  * see Fencing).  The served event itself, which holds the records' memory,
@@ -78,10 +80,10 @@
  *
  * Closing a wal waits up to kafkawal.close_timeout for its deliveries, then
  * completes the rest with -ECANCELED (their outcome is unknown: they may
- * still be written); the delivery report that comes later only gives their
- * slots back.  In-flight appends are linked in a per-wal list under the
- * opener lock, and their slots belong to the opener, so the wal can be
- * freed while librdkafka still holds a cancelled record.
+ * still be written); the delivery report that comes later only finishes
+ * their slots.  Close finds them in the wal's chunks; chunks still holding
+ * records librdkafka has not reported pass to the opener (orphans), so the
+ * wal can be freed while librdkafka still holds a cancelled record.
  * With the brokers away and fencing on, close can take up to
  * close_timeout + open_timeout (a term-register read in progress).  While
  * they are away appends queue up (librdkafka's queue, or the wal's fence
@@ -155,13 +157,16 @@
  *
  * Threads: the opener's poll thread (delivery reports, hence completions),
  * one fence thread per read-write wal when fencing is on, and librdkafka's
- * own.  Locks: kafka_opener.lock guards every wal's pending list, the fatal
- * message, and the waits of back-pressure and close (in-flight counts are
- * atomics), every wal's produce queue and confirm list, and the pool of
- * pending appends.  It is the backend's only lock, taken once per append and
- * once per batch of delivery reports (the poll thread gathers up to
- * KAFKA_DR_BATCH reports and settles them together), and no lock is held
- * while a completion runs.
+ * own.  Locks: kafka_opener.lock guards every wal's chunk list, the
+ * opener's orphan and spare chunks, the fatal message, the waits of
+ * back-pressure and close (completion counts are atomics), and every wal's
+ * produce queue and confirm list; it is taken once per chunk of appends,
+ * with fencing once per append (the produce queue), and by the poll thread
+ * only to hand written records to a fence thread (once per batch).
+ * kafka_wal.alock, taken by appenders only (and close), guards the wal's
+ * current chunk and its count of accepted appends.  alock is taken before
+ * opener.lock, never the other way.  No lock is held while a completion
+ * runs.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -201,10 +206,10 @@
 #define KAFKA_QUEUE_MAX 100000
 /* Kafka's longest topic name. */
 #define KAFKA_TOPIC_MAX 249
-/* Pending appends per chunk of the opener's pool (struct kafka_chunk). */
-#define KAFKA_POOL_CHUNK 256
-/* Entirely free chunks the pool keeps; more go back to malloc. */
-#define KAFKA_POOL_SPARE 16
+/* Pending appends per chunk (struct kafka_chunk). */
+#define KAFKA_CHUNK_SLOTS 256
+/* Retired chunks the opener keeps for reuse; more go back to malloc. */
+#define KAFKA_CHUNK_SPARE 16
 /* A time tick is (wall-clock ms << 18 | logical) (wal/wal-message.h). */
 #define KAFKA_TICK_LOGICAL_BITS 18
 /* Delivery reports the poll thread settles together. */
@@ -221,34 +226,57 @@ enum kafka_create_mode {
 /* ---- Objects ---- */
 
 /*
- * An append accepted and not yet completed.  It lives in a chunk of the
- * opener's pool (kafka_slot_get/put, under opener.lock), so an append costs
- * no allocation of ours; the record's key and headers are made when it is
- * produced, straight into librdkafka's own copy.
+ * An append accepted and not yet completed: a slot of a chunk that belongs
+ * to its wal (struct kafka_chunk).  Appends take a wal's slots in order, so
+ * the appending thread writes them, and the poll thread reads them, front
+ * to back; the record's key and headers are made when it is produced,
+ * straight into librdkafka's own copy.
  */
+enum kafka_slot_state {
+        KAFKA_SLOT_QUEUED,      /* fencing: in the wal's produce queue */
+        KAFKA_SLOT_INFLIGHT,    /* produced; its delivery report has not come */
+        KAFKA_SLOT_WRITTEN,     /* fencing: delivered, in the wal's confirm list */
+        KAFKA_SLOT_SETTLED,     /* its completion is the reporter's or has run */
+        KAFKA_SLOT_CANCELLED,   /* completed by close with -ECANCELED while in
+                                   flight: its report only finishes the slot */
+};
+
 struct kafka_pending {
-        struct kafka_pending *prev, *next; /* in the wal's list while in flight; next:
-                                              in its chunk's free list; opener.lock */
         struct kafka_chunk *chunk;         /* where it lives (fixed) */
-        struct kafka_wal *w;               /* not to be touched once cancelled */
         walimpls_append_done_fn *done;
         void *arg;
         wal_msg *msg;                      /* one reference while the fence queue holds
                                               it, or while librdkafka borrows its
                                               payload (> KAFKA_COPY_MAX); else NULL */
         struct kafka_pending *qnext;       /* fencing: in the wal's produce queue, then,
-                                              once delivered, in its confirm queue */
+                                              once delivered, in its confirm list */
         int64_t offset;                    /* fencing: where it was written */
-        bool cancelled;                    /* completed by close with -ECANCELED */
+        atomic_int state;                  /* enum kafka_slot_state; INFLIGHT leaves it
+                                              by one compare-and-swap: the report's
+                                              or close's, whichever comes first */
 };
 
-/* KAFKA_POOL_CHUNK pending appends in one allocation. */
+/*
+ * KAFKA_CHUNK_SLOTS pending appends of one wal, in one allocation.  The
+ * wal's appenders take its slots in order (kafka_slot_take, under the
+ * wal's alock); every slot is finished exactly once, when nothing will
+ * touch it again (its report came, or it was never produced, and its
+ * completion ran or was handed on), and the thread whose finish makes
+ * @ndone reach KAFKA_CHUNK_SLOTS retires the chunk (slots never taken are
+ * finished by whoever stops taking them: the last take or close).  A
+ * chunk outlives its wal while librdkafka holds records of it; it is then
+ * an orphan of the opener.
+ */
 struct kafka_chunk {
-        struct kafka_chunk *prev, *next;   /* in the pool's list of chunks with free slots */
-        struct kafka_chunk *all_prev, *all_next; /* in the list of every chunk */
-        struct kafka_pending *free;        /* its free slots */
-        unsigned nfree;
-        struct kafka_pending slots[KAFKA_POOL_CHUNK];
+        struct kafka_chunk *prev, *next;   /* in its wal's chunk list, the opener's
+                                              orphans or spares; opener.lock */
+        struct kafka_wal *w;               /* owner; NULL once it closed (opener.lock;
+                                              stable for a slot in flight) */
+        bool fencing;                      /* the owner's fencing, for reports that may
+                                              not touch a closed owner */
+        unsigned used;                     /* slots taken; owner's alock */
+        atomic_uint ndone;                 /* slots finished */
+        struct kafka_pending slots[KAFKA_CHUNK_SLOTS];
 };
 
 /* A delivery report as the poll thread gathers it (kafka_event_serve). */
@@ -281,10 +309,10 @@ struct kafka_opener {
         atomic_int fatal;              /* 0, or the errno every append now gets */
         atomic_uint close_waiters;     /* wal closes waiting for deliveries */
         char fatal_msg[512];           /* under lock */
-        /* The pool of pending appends, under lock: */
-        struct kafka_chunk *pool;      /* chunks with a free slot, most recent first */
-        struct kafka_chunk *chunks;    /* every chunk */
-        size_t pool_spare;             /* entirely free chunks */
+        /* Chunks of pending appends not owned by an open wal, under lock: */
+        struct kafka_chunk *orphans;   /* of closed wals, records still in librdkafka */
+        struct kafka_chunk *spares;    /* retired, kept for reuse */
+        size_t nspares;
         /* Delivery reports gathered by the poll thread, settled in batches: */
         struct kafka_dr drs[KAFKA_DR_BATCH];
         size_t ndr;
@@ -299,8 +327,13 @@ struct kafka_wal {
         struct kafka_opener *o;
         char *topic;
         rd_kafka_topic_t *rkt;         /* producer topic handle; RW only */
-        struct kafka_pending pending;  /* list sentinel, under opener.lock */
-        atomic_size_t inflight;        /* accepted appends whose done has not returned */
+        pthread_mutex_t alock;         /* appenders (and close): cur, appended */
+        struct kafka_chunk *cur;       /* the chunk appends take slots from; NULL when
+                                          none (or it was used up) */
+        uint64_t appended;             /* appends accepted (returned 0) */
+        atomic_uint_least64_t ncompleted; /* of those, completed: their done returned
+                                             (or never produced nor completed) */
+        struct kafka_chunk *chunks;    /* its chunks not yet retired; opener.lock */
         /* Fencing (RW with kafkawal.fencing only): */
         rd_kafka_t *reg;               /* consumer handle of the term register group */
         pthread_t fence_thread;
@@ -563,101 +596,111 @@ static int kafka_conf_make(struct kafka_opener *o, rd_kafka_type_t type, rd_kafk
         return 0;
 }
 
-/* ---- The pool of pending appends (under opener.lock) ---- */
+/* ---- Chunks of pending appends ---- */
 
-/* A free slot, zeroed but for its chunk; NULL when out of memory. */
-static struct kafka_pending *kafka_slot_get(struct kafka_opener *o)
+static void kafka_chunk_unlink(struct kafka_chunk **head, struct kafka_chunk *c)
 {
-        struct kafka_chunk *c = o->pool;
-        if (!c) {
-                if (!(c = malloc(sizeof(*c))))
-                        return NULL;
-                c->free = NULL;
-                for (size_t i = KAFKA_POOL_CHUNK; i-- > 0;) {
-                        c->slots[i].chunk = c;
-                        c->slots[i].next = c->free;
-                        c->free = &c->slots[i];
-                }
-                c->nfree = KAFKA_POOL_CHUNK;
-                c->prev = NULL;
-                c->next = NULL;
-                o->pool = c;
-                c->all_prev = NULL;
-                c->all_next = o->chunks;
-                if (o->chunks)
-                        o->chunks->all_prev = c;
-                o->chunks = c;
-                o->pool_spare++;
-        }
-        if (c->nfree == KAFKA_POOL_CHUNK)
-                o->pool_spare--;
-        struct kafka_pending *p = c->free;
-        c->free = p->next;
-        if (--c->nfree == 0) {
-                /* Full: off the pool list (it is its head). */
-                o->pool = c->next;
-                if (c->next)
-                        c->next->prev = NULL;
-                c->prev = c->next = NULL;
-        }
-        *p = (struct kafka_pending){ .chunk = c };
-        return p;
-}
-
-/* Return @p to the pool.  A chunk left entirely free beyond the
- * KAFKA_POOL_SPARE the pool keeps is pushed on *spare, for the caller to
- * free with kafka_chunks_free() once the lock is released. */
-static void kafka_slot_put(struct kafka_opener *o, struct kafka_pending *p,
-                           struct kafka_chunk **spare)
-{
-        struct kafka_chunk *c = p->chunk;
-        p->next = c->free;
-        c->free = p;
-        if (c->nfree++ == 0) {
-                /* Has room again: to the front, so its slots are reused first. */
-                c->prev = NULL;
-                c->next = o->pool;
-                if (o->pool)
-                        o->pool->prev = c;
-                o->pool = c;
-        }
-        if (c->nfree < KAFKA_POOL_CHUNK)
-                return;
-        if (o->pool_spare < KAFKA_POOL_SPARE) {
-                o->pool_spare++;
-                return;
-        }
         if (c->prev)
                 c->prev->next = c->next;
         else
-                o->pool = c->next;
+                *head = c->next;
         if (c->next)
                 c->next->prev = c->prev;
-        if (c->all_prev)
-                c->all_prev->all_next = c->all_next;
-        else
-                o->chunks = c->all_next;
-        if (c->all_next)
-                c->all_next->all_prev = c->all_prev;
-        c->next = *spare;
-        *spare = c;
+        c->prev = c->next = NULL;
 }
 
-/* Free a list made by kafka_slot_put(). */
-static void kafka_chunks_free(struct kafka_chunk *spare)
+static void kafka_chunk_push(struct kafka_chunk **head, struct kafka_chunk *c)
 {
-        while (spare) {
-                struct kafka_chunk *c = spare;
-                spare = c->next;
-                free(c);
+        c->prev = NULL;
+        c->next = *head;
+        if (*head)
+                (*head)->prev = c;
+        *head = c;
+}
+
+/* A chunk for @w (a spare or a new one), in @w's list; NULL when out of
+ * memory.  Takes opener.lock. */
+static struct kafka_chunk *kafka_chunk_new(struct kafka_wal *w)
+{
+        struct kafka_opener *o = w->o;
+        pthread_mutex_lock(&o->lock);
+        struct kafka_chunk *c = o->spares;
+        if (c) {
+                kafka_chunk_unlink(&o->spares, c);
+                o->nspares--;
         }
+        pthread_mutex_unlock(&o->lock);
+        if (!c) {
+                if (!(c = malloc(sizeof(*c))))
+                        return NULL;
+                for (size_t i = 0; i < KAFKA_CHUNK_SLOTS; i++)
+                        c->slots[i].chunk = c;
+        }
+        c->w = w;
+        c->fencing = w->fencing;
+        c->used = 0;
+        atomic_init(&c->ndone, 0);
+        pthread_mutex_lock(&o->lock);
+        kafka_chunk_push(&w->chunks, c);
+        pthread_mutex_unlock(&o->lock);
+        return c;
 }
 
-static void kafka_list_unlink(struct kafka_pending *p)
+/* @c has every slot finished: off its list, kept as a spare or freed.
+ * Takes opener.lock. */
+static void kafka_chunk_retire(struct kafka_opener *o, struct kafka_chunk *c)
 {
-        p->prev->next = p->next;
-        p->next->prev = p->prev;
-        p->prev = p->next = p;
+        pthread_mutex_lock(&o->lock);
+        kafka_chunk_unlink(c->w ? &c->w->chunks : &o->orphans, c);
+        bool keep = o->nspares < KAFKA_CHUNK_SPARE;
+        if (keep) {
+                kafka_chunk_push(&o->spares, c);
+                o->nspares++;
+        }
+        pthread_mutex_unlock(&o->lock);
+        if (!keep)
+                free(c);
+}
+
+/* Finish @n slots of @c (see struct kafka_chunk); @c may be gone after. */
+static void kafka_chunk_finish(struct kafka_opener *o, struct kafka_chunk *c, unsigned n)
+{
+        if (n && atomic_fetch_add(&c->ndone, n) + n == KAFKA_CHUNK_SLOTS)
+                kafka_chunk_retire(o, c);
+}
+
+/* The next slot of @w (under w->alock), its state set to @state; NULL when
+ * out of memory.  Counts the append as accepted. */
+static struct kafka_pending *kafka_slot_take(struct kafka_wal *w, walimpls_append_done_fn *done,
+                                             void *arg, enum kafka_slot_state state)
+{
+        struct kafka_chunk *c = w->cur;
+        if (!c && !(c = w->cur = kafka_chunk_new(w)))
+                return NULL;
+        struct kafka_pending *p = &c->slots[c->used++];
+        if (c->used == KAFKA_CHUNK_SLOTS)
+                w->cur = NULL;   /* used up: never read again from here */
+        p->done = done;
+        p->arg = arg;
+        p->msg = NULL;
+        p->qnext = NULL;
+        p->offset = -1;
+        atomic_store_explicit(&p->state, state, memory_order_relaxed);
+        w->appended++;
+        return p;
+}
+
+/* Count @n more of @w's accepted appends as completed (their done has
+ * returned); @w may be freed by close as soon as this returns. */
+static void kafka_completed(struct kafka_wal *w, uint64_t n)
+{
+        struct kafka_opener *o = w->o;
+        atomic_fetch_add(&w->ncompleted, n);
+        if (atomic_load(&o->close_waiters)) {
+                pthread_mutex_lock(&o->lock);
+                pthread_cond_broadcast(&o->cond);
+                pthread_mutex_unlock(&o->lock);
+        }
 }
 
 /* ---- Producer callbacks (poll thread) ---- */
@@ -695,87 +738,98 @@ static void kafka_dr_complete(struct kafka_wal *w, walimpls_append_done_fn *done
         }
 }
 
+/* Hand @head..@tail (written appends of @w, linked by qnext) to @w's
+ * fence thread, to be acknowledged once the term is confirmed. */
+static void kafka_confirm_queue(struct kafka_wal *w, struct kafka_pending *head,
+                                struct kafka_pending *tail, size_t n)
+{
+        struct kafka_opener *o = w->o;
+        pthread_mutex_lock(&o->lock);
+        if (w->ctail)
+                w->ctail->qnext = head;
+        else
+                w->chead = head;
+        w->ctail = tail;
+        /* Only an empty list can have the fence thread asleep. */
+        if (atomic_fetch_add(&w->nconfirm, n) == 0)
+                pthread_cond_signal(&w->qcond);
+        pthread_mutex_unlock(&o->lock);
+}
+
 /*
- * Settle the gathered delivery reports: one pass under opener.lock takes
- * each append off its wal's list and gives its slot back (or, with
- * fencing, moves the written ones to the wal's confirm list for the fence
- * thread), then the completions run with no lock held.
+ * Settle the gathered delivery reports, with no lock held.  Each slot
+ * leaves INFLIGHT by a compare-and-swap that close's cancellation may have
+ * won (then the report only finishes the slot, and the wal, maybe gone, is
+ * not touched).  Won: its completion runs here, or, with fencing, the
+ * written ones go to the wal's confirm list for the fence thread.  A wal
+ * cannot finish closing before its completions are counted, which happens
+ * per run of consecutive reports of one wal, after their completions ran;
+ * slots are finished per run of one chunk.
  */
 static void kafka_dr_settle(struct kafka_opener *o)
 {
         size_t n = o->ndr;
-        if (!n)
-                return;
-        struct kafka_done {
-                struct kafka_wal *w;
-                walimpls_append_done_fn *done;
-                void *arg;
-                wal_msg *msg;
-        } dn[KAFKA_DR_BATCH];
-        size_t nd = 0;
-        struct kafka_chunk *spare = NULL;
-        wal_msg *unref[KAFKA_DR_BATCH];
-        size_t nu = 0;
-        pthread_mutex_lock(&o->lock);
+        struct kafka_wal *rw = NULL;       /* the run of completions being counted */
+        uint64_t rn = 0;
+        struct kafka_chunk *rc = NULL;     /* the run of finished slots */
+        unsigned rcn = 0;
+        struct kafka_wal *cw = NULL;       /* the run of written slots to confirm */
+        struct kafka_pending *chead = NULL, *ctail = NULL;
+        size_t cn = 0;
         for (size_t i = 0; i < n; i++) {
-                struct kafka_dr *d = &o->drs[i];
+                const struct kafka_dr *d = &o->drs[i];
                 struct kafka_pending *p = d->p;
-                if (p->cancelled) {
-                        /* Completed by close; only the slot is left. */
-                        if (p->msg)
-                                unref[nu++] = p->msg;
-                        kafka_slot_put(o, p, &spare);
-                        d->p = NULL;
-                        continue;
-                }
-                kafka_list_unlink(p);
-                struct kafka_wal *w = p->w;
-                if (w->fencing && !d->err && d->offset >= 0) {
-                        /* Written; acknowledged only once the fence thread
-                         * has read the term register after this (see
-                         * "Fencing").  The value is no longer librdkafka's. */
+                struct kafka_chunk *c = p->chunk;
+                /* librdkafka is done with a borrowed value (and a written
+                 * record's value is no longer needed for a retry). */
+                wal_msg *msg = p->msg;
+                p->msg = NULL;
+                bool written = c->fencing && !d->err && d->offset >= 0;
+                int expect = KAFKA_SLOT_INFLIGHT;
+                bool won = atomic_compare_exchange_strong(
+                        &p->state, &expect, written ? KAFKA_SLOT_WRITTEN : KAFKA_SLOT_SETTLED);
+                struct kafka_wal *w = won ? c->w : NULL;
+                if (written && won) {
                         p->offset = d->offset;
-                        if (p->msg)
-                                unref[nu++] = p->msg;
-                        p->msg = NULL;
                         p->qnext = NULL;
-                        if (w->ctail)
-                                w->ctail->qnext = p;
+                        if (cw != w && chead) {
+                                kafka_confirm_queue(cw, chead, ctail, cn);
+                                chead = NULL;
+                                cn = 0;
+                        }
+                        cw = w;
+                        if (chead)
+                                ctail->qnext = p;
                         else
-                                w->chead = p;
-                        w->ctail = p;
-                        /* Only an empty list can have the fence thread asleep. */
-                        if (atomic_fetch_add(&w->nconfirm, 1) == 0)
-                                pthread_cond_signal(&w->qcond);
-                        d->p = NULL;
-                        continue;
+                                chead = p;
+                        ctail = p;
+                        cn++;
+                        wal_msg_unref(msg);
+                        continue;   /* finished by whoever completes it */
                 }
-                dn[nd++] = (struct kafka_done){ w, p->done, p->arg, p->msg };
-                kafka_slot_put(o, p, &spare);
-        }
-        pthread_mutex_unlock(&o->lock);
-
-        /* The completions, in report order; a wal's in-flight count drops
-         * once its run of consecutive reports is done (it may be freed as
-         * soon as that count reaches 0). */
-        size_t k = 0, run = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (!o->drs[i].p)
-                        continue;
-                struct kafka_done *x = &dn[k++];
-                kafka_dr_complete(x->w, x->done, x->arg, &o->drs[i]);
-                if (x->msg)
-                        wal_msg_unref(x->msg);
-                run++;
-                if (k == nd || dn[k].w != x->w) {
-                        WAL_ASSERT(atomic_load(&x->w->inflight) >= run);
-                        atomic_fetch_sub(&x->w->inflight, run);
-                        run = 0;
+                if (won) {
+                        if (rw != w && rn) {
+                                kafka_completed(rw, rn);
+                                rn = 0;
+                        }
+                        rw = w;
+                        kafka_dr_complete(w, p->done, p->arg, d);
+                        rn++;
                 }
+                wal_msg_unref(msg);
+                if (rc != c && rcn) {
+                        kafka_chunk_finish(o, rc, rcn);
+                        rcn = 0;
+                }
+                rc = c;
+                rcn++;
         }
-        for (size_t i = 0; i < nu; i++)
-                wal_msg_unref(unref[i]);
-        kafka_chunks_free(spare);
+        if (chead)
+                kafka_confirm_queue(cw, chead, ctail, cn);
+        if (rn)
+                kafka_completed(rw, rn);
+        if (rcn)
+                kafka_chunk_finish(o, rc, rcn);
         o->ndr = 0;
         kafka_wake_waiters(o);
 }
@@ -965,10 +1019,14 @@ static void kafka_opener_free(struct kafka_opener *o)
                 rd_kafka_queue_destroy(o->mainq);
         if (o->rk)
                 rd_kafka_destroy(o->rk);
-        while (o->chunks) {
-                struct kafka_chunk *c = o->chunks;
-                o->chunks = c->all_next;
-                free(c);
+        /* Orphans left only if librdkafka dropped records unreported. */
+        for (struct kafka_chunk **l = &o->orphans; l != NULL;
+             l = l == &o->orphans ? &o->spares : NULL) {
+                while (*l) {
+                        struct kafka_chunk *c = *l;
+                        *l = c->next;
+                        free(c);
+                }
         }
         for (size_t i = 0; i < o->n_pt; i++) {
                 free(o->pt_keys[i]);
@@ -1285,6 +1343,7 @@ static void kafka_wal_free(struct kafka_wal *w)
                 rd_kafka_topic_destroy(w->rkt);
         pthread_cond_destroy(&w->qcond);
         pthread_cond_destroy(&w->qspace);
+        pthread_mutex_destroy(&w->alock);
         walimpls_wal_done(&w->base);
         free(w->topic);
         free(w);
@@ -1386,7 +1445,7 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
         }
         w->o = o;
         w->topic = topic;
-        w->pending.prev = w->pending.next = &w->pending;
+        pthread_mutex_init(&w->alock, NULL);
         pthread_cond_init(&w->qcond, NULL);
         pthread_cond_init(&w->qspace, NULL);
         if (rw) {
@@ -1593,19 +1652,13 @@ static rd_kafka_resp_err_t kafka_produce(struct kafka_wal *w, struct kafka_pendi
         return err;
 }
 
-/* Undo the bookkeeping of an append whose record was never produced. */
+/* Finish the slot of an append whose record was never produced. */
 static void kafka_pending_drop(struct kafka_wal *w, struct kafka_pending *p)
 {
-        struct kafka_opener *o = w->o;
         wal_msg *msg = p->msg;
-        struct kafka_chunk *spare = NULL;
-        pthread_mutex_lock(&o->lock);
-        kafka_list_unlink(p);
-        kafka_slot_put(o, p, &spare);
-        atomic_fetch_sub(&w->inflight, 1);
-        pthread_cond_broadcast(&o->cond);
-        pthread_mutex_unlock(&o->lock);
-        kafka_chunks_free(spare);
+        p->msg = NULL;
+        atomic_store(&p->state, KAFKA_SLOT_SETTLED);
+        kafka_chunk_finish(w->o, p->chunk, 1);
         wal_msg_unref(msg);
 }
 
@@ -1615,6 +1668,7 @@ static void kafka_pending_fail(struct kafka_wal *w, struct kafka_pending *p, int
 {
         p->done(p->arg, code, WAL_MSGID_NONE, e);
         kafka_pending_drop(w, p);
+        kafka_completed(w, 1);
 }
 
 /*
@@ -1692,50 +1746,50 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         if (atomic_load(&w->fenced))
                 return -ESTALE;
 
-        /* Take a slot and link it before producing: the delivery report
-         * may run at once.  With fencing the fence thread checks the term,
-         * then produces, in order. */
+        /* Take a slot before producing: the delivery report may run at
+         * once.  With fencing the fence thread checks the term, then
+         * produces, in order. */
+        if (!w->fence_started) {
+                pthread_mutex_lock(&w->alock);
+                struct kafka_pending *p = kafka_slot_take(w, done, arg, KAFKA_SLOT_INFLIGHT);
+                pthread_mutex_unlock(&w->alock);
+                if (!p)
+                        return -ENOMEM;
+                wal_msg *spent = NULL;   /* stays NULL: p held no reference */
+                rd_kafka_resp_err_t err = kafka_produce(w, p, msg, &r, &spent);
+                if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                        return 0;
+                /* Refused: the report never comes; done must not run. */
+                kafka_pending_drop(w, p);
+                pthread_mutex_lock(&w->alock);
+                w->appended--;
+                pthread_mutex_unlock(&w->alock);
+                return err == RD_KAFKA_RESP_ERR__FAIL ? r : kafka_refusal_errno(o, err);
+        }
         pthread_mutex_lock(&o->lock);
-        while (w->fence_started && w->qlen >= KAFKA_QUEUE_MAX && !w->qstop)
+        while (w->qlen >= KAFKA_QUEUE_MAX && !w->qstop)
                 pthread_cond_wait(&w->qspace, &o->lock);
-        struct kafka_pending *p = kafka_slot_get(o);
-        if (!p) {
-                pthread_mutex_unlock(&o->lock);
-                return -ENOMEM;
-        }
-        p->w = w;
-        p->done = done;
-        p->arg = arg;
-        p->next = &w->pending;
-        p->prev = w->pending.prev;
-        w->pending.prev->next = p;
-        w->pending.prev = p;
-        atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
-        if (w->fence_started) {
-                p->msg = wal_msg_ref(msg);
-                if (w->qtail)
-                        w->qtail->qnext = p;
-                else
-                        w->qhead = p;
-                w->qtail = p;
-                /* Only an empty queue can have the fence thread asleep. */
-                if (w->qlen++ == 0)
-                        pthread_cond_signal(&w->qcond);
-                size_t nspent = 0;
-                wal_msg **spent = kafka_spent_take(w, &nspent);
-                pthread_mutex_unlock(&o->lock);
-                kafka_spent_release(spent, nspent);
-                return 0;
-        }
         pthread_mutex_unlock(&o->lock);
-
-        wal_msg *spent = NULL;   /* stays NULL: p held no reference */
-        rd_kafka_resp_err_t err = kafka_produce(w, p, msg, &r, &spent);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-                return 0;
-        /* Refused: the report never comes; done must not run. */
-        kafka_pending_drop(w, p);
-        return err == RD_KAFKA_RESP_ERR__FAIL ? r : kafka_refusal_errno(o, err);
+        pthread_mutex_lock(&w->alock);
+        struct kafka_pending *p = kafka_slot_take(w, done, arg, KAFKA_SLOT_QUEUED);
+        pthread_mutex_unlock(&w->alock);
+        if (!p)
+                return -ENOMEM;
+        p->msg = wal_msg_ref(msg);
+        pthread_mutex_lock(&o->lock);
+        if (w->qtail)
+                w->qtail->qnext = p;
+        else
+                w->qhead = p;
+        w->qtail = p;
+        /* Only an empty queue can have the fence thread asleep. */
+        if (w->qlen++ == 0)
+                pthread_cond_signal(&w->qcond);
+        size_t nspent = 0;
+        wal_msg **spent = kafka_spent_take(w, &nspent);
+        pthread_mutex_unlock(&o->lock);
+        kafka_spent_release(spent, nspent);
+        return 0;
 }
 
 /* ---- Fencing: the term register ----
@@ -1840,20 +1894,23 @@ static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *li
         }
         if (!n)
                 return;
-        struct kafka_chunk *spare = NULL;
-        /* @w may be freed once this reaches 0 (by close, which waits). */
-        WAL_ASSERT(atomic_load(&w->inflight) >= n);
-        pthread_mutex_lock(&o->lock);
+        /* Finished per run of one chunk; then counted, after which @w may
+         * be freed by close. */
+        struct kafka_chunk *rc = NULL;
+        unsigned rcn = 0;
         while (list) {
                 struct kafka_pending *p = list;
                 list = p->qnext;
-                kafka_slot_put(o, p, &spare);
+                atomic_store_explicit(&p->state, KAFKA_SLOT_SETTLED, memory_order_relaxed);
+                if (rc != p->chunk && rcn) {
+                        kafka_chunk_finish(o, rc, rcn);
+                        rcn = 0;
+                }
+                rc = p->chunk;
+                rcn++;
         }
-        atomic_fetch_sub(&w->inflight, n);
-        if (atomic_load(&o->close_waiters))
-                pthread_cond_broadcast(&o->cond);
-        pthread_mutex_unlock(&o->lock);
-        kafka_chunks_free(spare);
+        kafka_chunk_finish(o, rc, rcn);
+        kafka_completed(w, n);
 }
 
 static void *kafka_fence_main(void *arg)
@@ -1960,6 +2017,8 @@ static void *kafka_fence_main(void *arg)
                                                              w->base.channel);
                         } else {
                                 wal_msg *sp = NULL;
+                                atomic_store_explicit(&p->state, KAFKA_SLOT_INFLIGHT,
+                                                      memory_order_relaxed);
                                 rd_kafka_resp_err_t err = kafka_produce(w, p, p->msg, &code,
                                                                         &sp);
                                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -2108,20 +2167,34 @@ static int kafka_info(struct walimpls_wal *base, struct walimpls_info *ret, wal_
         return 0;
 }
 
-static void kafka_wal_close(struct walimpls_wal *base)
+/* Wait until every accepted append of @w has completed, or @deadline
+ * (CLOCK_MONOTONIC ns; 0: no limit) passes.  @returns true when they have. */
+static bool kafka_wait_completed(struct kafka_wal *w, uint64_t deadline)
 {
-        struct kafka_wal *w = kafka_wal_from_base(base);
         struct kafka_opener *o = w->o;
-        /* Wait (polling too: the delivery report broadcasts only when it
-         * sees a waiter) for the deliveries, up to the close timeout. */
-        atomic_fetch_add(&o->close_waiters, 1);
-        uint64_t deadline = walu_monotonic_ns() + (uint64_t)o->close_timeout_ms * 1000000u;
+        pthread_mutex_lock(&w->alock);
+        uint64_t appended = w->appended;
+        pthread_mutex_unlock(&w->alock);
         pthread_mutex_lock(&o->lock);
-        while (atomic_load(&w->inflight) > 0 && walu_monotonic_ns() < deadline) {
+        while (atomic_load(&w->ncompleted) < appended &&
+               (!deadline || walu_monotonic_ns() < deadline)) {
+                /* Polling too: completions broadcast only when they see a
+                 * close waiter. */
                 struct timespec ts = walu_deadline(10);
                 pthread_cond_timedwait(&o->cond, &o->lock, &ts);
         }
         pthread_mutex_unlock(&o->lock);
+        return atomic_load(&w->ncompleted) >= appended;
+}
+
+static void kafka_wal_close(struct walimpls_wal *base)
+{
+        struct kafka_wal *w = kafka_wal_from_base(base);
+        struct kafka_opener *o = w->o;
+        /* No append runs during close, so w->appended is final. */
+        atomic_fetch_add(&o->close_waiters, 1);
+        kafka_wait_completed(w, walu_monotonic_ns() +
+                                        (uint64_t)o->close_timeout_ms * 1000000u + 1);
 
         if (w->fence_started) {
                 /* Stop the fence thread; what it never took is cancelled
@@ -2142,11 +2215,12 @@ static void kafka_wal_close(struct walimpls_wal *base)
         }
 
         /*
-         * What is still linked has not reached its delivery report: mark it
-         * cancelled (the report will only free it) and complete it here.  A
-         * cancelled entry may be freed by its report as soon as the lock is
-         * released, so its callback is copied out first.  Nothing can be
-         * linked anew (no append runs during close), so the count only drops.
+         * What is still in flight has not reached its delivery report:
+         * cancel it (its report will only finish the slot) and complete it
+         * here.  Each slot's state decides, by compare-and-swap, between
+         * this and a report settling it meanwhile.  The wal's chunks cannot
+         * retire while opener.lock is held.  No slot of the current chunk
+         * will be taken any more: they are finished here.
          */
         struct kafka_cancel {
                 walimpls_append_done_fn *done;
@@ -2154,25 +2228,33 @@ static void kafka_wal_close(struct walimpls_wal *base)
         } *cv = NULL;
         size_t n = 0, cap = 0;
         pthread_mutex_lock(&o->lock);
-        for (struct kafka_pending *p = w->pending.next; p != &w->pending; p = p->next)
-                cap++;
+        for (struct kafka_chunk *c = w->chunks; c; c = c->next)
+                cap += c->used;
         pthread_mutex_unlock(&o->lock);
         if (cap && !(cv = calloc(cap, sizeof(*cv))))
-                WAL_BUG("kafka: out of memory cancelling %zu appends", cap);
+                WAL_BUG("kafka: out of memory cancelling up to %zu appends", cap);
         pthread_mutex_lock(&o->lock);
-        while (w->pending.next != &w->pending && n < cap) {
-                struct kafka_pending *p = w->pending.next;
-                kafka_list_unlink(p);
-                p->cancelled = true;
-                cv[n++] = (struct kafka_cancel){ p->done, p->arg };
+        for (struct kafka_chunk *c = w->chunks; c; c = c->next) {
+                for (unsigned i = 0; i < c->used; i++) {
+                        struct kafka_pending *p = &c->slots[i];
+                        int expect = KAFKA_SLOT_INFLIGHT;
+                        if (atomic_compare_exchange_strong(&p->state, &expect,
+                                                           KAFKA_SLOT_CANCELLED)) {
+                                WAL_ASSERT(n < cap);
+                                cv[n++] = (struct kafka_cancel){ p->done, p->arg };
+                        }
+                }
         }
-        WAL_ASSERT(w->pending.next == &w->pending);
         /* Written, but the fence thread (stopped) never confirmed their
-         * term; with nothing linked, no report can add to this list. */
+         * term; nothing in flight is left to add to this list. */
         struct kafka_pending *written = w->chead;
         w->chead = w->ctail = NULL;
         atomic_store(&w->nconfirm, 0);
         pthread_mutex_unlock(&o->lock);
+        struct kafka_chunk *cur = w->cur;
+        w->cur = NULL;
+        if (cur)
+                kafka_chunk_finish(o, cur, KAFKA_CHUNK_SLOTS - cur->used);
         if (written) {
                 wal_error *e = NULL;
                 int code = wal_error_set(&e, -ECANCELED, 0, "kafka: channel %s closed before "
@@ -2187,19 +2269,25 @@ static void kafka_wal_close(struct walimpls_wal *base)
                               "append (it may still be written)", w->base.channel);
                 cv[i].done(cv[i].arg, -ECANCELED, WAL_MSGID_NONE, e);
                 wal_error_free(e);
-                atomic_fetch_sub(&w->inflight, 1);
         }
         free(cv);
+        if (n)
+                atomic_fetch_add(&w->ncompleted, n);
 
-        /* Reports already taken off the list finish their completion now. */
-        pthread_mutex_lock(&o->lock);
-        while (atomic_load(&w->inflight) > 0) {
-                struct timespec ts = walu_deadline(10);
-                pthread_cond_timedwait(&o->cond, &o->lock, &ts);
-        }
-        pthread_mutex_unlock(&o->lock);
+        /* Reports settled meanwhile finish their completions now. */
+        kafka_wait_completed(w, 0);
         atomic_fetch_sub(&o->close_waiters, 1);
 
+        /* The chunks still holding records librdkafka has not reported
+         * become the opener's orphans. */
+        pthread_mutex_lock(&o->lock);
+        while (w->chunks) {
+                struct kafka_chunk *c = w->chunks;
+                kafka_chunk_unlink(&w->chunks, c);
+                c->w = NULL;
+                kafka_chunk_push(&o->orphans, c);
+        }
+        pthread_mutex_unlock(&o->lock);
         kafka_wal_free(w);
 }
 

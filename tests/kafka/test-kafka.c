@@ -1265,6 +1265,20 @@ static void close_with_broker_down(bool fencing)
         done = a.done;
         pthread_mutex_unlock(&a.lock);
         cr_assert_eq(done, N, "%zu completions after close", done - N);
+        /* The opener goes on: a new wal takes chunks while the closed
+         * one's late reports retire its own (orphans), several chunks'
+         * worth, each completed once. */
+        t_unique_name("closedown2", ch, sizeof(ch));
+        struct walimpls_wal *w2 = kt_open(ch, WAL_ACCESS_RW);
+        struct acks b;
+        acks_init(&b, N);
+        for (size_t i = 0; i < N; i++)
+                append_idx(w2, &b, i);
+        cr_assert_eq(acks_wait(&b, N, 20000), N);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(b.status[i], 0, "second wal, append %zu: %d", i, b.status[i]);
+        w2->ops->close(w2);
+        acks_free(&b);
         kt.o->ops->close(kt.o);
         kt.o = NULL;
         cr_assert_eq(a.done, N);
