@@ -57,7 +57,7 @@
  * for properties; a payload of up to 4 KiB is copied into the record and
  * the wal_msg released at once, a larger one is borrowed (the wal_msg
  * reference is held until the delivery report); with fencing on, a per-wal
- * fence thread produces instead (see Fencing).  A dedicated poll thread
+ * fence thread checks the term first (see Fencing).  A dedicated poll thread
  * serves the producer's main queue through the event API: each delivery
  * report event carries a batch of records, which it settles without a
  * lock (KAFKA_DR_BATCH at a time; a slot leaves "in flight" by one
@@ -115,10 +115,16 @@
  * "libwal-term.<topic>" (offset = term).  A read-write open refuses a lower
  * term than the registered one (-ESTALE) and registers its own.  The
  * producer stays the one shared idempotent producer; what fences is that a
- * read-write wal's appends go through its fence thread, which reads the
- * register once per batch before producing it: a higher term fences the wal
- * (that batch and every later append fail with -ESTALE and never reach the
- * topic); and a written record is acknowledged only after a register read
+ * read-write wal's appends are queued for its fence thread, which reads
+ * the register once per batch before the batch may be produced: a higher
+ * term fences the wal (that batch and every later append fail with -ESTALE
+ * and never reach the topic).  A confirmed batch becomes the wal's ready
+ * list, which the next append produces on its own thread (where its
+ * messages were made, and beside the producing it does anyway); the fence
+ * thread produces it itself when it is about to sleep or when a register
+ * round trip went by with no append taking it, so a confirmed batch waits
+ * at most one round trip more, and a batch never checked is never
+ * produced.  And a written record is acknowledged only after a register read
  * that started after its delivery report still found the wal's term (that
  * same read: one read serves the batch about to be produced and the records
  * delivered meanwhile, so there is no extra round trip per batch, only up
@@ -349,6 +355,10 @@ struct kafka_wal {
         struct kafka_pending *chead, *ctail; /* delivered, their term not yet confirmed;
                                                 under opener.lock */
         atomic_size_t nconfirm;        /* entries in that list (0 means empty) */
+        pthread_mutex_t plock;         /* producing the ready list, in order */
+        struct kafka_pending *rhead, *rtail; /* confirmed by a register read, not yet
+                                                produced; plock */
+        atomic_size_t nready;          /* entries in that list (0 means empty) */
         wal_msg **spent;               /* produced by the fence thread, to be released
                                           by the next append (kafka_spent_take) */
         size_t nspent, capspent;       /* under opener.lock */
@@ -377,6 +387,7 @@ static walimpls_build_fn kafka_build;
 static int kafka_register_read(struct kafka_wal *w, int64_t *ret, wal_error **reterr);
 static int kafka_register_write(struct kafka_wal *w, int64_t term, wal_error **reterr);
 static void *kafka_fence_main(void *arg);
+static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender);
 
 static const struct wal_property kafka_properties[] = {
         { "kafka.", WAL_PROP_STRING, NULL, 1, 0, NULL, WAL_PROP_PREFIX,
@@ -776,6 +787,8 @@ static void kafka_dr_settle(struct kafka_opener *o)
         struct kafka_wal *cw = NULL;       /* the run of written slots to confirm */
         struct kafka_pending *chead = NULL, *ctail = NULL;
         size_t cn = 0;
+        /* One run of completions for the caller (it may publish once). */
+        walimpls_done_batch_begin();
         for (size_t i = 0; i < n; i++) {
                 const struct kafka_dr *d = &o->drs[i];
                 struct kafka_pending *p = d->p;
@@ -809,8 +822,13 @@ static void kafka_dr_settle(struct kafka_opener *o)
                 }
                 if (won) {
                         if (rw != w && rn) {
+                                /* Counted only once the caller's put-off
+                                 * work for them is done (it may use the
+                                 * caller's wal, freed after our close). */
+                                walimpls_done_batch_end();
                                 kafka_completed(rw, rn);
                                 rn = 0;
+                                walimpls_done_batch_begin();
                         }
                         rw = w;
                         kafka_dr_complete(w, p->done, p->arg, d);
@@ -826,6 +844,8 @@ static void kafka_dr_settle(struct kafka_opener *o)
         }
         if (chead)
                 kafka_confirm_queue(cw, chead, ctail, cn);
+        /* Before the counts: what the bracket put off may use the wal. */
+        walimpls_done_batch_end();
         if (rn)
                 kafka_completed(rw, rn);
         if (rcn)
@@ -1344,6 +1364,7 @@ static void kafka_wal_free(struct kafka_wal *w)
         pthread_cond_destroy(&w->qcond);
         pthread_cond_destroy(&w->qspace);
         pthread_mutex_destroy(&w->alock);
+        pthread_mutex_destroy(&w->plock);
         walimpls_wal_done(&w->base);
         free(w->topic);
         free(w);
@@ -1354,7 +1375,8 @@ static void kafka_wal_free(struct kafka_wal *w)
  * (see "Fencing" below) and start the fence thread.  -ESTALE if a higher
  * term owns it.
  */
-static int kafka_fence_start(struct kafka_wal *w, wal_error **reterr)
+/* Make w->reg, the consumer handle of the term register's group. */
+static int kafka_register_handle(struct kafka_wal *w, wal_error **reterr)
 {
         struct kafka_opener *o = w->o;
         rd_kafka_conf_t *conf = NULL;
@@ -1374,6 +1396,14 @@ static int kafka_fence_start(struct kafka_wal *w, wal_error **reterr)
                 return wal_error_set(reterr, -EINVAL, 0, "kafka: cannot make the term register "
                                      "handle: %s", errstr);
         }
+        return 0;
+}
+
+static int kafka_fence_start(struct kafka_wal *w, wal_error **reterr)
+{
+        int r = kafka_register_handle(w, reterr);
+        if (r < 0)
+                return r;
         int64_t term = w->base.term, reg = -1;
         if ((r = kafka_register_read(w, &reg, reterr)) < 0)
                 return r;
@@ -1446,6 +1476,7 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
         w->o = o;
         w->topic = topic;
         pthread_mutex_init(&w->alock, NULL);
+        pthread_mutex_init(&w->plock, NULL);
         pthread_cond_init(&w->qcond, NULL);
         pthread_cond_init(&w->qspace, NULL);
         if (rw) {
@@ -1789,6 +1820,9 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         wal_msg **spent = kafka_spent_take(w, &nspent);
         pthread_mutex_unlock(&o->lock);
         kafka_spent_release(spent, nspent);
+        /* Produce what the fence thread confirmed meanwhile, here. */
+        if (atomic_load_explicit(&w->nready, memory_order_relaxed))
+                kafka_ready_finish(w, 0, true);
         return 0;
 }
 
@@ -1806,8 +1840,10 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
  * Guarantee: a newer term's open returns only after its term is
  * registered, so every batch an older writer checks afterwards is refused
  * before it is produced.  A batch checked just before the newer term
- * registered may still land after it (librdkafka holds it for linger.ms,
- * retries it, a broker is slow), possibly after the newer term's first
+ * registered may still land after it (it waits up to one register round
+ * trip in the ready list, librdkafka holds it for linger.ms, retries it, a
+ * broker is slow; its ticks were all taken before that read started),
+ * possibly after the newer term's first
  * record, the adaptor's anchor: with time ticks below the anchor's, adaptor
  * scanners drop such a record as a fenced writer's straggler
  * (adaptor/scanner.c).  So no record is acknowledged on its delivery report
@@ -1879,6 +1915,7 @@ static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *li
 {
         struct kafka_opener *o = w->o;
         size_t n = 0;
+        walimpls_done_batch_begin();
         for (struct kafka_pending *p = list; p; p = p->qnext) {
                 if (code == 0) {
                         p->done(p->arg, 0, WAL_MSGID(0, (uint64_t)p->offset), NULL);
@@ -1892,6 +1929,7 @@ static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *li
                 }
                 n++;
         }
+        walimpls_done_batch_end();
         if (!n)
                 return;
         /* Finished per run of one chunk; then counted, after which @w may
@@ -1913,6 +1951,106 @@ static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *li
         kafka_completed(w, n);
 }
 
+/*
+ * Produce @batch (appends of @w in produce order, linked by qnext) whose
+ * term a register read confirmed (@r 0), or fail it: with -ESTALE if @w is
+ * fenced, else with why the term could not be confirmed (@r < 0).  On the
+ * fence thread the queue's message references go to the appender
+ * (kafka_spent_give); an @appender releases them itself (it allocated them).
+ */
+static void kafka_batch_finish(struct kafka_wal *w, struct kafka_pending *batch, int r,
+                               bool appender)
+{
+        struct kafka_opener *o = w->o;
+        wal_msg **spent = NULL;
+        size_t nspent = 0, capspent = 0;
+        while (batch) {
+                struct kafka_pending *p = batch;
+                batch = p->qnext;
+                p->qnext = NULL;
+                wal_error *e = NULL;
+                int code = 0;
+                if (atomic_load(&w->fenced)) {
+                        code = wal_error_set(&e, -ESTALE, WAL_ERROR_FATAL,
+                                             "kafka: channel %s: fenced: term %lld owns "
+                                             "it, this wal has term %" PRId64,
+                                             w->base.channel,
+                                             (long long)atomic_load(&w->owner_term),
+                                             w->base.term);
+                } else if (r < 0) {
+                        code = kafka_check_fatal(w->o, &e);
+                        if (!code)
+                                code = wal_error_set(&e, -ECANCELED, 0,
+                                                     "kafka: channel %s closed before "
+                                                     "the append was produced",
+                                                     w->base.channel);
+                } else {
+                        wal_msg *sp = NULL;
+                        atomic_store_explicit(&p->state, KAFKA_SLOT_INFLIGHT,
+                                              memory_order_relaxed);
+                        rd_kafka_resp_err_t err = kafka_produce(w, p, p->msg, &code,
+                                                                &sp);
+                        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                                if (sp && nspent == capspent) {
+                                        size_t ncap = capspent ? capspent * 2 : 256;
+                                        wal_msg **nv = realloc(spent,
+                                                               ncap * sizeof(*nv));
+                                        if (nv) {
+                                                spent = nv;
+                                                capspent = ncap;
+                                        }
+                                }
+                                if (sp && nspent < capspent)
+                                        spent[nspent++] = sp;
+                                else
+                                        wal_msg_unref(sp);
+                                continue;
+                        }
+                        if (err == RD_KAFKA_RESP_ERR__FAIL) {
+                                wal_error_set(&e, code, 0, "kafka: channel %s: cannot "
+                                              "make the record: %s", w->base.channel,
+                                              wal_strerror(code));
+                        } else if (err == RD_KAFKA_RESP_ERR__DESTROY) {
+                                code = kafka_refusal_errno(w->o, err);
+                                wal_error_set(&e, code, 0, "kafka: channel %s closed "
+                                              "before the append was produced",
+                                              w->base.channel);
+                        } else {
+                                code = kafka_refusal_errno(w->o, err);
+                                kafka_fail(&e, err, "kafka: producing to topic %s",
+                                           w->topic);
+                        }
+                }
+                kafka_pending_fail(w, p, code, e);
+                wal_error_free(e);
+        }
+        if (nspent && !appender) {
+                pthread_mutex_lock(&o->lock);
+                kafka_spent_give(w, spent, nspent, capspent);
+                pthread_mutex_unlock(&o->lock);
+        } else {
+                kafka_spent_release(spent, nspent);
+        }
+}
+
+/*
+ * Finish the ready list of @w (kafka_batch_finish with @r): what a
+ * register read confirmed and nobody has produced yet.  The appender
+ * produces it at its next append, on its own thread (where the messages
+ * were made); the fence thread does when it is about to sleep, or when a
+ * register round trip went by without an append taking it.
+ */
+static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender)
+{
+        pthread_mutex_lock(&w->plock);
+        struct kafka_pending *list = w->rhead;
+        w->rhead = w->rtail = NULL;
+        atomic_store(&w->nready, 0);
+        if (list)
+                kafka_batch_finish(w, list, r, appender);
+        pthread_mutex_unlock(&w->plock);
+}
+
 static void *kafka_fence_main(void *arg)
 {
         struct kafka_wal *w = arg;
@@ -1921,6 +2059,13 @@ static void *kafka_fence_main(void *arg)
                 struct kafka_opener *o = w->o;
                 pthread_mutex_lock(&o->lock);
                 while (!w->qhead && !w->qstop && !w->chead) {
+                        if (atomic_load(&w->nready)) {
+                                /* Confirmed, and no append came for it. */
+                                pthread_mutex_unlock(&o->lock);
+                                kafka_ready_finish(w, 0, false);
+                                pthread_mutex_lock(&o->lock);
+                                continue;
+                        }
                         if (!w->nspent) {
                                 pthread_cond_wait(&w->qcond, &o->lock);
                                 continue;
@@ -1940,7 +2085,8 @@ static void *kafka_fence_main(void *arg)
                         pthread_mutex_unlock(&o->lock);
                         return NULL;
                 }
-                struct kafka_pending *batch = w->qhead;
+                struct kafka_pending *batch = w->qhead, *btail = w->qtail;
+                size_t blen = w->qlen;
                 w->qhead = w->qtail = NULL;
                 if (w->qlen >= KAFKA_QUEUE_MAX)
                         pthread_cond_broadcast(&w->qspace);
@@ -1993,74 +2139,24 @@ static void *kafka_fence_main(void *arg)
                         kafka_confirm_complete(w, written, code, e);
                         wal_error_free(e);
                 }
-                wal_msg **spent = NULL;
-                size_t nspent = 0, capspent = 0;
-                while (batch) {
-                        struct kafka_pending *p = batch;
-                        batch = p->qnext;
-                        p->qnext = NULL;
-                        wal_error *e = NULL;
-                        int code = 0;
-                        if (atomic_load(&w->fenced)) {
-                                code = wal_error_set(&e, -ESTALE, WAL_ERROR_FATAL,
-                                                     "kafka: channel %s: fenced: term %lld owns "
-                                                     "it, this wal has term %" PRId64,
-                                                     w->base.channel,
-                                                     (long long)atomic_load(&w->owner_term),
-                                                     w->base.term);
-                        } else if (r < 0) {
-                                code = kafka_check_fatal(w->o, &e);
-                                if (!code)
-                                        code = wal_error_set(&e, -ECANCELED, 0,
-                                                             "kafka: channel %s closed before "
-                                                             "the append was produced",
-                                                             w->base.channel);
-                        } else {
-                                wal_msg *sp = NULL;
-                                atomic_store_explicit(&p->state, KAFKA_SLOT_INFLIGHT,
-                                                      memory_order_relaxed);
-                                rd_kafka_resp_err_t err = kafka_produce(w, p, p->msg, &code,
-                                                                        &sp);
-                                if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                                        if (sp && nspent == capspent) {
-                                                size_t ncap = capspent ? capspent * 2 : 256;
-                                                wal_msg **nv = realloc(spent,
-                                                                       ncap * sizeof(*nv));
-                                                if (nv) {
-                                                        spent = nv;
-                                                        capspent = ncap;
-                                                }
-                                        }
-                                        if (sp && nspent < capspent)
-                                                spent[nspent++] = sp;
-                                        else
-                                                wal_msg_unref(sp);
-                                        continue;
-                                }
-                                if (err == RD_KAFKA_RESP_ERR__FAIL) {
-                                        wal_error_set(&e, code, 0, "kafka: channel %s: cannot "
-                                                      "make the record: %s", w->base.channel,
-                                                      wal_strerror(code));
-                                } else if (err == RD_KAFKA_RESP_ERR__DESTROY) {
-                                        code = kafka_refusal_errno(w->o, err);
-                                        wal_error_set(&e, code, 0, "kafka: channel %s closed "
-                                                      "before the append was produced",
-                                                      w->base.channel);
-                                } else {
-                                        code = kafka_refusal_errno(w->o, err);
-                                        kafka_fail(&e, err, "kafka: producing to topic %s",
-                                                   w->topic);
-                                }
-                        }
-                        kafka_pending_fail(w, p, code, e);
-                        wal_error_free(e);
+                if (r < 0 || atomic_load(&w->fenced)) {
+                        kafka_ready_finish(w, r, false);
+                        kafka_batch_finish(w, batch, r, false);
+                        continue;
                 }
-                if (nspent) {
-                        pthread_mutex_lock(&o->lock);
-                        kafka_spent_give(w, spent, nspent, capspent);
-                        pthread_mutex_unlock(&o->lock);
-                } else {
-                        free(spent);
+                /* Confirmed: the batch is ready to produce, after what is
+                 * left of the last one (no append came in a round trip). */
+                if (atomic_load(&w->nready))
+                        kafka_ready_finish(w, 0, false);
+                if (batch) {
+                        pthread_mutex_lock(&w->plock);
+                        if (w->rtail)
+                                w->rtail->qnext = batch;
+                        else
+                                w->rhead = batch;
+                        w->rtail = btail;
+                        atomic_fetch_add(&w->nready, blen);
+                        pthread_mutex_unlock(&w->plock);
                 }
         }
 }
@@ -2151,10 +2247,29 @@ static int kafka_info(struct walimpls_wal *base, struct walimpls_info *ret, wal_
                                                                    (int)w->o->open_timeout_ms);
         if (err)
                 return kafka_fail(reterr, err, "kafka: watermarks of topic %s", w->topic);
+        /* The term register: the fence thread's handle, or, for a wal
+         * without one (read-only, or fencing off), one made at the first
+         * info() and kept until close. */
         int64_t term = -1;
-        int r;
-        if (w->reg && (r = kafka_register_read(w, &term, reterr)) < 0)
+        int r = 0;
+        pthread_mutex_lock(&w->alock);
+        if (!w->reg)
+                r = kafka_register_handle(w, reterr);
+        pthread_mutex_unlock(&w->alock);
+        if (r == 0)
+                r = kafka_register_read(w, &term, reterr);
+        if (r < 0 && w->fence_started)
                 return r;
+        if (r < 0) {
+                /* Only informative here: the rest is still worth having. */
+                walu_log(WAL_LOG_DEBUG, "kafka: info %s: term register unread: %s",
+                         w->base.channel, reterr && *reterr ? wal_error_message(*reterr) : "");
+                if (reterr) {
+                        wal_error_free(*reterr);
+                        *reterr = NULL;
+                }
+                term = -1;
+        }
         *ret = (struct walimpls_info){
                 .first_id = hi > lo ? WAL_MSGID(0, (uint64_t)lo) : WAL_MSGID_NONE,
                 .last_id = hi > lo ? WAL_MSGID(0, (uint64_t)(hi - 1)) : WAL_MSGID_NONE,
@@ -2212,6 +2327,8 @@ static void kafka_wal_close(struct walimpls_wal *base)
                 }
                 w->qtail = NULL;
                 w->qlen = 0;
+                /* Confirmed but not produced: closed before it was. */
+                kafka_ready_finish(w, -ECANCELED, true);
         }
 
         /*

@@ -878,6 +878,12 @@ Test(kafka, fenced_appends_never_reach_the_topic)
         struct walimpls_info info;
         cr_assert_eq(w6->ops->info(w6, &info, NULL), 0);
         cr_assert_eq(info.term, 6);
+        /* A read-only open reads the register too (walctl info shows it). */
+        struct walimpls_wal *ro = kt_open(ch, WAL_ACCESS_RO);
+        wal_error *ie = NULL;
+        cr_assert_eq(ro->ops->info(ro, &info, &ie), 0, "%s", wal_error_message(ie));
+        cr_assert_eq(info.term, 6, "read-only info: term %lld", (long long)info.term);
+        ro->ops->close(ro);
         w5->ops->close(w5);
         w6->ops->close(w6);
 
