@@ -2268,29 +2268,44 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
 /*
  * Read-ahead.  A scanner that has read LOCAL_RA_AFTER full chunks in a row
  * with more durable data ahead in the segment (a replay) starts one helper
- * thread.  From then on, after each refill that leaves durable data ahead,
- * the helper reads the next chunk ([buf_off + buf_len, + LOCAL_READ_CHUNK),
- * never past the durable end known then) into the spare of two buffers
- * while the scanner checks and hands out the current one: the page-cache
- * copy of chunk K+1 overlaps the CRC checks and parsing of chunk K (on a
- * second CPU when there is one).  The helper only copies bytes: every frame
- * is still header-, LSN- and CRC-checked by the scanner before it is handed
- * out.  The next refill takes that buffer when it continues the current one:
+ * thread with LOCAL_RA_SLOTS buffers.  From then on, after each refill, the
+ * scanner queues the chunks that follow the buffer (LOCAL_READ_CHUNK each,
+ * contiguous, never past the durable end known then) into the free
+ * buffers, up to LOCAL_RA_SLOTS - 1 ahead, and the helper preads them in
+ * order while the scanner checks and hands out the current one: the
+ * page-cache copy overlaps the CRC checks and parsing (on a second CPU when
+ * there is one), and a helper delayed by the scheduler catches up on
+ * several chunks at once.  The helper only copies bytes: every frame is
+ * still header-, LSN- and CRC-checked by the scanner before it is handed
+ * out.  A refill takes the next buffer when it continues the current one:
  * the unread tail of the current buffer (the start of a frame cut by the
  * chunk's end, at most LOCAL_RA_HEAD bytes) is copied in front of it.
- * Anything else (a read error, a jump, a larger frame) waits for the helper,
- * drops its buffer and reads synchronously as before, so errors are found
- * and named by the same path.  The helper's reads go through the same I/O
- * layer (c->io->pread).  The fd the helper reads is never closed while a
- * read is queued or running (readahead_drop() before every close).
+ * Anything else (a read error or a short read, a jump, a larger frame)
+ * cancels what is queued, waits for a read in progress and reads
+ * synchronously as before, so errors are found and named by the same code.
+ * The helper's reads go through the same I/O layer (c->io->pread).  The fd
+ * it reads is never closed while a read is queued or running
+ * (readahead_drop() before every close).
  */
 #ifndef LOCAL_RA_AFTER
 #define LOCAL_RA_AFTER 2u
+#endif
+#ifndef LOCAL_RA_SLOTS
+#define LOCAL_RA_SLOTS 4u
 #endif
 #define LOCAL_RA_HEAD (256u << 10)
 #define LOCAL_RA_BUF (LOCAL_RA_HEAD + LOCAL_READ_CHUNK)
 
 enum ra_state { RA_IDLE, RA_QUEUED, RA_BUSY, RA_DONE };
+
+struct ra_slot {
+        uint8_t *mem;                    /* LOCAL_RA_BUF bytes, data at + LOCAL_RA_HEAD */
+        /* under the lock */
+        enum ra_state state;
+        uint64_t off;                    /* the read: [off, off + len) of the fd */
+        size_t len;
+        ssize_t got;                     /* bytes read, or a negative errno */
+};
 
 struct readahead {
         pthread_t thread;
@@ -2298,16 +2313,17 @@ struct readahead {
         pthread_cond_t wake;             /* the helper waits here for work */
         pthread_cond_t done;             /* the scanner waits here for a read */
         const struct local_io_ops *io;
-        uint8_t *mem[2];                 /* LOCAL_RA_BUF bytes each, data at + LOCAL_RA_HEAD */
-        int cur;                         /* the buffer s->buf points into, -1: s->mem */
-        /* under lock */
-        enum ra_state state;
+        struct ra_slot slot[LOCAL_RA_SLOTS];
+        /* under the lock */
         bool stop;
-        int fd;
-        uint64_t off;                    /* the read: [off, off + len) of fd ... */
-        size_t len;
-        int dst;                         /* ... into mem[dst] + LOCAL_RA_HEAD */
-        ssize_t got;                     /* bytes read, or a negative errno */
+        int fd;                          /* every queued read is of this fd */
+        unsigned next_read;              /* the slot the helper reads next */
+        /* the scanner's alone */
+        unsigned take;                   /* the slot the next refill takes */
+        unsigned queued;                 /* slots queued, read or being read, not taken */
+        uint64_t queued_end;             /* the offset after the last one queued */
+        /* s->buf may point into slot take - 1 (the last taken), which the
+         * ring leaves alone: at most LOCAL_RA_SLOTS - 1 are queued. */
 };
 
 static void *readahead_main(void *arg)
@@ -2315,15 +2331,18 @@ static void *readahead_main(void *arg)
         struct readahead *ra = arg;
         pthread_mutex_lock(&ra->lock);
         for (;;) {
-                while (!ra->stop && ra->state != RA_QUEUED)
-                        pthread_cond_wait(&ra->wake, &ra->lock);
+                struct ra_slot *sl = &ra->slot[ra->next_read];
                 if (ra->stop)
                         break;
-                ra->state = RA_BUSY;
+                if (sl->state != RA_QUEUED) {
+                        pthread_cond_wait(&ra->wake, &ra->lock);
+                        continue;
+                }
+                sl->state = RA_BUSY;
                 int fd = ra->fd;
-                uint64_t off = ra->off;
-                size_t len = ra->len;
-                uint8_t *dst = ra->mem[ra->dst] + LOCAL_RA_HEAD;
+                uint64_t off = sl->off;
+                size_t len = sl->len;
+                uint8_t *dst = sl->mem + LOCAL_RA_HEAD;
                 pthread_mutex_unlock(&ra->lock);
                 ssize_t got = 0;
                 while ((size_t)got < len) {
@@ -2337,12 +2356,20 @@ static void *readahead_main(void *arg)
                         got += n;
                 }
                 pthread_mutex_lock(&ra->lock);
-                ra->got = got;
-                ra->state = RA_DONE;
+                sl->got = got;
+                sl->state = RA_DONE;
+                ra->next_read = (ra->next_read + 1) % LOCAL_RA_SLOTS;
                 pthread_cond_signal(&ra->done);
         }
         pthread_mutex_unlock(&ra->lock);
         return NULL;
+}
+
+static void readahead_free(struct readahead *ra)
+{
+        for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++)
+                free(ra->slot[i].mem);
+        free(ra);
 }
 
 /* Start the helper; false (and no read-ahead for this scanner) if it cannot. */
@@ -2352,13 +2379,12 @@ static bool readahead_start(struct local_scanner *s)
         if (!ra)
                 return false;
         ra->io = s->c->io;
-        ra->cur = -1;
-        /* Page-aligned: the kernel's copy into a misaligned buffer costs
-         * more. */
-        ra->mem[0] = aligned_alloc(4096, LOCAL_RA_BUF);
-        ra->mem[1] = aligned_alloc(4096, LOCAL_RA_BUF);
+        bool mem = true;
+        /* Page-aligned: the kernel's copy into them measured faster so. */
+        for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++)
+                mem = (ra->slot[i].mem = aligned_alloc(4096, LOCAL_RA_BUF)) && mem;
         /* 0..4: how far the set-up got */
-        int stage = !ra->mem[0] || !ra->mem[1] ? 0
+        int stage = !mem ? 0
                   : pthread_mutex_init(&ra->lock, NULL) != 0 ? 0
                   : pthread_cond_init(&ra->wake, NULL) != 0 ? 1
                   : pthread_cond_init(&ra->done, NULL) != 0 ? 2
@@ -2370,35 +2396,39 @@ static bool readahead_start(struct local_scanner *s)
                         pthread_cond_destroy(&ra->wake);
                 if (stage >= 1)
                         pthread_mutex_destroy(&ra->lock);
-                free(ra->mem[0]);
-                free(ra->mem[1]);
-                free(ra);
+                readahead_free(ra);
                 return false;
         }
         s->ra = ra;
         return true;
 }
 
-/* Wait for a queued or running read to end and mark the helper idle;
- * @returns what it read (bytes, or a negative errno), 0 if nothing was
- * queued. */
-static ssize_t readahead_finish(struct readahead *ra)
-{
-        pthread_mutex_lock(&ra->lock);
-        while (ra->state == RA_QUEUED || ra->state == RA_BUSY)
-                pthread_cond_wait(&ra->done, &ra->lock);
-        ssize_t got = ra->state == RA_DONE ? ra->got : 0;
-        ra->state = RA_IDLE;
-        pthread_mutex_unlock(&ra->lock);
-        return got;
-}
-
-/* Forget any read ahead (waiting for one in progress), before the scanner
- * closes its fd or reads synchronously. */
+/* Cancel what is queued and wait for a read in progress: afterwards the
+ * helper touches neither the fd nor a buffer.  Before the scanner closes
+ * its fd or reads synchronously (s->buf then leaves the slots). */
 static void readahead_drop(struct local_scanner *s)
 {
-        if (s->ra)
-                (void)readahead_finish(s->ra);
+        struct readahead *ra = s->ra;
+        if (!ra)
+                return;
+        pthread_mutex_lock(&ra->lock);
+        for (;;) {
+                bool busy = false;
+                for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++) {
+                        if (ra->slot[i].state == RA_QUEUED)
+                                ra->slot[i].state = RA_IDLE;
+                        busy |= ra->slot[i].state == RA_BUSY;
+                }
+                if (!busy)
+                        break;
+                pthread_cond_wait(&ra->done, &ra->lock);
+        }
+        for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++)
+                ra->slot[i].state = RA_IDLE;
+        ra->next_read = 0;
+        pthread_mutex_unlock(&ra->lock);
+        ra->take = 0;
+        ra->queued = 0;
 }
 
 static void readahead_stop(struct local_scanner *s)
@@ -2414,62 +2444,76 @@ static void readahead_stop(struct local_scanner *s)
         pthread_cond_destroy(&ra->wake);
         pthread_cond_destroy(&ra->done);
         pthread_mutex_destroy(&ra->lock);
-        free(ra->mem[0]);
-        free(ra->mem[1]);
-        free(ra);
+        readahead_free(ra);
         s->ra = NULL;
 }
 
-/* After a refill: queue the read of the chunk that follows the buffer, if
- * durable data (@limit) lies beyond it. */
+/* After a refill: queue the chunks that follow the buffer into the free
+ * slots (all but the one s->buf points into), up to the durable end
+ * @limit. */
 static void readahead_queue(struct local_scanner *s, uint64_t limit)
 {
         struct readahead *ra = s->ra;
-        uint64_t next = s->buf_off + s->buf_len;
-        if (!ra || next >= limit)
+        if (!ra)
+                return;
+        if (ra->queued == 0)
+                ra->queued_end = s->buf_off + s->buf_len;
+        if (ra->queued >= LOCAL_RA_SLOTS - 1 || ra->queued_end >= limit)
                 return;
         pthread_mutex_lock(&ra->lock);
-        WAL_ASSERT(ra->state == RA_IDLE);
         ra->fd = s->fd;
-        ra->off = next;
-        ra->len = (size_t)WALU_MIN((uint64_t)LOCAL_READ_CHUNK, limit - next);
-        ra->dst = ra->cur == 0 ? 1 : 0;
-        ra->state = RA_QUEUED;
+        while (ra->queued < LOCAL_RA_SLOTS - 1 && ra->queued_end < limit) {
+                struct ra_slot *sl = &ra->slot[(ra->take + ra->queued) % LOCAL_RA_SLOTS];
+                WAL_ASSERT(sl->state == RA_IDLE);
+                sl->off = ra->queued_end;
+                sl->len = (size_t)WALU_MIN((uint64_t)LOCAL_READ_CHUNK, limit - sl->off);
+                sl->state = RA_QUEUED;
+                ra->queued_end += sl->len;
+                ra->queued++;
+        }
         pthread_cond_signal(&ra->wake);
         pthread_mutex_unlock(&ra->lock);
 }
 
 /*
- * Refill from the read-ahead buffer when it continues the current buffer
- * and the unread tail fits in front of it.  @returns true when s->buf now
- * holds the bytes from s->off on; false with the read-ahead dropped (the
- * caller reads synchronously).
+ * Refill from the next read-ahead slot when it continues the current
+ * buffer and the unread tail fits in front of it.  @returns true when s->buf
+ * now holds the bytes from s->off on; false with the read-ahead dropped
+ * (the caller reads synchronously).
  */
 static bool readahead_take(struct local_scanner *s)
 {
         struct readahead *ra = s->ra;
         if (!ra)
                 return false;
-        pthread_mutex_lock(&ra->lock);
-        enum ra_state st = ra->state;
-        pthread_mutex_unlock(&ra->lock);
+        struct ra_slot *sl = &ra->slot[ra->take];
         uint64_t end = s->buf_off + s->buf_len;
-        if (st == RA_IDLE || ra->off != end || s->off < s->buf_off || s->off > end ||
+        /* sl->off is the scanner's own write, stable while queued */
+        if (ra->queued == 0 || sl->off != end || s->off < s->buf_off || s->off > end ||
             end - s->off > LOCAL_RA_HEAD) {
                 readahead_drop(s);
                 return false;
         }
-        ssize_t got = readahead_finish(ra);
-        if (got <= 0)
-                return false;           /* the synchronous read names the error */
+        pthread_mutex_lock(&ra->lock);
+        while (sl->state != RA_DONE)
+                pthread_cond_wait(&ra->done, &ra->lock);
+        ssize_t got = sl->got;
+        sl->state = RA_IDLE;
+        pthread_mutex_unlock(&ra->lock);
+        if (got <= 0 || (size_t)got < sl->len) {
+                /* an error or a short read: the synchronous read decides */
+                readahead_drop(s);
+                return false;
+        }
         size_t tail = (size_t)(end - s->off);
-        uint8_t *data = ra->mem[ra->dst] + LOCAL_RA_HEAD;
+        uint8_t *data = sl->mem + LOCAL_RA_HEAD;
         memcpy(data - tail, s->buf + (s->off - s->buf_off), tail);
         s->buf = data - tail;
         s->buf_off = s->off;
         s->buf_len = tail + (size_t)got;
         s->verified_end = 0;
-        ra->cur = ra->dst;
+        ra->take = (ra->take + 1) % LOCAL_RA_SLOTS;
+        ra->queued--;
         return true;
 }
 
@@ -2536,8 +2580,6 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
                 readahead_drop(s);
                 s->buf = s->mem;
                 s->buf_len = 0;
-                if (s->ra)
-                        s->ra->cur = -1;
                 size_t got = 0;
                 while (got < want) {
                         ssize_t n = io->pread(io->ctx, s->fd, s->buf + got, want - got,
