@@ -178,6 +178,8 @@ struct wal_append_op {
                                         latency's start, and the first attempt's
                                         time-tick clock reading */
         unsigned attempts;
+        size_t bytes;                /* wal_msg_size() of the message, by validate */
+        bool tick;                   /* it is a time tick, by validate */
         size_t depth;                /* chain links entered (their done hooks run) */
         /* retry */
         bool retry_armed;

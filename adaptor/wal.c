@@ -770,9 +770,10 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                 txn->inflight++;
                 pthread_mutex_unlock(&txn->lock);
         }
-        /* Interceptors may look at the message after passing it on, when
-         * the op may already be complete and freed: hold a reference. */
-        wal_msg *hold = wal_msg_ref(op->msg);
+        /* User interceptors may look at the message after passing it on,
+         * when the op may already be complete and freed: hold a reference
+         * (the built-ins never do). */
+        wal_msg *hold = w->n_user_links ? wal_msg_ref(op->msg) : NULL;
         bool is_body = txn && wal_msg_type(op->msg) == WAL_MSG_DATA;
         r = wal_chain_call(w, op, op->msg, 0);
         wal_msg_unref(hold);

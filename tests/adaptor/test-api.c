@@ -140,6 +140,11 @@ Test(adaptor_api, channels_info_truncate_stats)
         cr_assert(strstr(json, "\"channel\":\"api\""));
         cr_assert(strstr(json, "\"ok\":2"), "%s", json);
         cr_assert(strstr(json, "\"append_latency_us\":{\"count\":2"), "%s", json);
+        /* The appended bytes: the sizes of the messages as written. */
+        char bytes[64];
+        snprintf(bytes, sizeof(bytes), "\"refused\":0,\"bytes\":%zu,",
+                 wal_msg_size(a) + wal_msg_size(b));
+        cr_assert(strstr(json, bytes), "want %s in %s", bytes, json);
         free(json);
         cr_assert_eq(wal_opener_stats_json(o, &json), 0);
         char want[64];

@@ -40,6 +40,10 @@
  *                  [--count N] [--seconds S] [--inflight N] [--pace-us N]
  *                  [--layer api|spi] [--record-bytes 100] [--channel NAME]
  *                  [--pin 1]   (0: leave the deliver/parked threads unpinned)
+ *                  [--callback 1] (deliver/parked, 0: wal_append() without a
+ *                              callback; informational: what a writer that
+ *                              needs no acknowledgement sees, the wal's
+ *                              completion thread never woken)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -78,6 +82,7 @@ struct bench {
         atomic_long submitted;
         atomic_bool waiting;
         long low;                   /* wake the submitter at this many in flight */
+        bool no_callback;           /* --callback 0 (deliver/parked only) */
         pthread_mutex_t wlock;
         pthread_cond_t wcond;
 };
@@ -188,7 +193,7 @@ static uint64_t submit(struct bench *b, char *payload, uint64_t index)
         wal_msg *m = NULL;
         wal_error *err = NULL;
         check(wal_msg_new(WAL_MSG_DATA, payload, b->rec, &m), NULL, "wal_msg_new");
-        int r = b->w ? wal_append(b->w, m, api_done, b, &err)
+        int r = b->w ? wal_append(b->w, m, b->no_callback ? NULL : api_done, b, &err)
                      : walimpls_append_take(b->impl, m, spi_done, b);
         wal_msg_unref(m);
         check(r, err, "append");
@@ -346,7 +351,9 @@ static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
         }
         uint64_t stop = bench_now_ns();
         pthread_join(th, NULL);
-        wait_completions(b, rd.total);
+        /* Without callbacks, the reader's receipt is the completion. */
+        if (!b->no_callback)
+                wait_completions(b, rd.total);
         wal_scanner_close(rd.s);
         struct bench_result res = {
                 .program = "bench-api", .workload = parked ? "parked" : "deliver",
@@ -373,12 +380,17 @@ int main(int argc, char **argv)
         long inflight = atol(bench_arg(argc, argv, "inflight", "4096"));
         long pace_us = atol(bench_arg(argc, argv, "pace-us", "100"));
         pinning = atoi(bench_arg(argc, argv, "pin", "1")) != 0;
+        b.no_callback = atoi(bench_arg(argc, argv, "callback", "1")) == 0;
         if (b.rec < 16 || count < 1 || inflight < 1 || pace_us < 0) {
                 fprintf(stderr, "bench-api: --record-bytes >= 16, --count >= 1, "
                                 "--inflight >= 1, --pace-us >= 0\n");
                 return 2;
         }
         bool spi = strcmp(layer, "spi") == 0;
+        if (b.no_callback && strcmp(wl, "deliver") != 0 && strcmp(wl, "parked") != 0) {
+                fprintf(stderr, "bench-api: --callback 0 only with --workload deliver or parked\n");
+                return 2;
+        }
         if (spi && strcmp(wl, "append") != 0) {
                 fprintf(stderr, "bench-api: --layer spi only with --workload append\n");
                 return 2;
