@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <wal/wal-api.h>
 #include <wal/wal-registry.h>
@@ -54,13 +55,38 @@ int wal_opener_new(const char *backend, const wal_config *cfg, wal_opener **ret,
         return r;
 }
 
+/*
+ * A user interceptor's name: not reserved ("wal." names) and not one of the
+ * built-ins every chain ends with (adaptor/wal.c), which would make every
+ * later open of the chain fail with -EEXIST.
+ */
+static int check_interceptor_name(const char *name, wal_error **reterr)
+{
+        static const char *const builtins[] = { "retry", "validate", "timetick", "metrics" };
+        if (strncmp(name, "wal.", 4) == 0)
+                return BAD(reterr, "interceptor name \"%.64s\": names starting with \"wal.\" "
+                           "are reserved for libwal", name);
+        for (size_t i = 0; i < WALU_ARRAY_SIZE(builtins); i++)
+                if (strcmp(name, builtins[i]) == 0)
+                        return wal_error_set(reterr, -EEXIST, 0,
+                                             "interceptor name \"%s\" is taken by a built-in "
+                                             "interceptor (retry, validate, timetick, metrics)",
+                                             name);
+        return 0;
+}
+
 int wal_opener_add_interceptor(wal_opener *o, const struct wal_interceptor *ic,
                                wal_error **reterr)
 {
         if (!o)
                 return BAD(reterr, "wal_opener_add_interceptor: opener is NULL");
-        if (!ic || !ic->name || !*ic->name || !ic->do_append)
+        if (!ic)
+                return BAD(reterr, "wal_opener_add_interceptor: interceptor is NULL");
+        if (!ic->name || !*ic->name || !ic->do_append)
                 return BAD(reterr, "interceptor needs a name and a do_append method");
+        int r = check_interceptor_name(ic->name, reterr);
+        if (r < 0)
+                return r;
         return wal_adaptor_opener_add_interceptor(o, ic, reterr);
 }
 
@@ -101,6 +127,9 @@ static int check_interceptors(const struct wal_open_opts *opts, wal_error **rete
                 if (!ic->name || !*ic->name || !ic->do_append)
                         return BAD(reterr, "interceptor %zu needs a name and a do_append "
                                    "method", i);
+                int r = check_interceptor_name(ic->name, reterr);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }

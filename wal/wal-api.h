@@ -71,7 +71,8 @@ typedef struct wal_txn wal_txn;
  * Chains run outermost first: the opener's interceptors (in the order they
  * were added), then those given to wal_open_ex(), then the built-ins
  * "retry", "validate", "timetick", "metrics".  Names are unique within a
- * chain (-EEXIST otherwise); names starting with "wal." are reserved.
+ * chain (-EEXIST otherwise, also for a built-in's name); names starting with
+ * "wal." are reserved (-EINVAL).
  */
 
 /* The rest of the chain below an interceptor (opaque, valid during do_append). */
@@ -152,7 +153,8 @@ WAL_EXPORT int wal_opener_new(const char *backend, const wal_config *cfg,
  * @param ic  descriptor (copied; @p ic->arg stays borrowed and must outlive
  *            the opener).
  * @returns 0; -EINVAL (NULL, no name, no do_append, reserved name);
- *          -EEXIST a name already in the chain; -ESHUTDOWN opener closed.
+ *          -EEXIST a name already in the chain or a built-in's;
+ *          -ESHUTDOWN opener closed.
  */
 WAL_EXPORT int wal_opener_add_interceptor(wal_opener *o, const struct wal_interceptor *ic,
                                           wal_error **reterr);

@@ -185,6 +185,13 @@ Test(adaptor_api, read_only_wal_reads_and_refuses_appends)
 
 /* ---- Bad input ---- */
 
+static int pass_on(void *arg, wal *wl, wal_msg *msg, wal_append_next *next)
+{
+        (void)arg;
+        (void)wl;
+        return wal_append_next_call(next, msg);
+}
+
 Test(adaptor_api, opener_bad_input)
 {
         wal_error *err = NULL;
@@ -203,6 +210,28 @@ Test(adaptor_api, opener_bad_input)
         cr_assert_eq(wal_opener_add_interceptor(NULL, NULL, NULL), -EINVAL);
         struct wal_interceptor noname = { .name = NULL };
         cr_assert_eq(wal_opener_add_interceptor(o, &noname, NULL), -EINVAL);
+        /* Reserved and built-in names are refused when added, not at every
+         * later open of the chain. */
+        err = NULL;
+        struct wal_interceptor named = { .name = "wal.mine", .do_append = pass_on };
+        cr_assert_eq(wal_opener_add_interceptor(o, &named, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "reserved"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        err = NULL;
+        named.name = "retry";
+        cr_assert_eq(wal_opener_add_interceptor(o, &named, &err), -EEXIST);
+        cr_assert(strstr(wal_error_message(err), "built-in"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        err = NULL;
+        named.name = "wal.x";
+        struct wal_open_opts opts = { .channel = "icname", .term = 1, .access = WAL_ACCESS_RW,
+                                      .interceptors = &named, .n_interceptors = 1 };
+        wal *wx = NULL;
+        cr_assert_eq(wal_open_ex(o, &opts, &wx, NULL), -EINVAL);
+        cr_assert_null(wx);
+        /* The opener still opens channels. */
+        cr_assert_eq(wal_open(o, "icname", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+        wal_close(wx);
         cr_assert_null(wal_opener_backend(NULL));
         cr_assert_str_eq(wal_opener_backend(o), ta_backend());
         wal_opener_close(NULL);
