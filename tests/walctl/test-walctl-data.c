@@ -1016,6 +1016,16 @@ Test(walctl_data, bench_async_and_text_summary)
         cr_expect_str_eq(t_json_str(j, "backend"), "memory");
         t_json_free(j);
         t_out_free(&r);
+
+        /* A --count run lasts until its last append completed: one record on
+         * the memory backend takes microseconds, not the 50 ms the main
+         * loop's poll step once added to every --count run. */
+        r = t_walctl(NULL, NULL, 0, T_ARGS("-b", "memory", "bench", "--count", "1", "--json"));
+        j = bench_json(&r);
+        cr_expect_lt(num(j, "seconds"), 0.040, "%s", r.out);
+        cr_expect_gt(num(j, "appends_per_s"), 25.0, "%s", r.out);
+        t_json_free(j);
+        t_out_free(&r);
 }
 
 Test(walctl_data, bench_bad_options_are_64)
