@@ -436,8 +436,17 @@ static int run(struct walctl *w, int argc, char **argv)
                         enum wal_msg_type t;
                         if (wal_msg_type_parse(optarg, &t) < 0)
                                 return walctl_usage_error("read --type", "'%s' is not one of "
-                                                          "data, timetick, txn, txn-begin, "
-                                                          "txn-commit, txn-rollback", optarg);
+                                                          "data, timetick, txn", optarg);
+                        if (t == WAL_MSG_TXN_BEGIN || t == WAL_MSG_TXN_COMMIT ||
+                            t == WAL_MSG_TXN_ROLLBACK)
+                                /* A scanner delivers a committed transaction
+                                 * whole (type txn) and never its control
+                                 * records: such a filter would print nothing. */
+                                return walctl_usage_error("read --type", "'%s' records are "
+                                                          "never delivered: a committed "
+                                                          "transaction is read whole as "
+                                                          "type txn, a rolled-back one not "
+                                                          "at all", optarg);
                         types |= WAL_FILTER_TYPE(t);
                         break;
                 }
@@ -568,9 +577,8 @@ const struct walctl_command walctl_cmd_read = {
                 "                         (the payload bytes, nothing added)\n"
                 "      --vchannel V       only records of the virtual channel V\n"
                 "      --type T           only messages of type T; repeatable.  Types: data,\n"
-                "                         txn (a committed transaction: its records), timetick,\n"
-                "                         txn-begin, txn-commit, txn-rollback.  Default:\n"
-                "                         data and txn\n"
+                "                         txn (a committed transaction: its records) and\n"
+                "                         timetick.  Default: data and txn\n"
                 "      --show-position    at exit, print \"position: POS\" on standard\n"
                 "                         error: `read --after POS` (same filters) goes on\n"
                 "                         with the next record, nothing lost or repeated\n"
