@@ -482,6 +482,36 @@ Test(walctl_data, failed_txn_leaves_nothing_visible)
         t_out_free(&r);
 }
 
+/* An input that pauses longer than txn.keepalive expires the transaction:
+ * the error says so and names the property (and its value) to raise, both
+ * when the next record comes and when the input ends during the pause. */
+Test(walctl_data, expired_txn_names_the_keepalive)
+{
+        for (int at_end = 0; at_end < 2; at_end++) {
+                int in, out, err;
+                pid_t pid = lw_spawn_in(T_ARGS("-X", "txn.keepalive=100ms", "append", "--txn",
+                                               "tk"),
+                                        &in, &out, &err);
+                cr_assert_eq(write(in, "one\n", 4), 4);
+                usleep(600 * 1000);
+                if (!at_end)
+                        cr_assert_eq(write(in, "two\n", 4), 4);
+                close(in);
+                int code = t_wait(pid);
+                char *e = t_slurp(err);
+                cr_expect_neq(code, 0, "%s", e);
+                cr_expect(strstr(e, "expired") && strstr(e, "txn.keepalive (100ms"), "%s", e);
+                cr_expect(strstr(e, "nothing of the transaction is visible"), "%s", e);
+                free(e);
+                close(out);
+                close(err);
+        }
+        struct t_out r = lw(NULL, T_ARGS("read", "tk"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.out);
+        t_out_free(&r);
+}
+
 /* ---- Exit codes ---- */
 
 Test(walctl_data, oversized_record_is_65_and_earlier_ones_stay)

@@ -78,6 +78,7 @@ struct appender {
 
         wal *w;                       /* borrowed */
         wal_txn *txn;                 /* owned until commit/rollback */
+        const char *keepalive;        /* --txn: txn.keepalive as set (borrowed from the config) */
         struct slot *ring;            /* owned, window slots */
         uint64_t next;                /* input number of the next record */
         uint64_t head;                /* oldest record not retired */
@@ -263,6 +264,26 @@ static int make_msg(struct appender *a, const void *p, size_t len, wal_msg **ret
         return 0;
 }
 
+/*
+ * An expired --txn (-ETIME) means the input paused longer than the
+ * keepalive: say so, and which property to raise, instead of the bare
+ * "transaction N expired".  Replaces *@err (owned) when it does.
+ */
+static void explain_expiry(const struct appender *a, int r, wal_error **err)
+{
+        if (r != -ETIME || !a->txn_mode)
+                return;
+        wal_error *e = wal_error_new(r, 0, "%s: the input was idle longer than txn.keepalive "
+                                     "(%s; raise it with -X txn.keepalive=DURATION); nothing "
+                                     "of the transaction is visible to readers",
+                                     *err ? wal_error_message(*err) : "transaction expired",
+                                     a->keepalive ? a->keepalive : "?");
+        if (e) {
+                wal_error_free(*err);
+                *err = e;
+        }
+}
+
 /* Append one record.  @returns 0, or an exit code after printing the error. */
 static int submit(struct appender *a, const void *p, size_t len)
 {
@@ -302,6 +323,7 @@ static int submit(struct appender *a, const void *p, size_t len)
                         wal_msg_unref(m);
                         char what[300];
                         snprintf(what, sizeof(what), "append %s: record %" PRIu64, a->channel, n);
+                        explain_expiry(a, r, &err);
                         return walctl_fail(what, r, err);
                 }
                 break;
@@ -596,6 +618,7 @@ static int run(struct walctl *w, int argc, char **argv)
                 goto out_opener;
         if (a.txn_mode) {
                 wal_error *err = NULL;
+                a.keepalive = wal_config_get(w->cfg, "txn.keepalive");
                 r = wal_txn_begin(a.w, a.vchannel, 0, &a.txn, &err);
                 if (r < 0) {
                         char what[300];
@@ -632,6 +655,7 @@ static int run(struct walctl *w, int argc, char **argv)
                         r = wal_txn_commit(a.txn, NULL, &err);
                         a.txn = NULL;
                         if (r < 0) {
+                                explain_expiry(&a, r, &err);
                                 rc = walctl_fail(what, r, err);
                         } else {
                                 a.written = a.next;
