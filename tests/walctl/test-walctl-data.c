@@ -598,6 +598,17 @@ Test(walctl_data, unknown_backend_is_69)
         t_out_free(&r);
 }
 
+/* A backend that refuses its configuration is named once, not three times
+ * (walctl's "backend local", the library's 'backend "local"', the
+ * backend's own "local:"). */
+Test(walctl_data, backend_build_error_names_the_backend_once)
+{
+        struct t_out r = lw(NULL, T_ARGS("-X", "local.dir=", "channels"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect_str_eq(r.err, "walctl: backend local: local.dir is empty\n");
+        t_out_free(&r);
+}
+
 Test(walctl_data, bad_flags_and_values_are_64)
 {
         const char *const *cases[] = {

@@ -46,6 +46,22 @@ int walctl_opener(struct walctl *w, wal_opener **ret)
                 char what[128];
                 snprintf(what, sizeof(what), "backend %s", name ? name : "(none)");
                 /* An unknown name is "unavailable" here, never "no such channel". */
+                if (err && name) {
+                        /* The library prefixes 'backend "NAME": ' and the backend
+                         * often its own "NAME: ": both say what "backend NAME"
+                         * already says. */
+                        const char *msg = wal_error_message(err);
+                        char pfx[128];
+                        int n = snprintf(pfx, sizeof(pfx), "backend \"%s\": ", name);
+                        if (n > 0 && (size_t)n < sizeof(pfx) && strncmp(msg, pfx, (size_t)n) == 0)
+                                msg += n;
+                        n = snprintf(pfx, sizeof(pfx), "%s: ", name);
+                        if (n > 0 && (size_t)n < sizeof(pfx) && strncmp(msg, pfx, (size_t)n) == 0)
+                                msg += n;
+                        walctl_error(what, "%s", msg);
+                        wal_error_free(err);
+                        return r == -ENOENT ? WALCTL_EXIT_UNAVAILABLE : walctl_exit_code(r);
+                }
                 return r == -ENOENT ? (walctl_fail(what, r, err), WALCTL_EXIT_UNAVAILABLE)
                                     : walctl_fail(what, r, err);
         }
