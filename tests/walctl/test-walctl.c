@@ -590,6 +590,28 @@ Test(walctl, empty_environment_variable_is_ignored)
         run_free(&r);
 }
 
+/* A mistyped variable changes nothing, so it is named in a warning; a
+ * property's own variable and the test hooks draw none, and -q silences it. */
+Test(walctl, unknown_environment_variable_is_warned_about)
+{
+        struct t_run r = run_walctl(ENV("WAL_LOCAL_DIRR=/tmp/x"), ARGS("config", "list"));
+        cr_expect_eq(r.code, 0, "stderr: %s", r.err);
+        cr_expect(strstr(r.err, "warning: environment variable WAL_LOCAL_DIRR names no "
+                                "property"), "stderr: %s", r.err);
+        assert_setting(&r, "local.dir", "./wal-data", "default");
+        run_free(&r);
+
+        r = run_walctl(ENV("WAL_LOCAL_DIR=/tmp/x", "WAL_TEST_ANYTHING=1"), ARGS("config", "list"));
+        cr_expect_eq(r.code, 0, "stderr: %s", r.err);
+        cr_expect_str_empty(r.err);
+        run_free(&r);
+
+        r = run_walctl(ENV("WAL_LOCAL_DIRR=/tmp/x"), ARGS("-q", "config", "list"));
+        cr_expect_eq(r.code, 0, "stderr: %s", r.err);
+        cr_expect_str_empty(r.err);
+        run_free(&r);
+}
+
 /* ---- Secrets ---- */
 
 /*

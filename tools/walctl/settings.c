@@ -14,7 +14,10 @@
  * variables (the core ones and those of the registered backends); pass-through
  * prefixes such as "kafka." cannot be named that way (the dots of the
  * librdkafka key would be lost).  A variable set to the empty string is
- * ignored, so `WAL_BACKEND= walctl ...` means "not set".
+ * ignored, so `WAL_BACKEND= walctl ...` means "not set".  A set WAL_*
+ * variable that names no property (a typo such as WAL_LOCAL_DIRR, or
+ * WAL_KAFKA_BOOTSTRAP_SERVERS) draws a warning, since it changes nothing;
+ * the project's own test hooks (WAL_TEST_*, WAL_CRASH_*) are left alone.
  *
  * Properties file syntax (parsed by wal_config_load_file): one KEY=VALUE per
  * line; blanks around the key and the value are dropped; empty lines and
@@ -186,6 +189,44 @@ static int env_visit(void *arg, const struct wal_property *p, const char *owner,
         return 0;
 }
 
+struct env_match {
+        const char *var;              /* "WAL_..." without "=VALUE" (borrowed) */
+        size_t len;
+};
+
+static int env_match_visit(void *arg, const struct wal_property *p, const char *owner,
+                           const char *value)
+{
+        const struct env_match *m = arg;
+        (void)owner;
+        (void)value;
+        if (p->flags & WAL_PROP_PREFIX)
+                return 0;
+        char name[256];
+        walctl_env_name(p->name, name, sizeof(name));
+        return strlen(name) == m->len && memcmp(name, m->var, m->len) == 0;
+}
+
+extern char **environ;
+
+/* Warn about every set WAL_* variable that is no property's. */
+static void warn_unknown_env(struct walctl *w)
+{
+        for (char **e = environ; e && *e; e++) {
+                const char *eq = strchr(*e, '=');
+                if (strncmp(*e, "WAL_", 4) != 0 || !eq || !eq[1])
+                        continue;
+                if (strncmp(*e, "WAL_TEST_", 9) == 0 || strncmp(*e, "WAL_CRASH_", 10) == 0)
+                        continue;
+                struct env_match m = { *e, (size_t)(eq - *e) };
+                if (wal_config_foreach_property(w->cfg, env_match_visit, &m) == 0)
+                        walctl_warn(w, "environment variable %.*s names no property; it is "
+                                    "ignored (`walctl config list` shows the properties; "
+                                    "pass-through keys such as kafka.* need -X or -F)",
+                                    (int)m.len, m.var);
+        }
+}
+
 static int load_env(struct walctl *w)
 {
         /* Collect first: setting values while the table is walked is not needed. */
@@ -196,6 +237,8 @@ static int load_env(struct walctl *w)
                 walctl_error("environment", "%s", strerror(ENOMEM));
                 rc = WALCTL_EXIT_FAILURE;
         }
+        if (!rc)
+                warn_unknown_env(w);
         for (size_t i = 0; i < scan.n && !rc; i++) {
                 char name[256], what[300];
                 walctl_env_name(scan.keys[i], name, sizeof(name));
