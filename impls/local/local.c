@@ -2285,7 +2285,9 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
  * synchronously as before, so errors are found and named by the same code.
  * The helper's reads go through the same I/O layer (c->io->pread).  The fd
  * it reads is never closed while a read is queued or running
- * (readahead_drop() before every close).
+ * (readahead_drop() before every close).  A scanner that reaches the head
+ * stops its helper (readahead_release()): a tailing scanner holds no
+ * thread or buffers of its replay.
  */
 #ifndef LOCAL_RA_AFTER
 #define LOCAL_RA_AFTER 2u
@@ -2446,6 +2448,23 @@ static void readahead_stop(struct local_scanner *s)
         pthread_mutex_destroy(&ra->lock);
         readahead_free(ra);
         s->ra = NULL;
+}
+
+/* A scanner that reached the head (it is about to wait for new records)
+ * stops its helper and frees the buffers; a later sequential read of more
+ * than LOCAL_RA_AFTER chunks starts another.  A buffer in a slot is
+ * forgotten (the next frame is read again). */
+static void readahead_release(struct local_scanner *s)
+{
+        if (!s->ra)
+                return;
+        if (s->buf != s->mem) {
+                s->buf = s->mem;
+                s->buf_len = 0;
+                s->verified_end = 0;
+        }
+        readahead_stop(s);
+        s->ra_streak = 0;
 }
 
 /* After a refill: queue the chunks that follow the buffer into the free
@@ -2718,6 +2737,7 @@ static int scanner_seek(struct local_scanner *s, int timeout_ms, const char **re
                 s->want_signal = true;
                 uint64_t seq = walimpls_notifier_seq(&s->nt);
                 pthread_mutex_unlock(&c->lock);
+                readahead_release(s);
                 int wait_ms = -1;
                 if (timeout_ms > 0) {
                         uint64_t now = walu_monotonic_ns();

@@ -485,6 +485,94 @@ Test(local_faults, pread_eio_under_read_ahead, .timeout = 60)
         tf_teardown(&t);
 }
 
+/* Threads of this process (/proc/self/task). */
+static int count_threads(void)
+{
+        DIR *d = opendir("/proc/self/task");
+        cr_assert_not_null(d);
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)))
+                n += e->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* Read with next_batch from record @*got on until @until records (or the
+ * head when @until is 0), checking each payload; @returns the last call's
+ * result. */
+static int read_batches(struct walimpls_scanner *sc, size_t *got, size_t until, size_t rlen)
+{
+        struct wal_msg_view v[128];
+        char *want = malloc(rlen);
+        cr_assert(want);
+        size_t k;
+        int r = 0;
+        wal_error *err = NULL;
+        while ((until == 0 || *got < until) &&
+               (r = sc->ops->next_batch(sc, 0, v, 128, &k, &err)) == 0) {
+                for (size_t i = 0; i < k; i++, (*got)++) {
+                        payload_of(*got, rlen, want);
+                        cr_assert_eq(v[i].id.lo, (uint64_t)*got + 1);
+                        cr_assert_eq(v[i].payload_len, rlen);
+                        cr_assert_eq(memcmp(v[i].payload, want, rlen), 0, "record %zu", *got);
+                }
+        }
+        wal_error_free(err);
+        free(want);
+        return r;
+}
+
+/*
+ * The read-ahead helper lives only while a scanner replays: one more thread
+ * while it reads a long run of a segment, none once it has reached the head
+ * (it would otherwise hold a thread and its buffers while tailing), and
+ * another when it falls behind by a long run again.
+ */
+Test(local_faults, read_ahead_helper_ends_at_the_head, .timeout = 60)
+{
+        shim_install();
+        tf_setup(&t, "sync", "64m");
+        struct walimpls_wal *w;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, "ra", WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { N = 12000, RLEN = 900 };   /* ~11 MiB per round */
+        struct acks acks;
+        acks_init(&acks, 2 * N);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(tf_append(w, &acks, i, RLEN), 0);
+        tf_wait(&acks);
+        struct walimpls_read_opts ro = { .name = "ra",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *sc;
+        cr_assert_eq(w->ops->read(w, &ro, &sc, &err), 0);
+        int base = count_threads();
+        size_t got = 0;
+        for (int round = 0; round < 2; round++) {
+                size_t end = (size_t)(round + 1) * N;
+                cr_assert_eq(read_batches(sc, &got, end - N + 5000, RLEN), 0);
+                cr_assert_eq(count_threads(), base + 1,
+                             "round %d: no read-ahead helper after 5000 records (~4.5 MiB)",
+                             round);
+                cr_assert_eq(read_batches(sc, &got, 0, RLEN), -ETIMEDOUT);
+                cr_assert_eq(got, end, "round %d: %zu records", round, got);
+                cr_assert_eq(count_threads(), base,
+                             "round %d: the helper outlived the replay", round);
+                if (round == 0) {
+                        for (size_t i = N; i < 2 * N; i++)
+                                cr_assert_eq(tf_append(w, &acks, i, RLEN), 0);
+                        tf_wait(&acks);
+                }
+        }
+        for (size_t i = 0; i < 2 * N; i++)
+                cr_assert_eq(acks.a[i].status, 0, "append %zu: %s", i, acks.a[i].msg);
+        acks_done(&acks);
+        sc->ops->close(sc);
+        w->ops->close(w);
+        tf_teardown(&t);
+}
+
 Test(local_faults, cancelled_fdatasync_is_not_durability, .timeout = 60)
 {
         shim_install();
