@@ -38,9 +38,21 @@
  * Otherwise it sleeps on a per-batch futex word that the batch's completion
  * bumps, one wake for all its waiters, and the writer thread gathers the
  * woken appenders' next records for up to 50 us before taking a batch
- * (writer_gather).  Whoever writes (the writer
- * thread or one flush() caller) owns the I/O exclusively, so batches still
- * complete in order.  Not under local.io=uring.  See local_flush().
+ * (writer_gather).  The writer thread or one lone flush() caller owns the
+ * I/O; batches complete in order whoever writes them (writer_complete).
+ * Not under local.io=uring.  See local_flush().
+ *
+ * Second lane (local.lanes=2; the default is 1).  While the writer thread
+ * writes a batch inline, one flush() caller at a time takes the queued
+ * batches up to its own and writes them with pwrite + fdatasync through its
+ * own file descriptor on the segment, so two fdatasyncs are in flight
+ * (lane_run, which states the rules that keep it correct).  Off by default
+ * because on the machine it was built on it lost: the blocked appenders
+ * split into two smaller batches (records per fdatasync at 16 writers
+ * 8.9-12.1 against 13.6-14.4 with one lane) and the disk does not overlap
+ * two fdatasyncs of adjacent ranges of one file well enough to make up for
+ * it (adjacent batches share a 4 KiB page, whose write-back the second
+ * fdatasync waits for); figures in tools/bench/local-notes.md.
  *
  * Adaptive path (local.io=auto, the default).  A lone batch (nothing in
  * flight, nothing queued behind it) is written inline by the writer thread
@@ -170,6 +182,10 @@ static const struct wal_property local_properties[] = {
         { "local.spin_us", WAL_PROP_INT, "50", 0, 1000, NULL, 0,
           "Microseconds the idle writer watches for the next append before it sleeps "
           "(0: sleep at once)." },
+        { "local.lanes", WAL_PROP_INT, "1", 1, 2, NULL, 0,
+          "Blocking appenders (append, then wal.flush): 2 lets a flush() caller write and "
+          "fdatasync later records through its own file descriptor while the writer thread's "
+          "fdatasync is in flight; 1 keeps one fdatasync at a time." },
         { "local.open_check", WAL_PROP_ENUM, "tail", 1, 0, "tail|all", 0,
           "What opening a channel checks: tail = every frame of the last segment and the "
           "frame headers of the others (their CRCs are checked as they are read); all = "
@@ -202,7 +218,8 @@ struct batch {
         int last_write;              /* result of the last write completion */
         int write_err;
         int sync_res;
-        bool io_done;
+        bool io_done;                /* under qlock: completions may be run by either lane */
+        bool lane2;                  /* written by lane 2 (a flush() caller's fd) */
         int err;
 };
 
@@ -216,6 +233,7 @@ struct writer {
         bool uring;
         bool adaptive;               /* local.io=auto: lone batches go inline */
         bool caller_io;              /* flush() callers may write (not local.io=uring) */
+        bool lane2;                  /* local.lanes=2: lane_run beside the writer thread */
         struct io_uring ring;
         int efd;
         int tfd;                     /* timerfd: deadline of deferred appends */
@@ -264,9 +282,32 @@ struct writer {
                 _Atomic uint32_t sleepers;
         } slots[LOCAL_FLUSH_SLOTS];
 
-        /* writer thread only */
-        struct batch *fl_head, *fl_tail; /* in flight, in LSN order */
+        /*
+         * Batches in flight, in LSN order, and how many: under qlock (the
+         * writer thread, a flush() caller writing alone, or lane 2 push
+         * onto it when they take batches; whoever holds `completing` pops
+         * from its head).
+         */
+        struct batch *fl_head, *fl_tail;
         int n_inflight;
+        bool completing;             /* someone runs completions (writer_complete) */
+        /*
+         * The second lane (see lane_run): while the writer thread writes a
+         * batch inline (thread_inline), one flush() caller at a time may
+         * take later batches and write them with pwrite + fdatasync through
+         * its own file descriptor on the segment, lane_fd.  Under qlock,
+         * except lane_fd and lane_fd_seg (the lane holder's, and close's).
+         */
+        bool thread_inline;          /* the thread writes one batch inline, no segment roll */
+        bool lane_busy;              /* a flush() caller holds lane 2 */
+        int lane_inflight;           /* lane 2's batches not yet completed */
+        size_t thread_last_n;        /* records the thread took last time */
+        size_t lane_last_n;          /* records lane 2 took last time */
+        uint64_t lane_last_ns;       /* when lane 2 last took batches */
+        int lane_fd;                 /* lane 2's own fd on lane_fd_seg's file (-1: none) */
+        uint64_t lane_fd_seg;
+        /* writer thread (or the flush() caller owning the I/O) only */
+        int uring_inflight;          /* batches in flight through io_uring */
         int active_fd;
         struct local_seg *active;    /* the last segment (in c->segs) */
 };
@@ -303,6 +344,7 @@ struct local_opener {
         int inflight;
         size_t batch_bytes;
         int spin_us;
+        int lanes;
         enum local_scan_mode open_check;
 };
 
@@ -689,6 +731,7 @@ static struct batch *batch_get(struct writer *w)
         b->write_err = 0;
         b->sync_res = 0;
         b->io_done = false;
+        b->lane2 = false;
         b->err = 0;
         return b;
 }
@@ -842,15 +885,22 @@ static int writer_new_segment(struct writer *w, struct batch *b)
                 local_seg_free(s);
                 return r;
         }
-        if (w->active_fd >= 0)
-                io->close(io->ctx, w->active_fd);
+        /* Under qlock: lane 2 reads w->active there (lane_run). */
+        pthread_mutex_lock(&w->qlock);
+        int old = w->active_fd;
         w->active_fd = fd;
         w->active = s;
+        pthread_mutex_unlock(&w->qlock);
+        if (old >= 0)
+                io->close(io->ctx, old);
         return 0;
 }
 
 /* ---- Writer: I/O ---- */
 
+/* Put @b (just taken from the queue) at the end of the in-flight list.
+ * Caller holds qlock, so batches enter it in LSN order whichever lane took
+ * them. */
 static void fl_push(struct writer *w, struct batch *b)
 {
         b->next = NULL;
@@ -927,7 +977,10 @@ static void uring_settle(struct writer *w, struct batch *b)
                 b->sync_res = 0;
                 return;
         }
+        w->uring_inflight--;
+        pthread_mutex_lock(&w->qlock);
         b->io_done = true;
+        pthread_mutex_unlock(&w->qlock);
 }
 
 static void writer_kick(struct writer *w)
@@ -1056,48 +1109,68 @@ static void uring_reap(struct writer *w)
         }
 }
 
-/* Plain pwrite + fdatasync of @b, through the I/O table. */
-static void sync_write_batch(struct writer *w, struct batch *b)
+/* Plain pwrite + fdatasync of @b through @fd (on the file @path, borrowed:
+ * for messages), through the I/O table.  Sets b->err on failure (after
+ * writer_fail, so a batch completed after this one sees the failure); the
+ * caller marks it io_done under qlock. */
+static void sync_write_batch(struct writer *w, struct batch *b, int fd, const char *path)
 {
         const struct local_io_ops *io = w->c->io;
-        const char *path = w->active->path;
         while (b->written < b->len) {
-                ssize_t n = io->pwrite(io->ctx, w->active_fd, b->buf + b->written,
-                                       b->len - b->written, (off_t)(b->off + b->written));
+                ssize_t n = io->pwrite(io->ctx, fd, b->buf + b->written, b->len - b->written,
+                                       (off_t)(b->off + b->written));
                 if (n <= 0) {
-                        b->err = n < 0 ? (int)n : -EIO;
-                        writer_fail(w, b->err, "local: write to %s at offset %" PRIu64
+                        int e = n < 0 ? (int)n : -EIO;
+                        writer_fail(w, e, "local: write to %s at offset %" PRIu64
                                     " failed: %s", path, b->off + b->written,
                                     n < 0 ? strerror((int)-n) : "no progress");
-                        b->io_done = true;
+                        b->err = e;
                         return;
                 }
                 b->written += (size_t)n;
         }
-        int r = io->fdatasync(io->ctx, w->active_fd);
+        int r = io->fdatasync(io->ctx, fd);
         if (r < 0) {
-                b->err = -EIO;
                 writer_fail(w, -EIO, "local: fdatasync of %s failed: %s", path, strerror(-r));
+                b->err = -EIO;
         }
-        b->io_done = true;
 }
 
-/* Complete in-flight batches from the head while they are done. */
+/* The I/O of @bs[0..n) is over (each batch's err says how): mark them so
+ * under qlock. */
+static void batches_io_done(struct writer *w, struct batch **bs, int n)
+{
+        pthread_mutex_lock(&w->qlock);
+        for (int i = 0; i < n; i++)
+                bs[i]->io_done = true;
+        pthread_mutex_unlock(&w->qlock);
+}
+
+/*
+ * Complete in-flight batches from the head while their I/O is over: a
+ * batch completes only after every batch before it, and with the channel's
+ * failure if any batch before it (or it) failed.  Either lane may call this
+ * after marking its batches io_done; one caller at a time completes
+ * (`completing`), and it looks at the head again after each batch, so a
+ * batch marked done meanwhile by the other lane is not left behind.
+ */
 static void writer_complete(struct writer *w)
 {
         struct chan *c = w->c;
+        pthread_mutex_lock(&w->qlock);
+        if (w->completing) {
+                pthread_mutex_unlock(&w->qlock);
+                return;
+        }
+        w->completing = true;
         while (w->fl_head && w->fl_head->io_done) {
                 struct batch *b = w->fl_head;
                 w->fl_head = b->next;
                 if (!w->fl_head)
                         w->fl_tail = NULL;
-                w->n_inflight--;
-                int err = b->err;
-                if (!err) {
-                        pthread_mutex_lock(&w->qlock);
-                        err = w->failed;
-                        pthread_mutex_unlock(&w->qlock);
-                }
+                bool lane2 = b->lane2;
+                int err = b->err ? b->err : w->failed;
+                pthread_mutex_unlock(&w->qlock);
                 if (!err) {
                         pthread_mutex_lock(&c->lock);
                         struct local_seg *s = w->active;
@@ -1109,7 +1182,16 @@ static void writer_complete(struct writer *w)
                         pthread_mutex_unlock(&c->lock);
                 }
                 batch_finish(w, b, err);
+                pthread_mutex_lock(&w->qlock);
+                /* Counted in flight until completed: a segment roll waits
+                 * for n_inflight 0, and this batch's segment is w->active
+                 * until then. */
+                w->n_inflight--;
+                if (lane2)
+                        w->lane_inflight--;
         }
+        w->completing = false;
+        pthread_mutex_unlock(&w->qlock);
 }
 
 /* ---- Writer thread ---- */
@@ -1142,7 +1224,21 @@ static bool writer_spin(struct writer *w, uint64_t seen)
 }
 
 /*
- * Gathering (caller holds qlock, nothing in flight).  Blocking appenders
+ * How many records a batch taken for blocking appenders should hold
+ * (caller holds qlock): as many as the last one completed; while lane 2 is
+ * in use (it took batches in the last millisecond), half of the two lanes'
+ * last batches together, so the blocked appenders split into two groups
+ * whose fdatasyncs overlap instead of one large batch and a straggler.
+ */
+static size_t gather_want(const struct writer *w, uint64_t now)
+{
+        if (w->lane_last_ns && now - w->lane_last_ns < 1000000u)
+                return WALU_MAX((size_t)1, (w->thread_last_n + w->lane_last_n + 1) / 2);
+        return w->last_batch_n;
+}
+
+/*
+ * Gathering (caller holds qlock; nothing in flight but lane 2's).  Blocking appenders
  * woken by the last completion come back one by one (16 or 64 threads on 2
  * vCPUs take tens of microseconds); taking the batch as soon as the first
  * is back would flush it nearly alone and leave the rest for the next
@@ -1155,17 +1251,21 @@ static bool writer_spin(struct writer *w, uint64_t seen)
 #define LOCAL_GATHER_NS 50000ull
 static bool writer_gather(struct writer *w, uint64_t *until, uint64_t *need)
 {
-        if (w->io_owner != OWNER_NONE || w->failed || w->closing || w->ready_head ||
-            !w->open || !w->open->n || w->open->n >= w->last_batch_n)
+        bool lane_only = w->io_owner == OWNER_THREAD && w->n_inflight == w->lane_inflight;
+        if ((w->io_owner != OWNER_NONE && !lane_only) || w->failed || w->closing ||
+            w->ready_head || !w->open || !w->open->n)
                 return false;
         uint64_t now = walu_monotonic_ns();
+        size_t want = gather_want(w, now);
+        if (w->open->n >= want)
+                return false;
         if (now - w->last_flush_ns > 1000000u)
                 return false;
         if (!*until)
                 *until = now + LOCAL_GATHER_NS;
         if (now >= *until)
                 return false;
-        *need = w->last_batch_n - w->open->n;
+        *need = want - w->open->n;
         return true;
 }
 
@@ -1201,8 +1301,17 @@ static void *writer_main(void *arg)
                         continue;
                 }
                 gather_until = 0;
+                /* While lane 2 is in use, this thread writes one batch at a
+                 * time inline too: the lanes' batches then overlap as two
+                 * plain fdatasyncs (no io_uring beside lane 2). */
+                bool lane_on = w->lane_busy || w->lane_inflight > 0;
+                int thread_max = lane_on ? 1 : w->inflight_max;
+                bool inline_take = false;
                 if (caller_io) {
                         /* nothing to take */
+                } else if (w->failed && w->n_inflight > 0) {
+                        /* Complete what is in flight first (in order),
+                         * then fail the queue. */
                 } else if (w->failed) {
                         /* Fail everything queued. */
                         fail_err = w->failed;
@@ -1219,7 +1328,7 @@ static void *writer_main(void *arg)
                         w->queued_bytes = 0;
                         pthread_cond_broadcast(&w->qcond);
                 } else {
-                        while (w->n_inflight + nt < w->inflight_max) {
+                        while (w->n_inflight - w->lane_inflight + nt < thread_max) {
                                 struct batch *b = w->ready_head;
                                 if (b) {
                                         if (b->new_seg && w->n_inflight + nt > 0)
@@ -1240,19 +1349,32 @@ static void *writer_main(void *arg)
                                 if (b->new_seg)
                                         break;
                         }
+                        bool queue_empty = !w->ready_head && !(w->open && w->open->n);
+                        /* A lone batch with nothing in flight and nothing
+                         * behind it gains nothing from io_uring: write it
+                         * inline (so with lane 2 in use). */
+                        bool lone = nt == 1 && w->uring_inflight == 0 &&
+                                    (queue_empty || lane_on);
+                        inline_take = !w->uring || (w->adaptive && lone);
                         if (nt) {
+                                size_t n = 0;
+                                for (int i = 0; i < nt; i++) {
+                                        fl_push(w, take[i]);
+                                        n += take[i]->n;
+                                }
+                                w->thread_last_n = n;
+                                /* Lane 2 may write behind an inline write
+                                 * in the current segment only. */
+                                w->thread_inline = inline_take && nt == 1 &&
+                                                   !take[0]->new_seg && w->caller_io;
                                 w->io_owner = OWNER_THREAD;
                                 pthread_cond_broadcast(&w->qcond);
                         }
                 }
                 bool queue_empty = !w->ready_head && !(w->open && w->open->n);
-                /* The in-flight list is this thread's only while it owns
-                 * the I/O; a flush() caller owning it changes it unlocked. */
+                /* The in-flight list is shared with lane 2 and a flush()
+                 * caller owning the I/O, under qlock. */
                 bool own = w->io_owner == OWNER_THREAD;
-                int inflight = own ? w->n_inflight : 0;  /* before this round's take */
-                /* A lone batch with nothing in flight and nothing behind it
-                 * gains nothing from io_uring: write it inline. */
-                bool lone = nt == 1 && inflight == 0 && queue_empty;
                 if (w->closing && queue_empty && !own && !caller_io && !fail_list)
                         exit_now = true;
                 bool did_work = nt > 0 || fail_list != NULL;
@@ -1291,18 +1413,22 @@ static void *writer_main(void *arg)
                         struct batch *b = take[i];
                         if (b->new_seg && writer_new_segment(w, b) < 0) {
                                 b->err = w->failed ? w->failed : -EIO;
-                                b->io_done = true;
-                                fl_push(w, b);
+                                batches_io_done(w, &b, 1);
                                 continue;
                         }
-                        fl_push(w, b);
-                        if (w->uring && !(w->adaptive && lone))
+                        if (inline_take) {
+                                sync_write_batch(w, b, w->active_fd, w->active->path);
+                                pthread_mutex_lock(&w->qlock);
+                                b->io_done = true;
+                                w->thread_inline = false;
+                                pthread_mutex_unlock(&w->qlock);
+                        } else {
+                                w->uring_inflight++;
                                 uring_submit_batch(w, b);
-                        else
-                                sync_write_batch(w, b);
+                        }
                 }
                 napped = false;
-                if (!did_work && !own) {
+                if (!did_work && (!own || w->uring_inflight == 0)) {
                         napped = !writer_idle(w);
                         if (w->uring)
                                 uring_reap(w);
@@ -1340,6 +1466,8 @@ static void writer_stop(struct writer *w)
                 close(w->tfd);
         if (w->active_fd >= 0)
                 w->c->io->close(w->c->io->ctx, w->active_fd);
+        if (w->lane_fd >= 0)
+                w->c->io->close(w->c->io->ctx, w->lane_fd);
         while (w->free_list) {
                 struct batch *b = w->free_list;
                 w->free_list = b->next;
@@ -1363,11 +1491,13 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
         w->efd = -1;
         w->tfd = -1;
         w->active_fd = -1;
+        w->lane_fd = -1;
         w->inflight_max = o->inflight;
         w->batch_bytes = o->batch_bytes;
         w->seg_bytes = o->seg_bytes;
         w->spin_ns = (uint64_t)o->spin_us * 1000u;
         w->caller_io = o->io != IO_URING;
+        w->lane2 = o->lanes > 1;
         pthread_mutex_init(&w->qlock, NULL);
         pthread_cond_init(&w->qcond, NULL);
 
@@ -1655,26 +1785,44 @@ static bool flush_lead(struct writer *w, uint64_t target)
         if (!take)
                 return false;
         w->io_owner = OWNER_CALLER;
+        struct batch *mine[LOCAL_FLUSH_SLOTS];
+        int nm = 0;
+        while (take && nm < LOCAL_FLUSH_SLOTS) {
+                struct batch *b = take;
+                take = b->next;
+                fl_push(w, b);
+                mine[nm++] = b;
+        }
+        /* (More than LOCAL_FLUSH_SLOTS queued batches up to ours cannot
+         * happen: each holds at least one record of a waiting caller, and
+         * only one caller is waiting.  Put any back all the same.) */
+        if (take) {
+                struct batch *last = take;
+                while (last->next)
+                        last = last->next;
+                last->next = w->ready_head;
+                if (!w->ready_head)
+                        w->ready_tail = last;
+                w->ready_head = take;
+                for (struct batch *b = take; b; b = b->next)
+                        w->queued_bytes += b->len;
+        }
         pthread_cond_broadcast(&w->qcond);
         pthread_mutex_unlock(&w->qlock);
 
         tls_leading = w;
-        while (take) {
-                struct batch *b = take;
-                take = b->next;
+        for (int i = 0; i < nm; i++) {
+                struct batch *b = mine[i];
                 pthread_mutex_lock(&w->qlock);
                 int failed = w->failed;
                 pthread_mutex_unlock(&w->qlock);
-                fl_push(w, b);
-                if (failed) {
+                if (failed)
                         b->err = failed;
-                        b->io_done = true;
-                } else if (b->new_seg && writer_new_segment(w, b) < 0) {
+                else if (b->new_seg && writer_new_segment(w, b) < 0)
                         b->err = w->failed ? w->failed : -EIO;
-                        b->io_done = true;
-                } else {
-                        sync_write_batch(w, b);
-                }
+                else
+                        sync_write_batch(w, b, w->active_fd, w->active->path);
+                batches_io_done(w, &b, 1);
                 writer_complete(w);
         }
         tls_leading = NULL;
@@ -1684,6 +1832,136 @@ static bool flush_lead(struct writer *w, uint64_t target)
         /* Work left behind (appends after ours, or a failure to spread):
          * the writer thread's. */
         if ((w->ready_head || (w->open && w->open->n) || w->failed) && w->sleeping) {
+                w->sleeping = false;
+                writer_kick(w);
+        }
+        return true;
+}
+
+/*
+ * Lane 2 (local.lanes=2).  While the writer thread writes a batch inline
+ * (pwrite + fdatasync on its own thread), a flush() caller whose record is
+ * still queued takes the queued batches up to its own and writes them with
+ * pwrite + fdatasync on its thread, through its own file descriptor on the
+ * segment: two fdatasyncs in flight at once, where the writer thread alone
+ * would sync them one after the other.  Built because concurrent
+ * fdatasyncs of disjoint writes overlap on the development VM's disk (1
+ * thread 8.4 k fdatasyncs/s, 2 threads 12.9 k); off by default because
+ * for the log's adjacent batches they did not overlap enough to pay for
+ * the smaller batches (tools/bench/local-notes.md).
+ *
+ * Why a flush() caller and not a second writer thread or two io_uring
+ * chains: the caller would sleep until its batch is durable anyway, so
+ * using it costs no thread hand-off; io_uring punts buffered writes and
+ * every fsync to io-wq workers and was measured slower for blocking
+ * appenders than the inline path (local-notes.md).
+ *
+ * Rules that keep it correct:
+ *  - order: lane 2 takes batches from the head of the queue under qlock and
+ *    puts them on the in-flight list there, so that list stays in LSN
+ *    order; a batch completes only when its I/O and that of every batch
+ *    before it is over (writer_complete, whoever runs it), and with the
+ *    channel's failure if any of them failed: a batch of lane 2 whose
+ *    fdatasync returned 0 still fails if the thread's earlier batch failed,
+ *    and the thread's batch fails if lane 2's failed first;
+ *  - one file descriptor per lane: a write-back error is reported once per
+ *    open file (each struct file keeps its own errseq cursor), so on a
+ *    shared fd one lane's fdatasync could take the error of pages the
+ *    other lane's fdatasync then reports clean;
+ *  - segments: lane 2 takes only batches of the segment being written
+ *    (w->active) and never a batch that starts a new one; a roll waits
+ *    until nothing is in flight, lane 2's batches included (n_inflight);
+ *  - close: the writer thread does not exit while lane 2's batches are in
+ *    flight (they count in n_inflight), and lane 2 wakes it when it leaves.
+ *
+ * Gathering: lane 2 waits, yielding, for gather_want() records in its
+ * batch (at most LOCAL_GATHER_NS), as the writer thread does.
+ *
+ * Called with qlock held, lane 2 free and the thread writing inline;
+ * returns with qlock held.  @returns false if it took nothing.
+ */
+static bool lane_run(struct writer *w, uint64_t target)
+{
+        const struct local_io_ops *io = w->c->io;
+        w->lane_busy = true;
+        uint64_t until = walu_monotonic_ns() + LOCAL_GATHER_NS;
+        for (;;) {
+                struct batch *o = w->open;
+                if (w->failed || w->closing || w->ready_head || !o || o->bseq != target)
+                        break;
+                uint64_t now = walu_monotonic_ns();
+                if (o->n >= gather_want(w, now) || now >= until)
+                        break;
+                pthread_mutex_unlock(&w->qlock);
+                sched_yield();
+                pthread_mutex_lock(&w->qlock);
+        }
+        uint64_t seg = w->active->first_lsn;
+        if (!w->failed && !w->closing && (w->lane_fd < 0 || w->lane_fd_seg != seg)) {
+                /* Our own open file on the segment (rare: once per segment). */
+                if (w->lane_fd >= 0)
+                        io->close(io->ctx, w->lane_fd);
+                w->lane_fd = io->open(io->ctx, w->active->path, O_RDWR, 0);
+                w->lane_fd_seg = seg;
+        }
+        struct batch *take[LOCAL_INFLIGHT_MAX];
+        int nt = 0;
+        size_t n = 0;
+        while (!w->failed && !w->closing && w->lane_fd >= 0 && nt < LOCAL_INFLIGHT_MAX) {
+                struct batch *b = w->ready_head;
+                if (b) {
+                        if (b->bseq > target || b->new_seg || b->seg_first != seg)
+                                break;
+                        w->ready_head = b->next;
+                        if (!w->ready_head)
+                                w->ready_tail = NULL;
+                } else if (w->open && w->open->n && w->open->bseq <= target &&
+                           !w->open->new_seg && w->open->seg_first == seg) {
+                        b = w->open;
+                        w->open = NULL;
+                } else {
+                        break;
+                }
+                w->queued_bytes -= b->len;
+                fl_push(w, b);
+                b->lane2 = true;
+                w->lane_inflight++;
+                n += b->n;
+                take[nt++] = b;
+        }
+        if (!nt) {
+                w->lane_busy = false;
+                return false;
+        }
+        w->lane_last_n = n;
+        w->lane_last_ns = walu_monotonic_ns();
+        pthread_cond_broadcast(&w->qcond);
+        int fd = w->lane_fd;
+        /* Stays valid: the segment cannot roll while these are in flight. */
+        const char *path = w->active->path;
+        pthread_mutex_unlock(&w->qlock);
+
+        tls_leading = w;
+        int err = 0;
+        for (int i = 0; i < nt; i++) {
+                if (err)
+                        take[i]->err = err;
+                else
+                        sync_write_batch(w, take[i], fd, path);
+                err = take[i]->err;
+        }
+        pthread_mutex_lock(&w->qlock);
+        for (int i = 0; i < nt; i++)
+                take[i]->io_done = true;
+        w->lane_busy = false;
+        pthread_mutex_unlock(&w->qlock);
+        writer_complete(w);
+        tls_leading = NULL;
+
+        pthread_mutex_lock(&w->qlock);
+        /* The thread may sleep waiting for these to leave the in-flight
+         * list (a roll, close, a failure to spread): let it look. */
+        if (w->sleeping) {
                 w->sleeping = false;
                 writer_kick(w);
         }
@@ -1712,9 +1990,19 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
                     w->last_batch_n <= 1 && !w->failed &&
                     !w->closing && flush_lead(w, target))
                         continue;
+                /* The writer thread is busy with an earlier batch: write
+                 * ours beside it (lane 2). */
+                if (w->lane2 && w->io_owner == OWNER_THREAD && w->thread_inline &&
+                    !w->lane_busy && !w->failed && !w->closing && lane_run(w, target))
+                        continue;
                 /* Not writing it ourselves: make sure the writer thread
-                 * will (our append may not have kicked it). */
-                if (w->io_owner == OWNER_NONE && w->sleeping) {
+                 * will (our append may not have kicked it).  Not while
+                 * it waits for its io_uring batches, nor while a flush()
+                 * caller owns the I/O (it kicks the thread when it leaves
+                 * work behind). */
+                if (w->sleeping && (w->io_owner == OWNER_NONE ||
+                                    (w->io_owner == OWNER_THREAD &&
+                                     w->n_inflight == w->lane_inflight))) {
                         w->sleeping = false;
                         writer_kick(w);
                 }
@@ -2999,11 +3287,12 @@ static int local_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         const char *dir = wal_config_get(cfg, "local.dir");
         const char *io = wal_config_get(cfg, "local.io");
         uint64_t seg = 64 * MiB, batch = 4 * MiB;
-        int64_t inflight = 4, spin_us = 50;
+        int64_t inflight = 4, spin_us = 50, lanes = 1;
         (void)wal_config_get_size(cfg, "local.segment_bytes", &seg);
         (void)wal_config_get_size(cfg, "local.batch_bytes", &batch);
         (void)wal_config_get_int(cfg, "local.inflight", &inflight);
         (void)wal_config_get_int(cfg, "local.spin_us", &spin_us);
+        (void)wal_config_get_int(cfg, "local.lanes", &lanes);
         if (!dir || !*dir)
                 return wal_error_set(reterr, -EINVAL, 0, "local: local.dir is empty");
         enum io_mode mode = IO_AUTO;
@@ -3024,6 +3313,9 @@ static int local_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         if (seg < 64 * 1024 || inflight < 1 || inflight > LOCAL_INFLIGHT_MAX)
                 return wal_error_set(reterr, -EINVAL, 0, "local: local.segment_bytes or "
                                      "local.inflight out of range");
+        if (lanes < 1 || lanes > 2)
+                return wal_error_set(reterr, -EINVAL, 0, "local: local.lanes %" PRId64
+                                     " is not 1 or 2", lanes);
         struct local_opener *o = calloc(1, sizeof(*o));
         if (!o)
                 return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
@@ -3049,6 +3341,7 @@ static int local_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         o->inflight = (int)inflight;
         o->batch_bytes = (size_t)batch;
         o->spin_us = (int)WALU_MAX(0, WALU_MIN(spin_us, 1000));
+        o->lanes = (int)lanes;
         o->open_check = open_check;
         *ret = &o->base;
         return 0;

@@ -27,6 +27,11 @@
  * verification scan short), after a read-write open whose first append must
  * get the next LSN.  Segments are small (local.segment_bytes, 1 MiB) so
  * kills also land in segment rolls; one cycle in four uses local.io=sync.
+ * One cycle in three appends from CHILD_BLOCKING threads that each wait
+ * for their record with wal.flush before the next (blocking appends: the
+ * records are then written by the writer thread or a lone flush() caller),
+ * every other one of those with local.lanes=2 (flush() callers also write
+ * on the second lane, beside the writer thread).
  *
  * The reopen alternates between read-only (a reader arriving after the
  * crash: it must not repair anything) and read-write (the restarted writer:
@@ -70,6 +75,7 @@
 #define CHANNEL "crash"
 #define CYCLES_PER_DIR 10
 #define CHILD_THREADS 3
+#define CHILD_BLOCKING 8
 #define CHILD_INFLIGHT 48
 #define PAYLOAD_MAGIC 0x43525348u /* "CRSH" */
 
@@ -113,8 +119,8 @@ struct handle {
         struct walimpls_wal *wal;
 };
 
-static int backend_open(const char *dir, const char *io, enum wal_access access,
-                        struct handle *h, wal_error **reterr)
+static int backend_open(const char *dir, const char *io, const char *lanes,
+                        enum wal_access access, struct handle *h, wal_error **reterr)
 {
         const struct walimpls_builder *b;
         wal_config *cfg = NULL;
@@ -126,7 +132,8 @@ static int backend_open(const char *dir, const char *io, enum wal_access access,
                 return r;
         if ((r = wal_config_set(cfg, "local.dir", dir, reterr)) < 0 ||
             (r = wal_config_set(cfg, "local.segment_bytes", "1m", reterr)) < 0 ||
-            (r = wal_config_set(cfg, "local.io", io, reterr)) < 0)
+            (r = wal_config_set(cfg, "local.io", io, reterr)) < 0 ||
+            (lanes && (r = wal_config_set(cfg, "local.lanes", lanes, reterr)) < 0))
                 goto out;
         r = b->build(cfg, &h->opener, reterr);
         if (r < 0)
@@ -161,6 +168,7 @@ struct child {
         struct handle h;
         int fd;                  /* pipe write end */
         uint32_t cycle;
+        bool blocking;           /* append, then wal.flush, one at a time per thread */
         pthread_mutex_t lock;    /* serialises index assignment + append */
         uint64_t next;
         sem_t slots;
@@ -217,29 +225,39 @@ static void *child_thread(void *arg)
                         child_report(c, REPORT_APPEND_FAILED, r, idx, 0);
                         _exit(3);
                 }
+                if (c->blocking) {
+                        r = walimpls_flush(c->h.wal, -1, NULL);
+                        if (r < 0) {
+                                child_report(c, REPORT_APPEND_FAILED, r, idx, 0);
+                                _exit(3);
+                        }
+                }
         }
         return NULL;
 }
 
 static void __attribute__((noreturn)) child_main(const char *dir, const char *io,
+                                                 bool blocking, const char *lanes,
                                                  uint32_t cycle, int fd)
 {
         static struct child c;
         c.fd = fd;
         c.cycle = cycle;
+        c.blocking = blocking;
         pthread_mutex_init(&c.lock, NULL);
         sem_init(&c.slots, 0, CHILD_INFLIGHT);
         g_child = &c;
         wal_error *err = NULL;
-        int r = backend_open(dir, io, WAL_ACCESS_RW, &c.h, &err);
+        int r = backend_open(dir, io, blocking ? lanes : NULL, WAL_ACCESS_RW, &c.h, &err);
         if (r < 0) {
                 fprintf(stderr, "crash child: open: %s\n", wal_error_message(err));
                 child_report(&c, REPORT_OPEN_FAILED, r, 0, 0);
                 _exit(2);
         }
         child_report(&c, REPORT_OPENED, 0, 0, 0);
-        pthread_t t[CHILD_THREADS];
-        for (int i = 0; i < CHILD_THREADS; i++)
+        pthread_t t[CHILD_BLOCKING];
+        int nt = blocking ? CHILD_BLOCKING : CHILD_THREADS;
+        for (int i = 0; i < nt; i++)
                 pthread_create(&t[i], NULL, child_thread, &c);
         for (;;)
                 pause(); /* until SIGKILL */
@@ -440,7 +458,7 @@ static void verify(struct state *st, const char *dir, uint32_t cycle, enum wal_a
         wal_error *err = NULL;
         const char *how = access == WAL_ACCESS_RO ? "read-only" : "read-write";
         wd_arm(20000, "cycle %u: %s reopen and full read of %s/" CHANNEL, cycle, how, dir);
-        int r = backend_open(dir, "auto", access, &h, &err);
+        int r = backend_open(dir, "auto", NULL, access, &h, &err);
         if (r == -ENOENT && access == WAL_ACCESS_RO && st->n == 0 && st->n_acked == 0) {
                 wal_error_free(err);
                 wd_disarm();
@@ -549,7 +567,7 @@ static void check_next_append(struct state *st, const char *dir)
         if (st->n == 0)
                 return;
         wd_arm(20000, "read-write reopen and one append in %s", dir);
-        int r = backend_open(dir, "auto", WAL_ACCESS_RW, &h, &err);
+        int r = backend_open(dir, "auto", NULL, WAL_ACCESS_RW, &h, &err);
         cr_assert_eq(r, 0, "read-write reopen: %s (%s)", wal_strerror(r),
                      wal_error_message(err));
         wal_msg *m;
@@ -706,6 +724,8 @@ Test(local_crash, sigkill_loses_no_acknowledged_append, .timeout = 110)
                         st.n = 0;
                 }
                 const char *io = cycle % 4 == 3 ? "sync" : "auto";
+                bool blocking = cycle % 3 == 1;
+                const char *lanes = cycle % 6 == 1 ? "2" : "1";
                 bool early = kill_early(&seed);
                 unsigned delay = kill_delay_ms(&seed, early);
                 acks_reset(&st);
@@ -716,7 +736,7 @@ Test(local_crash, sigkill_loses_no_acknowledged_append, .timeout = 110)
                 cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
                 if (pid == 0) {
                         close(p[0]);
-                        child_main(dir, io, cycle, p[1]);
+                        child_main(dir, io, blocking, lanes, cycle, p[1]);
                 }
                 close(p[1]);
                 uint8_t carry[24];

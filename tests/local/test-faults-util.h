@@ -49,6 +49,10 @@ struct shim {
 
 static struct shim shim;
 
+/* Optional: when set, shim_fdatasync counts the call and then returns what
+ * this returns (@d: the kernel-backed table, for the real call). */
+static int (*shim_fdatasync_hook)(int fd, const struct local_io_ops *d);
+
 static int shim_open(void *ctx, const char *path, int flags, mode_t mode)
 {
         (void)ctx;
@@ -102,6 +106,8 @@ static int shim_fdatasync(void *ctx, int fd)
         (void)ctx;
         const struct local_io_ops *d = local_io_default_ops();
         atomic_fetch_add(&shim.n_fdatasync, 1);
+        if (shim_fdatasync_hook)
+                return shim_fdatasync_hook(fd, d);
         int e = atomic_load(&shim.fail_fdatasync);
         if (e)
                 return -e;
@@ -198,6 +204,7 @@ static const struct local_io_ops shim_ops = {
 WALU_UNUSED static void shim_install(void)
 {
         memset(&shim, 0, sizeof(shim));
+        shim_fdatasync_hook = NULL;
         local_io_set_ops(&shim_ops);
 }
 
@@ -207,6 +214,9 @@ struct tf {
         char *dir;                       /* temporary local.dir */
         struct walimpls_opener *o;
 };
+
+/* local.lanes for the openers tf_build() makes (NULL: the default). */
+static const char *tf_lanes;
 
 /* Build an opener on @t->dir with local.io=@io and @seg-byte segments. */
 static void tf_build(struct tf *t, const char *io, const char *seg)
@@ -219,6 +229,9 @@ static void tf_build(struct tf *t, const char *io, const char *seg)
         cr_assert_eq(wal_config_set(cfg, "local.io", io, &err), 0, "%s", wal_error_message(err));
         cr_assert_eq(wal_config_set(cfg, "local.segment_bytes", seg, &err), 0, "%s",
                      wal_error_message(err));
+        if (tf_lanes)
+                cr_assert_eq(wal_config_set(cfg, "local.lanes", tf_lanes, &err), 0, "%s",
+                             wal_error_message(err));
         int r = walimpls_local.build(cfg, &t->o, &err);
         cr_assert_eq(r, 0, "build: %s", wal_error_message(err));
         wal_config_free(cfg);
@@ -258,12 +271,14 @@ struct ack {
         struct wal_msgid id;
         char msg[512];
         bool done;
+        uint64_t seq;                    /* completion order, from 1 */
 };
 
 struct acks {
         pthread_mutex_t mu;
         pthread_cond_t cv;
         size_t n, pending;
+        uint64_t n_done;
         struct ack *a;
 };
 
@@ -278,6 +293,7 @@ static void acks_init(struct acks *s, size_t n)
         pthread_cond_init(&s->cv, NULL);
         s->n = n;
         s->pending = 0;
+        s->n_done = 0;
         s->a = calloc(n, sizeof(*s->a));
         cr_assert(s->a);
 }
@@ -299,6 +315,7 @@ static void on_ack(void *arg, int status, struct wal_msgid id, const wal_error *
         a->id = id;
         snprintf(a->msg, sizeof(a->msg), "%s", err ? wal_error_message(err) : "");
         a->done = true;
+        a->seq = ++s->n_done;
         s->pending--;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);

@@ -19,6 +19,7 @@
  *    local.io=uring refuses to open instead.
  */
 #include <dirent.h>
+#include <inttypes.h>
 
 #include <wal/wal-log.h>
 #include "test-faults-util.h"
@@ -596,6 +597,233 @@ Test(local_faults, cancelled_fdatasync_is_not_durability, .timeout = 60)
         w->ops->close(w);
         acks_done(&s);
         tf_teardown(&t);
+}
+
+/* ---- Two lanes ---- */
+
+/*
+ * Blocking appenders on many threads, local.lanes=2: while the writer
+ * thread writes a batch inline, a flush() caller may write the next batch
+ * beside it (lane 2, through its own fd).  The hook below holds the writer thread's
+ * fdatasync until a flush() caller's fdatasync has come and returned, and
+ * fails one of the two:
+ *  - LANE_FAIL_CALLER: lane 2's fdatasync fails while the writer thread's
+ *    (returning later) succeeds;
+ *  - LANE_FAIL_THREAD: lane 2's succeeds and returns first; the writer
+ *    thread's fails 20 ms later (lane 2 has had time to try to complete).
+ * Either way the channel is unavailable from then on, and completions stay
+ * in LSN order: the acknowledged records are exactly LSNs 1..A, all
+ * acknowledged before any failure completed, every other append failed
+ * -EIO (or was refused), and after reopening LSNs 1..A hold them.
+ */
+enum { LANE_FAIL_CALLER = 1, LANE_FAIL_THREAD = 2 };
+
+static _Thread_local bool lane_caller;   /* set on the test's appending threads */
+static struct {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int mode;
+        bool held;                       /* the writer thread's fdatasync is held */
+        int thread_fd, caller_fd;
+        bool caller_returned, met;
+} lt = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static int lane_hook(int fd, const struct local_io_ops *d)
+{
+        pthread_mutex_lock(&lt.mu);
+        if (!lane_caller && !lt.held && !lt.met) {
+                lt.held = true;
+                lt.thread_fd = fd;
+                uint64_t end = t_now_ms() + 3000;
+                while (!lt.caller_returned && t_now_ms() < end) {
+                        struct timespec ts = walu_deadline(10);
+                        pthread_cond_timedwait(&lt.cv, &lt.mu, &ts);
+                }
+                bool met = lt.caller_returned;
+                lt.met = met;
+                lt.held = met;      /* not met: let the next one try */
+                pthread_mutex_unlock(&lt.mu);
+                if (met && lt.mode == LANE_FAIL_THREAD) {
+                        t_sleep_ms(20);
+                        return -EIO;
+                }
+                return d->fdatasync(d->ctx, fd);
+        }
+        if (lane_caller && lt.held && !lt.met && !lt.caller_returned) {
+                lt.caller_fd = fd;
+                pthread_mutex_unlock(&lt.mu);
+                int r = lt.mode == LANE_FAIL_CALLER ? -EIO : d->fdatasync(d->ctx, fd);
+                pthread_mutex_lock(&lt.mu);
+                lt.caller_returned = true;
+                pthread_cond_broadcast(&lt.cv);
+                pthread_mutex_unlock(&lt.mu);
+                return r;
+        }
+        pthread_mutex_unlock(&lt.mu);
+        return d->fdatasync(d->ctx, fd);
+}
+
+enum { LANE_THREADS = 8, LANE_ROUNDS = 300, LANE_MAX = LANE_THREADS * LANE_ROUNDS };
+
+struct lane_arg {
+        struct walimpls_wal *w;
+        struct acks *s;
+        atomic_size_t *next;
+        int refused;                     /* what append refused with (0: none) */
+};
+
+static void *lane_thread(void *p)
+{
+        struct lane_arg *a = p;
+        lane_caller = true;
+        for (int k = 0; k < LANE_ROUNDS; k++) {
+                size_t i = atomic_fetch_add(a->next, 1);
+                int r = tf_append(a->w, a->s, i, LEN);
+                if (r < 0) {
+                        a->refused = r;
+                        break;
+                }
+                if (walimpls_flush(a->w, -1, NULL) != 0) {
+                        a->refused = -EPROTO;
+                        break;
+                }
+        }
+        return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+static void lane_failure(const char *io, int mode)
+{
+        shim_install();
+        tf_lanes = "2";
+        tf_setup(&t, io, "64m");
+        tf_lanes = NULL;
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        pthread_mutex_lock(&lt.mu);
+        lt.mode = mode;
+        lt.held = lt.caller_returned = lt.met = false;
+        lt.thread_fd = lt.caller_fd = -1;
+        pthread_mutex_unlock(&lt.mu);
+        shim_fdatasync_hook = lane_hook;   /* after the open's own fdatasyncs */
+
+        struct acks s;
+        acks_init(&s, LANE_MAX + 1);
+        atomic_size_t next = 0;
+        struct lane_arg args[LANE_THREADS];
+        pthread_t th[LANE_THREADS];
+        for (int i = 0; i < LANE_THREADS; i++) {
+                args[i] = (struct lane_arg){ w, &s, &next, 0 };
+                cr_assert_eq(pthread_create(&th[i], NULL, lane_thread, &args[i]), 0);
+        }
+        for (int i = 0; i < LANE_THREADS; i++)
+                pthread_join(th[i], NULL);
+        tf_wait(&s);
+        size_t n = atomic_load(&next);
+        cr_assert(lt.met, "no flush() caller's fdatasync came while the writer thread's was "
+                  "held: the second lane was not used");
+        cr_assert_neq(lt.caller_fd, lt.thread_fd, "both lanes synced through fd %d",
+                      lt.thread_fd);
+        for (int i = 0; i < LANE_THREADS; i++)
+                cr_assert(args[i].refused == 0 || args[i].refused == -EIO,
+                          "thread %d: append refused with %d", i, args[i].refused);
+
+        /* Completions: acknowledged = LSNs 1..A, each before any failure. */
+        uint64_t *lsns = calloc(n + 1, sizeof(*lsns));
+        cr_assert(lsns);
+        size_t acked = 0, failed = 0;
+        uint64_t last_ok_seq = 0, first_fail_seq = UINT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+                struct ack *a = &s.a[i];
+                if (!a->done)
+                        continue;   /* refused at append */
+                if (a->status == 0) {
+                        lsns[acked++] = a->id.lo;
+                        last_ok_seq = WALU_MAX(last_ok_seq, a->seq);
+                } else {
+                        cr_assert_eq(a->status, -EIO, "append %zu: status %d", i, a->status);
+                        cr_assert(wal_msgid_is_none(a->id));
+                        cr_assert(strstr(a->msg, "fdatasync") && strstr(a->msg, ".seg"),
+                                  "message does not name the file: %s", a->msg);
+                        failed++;
+                        first_fail_seq = WALU_MIN(first_fail_seq, a->seq);
+                }
+        }
+        cr_assert_gt(failed, 0, "no append failed");
+        cr_assert_lt(last_ok_seq, first_fail_seq,
+                     "an append was acknowledged after another had failed");
+        qsort(lsns, acked, sizeof(*lsns), cmp_u64);
+        for (size_t k = 0; k < acked; k++)
+                cr_assert_eq(lsns[k], k + 1, "acknowledged LSNs are not 1..%zu: #%zu is %"
+                             PRIu64 " (a batch acknowledged past a failed one)", acked, k,
+                             lsns[k]);
+
+        /* Unavailable for good; no fdatasync retried. */
+        int syncs = atomic_load(&shim.n_fdatasync);
+        cr_assert_eq(tf_append(w, &s, n, LEN), -EIO);
+        cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+        t_sleep_ms(50);
+        cr_assert_eq(atomic_load(&shim.n_fdatasync), syncs, "fdatasync retried after failure");
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        local_io_set_ops(NULL);
+
+        /* After reopening: LSN l holds the record acknowledged with it;
+         * anything after A is a failed append, intact, at most once. */
+        tf_build(&t, "auto", "64m");
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "reopen: %s",
+                     wal_error_message(err));
+        size_t *idx = calloc(n + 1, sizeof(*idx));
+        cr_assert(idx);
+        size_t got = tf_read_all(w, LEN, idx, n + 1);
+        cr_assert_geq(got, acked, "acknowledged records lost: %zu of %zu left", got, acked);
+        bool *seen = calloc(n + 1, sizeof(*seen));
+        cr_assert(seen);
+        for (size_t i = 0; i < n; i++) {
+                struct ack *a = &s.a[i];
+                if (a->done && a->status == 0)
+                        cr_assert_eq(idx[a->id.lo - 1], i, "LSN %" PRIu64 " holds record %zu,"
+                                     " acknowledged for %zu", a->id.lo, idx[a->id.lo - 1], i);
+        }
+        for (size_t k = acked; k < got; k++) {
+                cr_assert_lt(idx[k], n);
+                cr_assert(s.a[idx[k]].done && s.a[idx[k]].status == -EIO,
+                          "LSN %zu holds record %zu, which was not a failed append", k + 1,
+                          idx[k]);
+                cr_assert(!seen[idx[k]], "record %zu twice", idx[k]);
+                seen[idx[k]] = true;
+        }
+        free(seen);
+        free(idx);
+        free(lsns);
+        w->ops->close(w);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+Test(local_faults, lane2_fdatasync_fails_thread_lane_succeeds_auto, .timeout = 60)
+{
+        lane_failure("auto", LANE_FAIL_CALLER);
+}
+Test(local_faults, lane2_fdatasync_fails_thread_lane_succeeds_sync, .timeout = 60)
+{
+        lane_failure("sync", LANE_FAIL_CALLER);
+}
+Test(local_faults, thread_lane_fdatasync_fails_lane2_succeeds_auto, .timeout = 60)
+{
+        lane_failure("auto", LANE_FAIL_THREAD);
+}
+Test(local_faults, thread_lane_fdatasync_fails_lane2_succeeds_sync, .timeout = 60)
+{
+        lane_failure("sync", LANE_FAIL_THREAD);
 }
 
 /* ---- Fallback ---- */
