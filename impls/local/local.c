@@ -770,8 +770,8 @@ static void flush_wake(struct writer *w, uint64_t bseq)
                 (void)futex_op(&sl->word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
 
-/* Run @b's callbacks with @err (0: success) and recycle it. */
-static void batch_finish(struct writer *w, struct batch *b, int err)
+/* Run @b's callbacks with @err (0: success). */
+static void batch_callbacks(struct writer *w, struct batch *b, int err)
 {
         wal_error *e = NULL;
         if (err) {
@@ -785,8 +785,13 @@ static void batch_finish(struct writer *w, struct batch *b, int err)
                 b->dones[i].fn(b->dones[i].arg, err, id, e);
         }
         wal_error_free(e);
+}
+
+/* @b's callbacks have run: record it and recycle it.  Caller holds qlock,
+ * and calls flush_wake() with the returned batch number after unlocking. */
+static uint64_t batch_retire(struct writer *w, struct batch *b)
+{
         uint64_t bseq = b->bseq;
-        pthread_mutex_lock(&w->qlock);
         if (b->n && b->first_lsn + b->n - 1 > w->completed_lsn)
                 w->completed_lsn = b->first_lsn + b->n - 1;
         w->last_batch_n = b->n;
@@ -794,6 +799,16 @@ static void batch_finish(struct writer *w, struct batch *b, int err)
                 atomic_store(&w->done_bseq, bseq);
         batch_put(w, b);
         pthread_cond_broadcast(&w->qcond);
+        return bseq;
+}
+
+/* Run @b's callbacks with @err (0: success) and recycle it (a batch that
+ * was never in flight). */
+static void batch_finish(struct writer *w, struct batch *b, int err)
+{
+        batch_callbacks(w, b, err);
+        pthread_mutex_lock(&w->qlock);
+        uint64_t bseq = batch_retire(w, b);
         pthread_mutex_unlock(&w->qlock);
         flush_wake(w, bseq);
 }
@@ -1136,28 +1151,24 @@ static void sync_write_batch(struct writer *w, struct batch *b, int fd, const ch
         }
 }
 
-/* The I/O of @bs[0..n) is over (each batch's err says how): mark them so
- * under qlock. */
-static void batches_io_done(struct writer *w, struct batch **bs, int n)
-{
-        pthread_mutex_lock(&w->qlock);
-        for (int i = 0; i < n; i++)
-                bs[i]->io_done = true;
-        pthread_mutex_unlock(&w->qlock);
-}
-
 /*
  * Complete in-flight batches from the head while their I/O is over: a
  * batch completes only after every batch before it, and with the channel's
  * failure if any batch before it (or it) failed.  Either lane may call this
- * after marking its batches io_done; one caller at a time completes
- * (`completing`), and it looks at the head again after each batch, so a
- * batch marked done meanwhile by the other lane is not left behind.
+ * after marking its batches io_done (@mine, if not NULL, is marked here,
+ * and @inline_over ends the writer thread's inline write, both in the same
+ * lock round); one caller at a time completes (`completing`), and it looks
+ * at the head again after each batch, so a batch marked done meanwhile by
+ * the other lane is not left behind.
  */
-static void writer_complete(struct writer *w)
+static void writer_complete(struct writer *w, struct batch *mine, bool inline_over)
 {
         struct chan *c = w->c;
         pthread_mutex_lock(&w->qlock);
+        if (mine)
+                mine->io_done = true;
+        if (inline_over)
+                w->thread_inline = false;
         if (w->completing) {
                 pthread_mutex_unlock(&w->qlock);
                 return;
@@ -1181,14 +1192,23 @@ static void writer_complete(struct writer *w)
                         chan_signal_scanners(c);
                         pthread_mutex_unlock(&c->lock);
                 }
-                batch_finish(w, b, err);
+                batch_callbacks(w, b, err);
                 pthread_mutex_lock(&w->qlock);
+                uint64_t bseq = batch_retire(w, b);
                 /* Counted in flight until completed: a segment roll waits
                  * for n_inflight 0, and this batch's segment is w->active
                  * until then. */
                 w->n_inflight--;
                 if (lane2)
                         w->lane_inflight--;
+                bool more = w->fl_head && w->fl_head->io_done;
+                if (!more)
+                        w->completing = false;
+                pthread_mutex_unlock(&w->qlock);
+                flush_wake(w, bseq);
+                if (!more)
+                        return;
+                pthread_mutex_lock(&w->qlock);
         }
         w->completing = false;
         pthread_mutex_unlock(&w->qlock);
@@ -1413,15 +1433,12 @@ static void *writer_main(void *arg)
                         struct batch *b = take[i];
                         if (b->new_seg && writer_new_segment(w, b) < 0) {
                                 b->err = w->failed ? w->failed : -EIO;
-                                batches_io_done(w, &b, 1);
+                                writer_complete(w, b, false);
                                 continue;
                         }
                         if (inline_take) {
                                 sync_write_batch(w, b, w->active_fd, w->active->path);
-                                pthread_mutex_lock(&w->qlock);
-                                b->io_done = true;
-                                w->thread_inline = false;
-                                pthread_mutex_unlock(&w->qlock);
+                                writer_complete(w, b, true);
                         } else {
                                 w->uring_inflight++;
                                 uring_submit_batch(w, b);
@@ -1441,8 +1458,9 @@ static void *writer_main(void *arg)
                                 io_uring_submit_and_wait(&w->ring, 1);
                         uring_reap(w);
                 }
-                if (own)
-                        writer_complete(w);
+                /* (An inline write completed itself above.) */
+                if (own && !(inline_take && nt))
+                        writer_complete(w, NULL, false);
         }
         return NULL;
 }
@@ -1822,8 +1840,7 @@ static bool flush_lead(struct writer *w, uint64_t target)
                         b->err = w->failed ? w->failed : -EIO;
                 else
                         sync_write_batch(w, b, w->active_fd, w->active->path);
-                batches_io_done(w, &b, 1);
-                writer_complete(w);
+                writer_complete(w, b, false);
         }
         tls_leading = NULL;
 
@@ -1955,7 +1972,7 @@ static bool lane_run(struct writer *w, uint64_t target)
                 take[i]->io_done = true;
         w->lane_busy = false;
         pthread_mutex_unlock(&w->qlock);
-        writer_complete(w);
+        writer_complete(w, NULL, false);
         tls_leading = NULL;
 
         pthread_mutex_lock(&w->qlock);
