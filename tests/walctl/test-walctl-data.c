@@ -696,6 +696,14 @@ Test(walctl_data, channels_on_a_missing_local_dir_says_so)
         cr_expect_eq(r.code, 0, "%s", r.err);
         cr_expect_str_empty(r.out);
         cr_expect(strstr(r.err, "/not-there does not exist"), "%s", r.err);
+        /* Status 0: a warning, worded as one, which -q silences. */
+        cr_expect(strstr(r.err, "walctl: warning: channels: "), "%s", r.err);
+        t_out_free(&r);
+        full = t_backend_args("local", set, T_ARGS("-q", "channels"));
+        r = t_walctl(NULL, NULL, 0, full);
+        free(full);
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.err);
         t_out_free(&r);
         /* An existing, empty directory lists nothing, quietly. */
         r = lw(NULL, T_ARGS("channels"));

@@ -53,8 +53,8 @@ static int run(struct walctl *w, int argc, char **argv)
         struct stat st;
         if (r >= 0 && backend && strcmp(backend, "local") == 0 && dir && stat(dir, &st) < 0 &&
             errno == ENOENT)
-                walctl_error("channels", "local.dir %s does not exist: no channel was ever "
-                             "written there", dir);
+                walctl_warn(w, "channels: local.dir %s does not exist: no channel was ever "
+                            "written there", dir);
         int orc = walctl_out_finish("channels");
         wal_opener_close(o);
         return rc ? rc : orc;
@@ -67,7 +67,7 @@ const struct walctl_command walctl_cmd_channels = {
         .help = "List the channels the backend holds, one name per line, in no\n"
                 "particular order.  A backend that cannot list its channels exits with\n"
                 "status 69.  A local.dir that does not exist lists nothing (status 0)\n"
-                "and is named on standard error.\n"
+                "and is named in a warning on standard error (-q silences it).\n"
                 "\n"
                 "Example:\n"
                 "  walctl -X local.dir=/var/lib/app/wal channels | sort\n",
