@@ -598,6 +598,22 @@ Test(walctl_data, unknown_backend_is_69)
         t_out_free(&r);
 }
 
+/* Appending to a backend that does not persist (memory) succeeds, and says
+ * that the records end with the process; a persistent backend says nothing. */
+Test(walctl_data, append_to_a_non_persistent_backend_warns)
+{
+        struct t_out r = t_walctl(NULL, "x\ny\n", 4, T_ARGS("-b", "memory", "append", "m"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect(strstr(r.err, "warning: append m: the memory backend keeps records only in "
+                                "the process that wrote them: the 2 appended are gone"),
+                  "%s", r.err);
+        t_out_free(&r);
+        r = lw("x\n", T_ARGS("append", "persisted"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.err);
+        t_out_free(&r);
+}
+
 /* A backend that refuses its configuration is named once, not three times
  * (walctl's "backend local", the library's 'backend "local"', the
  * backend's own "local:"). */

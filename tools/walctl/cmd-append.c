@@ -688,6 +688,17 @@ static int run(struct walctl *w, int argc, char **argv)
         int orc = walctl_out_finish("append");
         if (!rc)
                 rc = orc;
+        if (!rc && a.written > 0) {
+                /* The memory backend (or a plugin like it) forgets everything
+                 * when walctl exits: say so, since status 0 suggests otherwise. */
+                const char *bname = wal_opener_backend(o);
+                const struct walimpls_builder *b = NULL;
+                if (bname && wal_registry_find(bname, &b, NULL) == 0 && b &&
+                    !(b->caps & WALIMPLS_CAP_PERSISTENT))
+                        walctl_warn(w, "append %s: the %s backend keeps records only in the "
+                                    "process that wrote them: the %" PRIu64 " appended are "
+                                    "gone when walctl exits", a.channel, bname, a.written);
+        }
 out_wal:
         wal_close(a.w);
 out_opener:
