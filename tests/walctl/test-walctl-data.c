@@ -304,6 +304,28 @@ Test(walctl_data, show_position_then_after_resumes_exactly)
         free(in);
 }
 
+/* -o -N with -c M < N reads to the end but prints M units: the position is
+ * the last unit printed, so resuming prints the rest of the N, a committed
+ * transaction included. */
+Test(walctl_data, show_position_after_last_n_with_count_resumes_exactly)
+{
+        append_ok("tc", "1\n2\n3\n4\n");
+        struct t_out r = lw("t1\nt2\n", T_ARGS("append", "--txn", "tc"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        char p[64];
+        struct t_out a = lw(NULL, T_ARGS("read", "-o", "-3", "-c", "1", "--show-position",
+                                         "tc"));
+        cr_assert_eq(a.code, 0, "%s", a.err);
+        cr_assert_str_eq(a.out, "3\n");
+        position_of(a.err, p, sizeof(p));
+        struct t_out b = lw(NULL, T_ARGS("read", "--after", p, "tc"));
+        cr_expect_eq(b.code, 0, "%s", b.err);
+        cr_expect_str_eq(b.out, "4\nt1\nt2\n", "nothing lost or repeated");
+        t_out_free(&a);
+        t_out_free(&b);
+}
+
 Test(walctl_data, position_before_any_record_resumes_where_the_read_stood)
 {
         append_ok("e", "1\n2\n");

@@ -222,7 +222,9 @@ static void tail_push(struct reader *rd, wal_msg *m)
         }
 }
 
-/* Print the ring and empty it; @returns true when -c is satisfied. */
+/* Print the ring and empty it; @returns true when -c is satisfied.  The
+ * units after the one that satisfied -c were read but not printed, so the
+ * position (--show-position) goes back to that unit. */
 static bool tail_flush(struct reader *rd)
 {
         bool done = false;
@@ -230,8 +232,10 @@ static bool tail_flush(struct reader *rd)
                 wal_msg *m = rd->tail[(rd->tail_pos + k) % rd->tail_n];
                 if (!done)
                         print_unit(rd, m);
-                if (!done && rd->count && ++rd->printed >= rd->count)
+                if (!done && rd->count && ++rd->printed >= rd->count) {
                         done = true;
+                        rd->position = wal_msg_id(m);
+                }
                 wal_msg_unref(m);
         }
         rd->tail_len = 0;
