@@ -1030,7 +1030,21 @@ int rconn_connect(struct rconn *rc, const struct redis_params *p, wal_error **re
                 char db[16];
                 snprintf(db, sizeof(db), "%d", p->db);
                 const char *argv[] = { "SELECT", db };
-                r = call_ok(rc, 2, argv, "SELECT", reterr);
+                redisReply *rep = NULL;
+                r = rconn_call(rc, -1, 2, argv, NULL, &rep, reterr);
+                if (r < 0)
+                        goto fail;
+                if (rep->type == REDIS_REPLY_ERROR) {
+                        /* "ERR DB index is out of range" is a bad redis.url, not
+                         * an I/O error; NOPERM and the like keep their code. */
+                        r = redis_error_to_errno(rep->str, rep->len);
+                        if (r == -EIO)
+                                r = -EINVAL;
+                        r = wal_error_set(reterr, r, 0,
+                                          "redis.url names database %d, which redis %s:%d "
+                                          "refuses: %s", p->db, p->host, p->port, rep->str);
+                }
+                freeReplyObject(rep);
                 if (r < 0)
                         goto fail;
         }

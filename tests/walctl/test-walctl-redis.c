@@ -150,6 +150,19 @@ Test(walctl_redis, follow_and_fencing)
         close(err);
 }
 
+/* A database the server does not have is a bad redis.url (64), named as
+ * such, not a local I/O error (74). */
+Test(walctl_redis, database_out_of_range_is_64_naming_the_url)
+{
+        char bad[128];
+        snprintf(bad, sizeof(bad), "%.*s/99", (int)(strrchr(url, '/') - url), url);
+        struct t_out r = t_walctl(NULL, NULL, 0, T_ARGS("-b", "redis", "-X", bad, "channels"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect(strstr(r.err, "redis.url names database 99"), "%s", r.err);
+        cr_expect_str_empty(r.out);
+        t_out_free(&r);
+}
+
 Test(walctl_redis, unreachable_server_is_69)
 {
         char dead[128];
