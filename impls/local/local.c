@@ -19,9 +19,13 @@
  * per-record wake-up.  The writer seals whatever accumulated into a batch
  * (at most local.batch_bytes) and keeps up to local.inflight batches in
  * flight through io_uring, each one write linked (IOSQE_IO_LINK) to an
- * fdatasync.  Batches complete strictly in order: a later batch's fdatasync
- * proves nothing about an earlier batch's write, so a batch's callbacks run
- * only when it and every batch before it are durable.  A short write breaks
+ * fdatasync, each batch in flight through its own open file on the segment
+ * (w->ufd: a write-back error is reported once per open file, so on a
+ * shared one a later batch's fdatasync could take the error of an earlier
+ * batch's pages, and the earlier one return 0).  Batches complete strictly
+ * in order: a later batch's fdatasync proves nothing about an earlier
+ * batch's write, so a batch's callbacks run only when it and every batch
+ * before it are durable.  A short write breaks
  * the link (the fdatasync completes -ECANCELED, which is not durability): the
  * remainder is written again with a new linked fdatasync; a whole write with
  * a cancelled fdatasync gets a new fdatasync.  Before the first write into a
@@ -220,6 +224,7 @@ struct batch {
         int sync_res;
         bool io_done;                /* under qlock: completions may be run by either lane */
         bool lane2;                  /* written by lane 2 (a flush() caller's fd) */
+        int ufd_slot;                /* io_uring: which of w->ufd its ops use */
         int err;
 };
 
@@ -308,6 +313,17 @@ struct writer {
         uint64_t lane_fd_seg;
         /* writer thread (or the flush() caller owning the I/O) only */
         int uring_inflight;          /* batches in flight through io_uring */
+        /*
+         * One open file per io_uring batch in flight (a write-back error is
+         * reported once per open file: two fdatasyncs in flight on one fd
+         * could let the later one take the error of the earlier batch's
+         * pages and the earlier one return 0).  ufd[0] is active_fd; the
+         * others are opened on the active segment with it (ufd_open); a
+         * batch holds slot ufd_slot from submission to settlement.
+         */
+        int ufd[LOCAL_INFLIGHT_MAX];
+        int ufd_n;                   /* slots usable: 1 + extra files opened */
+        unsigned ufd_used;           /* bit per slot held by a batch */
         int active_fd;
         struct local_seg *active;    /* the last segment (in c->segs) */
 };
@@ -732,6 +748,7 @@ static struct batch *batch_get(struct writer *w)
         b->sync_res = 0;
         b->io_done = false;
         b->lane2 = false;
+        b->ufd_slot = 0;
         b->err = 0;
         return b;
 }
@@ -834,6 +851,31 @@ static void writer_fail(struct writer *w, int err, const char *fmt, ...)
 
 /* ---- Writer: segments ---- */
 
+/* Open the extra files of the io_uring slots on the active segment (at
+ * start and after each roll, when no io_uring batch is in flight), closing
+ * those of the previous segment.  A slot that cannot be opened is left out:
+ * fewer batches go in flight at once. */
+static void ufd_open(struct writer *w)
+{
+        const struct local_io_ops *io = w->c->io;
+        WAL_ASSERT(w->ufd_used == 0);
+        for (int i = 1; i < LOCAL_INFLIGHT_MAX; i++) {
+                if (w->ufd[i] >= 0)
+                        io->close(io->ctx, w->ufd[i]);
+                w->ufd[i] = -1;
+        }
+        w->ufd[0] = w->active_fd;
+        w->ufd_n = 1;
+        if (!w->uring)
+                return;
+        while (w->ufd_n < w->inflight_max) {
+                int fd = io->open(io->ctx, w->active->path, O_RDWR, 0);
+                if (fd < 0)
+                        break;
+                w->ufd[w->ufd_n++] = fd;
+        }
+}
+
 /* Create the segment for @b (every earlier batch is durable).  Runs on the
  * writer thread with no lock held. */
 static int writer_new_segment(struct writer *w, struct batch *b)
@@ -908,6 +950,7 @@ static int writer_new_segment(struct writer *w, struct batch *b)
         pthread_mutex_unlock(&w->qlock);
         if (old >= 0)
                 io->close(io->ctx, old);
+        ufd_open(w);
         return 0;
 }
 
@@ -936,7 +979,8 @@ static void uring_submit_batch(struct writer *w, struct batch *b)
                 sqe = io_uring_get_sqe(&w->ring);
         }
         WAL_ASSERT(sqe);
-        io_uring_prep_write(sqe, w->active_fd, b->buf + b->written,
+        int fd = w->ufd[b->ufd_slot];
+        io_uring_prep_write(sqe, fd, b->buf + b->written,
                             (unsigned)(b->len - b->written), b->off + b->written);
         sqe->flags |= IOSQE_IO_LINK;
         io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)b);
@@ -946,7 +990,7 @@ static void uring_submit_batch(struct writer *w, struct batch *b)
                  * two entries per batch, so this cannot happen. */
                 WAL_BUG("local: io_uring submission queue full");
         }
-        io_uring_prep_fsync(sqe, w->active_fd, IORING_FSYNC_DATASYNC);
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
         io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)b | TAG_SYNC);
         b->ops = 2;
         b->write_err = 0;
@@ -986,13 +1030,14 @@ static void uring_settle(struct writer *w, struct batch *b)
                         sqe = io_uring_get_sqe(&w->ring);
                 }
                 WAL_ASSERT(sqe);
-                io_uring_prep_fsync(sqe, w->active_fd, IORING_FSYNC_DATASYNC);
+                io_uring_prep_fsync(sqe, w->ufd[b->ufd_slot], IORING_FSYNC_DATASYNC);
                 io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)b | TAG_SYNC);
                 b->ops = 1;
                 b->sync_res = 0;
                 return;
         }
         w->uring_inflight--;
+        w->ufd_used &= ~(1u << b->ufd_slot);
         pthread_mutex_lock(&w->qlock);
         b->io_done = true;
         pthread_mutex_unlock(&w->qlock);
@@ -1103,13 +1148,13 @@ static void uring_reap(struct writer *w)
                 if (ud & TAG_SYNC) {
                         if (io->uring_result)
                                 res = io->uring_result(io->ctx, LOCAL_IO_FDATASYNC,
-                                                       w->active_fd, 0, res);
+                                                       w->ufd[b->ufd_slot], 0, res);
                         b->sync_res = res;
                 } else {
                         size_t want = b->len - b->written;
                         if (io->uring_result)
-                                res = io->uring_result(io->ctx, LOCAL_IO_WRITE, w->active_fd,
-                                                       want, res);
+                                res = io->uring_result(io->ctx, LOCAL_IO_WRITE,
+                                                       w->ufd[b->ufd_slot], want, res);
                         if (res < 0) {
                                 b->write_err = res;
                         } else {
@@ -1325,7 +1370,7 @@ static void *writer_main(void *arg)
                  * time inline too: the lanes' batches then overlap as two
                  * plain fdatasyncs (no io_uring beside lane 2). */
                 bool lane_on = w->lane_busy || w->lane_inflight > 0;
-                int thread_max = lane_on ? 1 : w->inflight_max;
+                int thread_max = lane_on ? 1 : WALU_MIN(w->inflight_max, w->ufd_n);
                 bool inline_take = false;
                 if (caller_io) {
                         /* nothing to take */
@@ -1440,6 +1485,14 @@ static void *writer_main(void *arg)
                                 sync_write_batch(w, b, w->active_fd, w->active->path);
                                 writer_complete(w, b, true);
                         } else {
+                                /* A free slot: at most ufd_n batches are
+                                 * in flight (the take above). */
+                                int slot = 0;
+                                while (w->ufd_used & (1u << slot))
+                                        slot++;
+                                WAL_ASSERT(slot < w->ufd_n);
+                                w->ufd_used |= 1u << slot;
+                                b->ufd_slot = slot;
                                 w->uring_inflight++;
                                 uring_submit_batch(w, b);
                         }
@@ -1486,6 +1539,9 @@ static void writer_stop(struct writer *w)
                 w->c->io->close(w->c->io->ctx, w->active_fd);
         if (w->lane_fd >= 0)
                 w->c->io->close(w->c->io->ctx, w->lane_fd);
+        for (int i = 1; i < LOCAL_INFLIGHT_MAX; i++)
+                if (w->ufd[i] >= 0)
+                        w->c->io->close(w->c->io->ctx, w->ufd[i]);
         while (w->free_list) {
                 struct batch *b = w->free_list;
                 w->free_list = b->next;
@@ -1510,6 +1566,8 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
         w->tfd = -1;
         w->active_fd = -1;
         w->lane_fd = -1;
+        for (int i = 0; i < LOCAL_INFLIGHT_MAX; i++)
+                w->ufd[i] = -1;
         w->inflight_max = o->inflight;
         w->batch_bytes = o->batch_bytes;
         w->seg_bytes = o->seg_bytes;
@@ -1570,6 +1628,7 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
         }
         if (!w->uring)
                 w->inflight_max = 1;
+        ufd_open(w);
         int r = pthread_create(&w->thread, NULL, writer_main, w);
         if (r != 0) {
                 writer_stop(w);

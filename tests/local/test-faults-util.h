@@ -52,6 +52,8 @@ static struct shim shim;
 /* Optional: when set, shim_fdatasync counts the call and then returns what
  * this returns (@d: the kernel-backed table, for the real call). */
 static int (*shim_fdatasync_hook)(int fd, const struct local_io_ops *d);
+/* Optional: told of every io_uring completion (its kind and fd) first. */
+static void (*shim_uring_seen)(enum local_io_kind kind, int fd);
 
 static int shim_open(void *ctx, const char *path, int flags, mode_t mode)
 {
@@ -157,7 +159,8 @@ static int shim_unlink(void *ctx, const char *path)
 static int shim_uring_result(void *ctx, enum local_io_kind kind, int fd, size_t len, int res)
 {
         (void)ctx;
-        (void)fd;
+        if (shim_uring_seen)
+                shim_uring_seen(kind, fd);
         if (kind == LOCAL_IO_FDATASYNC) {
                 atomic_fetch_add(&shim.n_fdatasync, 1);
                 int e = atomic_load(&shim.fail_fdatasync);
@@ -205,6 +208,7 @@ WALU_UNUSED static void shim_install(void)
 {
         memset(&shim, 0, sizeof(shim));
         shim_fdatasync_hook = NULL;
+        shim_uring_seen = NULL;
         local_io_set_ops(&shim_ops);
 }
 

@@ -826,6 +826,69 @@ Test(local_faults, thread_lane_fdatasync_fails_lane2_succeeds_sync, .timeout = 6
         lane_failure("sync", LANE_FAIL_THREAD);
 }
 
+/*
+ * io_uring batches in flight at once use one open file each (a write-back
+ * error is reported once per open file, so on a shared fd a later batch's
+ * fdatasync could take an earlier batch's error and the earlier one report
+ * success).  Seen from the completions: on each fd, a batch's write
+ * completes, then its fdatasync (again after a short write or a cancelled
+ * sync); two writes on one fd with no fdatasync between them are two
+ * batches in flight on it.
+ */
+#define UFD_MAX 4096
+static pthread_mutex_t ufd_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool ufd_open_write[UFD_MAX];   /* a write completed, its fdatasync not yet */
+static bool ufd_seen[UFD_MAX];
+static int ufd_shared;                 /* writes found on a fd already in flight */
+
+static void ufd_note(enum local_io_kind kind, int fd)
+{
+        if (fd < 0 || fd >= UFD_MAX)
+                return;
+        pthread_mutex_lock(&ufd_mu);
+        if (kind == LOCAL_IO_WRITE) {
+                if (ufd_open_write[fd])
+                        ufd_shared++;
+                ufd_open_write[fd] = true;
+        } else {
+                ufd_open_write[fd] = false;
+        }
+        ufd_seen[fd] = true;
+        pthread_mutex_unlock(&ufd_mu);
+}
+
+Test(local_faults, uring_batches_in_flight_use_one_file_each, .timeout = 60)
+{
+        shim_install();
+        memset(ufd_open_write, 0, sizeof(ufd_open_write));
+        memset(ufd_seen, 0, sizeof(ufd_seen));
+        ufd_shared = 0;
+        shim_uring_seen = ufd_note;
+        tf_setup(&t, "uring", "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { N = 20000 };
+        struct acks s;
+        acks_init(&s, N);
+        append_n(w, &s, 0, N);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+        w->ops->close(w);
+        pthread_mutex_lock(&ufd_mu);
+        int fds = 0;
+        for (int i = 0; i < UFD_MAX; i++)
+                fds += ufd_seen[i];
+        int shared = ufd_shared;
+        pthread_mutex_unlock(&ufd_mu);
+        cr_assert_eq(shared, 0, "%d io_uring writes went to a fd with another batch in flight",
+                     shared);
+        cr_assert_geq(fds, 2, "only %d fd saw io_uring completions: no two batches were in "
+                      "flight at once, so this checked nothing", fds);
+        reopen_and_check(N, N, &s);
+}
+
 /* ---- Fallback ---- */
 
 static atomic_int fallback_logs;
