@@ -137,7 +137,9 @@ static const char *const scripts[REDIS_SCRIPT_COUNT] = {
          * entries, last ID}, state and entries read atomically.  The backend calls it
          * with count 0, for the state alone: scanners read entries with a
          * plain XRANGE just before it (redis.c, scanner_round()), which
-         * spares the Lua conversion of every entry.
+         * spares the Lua conversion of every entry.  A user that may not
+         * run scripts reads the same state with XINFO STREAM (redis.c,
+         * read_state()).
          */
         [REDIS_SCRIPT_READ] =
                 LUA_CHECK_STREAM
@@ -441,6 +443,11 @@ int redis_error_to_errno(const char *text, size_t len)
          * in 7.0 (it forwards the inner code), but look for it anyway. */
         if (memmem(text, len, "WRONGTYPE", 9))
                 return -EBADMSG;
+        /* Redis 7.0's refusal of a command a script runs for a user without
+         * the right: "ERR The user executing the script can't run this
+         * command or subcommand ...". */
+        if (memmem(text, len, "can't run this command", 22))
+                return -EACCES;
         return -EIO;
 }
 
@@ -903,7 +910,12 @@ int rconn_reply_slot(struct rconn *rc, int timeout_ms, bool buffered,
         return r;
 }
 
-/* Load every script; NOSCRIPT later means someone ran SCRIPT FLUSH. */
+/*
+ * Load every script; NOSCRIPT later means someone ran SCRIPT FLUSH or the
+ * server restarted.  Only connections that run scripts load them (a reader
+ * may lack the rights: an ACL user with +@read alone has neither SCRIPT
+ * nor EVALSHA), so a refusal here is worded for a read-write use.
+ */
 static int load_scripts(struct rconn *rc, wal_error **reterr)
 {
         for (int i = 0; i < REDIS_SCRIPT_COUNT; i++) {
@@ -916,10 +928,17 @@ static int load_scripts(struct rconn *rc, wal_error **reterr)
                         r = rep->type == REDIS_REPLY_ERROR
                                     ? redis_error_to_errno(rep->str, rep->len) : -EPROTO;
                         r = wal_error_set(reterr, r, redis_errno_retriable(r) ? WAL_ERROR_RETRIABLE : 0,
-                                          "SCRIPT LOAD on redis %s:%d failed: %s",
+                                          "SCRIPT LOAD on redis %s:%d failed: %s%s",
                                           rc->p->host, rc->p->port,
                                           rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                                         : "unexpected reply");
+                                                                         : "unexpected reply",
+                                          r == -EACCES ? " (writing needs the scripting "
+                                                         "commands SCRIPT LOAD and EVALSHA "
+                                                         "and the write commands; reading "
+                                                         "needs only read commands)"
+                                                       : "");
+                        if (r == -EACCES)
+                                rc->scripts_refused = true;
                         freeReplyObject(rep);
                         return r;
                 }
@@ -933,6 +952,11 @@ static int load_scripts(struct rconn *rc, wal_error **reterr)
 int rconn_call(struct rconn *rc, int script, int argc, const char **argv,
                const size_t *lens, redisReply **ret, wal_error **reterr)
 {
+        if (script >= 0 && rc->sha[script][0] == '\0') {
+                int r = load_scripts(rc, reterr);
+                if (r < 0)
+                        return r;
+        }
         for (int attempt = 0;; attempt++) {
                 int r = rconn_append(rc, script, argc, argv, lens);
                 if (r < 0)
@@ -993,10 +1017,14 @@ static int call_ok(struct rconn *rc, int argc, const char **argv, const char *wh
         return r;
 }
 
-int rconn_connect(struct rconn *rc, const struct redis_params *p, wal_error **reterr)
+int rconn_connect(struct rconn *rc, const struct redis_params *p, enum rconn_scripts when,
+                  wal_error **reterr)
 {
         rconn_close(rc);
         rc->p = p;
+        rc->scripts_refused = false;
+        for (int i = 0; i < REDIS_SCRIPT_COUNT; i++)
+                rc->sha[i][0] = '\0';
         errno = 0;
         redisContext *c = redisConnectWithTimeout(p->host, p->port, ms_tv(p->connect_timeout_ms));
         int saved = errno;
@@ -1048,9 +1076,20 @@ int rconn_connect(struct rconn *rc, const struct redis_params *p, wal_error **re
                 if (r < 0)
                         goto fail;
         }
-        r = load_scripts(rc, reterr);
-        if (r < 0)
-                goto fail;
+        if (when != RCONN_SCRIPTS_LAZY) {
+                wal_error *e = NULL;
+                r = load_scripts(rc, &e);
+                if (r == -EACCES && when == RCONN_SCRIPTS_TRY) {
+                        wal_error_free(e);
+                        r = 0;
+                } else if (r < 0) {
+                        if (reterr && !*reterr)
+                                *reterr = e;
+                        else
+                                wal_error_free(e);
+                        goto fail;
+                }
+        }
         return 0;
 fail:
         rconn_close(rc);

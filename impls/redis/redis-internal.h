@@ -4,7 +4,7 @@
  * share (not installed).
  *
  * redis-conn.c owns everything about one connection: parsing redis.* into
- * parameters, connecting (AUTH, SELECT, SCRIPT LOAD), sending pipelined
+ * parameters, connecting (AUTH, SELECT, SCRIPT LOAD where scripts run), sending pipelined
  * commands, reading replies with a size bound and a timeout, and turning
  * Redis error replies into negative errno values.  redis.c builds the
  * backend (opener, wal, writer thread, scanners) on top of it.
@@ -46,7 +46,9 @@ struct redis_params {
         bool tail_direct;            /* parsed but ignored (redis.c, "Reading") */
 };
 
-/* The server-side scripts, loaded on every connection. */
+/* The server-side scripts.  Only a read-write channel needs them; a reader
+ * whose user may not run scripts (an ACL user with +@read alone) reads the
+ * stream state with XINFO STREAM instead of READ (redis.c, read_state()). */
 enum redis_script {
         REDIS_SCRIPT_OPEN = 0,       /* record the term, refuse a lower one */
         REDIS_SCRIPT_APPEND,         /* check the term, XADD */
@@ -62,12 +64,20 @@ const char *redis_script_text(enum redis_script s);
 struct rconn {
         redisContext *c;             /* NULL when disconnected */
         const struct redis_params *p;/* borrowed, outlives the connection */
-        char sha[REDIS_SCRIPT_COUNT][41];
+        char sha[REDIS_SCRIPT_COUNT][41];  /* "" until loaded on this connection */
         /* rconn_reply_slot()'s reply, filled in place (redis-conn.c). */
         redisReply slot;
         char slot_buf[64];           /* a short string's copy */
         char *slot_big;              /* owned; a longer string's copy */
         bool slot_array;             /* the reply was an array: refused */
+        bool scripts_refused;        /* SCRIPT LOAD was refused (ACL) on this connection */
+};
+
+/* When rconn_connect() loads the scripts. */
+enum rconn_scripts {
+        RCONN_SCRIPTS_LAZY,          /* at the first rconn_call() of a script */
+        RCONN_SCRIPTS_TRY,           /* now; a refusal (-EACCES) only sets scripts_refused */
+        RCONN_SCRIPTS_NEED,          /* now; a refusal fails the connect */
 };
 
 /**
@@ -88,12 +98,16 @@ int redis_url_parse(const char *url, struct redis_params *p, wal_error **reterr)
 
 /**
  * Connect @rc with @p (borrowed, must outlive @rc): TCP connect with the
- * connect timeout, keepalive, AUTH, SELECT, SCRIPT LOAD.
+ * connect timeout, keepalive, AUTH, SELECT, and SCRIPT LOAD as @when
+ * says (a connection that pipelines EVALSHA with rconn_append() needs them
+ * loaded, or scripts_refused set; rconn_call() loads them when first used).
  * @returns 0; -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH (unreachable);
- *          -EACCES (AUTH refused); -EAGAIN (server still loading);
- *          -EIO, -EPROTO.  The error names host and port.
+ *          -EACCES (AUTH or SCRIPT LOAD refused: the error names the
+ *          command); -EAGAIN (server still loading); -EIO, -EPROTO.  The
+ *          error names host and port.
  */
-int rconn_connect(struct rconn *rc, const struct redis_params *p, wal_error **reterr);
+int rconn_connect(struct rconn *rc, const struct redis_params *p, enum rconn_scripts when,
+                  wal_error **reterr);
 /* Drop the connection (NULL-safe, idempotent). */
 void rconn_close(struct rconn *rc);
 static inline bool rconn_connected(const struct rconn *rc)
@@ -162,8 +176,11 @@ int rconn_reply_slot(struct rconn *rc, int timeout_ms, bool buffered,
 int rconn_reply_buffered(struct rconn *rc, redisReply **ret, wal_error **reterr);
 
 /**
- * Send one command and read its reply (command timeout).  A script that
- * the server forgot (NOSCRIPT) is loaded again and the call retried once.
+ * Send one command and read its reply (command timeout).  @script >= 0:
+ * EVALSHA of that script, loading the scripts first if this connection has
+ * not; a script that the server forgot (NOSCRIPT) is loaded again and the
+ * call retried once.  A refused SCRIPT LOAD is -EACCES, naming it, and sets
+ * @rc->scripts_refused.
  * An error reply is returned as a reply, not as a failure.
  * @returns 0 with *ret set, or a connection-level error as rconn_reply().
  */
@@ -172,7 +189,8 @@ int rconn_call(struct rconn *rc, int script, int argc, const char **argv,
 
 /**
  * The one place Redis error replies become errno values:
- *   WALSTALE -ESTALE, WRONGTYPE -EBADMSG, WRONGPASS/NOAUTH/NOPERM -EACCES,
+ *   WALSTALE -ESTALE, WRONGTYPE -EBADMSG, WRONGPASS/NOAUTH/NOPERM -EACCES
+ *   (and a script's "can't run this command" ACL refusal),
  *   NOSCRIPT/LOADING/BUSY -EAGAIN, MISCONF -EIO, OOM -ENOSPC,
  *   READONLY -EROFS, WALNOTERM -EIO, WALBADTERM -EBADMSG, else -EIO.
  * @param text  the error text (borrowed).

@@ -110,7 +110,20 @@
  *   "unknown"       CONFIG GET was not permitted (ACL).
  *
  * redis.require_aof=true refuses to build, and to open, on "none" or
- * "unknown".  WAIT adds copies on replicas, but replication is
+ * "unknown".
+ *
+ * ---- Rights (ACL) ----
+ *
+ * Reading needs read commands only (TYPE, EXISTS, GET, XINFO, XREAD): a
+ * user made with +@read can build an opener, open read-only, read, tail
+ * and call info(), whose durability is then "unknown" (no CONFIG).  The
+ * scripts are loaded where they run: by the writer's connection when it
+ * connects, by the control connection at the first script it runs (OPEN,
+ * TRUNCATE), by a scanner's connection if permitted.  A connection whose
+ * SCRIPT LOAD is refused reads the stream state with XINFO STREAM
+ * (read_state()).  A read-write open needs SCRIPT LOAD, EVALSHA and the
+ * write commands the scripts run; a refusal is -EACCES naming the command
+ * Redis refused.  WAIT adds copies on replicas, but replication is
  * asynchronous: a failover can still lose acknowledged entries (Redis's
  * WAIT documentation says so).
  *
@@ -139,7 +152,8 @@
  * one pipeline of two commands: XREAD COUNT n BLOCK redis.block STREAMS key
  * <last delivered ID>, which answers at once with the next entries when
  * there are some and otherwise as soon as an append lands, followed by the
- * stream state (the READ script: XINFO STREAM), which Redis runs right
+ * stream state (the READ script: XINFO STREAM; plain XINFO STREAM for a
+ * user that may not run scripts), which Redis runs right
  * after the XREAD was served; scanner_round() explains why a trim before
  * the XREAD cannot go unnoticed, so what it returns is delivered at once:
  * a tailing scanner pays one round trip per wake-up, a catching-up one per
@@ -182,6 +196,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <poll.h>
@@ -398,7 +413,7 @@ static int ctl_call(struct redis_opener *o, int script, int argc, const char **a
         for (int attempt = 0; attempt < 2; attempt++) {
                 wal_error *e = NULL;
                 if (!rconn_connected(&o->ctl) || rconn_peer_closed(&o->ctl)) {
-                        r = rconn_connect(&o->ctl, &o->p, &e);
+                        r = rconn_connect(&o->ctl, &o->p, RCONN_SCRIPTS_LAZY, &e);
                         if (r < 0) {
                                 if (reterr && !*reterr)
                                         *reterr = e;
@@ -423,14 +438,13 @@ static int ctl_call(struct redis_opener *o, int script, int argc, const char **a
         return r;
 }
 
-/* ---- Stream state (the READ script's reply) ---- */
+/* ---- Stream state (the READ script's reply, or XINFO STREAM's) ---- */
 
 struct stream_state {
         bool exists;
         struct wal_msgid maxdel, lastgen, first;   /* first: NONE if empty */
         struct wal_msgid last;                     /* NONE if empty */
         long long length;
-        const redisReply *entries;                 /* borrowed from the reply */
 };
 
 static int parse_id_reply(const redisReply *r, struct wal_msgid *ret)
@@ -440,21 +454,31 @@ static int parse_id_reply(const redisReply *r, struct wal_msgid *ret)
         return redis_id_parse(r->str, r->len, ret) < 0 ? -EBADMSG : 0;
 }
 
-static int parse_state(const char *key, const redisReply *rep, struct stream_state *st,
-                       wal_error **reterr)
+/* The ID of XINFO STREAM's first-entry or last-entry ([ID, fields] or nil). */
+static int parse_entry_id(const redisReply *v, struct wal_msgid *ret)
 {
-        if (rep->type == REDIS_REPLY_ERROR)
-                return reply_error(rep, reterr, key);
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 6 ||
-            rep->element[3]->type != REDIS_REPLY_INTEGER ||
+        if (v->type == REDIS_REPLY_NIL)
+                return 0;
+        if (v->type != REDIS_REPLY_ARRAY || v->elements < 1)
+                return -EBADMSG;
+        return parse_id_reply(v->element[0], ret);
+}
+
+/*
+ * The READ script's reply: {type, max-deleted-entry-id, last-generated-id,
+ * length, first ID, entries, last ID}, IDs only.
+ */
+static int parse_script_state(const char *key, const redisReply *rep, struct stream_state *st,
+                              wal_error **reterr)
+{
+        if (rep->elements < 6 || rep->element[3]->type != REDIS_REPLY_INTEGER ||
             rep->element[5]->type != REDIS_REPLY_ARRAY)
                 return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed stream state reply",
                                      key);
         *st = (struct stream_state){ .exists = !reply_is(rep->element[0], "none"),
                                      .first = WAL_MSGID_NONE,
                                      .last = WAL_MSGID_NONE,
-                                     .length = rep->element[3]->integer,
-                                     .entries = rep->element[5] };
+                                     .length = rep->element[3]->integer };
         if (parse_id_reply(rep->element[1], &st->maxdel) < 0 ||
             parse_id_reply(rep->element[2], &st->lastgen) < 0)
                 return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed stream IDs in XINFO",
@@ -468,18 +492,102 @@ static int parse_state(const char *key, const redisReply *rep, struct stream_sta
         return 0;
 }
 
-/* Run the READ script: state plus up to @count entries after @after, on
- * @rc, or on the opener's control connection if @ctl_owner (locked) is set. */
-static int read_round(struct rconn *rc, struct redis_opener *ctl_owner, const char *skey,
-                      struct wal_msgid after, int count, redisReply **ret, wal_error **reterr)
+/*
+ * XINFO STREAM's reply, for a user that may not run scripts: the same
+ * state, atomically, in one plain read command (ACL category @read): a
+ * flat array of name, value pairs (length, last-generated-id,
+ * max-deleted-entry-id from Redis 7.0 on, first-entry, last-entry, others
+ * ignored).  Unlike the script's, it carries the first and the last entry
+ * whole, payloads included, so a stream whose first or last record is
+ * larger than redis.max_reply_bytes cannot be read this way (-EMSGSIZE).
+ */
+static int parse_xinfo_state(const char *key, const redisReply *rep, struct stream_state *st,
+                             wal_error **reterr)
 {
-        char id[48], cnt[16];
-        redis_id_format(after, id, sizeof(id));
-        snprintf(cnt, sizeof(cnt), "%d", count);
-        const char *argv[] = { "1", skey, id, cnt };
+        *st = (struct stream_state){ .first = WAL_MSGID_NONE, .last = WAL_MSGID_NONE };
+        if (rep->elements % 2 != 0)
+                return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed XINFO STREAM reply",
+                                     key);
+        st->exists = true;
+        bool have_len = false, have_lastgen = false;
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+                const redisReply *k = rep->element[i], *v = rep->element[i + 1];
+                if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
+                        continue;
+                int r = 0;
+                if (reply_is(k, "length")) {
+                        if (v->type != REDIS_REPLY_INTEGER)
+                                r = -EBADMSG;
+                        st->length = v->integer;
+                        have_len = true;
+                } else if (reply_is(k, "last-generated-id")) {
+                        r = parse_id_reply(v, &st->lastgen);
+                        have_lastgen = true;
+                } else if (reply_is(k, "max-deleted-entry-id")) {
+                        r = parse_id_reply(v, &st->maxdel);
+                } else if (reply_is(k, "first-entry")) {
+                        r = parse_entry_id(v, &st->first);
+                } else if (reply_is(k, "last-entry")) {
+                        r = parse_entry_id(v, &st->last);
+                }
+                if (r < 0)
+                        return wal_error_set(reterr, -EBADMSG, 0,
+                                             "key %s: malformed %.*s in XINFO STREAM", key,
+                                             (int)k->len, k->str);
+        }
+        if (!have_len || !have_lastgen)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "key %s: XINFO STREAM lacks length or last-generated-id",
+                                     key);
+        return 0;
+}
+
+/* @rep, the READ script's reply or XINFO STREAM's (told apart by shape). */
+static int parse_state(const char *key, const redisReply *rep, struct stream_state *st,
+                       wal_error **reterr)
+{
+        if (rep->type == REDIS_REPLY_ERROR && rep->len >= 15 &&
+            strncasecmp(rep->str, "ERR no such key", 15) == 0) {   /* XINFO: no stream */
+                *st = (struct stream_state){ .first = WAL_MSGID_NONE, .last = WAL_MSGID_NONE };
+                return 0;
+        }
+        if (rep->type == REDIS_REPLY_ERROR)
+                return reply_error(rep, reterr, key);
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1)
+                return wal_error_set(reterr, -EBADMSG, 0, "key %s: malformed stream state reply",
+                                     key);
+        if (reply_is(rep->element[0], "length"))
+                return parse_xinfo_state(key, rep, st, reterr);
+        return parse_script_state(key, rep, st, reterr);
+}
+
+/*
+ * Read the stream state on @rc, or on the opener's control connection if
+ * @ctl_owner (locked) is set: the READ script (count 0), or XINFO STREAM
+ * on a connection whose user may not run scripts.
+ */
+static int read_state(struct rconn *rc, struct redis_opener *ctl_owner, const char *skey,
+                      redisReply **ret, wal_error **reterr)
+{
+        struct rconn *c = ctl_owner ? &ctl_owner->ctl : rc;
+        if (!c->scripts_refused) {
+                const char *argv[] = { "1", skey, "0-0", "0" };
+                wal_error *e = NULL;
+                int r = ctl_owner ? ctl_call(ctl_owner, REDIS_SCRIPT_READ, 4, argv, NULL, ret, &e)
+                                  : rconn_call(rc, REDIS_SCRIPT_READ, 4, argv, NULL, ret, &e);
+                if (r != -EACCES || !c->scripts_refused) {
+                        if (reterr && !*reterr)
+                                *reterr = e;
+                        else
+                                wal_error_free(e);
+                        return r;
+                }
+                wal_error_free(e);
+        }
+        const char *argv[] = { "XINFO", "STREAM", skey };
         if (ctl_owner)
-                return ctl_call(ctl_owner, REDIS_SCRIPT_READ, 4, argv, NULL, ret, reterr);
-        return rconn_call(rc, REDIS_SCRIPT_READ, 4, argv, NULL, ret, reterr);
+                return ctl_call(ctl_owner, -1, 3, argv, NULL, ret, reterr);
+        return rconn_call(rc, -1, 3, argv, NULL, ret, reterr);
 }
 
 /* ---- Builder and opener ---- */
@@ -557,7 +665,7 @@ static int redis_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         if (r < 0)
                 goto fail;
         pthread_mutex_lock(&o->lock);
-        r = rconn_connect(&o->ctl, &o->p, reterr);
+        r = rconn_connect(&o->ctl, &o->p, RCONN_SCRIPTS_LAZY, reterr);
         if (r == 0)
                 o->durability = probe_durability(o);
         pthread_mutex_unlock(&o->lock);
@@ -1094,7 +1202,7 @@ static bool explain_refusals(struct redis_wal *w, struct rpend *batch)
         const char *targv[] = { "GET", w->tkey };
         int r = rconn_call(rc, -1, 2, targv, NULL, &trep, &err);
         if (r == 0)
-                r = read_round(rc, NULL, w->skey, WAL_MSGID(0, 0), 0, &srep, &err);
+                r = read_state(rc, NULL, w->skey, &srep, &err);
         struct stream_state st = { 0 };
         if (r == 0)
                 r = parse_state(w->skey, srep, &st, &err);
@@ -1661,7 +1769,7 @@ static void *writer_main(void *arg)
                         bool was = rconn_connected(&w->conn);
                         rconn_close(&w->conn);
                         wal_error *e = NULL;
-                        int r = rconn_connect(&w->conn, p, &e);
+                        int r = rconn_connect(&w->conn, p, RCONN_SCRIPTS_NEED, &e);
                         if (r < 0) {
                                 walu_log(WAL_LOG_WARNING, "redis: writer of %s cannot reconnect: %s",
                                          w->skey, wal_error_message(e));
@@ -1837,6 +1945,13 @@ static int open_error(struct redis_wal *w, const redisReply *rep, wal_error **re
                 return wal_error_set(reterr, -ESTALE, 0,
                                      "channel %s cannot be opened at term %s: %.*s",
                                      w->base.channel, w->term, (int)rep->len, rep->str);
+        if (r == -EACCES)
+                return wal_error_set(reterr, -EACCES, 0,
+                                     "channel %s cannot be opened read-write: the OPEN script "
+                                     "(GET, SET, XGROUP, XSETID on %s and %s) was refused: "
+                                     "%.*s; writing needs the write commands as well as "
+                                     "EVALSHA", w->base.channel, w->skey, w->tkey,
+                                     (int)rep->len, rep->str);
         return reply_error(rep, reterr, w->skey);
 }
 
@@ -1922,7 +2037,7 @@ static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts
                         r = wal_error_set(reterr, -saved, 0, "eventfd: %s", strerror(saved));
                         goto fail;
                 }
-                r = rconn_connect(&w->conn, &o->p, reterr);
+                r = rconn_connect(&w->conn, &o->p, RCONN_SCRIPTS_NEED, reterr);
                 if (r < 0)
                         goto fail;
                 r = -pthread_create(&w->writer, NULL, writer_main, w);
@@ -1999,7 +2114,7 @@ static int redis_info(struct walimpls_wal *b, struct walimpls_info *ret, wal_err
         struct redis_wal *w = wal_from_base(b);
         redisReply *rep = NULL, *trep = NULL;
         pthread_mutex_lock(&w->o->lock);
-        int r = read_round(NULL, w->o, w->skey, WAL_MSGID(0, 0), 0, &rep, reterr);
+        int r = read_state(NULL, w->o, w->skey, &rep, reterr);
         if (r == 0) {
                 const char *argv[] = { "GET", w->tkey };
                 r = ctl_call(w->o, -1, 2, argv, NULL, &trep, reterr);
@@ -2206,11 +2321,11 @@ static void scanner_push(struct redis_scanner *s, wal_msg *m, struct wal_msgid i
 /*
  * Process one round: @xrep, the reply of XREAD COUNT n BLOCK b STREAMS key
  * <position> (nil when the block timed out), and @state, the reply of the
- * READ script (count 0) pipelined right behind it; both consumed.  Returns
+ * READ script (count 0) or XINFO STREAM pipelined right behind it; both consumed.  Returns
  * the entries delivered or <0.
  *
- * The two commands are not atomic, and need not be: Redis runs the READ
- * script after the XREAD was served (a blocked client's later commands
+ * The two commands are not atomic, and need not be: Redis runs the state
+ * read after the XREAD was served (a blocked client's later commands
  * wait in its query buffer), max-deleted-entry-id only grows, and an entry
  * between the position and the first one XREAD returned cannot appear after
  * the XREAD ran (new IDs are larger than every existing one), so if such an
@@ -2324,7 +2439,7 @@ static void *scanner_main(void *arg)
         for (;;) {
                 if (!rconn_connected(&s->conn)) {
                         wal_error *e = NULL;
-                        if (rconn_connect(&s->conn, p, &e) < 0) {
+                        if (rconn_connect(&s->conn, p, RCONN_SCRIPTS_TRY, &e) < 0) {
                                 walu_log(WAL_LOG_WARNING, "redis: scanner %s of %s cannot "
                                          "reconnect: %s", s->base.name, s->w->skey,
                                          wal_error_message(e));
@@ -2364,7 +2479,8 @@ static void *scanner_main(void *arg)
                 snprintf(blk, sizeof(blk), "%d", p->block_ms);
                 const char *xargv[] = { "XREAD", "COUNT", cnt, "BLOCK", blk, "STREAMS",
                                         s->w->skey, after };
-                const char *rargv[] = { "1", s->w->skey, after, "0" };
+                const char *rargv[] = { "1", s->w->skey, "0-0", "0" };
+                const char *iargv[] = { "XINFO", "STREAM", s->w->skey };
                 wal_error *e = NULL;
                 redisReply *rep = NULL, *state = NULL;
                 bool fatal = false;
@@ -2376,7 +2492,9 @@ static void *scanner_main(void *arg)
                                         s->stop_fd, &rep, &e);
                 if (r == 0 && (rep->type == REDIS_REPLY_ERROR ||
                                !xread_starts_at_succ(rep, s->after))) {
-                        r = rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
+                        r = s->conn.scripts_refused
+                                    ? rconn_append(&s->conn, -1, 3, iargv, NULL)
+                                    : rconn_append(&s->conn, REDIS_SCRIPT_READ, 4, rargv, NULL);
                         if (r == 0)
                                 r = rconn_flush(&s->conn, &e);
                         if (r == 0)
@@ -2551,7 +2669,7 @@ static int redis_read(struct walimpls_wal *b, const struct walimpls_read_opts *o
         r = walimpls_notifier_init(&s->note);
         if (r < 0)
                 goto fail;
-        r = rconn_connect(&s->conn, &w->o->p, reterr);
+        r = rconn_connect(&s->conn, &w->o->p, RCONN_SCRIPTS_TRY, reterr);
         if (r < 0)
                 goto fail;
         switch (opts->deliver.policy) {
@@ -2576,7 +2694,7 @@ static int redis_read(struct walimpls_wal *b, const struct walimpls_read_opts *o
                         goto fail;
                 }
                 redisReply *rep = NULL;
-                r = read_round(&s->conn, NULL, w->skey, WAL_MSGID(0, 0), 0, &rep, reterr);
+                r = read_state(&s->conn, NULL, w->skey, &rep, reterr);
                 if (r < 0)
                         goto fail;
                 struct stream_state st;

@@ -942,6 +942,93 @@ Test(redis, script_flush_is_survived)
         w->ops->close(w);
 }
 
+/*
+ * A user with read rights only (no scripting, no write, no CONFIG) reads
+ * and tails; its read-write open is refused naming what it lacks.  Until
+ * the scripts were loaded only where used, every connection ran SCRIPT
+ * LOAD and such a user could not even build an opener.
+ */
+Test(redis, read_only_acl_user_reads_tails_and_is_refused_writing)
+{
+        start_server(false, NULL, NULL);
+        build_ok(NULL);   /* the default user: every right */
+        struct walimpls_wal *w = open_ok("rc1", 1, WAL_ACCESS_RW);
+        append_ok(w, "one");
+        append_ok(w, "two");
+        raw_ok("ACL SETUSER ro on >ropw ~* +@read -@write");
+        raw_ok("ACL SETUSER rs on >rspw ~* +@read +@scripting -@write");
+
+        const char *kv[] = { "redis.user", "ro", "redis.password", "ropw", NULL };
+        struct walimpls_opener *ro = NULL;
+        wal_error *e = NULL;
+        int r = build(kv, &ro, &e);
+        cr_assert_eq(r, 0, "build as a read-only user: %s", wal_error_message(e));
+        struct walimpls_open_opts oo = { .channel = "rc1", .access = WAL_ACCESS_RO };
+        struct walimpls_wal *rw = NULL;
+        r = ro->ops->open(ro, &oo, &rw, &e);
+        cr_assert_eq(r, 0, "read-only open: %s", wal_error_message(e));
+        struct walimpls_info info;
+        r = rw->ops->info(rw, &info, &e);
+        cr_assert_eq(r, 0, "info: %s", wal_error_message(e));
+        cr_assert_eq(info.count, 2);
+        cr_assert_eq(info.term, 1);
+        cr_assert_str_eq(info.durability, "unknown", "CONFIG GET is not permitted");
+        struct walimpls_scanner *s = scan_ok(rw, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "one"));
+        wal_msg_unref(m);
+        m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "two"));
+        wal_msg_unref(m);
+        append_ok(w, "three");   /* tailed */
+        m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "three"));
+        wal_msg_unref(m);
+        /* A restarted server has no scripts: the full user's writer loads
+         * them again (NOSCRIPT), the reader needs none. */
+        raw_ok("SCRIPT FLUSH");
+        append_ok(w, "four");
+        m = next_ok(s, 5000);
+        cr_assert(payload_is(m, "four"));
+        wal_msg_unref(m);
+        s->ops->close(s);
+
+        /* Read-write: refused, naming the permission. */
+        struct walimpls_open_opts wo = { .channel = "rc1", .term = 2, .access = WAL_ACCESS_RW };
+        struct walimpls_wal *bad = NULL;
+        r = ro->ops->open(ro, &wo, &bad, &e);
+        cr_assert_eq(r, -EACCES, "got %d: %s", r, wal_error_message(e));
+        cr_assert(strstr(wal_error_message(e), "NOPERM") &&
+                          strstr(wal_error_message(e), "script|load"),
+                  "message: %s", wal_error_message(e));
+        wal_error_free(e);
+        e = NULL;
+        rw->ops->close(rw);
+        ro->ops->close(ro);
+
+        /* Scripting without write rights: the script's SET is refused. */
+        const char *kv2[] = { "redis.user", "rs", "redis.password", "rspw", NULL };
+        r = build(kv2, &ro, &e);
+        cr_assert_eq(r, 0, "build: %s", wal_error_message(e));
+        r = ro->ops->open(ro, &wo, &bad, &e);
+        cr_assert_eq(r, -EACCES, "got %d: %s", r, wal_error_message(e));
+        cr_assert(strstr(wal_error_message(e), "read-write") &&
+                          strstr(wal_error_message(e), "write commands"),
+                  "message: %s", wal_error_message(e));
+        wal_error_free(e);
+        ro->ops->close(ro);
+
+        /* Nothing of the refused opens landed; the full user still writes
+         * at term 1. */
+        append_ok(w, "five");
+        r = w->ops->info(w, &info, &e);
+        cr_assert_eq(r, 0, "info: %s", wal_error_message(e));
+        cr_assert_eq(info.count, 5);
+        cr_assert_eq(info.term, 1);
+        cr_assert_str_eq(info.durability, "none");
+        w->ops->close(w);
+}
+
 /* ---- Bad input ---- */
 
 Test(redis, wrongtype_key_is_named)
