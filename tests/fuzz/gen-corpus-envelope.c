@@ -95,6 +95,17 @@ int main(int argc, char **argv)
         wal_msg_set_txn(full, UINT64_MAX, UINT32_MAX);
         put_msg("valid-full", full);
 
+        /* What the adaptor stamps on every message: a 9-byte time tick,
+         * term, last confirmed (walu_envelope_view_fast's second shape). */
+        wal_msg *stamped = msg(WAL_MSG_DATA, "0123456789");
+        wal_msg_set_time_tick(stamped, (UINT64_C(1763766000000) << 18) | 77);
+        wal_msg_set_term(stamped, 1);
+        wal_msg_set_last_confirmed(stamped, WAL_MSGID(0, 123456));
+        put_msg("valid-adaptor", stamped);
+        wal_msg_set_last_confirmed(stamped, WAL_MSGID(3, 1));
+        put_msg("valid-adaptor-lc-hi", stamped);
+        wal_msg_unref(stamped);
+
         wal_msg *zero_lc = msg(WAL_MSG_DATA, "");
         wal_msg_set_last_confirmed(zero_lc, WAL_MSGID(0, 0));
         put_msg("valid-lc-zero", zero_lc);

@@ -246,6 +246,69 @@ Test(envelope_diff, four_byte_envelopes)
         cr_assert_geq(ok, (size_t)WAL_MSG_TYPE_MAX);
 }
 
+/* What the adaptor stamps on every message (type, time tick, term, last
+ * confirmed; walu_envelope_view_fast's second shape), with varints of every
+ * length around the 8-byte load and its tail path: the fast path reads each
+ * one the encoder writes with values of up to 9 varint bytes (this fails if
+ * it stops doing so), and each one-byte change and truncation of them is
+ * read alike by all the readers: in particular the fast path never accepts
+ * what walu_envelope_view() refuses (ed_compare checks it). */
+Test(envelope_diff, adaptor_envelopes)
+{
+        static const uint64_t vals[] = { 0, 1, 127, 128, 16383, 16384, UINT64_C(1) << 35,
+                                         (UINT64_C(1) << 56) - 1, UINT64_C(1) << 56,
+                                         (UINT64_C(1) << 63) - 1, UINT64_MAX };
+        size_t n_vals = sizeof(vals) / sizeof(vals[0]);
+        size_t fast = 0, mutated = 0, ok = 0, bad = 0;
+        for (size_t i = 0; i < 300; i++) {
+                uint64_t tick = i < 40 ? (UINT64_C(1763766000000) << 18) + i
+                                       : rnd() >> (rnd() % 64);
+                int64_t term = (int64_t)(i % 5 == 4 ? vals[rnd() % n_vals] : 1 + i % 3);
+                uint64_t lc_hi = i % 3 == 2 ? vals[rnd() % n_vals] : 0;
+                uint64_t lc_lo = i < n_vals ? vals[i] : rnd() >> (rnd() % 64);
+                wal_msg *m = NULL;
+                enum wal_msg_type type = (enum wal_msg_type)(1 + i % WAL_MSG_TYPE_MAX);
+                cr_assert_eq(wal_msg_new(type, "p", 1, &m), 0);
+                wal_msg_set_time_tick(m, tick);
+                wal_msg_set_term(m, term);
+                wal_msg_set_last_confirmed(m, WAL_MSGID(lc_hi, lc_lo));
+                if (i % 7 == 6)
+                        wal_msg_set_txn(m, rnd(), (uint32_t)rnd());
+                uint8_t env[96];
+                int n = walu_envelope_encode(m, env, sizeof(env));
+                cr_assert_gt(n, 4);
+                wal_msg_unref(m);
+                /* every value of at most 9 varint bytes: < 2^63 */
+                bool short_varints = tick < (UINT64_C(1) << 63) && term >= 0 &&
+                                     (uint64_t)term < (UINT64_C(1) << 63) &&
+                                     lc_hi < (UINT64_C(1) << 63) && lc_lo < (UINT64_C(1) << 63);
+                struct wal_msg_view v;
+                bool f = walu_envelope_view_fast(env, (size_t)n, &v);
+                if (short_varints && i % 7 != 6) {
+                        cr_assert(f, "fast path refuses the adaptor envelope %zu (%d bytes)",
+                                  i, n);
+                        fast++;
+                }
+                check_env(env, (size_t)n, &ok, &bad);
+                for (int len = 0; len < n; len++)
+                        check_env(env, (size_t)len, &ok, &bad);
+                if (i % 10)
+                        continue;
+                uint8_t mut[96];
+                for (int pos = 0; pos < n; pos++)
+                        for (unsigned b = 0; b < 256; b++) {
+                                memcpy(mut, env, (size_t)n);
+                                mut[pos] = (uint8_t)b;
+                                check_env(mut, (size_t)n, &ok, &bad);
+                                mutated++;
+                        }
+        }
+        cr_log_info("adaptor envelopes: %zu read by the fast path, %zu mutations, "
+                    "%zu decoded, %zu refused", fast, mutated, ok, bad);
+        cr_assert_gt(fast, 150);
+        cr_assert_gt(bad, 1000);
+}
+
 Test(envelope_diff, random_envelopes)
 {
         uint8_t buf[512];
