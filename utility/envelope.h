@@ -83,6 +83,12 @@ static inline bool walu_envelope_varint_(const uint8_t **pp, const uint8_t *lo,
         const uint8_t *p = *pp;
         if (p >= end)
                 return false;
+        if (*p < 0x80) {
+                /* one byte: the usual term, flags and small IDs */
+                *ret = *p;
+                *pp = p + 1;
+                return true;
+        }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         if (end - lo >= 8) {
                 uint64_t x;

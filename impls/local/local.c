@@ -3193,6 +3193,35 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
  * refill.  A record that fails a check ends the batch before it; the next
  * call reaches it through scanner_frame() and fails as next() does.
  */
+/*
+ * Per record of @run (@m frames from LSN @lsn, borrowed): the envelope (the
+ * common ones inline), ID and payload into @views (at least @m, filled);
+ * *@moved gets the bytes the viewed frames take.  Stops before the first
+ * envelope that does not pass.  A function of its own so that this loop
+ * keeps its values in registers (inlined into next_batch, they spilled).
+ * @returns the number of views filled.
+ */
+static size_t __attribute__((noinline))
+frames_to_views(const struct local_frame *run, size_t m, uint64_t lsn,
+                struct wal_msg_view *views, uint64_t *moved)
+{
+        uint64_t bytes = 0;
+        size_t i = 0;
+        for (; i < m; i++) {
+                const struct local_frame *fr = &run[i];
+                struct wal_msg_view *v = &views[i];
+                if (walu_envelope_view_inline(fr->env_len ? fr->env : NULL, fr->env_len, v,
+                                              NULL) < 0)
+                        break;
+                v->id = WAL_MSGID(0, lsn + i);
+                v->payload = fr->payload;
+                v->payload_len = fr->payload_len;
+                bytes += fr->size;
+        }
+        *moved = bytes;
+        return i;
+}
+
 static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
                             struct wal_msg_view *views, size_t max, size_t *n,
                             wal_error **reterr)
@@ -3241,21 +3270,8 @@ static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
                                              checked, run, &used);
                 if (s->off + used > s->verified_end)
                         s->verified_end = s->off + used;
-                /* Per record: the envelope (the common one inline), ID and
-                 * payload into the view; the position moves once after. */
                 uint64_t lsn = s->next_lsn, moved = 0;
-                struct wal_msg_view *v = &views[k];
-                size_t i = 0;
-                for (; i < m; i++, v++) {
-                        const struct local_frame *fr = &run[i];
-                        if (walu_envelope_view_inline(fr->env_len ? fr->env : NULL, fr->env_len,
-                                                      v, NULL) < 0)
-                                break;
-                        v->id = WAL_MSGID(0, lsn + i);
-                        v->payload = fr->payload;
-                        v->payload_len = fr->payload_len;
-                        moved += fr->size;
-                }
+                size_t i = frames_to_views(run, m, lsn, &views[k], &moved);
                 s->off += moved;
                 s->next_lsn = lsn + i;
                 k += i;
