@@ -1457,12 +1457,13 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
                         r = kafka_topic_lookup(o, topic, true, &exists, reterr);
         }
         if (r == 0 && !exists)
-                r = wal_error_set(reterr, -ENOENT, 0,
-                                  "kafka: channel %s does not exist (no topic %s%s)",
-                                  opts->channel, topic,
-                                  rw ? "; kafkawal.create=no" : "");
+                r = wal_error_set(reterr, -ENOENT, 0, "kafka: no topic %s%s", topic,
+                                  rw ? " and kafkawal.create=no" : "");
         if (r < 0) {
-                wal_error_prefix(reterr, "opening channel %s: ", opts->channel);
+                /* A missing channel's topic names it; the library's open
+                 * adds 'opening "X": ' above either. */
+                if (r != -ENOENT)
+                        wal_error_prefix(reterr, "opening channel %s: ", opts->channel);
                 free(topic);
                 return r;
         }

@@ -2016,8 +2016,7 @@ static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts
                         r = ctl_call(o, -1, 2, argv2, NULL, &rep, reterr);
                         if (r == 0 && !(rep->type == REDIS_REPLY_INTEGER && rep->integer == 1))
                                 r = wal_error_set(reterr, -ENOENT, 0,
-                                                  "channel %s does not exist (no key %s)",
-                                                  opts->channel, w->skey);
+                                                  "no key %s nor %s", w->skey, w->tkey);
                 }
         }
         if (r == 0) {
@@ -2050,7 +2049,12 @@ static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts
         *ret = &w->base;
         return 0;
 fail:
-        wal_error_prefix(reterr, "redis: opening channel %s: ", opts->channel);
+        /* A missing channel's keys name it; the library's open adds
+         * 'opening "X": ' above either. */
+        if (r == -ENOENT)
+                wal_error_prefix(reterr, "redis: ");
+        else
+                wal_error_prefix(reterr, "redis: opening channel %s: ", opts->channel);
         wal_free(w);
         return r;
 }

@@ -555,7 +555,7 @@ Test(walctl_data, missing_channel_is_66)
         cr_expect_eq(r.code, 66);
         /* It names where it looked: a mistyped local.dir shows. */
         char want[600];
-        snprintf(want, sizeof(want), "walctl: nope: no such channel (opening \"nope\": local: "
+        snprintf(want, sizeof(want), "walctl: nope: no such channel (local: "
                  "channel 'nope' does not exist in %s)\n", dir);
         cr_expect_str_eq(r.err, want);
         cr_expect_str_empty(r.out);

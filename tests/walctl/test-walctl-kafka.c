@@ -95,6 +95,20 @@ Test(walctl_kafka, append_read_info_channels_through_the_mock)
         t_out_free(&r);
 }
 
+/* The missing channel is named once, by walctl, with where Kafka looked. */
+Test(walctl_kafka, missing_channel_is_named_once)
+{
+        struct t_out r = kw(NULL, T_ARGS("read", "nosuch"));
+        cr_expect_eq(r.code, 66, "%s", r.err);
+        cr_expect_str_eq(r.err, "walctl: nosuch: no such channel (kafka: no topic wal-nosuch)\n");
+        cr_expect_str_empty(r.out);
+        t_out_free(&r);
+        r = kw(NULL, T_ARGS("info", "nosuch"));
+        cr_expect_eq(r.code, 66, "%s", r.err);
+        cr_expect_str_eq(r.err, "walctl: nosuch: no such channel (kafka: no topic wal-nosuch)\n");
+        t_out_free(&r);
+}
+
 Test(walctl_kafka, bench_through_the_mock)
 {
         struct t_out r = kw(NULL, T_ARGS("bench", "--async", "256", "--count", "2000",

@@ -104,6 +104,9 @@ Test(walctl_redis, append_read_resume_info_channels_truncate)
 
         r = rw(NULL, T_ARGS("read", "nope"));
         cr_expect_eq(r.code, 66, "%s", r.err);
+        /* The channel named once by walctl, then the keys Redis lacks. */
+        cr_expect_str_eq(r.err,
+                         "walctl: nope: no such channel (redis: no key wal:nope nor wal:nope:term)\n");
         t_out_free(&r);
 }
 

@@ -68,15 +68,39 @@ int walctl_opener(struct walctl *w, wal_opener **ret)
         return 0;
 }
 
+/* The message of an open's @err without the library's 'opening "CHANNEL": '
+ * prefix: walctl's own "walctl: CHANNEL: " already names the channel. */
+static const char *open_message(const char *channel, const wal_error *err)
+{
+        const char *msg = err ? wal_error_message(err) : NULL;
+        if (!msg)
+                return NULL;
+        char pfx[300];
+        int n = snprintf(pfx, sizeof(pfx), "opening \"%s\": ", channel);
+        if (n > 0 && (size_t)n < sizeof(pfx) && strncmp(msg, pfx, (size_t)n) == 0)
+                msg += n;
+        return msg;
+}
+
 /* "no such channel", with where the backend looked when it says so. */
 static int no_such_channel(const char *channel, wal_error *err)
 {
-        if (err && wal_error_message(err) && *wal_error_message(err))
-                walctl_error(channel, "no such channel (%s)", wal_error_message(err));
+        const char *msg = open_message(channel, err);
+        if (msg && *msg)
+                walctl_error(channel, "no such channel (%s)", msg);
         else
                 walctl_error(channel, "no such channel");
         wal_error_free(err);
         return WALCTL_EXIT_NOCHANNEL;
+}
+
+/* walctl_fail() for an open. */
+static int open_failed(const char *channel, int r, wal_error *err)
+{
+        const char *msg = open_message(channel, err);
+        walctl_error(channel, "%s", msg && *msg ? msg : wal_strerror(r));
+        wal_error_free(err);
+        return walctl_exit_code(r);
 }
 
 int walctl_open_ro(struct walctl *w, wal_opener *o, const char *channel, wal **ret)
@@ -86,7 +110,7 @@ int walctl_open_ro(struct walctl *w, wal_opener *o, const char *channel, wal **r
         if (r == -ENOENT)
                 return no_such_channel(channel, err);
         if (r < 0)
-                return walctl_fail(channel, r, err);
+                return open_failed(channel, r, err);
         return 0;
 }
 
@@ -104,13 +128,13 @@ int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool cr
                 } else if (r == -ENOENT) {
                         return no_such_channel(channel, err);
                 } else if (r < 0) {
-                        return walctl_fail(channel, r, err);
+                        return open_failed(channel, r, err);
                 } else {
                         struct wal_info info;
                         r = wal_info(probe, &info, &err);
                         if (r < 0) {
                                 wal_close(probe);
-                                return walctl_fail(channel, r, err);
+                                return open_failed(channel, r, err);
                         }
                         if (term < 0)
                                 term = info.owner_term > 0 ? info.owner_term : 1;
@@ -122,11 +146,11 @@ int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool cr
         if (r == -ENOENT && create) {
                 /* Creating failed on a missing path (a local.dir whose parent
                  * cannot be made): an I/O error, not "no such channel". */
-                walctl_fail(channel, r, err);
+                open_failed(channel, r, err);
                 return WALCTL_EXIT_IOERR;
         }
         if (r < 0)
-                return walctl_fail(channel, r, err);
+                return open_failed(channel, r, err);
         return 0;
 }
 
