@@ -1628,6 +1628,12 @@ static int writer_start(struct chan *c, const struct local_opener *o, wal_error 
         }
         if (!w->uring)
                 w->inflight_max = 1;
+        if (w->uring)
+                walu_log(WAL_LOG_INFO, "local: %s writes with io_uring (%u entries%s)", c->dir,
+                         w->ring.sq.ring_entries, w->adaptive ? ", adaptive" : "");
+        else
+                walu_log(WAL_LOG_INFO, "local: %s writes with pwrite+fdatasync (%s)", c->dir,
+                         o->io == IO_SYNC ? "local.io=sync" : "io_uring unavailable");
         ufd_open(w);
         int r = pthread_create(&w->thread, NULL, writer_main, w);
         if (r != 0) {
@@ -2120,6 +2126,29 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
 
 /* ---- Open ---- */
 
+/* One info line (walctl -v) with what an open found on disk: segments, LSN
+ * range, and a torn tail (cut by a read-write open, not read by a
+ * read-only one).  Once per open, never per record. */
+static void log_loaded(const struct chan *c, const struct local_chan_scan *sc, bool rw,
+                       bool torn_cut)
+{
+        size_t n = sc->n_segs;
+        uint64_t first = n ? sc->segs[0]->first_lsn : 0;
+        uint64_t last = n ? sc->segs[n - 1]->last_lsn : 0;
+        const struct local_fault *f = &sc->fault;
+        char torn[512] = "";
+        if (f->kind == LOCAL_FAULT_TORN_TAIL && !sc->empty_last_removed_ok)
+                snprintf(torn, sizeof(torn), "; torn tail at %s offset %" PRIu64 " %s",
+                         f->segment, f->offset, torn_cut ? "cut off" : "not read");
+        if (n == 0 || last < first)
+                walu_log(WAL_LOG_INFO, "local: recovered %s (%s): %zu segment%s, no records%s",
+                         c->dir, rw ? "read-write" : "read-only", n, n == 1 ? "" : "s", torn);
+        else
+                walu_log(WAL_LOG_INFO, "local: recovered %s (%s): %zu segment%s, LSN %" PRIu64
+                         "..%" PRIu64 "%s", c->dir, rw ? "read-write" : "read-only", n,
+                         n == 1 ? "" : "s", first, last, torn);
+}
+
 /* Load the channel from disk for a read-write open: recover (cutting a torn
  * tail), create the first segment if there is none.  Caller holds
  * c->open_lock and the flock. */
@@ -2227,6 +2256,7 @@ static int chan_recover_rw(struct chan *c, const struct local_opener *o, wal_err
                 sc.segs[0] = s;
                 sc.n_segs = 1;
         }
+        log_loaded(c, &sc, true, true);
         pthread_mutex_lock(&c->lock);
         chan_free_segs(c);
         c->segs = sc.segs;
@@ -2256,6 +2286,7 @@ static int chan_load_ro(struct chan *c, const struct local_opener *o, wal_error 
         }
         if (f->kind == LOCAL_FAULT_TORN_TAIL && sc.empty_last_removed_ok && sc.n_segs > 0)
                 local_seg_free(sc.segs[--sc.n_segs]);
+        log_loaded(c, &sc, false, false);
         pthread_mutex_lock(&c->lock);
         chan_free_segs(c);
         c->segs = sc.segs;

@@ -549,6 +549,36 @@ Test(walctl_data, oversized_record_is_65_and_earlier_ones_stay)
         t_out_free(&r);
 }
 
+/* -v shows what the local backend found at open (once per open, never per
+ * record); without -v nothing is printed. */
+Test(walctl_data, verbose_shows_the_recovery_of_an_open)
+{
+        struct t_out r = lw("a\nb\n", T_ARGS("append", "vch"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("-v", "info", "vch"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        const char *line = t_line(r.err, "walctl: libwal info: local: recovered ");
+        cr_assert_not_null(line, "no recovery line: %s", r.err);
+        cr_expect(strstr(line, "/vch (read-only): 1 segment, LSN 1.."), "%s", line);
+        cr_expect_not(strstr(r.err, "writes with"), "a read-only open has no writer: %s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("info", "vch"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.err);
+        t_out_free(&r);
+        r = lw("c\n", T_ARGS("-v", "append", "vch"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        /* append probes the owner term with a read-only open first. */
+        cr_expect(strstr(r.err, "/vch (read-write): 1 segment, LSN 1.."), "%s", r.err);
+        cr_expect(strstr(r.err, "vch writes with "), "which write path: %s", r.err);
+        t_out_free(&r);
+        r = lw("d\n", T_ARGS("append", "vch"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_empty(r.err);
+        t_out_free(&r);
+}
+
 Test(walctl_data, missing_channel_is_66)
 {
         struct t_out r = lw(NULL, T_ARGS("read", "nope"));
