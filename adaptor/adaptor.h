@@ -99,6 +99,7 @@ struct wal_cache_slot {
 struct wal_cache_ring {
         size_t mask;                 /* capacity - 1 (a power of two) */
         struct wal_cache_ring *older; /* replaced rings, freed with the cache */
+        size_t map_len;              /* bytes of this ring's mapping */
         alignas(64) struct wal_cache_slot slot[];
 };
 

@@ -10,7 +10,8 @@
  * switch between the backend and the cache by ID with no gap and no
  * duplicate.  Every entry has a sequence number (base_seq + its index), which
  * tailing scanners use as their position; entry @seq lives in slot
- * @seq & mask of the ring (a power of two, doubled when full).
+ * @seq & mask of the ring (a power of two, sized from cache.max_bytes,
+ * doubled when full).
  *
  * Eviction (on push, and by age from the wal's background thread) drops the
  * oldest entries while the cache is over cache.max_bytes or the oldest is
@@ -47,6 +48,7 @@
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "adaptor/adaptor.h"
@@ -61,15 +63,42 @@ static uint64_t now_ms(void)
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Rings are anonymous mappings: their pages come zeroed (an empty slot's
+ * seq is 0) and are faulted in only as pushes reach them, so a large first
+ * ring costs nothing until it is used and no ring is ever cleared by hand. */
 static struct wal_cache_ring *ring_new(size_t cap)
 {
-        struct wal_cache_ring *r = aligned_alloc(alignof(struct wal_cache_ring),
-                                                 sizeof(*r) + cap * sizeof(r->slot[0]));
-        if (!r)
+        size_t len = sizeof(struct wal_cache_ring) + cap * sizeof(struct wal_cache_slot);
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
                 return NULL;
-        memset(r, 0, sizeof(*r) + cap * sizeof(r->slot[0]));
+        struct wal_cache_ring *r = p;
         r->mask = cap - 1;
+        r->map_len = len;
         return r;
+}
+
+static void ring_free(struct wal_cache_ring *r)
+{
+        munmap(r, r->map_len);
+}
+
+/* The first ring holds as many entries as max_bytes allows (each counts
+ * its payload + 64 bytes, and the newest is never evicted), up to
+ * RING_PRESIZE_MAX slots: a cache that fills up in a short run does not
+ * pay for doubling its ring on the way (copies, and every page faulted
+ * twice).  Bigger caches start there and double. */
+#define RING_MIN 64u
+#define RING_PRESIZE_MAX ((size_t)1 << 19)
+
+static size_t first_cap(uint64_t max_bytes)
+{
+        uint64_t want = max_bytes / 64 + 2;
+        size_t cap = RING_MIN;
+        while (cap < want && cap < RING_PRESIZE_MAX)
+                cap *= 2;
+        return cap;
 }
 
 int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms)
@@ -77,7 +106,7 @@ int wal_cache_init(struct wal_cache *c, uint64_t max_bytes, int64_t max_age_ms)
         memset(c, 0, sizeof(*c));
         c->max_bytes = max_bytes;
         c->max_age_ms = max_age_ms;
-        struct wal_cache_ring *r = ring_new(64);
+        struct wal_cache_ring *r = ring_new(first_cap(max_bytes));
         if (!r)
                 return -ENOMEM;
         atomic_init(&c->ring, r);
@@ -206,7 +235,7 @@ void wal_cache_done(struct wal_cache *c)
         free(c->waiting);
         while (r) {
                 struct wal_cache_ring *older = r->older;
-                free(r);
+                ring_free(r);
                 r = older;
         }
         atomic_store(&c->ring, NULL);

@@ -18,7 +18,7 @@
 #include "adaptor/adaptor.h"
 
 #define READERS 3
-#define GROW_N 5000         /* pushes with no eviction: the ring doubles 7 times */
+#define GROW_N 5000         /* pushes with no eviction: the ring doubles 6 times */
 #define WRAP_N 200000       /* pushes that each evict: the ring wraps constantly */
 #define KEEP 8              /* entries kept while wrapping */
 
@@ -119,7 +119,10 @@ static void *reader_main(void *arg)
 Test(adaptor_cache, readers_race_growth_wrap_and_eviction, .timeout = 240)
 {
         struct race rc = { 0 };
-        cr_assert_eq(wal_cache_init(&rc.c, UINT64_MAX, -1), 0);
+        /* A small cache.max_bytes gives a small first ring (128 slots); the
+         * limit is lifted before the first push so the ring grows. */
+        cr_assert_eq(wal_cache_init(&rc.c, 4096, -1), 0);
+        rc.c.max_bytes = UINT64_MAX;
         struct reader rd[READERS];
         pthread_t th[READERS];
         for (int i = 0; i < READERS; i++) {
