@@ -286,7 +286,12 @@ struct wal {
         /* completions in ID order */
         pthread_mutex_t pend_lock;
         struct wal_append_op *pend_head, *pend_tail;
-        bool draining;
+        /* One drainer at a time: the thread that set @draining.  A
+         * completion counts itself in @completions after flagging its op;
+         * the drainer goes back to the list only when the count moved
+         * (adaptor/wal.c, drain()). */
+        atomic_bool draining;
+        atomic_uint_fast64_t completions;
         /* End of the durable prefix: written by the drainer, read by
          * appenders (time tick's last-confirmed ID) through a sequence
          * lock, no pend_lock (adaptor/wal.c, wal_durable_id()). */

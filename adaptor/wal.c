@@ -574,51 +574,66 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct o
 }
 
 /* Pop and report the completed prefix of the pending list.  One drainer at a
- * time; a completion arriving meanwhile is picked up by its next round. */
+ * time, the thread that turned @draining on; a completion arriving meanwhile
+ * is picked up by its next round.
+ *
+ * The drainer goes back to pend_lock only when w->completions moved since
+ * its last pop: nothing completed since then means the head is still not
+ * complete, so an append whose own completion came inline pays one pend_lock
+ * round here, not a second one to find the list empty.  Leaving is a
+ * handshake with backend_done(): it flags its op and counts it, then tries
+ * to become the drainer; the drainer turns @draining off, then reads the
+ * count again.  Both pairs are sequentially consistent, so either the
+ * drainer sees the new count (and comes back) or the completer finds
+ * @draining off (and drains itself): no completion is left undrained. */
 static void drain(wal *w)
 {
         if (tls_in_backend_append)
                 return;
-        pthread_mutex_lock(&w->pend_lock);
-        if (w->draining) {
-                pthread_mutex_unlock(&w->pend_lock);
-                return;
-        }
-        w->draining = true;
         for (;;) {
-                struct wal_append_op *batch = NULL, **tail = &batch;
-                while (w->pend_head && atomic_load_explicit(&w->pend_head->completed,
-                                                            memory_order_acquire)) {
-                        struct wal_append_op *op = w->pend_head;
-                        w->pend_head = op->next;
-                        if (w->pend_head)
-                                w->pend_head->prev = NULL;
-                        else
-                                w->pend_tail = NULL;
-                        op->next = op->prev = NULL;
-                        if (op->status == 0)
-                                set_durable_id(w, op->id);
-                        *tail = op;
-                        tail = &op->next;
+                bool idle = false;
+                if (!atomic_compare_exchange_strong(&w->draining, &idle, true))
+                        return;
+                uint64_t seen;
+                for (;;) {
+                        seen = atomic_load(&w->completions);
+                        struct wal_append_op *batch = NULL, **tail = &batch;
+                        pthread_mutex_lock(&w->pend_lock);
+                        while (w->pend_head && atomic_load_explicit(&w->pend_head->completed,
+                                                                    memory_order_acquire)) {
+                                struct wal_append_op *op = w->pend_head;
+                                w->pend_head = op->next;
+                                if (w->pend_head)
+                                        w->pend_head->prev = NULL;
+                                else
+                                        w->pend_tail = NULL;
+                                op->next = op->prev = NULL;
+                                if (op->status == 0)
+                                        set_durable_id(w, op->id);
+                                *tail = op;
+                                tail = &op->next;
+                        }
+                        pthread_mutex_unlock(&w->pend_lock);
+                        if (!batch)
+                                break;
+                        bool pushed = false;
+                        struct op_list out = { 0 };
+                        while (batch) {
+                                struct wal_append_op *op = batch;
+                                batch = op->next;
+                                op->next = NULL;
+                                op_complete(w, op, &pushed, &out);
+                        }
+                        if (pushed)
+                                wal_adaptor_notify_scanners(w);
+                        dispatch_list(w, &out);
+                        if (atomic_load(&w->completions) == seen)
+                                break;
                 }
-                if (!batch)
-                        break;
-                pthread_mutex_unlock(&w->pend_lock);
-                bool pushed = false;
-                struct op_list out = { 0 };
-                while (batch) {
-                        struct wal_append_op *op = batch;
-                        batch = op->next;
-                        op->next = NULL;
-                        op_complete(w, op, &pushed, &out);
-                }
-                if (pushed)
-                        wal_adaptor_notify_scanners(w);
-                dispatch_list(w, &out);
-                pthread_mutex_lock(&w->pend_lock);
+                atomic_store(&w->draining, false);
+                if (atomic_load(&w->completions) == seen)
+                        return;
         }
-        w->draining = false;
-        pthread_mutex_unlock(&w->pend_lock);
 }
 
 static void drain_deferred(void *arg)
@@ -640,6 +655,7 @@ static void backend_done(void *arg, int status, struct wal_msgid id, const wal_e
          * gone after this.  drain() takes pend_lock, so a drainer busy
          * meanwhile sees this flag in its next round. */
         atomic_store_explicit(&op->completed, true, memory_order_release);
+        atomic_fetch_add(&w->completions, 1);
         /* A backend running a run of completions (walimpls_done_batch_begin)
          * gets one drain at its end: one pass over pend_lock, one scanner
          * notification and one hand-over to the dispatcher for the run,
