@@ -37,6 +37,17 @@ int walctl_fail(const char *what, int r, wal_error *err)
 
 /* ---- Backends and channels ---- */
 
+/* @msg (borrowed) past its start when it starts with the text @fmt, @name
+ * makes (one %s); else @msg itself. */
+static const char *skip_prefix(const char *msg, const char *fmt, const char *name)
+{
+        char pfx[300];
+        int n = snprintf(pfx, sizeof(pfx), fmt, name);
+        if (n > 0 && (size_t)n < sizeof(pfx) && strncmp(msg, pfx, (size_t)n) == 0)
+                return msg + n;
+        return msg;
+}
+
 int walctl_opener(struct walctl *w, wal_opener **ret)
 {
         const char *name = wal_config_get(w->cfg, "backend");
@@ -51,13 +62,8 @@ int walctl_opener(struct walctl *w, wal_opener **ret)
                          * often its own "NAME: ": both say what "backend NAME"
                          * already says. */
                         const char *msg = wal_error_message(err);
-                        char pfx[128];
-                        int n = snprintf(pfx, sizeof(pfx), "backend \"%s\": ", name);
-                        if (n > 0 && (size_t)n < sizeof(pfx) && strncmp(msg, pfx, (size_t)n) == 0)
-                                msg += n;
-                        n = snprintf(pfx, sizeof(pfx), "%s: ", name);
-                        if (n > 0 && (size_t)n < sizeof(pfx) && strncmp(msg, pfx, (size_t)n) == 0)
-                                msg += n;
+                        msg = skip_prefix(msg, "backend \"%s\": ", name);
+                        msg = skip_prefix(msg, "%s: ", name);
                         walctl_error(what, "%s", msg);
                         wal_error_free(err);
                         return r == -ENOENT ? WALCTL_EXIT_UNAVAILABLE : walctl_exit_code(r);
@@ -73,13 +79,7 @@ int walctl_opener(struct walctl *w, wal_opener **ret)
 static const char *open_message(const char *channel, const wal_error *err)
 {
         const char *msg = err ? wal_error_message(err) : NULL;
-        if (!msg)
-                return NULL;
-        char pfx[300];
-        int n = snprintf(pfx, sizeof(pfx), "opening \"%s\": ", channel);
-        if (n > 0 && (size_t)n < sizeof(pfx) && strncmp(msg, pfx, (size_t)n) == 0)
-                msg += n;
-        return msg;
+        return msg ? skip_prefix(msg, "opening \"%s\": ", channel) : NULL;
 }
 
 /* "no such channel", with where the backend looked when it says so. */
