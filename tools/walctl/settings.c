@@ -189,28 +189,11 @@ static int env_visit(void *arg, const struct wal_property *p, const char *owner,
         return 0;
 }
 
-struct env_match {
-        const char *var;              /* "WAL_..." without "=VALUE" (borrowed) */
-        size_t len;
-};
-
-static int env_match_visit(void *arg, const struct wal_property *p, const char *owner,
-                           const char *value)
-{
-        const struct env_match *m = arg;
-        (void)owner;
-        (void)value;
-        if (p->flags & WAL_PROP_PREFIX)
-                return 0;
-        char name[256];
-        walctl_env_name(p->name, name, sizeof(name));
-        return strlen(name) == m->len && memcmp(name, m->var, m->len) == 0;
-}
-
 extern char **environ;
 
-/* Warn about every set WAL_* variable that is no property's. */
-static void warn_unknown_env(struct walctl *w)
+/* Warn about every set WAL_* variable that is no property's: one whose name
+ * is none of @scan's (the properties whose variable env_visit found set). */
+static void warn_unknown_env(struct walctl *w, const struct env_scan *scan)
 {
         for (char **e = environ; e && *e; e++) {
                 const char *eq = strchr(*e, '=');
@@ -218,12 +201,18 @@ static void warn_unknown_env(struct walctl *w)
                         continue;
                 if (strncmp(*e, "WAL_TEST_", 9) == 0 || strncmp(*e, "WAL_CRASH_", 10) == 0)
                         continue;
-                struct env_match m = { *e, (size_t)(eq - *e) };
-                if (wal_config_foreach_property(w->cfg, env_match_visit, &m) == 0)
+                size_t len = (size_t)(eq - *e);
+                bool known = false;
+                for (size_t i = 0; i < scan->n && !known; i++) {
+                        char name[256];
+                        walctl_env_name(scan->keys[i], name, sizeof(name));
+                        known = strlen(name) == len && memcmp(name, *e, len) == 0;
+                }
+                if (!known)
                         walctl_warn(w, "environment variable %.*s names no property; it is "
                                     "ignored (`walctl config list` shows the properties; "
                                     "pass-through keys such as kafka.* need -X or -F)",
-                                    (int)m.len, m.var);
+                                    (int)len, *e);
         }
 }
 
@@ -238,7 +227,7 @@ static int load_env(struct walctl *w)
                 rc = WALCTL_EXIT_FAILURE;
         }
         if (!rc)
-                warn_unknown_env(w);
+                warn_unknown_env(w, &scan);
         for (size_t i = 0; i < scan.n && !rc; i++) {
                 char name[256], what[300];
                 walctl_env_name(scan.keys[i], name, sizeof(name));
