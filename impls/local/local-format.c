@@ -1055,14 +1055,7 @@ int local_term_write(const struct local_io_ops *io, const char *dir, int64_t ter
                 return fd;
         char buf[32];
         int len = snprintf(buf, sizeof(buf), "%" PRId64 "\n", term);
-        int r = 0;
-        for (int done = 0; r == 0 && done < len;) {
-                ssize_t m = io->pwrite(io->ctx, fd, buf + done, (size_t)(len - done), done);
-                if (m <= 0)
-                        r = m < 0 ? (int)m : -EIO;
-                else
-                        done += (int)m;
-        }
+        int r = local_io_write_full(io, fd, buf, (size_t)len, 0);
         if (r == 0)
                 r = io->fsync(io->ctx, fd);
         io->close(io->ctx, fd);
@@ -1235,14 +1228,7 @@ static int copy_tail(const struct local_io_ops *io, int fd, uint64_t off, uint64
                         r = n < 0 ? (int)n : 0;
                         break;
                 }
-                for (size_t w = 0; w < (size_t)n && r == 0;) {
-                        ssize_t m = io->pwrite(io->ctx, out, buf + w, (size_t)n - w,
-                                               (off_t)(p - off + w));
-                        if (m <= 0)
-                                r = m < 0 ? (int)m : -EIO;
-                        else
-                                w += (size_t)m;
-                }
+                r = local_io_write_full(io, out, buf, (size_t)n, p - off);
                 p += (uint64_t)n;
         }
         free(buf);

@@ -148,3 +148,19 @@ int local_io_fsync_dir(const struct local_io_ops *io, const char *dir)
         io->close(io->ctx, fd);
         return r;
 }
+
+int local_io_write_full(const struct local_io_ops *io, int fd, const void *buf, size_t len,
+                        uint64_t off)
+{
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = io->pwrite(io->ctx, fd, (const uint8_t *)buf + done, len - done,
+                                       (off_t)(off + done));
+                if (n < 0)
+                        return (int)n;
+                if (n == 0)
+                        return -EIO;
+                done += (size_t)n;
+        }
+        return 0;
+}

@@ -404,25 +404,6 @@ const struct walimpls_builder walimpls_local;
 
 /* ---- Small helpers ---- */
 
-
-/* pwrite all of @buf, continuing after short writes.  0 or negative errno
- * (-EIO when the kernel makes no progress). */
-static int write_full(const struct local_io_ops *io, int fd, const void *buf, size_t len,
-                      uint64_t off)
-{
-        size_t done = 0;
-        while (done < len) {
-                ssize_t n = io->pwrite(io->ctx, fd, (const uint8_t *)buf + done, len - done,
-                                       (off_t)(off + done));
-                if (n < 0)
-                        return (int)n;
-                if (n == 0)
-                        return -EIO;
-                done += (size_t)n;
-        }
-        return 0;
-}
-
 static char *path_join(const char *a, const char *b)
 {
         size_t n = strlen(a) + strlen(b) + 2;
@@ -907,7 +888,7 @@ static int writer_new_segment(struct writer *w, struct batch *b)
                          * its summary lets opens skip reading it. */
                         if (w->active && w->active->last_lsn + 1 == s->first_lsn)
                                 local_seg_header_add_prev(hdr, w->active);
-                        r = write_full(io, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
+                        r = local_io_write_full(io, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
                 }
         }
         if (r == 0) {
@@ -2227,7 +2208,7 @@ static int chan_recover_rw(struct chan *c, const struct local_opener *o, wal_err
                         r = io->fallocate(io->ctx, fd, 0, (off_t)s->size);
                 if (r == 0) {
                         local_seg_header_encode(hdr, 1, s->size);
-                        r = write_full(io, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
+                        r = local_io_write_full(io, fd, hdr, LOCAL_SEG_HDR_SIZE, 0);
                 }
                 if (r == 0)
                         r = io->fdatasync(io->ctx, fd);

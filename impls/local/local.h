@@ -96,6 +96,12 @@ const struct local_io_ops *local_io_current_ops(void);
  * term file is created, renamed or removed.  0 or a negative errno. */
 int local_io_fsync_dir(const struct local_io_ops *io, const char *dir);
 
+/* pwrite all of @buf (borrowed, @len bytes) at @off of @fd through @io,
+ * continuing after short writes.  0 or a negative errno (-EIO when the
+ * kernel makes no progress). */
+int local_io_write_full(const struct local_io_ops *io, int fd, const void *buf, size_t len,
+                        uint64_t off);
+
 /* ---- Frame codec (pure) ---- */
 
 struct local_frame {
