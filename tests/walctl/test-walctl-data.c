@@ -549,6 +549,36 @@ Test(walctl_data, oversized_record_is_65_and_earlier_ones_stay)
         t_out_free(&r);
 }
 
+/* An append refused before anything was written leaves no channel behind
+ * (with or without --txn), while an empty input still creates one. */
+Test(walctl_data, refused_first_record_creates_no_channel)
+{
+        const char *const names[] = { "nbig", "nbigtx" };
+        for (int txn = 0; txn < 2; txn++) {
+                struct t_out r = txn ? lw("this-one-is-far-too-long\nok\n",
+                                          T_ARGS("-X", "message.max_bytes=16", "append",
+                                                 "--txn", names[txn]))
+                                     : lw("this-one-is-far-too-long\nok\n",
+                                          T_ARGS("-X", "message.max_bytes=16", "append",
+                                                 names[txn]));
+                cr_expect_eq(r.code, 65, "%s", r.err);
+                cr_expect(strstr(r.err, "record 0: message of 24 bytes exceeds "
+                                        "message.max_bytes (16)"), "%s", r.err);
+                t_out_free(&r);
+                r = lw(NULL, T_ARGS("read", names[txn]));
+                cr_expect_eq(r.code, 66, "%s was created: %s", names[txn], r.err);
+                t_out_free(&r);
+        }
+        struct t_out r = lw("", T_ARGS("append", "nempty"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("channels"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_not_null(t_line(r.out, "nempty"), "%s", r.out);
+        cr_expect_null(t_line(r.out, "nbig"), "%s", r.out);
+        t_out_free(&r);
+}
+
 /* -v shows what the local backend found at open (once per open, never per
  * record); without -v nothing is printed. */
 Test(walctl_data, verbose_shows_the_recovery_of_an_open)

@@ -76,7 +76,10 @@ struct appender {
         bool raw, txn_mode, json;
         size_t window;                /* power of two */
 
-        wal *w;                       /* borrowed */
+        struct walctl *ctl;           /* borrowed */
+        wal_opener *o;                /* borrowed */
+        uint64_t max_bytes;           /* message.max_bytes */
+        wal *w;                       /* owned; NULL until the channel is open */
         wal_txn *txn;                 /* owned until commit/rollback */
         const char *keepalive;        /* --txn: txn.keepalive as set (borrowed from the config) */
         struct slot *ring;            /* owned, window slots */
@@ -284,6 +287,34 @@ static void explain_expiry(const struct appender *a, int r, wal_error **err)
         }
 }
 
+/* Begin the --txn transaction.  @returns 0 or an exit code. */
+static int begin_txn(struct appender *a)
+{
+        if (!a->txn_mode)
+                return 0;
+        wal_error *err = NULL;
+        a->keepalive = wal_config_get(a->ctl->cfg, "txn.keepalive");
+        int r = wal_txn_begin(a->w, a->vchannel, 0, &a->txn, &err);
+        if (r < 0) {
+                char what[300];
+                snprintf(what, sizeof(what), "append %s: transaction", a->channel);
+                return walctl_fail(what, r, err);
+        }
+        return 0;
+}
+
+/*
+ * Create and open the channel, and begin the --txn transaction.  A channel
+ * that does not exist yet is created only here, once the first record has
+ * passed the size check or input ended with none, so that an append refused
+ * outright leaves no empty channel behind.  @returns 0 or an exit code.
+ */
+static int open_channel(struct appender *a)
+{
+        int rc = walctl_open_rw(a->ctl, a->o, a->channel, WALCTL_CREATE, &a->w);
+        return rc ? rc : begin_txn(a);
+}
+
 /* Append one record.  @returns 0, or an exit code after printing the error. */
 static int submit(struct appender *a, const void *p, size_t len)
 {
@@ -300,6 +331,25 @@ static int submit(struct appender *a, const void *p, size_t len)
         if (r < 0)
                 return walctl_fail(a->channel, r, NULL);
         uint64_t n = a->next;
+        if (!a->w) {
+                /* The one check of the validate interceptor that walctl's
+                 * options cannot make before any input: made here, before
+                 * the channel exists, in the interceptor's words. */
+                size_t size = wal_msg_size(m);
+                if (size > a->max_bytes) {
+                        wal_msg_unref(m);
+                        char what[300];
+                        snprintf(what, sizeof(what), "append %s: record %" PRIu64, a->channel, n);
+                        walctl_error(what, "message of %zu bytes exceeds message.max_bytes "
+                                     "(%" PRIu64 ")", size, a->max_bytes);
+                        return walctl_exit_code(-EMSGSIZE);
+                }
+                r = open_channel(a);
+                if (r) {
+                        wal_msg_unref(m);
+                        return r;
+                }
+        }
         struct slot *s = &a->ring[n & (a->window - 1)];
         s->a = a;
         s->n = n;
@@ -613,22 +663,28 @@ static int run(struct walctl *w, int argc, char **argv)
         rc = walctl_opener(w, &o);
         if (rc)
                 goto out_lock;
-        rc = walctl_open_rw(w, o, a.channel, true, &a.w);
+        a.ctl = w;
+        a.o = o;
+        r = wal_config_get_size(w->cfg, "message.max_bytes", &a.max_bytes);
+        if (r < 0) {
+                rc = walctl_fail("append: message.max_bytes", r, NULL);
+                goto out_opener;
+        }
+        /* An existing channel is opened now; a new one once its first
+         * record is known to fit (open_channel). */
+        rc = walctl_open_rw(w, o, a.channel, WALCTL_CREATE_LATER, &a.w);
         if (rc)
                 goto out_opener;
-        if (a.txn_mode) {
-                wal_error *err = NULL;
-                a.keepalive = wal_config_get(w->cfg, "txn.keepalive");
-                r = wal_txn_begin(a.w, a.vchannel, 0, &a.txn, &err);
-                if (r < 0) {
-                        char what[300];
-                        snprintf(what, sizeof(what), "append %s: transaction", a.channel);
-                        rc = walctl_fail(what, r, err);
-                        goto out_wal;
-                }
-        }
+        if (a.w)
+                rc = begin_txn(&a);
+        if (rc)
+                goto out_wal;
 
         rc = pump(&a);
+        /* Input ended with no record: the channel is still created, as
+         * `walctl append C < /dev/null` always did. */
+        if (!rc && !a.w && !a.interrupted)
+                rc = open_channel(&a);
 
         /* Let everything in flight finish; print the acks in order. */
         while (a.head < a.next) {

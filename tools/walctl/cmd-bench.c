@@ -648,7 +648,7 @@ static int run(struct walctl *w, int argc, char **argv)
         for (size_t i = 0; i < b->n_channels && !rc; i++) {
                 char name[256];
                 snprintf(name, sizeof(name), "%s-%zu", b->prefix, i);
-                rc = walctl_open_rw(w, o, name, true, &b->wals[i]);
+                rc = walctl_open_rw(w, o, name, WALCTL_CREATE, &b->wals[i]);
         }
         if (rc)
                 goto out_wals;

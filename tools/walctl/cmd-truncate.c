@@ -37,7 +37,7 @@ static int run(struct walctl *w, int argc, char **argv)
         wal *wl = NULL;
         int rc = walctl_opener(w, &o);
         if (!rc)
-                rc = walctl_open_rw(w, o, channel, false, &wl);
+                rc = walctl_open_rw(w, o, channel, WALCTL_MUST_EXIST, &wl);
         if (!rc) {
                 wal_error *err = NULL;
                 int r = wal_truncate(wl, id, &err);

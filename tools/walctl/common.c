@@ -114,15 +114,19 @@ int walctl_open_ro(struct walctl *w, wal_opener *o, const char *channel, wal **r
         return 0;
 }
 
-int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool create,
-                   wal **ret)
+int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel,
+                   enum walctl_create create, wal **ret)
 {
         int64_t term = w->term;
-        if (term < 0 || !create) {
+        *ret = NULL;
+        if (term < 0 || create != WALCTL_CREATE) {
                 wal *probe = NULL;
                 wal_error *err = NULL;
                 int r = wal_open(o, channel, 0, WAL_ACCESS_RO, &probe, &err);
-                if (r == -ENOENT && create) {
+                if (r == -ENOENT && create == WALCTL_CREATE_LATER) {
+                        wal_error_free(err);
+                        return 0;
+                } else if (r == -ENOENT && create == WALCTL_CREATE) {
                         wal_error_free(err);
                         term = 1;
                 } else if (r == -ENOENT) {
@@ -143,7 +147,7 @@ int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool cr
         }
         wal_error *err = NULL;
         int r = wal_open(o, channel, term, WAL_ACCESS_RW, ret, &err);
-        if (r == -ENOENT && create) {
+        if (r == -ENOENT && create != WALCTL_MUST_EXIST) {
                 /* Creating failed on a missing path (a local.dir whose parent
                  * cannot be made): an I/O error, not "no such channel". */
                 open_failed(channel, r, err);

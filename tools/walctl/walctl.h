@@ -168,15 +168,23 @@ int walctl_opener(struct walctl *w, wal_opener **ret);
  */
 int walctl_open_ro(struct walctl *w, wal_opener *o, const char *channel, wal **ret);
 
+/** What walctl_open_rw() does with a channel that does not exist. */
+enum walctl_create {
+        WALCTL_MUST_EXIST,            /* an error (66) */
+        WALCTL_CREATE,                /* create it */
+        WALCTL_CREATE_LATER,          /* return 0 with *ret NULL: the caller
+                                       * creates it later (WALCTL_CREATE) */
+};
+
 /**
  * Open @p channel read-write at --term, or when none was given at the term
  * its owner holds now (1 for a new channel), so that walctl joins the
- * current writer's term instead of fencing it.  With @p create false a
- * channel that does not exist is an error (66) rather than created.  Prints
- * the error.  @returns 0 or an exit code.
+ * current writer's term instead of fencing it.  @p create says what happens
+ * when the channel does not exist.  Prints the error.  @returns 0 or an
+ * exit code.
  */
-int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel, bool create,
-                   wal **ret);
+int walctl_open_rw(struct walctl *w, wal_opener *o, const char *channel,
+                   enum walctl_create create, wal **ret);
 
 /* ---- Signals (common.c) ---- */
 
