@@ -257,6 +257,17 @@ Test(walctl, command_help)
         cr_expect_eq(r.code, 64);
         cr_expect(strstr(r.err, "'nope'"), "stderr: %s", r.err);
         run_free(&r);
+
+        /* --help before the command is the command's help, as after it. */
+        r = run_walctl(NULL, ARGS("--help", "append"));
+        cr_expect_eq(r.code, 0, "stderr: %s", r.err);
+        cr_expect(strstr(r.out, "walctl [GLOBAL OPTIONS] append CHANNEL"), "stdout: %s", r.out);
+        run_free(&r);
+
+        r = run_walctl(NULL, ARGS("--help", "nope"));
+        cr_expect_eq(r.code, 64);
+        cr_expect(strstr(r.err, "unknown command 'nope'"), "stderr: %s", r.err);
+        run_free(&r);
 }
 
 Test(walctl, version_lists_compiled_in_backends)
@@ -267,6 +278,13 @@ Test(walctl, version_lists_compiled_in_backends)
         const char *line = line_starting(r.out, "backends compiled in:");
         cr_assert_not_null(line, "stdout: %s", r.out);
         cr_expect(strstr(line, " memory"), "line: %s", line);
+        run_free(&r);
+
+        /* Nothing may follow it: a stray word is a usage error, not ignored. */
+        r = run_walctl(NULL, ARGS("--version", "extra"));
+        cr_expect_eq(r.code, 64, "stdout: %s", r.out);
+        cr_expect(strstr(r.err, "--version: unexpected argument 'extra'"), "stderr: %s", r.err);
+        cr_expect_str_empty(r.out);
         run_free(&r);
 }
 

@@ -438,12 +438,24 @@ int main(int argc, char **argv)
 
         wal_set_log_hook(log_hook, &w);
 
+        if (help && optind < argc) {
+                /* `walctl --help CMD ...` is `walctl CMD ... --help`. */
+                const struct walctl_command *hc = walctl_find_command(argv[optind]);
+                if (!hc)
+                        rc = walctl_usage_error("--help", "unknown command '%s'", argv[optind]);
+                else
+                        walctl_print_command_help(hc);
+                goto out;
+        }
         if (help) {
                 walctl_print_global_help();
                 goto out;
         }
         if (version) {
-                rc = print_version();
+                if (walctl_no_operands("--version", argc, argv, optind))
+                        rc = WALCTL_EXIT_USAGE;
+                else
+                        rc = print_version();
                 goto out;
         }
         if (optind >= argc) {
