@@ -413,6 +413,28 @@ static char *path_join(const char *a, const char *b)
         return p;
 }
 
+/*
+ * Is @p path (borrowed) a channel's directory?  It is once a writer opened
+ * it (a term or lock file) or when it holds a segment; an empty directory,
+ * or one with other files only, is not.  Listing and read-only opens agree
+ * on this one rule.  A directory that cannot be read counts, so that opening
+ * it reports why.
+ */
+static bool is_channel_dir(const char *path)
+{
+        DIR *d = opendir(path);
+        if (!d)  /* unreadable: say yes, so that opening it names the error */
+                return errno != ENOENT && errno != ENOTDIR;
+        bool is = false;
+        struct dirent *de;
+        uint64_t first;
+        while (!is && (de = readdir(d)))
+                is = strcmp(de->d_name, "term") == 0 || strcmp(de->d_name, "lock") == 0 ||
+                     local_seg_name_parse(de->d_name, &first);
+        closedir(d);
+        return is;
+}
+
 static int mkdir_p(const char *path)
 {
         char tmp[4096];
@@ -2299,7 +2321,6 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
         char *dir = path_join(o->dir, opts->channel);
         if (!dir)
                 return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
-        struct stat st;
         if (rw) {
                 int r = mkdir_p(dir);
                 if (r < 0) {
@@ -2308,7 +2329,7 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                         free(dir);
                         return r;
                 }
-        } else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        } else if (!is_channel_dir(dir)) {
                 int r = wal_error_set(reterr, -ENOENT, 0, "local: channel '%s' does not exist "
                                       "in %s", opts->channel, o->dir);
                 free(dir);
@@ -3358,15 +3379,7 @@ static int local_list_channels(struct walimpls_opener *base, walimpls_channel_fn
                 if (!walimpls_channel_name_valid(de->d_name))
                         continue;
                 char *p = path_join(o->dir, de->d_name);
-                struct stat st;
-                bool is = false;
-                if (p && stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-                        char *t = path_join(p, "term");
-                        char *l = path_join(p, "lock");
-                        is = (t && access(t, F_OK) == 0) || (l && access(l, F_OK) == 0);
-                        free(t);
-                        free(l);
-                }
+                bool is = p && is_channel_dir(p);
                 free(p);
                 if (is)
                         r = fn(arg, de->d_name);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -576,6 +577,35 @@ Test(walctl_data, refused_first_record_creates_no_channel)
         cr_expect_eq(r.code, 0, "%s", r.err);
         cr_expect_not_null(t_line(r.out, "nempty"), "%s", r.out);
         cr_expect_null(t_line(r.out, "nbig"), "%s", r.out);
+        t_out_free(&r);
+}
+
+/* A directory under local.dir is a channel once it holds a term, lock or
+ * segment file: `channels` and `read` agree on it (an empty directory used
+ * to read as an empty channel that `channels` did not list). */
+Test(walctl_data, empty_directory_is_not_a_channel)
+{
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/bare", dir);
+        cr_assert_eq(mkdir(path, 0755), 0);
+        struct t_out r = lw(NULL, T_ARGS("read", "bare"));
+        cr_expect_eq(r.code, 66, "%s", r.err);
+        cr_expect(strstr(r.err, "bare"), "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("info", "bare"));
+        cr_expect_eq(r.code, 66, "%s", r.err);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("channels"));
+        cr_expect_null(t_line(r.out, "bare"), "%s", r.out);
+        t_out_free(&r);
+        /* Appending makes it one, and then both see it. */
+        append_ok("bare", "x\n");
+        r = lw(NULL, T_ARGS("channels"));
+        cr_expect_not_null(t_line(r.out, "bare"), "%s", r.out);
+        t_out_free(&r);
+        r = lw(NULL, T_ARGS("read", "bare"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "x\n");
         t_out_free(&r);
 }
 
