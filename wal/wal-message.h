@@ -189,7 +189,12 @@ WAL_EXPORT int wal_msg_view_prop_at(const struct wal_msg_view *v, size_t i, cons
  * @brief An immutable message holding a copy of @p v (payload, properties,
  *        vchannel, header fields and ID).
  * @param ret  the message (owned by the caller: one reference).
- * @returns 0, -EINVAL, -ENOMEM, -EBADMSG (@p v was not produced by a scanner).
+ * @returns 0, -EINVAL (NULL argument, no ID, or a NULL payload with a
+ *          length), -ENOMEM, -EBADMSG (an envelope that does not decode).
+ * @remark A view with no envelope (env NULL) is a foreign record, and
+ *         becomes a data message holding the payload alone: the fields of
+ *         a view are not checked beyond this, so pass only views a scanner
+ *         produced.
  */
 WAL_EXPORT int wal_msg_view_to_msg(const struct wal_msg_view *v, wal_msg **ret);
 
