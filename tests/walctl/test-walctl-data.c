@@ -1232,6 +1232,9 @@ Test(walctl_data, bench_bad_options_are_64)
                 T_ARGS("bench", "--channels", "0"),
                 T_ARGS("bench", "--writers", "100000"),
                 T_ARGS("bench", "extra"),
+                /* checked before anything is opened, named as the option */
+                T_ARGS("bench", "--prefix", "bad!", "--count", "1"),
+                T_ARGS("bench", "--prefix", ".hidden", "--count", "1"),
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 struct t_out r = lw(NULL, cases[i]);

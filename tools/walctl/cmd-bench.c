@@ -35,6 +35,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <walimpls/walimpls.h>
+
 #include "walctl.h"
 
 #define HIST_SUB_BITS 6
@@ -613,6 +615,14 @@ static int run(struct walctl *w, int argc, char **argv)
         }
         if (!b->count && !seconds_given)
                 b->seconds = 10;
+        char last[256];
+        if (snprintf(last, sizeof(last), "%s-%zu", b->prefix, b->n_channels - 1) >=
+                    (int)sizeof(last) || !walimpls_channel_name_valid(last)) {
+                rc = walctl_usage_error("bench --prefix", "'%s' makes channel names such as "
+                                        "'%.64s' that are not valid (%s)", b->prefix, last,
+                                        WALCTL_NAME_RULE);
+                goto out_free;
+        }
 
         int sigfd = walctl_signal_fd();
         if (sigfd < 0) {
