@@ -1460,10 +1460,7 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
                 r = wal_error_set(reterr, -ENOENT, 0, "kafka: no topic %s%s", topic,
                                   rw ? " and kafkawal.create=no" : "");
         if (r < 0) {
-                /* A missing channel's topic names it; the library's open
-                 * adds 'opening "X": ' above either. */
-                if (r != -ENOENT)
-                        wal_error_prefix(reterr, "opening channel %s: ", opts->channel);
+                /* The library's open adds 'opening "X": ' above this. */
                 free(topic);
                 return r;
         }
@@ -1494,7 +1491,6 @@ static int kafka_open(struct walimpls_opener *base, const struct walimpls_open_o
         *ret = &w->base;
         return 0;
 fail:
-        wal_error_prefix(reterr, "opening channel %s: ", opts->channel);
         kafka_wal_free(w);
         return r;
 }

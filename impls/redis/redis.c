@@ -2049,12 +2049,8 @@ static int redis_open(struct walimpls_opener *b, const struct walimpls_open_opts
         *ret = &w->base;
         return 0;
 fail:
-        /* A missing channel's keys name it; the library's open adds
-         * 'opening "X": ' above either. */
-        if (r == -ENOENT)
-                wal_error_prefix(reterr, "redis: ");
-        else
-                wal_error_prefix(reterr, "redis: opening channel %s: ", opts->channel);
+        /* The library's open adds 'opening "X": ' above this. */
+        wal_error_prefix(reterr, "redis: ");
         wal_free(w);
         return r;
 }

@@ -18,10 +18,10 @@
 static pid_t server = -1;
 static char *server_dir;
 static char url[128];          /* "redis.url=redis://127.0.0.1:PORT/0" */
+static int port;
 
 static void setup(void)
 {
-        int port;
         server = t_redis_start(&port, &server_dir);
         cr_assert_gt(server, 0, "redis-server did not start (scripts/install-deps.sh "
                      "installs it)");
@@ -151,6 +151,21 @@ Test(walctl_redis, follow_and_fencing)
         cr_expect_eq(t_wait(pid), 0);
         close(out);
         close(err);
+}
+
+/* A channel whose key holds another type is bad data (65), and the error
+ * names the channel once and the key (it used to say "sc: redis: opening
+ * channel sc: ..."). */
+Test(walctl_redis, wrong_type_key_is_65_naming_the_channel_once)
+{
+        char cmd[160];
+        snprintf(cmd, sizeof(cmd), "redis-cli -p %d SET wal:sc hello >/dev/null", port);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        struct t_out r = rw(NULL, T_ARGS("read", "sc"));
+        cr_expect_eq(r.code, 65, "%s", r.err);
+        cr_expect_str_eq(r.err, "walctl: sc: redis: key wal:sc holds a string, not a stream\n");
+        cr_expect_str_empty(r.out);
+        t_out_free(&r);
 }
 
 /* A database the server does not have is a bad redis.url (64), named as
