@@ -12,6 +12,8 @@
  *   (fencing off, or on), one run after another, to profile (perf record)
  *   bench-kafka raw|raw-key [appends per run] [runs]: only raw (or raw+key),
  *   the same way, to profile the reference beside ours
+ *   (these profiling modes also print each run's CPU time per record by
+ *   thread name, from /proc/self/task/TID/schedstat)
  *
  * Append.  Identical client configuration on every side: the backend's
  * producer defaults (enable.idempotence=true, acks=all, linger.ms=5,
@@ -23,8 +25,15 @@
  * and an envelope with the time tick, term and last-confirmed ID set as the
  * adaptor sets them): the same record format, so ours/raw+key is the
  * backend's own overhead.  "ours" appends 100-B data messages through the
- * walimpls interface (building each wal_msg included) and waits for every
- * completion, with kafkawal.fencing off and on.  Every run uses a fresh
+ * walimpls interface and waits for every completion, with kafkawal.fencing
+ * off and on.  Its messages (MSG_POOL distinct ones, with the time tick,
+ * term and last-confirmed ID the adaptor sets) are built before the clock
+ * starts, as raw's value is, and appended in turn: making a message is the
+ * caller's work (the adaptor's, which also keeps each message until its
+ * completion), as preparing the value is raw's caller's; until 2026-11-22
+ * the loop built and released one message per append (40-50 ns, and with
+ * fencing on, fresh memory held across a register round trip), work the
+ * raw loop does not do.  Every run uses a fresh
  * topic; each side's producer is connected before its clock starts.  Also
  * printed per run: process CPU time per message (every thread, the mock
  * broker's too), steadier than wall time on a shared machine.
@@ -41,6 +50,7 @@
  * Latency.  One append in flight at linger.ms=0: append -> completion vs
  * produce -> delivery report (one run, p50/p99).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -63,6 +73,8 @@
 /* Records per replay: about 140 B each on the mock, under its 5 MiB cap. */
 #define REPLAY_N 30000
 #define MAX_PAIRS 64
+/* Distinct messages an append run cycles through (run_ours). */
+#define MSG_POOL 1024
 
 static const char *const common_props[][2] = {
         { "enable.idempotence", "true" },
@@ -109,17 +121,99 @@ static void die(const char *what)
         exit(1);
 }
 
+/* ---- CPU time per thread (the profiling modes print it) ---- */
+
+#define MAX_THREADS 64
+
+/* Every thread of this process: its id, name and time on a CPU (ns, from
+ * /proc/self/task/TID/schedstat, finer than getrusage's ticks). */
+struct threads {
+        int n;
+        struct {
+                int tid;
+                char comm[24];
+                double ns;
+        } t[MAX_THREADS];
+};
+
+static void threads_snap(struct threads *s)
+{
+        s->n = 0;
+        DIR *d = opendir("/proc/self/task");
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d)) && s->n < MAX_THREADS) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char path[96];
+                int tid = atoi(de->d_name);
+                double ns = 0;
+                snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+                FILE *f = fopen(path, "r");
+                if (!f)
+                        continue;
+                if (fscanf(f, "%lf", &ns) != 1)
+                        ns = 0;
+                fclose(f);
+                snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
+                s->t[s->n].comm[0] = 0;
+                if ((f = fopen(path, "r"))) {
+                        if (fgets(s->t[s->n].comm, sizeof(s->t[s->n].comm), f))
+                                s->t[s->n].comm[strcspn(s->t[s->n].comm, "\n")] = 0;
+                        fclose(f);
+                }
+                s->t[s->n].tid = tid;
+                s->t[s->n].ns = ns;
+                s->n++;
+        }
+        closedir(d);
+}
+
+/* "name ns, ..." per record of @n: CPU time between @a and now, summed
+ * by thread name (threads that started meanwhile count from 0). */
+static void threads_since(const struct threads *a, long n, char *buf, size_t cap)
+{
+        struct threads b;
+        threads_snap(&b);
+        char names[MAX_THREADS][24];
+        double sum[MAX_THREADS];
+        int k = 0;
+        for (int i = 0; i < b.n; i++) {
+                double ns = b.t[i].ns;
+                for (int j = 0; j < a->n; j++)
+                        if (a->t[j].tid == b.t[i].tid)
+                                ns -= a->t[j].ns;
+                int m = 0;
+                while (m < k && strcmp(names[m], b.t[i].comm))
+                        m++;
+                if (m == k) {
+                        snprintf(names[k], sizeof(names[k]), "%s", b.t[i].comm);
+                        sum[k++] = 0;
+                }
+                sum[m] += ns;
+        }
+        size_t off = 0;
+        buf[0] = 0;
+        for (int m = 0; m < k && off < cap; m++)
+                if (sum[m] / (double)n >= 1)
+                        off += (size_t)snprintf(buf + off, cap - off, "%s%s %.0f",
+                                                off ? ", " : "", names[m],
+                                                sum[m] / (double)n);
+}
+
 /* One timed run: rate (records/s) and CPU per record (ns). */
 struct run {
         double rate, cpu_ns;
         double first_ms;   /* replay: from the start to the first record */
         double steady;     /* replay: records/s from the first record to the last */
+        char threads[256]; /* append: CPU ns per record by thread name */
 };
 
 static struct run run_end(double t0, double c0, long n)
 {
         double t = now_s() - t0, c = cpu_s() - c0;
-        return (struct run){ (double)n / t, c / (double)n * 1e9 };
+        return (struct run){ (double)n / t, c / (double)n * 1e9, 0, 0, "" };
 }
 
 /* ---- Messages as the adaptor hands them over ---- */
@@ -196,6 +290,8 @@ static struct run run_raw(const char *bs, const char *topic, long n, const uint8
                 usleep(20000);
         }
         rd_kafka_topic_destroy(rkt);
+        struct threads th;
+        threads_snap(&th);
         double t0 = now_s(), c0 = cpu_s();
         for (long i = 0; i < n; i++) {
                 for (;;) {
@@ -217,6 +313,7 @@ static struct run run_raw(const char *bs, const char *topic, long n, const uint8
         }
         rd_kafka_flush(rk, 60000);
         struct run r = run_end(t0, c0, n);
+        threads_since(&th, n, r.threads, sizeof(r.threads));
         if (atomic_load(&raw_ok) != n)
                 die("raw: not every message was delivered");
         rd_kafka_destroy(rk);
@@ -273,16 +370,27 @@ static struct run run_ours(struct walimpls_opener *o, const char *channel, long 
         if (o->ops->open(o, &opts, &w, &e) < 0)
                 die(wal_error_message(e));
         struct ours_done d = { 0 };
+        /* The messages, made before the clock starts as raw's value is:
+         * building a message is the caller's work (the adaptor's, at the
+         * public API), as preparing the value is raw's caller's.  MSG_POOL
+         * distinct messages, appended in turn (the backend never modifies
+         * a message it is given, and keeps its own reference while it
+         * needs one). */
+        static wal_msg *pool[MSG_POOL];
+        for (long i = 0; i < MSG_POOL; i++)
+                pool[i] = make_msg(i);
+        struct threads th;
+        threads_snap(&th);
         double t0 = now_s(), c0 = cpu_s();
-        for (long i = 0; i < n; i++) {
-                wal_msg *m = make_msg(i);
-                if (w->ops->append(w, m, ours_cb, &d) < 0)
+        for (long i = 0; i < n; i++)
+                if (w->ops->append(w, pool[i % MSG_POOL], ours_cb, &d) < 0)
                         die("append refused");
-                wal_msg_unref(m);
-        }
         while (atomic_load(&d.ok) + atomic_load(&d.failed) < n)
                 usleep(200);
         struct run r = run_end(t0, c0, n);
+        threads_since(&th, n, r.threads, sizeof(r.threads));
+        for (long i = 0; i < MSG_POOL; i++)
+                wal_msg_unref(pool[i]);
         if (atomic_load(&d.failed))
                 die("ours: appends failed");
         w->ops->close(w);
@@ -595,8 +703,8 @@ int main(int argc, char **argv)
                         char ch[32];
                         snprintf(ch, sizeof(ch), "ours-only-%d", p);
                         struct run r = run_ours(o, ch, n);
-                        printf("ours fencing=%s %.0f/s [%.0f ns CPU per record]\n",
-                               fenced ? "on" : "off", r.rate, r.cpu_ns);
+                        printf("ours fencing=%s %.0f/s [%.0f ns CPU per record: %s]\n",
+                               fenced ? "on" : "off", r.rate, r.cpu_ns, r.threads);
                 }
                 o->ops->close(o);
         }
@@ -609,7 +717,8 @@ int main(int argc, char **argv)
                         char t[32];
                         snprintf(t, sizeof(t), "raw-only-%d", p);
                         struct run r = run_raw(bs, t, n, with_key ? key : NULL, klen);
-                        printf("%s %.0f/s [%.0f ns CPU per record]\n", what, r.rate, r.cpu_ns);
+                        printf("%s %.0f/s [%.0f ns CPU per record: %s]\n", what, r.rate,
+                               r.cpu_ns, r.threads);
                 }
         }
         if (all || strcmp(what, "append") == 0)
