@@ -446,20 +446,88 @@ static void waiter_run(wal *w, struct waiter *wt)
         waiter_wake(next);
 }
 
-/* How long the dispatcher looks for more work before it sleeps. */
+/*
+ * How long the dispatcher looks for more work before it sleeps.
+ *
+ * Batches of several ops mean appends outrun this thread: then it looks for
+ * more work for a while before sleeping, so the completer need not wake it
+ * every time (a futex wake and a context switch, several microseconds of
+ * CPU on a VM).  A wal whose ops come one at a time (a lone writer waiting
+ * for each) gets no spin: it would only burn a CPU its readers and writer
+ * may need.
+ *
+ * The spin pays only when the next batch comes within it.  A backend that
+ * completes in rounds (Redis with a pipeline of 64: one reply run about
+ * every 100-200 us) would have the dispatcher spin its whole budget after
+ * every round and then sleep anyway; on a 2-CPU machine that is CPU taken
+ * from the server and the writer thread.  So the budget adapts
+ * (spin_adapt()): it doubles (up to DISPATCH_SPIN_NS) when work came within
+ * it, halves when it did not (or came only after it, when a sched_yield()
+ * gave the CPU away), and below DISPATCH_SPIN_MIN_NS the dispatcher stops
+ * spinning.  While it does not spin, every DISPATCH_SPIN_PROBE-th idle
+ * period spins the full budget once, so that a load whose batches come
+ * close together again earns its spin back.
+ */
 #define DISPATCH_SPIN_NS 20000u
+#define DISPATCH_SPIN_MIN_NS 1000u
+#define DISPATCH_SPIN_PROBE 32u
 /* Single-op batches after the last multi-op one that still earn a spin. */
 #define DISPATCH_SPIN_CREDIT 64u
+
+struct dispatch_spin {
+        unsigned credit;               /* DISPATCH_SPIN_CREDIT after a multi-op batch */
+        uint32_t budget_ns;            /* 0: sleep at once (but see probe) */
+        unsigned idle;                 /* idle periods without a spin, for the probe */
+};
+
+/* How long to spin now (0: sleep). */
+static uint32_t spin_budget(struct dispatch_spin *sp)
+{
+        if (sp->credit == 0)
+                return 0;
+        if (sp->budget_ns > 0)
+                return sp->budget_ns;
+        if (++sp->idle < DISPATCH_SPIN_PROBE)
+                return 0;
+        sp->idle = 0;
+        return DISPATCH_SPIN_NS;
+}
+
+/* A spin of @budget ns ended: work came after @waited ns (@hit), or not.
+ * A probe (budget_ns 0) that missed leaves the spin off. */
+static void spin_adapt(struct dispatch_spin *sp, uint32_t budget, bool hit, uint64_t waited)
+{
+        if (hit && waited <= budget)
+                sp->budget_ns = budget >= DISPATCH_SPIN_NS / 2 ? DISPATCH_SPIN_NS : budget * 2;
+        else if (sp->budget_ns > 0)
+                sp->budget_ns = budget / 2 >= DISPATCH_SPIN_MIN_NS ? budget / 2 : 0;
+}
+
+/* Spin up to @budget ns for w->cb_queued to move past @seen.  Returns true
+ * if it did, with the time it took in *@waited. */
+static bool spin_for_work(wal *w, unsigned seen, uint32_t budget, uint64_t *waited)
+{
+        uint64_t start = walu_monotonic_ns(), now = start;
+        for (unsigned i = 1;; i++) {
+                if (atomic_load_explicit(&w->cb_queued, memory_order_acquire) != seen) {
+                        *waited = (i > 64 ? walu_monotonic_ns() : now) - start;
+                        return true;
+                }
+                wal_cpu_relax();
+                if (i % 64 == 0) {
+                        now = walu_monotonic_ns();
+                        if (now - start >= budget)
+                                return false;
+                        sched_yield();
+                }
+        }
+}
 
 static void *dispatcher_main(void *arg)
 {
         wal *w = arg;
-        /* Batches of several ops mean appends outrun this thread: then it
-         * looks for more work for a while before sleeping, so the appender
-         * need not wake it every time.  A wal whose ops come one at a time
-         * (a lone writer waiting for each) gets no spin: it would only burn
-         * a CPU its readers and writer may need. */
-        unsigned spin_credit = 0;
+        struct dispatch_spin sp = { .budget_ns = DISPATCH_SPIN_NS };
+        pthread_setname_np(pthread_self(), "wal-dispatch");
         pthread_mutex_lock(&w->cb_lock);
         for (;;) {
                 struct wal_append_op *batch = w->cb_busy ? NULL : w->cb_head;
@@ -467,39 +535,28 @@ static void *dispatcher_main(void *arg)
                         w->cb_head = w->cb_tail = NULL;
                         w->cb_busy = true;
                         if (batch->next)
-                                spin_credit = DISPATCH_SPIN_CREDIT;
-                        else if (spin_credit > 0)
-                                spin_credit--;
+                                sp.credit = DISPATCH_SPIN_CREDIT;
+                        else if (sp.credit > 0)
+                                sp.credit--;
                 }
                 if (!batch) {
                         if (w->cb_stop && !w->cb_busy && !w->cb_head)
                                 break;
                         /* A waiting appender running ops gives them back
                          * with a signal. */
-                        if (spin_credit == 0 || w->cb_busy)
+                        uint32_t budget = w->cb_busy ? 0 : spin_budget(&sp);
+                        if (budget == 0)
                                 goto sleep;
                         unsigned seen = atomic_load_explicit(&w->cb_queued,
                                                              memory_order_relaxed);
                         pthread_mutex_unlock(&w->cb_lock);
-                        uint64_t spin_end = walu_monotonic_ns() + DISPATCH_SPIN_NS;
-                        bool more = false;
-                        for (unsigned i = 1;; i++) {
-                                if (atomic_load_explicit(&w->cb_queued,
-                                                         memory_order_acquire) != seen) {
-                                        more = true;
-                                        break;
-                                }
-                                wal_cpu_relax();
-                                if (i % 64 == 0) {
-                                        if (walu_monotonic_ns() >= spin_end)
-                                                break;
-                                        sched_yield();
-                                }
-                        }
+                        uint64_t waited = 0;
+                        bool more = spin_for_work(w, seen, budget, &waited);
+                        spin_adapt(&sp, budget, more, waited);
                         pthread_mutex_lock(&w->cb_lock);
                         if (more || w->cb_head || w->cb_stop)
                                 continue;
-                        spin_credit = 0;
+                        sp.credit = 0;
 sleep:
                         w->cb_sleeping = true;
                         pthread_cond_wait(&w->cb_cond, &w->cb_lock);
@@ -1013,6 +1070,7 @@ static void *ticker_main(void *arg)
         wal *w = arg;
         uint64_t interval_ns = (uint64_t)w->tick_interval_ms * 1000000u;
         uint64_t next_tick = walu_monotonic_ns() + interval_ns;
+        pthread_setname_np(pthread_self(), "wal-tick");
         pthread_mutex_lock(&w->tick_lock);
         while (!w->ticker_stop) {
                 uint64_t now = walu_monotonic_ns();

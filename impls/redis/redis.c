@@ -1729,6 +1729,7 @@ static void *writer_main(void *arg)
         int backoff = p->backoff_initial_ms;
         struct window win = { 0 };
         block_sigpipe();
+        pthread_setname_np(pthread_self(), "wal-redis-write");
         for (;;) {
                 /* With appends in flight the writer waits for their replies
                  * (window_read), not for work. */
@@ -1872,11 +1873,20 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
                 return -EROFS;
         if (atomic_load(&w->fenced))
                 return -ESTALE;
-        size_t n = walu_envelope_size(msg);
-        struct rpend *e = pend_alloc(w, n);
+        /* Encode straight into a pooled entry's PEND_ENV_BYTES (a plain
+         * envelope takes about 30); only a larger one is sized first. */
+        struct rpend *e = pend_alloc(w, PEND_ENV_BYTES);
         if (!e)
                 return -ENOMEM;
-        int r = walu_envelope_encode(msg, e->env, n);
+        int r = walu_envelope_encode(msg, e->env, PEND_ENV_BYTES);
+        if (r == -ENOSPC) {
+                pend_free(e);
+                size_t n = walu_envelope_size(msg);
+                e = pend_alloc(w, n);
+                if (!e)
+                        return -ENOMEM;
+                r = walu_envelope_encode(msg, e->env, n);
+        }
         if (r < 0) {
                 pend_free(e);
                 return r;
@@ -2436,6 +2446,7 @@ static void *scanner_main(void *arg)
         const struct redis_params *p = &s->w->o->p;
         int backoff = p->backoff_initial_ms;
         block_sigpipe();
+        pthread_setname_np(pthread_self(), "wal-redis-scan");
         for (;;) {
                 if (!rconn_connected(&s->conn)) {
                         wal_error *e = NULL;
