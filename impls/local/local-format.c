@@ -25,7 +25,11 @@
  *
  * A segment is created at its full size (local.segment_bytes, or larger for
  * one frame that does not fit) with fallocate, so later fdatasyncs never
- * change the file size.  It begins with a 4096-byte header page:
+ * change the file size.  With local.prepare=zero (the default) the writer
+ * also writes zeros over the blocks ahead of its write head, in the
+ * background (local.c, prep_main), so its fdatasyncs overwrite written
+ * blocks instead of converting unwritten extents; on disk that space reads
+ * as zeros either way.  It begins with a 4096-byte header page:
  *
  *   offset  size  field
  *   0       8     magic "LWALSEG1"
@@ -85,7 +89,8 @@
  * position in the sequence: stale bytes never validate elsewhere.
  *
  * End of data: an all-zero 24-byte header (preallocated space reads as
- * zeros; LSN 0 is never written), or fewer than 24 bytes left in the file.
+ * zeros, whether still unwritten or zero-written ahead of the head by the
+ * writer; LSN 0 is never written), or fewer than 24 bytes left in the file.
  *
  * ---- Validity rule ----
  *

@@ -45,6 +45,13 @@ struct shim {
         atomic_llong pread_eio_from; /* > 0: preads reaching past this offset get -EIO */
         atomic_int pread_eio_count;  /* ... this many times (-1: always) */
         atomic_int n_pread_eio;      /* preads failed so */
+        /* The preparer's writes (local.prepare=zero): all-zero buffers of
+         * 4 KiB or more; no other write the backend makes looks like that. */
+        atomic_int fail_zero_write;  /* errno every such write returns */
+        atomic_int n_zero_writes;    /* such writes seen (failed ones too) */
+        atomic_int n_zero_fail;      /* ... failed so */
+        atomic_int zero_fd;          /* fd of the last one (0: none yet) */
+        atomic_llong zero_bytes;     /* bytes they wrote */
 };
 
 static struct shim shim;
@@ -87,10 +94,34 @@ static ssize_t shim_pread(void *ctx, int fd, void *buf, size_t len, off_t off)
         return d->pread(d->ctx, fd, buf, len, off);
 }
 
+static bool shim_all_zero(const void *buf, size_t len)
+{
+        const uint8_t *p = buf;
+        if (len < 4096)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
 static ssize_t shim_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
 {
         (void)ctx;
         const struct local_io_ops *d = local_io_default_ops();
+        if (shim_all_zero(buf, len)) {
+                atomic_fetch_add(&shim.n_zero_writes, 1);
+                atomic_store(&shim.zero_fd, fd);
+                int ze = atomic_load(&shim.fail_zero_write);
+                if (ze) {
+                        atomic_fetch_add(&shim.n_zero_fail, 1);
+                        return -ze;
+                }
+                ssize_t n = d->pwrite(d->ctx, fd, buf, len, off);
+                if (n > 0)
+                        atomic_fetch_add(&shim.zero_bytes, n);
+                return n;
+        }
         atomic_fetch_add(&shim.n_writes, 1);
         int e = atomic_load(&shim.fail_write);
         if (e)

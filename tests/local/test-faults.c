@@ -19,6 +19,8 @@
  *    local.io=uring refuses to open instead.
  */
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <inttypes.h>
 
 #include <wal/wal-log.h>
@@ -887,6 +889,173 @@ Test(local_faults, uring_batches_in_flight_use_one_file_each, .timeout = 60)
         cr_assert_geq(fds, 2, "only %d fd saw io_uring completions: no two batches were in "
                       "flight at once, so this checked nothing", fds);
         reopen_and_check(N, N, &s);
+}
+
+/* ---- The preparer (local.prepare=zero) ---- */
+
+/*
+ * The preparer writes zeros over the segment's blocks ahead of the write
+ * head while appends go on (impls/local/local.c, prep_main).  Rounds of
+ * 500 appends (waited for) into 1 MiB segments: the head passes 128 KiB, the
+ * preparer starts, and keeps zeroing ahead of it across segment rolls.  It
+ * must have written zeros (through its own fd), no append may fail, and
+ * after a reopen every record is there intact (zeros written over a frame
+ * would fail its CRC or end the log early).
+ */
+static void prepare_zeroes_ahead(const char *io)
+{
+        shim_install();
+        tf_setup(&t, io, "1m");
+        struct walimpls_wal *w;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { ROUNDS = 16, PER = 500, N = ROUNDS * PER };   /* ~2.7 MiB of frames */
+        struct acks s;
+        acks_init(&s, N);
+        for (size_t r = 0; r < ROUNDS; r++) {
+                for (size_t i = r * PER; i < (r + 1) * PER; i++)
+                        cr_assert_eq(tf_append(w, &s, i, LEN), 0, "append %zu", i);
+                tf_wait(&s);
+                /* Let the preparer run between rounds (it is a thread of
+                 * its own; a busy machine may delay it). */
+                for (int k = 0; k < 200 && atomic_load(&shim.n_zero_writes) == 0; k++)
+                        usleep(1000);
+        }
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+        cr_assert_gt(atomic_load(&shim.n_zero_writes), 0, "the preparer wrote nothing");
+        int zfd = atomic_load(&shim.zero_fd);
+        cr_assert_gt(atomic_load(&shim.zero_bytes), 256 << 10, "only %lld bytes of zeros",
+                     (long long)atomic_load(&shim.zero_bytes));
+        w->ops->close(w);
+        /* Its fd is closed with the writer. */
+        cr_assert(fcntl(zfd, F_GETFD) < 0 && errno == EBADF, "the preparer's fd %d is open",
+                  zfd);
+        reopen_and_check(N, N, &s);
+}
+
+Test(local_prepare, zeroes_ahead_of_the_head_auto, .timeout = 60) { prepare_zeroes_ahead("auto"); }
+Test(local_prepare, zeroes_ahead_of_the_head_sync, .timeout = 60) { prepare_zeroes_ahead("sync"); }
+Test(local_prepare, zeroes_ahead_of_the_head_uring, .timeout = 60)
+{
+        prepare_zeroes_ahead("uring");
+}
+
+static atomic_int prep_warnings;
+
+static void prep_log(void *arg, int level, const char *msg)
+{
+        (void)arg;
+        if (level == WAL_LOG_WARNING && strstr(msg, "preparing") &&
+            strstr(msg, "no longer prepared"))
+                atomic_fetch_add(&prep_warnings, 1);
+}
+
+static int fail_zero_fd_sync(int fd, const struct local_io_ops *d)
+{
+        if (fd == atomic_load(&shim.zero_fd)) {
+                atomic_fetch_add(&shim.n_zero_fail, 1);
+                return -EIO;
+        }
+        return d->fdatasync(d->ctx, fd);
+}
+
+/*
+ * A failure of the preparer (ENOSPC on its write of zeros, EIO on its own
+ * fdatasync) fails no append: it says so once and stops, and appends go on
+ * into the preallocated space; every record survives a reopen.
+ */
+static void prepare_fails(const char *io, bool on_sync)
+{
+        shim_install();
+        atomic_store(&prep_warnings, 0);
+        if (on_sync)
+                shim_fdatasync_hook = fail_zero_fd_sync;
+        else
+                atomic_store(&shim.fail_zero_write, ENOSPC);
+        wal_set_log_hook(prep_log, NULL);
+        tf_setup(&t, io, "4m");
+        struct walimpls_wal *w;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { ROUNDS = 12, PER = 500, N = ROUNDS * PER };
+        struct acks s;
+        acks_init(&s, N);
+        for (size_t r = 0; r < ROUNDS; r++) {
+                for (size_t i = r * PER; i < (r + 1) * PER; i++)
+                        cr_assert_eq(tf_append(w, &s, i, LEN), 0, "append %zu", i);
+                tf_wait(&s);
+                for (int k = 0; k < 200 && atomic_load(&prep_warnings) == 0 &&
+                                atomic_load(&shim.n_zero_writes) > 0; k++)
+                        usleep(1000);
+        }
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+        cr_assert_gt(atomic_load(&shim.n_zero_fail), 0, "the preparer's %s was not failed",
+                     on_sync ? "fdatasync" : "write");
+        cr_assert_eq(atomic_load(&prep_warnings), 1, "%d warnings", atomic_load(&prep_warnings));
+        /* It stopped: one failed attempt, nothing after. */
+        cr_assert_eq(atomic_load(&shim.n_zero_fail), 1);
+        w->ops->close(w);
+        wal_set_log_hook(NULL, NULL);
+        reopen_and_check(N, N, &s);
+}
+
+Test(local_prepare, enospc_writing_zeros_fails_no_append_auto, .timeout = 60)
+{
+        prepare_fails("auto", false);
+}
+Test(local_prepare, enospc_writing_zeros_fails_no_append_sync, .timeout = 60)
+{
+        prepare_fails("sync", false);
+}
+Test(local_prepare, eio_on_the_preparers_fdatasync_fails_no_append, .timeout = 60)
+{
+        prepare_fails("auto", true);
+}
+
+/*
+ * Close stops the preparer: opened, written past the point where it starts
+ * and closed at once (it may be writing zeros), 20 times: no hang, no thread
+ * left; a read-only open starts none (no writer, nothing written).
+ */
+Test(local_prepare, close_stops_it_and_read_only_opens_have_none, .timeout = 60)
+{
+        shim_install();
+        tf_setup(&t, "auto", "64m");
+        int base = count_threads();
+        enum { N = 1000, ROUNDS = 20 };    /* ~330 KiB a round: past the preparer's start */
+        struct acks s;
+        acks_init(&s, (size_t)ROUNDS * N);
+        for (int round = 0; round < ROUNDS; round++) {
+                struct walimpls_wal *w;
+                wal_error *err = NULL;
+                cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                             wal_error_message(err));
+                for (size_t i = (size_t)round * N; i < (size_t)(round + 1) * N; i++)
+                        cr_assert_eq(tf_append(w, &s, i, LEN), 0);
+                w->ops->close(w);
+                cr_assert_eq(s.pending, 0, "round %d: close left appends pending", round);
+                cr_assert_eq(count_threads(), base, "round %d: threads left after close",
+                             round);
+        }
+        for (size_t i = 0; i < (size_t)ROUNDS * N; i++)
+                cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
+        acks_done(&s);
+        cr_assert_gt(atomic_load(&shim.n_zero_writes), 0, "the preparer never ran");
+        int before = atomic_load(&shim.n_zero_writes);
+        struct walimpls_wal *r;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RO, 1, &r, &err), 0, "%s",
+                     wal_error_message(err));
+        size_t n = tf_read_all(r, LEN, NULL, (size_t)ROUNDS * N + 1);
+        cr_assert_eq(n, (size_t)ROUNDS * N);
+        usleep(20000);
+        cr_assert_eq(atomic_load(&shim.n_zero_writes), before, "a read-only open wrote zeros");
+        r->ops->close(r);
+        tf_teardown(&t);
 }
 
 /* ---- Fallback ---- */
