@@ -405,7 +405,11 @@ void wal_opener_unref_internal(wal_opener *o);
 
 int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
                      wal_error **reterr);
-int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
+/* @msg is borrowed (copied), or with @take handed over: on success the
+ * caller's reference is the adaptor's (the message itself is sent when that
+ * reference is its only one and it is mutable; else a copy, and the
+ * reference is released); on an error it stays the caller's. */
+int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool internal,
                        wal_append_done_fn *done, void *userdata, wal_error **reterr);
 int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                             int64_t timeout_ms, wal_msg **ret_msg, wal_error **reterr);

@@ -108,7 +108,7 @@ int wal_adaptor_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done,
         if (r == 0)
                 r = wal_msg_set_txn(m, t->id, t->keepalive_ms);
         if (r == 0)
-                r = wal_adaptor_append(t->w, m, t, false, done, userdata, reterr);
+                r = wal_adaptor_append(t->w, m, false, t, false, done, userdata, reterr);
         else
                 wal_error_set(reterr, r, 0, "out of memory");
         wal_msg_unref(m);

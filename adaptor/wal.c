@@ -60,6 +60,7 @@
 
 #include "adaptor/adaptor.h"
 #include "utility/walu.h"
+#include "wal/message-internal.h"
 #include "wal/wal-log.h"
 
 static _Thread_local int tls_in_backend_append;
@@ -793,7 +794,7 @@ int wal_adaptor_next_call(wal_append_next *next, wal_msg *msg)
 
 /* ---- Append ---- */
 
-int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
+int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool internal,
                        wal_append_done_fn *done, void *userdata, wal_error **reterr)
 {
         int r = wal_life_enter(&w->life);
@@ -823,8 +824,13 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                 goto out;
         }
         op->w = w;
-        r = wal_msg_copy(msg, &op->msg);
-        if (r < 0) {
+        /* A message handed over (@take) whose only reference is the
+         * caller's is used as it is: nobody else can see it.  Else, and
+         * for a borrowed one, the op works on a copy. */
+        bool taken = take && !wal_msg_is_immutable(msg) && wal_msg_is_sole(msg);
+        if (taken) {
+                op->msg = msg;
+        } else if ((r = wal_msg_copy(msg, &op->msg)) < 0) {
                 op_free(op);
                 r = wal_error_set(reterr, r, 0, "copying the message: %s", wal_strerror(r));
                 goto out;
@@ -865,10 +871,16 @@ int wal_adaptor_append(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                         wal_error_set(reterr, r, 0, "append to \"%s\" refused: %s", w->channel,
                                       wal_strerror(r));
                 }
+                /* Refused: a message handed over stays the caller's. */
+                if (taken)
+                        op->msg = NULL;
                 op_free(op);
                 goto out;
         }
-        /* From here on @op belongs to the completion path. */
+        /* From here on @op belongs to the completion path; a message
+         * handed over and copied is released. */
+        if (take && !taken)
+                wal_msg_unref(msg);
         drain(w);
         bool inline_pub = atomic_load_explicit(&w->wake_word, memory_order_relaxed) != published;
         if (inline_pub != atomic_load_explicit(&w->publish_inline, memory_order_relaxed))
@@ -945,7 +957,7 @@ int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                                              (uint64_t)timeout_ms * 1000000u : 0;
         /* Kept alive until this returns: the caller may run ops of it. */
         atomic_fetch_add(&w->refs, 1);
-        int r = wal_adaptor_append(w, msg, txn, internal, waiter_done, wt, reterr);
+        int r = wal_adaptor_append(w, msg, false, txn, internal, waiter_done, wt, reterr);
         if (r < 0) {
                 atomic_store(&wt->refs, 1);
                 waiter_unref(wt);
@@ -1050,16 +1062,15 @@ static void periodic(wal *w)
                 wal_msg *m = NULL;
                 if (wal_msg_new(WAL_MSG_TXN_ROLLBACK, NULL, 0, &m) == 0) {
                         wal_msg_set_txn(m, expired[i], 0);
-                        wal_adaptor_append(w, m, NULL, true, NULL, NULL, NULL);
-                        wal_msg_unref(m);
+                        if (wal_adaptor_append(w, m, true, NULL, true, NULL, NULL, NULL) < 0)
+                                wal_msg_unref(m);
                 }
         }
         if (need_tick) {
                 wal_msg *m = NULL;
-                if (wal_msg_new(WAL_MSG_TIME_TICK, NULL, 0, &m) == 0) {
-                        wal_adaptor_append(w, m, NULL, true, NULL, NULL, NULL);
+                if (wal_msg_new(WAL_MSG_TIME_TICK, NULL, 0, &m) == 0 &&
+                    wal_adaptor_append(w, m, true, NULL, true, NULL, NULL, NULL) < 0)
                         wal_msg_unref(m);
-                }
         }
         if (w->has_cache)
                 wal_cache_evict_aged(&w->cache);

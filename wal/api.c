@@ -183,7 +183,15 @@ int wal_append(wal *w, wal_msg *msg, wal_append_done_fn *done, void *userdata,
 {
         if (!w || !msg)
                 return BAD(reterr, "wal_append: %s is NULL", w ? "message" : "wal");
-        return wal_adaptor_append(w, msg, NULL, false, done, userdata, reterr);
+        return wal_adaptor_append(w, msg, false, NULL, false, done, userdata, reterr);
+}
+
+int wal_append_take(wal *w, wal_msg *msg, wal_append_done_fn *done, void *userdata,
+                    wal_error **reterr)
+{
+        if (!w || !msg)
+                return BAD(reterr, "wal_append_take: %s is NULL", w ? "message" : "wal");
+        return wal_adaptor_append(w, msg, true, NULL, false, done, userdata, reterr);
 }
 
 int wal_append_wait(wal *w, wal_msg *msg, wal_msg **ret_msg, wal_error **reterr)

@@ -16,6 +16,8 @@
 
 #include <wal/wal-message.h>
 
+#include "wal/message-internal.h"
+
 struct wal_prop_pair {
         char *key;
         char *value;
@@ -195,6 +197,11 @@ wal_msg *wal_msg_unref(wal_msg *m)
         free(m->vchannel);
         free(m);
         return NULL;
+}
+
+bool wal_msg_is_sole(const wal_msg *m)
+{
+        return atomic_load_explicit(&((wal_msg *)m)->refs, memory_order_acquire) == 1;
 }
 
 void wal_msg_unrefp(wal_msg **mp)

@@ -266,6 +266,26 @@ WAL_EXPORT int wal_append(wal *w, wal_msg *msg, wal_append_done_fn *done, void *
                           wal_error **reterr);
 
 /**
+ * @brief Append one message handed over by the caller: wal_append() without
+ *        the copy.
+ * @param msg   a WAL_MSG_DATA message.  On success (0) the caller's
+ *              reference is taken over: the caller must not use @p msg
+ *              afterwards (wal_msg_ref() it first to keep looking at it).
+ *              When that reference is the message's only one and it is
+ *              mutable, the message itself is stamped and written, and is
+ *              the immutable message the callback and scanners see; else
+ *              it is copied as wal_append() copies, and the reference
+ *              released.  On an error the reference stays the caller's (to
+ *              retry or release), and so does the message, though its
+ *              header fields (time tick, term, last-confirmed ID,
+ *              transaction) may have changed; an append resets them anyway.
+ * @returns as wal_append().
+ * @remark Thread-safe; never waits for durability.
+ */
+WAL_EXPORT int wal_append_take(wal *w, wal_msg *msg, wal_append_done_fn *done,
+                               void *userdata, wal_error **reterr);
+
+/**
  * @brief Append one message and wait until it is durable (or failed).
  * @param msg      as for wal_append() (borrowed, copied).
  * @param ret_msg  optional: the immutable message as written (one reference,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <walimpls/walimpls.h>
 
@@ -634,4 +635,121 @@ Test(adaptor_api, completion_bracket_defers_one_call_to_its_end, .init = NULL, .
         /* An unmatched end is ignored; the bracket is closed again. */
         walimpls_done_batch_end();
         cr_assert(!walimpls_done_defer(defer_a, &c));
+}
+
+/* ---- wal_append_take ---- */
+
+struct kept {
+        atomic_int calls;
+        int status;
+        wal_msg *msg;               /* what the callback saw (a reference) */
+};
+
+static void keep_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct kept *k = arg;
+        (void)err;
+        k->status = status;
+        k->msg = msg ? wal_msg_ref((wal_msg *)msg) : NULL;
+        atomic_fetch_add(&k->calls, 1);
+}
+
+static void wait_kept(struct kept *k)
+{
+        for (int i = 0; i < 10000 && atomic_load(&k->calls) == 0; i++) {
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        cr_assert_eq(atomic_load(&k->calls), 1);
+}
+
+/* The caller's only reference handed over: that very message is stamped,
+ * frozen and written, with no copy. */
+Test(adaptor_api, append_take_writes_the_callers_message)
+{
+        wal_msg *m = ta_msg("taken", "v1");
+        cr_assert_eq(wal_msg_set_prop(m, "k", "v"), 0);
+        wal_msg *sent = m;
+        struct kept k = { 0 };
+        cr_assert_eq(wal_append_take(w, m, keep_done, &k, NULL), 0);
+        m = NULL; /* the library's now */
+        wait_kept(&k);
+        cr_assert_eq(k.status, 0);
+        cr_assert_eq(k.msg, sent, "the message handed over was copied");
+        cr_assert(wal_msg_is_immutable(k.msg));
+        cr_assert(!wal_msgid_is_none(wal_msg_id(k.msg)));
+        cr_assert_gt(wal_msg_time_tick(k.msg), 0);
+        cr_assert_eq(wal_msg_term(k.msg), 1);
+
+        wal_scanner *s = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        struct wal_filter f = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
+        cr_assert_eq(wal_read(w, &d, &f, &s, NULL), 0);
+        wal_msg *got = NULL;
+        cr_assert_eq(wal_scanner_next(s, 2000, &got, NULL), 0);
+        cr_assert_str_eq(ta_text(got), "taken");
+        cr_assert_str_eq(wal_msg_prop(got, "k"), "v");
+        cr_assert_str_eq(wal_msg_vchannel(got), "v1");
+        cr_assert(wal_msgid_eq(wal_msg_id(got), wal_msg_id(k.msg)));
+        wal_msg_unref(got);
+        wal_scanner_close(s);
+        wal_msg_unref(k.msg);
+}
+
+/* A message someone else still holds is not stamped in place: it is
+ * copied, the caller's reference released, the other holder's message
+ * left as it was. */
+Test(adaptor_api, append_take_copies_a_shared_or_immutable_message)
+{
+        wal_msg *m = ta_msg("shared", NULL);
+        wal_msg *other = wal_msg_ref(m);
+        struct kept k = { 0 };
+        cr_assert_eq(wal_append_take(w, m, keep_done, &k, NULL), 0);
+        wait_kept(&k);
+        cr_assert_eq(k.status, 0);
+        cr_assert_neq(k.msg, other);
+        cr_assert(!wal_msg_is_immutable(other));
+        cr_assert_eq(wal_msg_time_tick(other), 0);
+        cr_assert_str_eq(ta_text(other), "shared");
+        wal_msg_unref(other); /* the last reference: ASan sees a double release */
+
+        /* An immutable message (the one just written) is copied too. */
+        struct kept k2 = { 0 };
+        wal_msg *again = wal_msg_ref(k.msg);
+        cr_assert_eq(wal_append_take(w, again, keep_done, &k2, NULL), 0);
+        wait_kept(&k2);
+        cr_assert_eq(k2.status, 0);
+        cr_assert_neq(k2.msg, k.msg);
+        cr_assert_lt(wal_msgid_cmp(wal_msg_id(k.msg), wal_msg_id(k2.msg)), 0);
+        wal_msg_unref(k.msg);
+        wal_msg_unref(k2.msg);
+}
+
+/* Refused: the reference stays the caller's, the message mutable. */
+Test(adaptor_api, append_take_refused_leaves_the_message_to_the_caller)
+{
+        cr_assert_eq(wal_append_take(NULL, NULL, NULL, NULL, NULL), -EINVAL);
+        wal_msg *m = ta_msg("refused", NULL);
+        cr_assert_eq(wal_append_take(NULL, m, NULL, NULL, NULL), -EINVAL);
+        cr_assert_eq(wal_msg_set_prop(m, "_reserved", "1"), 0);
+        wal_error *err = NULL;
+        struct kept k = { 0 };
+        cr_assert_eq(wal_append_take(w, m, keep_done, &k, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "reserved"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        cr_assert(!wal_msg_is_immutable(m));
+        cr_assert_eq(wal_msg_set_prop(m, "ok", "1"), 0);
+        cr_assert_str_eq(ta_text(m), "refused");
+
+        /* Once the wal is closed, likewise. */
+        wal_opener *o2 = NULL;
+        wal *w2 = NULL;
+        cr_assert_eq(ta_opener(NULL, &o2), 0);
+        cr_assert_eq(wal_open(o2, "take-closed", 1, WAL_ACCESS_RW, &w2, NULL), 0);
+        ta_opener_close(o2); /* closes w2's inside; the handle stays */
+        cr_assert_eq(wal_append_take(w2, m, keep_done, &k, NULL), -ESHUTDOWN);
+        cr_assert(!wal_msg_is_immutable(m));
+        wal_close(w2);
+        cr_assert_eq(atomic_load(&k.calls), 0);
+        wal_msg_unref(m);
 }

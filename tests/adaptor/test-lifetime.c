@@ -549,3 +549,41 @@ Test(adaptor_lifetime, blocking_and_async_appends_mixed)
         cr_assert_eq(atomic_load(&mx.c.bad), 0);
         ta_opener_close(o);
 }
+
+/* Messages handed over with wal_append_take() and still in flight when the
+ * wal closes (completions on the backend's thread): every callback runs
+ * once, with the message or -ECANCELED, and each message is released once
+ * (ASan counts). */
+Test(adaptor_lifetime, taken_messages_in_flight_at_close)
+{
+        static const char *const props[] = { "memory.completion=thread", NULL };
+        for (int round = 0; round < 10; round++) {
+                wal_opener *o = NULL;
+                wal *w = NULL;
+                cr_assert_eq(ta_opener(props, &o), 0);
+                cr_assert_eq(wal_open(o, "take-close", 1, WAL_ACCESS_RW, &w, NULL), 0);
+                struct ta_counter c = { 0 };
+                int accepted = 0;
+                for (int i = 0; i < 2000; i++) {
+                        wal_msg *m = ta_msg("in flight", NULL);
+                        if (wal_append_take(w, m, ta_count_done, &c, NULL) < 0) {
+                                wal_msg_unref(m);
+                                break;
+                        }
+                        accepted++;
+                }
+                if (round % 2)
+                        wal_close(w);
+                else
+                        ta_opener_close(o);
+                cr_assert_eq(atomic_load(&c.calls), accepted,
+                             "%d callbacks for %d appends after close",
+                             atomic_load(&c.calls), accepted);
+                cr_assert_eq(atomic_load(&c.bad), 0);
+                cr_assert_eq(atomic_load(&c.ok) + atomic_load(&c.cancelled), accepted);
+                if (round % 2)
+                        ta_opener_close(o);
+                else
+                        wal_close(w);
+        }
+}

@@ -28,13 +28,17 @@
  *            two layers differ only in the calls they make.  It hands each
  *            record over with walimpls_append_take() (wal.append_take where
  *            the backend has it, as the adaptor does with its own copy of
- *            the caller's message; else wal.append).
+ *            the caller's message; else wal.append).  --take 1 makes the
+ *            API row hand its records over too, with wal_append_take()
+ *            (no copy: the same hand-over as the SPI row); --take 0, the
+ *            default, appends with the copying wal_append().
  *   sync     one writer, wal_append_wait() in a loop for --seconds: the
  *            append -> durable latency of the backend behind the API.
  *
  * Each record is --record-bytes (default 100) whose first 16 bytes are the
  * CLOCK_MONOTONIC time of the append call and the record's index.  Each run
- * prints one JSON line (bench-report.h).
+ * prints one JSON line (bench-report.h); append also prints the appending
+ * thread's and the process's CPU time per record on stderr.
  *
  * Usage: bench-api --backend NAME --workload W [-X key=value ...]
  *                  [--count N] [--seconds S] [--inflight N] [--pace-us N]
@@ -44,6 +48,7 @@
  *                              callback; informational: what a writer that
  *                              needs no acknowledgement sees, the wal's
  *                              completion thread never woken)
+ *                  [--take 1]  (append: wal_append_take() instead of wal_append())
  */
 #include <errno.h>
 #include <pthread.h>
@@ -83,6 +88,7 @@ struct bench {
         atomic_bool waiting;
         long low;                   /* wake the submitter at this many in flight */
         bool no_callback;           /* --callback 0 (deliver/parked only) */
+        bool take;                  /* --take 1 (append only): wal_append_take() */
         pthread_mutex_t wlock;
         pthread_cond_t wcond;
 };
@@ -193,9 +199,19 @@ static uint64_t submit(struct bench *b, char *payload, uint64_t index)
         wal_msg *m = NULL;
         wal_error *err = NULL;
         check(wal_msg_new(WAL_MSG_DATA, payload, b->rec, &m), NULL, "wal_msg_new");
-        int r = b->w ? wal_append(b->w, m, b->no_callback ? NULL : api_done, b, &err)
-                     : walimpls_append_take(b->impl, m, spi_done, b);
-        wal_msg_unref(m);
+        int r;
+        if (!b->w) {
+                r = walimpls_append_take(b->impl, m, spi_done, b);
+                wal_msg_unref(m);
+        } else if (b->take) {
+                /* Handed over: the reference is the library's on success. */
+                r = wal_append_take(b->w, m, api_done, b, &err);
+                if (r < 0)
+                        wal_msg_unref(m);
+        } else {
+                r = wal_append(b->w, m, b->no_callback ? NULL : api_done, b, &err);
+                wal_msg_unref(m);
+        }
         check(r, err, "append");
         return t;
 }
@@ -210,6 +226,13 @@ static void wait_completions(struct bench *b, long n)
                 check(-EIO, NULL, "append completions failed");
 }
 
+static uint64_t cpu_ns(clockid_t clock)
+{
+        struct timespec ts;
+        clock_gettime(clock, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- append: a window of asynchronous appends ---- */
 
 static void run_append(struct bench *b, double seconds, long inflight, const char *layer)
@@ -218,6 +241,8 @@ static void run_append(struct bench *b, double seconds, long inflight, const cha
         if (!payload)
                 bench_die("calloc", ENOMEM);
         b->low = inflight / 2;
+        uint64_t cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+        uint64_t pcpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
         uint64_t start = bench_now_ns();
         uint64_t end = start + (uint64_t)(seconds * 1e9);
         long n = 0;
@@ -227,8 +252,15 @@ static void run_append(struct bench *b, double seconds, long inflight, const cha
                 submit(b, payload, (uint64_t)n);
                 n++;
         }
+        uint64_t cpu1 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
         wait_completions(b, n);
         uint64_t stop = bench_now_ns();
+        uint64_t pcpu1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+        /* On stderr, beside the JSON line: CPU time is less sensitive to
+         * the machine's load than wall time. */
+        fprintf(stderr, "bench-api: append-%s: appending thread %.0f ns CPU/record, "
+                        "process %.0f ns CPU/record\n", layer,
+                (double)(cpu1 - cpu0) / (double)n, (double)(pcpu1 - pcpu0) / (double)n);
         char wl[32];
         snprintf(wl, sizeof(wl), "append-%s", layer);
         struct bench_result res = {
@@ -381,6 +413,7 @@ int main(int argc, char **argv)
         long pace_us = atol(bench_arg(argc, argv, "pace-us", "100"));
         pinning = atoi(bench_arg(argc, argv, "pin", "1")) != 0;
         b.no_callback = atoi(bench_arg(argc, argv, "callback", "1")) == 0;
+        b.take = atoi(bench_arg(argc, argv, "take", "0")) != 0;
         if (b.rec < 16 || count < 1 || inflight < 1 || pace_us < 0) {
                 fprintf(stderr, "bench-api: --record-bytes >= 16, --count >= 1, "
                                 "--inflight >= 1, --pace-us >= 0\n");
@@ -389,6 +422,10 @@ int main(int argc, char **argv)
         bool spi = strcmp(layer, "spi") == 0;
         if (b.no_callback && strcmp(wl, "deliver") != 0 && strcmp(wl, "parked") != 0) {
                 fprintf(stderr, "bench-api: --callback 0 only with --workload deliver or parked\n");
+                return 2;
+        }
+        if (b.take && (spi || strcmp(wl, "append") != 0)) {
+                fprintf(stderr, "bench-api: --take 1 only with --workload append --layer api\n");
                 return 2;
         }
         if (spi && strcmp(wl, "append") != 0) {

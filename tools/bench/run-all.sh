@@ -233,8 +233,12 @@ if want adaptor; then
                 pair "$i" ours-parked "'$bin/bench-api' --backend memory --workload parked --count $deliver_n --pace-us 100" \
                         ref-futex-paced "'$bin/ref-handoff' --mode futex --count $deliver_n --pace-us 100"
                 run ref-futex "$bin/ref-handoff" --mode futex --count "$futex_n"
-                pair "$i" ours-append-api "'$bin/bench-api' --backend memory --workload append --seconds $secs" \
+                # Both rows hand each record over (wal_append_take /
+                # walimpls_append_take): the same hand-over, like for like.
+                # The copying wal_append() runs beside them for information.
+                pair "$i" ours-append-api "'$bin/bench-api' --backend memory --workload append --take 1 --seconds $secs" \
                         ref-append-spi "'$bin/bench-api' --backend memory --workload append --layer spi --seconds $secs"
+                run ours-append-api-copy "$bin/bench-api" --backend memory --workload append --seconds "$secs"
         done
         run lat-memory "$bin/bench-api" --backend memory --workload sync --seconds "$secs"
 fi

@@ -4,8 +4,9 @@
  *
  * Reads standard input in large chunks, cuts it into records at a delimiter
  * (newline unless -D says otherwise; --raw keeps all of it as one record) and
- * appends each with the asynchronous wal_append(), keeping up to --window
- * records in flight, so the backend can batch (group commit) instead of
+ * appends each with the asynchronous wal_append_take() (handed over, no
+ * copy; wal_txn_append() in a transaction), keeping up to --window records
+ * in flight, so the backend can batch (group commit) instead of
  * paying one round trip per line.
  *
  * In-flight records live in a ring of slots indexed by input number n (slot
@@ -357,8 +358,12 @@ static int submit(struct appender *a, const void *p, size_t len)
         atomic_store_explicit(&s->state, 0, memory_order_relaxed);
         for (;;) {
                 wal_error *err = NULL;
+                /* Outside a transaction the record is handed over (no
+                 * copy); on success the reference is the library's. */
                 r = a->txn ? wal_txn_append(a->txn, m, on_done, s, &err)
-                           : wal_append(a->w, m, on_done, s, &err);
+                           : wal_append_take(a->w, m, on_done, s, &err);
+                if (r == 0 && !a->txn)
+                        m = NULL;
                 if (r == -EAGAIN && a->head < a->next) {
                         /* Backpressure: the write-ahead cache is full; let one finish. */
                         wal_error_free(err);

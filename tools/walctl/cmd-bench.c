@@ -4,8 +4,8 @@
  *
  * Writers: --writers N threads, each appending with the blocking
  * wal_append_wait() to channel (i mod --channels); or --async N: one thread
- * keeping N appends in flight with wal_append(), round-robin over the
- * channels.  Append latency is from the call to durability (the return of
+ * keeping N appends in flight with wal_append_take() (each record handed
+ * over, no copy), round-robin over the channels.  Append latency is from the call to durability (the return of
  * wal_append_wait, or the completion callback).
  *
  * Readers: --readers N threads, reader j tailing channel (j mod --channels)
@@ -288,8 +288,11 @@ static void *async_main(void *arg)
                 wal_msg *m = NULL;
                 int r = wal_msg_new(WAL_MSG_DATA, buf, b->size, &m);
                 for (;;) {
-                        if (r == 0)
-                                r = wal_append(b->wals[ch], m, async_done, s, &wk->err);
+                        /* Handed over: on success the reference is the
+                         * library's. */
+                        if (r == 0 && (r = wal_append_take(b->wals[ch], m, async_done, s,
+                                                           &wk->err)) == 0)
+                                m = NULL;
                         if (r != -EAGAIN)
                                 break;
                         /* Backpressure: wait for one completion, then retry. */
