@@ -269,17 +269,22 @@ struct redis_opener {
         const char *durability;        /* static label at build time */
 };
 
-/* One queued append.  Those whose envelope fits in PEND_ENV_BYTES come from
+/* One queued append.  Those whose envelope fits in PEND_BUF_BYTES come from
  * and go back to their wal's pool (see "The append pool"); the others are
- * one allocation of the struct and its envelope. */
+ * one allocation of the struct and its envelope.  A small record is built
+ * at append time into its pooled buffer as the XADD's last four arguments
+ * in RESP form (see "The record's fields in RESP form"), payload included:
+ * the writer then copies it as it is, and @msg is not kept. */
 struct rpend {
         struct rpend *next;
         struct redis_wal *pool;        /* the wal whose pool it returns to; NULL: free() */
-        wal_msg *msg;                  /* a reference: the payload lives here */
+        wal_msg *msg;                  /* a reference holding the payload; NULL when in @wire */
         uint8_t *env;                  /* encoded envelope, in the same allocation */
         size_t env_len;
-        const void *payload;           /* msg's payload (never NULL), cached */
+        const void *payload;           /* the payload (never NULL), in msg or in @wire */
         size_t plen;
+        const char *wire;              /* the fields in RESP form (in the same allocation), or NULL */
+        size_t wire_len;
         walimpls_append_done_fn *done;
         void *arg;
         bool noscript;                 /* the server had forgotten the script */
@@ -814,20 +819,20 @@ static int redis_list_channels(struct walimpls_opener *b, walimpls_channel_fn *f
  * the writer thread, once its reply came; with malloc() each of those
  * frees goes back to the appender's arena under its lock, against the
  * appender's own allocations, on every append.  So rpends with an envelope
- * of up to PEND_ENV_BYTES (every plain message) are recycled: the thread
+ * of up to PEND_BUF_BYTES (every plain message) are recycled: the thread
  * that completes one pushes it onto pool_free, a lock-free stack (push
  * only, so no ABA); an appender takes from pool_mine under pool_lock and,
  * when that runs dry, takes the whole of pool_free at once.  pool_n caps
  * the pool at PEND_POOL_MAX entries (approximately: it is reset, not
  * counted down, when the stack is taken); the rest are freed.
  */
-#define PEND_ENV_BYTES 192
+#define PEND_BUF_BYTES 512
 #define PEND_POOL_MAX 4096
 
 static struct rpend *pend_alloc(struct redis_wal *w, size_t env_bytes)
 {
         struct rpend *e = NULL;
-        if (env_bytes > PEND_ENV_BYTES) {
+        if (env_bytes > PEND_BUF_BYTES) {
                 e = malloc(sizeof(*e) + env_bytes);
                 if (e)
                         *e = (struct rpend){ .env = (uint8_t *)(e + 1) };
@@ -843,7 +848,7 @@ static struct rpend *pend_alloc(struct redis_wal *w, size_t env_bytes)
                 w->pool_mine = e->next;
         pthread_mutex_unlock(&w->pool_lock);
         if (!e)
-                e = malloc(sizeof(*e) + PEND_ENV_BYTES);
+                e = malloc(sizeof(*e) + PEND_BUF_BYTES);
         if (e)
                 *e = (struct rpend){ .pool = w, .env = (uint8_t *)(e + 1) };
         return e;
@@ -1094,13 +1099,11 @@ static void run_batch(struct redis_wal *w, struct rpend *batch)
                 int argc = 4;
                 size_t bytes = 0;
                 for (; e && g->n < APPEND_GROUP && bytes < APPEND_GROUP_BYTES; e = e->next) {
-                        size_t plen = 0;
-                        const void *payload = wal_msg_payload(e->msg, &plen);
                         argv[argc] = (const char *)e->env;
                         lens[argc++] = e->env_len;
-                        argv[argc] = payload ? payload : "";
-                        lens[argc++] = plen;
-                        bytes += e->env_len + plen;
+                        argv[argc] = e->payload;
+                        lens[argc++] = e->plen;
+                        bytes += e->env_len + e->plen;
                         g->n++;
                 }
                 r = rconn_append(rc, REDIS_SCRIPT_APPEND, argc, argv, lens);
@@ -1328,21 +1331,27 @@ static void take_id_reply(struct redis_wal *w, struct rpend *e, const redisReply
         }
 }
 
-/* Write "$<len>\r\n<bytes>\r\n" at @q (room checked by the caller). */
-static char *put_bulk(char *q, const void *bytes, size_t len)
+/* Write "$<len>\r\n" at @q (room checked by the caller). */
+static char *put_bulk_head(char *q, size_t len)
 {
         char digits[24];
         int n = 0;
-        size_t v = len;
         do {
-                digits[n++] = (char)('0' + v % 10);
-                v /= 10;
-        } while (v);
+                digits[n++] = (char)('0' + len % 10);
+                len /= 10;
+        } while (len);
         *q++ = '$';
         while (n > 0)
                 *q++ = digits[--n];
         *q++ = '\r';
         *q++ = '\n';
+        return q;
+}
+
+/* Write "$<len>\r\n<bytes>\r\n" at @q (room checked by the caller). */
+static char *put_bulk(char *q, const void *bytes, size_t len)
+{
+        q = put_bulk_head(q, len);
         memcpy(q, bytes, len);
         q += len;
         *q++ = '\r';
@@ -1350,11 +1359,54 @@ static char *put_bulk(char *q, const void *bytes, size_t len)
         return q;
 }
 
+#define PAYLOAD_HEAD "\r\n$7\r\n" PAYLOAD_FIELD "\r\n"
+
+/*
+ * ---- The record's fields in RESP form ----
+ *
+ * An XADD is `*8 XADD <key> NOMKSTREAM <ms>-* _wal_env <envelope> payload
+ * <payload>`: the first six arguments are the same for every record of a
+ * chunk, the last four are the record's own.  append() builds those four
+ * into the pooled buffer when they fit (build_wire), on the appending
+ * thread, so the writer's formatting is two copies per record.  The
+ * envelope was encoded at WIRE_ENV_AT, which leaves room for its bulk
+ * header ("$NNN\r\n": the buffer holds less than 1000 bytes) just before
+ * it; the header is written right-aligned against it.
+ */
+#define WIRE_ENV_AT 6
+
+static void build_wire(struct rpend *e)
+{
+        char head[8];
+        size_t hl = (size_t)(put_bulk_head(head, e->env_len) - head);
+        char plhead[24];
+        size_t pl = (size_t)(put_bulk_head(plhead, e->plen) - plhead);
+        size_t tail = sizeof(PAYLOAD_HEAD) - 1 + pl + e->plen + 2;
+        if (WIRE_ENV_AT + e->env_len + tail > PEND_BUF_BYTES)
+                return;
+        char *start = (char *)e->env - hl;
+        memcpy(start, head, hl);
+        char *q = (char *)e->env + e->env_len;
+        memcpy(q, PAYLOAD_HEAD, sizeof(PAYLOAD_HEAD) - 1);
+        q += sizeof(PAYLOAD_HEAD) - 1;
+        memcpy(q, plhead, pl);
+        q += pl;
+        memcpy(q, e->payload, e->plen);
+        e->payload = q;
+        q += e->plen;
+        *q++ = '\r';
+        *q++ = '\n';
+        e->wire = start;
+        e->wire_len = (size_t)(q - start);
+        e->msg = wal_msg_unref(e->msg);
+}
+
 /*
  * The batch's XADDs in RESP form, formatted into w->obuf and queued with
  * one copy: formatting each command with hiredis (an allocation and a
  * printf-style pass per command) cost the client about as much CPU as the
- * server spends on the XADD.
+ * server spends on the XADD.  The arguments every record shares are
+ * formatted once, for the first, and copied for the others.
  */
 static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *idarg,
                         size_t *ret_len)
@@ -1371,14 +1423,24 @@ static int format_xadds(struct redis_wal *w, struct rpend *batch, const char *id
                 w->ocap = need;
         }
         char *q = w->obuf;
+        memcpy(q, "*8\r\n$4\r\nXADD\r\n", 14);
+        q += 14;
+        q = put_bulk(q, w->skey, klen);
+        memcpy(q, "$10\r\nNOMKSTREAM\r\n", 17);
+        q += 17;
+        q = put_bulk(q, idarg, ilen);
+        q = put_bulk(q, ENV_FIELD, sizeof(ENV_FIELD) - 1);
+        size_t shared = (size_t)(q - w->obuf);
         for (struct rpend *e = batch; e; e = e->next) {
-                memcpy(q, "*8\r\n$4\r\nXADD\r\n", 14);
-                q += 14;
-                q = put_bulk(q, w->skey, klen);
-                memcpy(q, "$10\r\nNOMKSTREAM\r\n", 17);
-                q += 17;
-                q = put_bulk(q, idarg, ilen);
-                q = put_bulk(q, ENV_FIELD, sizeof(ENV_FIELD) - 1);
+                if (e != batch) {
+                        memcpy(q, w->obuf, shared);
+                        q += shared;
+                }
+                if (e->wire) {
+                        memcpy(q, e->wire, e->wire_len);
+                        q += e->wire_len;
+                        continue;
+                }
                 q = put_bulk(q, e->env, e->env_len);
                 q = put_bulk(q, PAYLOAD_FIELD, sizeof(PAYLOAD_FIELD) - 1);
                 q = put_bulk(q, e->payload, e->plen);
@@ -1873,12 +1935,15 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
                 return -EROFS;
         if (atomic_load(&w->fenced))
                 return -ESTALE;
-        /* Encode straight into a pooled entry's PEND_ENV_BYTES (a plain
-         * envelope takes about 30); only a larger one is sized first. */
-        struct rpend *e = pend_alloc(w, PEND_ENV_BYTES);
+        /* Encode straight into a pooled entry (a plain envelope takes about
+         * 30 bytes), at WIRE_ENV_AT (see build_wire); only a larger one is
+         * sized first. */
+        struct rpend *e = pend_alloc(w, PEND_BUF_BYTES);
         if (!e)
                 return -ENOMEM;
-        int r = walu_envelope_encode(msg, e->env, PEND_ENV_BYTES);
+        e->env += WIRE_ENV_AT;
+        int r = walu_envelope_encode(msg, e->env, PEND_BUF_BYTES - WIRE_ENV_AT);
+        bool pooled = r >= 0;
         if (r == -ENOSPC) {
                 pend_free(e);
                 size_t n = walu_envelope_size(msg);
@@ -1896,6 +1961,8 @@ static int redis_append(struct walimpls_wal *b, wal_msg *msg, walimpls_append_do
         e->payload = wal_msg_payload(msg, &e->plen);
         if (!e->payload)
                 e->payload = "";
+        if (pooled)
+                build_wire(e);
         e->done = done;
         e->arg = arg;
         pthread_mutex_lock(&w->lock);
