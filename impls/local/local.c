@@ -1050,6 +1050,7 @@ static inline bool prep_blocks(const struct writer *w, size_t fsize)
 static void *prep_main(void *arg)
 {
         struct writer *w = arg;
+        pthread_setname_np(pthread_self(), "wal-local-prep");
         const struct local_io_ops *io = w->c->io;
         uint8_t *zero = calloc(1, LOCAL_PREP_PIECE);
         int fd = -1;
@@ -1550,6 +1551,7 @@ static bool writer_gather(struct writer *w, uint64_t *until, uint64_t *need)
 static void *writer_main(void *arg)
 {
         struct writer *w = arg;
+        pthread_setname_np(pthread_self(), "wal-local-write");
         if (w->uring) {
                 uring_arm_efd(w);
                 io_uring_submit(&w->ring);
