@@ -269,8 +269,15 @@ size_t local_frames_check_crc(const struct local_frame *f, size_t n)
 #ifndef LOCAL_SCAN_PREFETCH
 #define LOCAL_SCAN_PREFETCH 1024
 #endif
-size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t max,
-                         size_t checked, struct local_frame *out, size_t *used)
+/*
+ * The one walk behind local_frames_scan and local_frames_check (the same
+ * checks in the same order, so both accept exactly the same frames): @out
+ * NULL keeps no frames, @crc false checks headers and the LSN sequence only.
+ * Inlined into each, so the constant arguments drop their branches.
+ */
+static inline __attribute__((always_inline)) size_t
+frames_walk(const uint8_t *buf, size_t len, uint64_t lsn, size_t max, size_t checked, bool crc,
+            struct local_frame *out, size_t *used)
 {
         size_t n = 0, at = 0;
         while (n < max) {
@@ -299,11 +306,13 @@ size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t ma
                         }
                         size_t size = (size_t)local_frame_size(body);
                         const uint8_t *e = h + LOCAL_FRAME_HDR_SIZE;
-                        out[n] = (struct local_frame){
-                                .lsn = lsn + n, .env = e, .env_len = env,
-                                .payload = e + env, .payload_len = body - env, .size = size,
-                        };
-                        if (at + size <= checked)
+                        if (out)
+                                out[n] = (struct local_frame){
+                                        .lsn = lsn + n, .env = e, .env_len = env,
+                                        .payload = e + env, .payload_len = body - env,
+                                        .size = size,
+                                };
+                        if (!crc || at + size <= checked)
                                 skip++;         /* passed before: frames below @checked */
                         else
                                 jobs[nj++] = (struct walu_crc32c_job){
@@ -317,9 +326,10 @@ size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t ma
                         for (size_t i = 0; i < nj; i++) {
                                 const uint8_t *h = jobs[i].b;
                                 if (crc_mask(jobs[i].crc) != walu_get_be32(h + 20)) {
-                                        /* Frames before the first bad one stand. */
+                                        /* Frames before the first bad one stand
+                                         * (those below @checked come first). */
                                         n = first + skip + i;
-                                        *used = (size_t)(out[n].env - LOCAL_FRAME_HDR_SIZE - buf);
+                                        *used = (size_t)(h - buf);
                                         return n;
                                 }
                         }
@@ -329,6 +339,20 @@ size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t ma
         }
         *used = at;
         return n;
+}
+
+size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t max,
+                         size_t checked, struct local_frame *out, size_t *used)
+{
+        return frames_walk(buf, len, lsn, max, checked, true, out, used);
+}
+
+size_t local_frames_check(const uint8_t *buf, size_t len, uint64_t lsn, size_t max, bool crc,
+                          size_t *used)
+{
+        if (crc)
+                return frames_walk(buf, len, lsn, max, 0, true, NULL, used);
+        return frames_walk(buf, len, lsn, max, 0, false, NULL, used);
 }
 
 int local_frame_decode(const uint8_t *buf, size_t len, struct local_frame *ret)

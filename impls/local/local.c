@@ -116,9 +116,11 @@
  * faults cost more than the copy they save (tools/bench/local-notes.md).
  * A scanner reading a segment sequentially (two full chunks in a row with
  * more durable data ahead) starts a read-ahead helper thread: it preads the
- * next chunk into a spare buffer while the scanner checks the current one,
- * so the page-cache copy overlaps the CRC checks (see "Read-ahead" below;
- * the helper only copies, every frame is still checked by the scanner).
+ * next chunks into spare buffers and checks their frames (header, LSN, CRC)
+ * while the scanner hands out the current one, so the page-cache copy and
+ * the checks run beside the envelope reads on a second CPU; the scanner
+ * hands out only frames checked by the helper or by itself, and checks
+ * itself whatever the helper has not reached (see "Read-ahead" below).
  * At the head it waits on its notifier,
  * which the writer signals after each durable batch, only for scanners that
  * asked.  Without a writer in this process (read-only opens beside a writer
@@ -420,9 +422,12 @@ struct local_scanner {
         size_t cap;
         uint64_t buf_off;
         size_t buf_len;
-        uint64_t verified_end;           /* frames in buf before this passed their CRC */
+        uint64_t verified_end;           /* frames in buf from off up to this passed
+                                            their header, LSN and CRC checks */
         unsigned ra_streak;              /* full chunks read in a row with more ahead */
         struct readahead *ra;            /* NULL until a long sequential read */
+        struct ra_slot *vslot;           /* the read-ahead slot buf is in while its
+                                            helper checks frames ahead of off */
 };
 
 static const struct walimpls_opener_ops local_opener_ops;
@@ -2898,22 +2903,39 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
  * scanner queues the chunks that follow the buffer (LOCAL_READ_CHUNK each,
  * contiguous, never past the durable end known then) into the free
  * buffers, up to LOCAL_RA_SLOTS - 1 ahead, and the helper preads them in
- * order while the scanner checks and hands out the current one: the
- * page-cache copy overlaps the CRC checks and parsing (on a second CPU when
- * there is one), and a helper delayed by the scheduler catches up on
- * several chunks at once.  The helper only copies bytes: every frame is
- * still header-, LSN- and CRC-checked by the scanner before it is handed
- * out.  A refill takes the next buffer when it continues the current one:
- * the unread tail of the current buffer (the start of a frame cut by the
- * chunk's end, at most LOCAL_RA_HEAD bytes) is copied in front of it.
+ * order while the scanner hands out the current one.
+ *
+ * The helper also checks frames, so that the checks are split between two
+ * CPUs.  It walks the frames of its chunks in sequence: it carries the
+ * offset and LSN of the frame cut by a chunk's end from one chunk to the
+ * next (the first chunk after a start: from the scanner's position, by a
+ * walk of the scanner's buffer's headers), copies that frame's start in
+ * front of the next chunk (at most LOCAL_RA_HEAD bytes), and once the chunk
+ * is read, marks it ready and checks its frames (header, LSN sequence and
+ * CRC: local_frames_check, the walk of local_frames_scan) in groups of
+ * LOCAL_RA_GROUP, publishing after each group how far it got (ra_slot.vword).
+ * The scanner hands out frames below that point without checking them again
+ * (local_frames_view) and checks the rest itself as before.  When the
+ * scanner catches up with the helper in a chunk it takes the chunk's checks
+ * over (one compare-and-swap on vword: the helper's group in progress, if
+ * any, is thrown away) and the helper only walks the remaining headers to
+ * find the next cut frame.  A chunk's frames are trusted only when the
+ * chunk starts where the scanner stands and with the LSN it expects; the
+ * bytes of a slot are written only by the helper, before it marks the slot
+ * ready, and stay until the scanner has moved past it.  A frame the helper
+ * refuses ends its walk (the scanner checks from there, finds the same frame
+ * and names it as the synchronous path does), and so does a frame larger
+ * than LOCAL_RA_HEAD.
+ *
  * Anything else (a read error or a short read, a jump, a larger frame)
- * cancels what is queued, waits for a read in progress and reads
+ * cancels what is queued, waits for the helper to leave its slot and reads
  * synchronously as before, so errors are found and named by the same code.
  * The helper's reads go through the same I/O layer (c->io->pread).  The fd
- * it reads is never closed while a read is queued or running
- * (readahead_drop() before every close).  A scanner that reaches the head
- * stops its helper (readahead_release()): a tailing scanner holds no
- * thread or buffers of its replay.
+ * it reads and the scanner's buffer it may walk are never closed or changed
+ * while it has a slot (readahead_drop() before every close or synchronous
+ * read).  A scanner that reaches the head stops its helper
+ * (readahead_release()): a tailing scanner holds no thread or buffers of its
+ * replay.
  */
 #ifndef LOCAL_RA_AFTER
 #define LOCAL_RA_AFTER 2u
@@ -2923,16 +2945,29 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
 #endif
 #define LOCAL_RA_HEAD (256u << 10)
 #define LOCAL_RA_BUF (LOCAL_RA_HEAD + LOCAL_READ_CHUNK)
+/* Frames the helper checks between two looks at vword. */
+#define LOCAL_RA_GROUP 256u
+/* vword: (offset the helper's checks reached) << 1 | LOCAL_RA_TAKEN */
+#define LOCAL_RA_TAKEN 1u
 
 enum ra_state { RA_IDLE, RA_QUEUED, RA_BUSY, RA_DONE };
 
 struct ra_slot {
         uint8_t *mem;                    /* LOCAL_RA_BUF bytes, data at + LOCAL_RA_HEAD */
         /* under the lock */
-        enum ra_state state;
+        enum ra_state state;             /* BUSY: the helper reads or checks it */
+        bool ready;                      /* read: the scanner may take it */
+        bool taken;                      /* taken while BUSY: IDLE when the helper is done */
         uint64_t off;                    /* the read: [off, off + len) of the fd */
         size_t len;
         ssize_t got;                     /* bytes read, or a negative errno */
+        bool vok;                        /* the helper walks frames from vstart */
+        uint64_t vstart;                 /* offset of the first frame (off - vstart bytes
+                                            copied in front of the data) */
+        uint64_t vlsn;                   /* its LSN */
+        /* shared without the lock */
+        _Atomic uint64_t vword;          /* the helper's checks reached this << 1, and
+                                            LOCAL_RA_TAKEN once the scanner checks */
 };
 
 struct readahead {
@@ -2946,6 +2981,16 @@ struct readahead {
         bool stop;
         int fd;                          /* every queued read is of this fd */
         unsigned next_read;              /* the slot the helper reads next */
+        bool seed;                       /* the scanner's buffer, for the first chunk: */
+        const uint8_t *seed_p;           /* the bytes of [seed_at, seed_end) of the fd, */
+        uint64_t seed_at, seed_end;      /* a frame at seed_at */
+        /* the helper's walk: the frame at w_at (LSN w_lsn, bytes at w_p) is cut
+         * by the end (w_end) of the chunk it checked last; under the lock or
+         * while the helper has a slot BUSY */
+        bool w_valid;
+        uint64_t w_at, w_lsn, w_end;
+        const uint8_t *w_p;
+        _Atomic bool cancel;             /* readahead_drop(): leave the slot now */
         /* the scanner's alone */
         unsigned take;                   /* the slot the next refill takes */
         unsigned queued;                 /* slots queued, read or being read, not taken */
@@ -2953,6 +2998,91 @@ struct readahead {
         /* s->buf may point into slot take - 1 (the last taken), which the
          * ring leaves alone: at most LOCAL_RA_SLOTS - 1 are queued. */
 };
+
+/* Test hook (local.h): the scanner takes a slot only once the helper is done
+ * with it, so every frame it can check is checked by the helper. */
+static _Atomic bool g_ra_wait_checks;
+
+void local_readahead_wait_checks(bool on)
+{
+        atomic_store(&g_ra_wait_checks, on);
+}
+
+/* Whether the frame at @p (@left bytes to the end of the chunk) is cut by
+ * the end rather than whole. */
+static bool ra_cut(const uint8_t *p, size_t left)
+{
+        return left < LOCAL_FRAME_HDR_SIZE ||
+               (uint64_t)walu_get_be32(p) > left - LOCAL_FRAME_HDR_SIZE;
+}
+
+/*
+ * The helper's work on slot @sl, read into @dst (@got bytes of @len), with
+ * the frame cut by the previous chunk's end at @at (LSN @lsn, bytes at @from;
+ * @valid false: unknown).  Called and returns without the lock.  Sets the
+ * slot's walk fields, marks it ready, checks it, and leaves the walk state
+ * for the next chunk in *@ws.
+ */
+struct ra_walk {
+        bool valid;
+        uint64_t at, lsn, end;
+        const uint8_t *p;
+};
+
+static void readahead_check(struct readahead *ra, struct ra_slot *sl, uint8_t *dst, ssize_t got,
+                            struct ra_walk *ws)
+{
+        uint64_t off = sl->off;
+        bool vok = ws->valid && got == (ssize_t)sl->len && ws->at <= off &&
+                   off - ws->at <= LOCAL_RA_HEAD;
+        uint64_t at = ws->at, lsn = ws->lsn;
+        if (vok) {
+                memcpy(dst - (off - at), ws->p, (size_t)(off - at));
+                atomic_store_explicit(&sl->vword, at << 1, memory_order_relaxed);
+        }
+        ws->valid = false;
+        pthread_mutex_lock(&ra->lock);
+        sl->got = got;
+        sl->vok = vok;
+        sl->vstart = at;
+        sl->vlsn = lsn;
+        sl->ready = true;
+        pthread_cond_broadcast(&ra->done);
+        pthread_mutex_unlock(&ra->lock);
+        if (!vok)
+                return;
+        const uint8_t *p = dst - (off - at), *end = dst + got;
+        bool crc = true;
+        for (;;) {
+                if (atomic_load_explicit(&ra->cancel, memory_order_relaxed))
+                        return;
+                uint64_t w = atomic_load_explicit(&sl->vword, memory_order_acquire);
+                if (w & LOCAL_RA_TAKEN)
+                        crc = false;
+                size_t used;
+                size_t n = local_frames_check(p, (size_t)(end - p), lsn, LOCAL_RA_GROUP, crc,
+                                              &used);
+                if (crc && n &&
+                    !atomic_compare_exchange_strong_explicit(&sl->vword, &w,
+                                                             (at + used) << 1,
+                                                             memory_order_release,
+                                                             memory_order_relaxed))
+                        crc = false;    /* taken over meanwhile: the scanner checks */
+                if (used > (size_t)(end - p))
+                        return;         /* padding past the end: not a chunk we cut */
+                p += used;
+                at += used;
+                lsn += n;
+                if (n < LOCAL_RA_GROUP)
+                        break;
+        }
+        /* A frame that does not pass ends the walk; one cut by the end of the
+         * chunk is carried into the next. */
+        if (!ra_cut(p, (size_t)(end - p)))
+                return;
+        *ws = (struct ra_walk){ .valid = true, .at = at, .lsn = lsn, .end = off + (uint64_t)got,
+                                .p = p };
+}
 
 static void *readahead_main(void *arg)
 {
@@ -2971,7 +3101,27 @@ static void *readahead_main(void *arg)
                 uint64_t off = sl->off;
                 size_t len = sl->len;
                 uint8_t *dst = sl->mem + LOCAL_RA_HEAD;
+                /* where the walk into this chunk starts: the helper's own, or
+                 * the scanner's buffer after a start */
+                struct ra_walk ws = { .valid = ra->w_valid && ra->w_end == off, .at = ra->w_at,
+                                      .lsn = ra->w_lsn, .p = ra->w_p };
+                bool seed = !ws.valid && ra->seed && ra->seed_end == off;
+                const uint8_t *seed_p = ra->seed_p;
+                uint64_t seed_at = ra->seed_at;
+                ra->seed = false;
+                ra->w_valid = false;
                 pthread_mutex_unlock(&ra->lock);
+                if (seed && off - seed_at >= LOCAL_FRAME_HDR_SIZE) {
+                        /* headers only: the scanner checks these frames */
+                        uint64_t lsn = walu_get_be64(seed_p + 8);
+                        size_t used;
+                        size_t n = local_frames_check(seed_p, (size_t)(off - seed_at), lsn,
+                                                      SIZE_MAX, false, &used);
+                        if (used <= off - seed_at &&
+                            ra_cut(seed_p + used, (size_t)(off - seed_at) - used))
+                                ws = (struct ra_walk){ .valid = true, .at = seed_at + used,
+                                                       .lsn = lsn + n, .p = seed_p + used };
+                }
                 ssize_t got = 0;
                 while ((size_t)got < len) {
                         ssize_t n = ra->io->pread(ra->io->ctx, fd, dst + got, len - (size_t)got,
@@ -2983,11 +3133,18 @@ static void *readahead_main(void *arg)
                         }
                         got += n;
                 }
+                readahead_check(ra, sl, dst, got, &ws);
                 pthread_mutex_lock(&ra->lock);
-                sl->got = got;
-                sl->state = RA_DONE;
+                if (ws.valid) {
+                        ra->w_valid = true;
+                        ra->w_at = ws.at;
+                        ra->w_lsn = ws.lsn;
+                        ra->w_end = ws.end;
+                        ra->w_p = ws.p;
+                }
+                sl->state = sl->taken ? RA_IDLE : RA_DONE;
                 ra->next_read = (ra->next_read + 1) % LOCAL_RA_SLOTS;
-                pthread_cond_signal(&ra->done);
+                pthread_cond_broadcast(&ra->done);
         }
         pthread_mutex_unlock(&ra->lock);
         return NULL;
@@ -3007,10 +3164,13 @@ static bool readahead_start(struct local_scanner *s)
         if (!ra)
                 return false;
         ra->io = s->c->io;
+        atomic_init(&ra->cancel, false);
         bool mem = true;
         /* Page-aligned: the kernel's copy into them measured faster so. */
-        for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++)
+        for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++) {
+                atomic_init(&ra->slot[i].vword, 0);
                 mem = (ra->slot[i].mem = aligned_alloc(4096, LOCAL_RA_BUF)) && mem;
+        }
         /* 0..4: how far the set-up got */
         int stage = !mem ? 0
                   : pthread_mutex_init(&ra->lock, NULL) != 0 ? 0
@@ -3031,15 +3191,17 @@ static bool readahead_start(struct local_scanner *s)
         return true;
 }
 
-/* Cancel what is queued and wait for a read in progress: afterwards the
- * helper touches neither the fd nor a buffer.  Before the scanner closes
- * its fd or reads synchronously (s->buf then leaves the slots). */
+/* Cancel what is queued and wait for the helper to leave its slot:
+ * afterwards it touches neither the fd nor a buffer.  Before the scanner
+ * closes its fd or reads synchronously (s->buf then leaves the slots). */
 static void readahead_drop(struct local_scanner *s)
 {
         struct readahead *ra = s->ra;
+        s->vslot = NULL;
         if (!ra)
                 return;
         pthread_mutex_lock(&ra->lock);
+        atomic_store_explicit(&ra->cancel, true, memory_order_relaxed);
         for (;;) {
                 bool busy = false;
                 for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++) {
@@ -3051,9 +3213,15 @@ static void readahead_drop(struct local_scanner *s)
                         break;
                 pthread_cond_wait(&ra->done, &ra->lock);
         }
-        for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++)
+        for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++) {
                 ra->slot[i].state = RA_IDLE;
+                ra->slot[i].ready = false;
+                ra->slot[i].taken = false;
+        }
         ra->next_read = 0;
+        ra->seed = false;
+        ra->w_valid = false;
+        atomic_store_explicit(&ra->cancel, false, memory_order_relaxed);
         pthread_mutex_unlock(&ra->lock);
         ra->take = 0;
         ra->queued = 0;
@@ -3062,10 +3230,12 @@ static void readahead_drop(struct local_scanner *s)
 static void readahead_stop(struct local_scanner *s)
 {
         struct readahead *ra = s->ra;
+        s->vslot = NULL;
         if (!ra)
                 return;
         pthread_mutex_lock(&ra->lock);
         ra->stop = true;
+        atomic_store_explicit(&ra->cancel, true, memory_order_relaxed);
         pthread_cond_signal(&ra->wake);
         pthread_mutex_unlock(&ra->lock);
         pthread_join(ra->thread, NULL);
@@ -3095,29 +3265,69 @@ static void readahead_release(struct local_scanner *s)
 
 /* After a refill: queue the chunks that follow the buffer into the free
  * slots (all but the one s->buf points into), up to the durable end
- * @limit. */
+ * @limit.  The first after a start or a drop carries the scanner's buffer
+ * from s->off on, where the helper's walk begins. */
 static void readahead_queue(struct local_scanner *s, uint64_t limit)
 {
         struct readahead *ra = s->ra;
         if (!ra)
                 return;
-        if (ra->queued == 0)
+        bool first = ra->queued == 0;
+        if (first)
                 ra->queued_end = s->buf_off + s->buf_len;
         if (ra->queued >= LOCAL_RA_SLOTS - 1 || ra->queued_end >= limit)
                 return;
         pthread_mutex_lock(&ra->lock);
         ra->fd = s->fd;
+        if (first && s->off >= s->buf_off && s->off <= s->buf_off + s->buf_len) {
+                ra->seed = true;
+                ra->seed_p = s->buf + (s->off - s->buf_off);
+                ra->seed_at = s->off;
+                ra->seed_end = s->buf_off + s->buf_len;
+        }
         while (ra->queued < LOCAL_RA_SLOTS - 1 && ra->queued_end < limit) {
                 struct ra_slot *sl = &ra->slot[(ra->take + ra->queued) % LOCAL_RA_SLOTS];
                 WAL_ASSERT(sl->state == RA_IDLE);
                 sl->off = ra->queued_end;
                 sl->len = (size_t)WALU_MIN((uint64_t)LOCAL_READ_CHUNK, limit - sl->off);
                 sl->state = RA_QUEUED;
+                sl->ready = false;
+                sl->taken = false;
                 ra->queued_end += sl->len;
                 ra->queued++;
         }
         pthread_cond_signal(&ra->wake);
         pthread_mutex_unlock(&ra->lock);
+}
+
+/*
+ * Whether the read-ahead helper has checked frames past s->off in the
+ * current buffer: extends s->verified_end and returns true if so; if not,
+ * takes the buffer's checks over (the scanner checks the rest itself).
+ */
+static bool scanner_more_checked(struct local_scanner *s)
+{
+        struct ra_slot *sl = s->vslot;
+        if (!sl)
+                return false;
+        uint64_t w = atomic_load_explicit(&sl->vword, memory_order_acquire);
+        for (;;) {
+                if (w & LOCAL_RA_TAKEN) {
+                        s->vslot = NULL;
+                        return false;
+                }
+                uint64_t v = w >> 1;
+                if (v > s->off && v > s->verified_end) {
+                        s->verified_end = v;
+                        return true;
+                }
+                if (atomic_compare_exchange_weak_explicit(&sl->vword, &w, w | LOCAL_RA_TAKEN,
+                                                          memory_order_acquire,
+                                                          memory_order_acquire)) {
+                        s->vslot = NULL;
+                        return false;
+                }
+        }
 }
 
 /*
@@ -3139,20 +3349,38 @@ static bool readahead_take(struct local_scanner *s)
                 readahead_drop(s);
                 return false;
         }
+        bool wait_checks = atomic_load_explicit(&g_ra_wait_checks, memory_order_relaxed);
         pthread_mutex_lock(&ra->lock);
-        while (sl->state != RA_DONE)
+        while (!sl->ready || (wait_checks && sl->state == RA_BUSY))
                 pthread_cond_wait(&ra->done, &ra->lock);
         ssize_t got = sl->got;
-        sl->state = RA_IDLE;
+        bool vok = sl->vok;
+        uint64_t vstart = sl->vstart, vlsn = sl->vlsn;
+        if (sl->state == RA_DONE)
+                sl->state = RA_IDLE;
+        else
+                sl->taken = true;       /* the helper still walks it */
         pthread_mutex_unlock(&ra->lock);
-        if (got <= 0 || (size_t)got < sl->len) {
-                /* an error or a short read: the synchronous read decides */
+        if (got <= 0 || (size_t)got < sl->len || (vok && vstart != s->off)) {
+                /* an error or a short read (the synchronous read decides), or
+                 * a walk that does not meet the scanner's */
                 readahead_drop(s);
                 return false;
         }
         size_t tail = (size_t)(end - s->off);
         uint8_t *data = sl->mem + LOCAL_RA_HEAD;
-        memcpy(data - tail, s->buf + (s->off - s->buf_off), tail);
+        s->vslot = NULL;
+        if (vok) {
+                /* the helper copied the tail; its checks count only from the
+                 * LSN the scanner expects here */
+                if (vlsn == s->next_lsn)
+                        s->vslot = sl;
+                else
+                        atomic_fetch_or_explicit(&sl->vword, LOCAL_RA_TAKEN,
+                                                 memory_order_relaxed);
+        } else {
+                memcpy(data - tail, s->buf + (s->off - s->buf_off), tail);
+        }
         s->buf = data - tail;
         s->buf_off = s->off;
         s->buf_len = tail + (size_t)got;
@@ -3172,6 +3400,8 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
                 if (s->off >= s->buf_off && s->off < s->buf_off + s->buf_len) {
                         const uint8_t *p = s->buf + (s->off - s->buf_off);
                         size_t avail = s->buf_len - (size_t)(s->off - s->buf_off);
+                        if (s->off >= s->verified_end)
+                                scanner_more_checked(s);
                         if (s->off < s->verified_end && local_frame_peek(p, avail, f) > 0)
                                 return 0;
                         /* Check the CRCs of the frames ahead in the buffer
@@ -3215,6 +3445,8 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
                         readahead_queue(s, limit);
                         continue;
                 }
+                /* before the buffer changes: the helper may be walking it */
+                readahead_drop(s);
                 if (s->cap < want) {
                         uint8_t *nb = realloc(s->mem, want);
                         if (!nb)
@@ -3222,7 +3454,6 @@ static int scanner_frame(struct local_scanner *s, const char *path, uint64_t lim
                         s->mem = nb;
                         s->cap = want;
                 }
-                readahead_drop(s);
                 s->buf = s->mem;
                 s->buf_len = 0;
                 size_t got = 0;
@@ -3450,8 +3681,10 @@ static int local_next(struct walimpls_scanner *base, int timeout_ms, wal_msg **r
 /*
  * Batch read: the first record through the same path as next() (wait,
  * position, refill the buffer, CRC), then every following record that is
- * already in the read buffer, durable and in sequence, checked by
- * local_frames_scan.  Views point into s->buf, which only the next call may
+ * already in the read buffer, durable and in sequence: frames the
+ * read-ahead helper (or an earlier check) passed are read straight into
+ * views (checked_to_views), the rest are checked by local_frames_scan
+ * first.  Views point into s->buf, which only the next call may
  * refill.  A record that fails a check ends the batch before it; the next
  * call reaches it through scanner_frame() and fails as next() does.
  */
@@ -3481,6 +3714,46 @@ frames_to_views(const struct local_frame *run, size_t m, uint64_t lsn,
                 bytes += fr->size;
         }
         *moved = bytes;
+        return i;
+}
+
+/*
+ * Per frame at @p that lies wholly in the first @len bytes, which passed the
+ * frame checks before (header, CRC; the read-ahead helper's or the
+ * scanner's): what frames_to_views does, straight from the frame headers,
+ * in one pass.  The LSN sequence from @lsn is checked again (one compare).
+ * At most @max frames; *@moved gets the bytes they take; *@stopped is set
+ * when a frame's LSN or envelope does not pass (the next call reports it).
+ * @returns the number of views filled.
+ */
+#ifndef LOCAL_VIEW_PREFETCH
+#define LOCAL_VIEW_PREFETCH 1024
+#endif
+static size_t __attribute__((noinline))
+checked_to_views(const uint8_t *p, uint64_t len, uint64_t lsn, size_t max,
+                 struct wal_msg_view *views, uint64_t *moved, bool *stopped)
+{
+        uint64_t at = 0;
+        size_t i = 0;
+        for (; i < max && at < len; i++) {
+                const uint8_t *h = p + at;
+                /* the bytes were written by the helper's CPU: ask early */
+                __builtin_prefetch(h + LOCAL_VIEW_PREFETCH);
+                uint32_t body = walu_get_be32(h);
+                uint32_t env = walu_get_be32(h + 4);
+                struct wal_msg_view *v = &views[i];
+                const uint8_t *e = h + LOCAL_FRAME_HDR_SIZE;
+                if (walu_get_be64(h + 8) != lsn + i ||
+                    walu_envelope_view_inline(env ? e : NULL, env, v, NULL) < 0) {
+                        *stopped = true;
+                        break;
+                }
+                v->id = WAL_MSGID(0, lsn + i);
+                v->payload = e + env;
+                v->payload_len = body - env;
+                at += local_frame_size(body);
+        }
+        *moved = at;
         return i;
 }
 
@@ -3522,6 +3795,26 @@ static int local_next_batch(struct walimpls_scanner *base, int timeout_ms,
         uint64_t buf_end = WALU_MIN(s->buf_off + s->buf_len, limit);
         while (k < max && s->next_lsn <= until && s->off >= s->buf_off &&
                s->off + LOCAL_FRAME_HDR_SIZE <= buf_end) {
+                if (s->off >= s->verified_end)
+                        scanner_more_checked(s);
+                if (s->off < s->verified_end) {
+                        /* checked before (by the read-ahead helper, mostly) */
+                        size_t want = (size_t)WALU_MIN((uint64_t)(max - k),
+                                                       until - s->next_lsn + 1);
+                        uint64_t moved = 0;
+                        bool stopped = false;
+                        size_t i = checked_to_views(s->buf + (s->off - s->buf_off),
+                                                    s->verified_end - s->off, s->next_lsn,
+                                                    want, &views[k], &moved, &stopped);
+                        s->off += moved;
+                        s->next_lsn += i;
+                        k += i;
+                        if (stopped) {
+                                *n = k;     /* the next call reports it */
+                                return 0;
+                        }
+                        continue;
+                }
                 struct local_frame run[96];     /* two of local_frames_scan's groups */
                 size_t want = WALU_MIN(max - k, WALU_ARRAY_SIZE(run));
                 want = (size_t)WALU_MIN((uint64_t)want, until - s->next_lsn + 1);

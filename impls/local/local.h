@@ -102,6 +102,13 @@ int local_io_fsync_dir(const struct local_io_ops *io, const char *dir);
 int local_io_write_full(const struct local_io_ops *io, int fd, const void *buf, size_t len,
                         uint64_t off);
 
+/*
+ * Test hook: with @on, a replaying scanner takes a read-ahead chunk only once
+ * the helper thread has checked all of it, so every damaged frame in such a
+ * chunk is found by the helper (local.c "Read-ahead").  Not for production.
+ */
+void local_readahead_wait_checks(bool on);
+
 /* ---- Frame codec (pure) ---- */
 
 struct local_frame {
@@ -154,6 +161,16 @@ size_t local_frames_check_crc(const struct local_frame *f, size_t n);
  */
 size_t local_frames_scan(const uint8_t *buf, size_t len, uint64_t lsn, size_t max,
                          size_t checked, struct local_frame *out, size_t *used);
+
+/*
+ * local_frames_scan without the frames: how many frames at the start of
+ * @buf pass (the same checks, in the same walk), and in *@used the bytes
+ * they take.  With @crc false only the headers and the LSN sequence are
+ * checked: the walk of frames someone else checks (it finds where the frame
+ * cut by a buffer's end begins).  The read-ahead helper's check.
+ */
+size_t local_frames_check(const uint8_t *buf, size_t len, uint64_t lsn, size_t max, bool crc,
+                          size_t *used);
 
 /*
  * Write the header of a frame of @lsn whose body (envelope then payload,

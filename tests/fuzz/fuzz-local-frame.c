@@ -18,7 +18,9 @@
  * The batch walk of the replay path (local_frames_scan) must accept exactly
  * the frames the decoder accepts one by one in LSN sequence from the first,
  * the same with their CRCs marked as checked before, and never more than
- * asked for.
+ * asked for.  So must the read-ahead helper's check (local_frames_check),
+ * and its header-only walk exactly the frames local_frame_peek accepts in
+ * LSN sequence.
  * A violation aborts, which the fuzzer reports.
  */
 #include <errno.h>
@@ -150,6 +152,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 if (used != at)
                         fail("batch walk reports the wrong byte count");
+                /* the helper's check: the same frames, the same bytes */
+                size_t used2 = 0;
+                if (pass != 1) {
+                        size_t n2 = local_frames_check(buf, size, lsn, max, true, &used2);
+                        if (n2 != want || used2 != at)
+                                fail("the helper's check and the decoder disagree");
+                }
+        }
+
+        /* The header-only walk against local_frame_peek in LSN sequence. */
+        size_t n_peek = 0, peek_bytes = 0;
+        for (size_t o = 0; n_peek < MAXF && o < size;) {
+                struct local_frame f;
+                if (local_frame_peek(buf + o, size - o, &f) <= 0 || f.lsn != lsn + n_peek)
+                        break;
+                n_peek++;
+                o += (size_t)f.size;
+                peek_bytes = o;
+        }
+        if (n_peek < n_seq)
+                fail("peek refuses a frame the decoder accepts");
+        for (int pass = 0; pass < 2; pass++) {
+                size_t max = pass ? n_peek / 2 : MAXF;
+                size_t used = 0, at = 0;
+                size_t n = local_frames_check(buf, size, lsn, max, false, &used);
+                if (n != WALU_MIN(n_peek, max))
+                        fail("the header walk and peek disagree on the frame count");
+                if (n == n_peek)
+                        at = peek_bytes;
+                else
+                        for (size_t o = 0, i = 0; i < n; i++) {
+                                struct local_frame f;
+                                (void)local_frame_peek(buf + o, size - o, &f);
+                                o += (size_t)f.size;
+                                at = o;
+                        }
+                if (used != at)
+                        fail("the header walk reports the wrong byte count");
         }
         free(buf);
         return 0;

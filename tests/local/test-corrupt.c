@@ -916,3 +916,160 @@ Test(local_corrupt, read_ahead_reads_back_and_refuses_damage)
         expect_refused(dir, segs[0].name, fr[fi].off, w);
         g_segment_bytes = "1m";
 }
+
+/*
+ * The read-ahead helper checks frames too (impls/local/local.c
+ * "Read-ahead"): damage it finds must be refused exactly where the
+ * scanner's own checks refuse it, with the records before it delivered and
+ * none after.  The helper's chunks are the 1 MiB reads that follow the
+ * scanner's second synchronous read of a segment: the first read is at the
+ * segment's first frame, the second at the first frame not whole in it
+ * (p1), the helper's at p1 + k MiB (k >= 1) up to the end of the segment's
+ * data.  Damaged here: the first frame wholly inside a chunk, a frame cut by
+ * a chunk's end (a byte before and a byte after the cut: the helper copies
+ * the frame's start in front of the next chunk), and the last frame of a
+ * sealed segment.  Each is read with the scanner taking a chunk only once
+ * the helper checked all of it (local_readahead_wait_checks: the helper
+ * finds the damage) and as in production (whoever gets there first), by
+ * next() and by next_batch().
+ */
+#include "impls/local/local.h"
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+        return a > b ? a : b;
+}
+
+/* Read everything from @dir (read-only) until the end or an error: the
+ * number of records delivered (each checked) in *@delivered, the error's
+ * text in *@msg (owned by the caller).  @returns 0 or the error. */
+static int read_until_error(const char *dir, bool batch, long *delivered, char **msg)
+{
+        struct handle h;
+        wal_error *err = NULL;
+        *msg = NULL;
+        *delivered = 0;
+        int r = backend_open(dir, WAL_ACCESS_RO, &h, &err);
+        cr_assert_eq(r, 0, "open %s: %s", dir, wal_error_message(err));
+        struct walimpls_read_opts ro = { .name = "ra-check",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *s;
+        r = h.wal->ops->read(h.wal, &ro, &s, &err);
+        cr_assert_eq(r, 0, "read %s: %s", dir, wal_error_message(err));
+        long n = 0;
+        for (;;) {
+                struct wal_msg_view v[97];
+                size_t k = 0;
+                wal_msg *m = NULL;
+                r = batch ? s->ops->next_batch(s, 0, v, 97, &k, &err)
+                          : s->ops->next(s, 0, &m, &err);
+                if (r == -ETIMEDOUT) {
+                        r = 0;
+                        break;
+                }
+                if (r < 0) {
+                        *msg = strdup(wal_error_message(err));
+                        wal_error_free(err);
+                        break;
+                }
+                if (batch) {
+                        for (size_t i = 0; i < k; i++, n++)
+                                check_record(n, v[i].id, v[i].payload, v[i].payload_len);
+                        continue;
+                }
+                size_t len;
+                const uint8_t *p = wal_msg_payload(m, &len);
+                check_record(n, wal_msg_id(m), p, len);
+                wal_msg_unref(m);
+                n++;
+        }
+        s->ops->close(s);
+        backend_close(&h);
+        *delivered = n;
+        return r;
+}
+
+Test(local_corrupt, read_ahead_helper_refuses_damage_where_the_scanner_would, .timeout = 240)
+{
+        g_segment_bytes = "8m";
+        char src[4200];
+        snprintf(src, sizeof(src), "%s/ra-src", g_base);
+        cr_assert_eq(mkdir(src, 0755), 0);
+        struct handle h;
+        wal_error *err = NULL;
+        int r = backend_open(src, WAL_ACCESS_RW, &h, &err);
+        cr_assert_eq(r, 0, "open: %s (%s)", wal_strerror(r), wal_error_message(err));
+        append_records(&h, 0, RA_RECORDS, NULL);
+        backend_close(&h);
+
+        struct seg segs[16];
+        static struct frame fr[RA_RECORDS];
+        uint64_t end;
+        size_t ns = list_segs(src, segs, 16);
+        cr_assert_geq(ns, 2, "want a sealed segment, have %zu segments", ns);
+        size_t nf = walk_frames(segs[0].path, fr, RA_RECORDS, &end);
+        const uint64_t mib = 1u << 20;
+        /* p1: the first frame not whole in the first 1 MiB read */
+        size_t i1 = 0;
+        while (fr[i1].off + FRAME_HDR + fr[i1].body <= SEG_HDR + mib)
+                i1++;
+        uint64_t p1 = fr[i1].off;
+        cr_assert_gt(end, p1 + 5 * mib, "segment 0 ends at %" PRIu64, end);
+        /* the first frame wholly in the helper's second chunk */
+        size_t a = i1;
+        while (fr[a].off < p1 + 2 * mib)
+                a++;
+        /* the frame cut by the end of the helper's third chunk */
+        uint64_t cut = p1 + 4 * mib;
+        size_t c = i1;
+        while (fr[c].off + fr[c].size <= cut)
+                c++;
+        cr_assert(fr[c].off < cut && fr[c].off + FRAME_HDR + fr[c].body > cut,
+                  "frame %zu [%" PRIu64 ", +%" PRIu64 ") is not cut at %" PRIu64, c, fr[c].off,
+                  fr[c].size, cut);
+        struct {
+                const char *what;
+                size_t frame;
+                uint64_t at;    /* byte offset in the segment file */
+        } cases[] = {
+                { "first frame of a chunk", a, fr[a].off + FRAME_HDR + fr[a].body / 2 },
+                { "a frame across a chunk's end, before the cut", c,
+                  max_u64(cut - 1, fr[c].off + FRAME_HDR) },
+                { "a frame across a chunk's end, after the cut", c, cut },
+                { "last frame of a sealed segment", nf - 1,
+                  fr[nf - 1].off + FRAME_HDR + fr[nf - 1].body - 1 },
+        };
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/ra-damaged", g_base);
+        for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+                sh("rm -rf '%s'%s", dir, "");
+                sh("cp -a '%s' '%s'", src, dir);
+                char path[4500];
+                snprintf(path, sizeof(path), "%s/" CHANNEL "/%s", dir, segs[0].name);
+                size_t fi = cases[ci].frame;
+                flip_bit(path, cases[ci].at, 4);
+                char off[32];
+                snprintf(off, sizeof(off), "%" PRIu64, fr[fi].off);
+                for (int mode = 0; mode < 4; mode++) {
+                        bool wait = mode & 1, batch = mode & 2;
+                        local_readahead_wait_checks(wait);
+                        long got;
+                        char *msg;
+                        r = read_until_error(dir, batch, &got, &msg);
+                        local_readahead_wait_checks(false);
+                        cr_assert_eq(r, -EBADMSG, "%s (%s, %s): got %d (%s), want -EBADMSG",
+                                     cases[ci].what, batch ? "next_batch" : "next",
+                                     wait ? "helper checks" : "either checks", r,
+                                     msg ? msg : "-");
+                        cr_assert_eq(got, (long)fi,
+                                     "%s (%s, %s): %ld records before the error, want %zu",
+                                     cases[ci].what, batch ? "next_batch" : "next",
+                                     wait ? "helper checks" : "either checks", got, fi);
+                        cr_assert(strstr(msg, segs[0].name) && strstr(msg, off),
+                                  "%s: the error does not name %s at offset %s: %s",
+                                  cases[ci].what, segs[0].name, off, msg);
+                        free(msg);
+                }
+        }
+        g_segment_bytes = "1m";
+}
