@@ -66,6 +66,7 @@
 
 #include <walimpls/walimpls.h>
 #include <wal/wal-config.h>
+#include <wal/wal-log.h>
 #include <wal/wal-registry.h>
 #include "impls/kafka/kafka-internal.h"
 #include "utility/envelope.h"
@@ -575,6 +576,15 @@ static void latency_ours(struct walimpls_opener *o, const char *channel, int n, 
 
 /* ---- Main ---- */
 
+/* The backend's debug line at a fenced wal's close: register reads. */
+static void print_register_line(void *arg, int level, const char *msg)
+{
+        (void)arg;
+        (void)level;
+        if (strstr(msg, "term-register reads"))
+                printf("  %s\n", msg);
+}
+
 static void bench_append(const char *bs, long n, int pairs)
 {
         struct walimpls_opener *off = build(bs, false, false), *on = build(bs, true, false);
@@ -698,6 +708,7 @@ int main(int argc, char **argv)
         if (strncmp(what, "ours", 4) == 0) {
                 /* Only ours, for a profiler (perf record). */
                 bool fenced = strcmp(what, "ours-fenced") == 0;
+                wal_set_log_hook(print_register_line, NULL);
                 struct walimpls_opener *o = build(bs, fenced, false);
                 for (int p = 0; p < pairs; p++) {
                         char ch[32];

@@ -583,6 +583,40 @@ Test(kafka_cfg, queue_full_is_back_pressure_not_failure, .init = kt_setup_cluste
         acks_free(&a);
 }
 
+/*
+ * With fencing (the default) appends queue for the fence thread, at most
+ * 16 384 (kafka.c's KAFKA_QUEUE_MAX) before append waits for room.  A term
+ * register made slow (every request of the mock broker 100 ms late) lets
+ * the appends outrun it well past that, so they wait for room, and the
+ * confirmed batches are produced by the appending thread or by the fence
+ * thread: every append must still be acknowledged exactly once, at IDs in
+ * append order.
+ */
+Test(kafka, fence_queue_full_is_back_pressure_and_keeps_order, .timeout = 90)
+{
+        char ch[64];
+        t_unique_name("fq", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        cr_assert_eq(rd_kafka_mock_broker_set_rtt(kt.mc, 1, 100), 0);
+        /* About 100 B each on the mock: under its 5 MiB cap. */
+        enum { N = 36000 };
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t i = 0; i < N; i++)
+                append_idx(w, &a, i);   /* asserts every append returned 0 */
+        cr_assert_eq(rd_kafka_mock_broker_set_rtt(kt.mc, 1, 0), 0);
+        cr_assert_eq(acks_wait(&a, N, 60000), N, "not every append completed");
+        for (size_t i = 0; i < N; i++) {
+                cr_assert_eq(a.status[i], 0, "append %zu: %d", i, a.status[i]);
+                if (i > 0)
+                        cr_assert_gt(wal_msgid_cmp(a.ids[i], a.ids[i - 1]), 0,
+                                     "append %zu got an ID below append %zu's", i, i - 1);
+        }
+        read_back_exactly_once(w, &a);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
 Test(kafka_open, broker_down_at_open_fails_within_timeout, .timeout = 30)
 {
         kt_setup_cluster();
