@@ -2913,7 +2913,9 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
  * front of the next chunk (at most LOCAL_RA_HEAD bytes), and once the chunk
  * is read, marks it ready and checks its frames (header, LSN sequence and
  * CRC: local_frames_check, the walk of local_frames_scan) in groups of
- * LOCAL_RA_GROUP, publishing after each group how far it got (ra_slot.vword).
+ * LOCAL_RA_GROUP frames or about LOCAL_RA_GROUP_BYTES, publishing after each
+ * group how far it got (ra_slot.vword); from a frame larger than that on it
+ * only walks the headers (the scanner checks large frames).
  * The scanner hands out frames below that point without checking them again
  * (local_frames_view) and checks the rest itself as before.  When the
  * scanner catches up with the helper in a chunk it takes the chunk's checks
@@ -2945,8 +2947,10 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
 #endif
 #define LOCAL_RA_HEAD (256u << 10)
 #define LOCAL_RA_BUF (LOCAL_RA_HEAD + LOCAL_READ_CHUNK)
-/* Frames the helper checks between two looks at vword. */
+/* Frames (and about the bytes) the helper checks between two looks at
+ * vword. */
 #define LOCAL_RA_GROUP 256u
+#define LOCAL_RA_GROUP_BYTES (64u << 10)
 /* vword: (offset the helper's checks reached) << 1 | LOCAL_RA_TAKEN */
 #define LOCAL_RA_TAKEN 1u
 
@@ -3059,9 +3063,19 @@ static void readahead_check(struct readahead *ra, struct ra_slot *sl, uint8_t *d
                 uint64_t w = atomic_load_explicit(&sl->vword, memory_order_acquire);
                 if (w & LOCAL_RA_TAKEN)
                         crc = false;
-                size_t used;
-                size_t n = local_frames_check(p, (size_t)(end - p), lsn, LOCAL_RA_GROUP, crc,
-                                              &used);
+                /* a group is at most LOCAL_RA_GROUP frames or about
+                 * LOCAL_RA_GROUP_BYTES, so a takeover wastes little.  A
+                 * frame larger than that is left to the scanner, and so is
+                 * the rest of the chunk: for such frames the helper's CRC
+                 * measured slower (it delays the next read, and the scanner
+                 * has little else to do; tools/bench/local-notes.md). */
+                size_t left = (size_t)(end - p), used;
+                size_t n = local_frames_check(p, WALU_MIN(left, (size_t)LOCAL_RA_GROUP_BYTES),
+                                              lsn, LOCAL_RA_GROUP, crc, &used);
+                if (n == 0 && left > LOCAL_RA_GROUP_BYTES) {
+                        crc = false;
+                        n = local_frames_check(p, left, lsn, 1, false, &used);
+                }
                 if (crc && n &&
                     !atomic_compare_exchange_strong_explicit(&sl->vword, &w,
                                                              (at + used) << 1,
@@ -3073,7 +3087,7 @@ static void readahead_check(struct readahead *ra, struct ra_slot *sl, uint8_t *d
                 p += used;
                 at += used;
                 lsn += n;
-                if (n < LOCAL_RA_GROUP)
+                if (n == 0)
                         break;
         }
         /* A frame that does not pass ends the walk; one cut by the end of the
@@ -3087,6 +3101,7 @@ static void readahead_check(struct readahead *ra, struct ra_slot *sl, uint8_t *d
 static void *readahead_main(void *arg)
 {
         struct readahead *ra = arg;
+        pthread_setname_np(pthread_self(), "wal-local-ra");
         pthread_mutex_lock(&ra->lock);
         for (;;) {
                 struct ra_slot *sl = &ra->slot[ra->next_read];
