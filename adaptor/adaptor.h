@@ -316,6 +316,13 @@ struct wal {
         struct wal_append_op *cb_head, *cb_tail;
         bool cb_running, cb_stop, cb_sleeping, cb_busy;
         atomic_uint cb_queued;               /* bumped by every hand-over */
+        /* An appender left the drain of its completed append to the
+         * dispatcher (no scanner to deliver to, see adaptor/wal.c); the
+         * dispatcher is idle (about to wait on cb_cond, or waiting): an
+         * appender that sets drain_wanted then wakes it. */
+        atomic_bool drain_wanted;
+        atomic_bool cb_idle;
+        atomic_int n_readers;                /* scanners opened or opening */
         pthread_t cb_thread;
 
         /* finished ops kept for reuse (adaptor/wal.c): appenders take from
@@ -422,6 +429,12 @@ void wal_adaptor_close_inner(wal *w);
 void wal_adaptor_close(wal *w);
 void wal_unref_internal(wal *w);
 void wal_adaptor_notify_scanners(wal *w);
+/* A scanner of @w is being opened (before it looks for its position) or
+ * closed: appends drain on their own thread while one exists; opening
+ * first settles the completions left to the dispatcher, so the cache holds
+ * every append completed before the call. */
+void wal_adaptor_reader_add(wal *w);
+void wal_adaptor_reader_remove(wal *w);
 
 int wal_adaptor_read(wal *w, const struct wal_deliver *d, const struct wal_filter *f,
                      wal_scanner **ret, wal_error **reterr);

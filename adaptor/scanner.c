@@ -334,6 +334,10 @@ int wal_adaptor_read(wal *w, const struct wal_deliver *d, const struct wal_filte
                 r = wal_error_set(reterr, -ENOMEM, 0, "out of memory");
                 goto out;
         }
+        /* Counted before it looks for its position (adaptor/wal.c): from
+         * here on appends drain on their own threads, and what was left to
+         * the dispatcher is in the cache. */
+        wal_adaptor_reader_add(w);
         atomic_init(&s->refs, 1);
         wal_life_init(&s->life);
         pthread_mutex_init(&s->impl_lock, NULL);
@@ -423,6 +427,7 @@ int wal_adaptor_read(wal *w, const struct wal_deliver *d, const struct wal_filte
         r = 0;
         goto out;
 fail:
+        wal_adaptor_reader_remove(w);
         close_impl(s);
         scanner_unref(s);
 out:
@@ -635,6 +640,8 @@ void wal_adaptor_scanner_close_inner(wal_scanner *s)
         if (listed && atomic_load(&s->fd_wanted))
                 atomic_fetch_sub(&w->n_fd_scanners, 1);
         pthread_mutex_unlock(&w->scan_lock);
+        if (listed)
+                wal_adaptor_reader_remove(w);
         wal_life_set_closed(&s->life);
         if (listed)
                 scanner_unref(s);

@@ -504,13 +504,15 @@ static void spin_adapt(struct dispatch_spin *sp, uint32_t budget, bool hit, uint
                 sp->budget_ns = budget / 2 >= DISPATCH_SPIN_MIN_NS ? budget / 2 : 0;
 }
 
-/* Spin up to @budget ns for w->cb_queued to move past @seen.  Returns true
- * if it did, with the time it took in *@waited. */
+/* Spin up to @budget ns for w->cb_queued to move past @seen (or a drain to
+ * be asked for).  Returns true if it did, with the time it took in
+ * *@waited. */
 static bool spin_for_work(wal *w, unsigned seen, uint32_t budget, uint64_t *waited)
 {
         uint64_t start = walu_monotonic_ns(), now = start;
         for (unsigned i = 1;; i++) {
-                if (atomic_load_explicit(&w->cb_queued, memory_order_acquire) != seen) {
+                if (atomic_load_explicit(&w->cb_queued, memory_order_acquire) != seen ||
+                    atomic_load_explicit(&w->drain_wanted, memory_order_acquire)) {
                         *waited = (i > 64 ? walu_monotonic_ns() : now) - start;
                         return true;
                 }
@@ -531,6 +533,14 @@ static void *dispatcher_main(void *arg)
         pthread_setname_np(pthread_self(), "wal-dispatch");
         pthread_mutex_lock(&w->cb_lock);
         for (;;) {
+                /* Completions an appender left to this thread: cleared
+                 * before the drain, so one that lands after it asks again. */
+                if (atomic_load(&w->drain_wanted)) {
+                        atomic_store(&w->drain_wanted, false);
+                        pthread_mutex_unlock(&w->cb_lock);
+                        drain(w);
+                        pthread_mutex_lock(&w->cb_lock);
+                }
                 struct wal_append_op *batch = w->cb_busy ? NULL : w->cb_head;
                 if (batch) {
                         w->cb_head = w->cb_tail = NULL;
@@ -559,9 +569,19 @@ static void *dispatcher_main(void *arg)
                                 continue;
                         sp.credit = 0;
 sleep:
+                        /* Idle, then look once more: an appender either
+                         * sees cb_idle (and signals under cb_lock, which
+                         * this thread holds until it waits) or set
+                         * drain_wanted before this load. */
+                        atomic_store(&w->cb_idle, true);
+                        if (atomic_load(&w->drain_wanted)) {
+                                atomic_store(&w->cb_idle, false);
+                                continue;
+                        }
                         w->cb_sleeping = true;
                         pthread_cond_wait(&w->cb_cond, &w->cb_lock);
                         w->cb_sleeping = false;
+                        atomic_store(&w->cb_idle, false);
                         continue;
                 }
                 pthread_mutex_unlock(&w->cb_lock);
@@ -794,6 +814,65 @@ int wal_adaptor_next_call(wal_append_next *next, wal_msg *msg)
 
 /* ---- Append ---- */
 
+/*
+ * Who drains after an append.  A tailing scanner sees a message as soon as
+ * it and everything before it are durable, so while a scanner exists the
+ * appender drains its own completion (when the backend completed it
+ * inline) before returning.  With no scanner nobody waits for the cache,
+ * and an append with a callback needs the dispatcher anyway: the drain
+ * (popping the durable prefix, the cache push and eviction, the hand-over)
+ * is left to the dispatcher thread, off the appending thread, which only
+ * flags it.  A blocking append drains itself (its caller runs its outcome,
+ * see "Dispatcher"), as do the wal's own appends (periodic ticks, rollback
+ * markers: rare, and their retries stay as prompt as they were) and any
+ * append while the dispatcher is not running.  A scanner being opened counts before it looks for its position
+ * and first settles what was left (wal_adaptor_reader_add()), so "latest"
+ * still starts after every append completed before the call.
+ */
+static bool drain_here(wal *w, const struct wal_append_op *op)
+{
+        return op_is_wait(op) || op->internal || atomic_load(&w->n_readers) > 0 ||
+               !w->cb_running;
+}
+
+static void ask_dispatcher_to_drain(wal *w)
+{
+        if (atomic_exchange(&w->drain_wanted, true))
+                return; /* asked already, not yet taken up */
+        if (atomic_load(&w->cb_idle)) {
+                pthread_mutex_lock(&w->cb_lock);
+                pthread_cond_signal(&w->cb_cond);
+                pthread_mutex_unlock(&w->cb_lock);
+        }
+}
+
+/* Drain until nothing completed is left in the pending list and no other
+ * drainer is half-way through a round. */
+static void settle(wal *w)
+{
+        for (;;) {
+                drain(w);
+                pthread_mutex_lock(&w->pend_lock);
+                bool left = w->pend_head && atomic_load(&w->pend_head->completed);
+                pthread_mutex_unlock(&w->pend_lock);
+                if (!left && !atomic_load(&w->draining))
+                        return;
+                sched_yield();
+        }
+}
+
+void wal_adaptor_reader_add(wal *w)
+{
+        atomic_fetch_add(&w->n_readers, 1);
+        if (w->has_cache)
+                settle(w);
+}
+
+void wal_adaptor_reader_remove(wal *w)
+{
+        atomic_fetch_sub(&w->n_readers, 1);
+}
+
 int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool internal,
                        wal_append_done_fn *done, void *userdata, wal_error **reterr)
 {
@@ -849,6 +928,9 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
                 txn->inflight++;
                 pthread_mutex_unlock(&txn->lock);
         }
+        /* Who drains this append's completion when it comes inline (see
+         * drain_here()); decided now, as @op may be gone once passed on. */
+        bool here = drain_here(w, op);
         /* User interceptors may look at the message after passing it on,
          * when the op may already be complete and freed: hold a reference
          * (the built-ins never do). */
@@ -881,7 +963,10 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
          * handed over and copied is released. */
         if (take && !taken)
                 wal_msg_unref(msg);
-        drain(w);
+        if (here)
+                drain(w);
+        else
+                ask_dispatcher_to_drain(w);
         bool inline_pub = atomic_load_explicit(&w->wake_word, memory_order_relaxed) != published;
         if (inline_pub != atomic_load_explicit(&w->publish_inline, memory_order_relaxed))
                 atomic_store_explicit(&w->publish_inline, inline_pub, memory_order_relaxed);
@@ -1598,6 +1683,12 @@ void wal_adaptor_notify_scanners(wal *w)
 
 void wal_adaptor_close_inner(wal *w)
 {
+        /* Completions left to the dispatcher are drained while the wal is
+         * still open, as the appender would have drained them: a retriable
+         * failure among them is queued for its retry (and cancelled below),
+         * not reported as the failure itself. */
+        if (w->has_cache && wal_life_is_open(&w->life))
+                settle(w);
         if (!wal_life_begin_close(&w->life))
                 return;
         stop_ticker(w);
