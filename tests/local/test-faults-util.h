@@ -52,6 +52,7 @@ struct shim {
         atomic_int n_zero_fail;      /* ... failed so */
         atomic_int zero_fd;          /* fd of the last one (0: none yet) */
         atomic_llong zero_bytes;     /* bytes they wrote */
+        atomic_int zero_delay_us;    /* each such write first sleeps this long */
 };
 
 static struct shim shim;
@@ -112,6 +113,9 @@ static ssize_t shim_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t
         if (shim_all_zero(buf, len)) {
                 atomic_fetch_add(&shim.n_zero_writes, 1);
                 atomic_store(&shim.zero_fd, fd);
+                int delay = atomic_load(&shim.zero_delay_us);
+                if (delay > 0)
+                        usleep((useconds_t)delay);
                 int ze = atomic_load(&shim.fail_zero_write);
                 if (ze) {
                         atomic_fetch_add(&shim.n_zero_fail, 1);

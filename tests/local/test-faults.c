@@ -1135,3 +1135,210 @@ Test(local_fallback, forced_uring_refuses_when_unavailable, .timeout = 60)
         w->ops->close(w);
         tf_teardown(&t);
 }
+
+/* ---- Replay beside a live writer ---- */
+
+/*
+ * A scanner replays a channel while another thread keeps appending to it:
+ * it falls behind (read-ahead starts, its chunks limited by the durable end
+ * known when they are queued, the preparer zeroing ahead of the write head)
+ * and catches up (the helper stops at the head), over and over, across
+ * segment rolls, with frames of 200 B to 300 KiB (larger than the
+ * read-ahead's carried head: the scanner drops the helper and reads them
+ * itself) cut by chunk ends anywhere, and next() and next_batch() mixed.
+ * Every record is read exactly once, in order, with its payload, and the
+ * channel reads back whole after reopening.
+ */
+enum { LIVE_N = 24000 };
+
+static size_t live_len(size_t i)
+{
+        if (i % 1009 == 500)
+                return 300000;
+        if (i % 97 == 13)
+                return 40000 + i % 5000;
+        return 200 + i % 700;
+}
+
+struct live_appender {
+        struct walimpls_wal *w;
+        struct acks *acks;
+        atomic_size_t appended;
+        int failed;                      /* first append error (0: none) */
+};
+
+static void *live_append_main(void *arg)
+{
+        struct live_appender *la = arg;
+        char *buf = malloc(300000);
+        for (size_t i = 0; buf && i < LIVE_N; i++) {
+                size_t len = live_len(i);
+                payload_of(i, len, buf);
+                wal_msg *m = NULL;
+                struct ack_arg *aa = malloc(sizeof(*aa));
+                if (!aa || wal_msg_new(WAL_MSG_DATA, buf, len, &m) < 0) {
+                        la->failed = -ENOMEM;
+                        free(aa);
+                        break;
+                }
+                *aa = (struct ack_arg){ la->acks, i };
+                pthread_mutex_lock(&la->acks->mu);
+                la->acks->pending++;
+                pthread_mutex_unlock(&la->acks->mu);
+                int r = la->w->ops->append(la->w, m, on_ack, aa);
+                wal_msg_unref(m);
+                if (r < 0) {
+                        pthread_mutex_lock(&la->acks->mu);
+                        la->acks->pending--;
+                        pthread_mutex_unlock(&la->acks->mu);
+                        free(aa);
+                        la->failed = r;
+                        break;
+                }
+                atomic_store(&la->appended, i + 1);
+                /* bursts and pauses: the scanner falls behind, then catches up */
+                if (i % 4000 == 3999)
+                        usleep(30000);
+        }
+        free(buf);
+        return NULL;
+}
+
+static void live_check(size_t got, const uint8_t *p, size_t plen, uint64_t lsn, char *want)
+{
+        cr_assert_eq(lsn, (uint64_t)got + 1, "record %zu came with LSN %" PRIu64, got, lsn);
+        size_t len = live_len(got);
+        cr_assert_eq(plen, len, "record %zu: %zu bytes, expected %zu", got, plen, len);
+        payload_of(got, len, want);
+        cr_assert_eq(memcmp(p, want, len), 0, "record %zu: payload differs", got);
+}
+
+static void replay_beside_live_writer(const char *io, const char *lanes, int zero_delay_us)
+{
+        shim_install();
+        atomic_store(&shim.zero_delay_us, zero_delay_us);
+        tf_lanes = lanes;
+        tf_setup(&t, io, "8m");
+        tf_lanes = NULL;
+        struct walimpls_wal *w;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        struct acks acks;
+        acks_init(&acks, LIVE_N);
+        struct live_appender la = { .w = w, .acks = &acks };
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, live_append_main, &la), 0);
+
+        struct walimpls_read_opts ro = { .name = "live",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *sc;
+        cr_assert_eq(w->ops->read(w, &ro, &sc, &err), 0, "%s", wal_error_message(err));
+        char *want = malloc(300000);
+        cr_assert(want);
+        struct wal_msg_view v[200];
+        size_t got = 0;
+        unsigned call = 0;
+        while (got < LIVE_N) {
+                int r;
+                call++;
+                if (call % 3 == 0) {
+                        wal_msg *m = NULL;
+                        r = sc->ops->next(sc, 5000, &m, &err);
+                        cr_assert_eq(r, 0, "next at record %zu: %s", got,
+                                     wal_error_message(err));
+                        size_t plen = 0;
+                        const void *p = wal_msg_payload(m, &plen);
+                        live_check(got, p, plen, wal_msg_id(m).lo, want);
+                        wal_msg_unref(m);
+                        got++;
+                } else {
+                        size_t k = 0, max = 1 + call % 200;
+                        r = sc->ops->next_batch(sc, 5000, v, max, &k, &err);
+                        cr_assert_eq(r, 0, "next_batch at record %zu: %s", got,
+                                     wal_error_message(err));
+                        cr_assert(k > 0 && k <= max);
+                        for (size_t i = 0; i < k; i++, got++)
+                                live_check(got, v[i].payload, v[i].payload_len, v[i].id.lo,
+                                           want);
+                }
+                /* now and then stop reading for a while: fall behind */
+                if (call % 700 == 0)
+                        usleep(20000);
+        }
+        wal_msg *extra = NULL;
+        cr_assert_eq(sc->ops->next(sc, 50, &extra, &err), -ETIMEDOUT,
+                     "a record after the last one appended");
+        wal_error_free(err);
+        err = NULL;
+        sc->ops->close(sc);
+        pthread_join(th, NULL);
+        cr_assert_eq(la.failed, 0, "append failed: %d", la.failed);
+        tf_wait(&acks);
+        for (size_t i = 0; i < LIVE_N; i++)
+                cr_assert_eq(acks.a[i].status, 0, "append %zu: %s", i, acks.a[i].msg);
+        w->ops->close(w);
+        acks_done(&acks);
+        /* reopened: every record intact (nothing overwritten by zeros) */
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RO, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        struct walimpls_scanner *s2;
+        cr_assert_eq(w->ops->read(w, &ro, &s2, &err), 0, "%s", wal_error_message(err));
+        got = 0;
+        for (;;) {
+                size_t k = 0;
+                int r = s2->ops->next_batch(s2, 0, v, 200, &k, &err);
+                if (r == -ETIMEDOUT)
+                        break;
+                cr_assert_eq(r, 0, "reopened, at record %zu: %s", got, wal_error_message(err));
+                for (size_t i = 0; i < k; i++, got++)
+                        live_check(got, v[i].payload, v[i].payload_len, v[i].id.lo, want);
+        }
+        cr_assert_eq(got, (size_t)LIVE_N);
+        cr_assert_gt(atomic_load(&shim.n_zero_writes), 0, "the preparer never ran");
+        wal_error_free(err);
+        s2->ops->close(s2);
+        w->ops->close(w);
+        free(want);
+        tf_teardown(&t);
+}
+
+Test(local_live, replay_beside_live_writer_auto, .timeout = 120)
+{
+        replay_beside_live_writer("auto", NULL, 0);
+}
+Test(local_live, replay_beside_live_writer_sync, .timeout = 120)
+{
+        replay_beside_live_writer("sync", NULL, 0);
+}
+Test(local_live, replay_beside_live_writer_uring, .timeout = 120)
+{
+        replay_beside_live_writer("uring", NULL, 0);
+}
+Test(local_live, replay_beside_live_writer_sync_two_lanes, .timeout = 120)
+{
+        replay_beside_live_writer("sync", "2", 0);
+}
+
+/*
+ * The same with the preparer's zero writes slowed down (3 ms per piece of
+ * 256 KiB): appends reach its claims while it writes, and must wait for
+ * them (prep_blocks); a frame placed in a claim in progress would be
+ * written before the zeros land on it, and read back as zeros.
+ */
+Test(local_live, slow_preparer_never_zeroes_a_frame_auto, .timeout = 120)
+{
+        replay_beside_live_writer("auto", NULL, 3000);
+}
+Test(local_live, slow_preparer_never_zeroes_a_frame_sync, .timeout = 120)
+{
+        replay_beside_live_writer("sync", NULL, 3000);
+}
+Test(local_live, slow_preparer_never_zeroes_a_frame_uring, .timeout = 120)
+{
+        replay_beside_live_writer("uring", NULL, 3000);
+}
+Test(local_live, slow_preparer_never_zeroes_a_frame_sync_two_lanes, .timeout = 120)
+{
+        replay_beside_live_writer("sync", "2", 3000);
+}
