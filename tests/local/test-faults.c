@@ -1145,7 +1145,9 @@ Test(local_fallback, forced_uring_refuses_when_unavailable, .timeout = 60)
  * and catches up (the helper stops at the head), over and over, across
  * segment rolls, with frames of 200 B to 300 KiB (larger than the
  * read-ahead's carried head: the scanner drops the helper and reads them
- * itself) cut by chunk ends anywhere, and next() and next_batch() mixed.
+ * itself) cut by chunk ends anywhere, and next() and next_batch() mixed
+ * (with two lanes the appender also flushes after every 8th record, so
+ * that its flush() may write batches beside the writer thread's).
  * Every record is read exactly once, in order, with its payload, and the
  * channel reads back whole after reopening.
  */
@@ -1163,6 +1165,7 @@ static size_t live_len(size_t i)
 struct live_appender {
         struct walimpls_wal *w;
         struct acks *acks;
+        bool flush;                      /* flush every 8th record (lane 2 with lanes=2) */
         atomic_size_t appended;
         int failed;                      /* first append error (0: none) */
 };
@@ -1196,6 +1199,10 @@ static void *live_append_main(void *arg)
                         break;
                 }
                 atomic_store(&la->appended, i + 1);
+                if (la->flush && i % 8 == 7 && (r = walimpls_flush(la->w, -1, NULL)) < 0) {
+                        la->failed = r;
+                        break;
+                }
                 /* bursts and pauses: the scanner falls behind, then catches up */
                 if (i % 4000 == 3999)
                         usleep(30000);
@@ -1226,7 +1233,7 @@ static void replay_beside_live_writer(const char *io, const char *lanes, int zer
                      wal_error_message(err));
         struct acks acks;
         acks_init(&acks, LIVE_N);
-        struct live_appender la = { .w = w, .acks = &acks };
+        struct live_appender la = { .w = w, .acks = &acks, .flush = lanes != NULL };
         pthread_t th;
         cr_assert_eq(pthread_create(&th, NULL, live_append_main, &la), 0);
 
