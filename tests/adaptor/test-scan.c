@@ -117,6 +117,46 @@ Test(adaptor_scan, deliver_latest_on_rw_and_ro)
         wal_close(ro);
 }
 
+/* The memory backend with its default inline completions: an append is
+ * durable when wal_append() returns. */
+static bool completes_inline(void)
+{
+        const char *c = getenv("WAL_TEST_MEMORY_COMPLETION");
+        return strcmp(ta_backend(), "memory") == 0 && !(c && *c);
+}
+
+/* With no scanner open, an asynchronous append's completion is drained by
+ * the wal's dispatcher, not by the appender (adaptor/wal.c): a scanner
+ * opened at "latest" right after such appends returned still starts after
+ * all of them, and delivers the next one.  Repeated, so the dispatcher is
+ * caught half-way at times. */
+Test(adaptor_scan, latest_after_async_appends_starts_after_them)
+{
+        for (int round = 0; round < 20; round++) {
+                struct ta_counter c = { 0 };
+                for (int i = 0; i < 200; i++) {
+                        wal_msg *m = ta_msg("before", NULL);
+                        cr_assert_eq(wal_append_take(w, m, ta_count_done, &c, NULL), 0);
+                }
+                /* Elsewhere appends complete after they return, and
+                 * "latest" starts after the completed ones. */
+                if (!completes_inline())
+                        cr_assert_eq(ta_wait_calls(&c, 200, 10000), 0);
+                wal_scanner *s = open_scanner(w, (struct wal_deliver){ .policy = WAL_DELIVER_LATEST },
+                                              &data_only);
+                cr_assert_eq(ta_append(w, "after", NULL, NULL), 0);
+                wal_msg *got = NULL;
+                cr_assert_eq(wal_scanner_next(s, 2000, &got, NULL), 0);
+                cr_assert_str_eq(ta_text(got), "after", "round %d: delivered an append that "
+                                 "returned before the scanner was opened", round);
+                wal_msg_unref(got);
+                expect_quiet(s);
+                wal_scanner_close(s);
+                cr_assert_eq(ta_wait_calls(&c, 200, 10000), 0);
+                cr_assert_eq(atomic_load(&c.ok), 200);
+        }
+}
+
 Test(adaptor_scan, start_from_and_after_an_id)
 {
         char buf[256];
