@@ -2917,7 +2917,9 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
  * CRC: local_frames_check, the walk of local_frames_scan) in groups of
  * LOCAL_RA_GROUP frames or about LOCAL_RA_GROUP_BYTES, publishing after each
  * group how far it got (ra_slot.vword); from a frame larger than that on it
- * only walks the headers (the scanner checks large frames).
+ * only walks the headers (the scanner checks large frames), and so it does
+ * while another chunk waits to be read (reading comes first: the helper
+ * checks only when it is ahead of the scanner).
  * The scanner hands out frames below that point without checking them again
  * (local_frames_view) and checks the rest itself as before.  When the
  * scanner catches up with the helper in a chunk it takes the chunk's checks
@@ -2997,6 +2999,7 @@ struct readahead {
         uint64_t w_at, w_lsn, w_end;
         const uint8_t *w_p;
         _Atomic bool cancel;             /* readahead_drop(): leave the slot now */
+        _Atomic unsigned pending;        /* slots queued and not yet being read */
         /* the scanner's alone */
         unsigned take;                   /* the slot the next refill takes */
         unsigned queued;                 /* slots queued, read or being read, not taken */
@@ -3065,6 +3068,12 @@ static void readahead_check(struct readahead *ra, struct ra_slot *sl, uint8_t *d
                 uint64_t w = atomic_load_explicit(&sl->vword, memory_order_acquire);
                 if (w & LOCAL_RA_TAKEN)
                         crc = false;
+                /* Reading comes first: with a chunk waiting to be read the
+                 * helper leaves the rest of this one to the scanner (only
+                 * walks its headers), so it checks only when it is ahead. */
+                if (atomic_load_explicit(&ra->pending, memory_order_relaxed) &&
+                    !atomic_load_explicit(&g_ra_wait_checks, memory_order_relaxed))
+                        crc = false;
                 /* a group is at most LOCAL_RA_GROUP frames or about
                  * LOCAL_RA_GROUP_BYTES, so a takeover wastes little.  A
                  * frame larger than that is left to the scanner, and so is
@@ -3114,6 +3123,7 @@ static void *readahead_main(void *arg)
                         continue;
                 }
                 sl->state = RA_BUSY;
+                atomic_fetch_sub_explicit(&ra->pending, 1, memory_order_relaxed);
                 int fd = ra->fd;
                 uint64_t off = sl->off;
                 size_t len = sl->len;
@@ -3182,6 +3192,7 @@ static bool readahead_start(struct local_scanner *s)
                 return false;
         ra->io = s->c->io;
         atomic_init(&ra->cancel, false);
+        atomic_init(&ra->pending, 0);
         bool mem = true;
         /* Page-aligned: the kernel's copy into them measured faster so. */
         for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++) {
@@ -3235,6 +3246,7 @@ static void readahead_drop(struct local_scanner *s)
                 ra->slot[i].ready = false;
                 ra->slot[i].taken = false;
         }
+        atomic_store_explicit(&ra->pending, 0, memory_order_relaxed);
         ra->next_read = 0;
         ra->seed = false;
         ra->w_valid = false;
@@ -3310,6 +3322,7 @@ static void readahead_queue(struct local_scanner *s, uint64_t limit)
                 sl->state = RA_QUEUED;
                 sl->ready = false;
                 sl->taken = false;
+                atomic_fetch_add_explicit(&ra->pending, 1, memory_order_relaxed);
                 ra->queued_end += sl->len;
                 ra->queued++;
         }
