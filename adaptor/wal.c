@@ -457,69 +457,30 @@ static void waiter_run(wal *w, struct waiter *wt)
  * for each) gets no spin: it would only burn a CPU its readers and writer
  * may need.
  *
- * The spin pays only when the next batch comes within it.  A backend that
- * completes in rounds (Redis with a pipeline of 64: one reply run about
- * every 100-200 us) would have the dispatcher spin its whole budget after
- * every round and then sleep anyway; on a 2-CPU machine that is CPU taken
- * from the server and the writer thread.  So the budget adapts
- * (spin_adapt()): it doubles (up to DISPATCH_SPIN_NS) when work came within
- * it, halves when it did not (or came only after it, when a sched_yield()
- * gave the CPU away), and below DISPATCH_SPIN_MIN_NS the dispatcher stops
- * spinning.  While it does not spin, every DISPATCH_SPIN_PROBE-th idle
- * period spins the full budget once, so that a load whose batches come
- * close together again earns its spin back.
+ * The budget is fixed.  A budget that adapted (doubled after a hit, halved
+ * after a miss, off below 1 us: commit 9d94941) spent less of the
+ * dispatcher's CPU on Redis with a pipeline of 64, whose reply runs come
+ * 100-200 us apart, but lost about a fifth of the throughput at a pipeline
+ * of 16 and gained nothing measurable at 64 (bench-api against the fixed
+ * budget, alternating on a quiet machine, 2026-11-22: P16 new/fixed median
+ * 0.79, P64 1.04), so it was taken out again.
  */
 #define DISPATCH_SPIN_NS 20000u
-#define DISPATCH_SPIN_MIN_NS 1000u
-#define DISPATCH_SPIN_PROBE 32u
 /* Single-op batches after the last multi-op one that still earn a spin. */
 #define DISPATCH_SPIN_CREDIT 64u
 
-struct dispatch_spin {
-        unsigned credit;               /* DISPATCH_SPIN_CREDIT after a multi-op batch */
-        uint32_t budget_ns;            /* 0: sleep at once (but see probe) */
-        unsigned idle;                 /* idle periods without a spin, for the probe */
-};
-
-/* How long to spin now (0: sleep). */
-static uint32_t spin_budget(struct dispatch_spin *sp)
+/* Spin up to DISPATCH_SPIN_NS for w->cb_queued to move past @seen (or a
+ * drain to be asked for).  Returns true if it did. */
+static bool spin_for_work(wal *w, unsigned seen)
 {
-        if (sp->credit == 0)
-                return 0;
-        if (sp->budget_ns > 0)
-                return sp->budget_ns;
-        if (++sp->idle < DISPATCH_SPIN_PROBE)
-                return 0;
-        sp->idle = 0;
-        return DISPATCH_SPIN_NS;
-}
-
-/* A spin of @budget ns ended: work came after @waited ns (@hit), or not.
- * A probe (budget_ns 0) that missed leaves the spin off. */
-static void spin_adapt(struct dispatch_spin *sp, uint32_t budget, bool hit, uint64_t waited)
-{
-        if (hit && waited <= budget)
-                sp->budget_ns = budget >= DISPATCH_SPIN_NS / 2 ? DISPATCH_SPIN_NS : budget * 2;
-        else if (sp->budget_ns > 0)
-                sp->budget_ns = budget / 2 >= DISPATCH_SPIN_MIN_NS ? budget / 2 : 0;
-}
-
-/* Spin up to @budget ns for w->cb_queued to move past @seen (or a drain to
- * be asked for).  Returns true if it did, with the time it took in
- * *@waited. */
-static bool spin_for_work(wal *w, unsigned seen, uint32_t budget, uint64_t *waited)
-{
-        uint64_t start = walu_monotonic_ns(), now = start;
+        uint64_t end = walu_monotonic_ns() + DISPATCH_SPIN_NS;
         for (unsigned i = 1;; i++) {
                 if (atomic_load_explicit(&w->cb_queued, memory_order_acquire) != seen ||
-                    atomic_load_explicit(&w->drain_wanted, memory_order_acquire)) {
-                        *waited = (i > 64 ? walu_monotonic_ns() : now) - start;
+                    atomic_load_explicit(&w->drain_wanted, memory_order_acquire))
                         return true;
-                }
                 wal_cpu_relax();
                 if (i % 64 == 0) {
-                        now = walu_monotonic_ns();
-                        if (now - start >= budget)
+                        if (walu_monotonic_ns() >= end)
                                 return false;
                         sched_yield();
                 }
@@ -529,7 +490,9 @@ static bool spin_for_work(wal *w, unsigned seen, uint32_t budget, uint64_t *wait
 static void *dispatcher_main(void *arg)
 {
         wal *w = arg;
-        struct dispatch_spin sp = { .budget_ns = DISPATCH_SPIN_NS };
+        /* Batches of several ops earn a spin (DISPATCH_SPIN_CREDIT single-op
+         * batches long); see DISPATCH_SPIN_NS. */
+        unsigned spin_credit = 0;
         pthread_setname_np(pthread_self(), "wal-dispatch");
         pthread_mutex_lock(&w->cb_lock);
         for (;;) {
@@ -546,28 +509,25 @@ static void *dispatcher_main(void *arg)
                         w->cb_head = w->cb_tail = NULL;
                         w->cb_busy = true;
                         if (batch->next)
-                                sp.credit = DISPATCH_SPIN_CREDIT;
-                        else if (sp.credit > 0)
-                                sp.credit--;
+                                spin_credit = DISPATCH_SPIN_CREDIT;
+                        else if (spin_credit > 0)
+                                spin_credit--;
                 }
                 if (!batch) {
                         if (w->cb_stop && !w->cb_busy && !w->cb_head)
                                 break;
                         /* A waiting appender running ops gives them back
                          * with a signal. */
-                        uint32_t budget = w->cb_busy ? 0 : spin_budget(&sp);
-                        if (budget == 0)
+                        if (spin_credit == 0 || w->cb_busy)
                                 goto sleep;
                         unsigned seen = atomic_load_explicit(&w->cb_queued,
                                                              memory_order_relaxed);
                         pthread_mutex_unlock(&w->cb_lock);
-                        uint64_t waited = 0;
-                        bool more = spin_for_work(w, seen, budget, &waited);
-                        spin_adapt(&sp, budget, more, waited);
+                        bool more = spin_for_work(w, seen);
                         pthread_mutex_lock(&w->cb_lock);
                         if (more || w->cb_head || w->cb_stop)
                                 continue;
-                        sp.credit = 0;
+                        spin_credit = 0;
 sleep:
                         /* Idle, then look once more: an appender either
                          * sees cb_idle (and signals under cb_lock, which
