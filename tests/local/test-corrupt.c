@@ -177,6 +177,54 @@ static void check_record(long n, struct wal_msgid id, const uint8_t *p, size_t l
         cr_assert(memcmp(p, expect, len) == 0, "record %ld: payload differs", n);
 }
 
+/* Read everything from scanner @s (with next(), or with next_batch() of at
+ * most @max views when @batch) until the end or an error, checking that
+ * record i sits at LSN i + 1 with its payload: the records delivered in
+ * *@delivered, the error's text in *@msg (owned by the caller).  @returns 0
+ * at the end, or the error. */
+#define READ_VIEWS_MAX 97
+static int read_scanner(struct walimpls_scanner *s, bool batch, size_t max, long *delivered,
+                        char **msg)
+{
+        wal_error *err = NULL;
+        long n = 0;
+        int r;
+        cr_assert(max <= READ_VIEWS_MAX);
+        for (;;) {
+                wal_msg *m = NULL;
+                struct wal_msg_view v[READ_VIEWS_MAX];
+                size_t k = 0;
+                if (batch)
+                        r = s->ops->next_batch(s, 0, v, max, &k, &err);
+                else
+                        r = s->ops->next(s, 0, &m, &err);
+                if (r == -ETIMEDOUT) {
+                        r = 0;
+                        break;
+                }
+                if (r < 0) {
+                        *msg = strdup(wal_error_message(err));
+                        wal_error_free(err);
+                        break;
+                }
+                if (batch) {
+                        cr_assert(k >= 1 && k <= max, "next_batch gave %zu views", k);
+                        for (size_t i = 0; i < k; i++, n++) {
+                                cr_assert_eq(v[i].type, WAL_MSG_DATA);
+                                check_record(n, v[i].id, v[i].payload, v[i].payload_len);
+                        }
+                        continue;
+                }
+                size_t len;
+                const uint8_t *p = wal_msg_payload(m, &len);
+                check_record(n, wal_msg_id(m), p, len);
+                wal_msg_unref(m);
+                n++;
+        }
+        *delivered = n;
+        return r;
+}
+
 /* Open @dir, read everything (with next(), or with next_batch() when
  * @batch), check record i sits at LSN i + 1 with its payload.  @returns the
  * number of records, or the open/read error (with *msg, owned by the
@@ -204,39 +252,10 @@ static long read_all_with(const char *dir, enum wal_access access, bool batch, c
         }
         cr_assert(!batch || s->ops->next_batch, "the local scanner has next_batch");
         long n = 0;
-        for (;;) {
-                wal_msg *m = NULL;
-                struct wal_msg_view v[61];
-                size_t k = 0;
-                if (batch)
-                        r = s->ops->next_batch(s, 0, v, 61, &k, &err);
-                else
-                        r = s->ops->next(s, 0, &m, &err);
-                if (r == -ETIMEDOUT)
-                        break;
-                if (r < 0) {
-                        *msg = strdup(wal_error_message(err));
-                        wal_error_free(err);
-                        n = r;
-                        break;
-                }
-                if (batch) {
-                        cr_assert(k >= 1 && k <= 61, "next_batch gave %zu views", k);
-                        for (size_t i = 0; i < k; i++, n++) {
-                                cr_assert_eq(v[i].type, WAL_MSG_DATA);
-                                check_record(n, v[i].id, v[i].payload, v[i].payload_len);
-                        }
-                        continue;
-                }
-                size_t len;
-                const uint8_t *p = wal_msg_payload(m, &len);
-                check_record(n, wal_msg_id(m), p, len);
-                wal_msg_unref(m);
-                n++;
-        }
+        r = read_scanner(s, batch, 61, &n, msg);
         s->ops->close(s);
         backend_close(&h);
-        return n;
+        return r < 0 ? r : n;
 }
 
 /* read_all_with() through both read paths, which must agree; the message
@@ -956,36 +975,9 @@ static int read_until_error(const char *dir, bool batch, long *delivered, char *
         struct walimpls_scanner *s;
         r = h.wal->ops->read(h.wal, &ro, &s, &err);
         cr_assert_eq(r, 0, "read %s: %s", dir, wal_error_message(err));
-        long n = 0;
-        for (;;) {
-                struct wal_msg_view v[97];
-                size_t k = 0;
-                wal_msg *m = NULL;
-                r = batch ? s->ops->next_batch(s, 0, v, 97, &k, &err)
-                          : s->ops->next(s, 0, &m, &err);
-                if (r == -ETIMEDOUT) {
-                        r = 0;
-                        break;
-                }
-                if (r < 0) {
-                        *msg = strdup(wal_error_message(err));
-                        wal_error_free(err);
-                        break;
-                }
-                if (batch) {
-                        for (size_t i = 0; i < k; i++, n++)
-                                check_record(n, v[i].id, v[i].payload, v[i].payload_len);
-                        continue;
-                }
-                size_t len;
-                const uint8_t *p = wal_msg_payload(m, &len);
-                check_record(n, wal_msg_id(m), p, len);
-                wal_msg_unref(m);
-                n++;
-        }
+        r = read_scanner(s, batch, READ_VIEWS_MAX, delivered, msg);
         s->ops->close(s);
         backend_close(&h);
-        *delivered = n;
         return r;
 }
 
