@@ -785,9 +785,10 @@ int wal_adaptor_next_call(wal_append_next *next, wal_msg *msg)
  * flags it.  A blocking append drains itself (its caller runs its outcome,
  * see "Dispatcher"), as do the wal's own appends (periodic ticks, rollback
  * markers: rare, and their retries stay as prompt as they were) and any
- * append while the dispatcher is not running.  A scanner being opened counts before it looks for its position
- * and first settles what was left (wal_adaptor_reader_add()), so "latest"
- * still starts after every append completed before the call.
+ * append while the dispatcher is not running.  A scanner being opened
+ * counts before it looks for its position and first settles what was left
+ * (wal_adaptor_reader_add()), so "latest" still starts after every append
+ * completed before the call.
  */
 static bool drain_here(wal *w, const struct wal_append_op *op)
 {

@@ -5,8 +5,9 @@
  * Writers: --writers N threads, each appending with the blocking
  * wal_append_wait() to channel (i mod --channels); or --async N: one thread
  * keeping N appends in flight with wal_append_take() (each record handed
- * over, no copy), round-robin over the channels.  Append latency is from the call to durability (the return of
- * wal_append_wait, or the completion callback).
+ * over, no copy), round-robin over the channels.  Append latency is from
+ * the call to durability (the return of wal_append_wait, or the completion
+ * callback).
  *
  * Readers: --readers N threads, reader j tailing channel (j mod --channels)
  * from "latest", opened before any writer starts.  Every payload begins with
