@@ -52,6 +52,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -59,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,14 +80,20 @@ struct bench {
         /* backend interface (--layer spi) */
         struct walimpls_opener *impl_opener;
         struct walimpls_wal *impl;
-        /* completions */
-        atomic_long done, failed;
         /* The append window: the submitter sleeps when it is full and is
          * woken once half of it has completed, not at every completion (a
          * futex wake per record would be the harness's cost, not the
-         * library's). */
-        atomic_long submitted;
-        atomic_bool waiting;
+         * library's).  The completer's counters and the submitter's are on
+         * lines of their own, and the submitter reloads @done only when its
+         * last reading says the window is full: with the completions on
+         * another thread (the API's dispatcher), a line written by both at
+         * every record would cost each record a transfer between CPUs that
+         * the single-threaded SPI loop never pays, a harness cost again. */
+        alignas(64) atomic_long done, failed;      /* written by completions */
+        alignas(64) atomic_long submitted;         /* written by the submitter */
+        long done_seen;                            /* its last reading of done */
+        long window_waits;          /* times the submitter slept on a full window */
+        alignas(64) atomic_bool waiting;
         long low;                   /* wake the submitter at this many in flight */
         bool no_callback;           /* --callback 0 (deliver/parked only) */
         bool take;                  /* --take 1 (append only): wal_append_take() */
@@ -166,8 +174,13 @@ static void completed(struct bench *b, int status)
  * full, until at most b->low are. */
 static void window_wait(struct bench *b, long inflight)
 {
-        if (atomic_load(&b->submitted) - atomic_load(&b->done) < inflight)
+        long sub = atomic_load_explicit(&b->submitted, memory_order_relaxed);
+        if (sub - b->done_seen < inflight)
                 return;
+        b->done_seen = atomic_load(&b->done);
+        if (sub - b->done_seen < inflight)
+                return;
+        b->window_waits++;
         pthread_mutex_lock(&b->wlock);
         atomic_store(&b->waiting, true);
         while (atomic_load(&b->submitted) - atomic_load(&b->done) > b->low)
@@ -226,6 +239,16 @@ static void wait_completions(struct bench *b, long n)
                 check(-EIO, NULL, "append completions failed");
 }
 
+/* The calling thread's context switches: voluntary (it slept) and
+ * involuntary (preempted). */
+static void thread_switches(long *vol, long *invol)
+{
+        struct rusage ru;
+        getrusage(RUSAGE_THREAD, &ru);
+        *vol = ru.ru_nvcsw;
+        *invol = ru.ru_nivcsw;
+}
+
 static uint64_t cpu_ns(clockid_t clock)
 {
         struct timespec ts;
@@ -241,6 +264,8 @@ static void run_append(struct bench *b, double seconds, long inflight, const cha
         if (!payload)
                 bench_die("calloc", ENOMEM);
         b->low = inflight / 2;
+        long vol0, invol0, vol1, invol1;
+        thread_switches(&vol0, &invol0);
         uint64_t cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
         uint64_t pcpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
         uint64_t start = bench_now_ns();
@@ -253,14 +278,17 @@ static void run_append(struct bench *b, double seconds, long inflight, const cha
                 n++;
         }
         uint64_t cpu1 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+        thread_switches(&vol1, &invol1);
         wait_completions(b, n);
         uint64_t stop = bench_now_ns();
         uint64_t pcpu1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
         /* On stderr, beside the JSON line: CPU time is less sensitive to
          * the machine's load than wall time. */
         fprintf(stderr, "bench-api: append-%s: appending thread %.0f ns CPU/record, "
-                        "process %.0f ns CPU/record\n", layer,
-                (double)(cpu1 - cpu0) / (double)n, (double)(pcpu1 - pcpu0) / (double)n);
+                        "process %.0f ns CPU/record; appending thread slept %ld times "
+                        "(%ld on a full window), preempted %ld times\n", layer,
+                (double)(cpu1 - cpu0) / (double)n, (double)(pcpu1 - pcpu0) / (double)n,
+                vol1 - vol0, b->window_waits, invol1 - invol0);
         char wl[32];
         snprintf(wl, sizeof(wl), "append-%s", layer);
         struct bench_result res = {
