@@ -3,10 +3,11 @@
  * adaptor/adaptor.h: the adaptor's objects, shared by its files and by the
  * public API in wal/api.c (not installed).
  *
- * Lock order (outer first): opener.lock > wal.append_lock > wal.pend_lock >
- * cache.lock; wal.scan_lock, wal.tick_lock and txn.lock are leaves.  No lock
- * is held while a user callback or interceptor hook runs, except that
- * interceptors below "timetick" run under append_lock (they are built-ins).
+ * Lock order (outer first): opener.lock > wal.append_lock > cache.lock;
+ * wal.scan_lock, wal.tick_lock and txn.lock are leaves.  The pending queue
+ * takes no lock (adaptor/wal.c).  No lock is held while a user callback or
+ * interceptor hook runs, except that interceptors below "timetick" run
+ * under append_lock (they are built-ins).
  */
 #ifndef WAL_ADAPTOR_H
 #define WAL_ADAPTOR_H
@@ -194,8 +195,10 @@ struct wal_append_op {
         wal_msg *result;             /* the immutable message, for the dispatcher */
         struct wal_msgid id;
         wal_error *err;
-        /* pending list (wal.pend_lock) or retry list (wal.tick_lock) */
-        struct wal_append_op *prev, *next;
+        /* retry list (wal.tick_lock), the pool, lists of outcomes */
+        struct wal_append_op *next;
+        /* the pending queue (adaptor/wal.c) */
+        _Atomic(struct wal_append_op *) pnext;
 };
 
 struct wal_append_next {
@@ -283,9 +286,13 @@ struct wal {
         struct wal_txn *txns;                /* open transactions (append_lock) */
         atomic_uint_fast64_t next_txn_id;
 
-        /* completions in ID order */
-        pthread_mutex_t pend_lock;
-        struct wal_append_op *pend_head, *pend_tail;
+        /* Appends accepted by the backend, in ID order (adaptor/wal.c,
+         * "The pending queue"): linked by appenders under append_lock with
+         * no other lock, popped by the drainer. */
+        alignas(64) _Atomic(struct wal_append_op *) pend_tail;
+        char pend_pad[64 - sizeof(void *)];
+        struct wal_append_op *pend_head;     /* the drainer's */
+        struct wal_append_op pend_stub;
         /* One drainer at a time: the thread that set @draining.  A
          * completion counts itself in @completions after flagging its op;
          * the drainer goes back to the list only when the count moved

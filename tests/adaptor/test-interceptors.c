@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,6 +300,115 @@ Test(adaptor_interceptors, racing_drains_leave_no_completion_behind, .timeout = 
         ta_opener_close(o);
         pthread_barrier_destroy(&dr.start);
         pthread_mutex_destroy(&dr.lock);
+}
+
+/* The pending queue (adaptor/wal.c): an append is linked after its backend
+ * append returned, so its completion can be counted before it is in the
+ * queue, while a drainer that already read the count works through a long
+ * run.  The appender then finds that drainer in place and leaves the drain
+ * to it: the drainer must come back for the append linked meanwhile (the
+ * appender counts its link), or the append stays undelivered and its
+ * callback never runs until something else drains.  The flaky backend
+ * holds back the completions of a run of appends, then, inside the last
+ * append, completes them all and the last one on a thread of its own, in
+ * one batch, and returns only once a reader saw the run's first message
+ * (so the drainer has popped the whole run and is pushing it to the cache). */
+enum { EARLY_RUN = 20000 };
+
+struct early {
+        wal_scanner *s;
+        atomic_int seen;            /* data messages read */
+        atomic_int bad_order;
+        atomic_bool stop;
+};
+
+static struct early *early_cur;
+
+static void *early_reader(void *arg)
+{
+        struct early *e = arg;
+        int n = 0;
+        while (n < EARLY_RUN + 1 && !atomic_load(&e->stop)) {
+                wal_msg *m = NULL;
+                int r = wal_scanner_next(e->s, 0, &m, NULL);
+                if (r < 0) {
+                        sched_yield();
+                        continue;
+                }
+                if (wal_msg_type(m) == WAL_MSG_DATA) {
+                        char want[16];
+                        if (n < EARLY_RUN)
+                                snprintf(want, sizeof(want), "h%d", n);
+                        else
+                                snprintf(want, sizeof(want), "last");
+                        size_t len = 0;
+                        const char *p = wal_msg_payload(m, &len);
+                        if (len != strlen(want) || memcmp(p, want, len) != 0)
+                                atomic_fetch_add(&e->bad_order, 1);
+                        atomic_store(&e->seen, ++n);
+                }
+                wal_msg_unref(m);
+        }
+        return NULL;
+}
+
+/* Inside the last append: wait until the run's first message was read. */
+static void early_wait_first(void)
+{
+        for (int i = 0; i < 200000 && atomic_load(&early_cur->seen) == 0; i++) {
+                struct timespec ts = { 0, 50000 };
+                nanosleep(&ts, NULL);
+        }
+}
+
+Test(adaptor_interceptors, completion_counted_before_its_append_is_linked_is_drained,
+     .timeout = 120)
+{
+        /* No periodic tick: its append would drain the lost one too. */
+        const char *props[] = { "timetick.interval=60s", NULL };
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *o = flaky_opener(props);
+        wal *w = NULL;
+        cr_assert_eq(wal_open(o, "early", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        struct early e = { 0 };
+        struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+        cr_assert_eq(wal_read(w, &d, NULL, &e.s, NULL), 0);
+        pthread_t rd;
+        pthread_create(&rd, NULL, early_reader, &e);
+        atomic_store(&flaky_mode, FLAKY_HOLD);
+        for (int i = 0; i < EARLY_RUN; i++) {
+                char t[16];
+                snprintf(t, sizeof(t), "h%d", i);
+                wal_msg *m = ta_msg(t, NULL);
+                cr_assert_eq(wal_append(w, m, NULL, NULL, NULL), 0);
+                wal_msg_unref(m);
+        }
+        cr_assert_eq(atomic_load(&e.seen), 0, "a held completion was delivered");
+        early_cur = &e;
+        flaky_release_wait = early_wait_first;
+        atomic_store(&flaky_mode, FLAKY_RELEASE);
+        struct ta_counter c = { 0 };
+        wal_msg *m = ta_msg("last", NULL);
+        cr_assert_eq(wal_append(w, m, ta_count_done, &c, NULL), 0);
+        wal_msg_unref(m);
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        flaky_release_wait = NULL;
+        cr_assert_gt(atomic_load(&e.seen), 0);
+        int r = ta_wait_calls(&c, 1, 5000);
+        for (int i = 0; i < 5000 && atomic_load(&e.seen) < EARLY_RUN + 1; i++) {
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        int seen = atomic_load(&e.seen);
+        atomic_store(&e.stop, true);
+        pthread_join(rd, NULL);
+        cr_assert_eq(r, 0, "the last append's callback did not come (left undrained)");
+        cr_assert_eq(seen, EARLY_RUN + 1, "read %d of %d", seen, EARLY_RUN + 1);
+        cr_assert_eq(atomic_load(&e.bad_order), 0);
+        cr_assert_eq(atomic_load(&c.ok), 1);
+        wal_scanner_close(e.s);
+        wal_close(w);
+        wal_opener_close(o);
 }
 
 Test(adaptor_interceptors, new_term_anchors_above_and_fences_the_old, .timeout = 60)
