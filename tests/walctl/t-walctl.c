@@ -98,6 +98,24 @@ int t_wait(pid_t pid)
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+int t_wait_ms(pid_t pid, int timeout_ms)
+{
+        for (int waited = 0;; waited += 10) {
+                int status;
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                if (r < 0)
+                        cr_assert_eq(errno, EINTR);
+                if (r == pid)
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                if (waited >= timeout_ms)
+                        break;
+                usleep(10 * 1000);
+        }
+        kill(pid, SIGKILL);
+        t_wait(pid);
+        return -1;
+}
+
 struct t_out t_walctl(const char *const *env, const void *in, size_t in_len,
                       const char *const *args)
 {

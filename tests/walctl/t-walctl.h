@@ -43,6 +43,9 @@ const char **t_backend_args(const char *backend, const char *setting,
                             const char *const *args);
 /* Wait for @pid; @returns its exit status or 128 + signal. */
 int t_wait(pid_t pid);
+/* Wait at most @timeout_ms for @pid; @returns as t_wait(), or -1 when it
+ * was still running (it is then killed with SIGKILL and reaped). */
+int t_wait_ms(pid_t pid, int timeout_ms);
 /* Read one line (without its newline) from @fd into @buf within @timeout_ms;
  * @returns its length, or -1 on timeout or end of file. */
 ssize_t t_read_line(int fd, char *buf, size_t len, int timeout_ms);

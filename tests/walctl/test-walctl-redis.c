@@ -193,3 +193,55 @@ Test(walctl_redis, unreachable_server_is_69)
         cr_expect_str_empty(r.out);
         t_out_free(&r);
 }
+
+/*
+ * The server goes away while records are in flight: the backend retries
+ * them (retry.max_elapsed=0 retries until closed), so they never complete
+ * on their own.  SIGTERM or SIGINT must still end walctl append promptly
+ * (status 1, naming the records left unacknowledged), with and without
+ * --txn; it used to wait for those records forever, ignoring the signal.
+ */
+static void server_gone_then_signal(bool txn, int sig)
+{
+        const char *args[] = { "-b", "redis", "-X", url, "append", "-J",
+                               txn ? "--txn" : "-H", txn ? "gone" : "k=v", txn ? NULL : "gone",
+                               NULL };
+        int in, out, err;
+        pid_t pid = t_walctl_spawn(args, &in, &out, &err);
+        cr_assert_eq(write(in, "a\n", 2), 2);
+        char buf[256];
+        if (!txn) {
+                cr_assert_geq(t_read_line(out, buf, sizeof(buf), 20000), 0, "a acked");
+        } else {
+                usleep(500 * 1000); /* the transaction began and its first body is in */
+        }
+        t_redis_stop(server, server_dir);
+        server = -1;
+        server_dir = NULL;
+        cr_assert_eq(write(in, "b\n", 2), 2);
+        usleep(300 * 1000); /* b is in flight, retried against a closed port */
+        cr_assert_eq(kill(pid, sig), 0);
+        int code = t_wait_ms(pid, 15000);
+        char *e = t_slurp(err);
+        cr_expect_eq(code, 1, "ends promptly with status 1 (-1: still running after 15 s); "
+                     "stderr: %s", e);
+        if (txn)
+                cr_expect(strstr(e, "none of its 2 records is visible to readers"), "%s", e);
+        else
+                cr_expect(strstr(e, "interrupted after 1 records (every one acknowledged is "
+                                    "durable); 1 in flight not acknowledged"), "%s", e);
+        free(e);
+        close(in);
+        close(out);
+        close(err);
+}
+
+Test(walctl_redis, sigterm_ends_append_while_the_server_is_gone)
+{
+        server_gone_then_signal(false, SIGTERM);
+}
+
+Test(walctl_redis, sigint_ends_txn_append_while_the_server_is_gone)
+{
+        server_gone_then_signal(true, SIGINT);
+}

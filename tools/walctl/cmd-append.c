@@ -98,6 +98,9 @@ struct appender {
         struct ack *acks;             /* --txn -J: every ack, owned */
         size_t n_acks, cap_acks;
         uint64_t written;             /* records acknowledged */
+        uint64_t unacked;             /* records retired with an error */
+        atomic_bool closing;          /* our own wal_close() after a signal has begun:
+                                         what fails now is not a failure of the input */
         bool interrupted;
         bool acks_lost;               /* -J: standard output failed; input stopped */
 };
@@ -133,7 +136,7 @@ static void on_done(void *userdata, int status, const wal_msg *msg, const wal_er
         if (status == 0) {
                 s->id = wal_msg_id(msg);
                 s->tt = wal_msg_time_tick(msg);
-        } else {
+        } else if (!atomic_load(&a->closing)) {
                 note_failure(a, n, status, err);
         }
         /* seq_cst, not release: this store and the load of wait_for below
@@ -195,6 +198,8 @@ static int retire(struct appender *a)
                         }
                         if (!a->txn_mode)
                                 a->written++;
+                } else {
+                        a->unacked++;
                 }
                 atomic_store_explicit(&s->state, 0, memory_order_relaxed);
                 a->head++;
@@ -367,7 +372,11 @@ static int submit(struct appender *a, const void *p, size_t len)
                 if (r == -EAGAIN && a->head < a->next) {
                         /* Backpressure: the write-ahead cache is full; let one finish. */
                         wal_error_free(err);
-                        wait_event(a, false);
+                        if (wait_event(a, false) & 2) {
+                                wal_msg_unref(m);
+                                a->interrupted = true;
+                                return 0;
+                        }
                         if (retire(a) < 0) {
                                 wal_msg_unref(m);
                                 return walctl_fail(a->channel, -ENOMEM, NULL);
@@ -662,6 +671,7 @@ static int run(struct walctl *w, int argc, char **argv)
                 goto out;
         }
         atomic_init(&a.wait_for, UINT64_MAX);
+        atomic_init(&a.closing, false);
         pthread_mutex_init(&a.err_lock, NULL);
 
         wal_opener *o = NULL;
@@ -691,12 +701,26 @@ static int run(struct walctl *w, int argc, char **argv)
         if (!rc && !a.w && !a.interrupted)
                 rc = open_channel(&a);
 
-        /* Let everything in flight finish; print the acks in order. */
-        while (a.head < a.next) {
+        /* Let everything in flight finish; print the acks in order.  After
+         * SIGINT or SIGTERM, wait no more: a record the backend keeps
+         * retrying (a server that went away) would never let walctl exit.
+         * Closing the wal ends what is still in flight instead: the
+         * backend finishes it or it completes with -ECANCELED. */
+        while (a.head < a.next && !a.interrupted) {
                 if (retire(&a) < 0 && !rc)
                         rc = walctl_fail(a.channel, -ENOMEM, NULL);
                 if (a.head < a.next && (wait_event(&a, false) & 2))
                         a.interrupted = true;
+        }
+        bool closed_early = false;
+        if (a.interrupted && a.head < a.next) {
+                atomic_store(&a.closing, true);
+                wal_close(a.w);
+                a.w = NULL;
+                closed_early = true;
+                /* Every callback ran before wal_close() returned. */
+                if (retire(&a) < 0 && !rc)
+                        rc = walctl_fail(a.channel, -ENOMEM, NULL);
         }
         int st = failed(&a);
         if (a.txn) {
@@ -704,14 +728,20 @@ static int run(struct walctl *w, int argc, char **argv)
                 char what[300];
                 snprintf(what, sizeof(what), "append %s: transaction", a.channel);
                 if (rc || st || a.interrupted) {
+                        /* After the early close this only releases the
+                         * transaction (-ESHUTDOWN): never committed, it is
+                         * invisible to readers, as after a crash. */
                         r = wal_txn_rollback(a.txn, &err);
                         a.txn = NULL;
-                        if (r < 0)
+                        if (r < 0 && !closed_early)
                                 walctl_fail(what, r, err);
                         else if (!rc && !st)
-                                walctl_error(what, "interrupted; rolled back: none of "
+                                walctl_error(what, "interrupted; %s: none of "
                                              "its %" PRIu64 " records is visible to readers",
+                                             closed_early ? "not committed" : "rolled back",
                                              a.next);
+                        if (closed_early)
+                                wal_error_free(err);
                 } else {
                         r = wal_txn_commit(a.txn, NULL, &err);
                         a.txn = NULL;
@@ -741,7 +771,13 @@ static int run(struct walctl *w, int argc, char **argv)
                 rc = WALCTL_EXIT_FAILURE;
         }
         if (!rc && a.interrupted) {
-                if (!a.txn_mode)
+                uint64_t lost = a.unacked + (a.next - a.head);
+                if (!a.txn_mode && lost)
+                        walctl_error("append", "interrupted after %" PRIu64 " records (every "
+                                     "one acknowledged is durable); %" PRIu64 " in flight not "
+                                     "acknowledged (they may or may not be in the log)",
+                                     a.written, lost);
+                else if (!a.txn_mode)
                         walctl_error("append", "interrupted after %" PRIu64 " records (every "
                                      "one acknowledged is durable)", a.written);
                 rc = WALCTL_EXIT_FAILURE;
