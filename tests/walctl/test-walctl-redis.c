@@ -245,3 +245,42 @@ Test(walctl_redis, sigint_ends_txn_append_while_the_server_is_gone)
 {
         server_gone_then_signal(true, SIGINT);
 }
+
+/*
+ * walctl bench against a server that stops answering (SIGSTOP: the
+ * connection stays open, no reply comes): its writers' appends never
+ * complete.  The run must still end, at its --seconds or on SIGINT, with
+ * the backend named as unavailable (69); it used to wait for those appends
+ * forever.
+ */
+static void bench_against_a_hung_server(const char *seconds, bool interrupt)
+{
+        const char *args[] = { "-b", "redis", "-X", url, "bench", "--writers", "2",
+                               "--readers", "1", "--seconds", seconds, NULL };
+        int out, err;
+        pid_t pid = t_walctl_spawn(args, NULL, &out, &err);
+        usleep(500 * 1000);
+        cr_assert_eq(kill(server, SIGSTOP), 0);
+        if (interrupt) {
+                usleep(300 * 1000);
+                cr_assert_eq(kill(pid, SIGINT), 0);
+        }
+        int code = t_wait_ms(pid, 20000);
+        cr_assert_eq(kill(server, SIGCONT), 0);
+        char *e = t_slurp(err);
+        cr_expect_eq(code, 69, "ends with 69 (-1: still running 20 s on); stderr: %s", e);
+        cr_expect(strstr(e, "did not complete"), "%s", e);
+        free(e);
+        close(out);
+        close(err);
+}
+
+Test(walctl_redis, bench_ends_at_its_seconds_when_the_server_hangs)
+{
+        bench_against_a_hung_server("1", false);
+}
+
+Test(walctl_redis, bench_ends_on_sigint_when_the_server_hangs)
+{
+        bench_against_a_hung_server("60", true);
+}

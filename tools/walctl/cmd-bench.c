@@ -23,6 +23,13 @@
  * a one-second timeout that drives the progress line, which is drawn on
  * standard error only when that is a terminal.  The summary goes to standard
  * output: text, or with --json one object (WALCTL.md).
+ *
+ * When the run ends (its time, its count or a signal), the appends in flight
+ * get STOP_GRACE_MS to complete.  A backend that does not answer (a server
+ * that hangs or went away) would keep them, and so the writers, waiting for
+ * ever: then the opener is closed, which ends every append in flight (and
+ * the scanners) while the handles stay valid, and the run fails with 69,
+ * saying the backend did not complete them.  A second signal closes at once.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <walimpls/walimpls.h>
@@ -44,6 +52,7 @@
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS (64 * HIST_SUB)
 #define DRAIN_MS 5000
+#define STOP_GRACE_MS 5000    /* appends in flight when the run ends get this long */
 #define PROGRESS_MS 1000
 #define MAX_THREADS 1024
 
@@ -155,6 +164,8 @@ struct bench {
         atomic_uint_fast64_t appended;/* acknowledged, all channels */
         atomic_uint_fast64_t delivered;
         atomic_int failure;           /* first append error (negative errno) */
+        atomic_bool closing;          /* the opener is being closed under the writers:
+                                         what fails now is not a failure of the run */
 
         struct worker *writers, *readers;
 
@@ -192,6 +203,8 @@ static bool take_ticket(struct bench *b)
 
 static void note_failure(struct bench *b, int status)
 {
+        if (atomic_load(&b->closing))
+                return;
         int zero = 0;
         atomic_compare_exchange_strong(&b->failure, &zero, status);
         atomic_store(&b->stop, true);
@@ -520,6 +533,34 @@ static int start_threads(struct bench *b)
         return 0;
 }
 
+/*
+ * Join the writers, waiting at most @grace_ms in all, or until a signal
+ * arrives on @sigfd.  @returns true when every writer was joined (the
+ * joined ones have thread 0).
+ */
+static bool join_writers(struct bench *b, size_t nw, int sigfd, int grace_ms)
+{
+        uint64_t deadline = walctl_now_ns() + (uint64_t)grace_ms * 1000000u;
+        for (size_t i = 0; i < nw && b->writers; i++) {
+                while (b->writers[i].thread) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += 100 * 1000000L;
+                        if (ts.tv_nsec >= 1000000000L) {
+                                ts.tv_sec++;
+                                ts.tv_nsec -= 1000000000L;
+                        }
+                        if (pthread_timedjoin_np(b->writers[i].thread, NULL, &ts) == 0) {
+                                b->writers[i].thread = 0;
+                                break;
+                        }
+                        if (walctl_now_ns() >= deadline || walctl_signal_pending(sigfd))
+                                return false;
+                }
+        }
+        return true;
+}
+
 static int run(struct walctl *w, int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -695,6 +736,15 @@ static int run(struct walctl *w, int argc, char **argv)
                         progress(b, &last_n, &last_t, false);
         }
         atomic_store(&b->stop, true);
+        bool abandoned = !join_writers(b, nw, sigfd, STOP_GRACE_MS);
+        if (abandoned) {
+                /* Ends every append in flight; the wals and scanners stay
+                 * valid until their own close below, which then only
+                 * releases them. */
+                atomic_store(&b->closing, true);
+                wal_opener_close(o);
+                o = NULL;
+        }
         for (size_t i = 0; i < nw; i++)
                 if (b->writers && b->writers[i].thread)
                         pthread_join(b->writers[i].thread, NULL);
@@ -737,6 +787,12 @@ static int run(struct walctl *w, int argc, char **argv)
                 hist_merge(dh, &b->readers[j].hist);
 
         int fail = atomic_load(&b->failure);
+        if (!rc && !fail && abandoned) {
+                wal_error *err = wal_error_new(-ETIMEDOUT, 0, "the backend did not complete "
+                                               "the appends in flight within %d s of the "
+                                               "end of the run; closed", STOP_GRACE_MS / 1000);
+                rc = walctl_fail("bench", -ETIMEDOUT, err);
+        }
         if (!rc && fail) {
                 wal_error *err = b->async_err;
                 b->async_err = NULL;
@@ -787,7 +843,9 @@ const struct walctl_command walctl_cmd_bench = {
                 "acknowledges, optionally with tailing readers, and print throughput and\n"
                 "latency percentiles.  A live progress line goes to standard error when\n"
                 "it is a terminal; the summary goes to standard output.  SIGINT stops the\n"
-                "run early and still prints the summary.\n"
+                "run early and still prints the summary.  Appends still in flight at the\n"
+                "end get 5 s to complete; if the backend does not complete them, walctl\n"
+                "closes the channels and exits with status 69.\n"
                 "\n"
                 "Options:\n"
                 "      --channels N   channels to spread the load over (default 1)\n"
