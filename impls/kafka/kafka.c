@@ -87,8 +87,8 @@
  * With the brokers away and fencing on, close can take up to
  * close_timeout + open_timeout (a term-register read in progress).  While
  * they are away appends queue up (librdkafka's queue, or the wal's fence
- * queue of at most KAFKA_QUEUE_MAX, 16 384) and then block: back-pressure,
- * as above.
+ * queue of at most kafkawal.fence_queue, 65 536 by default) and then
+ * block: back-pressure, as above.
  *
  * Reading.  A scanner is its own consumer, assigned partition 0 at an exact
  * offset; no consumer-group commit ever happens.  ALL starts at the low
@@ -123,13 +123,21 @@
  * lock (slot, queue, and what the fence thread left to release).  A
  * confirmed batch becomes the wal's ready list, which the next append
  * produces on its own thread (where its messages were made, and beside
- * the producing it does anyway); the fence thread produces it itself only
- * when the appends stopped: when it is about to sleep, or when its next
- * register read found no new append queued, so a confirmed batch waits at
- * most one round trip more, and a batch never checked is never produced.
- * (Producing there while appends keep coming made the two threads take
- * turns: measured with bench-kafka ours-fenced, the fence thread produced
- * every record of a 200 000-append run while the appender only queued.)
+ * the producing it does anyway); an append that finds the fence queue full
+ * produces the ready list before it waits for room.  The fence thread
+ * produces the ready list itself only when the appends stopped: when it
+ * is about to sleep, or when its next register read found no new append
+ * queued, so a confirmed batch waits at most one round trip more, and a
+ * batch never checked is never produced; even then it gives the rest back
+ * (checked every KAFKA_YIELD_EVERY records) as soon as a new append is
+ * queued, and goes back to reading the register for it while the
+ * appender produces.  (Producing there while appends keep coming made the
+ * two threads take turns, the appender waiting for room in a full queue
+ * meanwhile: measured with bench-kafka ours-fenced at 16 384 queued
+ * appends, the appender waited 6-56 ms of a 90-140 ms run of 200 000
+ * appends and the fence thread produced 31-59 % of the records; now,
+ * with room for 65 536, 1-12 ms per run of 500 000 or 1 000 000 appends,
+ * and the appender produces 84-94 % of the records, once 35 % at load 2.)
  * And a written record is acknowledged only after a register read
  * that started after its delivery report still found the wal's term (that
  * same read: one read serves the batch about to be produced and the records
@@ -180,7 +188,11 @@
  * to the fence thread (once per delivery-report batch), close too.
  * kafka_wal.plock (producing the ready list, in order) is taken before
  * alock, alock before opener.lock, never the other way.  No lock is held
- * while a completion runs.
+ * while a completion runs: appends that fail while the ready list is
+ * being produced (fenced, closed, refused by librdkafka) are collected
+ * and completed after plock is released, so a completion may append to
+ * the same wal, even wait for that append (not on the fence thread,
+ * which must confirm it).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -216,8 +228,9 @@
 #define KAFKA_COPY_MAX 4096
 /* Records a scanner takes from its consumer queue per call. */
 #define KAFKA_SCAN_BATCH 256
-/* Appends queued for the fence thread before append() waits. */
-#define KAFKA_QUEUE_MAX 16384
+/* A fence thread producing checks every this many records whether an
+ * append came (kafka_batch_finish). */
+#define KAFKA_YIELD_EVERY 256
 /* Kafka's longest topic name. */
 #define KAFKA_TOPIC_MAX 249
 /* Pending appends per chunk (struct kafka_chunk). */
@@ -265,6 +278,9 @@ struct kafka_pending {
         struct kafka_pending *qnext;       /* fencing: in the wal's produce queue, then,
                                               once delivered, in its confirm list */
         int64_t offset;                    /* fencing: where it was written */
+        wal_error *ferr;                   /* fencing: never produced, to fail with
+                                              @fcode and this (kafka_failed_complete) */
+        int fcode;
         atomic_int state;                  /* enum kafka_slot_state; INFLIGHT leaves it
                                               by one compare-and-swap: the report's
                                               or close's, whichever comes first */
@@ -313,6 +329,7 @@ struct kafka_opener {
         int64_t close_timeout_ms;
         enum kafka_create_mode create;
         bool fencing;                  /* kafkawal.fencing */
+        size_t queue_max;              /* kafkawal.fence_queue */
         bool delete_records;           /* kafkawal.truncate=delete_records */
         pthread_t poll_thread;
         bool poll_started;
@@ -355,8 +372,10 @@ struct kafka_wal {
         pthread_cond_t qcond;          /* (with alock) the fence thread waits */
         pthread_cond_t qspace;         /* (with alock) appends wait for room */
         struct kafka_pending *qhead, *qtail; /* appended, not yet produced; alock */
-        size_t qlen;
+        atomic_size_t qlen;            /* entries in that queue: written under alock,
+                                          read without it by a fence thread producing */
         bool qstop;                    /* the fence thread must exit */
+        unsigned nqwaiting;            /* appends waiting for room (qspace); alock */
         atomic_bool fenced;            /* a higher term owns the channel */
         atomic_llong owner_term;       /* the higher term, once fenced */
         bool fencing;                  /* set at open, never changed: the above apply */
@@ -374,6 +393,8 @@ struct kafka_wal {
         uint64_t nreads;               /* register reads that found a term */
         uint64_t nchecked;             /* appends those reads let be produced */
         atomic_uint_least64_t nprod_app;   /* of those, produced by an appender */
+        uint64_t nqwait, qwait_ns;     /* appends that waited for queue room; alock */
+        uint64_t read_ns, read_max_ns; /* register reads' time (the fence thread's) */
 };
 
 struct kafka_scanner {
@@ -399,7 +420,7 @@ static walimpls_build_fn kafka_build;
 static int kafka_register_read(struct kafka_wal *w, int64_t *ret, wal_error **reterr);
 static int kafka_register_write(struct kafka_wal *w, int64_t term, wal_error **reterr);
 static void *kafka_fence_main(void *arg);
-static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender);
+static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender, bool wait);
 
 static const struct wal_property kafka_properties[] = {
         { "kafka.", WAL_PROP_STRING, NULL, 1, 0, NULL, WAL_PROP_PREFIX,
@@ -426,6 +447,9 @@ static const struct wal_property kafka_properties[] = {
         { "kafkawal.fencing", WAL_PROP_BOOL, "true", 1, 0, NULL, 0,
           "Fence older terms: check the channel's term register before producing each "
           "batch (one offset-fetch round trip per batch)." },
+        { "kafkawal.fence_queue", WAL_PROP_INT, "65536", 1, 16777216, NULL, 0,
+          "With fencing: appends a channel holds while its term register is being read "
+          "before append() waits for room (back-pressure)." },
         { NULL, 0, NULL, 0, 0, NULL, 0, NULL },
 };
 
@@ -708,6 +732,8 @@ static struct kafka_pending *kafka_slot_take(struct kafka_wal *w, walimpls_appen
         p->msg = NULL;
         p->qnext = NULL;
         p->offset = -1;
+        p->ferr = NULL;
+        p->fcode = 0;
         atomic_store_explicit(&p->state, state, memory_order_relaxed);
         w->appended++;
         return p;
@@ -1130,6 +1156,10 @@ static int kafka_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         o->fencing = true;
         if (cfg)
                 (void)wal_config_get_bool(cfg, "kafkawal.fencing", &o->fencing);
+        int64_t qmax = 65536;
+        if (cfg)
+                (void)wal_config_get_int(cfg, "kafkawal.fence_queue", &qmax);
+        o->queue_max = qmax > 0 ? (size_t)qmax : 1;
         kafka_get_duration(cfg, "kafkawal.open_timeout", 10000, &o->open_timeout_ms);
         kafka_get_duration(cfg, "kafkawal.close_timeout", 10000, &o->close_timeout_ms);
         o->create = strcmp(create, "admin") == 0 ? KAFKA_CREATE_ADMIN :
@@ -1808,8 +1838,23 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         /* One round of the wal's own lock: room, slot, queue, and the
          * messages the fence thread produced meanwhile. */
         pthread_mutex_lock(&w->alock);
-        while (w->qlen >= KAFKA_QUEUE_MAX && !w->qstop)
+        while (atomic_load_explicit(&w->qlen, memory_order_relaxed) >= o->queue_max &&
+               !w->qstop) {
+                if (atomic_load(&w->nready)) {
+                        /* Full: produce what is confirmed rather than
+                         * wait idle for the fence thread to. */
+                        pthread_mutex_unlock(&w->alock);
+                        kafka_ready_finish(w, 0, true, true);
+                        pthread_mutex_lock(&w->alock);
+                        continue;
+                }
+                uint64_t t0 = walu_monotonic_ns();
+                w->nqwaiting++;
                 pthread_cond_wait(&w->qspace, &w->alock);
+                w->nqwaiting--;
+                w->nqwait++;
+                w->qwait_ns += walu_monotonic_ns() - t0;
+        }
         struct kafka_pending *p = kafka_slot_take(w, done, arg, KAFKA_SLOT_QUEUED);
         if (!p) {
                 pthread_mutex_unlock(&w->alock);
@@ -1822,7 +1867,7 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 w->qhead = p;
         w->qtail = p;
         /* Only an empty queue can have the fence thread asleep. */
-        if (w->qlen++ == 0)
+        if (atomic_fetch_add_explicit(&w->qlen, 1, memory_order_relaxed) == 0)
                 pthread_cond_signal(&w->qcond);
         size_t nspent = 0;
         wal_msg **spent = w->nspent ? kafka_spent_take(w, &nspent) : NULL;
@@ -1831,7 +1876,7 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 kafka_spent_release(spent, nspent);
         /* Produce what the fence thread confirmed meanwhile, here. */
         if (atomic_load_explicit(&w->nready, memory_order_relaxed))
-                kafka_ready_finish(w, 0, true);
+                kafka_ready_finish(w, 0, true, false);
         return 0;
 }
 
@@ -1961,21 +2006,52 @@ static void kafka_confirm_complete(struct kafka_wal *w, struct kafka_pending *li
 }
 
 /*
+ * Complete the appends of @list (linked by qnext, never produced), each
+ * with its fcode and ferr, and give their slots back.  Called with no lock
+ * held: a completion may append to @w again.
+ */
+static void kafka_failed_complete(struct kafka_wal *w, struct kafka_pending *list)
+{
+        while (list) {
+                struct kafka_pending *p = list;
+                list = p->qnext;
+                p->qnext = NULL;
+                wal_error *e = p->ferr;
+                p->ferr = NULL;
+                kafka_pending_fail(w, p, p->fcode, e);
+                wal_error_free(e);
+        }
+}
+
+/*
  * Produce @batch (appends of @w in produce order, linked by qnext) whose
  * term a register read confirmed (@r 0), or fail it: with -ESTALE if @w is
  * fenced, else with why the term could not be confirmed (@r < 0).  On the
  * fence thread the queue's message references go to the appender
  * (kafka_spent_give); an @appender releases them itself (it allocated them).
+ * What fails is not completed here (the caller may hold plock) but
+ * returned, in order, for kafka_failed_complete.
  */
-static void kafka_batch_finish(struct kafka_wal *w, struct kafka_pending *batch, int r,
-                               bool appender)
+static struct kafka_pending *kafka_batch_finish(struct kafka_wal *w, struct kafka_pending **batchp,
+                                                int r, bool appender, size_t *ret_done)
 {
+        struct kafka_pending *batch = *batchp, *fhead = NULL, *ftail = NULL;
+        /* The fence thread producing because the appends seemed to stop
+         * gives the rest back as soon as one comes: the appender produces
+         * it while the fence thread reads the register for the new one. */
+        bool yield = !appender && r == 0;
+        size_t done = 0;
         wal_msg **spent = NULL;
         size_t nspent = 0, capspent = 0;
         while (batch) {
+                if (yield && done % KAFKA_YIELD_EVERY == 0 && done &&
+                    atomic_load_explicit(&w->qlen, memory_order_relaxed) &&
+                    !atomic_load(&w->fenced))
+                        break;
                 struct kafka_pending *p = batch;
                 batch = p->qnext;
                 p->qnext = NULL;
+                done++;
                 wal_error *e = NULL;
                 int code = 0;
                 if (atomic_load(&w->fenced)) {
@@ -1999,6 +2075,11 @@ static void kafka_batch_finish(struct kafka_wal *w, struct kafka_pending *batch,
                         rd_kafka_resp_err_t err = kafka_produce(w, p, p->msg, &code,
                                                                 &sp);
                         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                                if (appender) {
+                                        /* Made on this thread: released here. */
+                                        wal_msg_unref(sp);
+                                        continue;
+                                }
                                 if (sp && nspent == capspent) {
                                         size_t ncap = capspent ? capspent * 2 : 256;
                                         wal_msg **nv = realloc(spent,
@@ -2029,8 +2110,13 @@ static void kafka_batch_finish(struct kafka_wal *w, struct kafka_pending *batch,
                                            w->topic);
                         }
                 }
-                kafka_pending_fail(w, p, code, e);
-                wal_error_free(e);
+                p->fcode = code;
+                p->ferr = e;
+                if (ftail)
+                        ftail->qnext = p;
+                else
+                        fhead = p;
+                ftail = p;
         }
         if (nspent && !appender) {
                 pthread_mutex_lock(&w->alock);
@@ -2039,6 +2125,10 @@ static void kafka_batch_finish(struct kafka_wal *w, struct kafka_pending *batch,
         } else {
                 kafka_spent_release(spent, nspent);
         }
+        *batchp = batch;
+        if (ret_done)
+                *ret_done = done;
+        return fhead;
 }
 
 /*
@@ -2048,17 +2138,31 @@ static void kafka_batch_finish(struct kafka_wal *w, struct kafka_pending *batch,
  * were made); the fence thread does when it is about to sleep, or when a
  * register round trip went by without an append taking it.
  */
-static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender)
+static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender, bool wait)
 {
-        pthread_mutex_lock(&w->plock);
-        struct kafka_pending *list = w->rhead;
+        if (!wait) {
+                if (pthread_mutex_trylock(&w->plock) != 0)
+                        return;   /* being produced; the rest is the next one's */
+        } else {
+                pthread_mutex_lock(&w->plock);
+        }
+        struct kafka_pending *list = w->rhead, *tail = w->rtail;
         w->rhead = w->rtail = NULL;
-        size_t n = atomic_exchange(&w->nready, 0);
+        size_t n = atomic_exchange(&w->nready, 0), done = 0;
+        struct kafka_pending *failed = list ? kafka_batch_finish(w, &list, r, appender, &done)
+                                            : NULL;
         if (appender && r == 0)
-                atomic_fetch_add_explicit(&w->nprod_app, n, memory_order_relaxed);
-        if (list)
-                kafka_batch_finish(w, list, r, appender);
+                atomic_fetch_add_explicit(&w->nprod_app, done, memory_order_relaxed);
+        if (list) {
+                /* Given back (an append came): the list stayed empty,
+                 * only the fence thread fills it and this is that thread. */
+                w->rhead = list;
+                w->rtail = tail;
+                atomic_fetch_add(&w->nready, n - done);
+        }
         pthread_mutex_unlock(&w->plock);
+        /* Not under plock: a completion may append (and produce) again. */
+        kafka_failed_complete(w, failed);
 }
 
 static void *kafka_fence_main(void *arg)
@@ -2068,10 +2172,12 @@ static void *kafka_fence_main(void *arg)
         for (;;) {
                 pthread_mutex_lock(&w->alock);
                 while (!w->qhead && !w->qstop && !w->chead) {
-                        if (atomic_load(&w->nready)) {
-                                /* Confirmed, and no append came for it. */
+                        if (atomic_load(&w->nready) && !w->nqwaiting) {
+                                /* Confirmed, and no append came for it (one
+                                 * woken from waiting for room is coming: it
+                                 * produces the list). */
                                 pthread_mutex_unlock(&w->alock);
-                                kafka_ready_finish(w, 0, false);
+                                kafka_ready_finish(w, 0, false, true);
                                 pthread_mutex_lock(&w->alock);
                                 continue;
                         }
@@ -2095,11 +2201,11 @@ static void *kafka_fence_main(void *arg)
                         return NULL;
                 }
                 struct kafka_pending *batch = w->qhead, *btail = w->qtail;
-                size_t blen = w->qlen;
+                size_t blen = atomic_load_explicit(&w->qlen, memory_order_relaxed);
                 w->qhead = w->qtail = NULL;
-                if (w->qlen >= KAFKA_QUEUE_MAX)
+                if (blen >= w->o->queue_max)
                         pthread_cond_broadcast(&w->qspace);
-                w->qlen = 0;
+                atomic_store_explicit(&w->qlen, 0, memory_order_relaxed);
                 /* Delivered before the register read below starts. */
                 struct kafka_pending *written = w->chead;
                 w->chead = w->ctail = NULL;
@@ -2111,7 +2217,12 @@ static void *kafka_fence_main(void *arg)
                 int r = 0;
                 while (!atomic_load(&w->fenced)) {
                         wal_error *e = NULL;
+                        uint64_t t0 = walu_monotonic_ns();
                         r = kafka_register_read(w, &reg, &e);
+                        uint64_t dt = walu_monotonic_ns() - t0;
+                        w->read_ns += dt;
+                        if (dt > w->read_max_ns)
+                                w->read_max_ns = dt;
                         if (r == 0) {
                                 w->nreads++;
                                 w->nchecked += blen;
@@ -2152,8 +2263,9 @@ static void *kafka_fence_main(void *arg)
                         wal_error_free(e);
                 }
                 if (r < 0 || atomic_load(&w->fenced)) {
-                        kafka_ready_finish(w, r, false);
-                        kafka_batch_finish(w, batch, r, false);
+                        kafka_ready_finish(w, r, false, true);
+                        kafka_failed_complete(w, kafka_batch_finish(w, &batch, r, false,
+                                                                    NULL));
                         continue;
                 }
                 /* Confirmed: the batch is ready to produce, after what is
@@ -2161,7 +2273,7 @@ static void *kafka_fence_main(void *arg)
                  * while they keep appending (this batch is not empty); else
                  * they stopped, and it is produced here. */
                 if (!batch && atomic_load(&w->nready))
-                        kafka_ready_finish(w, 0, false);
+                        kafka_ready_finish(w, 0, false, true);
                 if (batch) {
                         pthread_mutex_lock(&w->plock);
                         if (w->rtail)
@@ -2349,9 +2461,13 @@ static void kafka_wal_close(struct walimpls_wal *base)
                 kafka_fence_stop(w);
                 walu_log(WAL_LOG_DEBUG, "kafka: channel %s: %" PRIu64 " appends checked by %"
                          PRIu64 " term-register reads (%.1f per read), %" PRIu64 " of them "
-                         "produced by the appending thread", w->base.channel, w->nchecked,
+                         "produced by the appending thread; reads %.3f ms mean, %.3f max; "
+                         "%" PRIu64 " waits for queue room, %.3f ms in all",
+                         w->base.channel, w->nchecked,
                          w->nreads, w->nreads ? (double)w->nchecked / (double)w->nreads : 0.0,
-                         (uint64_t)atomic_load(&w->nprod_app));
+                         (uint64_t)atomic_load(&w->nprod_app),
+                         w->nreads ? (double)w->read_ns / 1e6 / (double)w->nreads : 0.0,
+                         (double)w->read_max_ns / 1e6, w->nqwait, (double)w->qwait_ns / 1e6);
                 while (w->qhead) {
                         struct kafka_pending *p = w->qhead;
                         w->qhead = p->qnext;
@@ -2363,9 +2479,9 @@ static void kafka_wal_close(struct walimpls_wal *base)
                         wal_error_free(e);
                 }
                 w->qtail = NULL;
-                w->qlen = 0;
+                atomic_store_explicit(&w->qlen, 0, memory_order_relaxed);
                 /* Confirmed but not produced: closed before it was. */
-                kafka_ready_finish(w, -ECANCELED, true);
+                kafka_ready_finish(w, -ECANCELED, true, true);
         }
 
         /*

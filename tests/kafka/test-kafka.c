@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <librdkafka/rdkafka.h>
@@ -583,17 +584,36 @@ Test(kafka_cfg, queue_full_is_back_pressure_not_failure, .init = kt_setup_cluste
         acks_free(&a);
 }
 
+/* The fence thread's debug line at a wal's close says how often appends
+ * waited for room in the fence queue: kept here. */
+static char fence_line[512];
+
+static void fence_line_hook(void *arg, int level, const char *msg)
+{
+        (void)arg;
+        (void)level;
+        if (strstr(msg, "waits for queue room"))
+                snprintf(fence_line, sizeof(fence_line), "%s", msg);
+}
+
 /*
  * With fencing (the default) appends queue for the fence thread, at most
- * 16 384 (kafka.c's KAFKA_QUEUE_MAX) before append waits for room.  A term
+ * kafkawal.fence_queue (here 2048) before append waits for room.  A term
  * register made slow (every request of the mock broker 100 ms late) lets
- * the appends outrun it well past that, so they wait for room, and the
- * confirmed batches are produced by the appending thread or by the fence
- * thread: every append must still be acknowledged exactly once, at IDs in
- * append order.
+ * the appends outrun it well past that, so they wait for room (the wal's
+ * debug line at close must count such waits), and the confirmed batches
+ * are produced by the appending thread or by the fence thread: every
+ * append must still be acknowledged exactly once, at IDs in append order.
  */
-Test(kafka, fence_queue_full_is_back_pressure_and_keeps_order, .timeout = 90)
+Test(kafka_cfg, fence_queue_full_is_back_pressure_and_keeps_order, .init = kt_setup_cluster,
+     .timeout = 90)
 {
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fence_queue", "2048", &e), 0, "%s",
+                     wal_error_message(e));
+        kt_build();
+        fence_line[0] = 0;
+        wal_set_log_hook(fence_line_hook, NULL);
         char ch[64];
         t_unique_name("fq", ch, sizeof(ch));
         struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
@@ -614,6 +634,136 @@ Test(kafka, fence_queue_full_is_back_pressure_and_keeps_order, .timeout = 90)
         }
         read_back_exactly_once(w, &a);
         w->ops->close(w);
+        wal_set_log_hook(NULL, NULL);
+        const char *waits = strstr(fence_line, " waits for queue room");
+        cr_assert_not_null(waits, "no fence debug line at close: \"%s\"", fence_line);
+        const char *num = waits;
+        while (num > fence_line && num[-1] >= '0' && num[-1] <= '9')
+                num--;
+        cr_assert_gt(strtoull(num, NULL, 10), 0, "appends never waited for room: %s",
+                     fence_line);
+        acks_free(&a);
+}
+
+/*
+ * A completion may append to the same wal, even synchronously: no lock of
+ * the backend is held while it runs.  Here the completion is a failure
+ * reported by the appending thread itself: a record larger than
+ * kafka.message.max.bytes (150 000 B against 100 000) is refused by
+ * librdkafka when the appender produces the batch the term register
+ * confirmed, and that record's completion appends another record and
+ * waits (up to 5 s) for its acknowledgement.  Completions once ran under the lock that orders
+ * producing (plock), which the fence thread needs to hand over the next
+ * confirmed batch, so the nested append could never complete.  The
+ * oversized record's completion runs on whichever thread produced it (the
+ * appender or, when appends pause, the fence thread); the broker is made
+ * 20 ms away and small records are appended every 0.1 ms so that appends
+ * keep coming during every register read (the fence thread then leaves
+ * producing to the appender), and the test retries until the appending
+ * thread reported it.  Without the fix it fails after the 5 s wait.
+ */
+struct nested {
+        struct walimpls_wal *w;
+        pthread_t appender;
+        atomic_int ran;        /* 0 not yet; 1 on the appender, 2 elsewhere */
+        int status;            /* the oversized append's */
+        char thread[16];       /* the name of the thread that reported it */
+        struct acks inner;     /* the append made by its completion */
+        int inner_r;           /* that append's return */
+        size_t inner_done;     /* completed within 5 s (0 or 1) */
+        uint64_t inner_ms;     /* how long the completion waited for it */
+};
+
+static void nested_cb(void *arg, int status, struct wal_msgid id, const wal_error *err)
+{
+        (void)id;
+        (void)err;
+        struct nested *n = arg;
+        n->status = status;
+        pthread_getname_np(pthread_self(), n->thread, sizeof(n->thread));
+        if (!pthread_equal(pthread_self(), n->appender)) {
+                atomic_store(&n->ran, 2);
+                return;
+        }
+        uint64_t t0 = t_now_ms();
+        wal_msg *m = mk_msg(0);
+        struct ack_arg *aa = malloc(sizeof(*aa));
+        cr_assert(aa);
+        *aa = (struct ack_arg){ &n->inner, 0 };
+        n->inner_r = n->w->ops->append(n->w, m, acks_cb, aa);
+        wal_msg_unref(m);
+        if (n->inner_r < 0)
+                free(aa);
+        else
+                n->inner_done = acks_wait(&n->inner, 1, 5000);
+        n->inner_ms = t_now_ms() - t0;
+        atomic_store(&n->ran, 1);
+}
+
+Test(kafka_cfg, completion_of_a_refused_record_may_append_synchronously,
+     .init = kt_setup_cluster, .timeout = 120)
+{
+        wal_error *e = NULL;
+        /* (message.max.bytes also caps a produce request: not too small) */
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.message.max.bytes", "100000", &e), 0, "%s",
+                     wal_error_message(e));
+        kt_build();
+        char ch[64];
+        t_unique_name("nested", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        cr_assert_eq(rd_kafka_mock_broker_set_rtt(kt.mc, 1, 20), 0);
+        enum { BIG = 150000, ATTEMPTS = 20, SMALL = 20000 };
+        char *big = malloc(BIG);
+        cr_assert(big);
+        memset(big, 'b', BIG);
+        static struct nested ns[ATTEMPTS];
+        struct acks a;
+        acks_init(&a, (size_t)ATTEMPTS * SMALL);
+        size_t nsmall = 0;
+        int attempt, on_appender = -1;
+        for (attempt = 0; attempt < ATTEMPTS && on_appender < 0; attempt++) {
+                struct nested *n = &ns[attempt];
+                memset(n, 0, sizeof(*n));
+                n->w = w;
+                n->appender = pthread_self();
+                acks_init(&n->inner, 1);
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, big, BIG, &m), 0);
+                cr_assert_eq(w->ops->append(w, m, nested_cb, n), 0);
+                wal_msg_unref(m);
+                /* Keep appending (a few per register read), so that the
+                 * appender produces what is confirmed. */
+                for (size_t k = 0; k < SMALL && !atomic_load(&n->ran); k++) {
+                        append_idx(w, &a, nsmall++);
+                        usleep(100);
+                }
+                while (!atomic_load(&n->ran))
+                        t_sleep_ms(1);
+                if (atomic_load(&n->ran) == 1)
+                        on_appender = attempt;
+        }
+        cr_assert_geq(on_appender, 0, "in %d attempts the appender never reported the "
+                      "refused record itself (first by %s, status %d; last by %s, status %d)",
+                      ATTEMPTS, ns[0].thread, ns[0].status, ns[ATTEMPTS - 1].thread,
+                      ns[ATTEMPTS - 1].status);
+        struct nested *n = &ns[on_appender];
+        cr_assert_lt(n->status, 0, "the oversized record was not refused");
+        cr_assert_eq(n->inner_r, 0, "append from the completion refused: %d", n->inner_r);
+        cr_assert_eq(n->inner_done, 1, "the append made by a completion did not complete "
+                     "within 5 s (a lock held during completions?)");
+        cr_assert_eq(n->inner.status[0], 0, "the append made by a completion: %d",
+                     n->inner.status[0]);
+        free(big);
+        cr_assert_eq(acks_wait(&a, nsmall, 30000), nsmall, "not every append completed");
+        for (size_t i = 0; i < nsmall; i++)
+                cr_assert_eq(a.status[i], 0, "append %zu: %d", i, a.status[i]);
+        cr_log_info("refused record reported by the appender at attempt %d, %zu small appends; "
+                    "its completion waited %llu ms for its own append", on_appender, nsmall,
+                    (unsigned long long)n->inner_ms);
+        cr_assert_eq(rd_kafka_mock_broker_set_rtt(kt.mc, 1, 0), 0);
+        w->ops->close(w);
+        for (int i = 0; i < attempt; i++)
+                acks_free(&ns[i].inner);
         acks_free(&a);
 }
 
