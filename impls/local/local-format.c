@@ -106,10 +106,15 @@
  *  2. For each segment check its header: the name and header must agree.
  *     The last segment with a bad header and an all-zero first frame header
  *     was torn while being created (no frame was ever written to it: frames
- *     are written only after the header is durable): it is removed.  Any
- *     other bad header refuses the open (-EBADMSG, file, offset 0).
+ *     are written only after the header is durable): it is removed, provided
+ *     it could be one: its name is the LSN after the previous segment's last
+ *     (or it is the only segment) and its first 8 bytes are zero or the
+ *     magic (a torn header write leaves the header's own bytes or none).
+ *     Any other bad header refuses the open (-EBADMSG, file, offset 0).
  *  3. Check continuity: a gap or overlap in LSNs between segments refuses
- *     the open (-EBADMSG naming the segment that does not follow).
+ *     the open (-EBADMSG naming the segment that does not follow; for a gap
+ *     after a segment whose file is shorter than it was created, naming
+ *     that segment and the offset where its data stops: it was cut).
  *  4. Scan each segment's frames with 1 MiB reads, building a sparse index
  *     (one (LSN, offset) pair per 256 KiB) until the end of data.  The last
  *     segment's frames are checked in full (the validity rule above).  The
@@ -133,6 +138,15 @@
  *         with the segment file and the byte offset).  The writer finishes
  *         every write to a segment durably before writing the next one, so
  *         an older segment cannot legitimately end torn.
+ *       - in the last segment of a file shorter than it was created,
+ *         with a partial frame at the end of the file (the frame runs past
+ *         it, or a nonzero piece of a header is left): the file was cut,
+ *         refuse.  A crash never shrinks a segment (it is preallocated);
+ *         libwal's own cut (step 5, repair) ends the file exactly at the
+ *         end of data.  Not when the data ends at the header: a segment
+ *         whose step-5 cut was itself interrupted is written past its
+ *         size by one frame (the writer's first frame in an empty segment)
+ *         and may then be torn there.
  *       - in the last segment: torn (cut off there) when no valid frame
  *         with a later LSN follows it in the file, or when one does but the
  *         damaged region before it (the frame's own extent if its length
@@ -877,8 +891,31 @@ static int summary_of_next(const struct local_io_ops *io, struct local_chan_scan
                pv->end <= s->size;
 }
 
+/*
+ * Was the end of segment @s cut off?  1 when its file is shorter than it
+ * was created and a partial frame is left at the end of the file (the
+ * frame at s->end runs past it, or fewer than 24 bytes of a header that
+ * are not all zero), with data before it (see "Recovery", step 4); else 0,
+ * or a negative errno.
+ */
+static int cut_short(const struct local_io_ops *io, int fd, const struct local_seg *s)
+{
+        if (s->created == 0 || s->size >= s->created || s->end <= LOCAL_SEG_HDR_SIZE ||
+            s->end >= s->size)
+                return 0;
+        uint8_t tail[LOCAL_FRAME_HDR_SIZE];
+        size_t want = (size_t)WALU_MIN(s->size - s->end, (uint64_t)sizeof(tail));
+        ssize_t n = read_full(io, fd, tail, want, s->end);
+        if (n < 0)
+                return (int)n;
+        if (want == sizeof(tail))
+                return 1;       /* a whole header there that the scan refused */
+        return !all_zero(tail, (size_t)n);
+}
+
 /* Scan one segment; 0 to continue with the next, 1 when a fault was
- * recorded (stop), negative errno. */
+ * recorded (stop), 2 when it was recorded against the segment before
+ * (stop there), negative errno. */
 static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, size_t i,
                     enum local_scan_mode mode, uint64_t *expect, wal_error **reterr)
 {
@@ -905,6 +942,8 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
         }
         uint64_t first = 0;
         int hc = (size_t)n >= 64 ? local_seg_header_check(hdr, (size_t)n, &first) : -EBADMSG;
+        if (hc == 0)
+                s->created = walu_get_be64(hdr + 24);
         uint64_t hdr_fault_off = 0;
         if (hc == 0 && local_seg_header_prev(hdr, (size_t)n, &sc->prev) < 0) {
                 /* A damaged summary of the previous segment: the header
@@ -921,7 +960,13 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
         if (hc < 0 || first != s->first_lsn) {
                 set_fault(sc, LOCAL_FAULT_BAD_HEADER, s, hdr_fault_off,
                           *expect ? *expect : s->first_lsn);
-                if (last) {
+                /* Torn while being created only if it could be the next
+                 * segment: named by the next LSN (or the only one), its
+                 * first bytes none, zeros or the magic. */
+                bool could_be = (*expect == 0 || s->first_lsn == *expect) &&
+                                (n < 8 || all_zero(hdr, 8) ||
+                                 memcmp(hdr, LOCAL_SEG_MAGIC, 8) == 0);
+                if (last && could_be) {
                         /* Torn while being created if no frame follows. */
                         uint8_t fh[LOCAL_FRAME_HDR_SIZE];
                         ssize_t m = read_full(io, fd, fh, sizeof(fh), LOCAL_SEG_HDR_SIZE);
@@ -939,6 +984,15 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
                 goto out;
         }
         if (*expect && s->first_lsn != *expect) {
+                const struct local_seg *p = i > 0 ? sc->segs[i - 1] : NULL;
+                if (p && s->first_lsn > *expect && p->size < p->created) {
+                        /* The one before was cut short (its file is smaller
+                         * than it was created): the fault is where its data
+                         * stops, not here. */
+                        set_fault(sc, LOCAL_FAULT_BAD_FRAME, p, p->end, *expect);
+                        r = 2;
+                        goto out;
+                }
                 set_fault(sc, LOCAL_FAULT_LSN_GAP, s, 0, *expect);
                 r = 1;
                 goto out;
@@ -983,9 +1037,18 @@ static int scan_one(const struct local_io_ops *io, struct local_chan_scan *sc, s
                 goto out;
         }
         *expect = s->last_lsn + 1;
-        if (stop == LOCAL_STOP_BAD) {
+        int cut = 0;
+        if (last && (stop == LOCAL_STOP_BAD || stop == LOCAL_STOP_EOF)) {
+                cut = cut_short(io, fd, s);
+                if (cut < 0) {
+                        r = wal_error_set(reterr, cut, 0, "local: reading %s: %s", s->path,
+                                          strerror(-cut));
+                        goto out;
+                }
+        }
+        if (stop == LOCAL_STOP_BAD || cut) {
                 enum local_fault_kind kind = LOCAL_FAULT_BAD_FRAME;
-                if (last) {
+                if (last && !cut) {
                         int t = local_seg_is_torn(io, fd, s->end, *expect, s->size);
                         if (t < 0) {
                                 r = wal_error_set(reterr, t, 0, "local: reading %s: %s",
@@ -1020,9 +1083,10 @@ int local_chan_scan(const struct local_io_ops *io, const char *dir, enum local_s
                 }
                 if (r > 0) {
                         /* Keep the segments up to the faulty one. */
-                        for (size_t j = i + 1; j < ret->n_segs; j++)
+                        size_t keep = r == 2 ? i : i + 1;
+                        for (size_t j = keep; j < ret->n_segs; j++)
                                 local_seg_free(ret->segs[j]);
-                        ret->n_segs = i + 1;
+                        ret->n_segs = keep;
                         break;
                 }
         }

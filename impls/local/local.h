@@ -286,6 +286,7 @@ struct local_seg {
         uint64_t last_lsn;          /* first_lsn - 1 while empty */
         uint64_t end;               /* offset just past the last valid frame */
         uint64_t size;              /* file size */
+        uint64_t created;           /* file size when created (header), 0 unknown */
         char *path;                 /* owned */
         struct local_index_entry *index;   /* owned, ascending */
         size_t n_index, cap_index;

@@ -8,10 +8,14 @@
  * index, 200-1700 bytes) over several 1 MiB segments, closes it, damages the
  * files the way a crash or a bad disk would, and reopens:
  *
- *   torn last frame (zeroed from a cut, or the file cut short), at a sample
- *   of byte offsets inside the frame    -> open works, that record is gone,
+ *   torn last frame (zeroed from a cut), at a sample of byte offsets
+ *   inside the frame                    -> open works, that record is gone,
  *                                          every earlier one intact, the next
  *                                          append reuses the torn LSN
+ *   the last segment's file cut short
+ *   inside a frame                      -> refused (not a crash: segments
+ *                                          are preallocated), naming the
+ *                                          segment and the frame's offset
  *   garbage after the tail              -> the same (torn-tail handling); a
  *                                          read-write open wipes it
  *   zeroed preallocated space           -> nothing lost
@@ -19,8 +23,11 @@
  *   frames after it (payload, length,
  *   LSN; sealed or last segment)        -> open refused, -EBADMSG, the error
  *                                          names the segment and the offset
- *   a sealed segment truncated          -> refused
+ *   a sealed segment truncated          -> refused, naming that segment and
+ *                                          where its data stops
  *   a missing middle segment            -> refused
+ *   a file named like a later segment
+ *   that a crash cannot have left       -> refused, and left in place
  *
  * The frames are located with a small walker written from the format
  * comment at the top of impls/local/local-format.c (offsets, big-endian
@@ -524,14 +531,33 @@ Test(local_corrupt, torn_last_frame_is_dropped)
                 zero_range(segs[ns - 1].path, last.off + k, last.size - k);
                 snprintf(what, sizeof(what), "last frame zeroed from byte %" PRIu64, k);
                 expect_records(dir, N_RECORDS - 1, what);
-                /* (b) the file itself ends inside the frame */
+                /* (b) the file itself ends inside the frame: not a torn
+                 * tail (a crash never shrinks a preallocated segment; nor
+                 * does libwal's own cut leave a partial frame), so the
+                 * records that followed may have been cut off with it:
+                 * refused, naming where the data stops (see
+                 * truncated_last_segment_is_refused).  It used to be taken
+                 * for a torn tail.  Only a cut that leaves nothing but zero
+                 * bytes of the frame (the high bytes of its length) reads
+                 * as the end of data, as zero padding does. */
                 snprintf(tag, sizeof(tag), "cut-%" PRIu64, k);
                 dir = fresh_copy(tag);
                 list_segs(dir, segs, 16);
+                uint8_t head[FRAME_HDR] = { 0 };
+                int fd = open(segs[ns - 1].path, O_RDONLY);
+                cr_assert_geq(fd, 0);
+                cr_assert_eq(pread(fd, head, FRAME_HDR, (off_t)last.off), (ssize_t)FRAME_HDR);
+                close(fd);
+                bool zeros_left = true;
+                for (uint64_t j = 0; j < k && j < FRAME_HDR; j++)
+                        zeros_left = zeros_left && head[j] == 0;
                 cr_assert_eq(truncate(segs[ns - 1].path, (off_t)(last.off + k)), 0);
                 snprintf(what, sizeof(what), "last segment cut at byte %" PRIu64 " of its last "
                          "frame", k);
-                expect_records(dir, N_RECORDS - 1, what);
+                if (zeros_left && k < FRAME_HDR)
+                        expect_records(dir, N_RECORDS - 1, what);
+                else
+                        expect_refused(dir, segs[ns - 1].name, last.off, what);
         }
 }
 
@@ -680,17 +706,75 @@ Test(local_corrupt, truncated_sealed_segment_is_refused)
         cr_assert_eq(truncate(segs[0].path, (off_t)cut), 0);
         expect_refused(dir, segs[0].name, fr[nf / 2].off, "sealed segment cut inside a frame");
 
-        /* At a frame boundary: the segment ends early, the next does not follow. */
+        /* At a frame boundary, or inside the next frame's header (fewer
+         * than 24 bytes of it left): the segment ends early, and the next
+         * segment does not follow.  The error names the segment that was
+         * cut and where its data stops, not the next one at offset 0 (it
+         * named "lsn-gap in <next segment> at offset 0"). */
         dir = fresh_copy("trunc-boundary");
         list_segs(dir, segs, 16);
         cr_assert_eq(truncate(segs[0].path, (off_t)fr[nf / 2].off), 0);
-        char *msg;
-        long r = read_all(dir, WAL_ACCESS_RO, &msg);
-        cr_assert_eq(r, -EBADMSG, "sealed segment cut at a frame boundary: got %ld (%s)", r,
-                     msg ? msg : "");
-        cr_assert(msg && (strstr(msg, segs[0].name) || strstr(msg, segs[1].name)),
-                  "the error names neither segment: %s", msg ? msg : "");
-        free(msg);
+        expect_refused(dir, segs[0].name, fr[nf / 2].off, "sealed segment cut at a frame "
+                       "boundary");
+        dir = fresh_copy("trunc-in-header");
+        list_segs(dir, segs, 16);
+        cr_assert_eq(truncate(segs[0].path, (off_t)fr[nf / 2].off + 10), 0);
+        expect_refused(dir, segs[0].name, fr[nf / 2].off, "sealed segment cut inside a frame "
+                       "header");
+}
+
+/*
+ * The last segment cut short (shorter than the size its header says it was
+ * created with) inside a frame: that is not a torn tail (a crash never
+ * shrinks a preallocated segment, and libwal's own cut at the end of data
+ * leaves no partial frame), so the records after the cut were lost and the
+ * open is refused.  It used to be taken for a torn tail: the open worked,
+ * `walctl verify` said ok, and the next append reused the lost LSNs.
+ */
+Test(local_corrupt, truncated_last_segment_is_refused)
+{
+        struct seg segs[16];
+        static struct frame fr[N_RECORDS];
+        uint64_t end;
+        const char *dir = fresh_copy("trunc-last-mid");
+        size_t ns = list_segs(dir, segs, 16);
+        size_t nf = walk_frames(segs[ns - 1].path, fr, N_RECORDS, &end);
+        cr_assert_gt(nf, 10);
+        cr_assert_eq(truncate(segs[ns - 1].path, (off_t)fr[nf / 2].off + 40), 0);
+        expect_refused(dir, segs[ns - 1].name, fr[nf / 2].off, "last segment cut inside a "
+                       "frame");
+        dir = fresh_copy("trunc-last-in-header");
+        list_segs(dir, segs, 16);
+        cr_assert_eq(truncate(segs[ns - 1].path, (off_t)fr[nf / 2].off + 10), 0);
+        expect_refused(dir, segs[ns - 1].name, fr[nf / 2].off, "last segment cut inside a "
+                       "frame header");
+}
+
+/*
+ * A file named like a segment after the last one that is not one a crash
+ * could have left: a bad header is taken for a segment torn while being
+ * created (and removed) only when its name is the next LSN and its first
+ * bytes are zero or the segment magic.  Anything else is refused and left
+ * in place; it used to be deleted by the next read-write open.
+ */
+Test(local_corrupt, foreign_file_after_the_last_segment_is_refused_not_removed)
+{
+        const char *what[] = { "text named as the next segment", "zeros named after a gap" };
+        for (int k = 0; k < 2; k++) {
+                const char *dir = fresh_copy(k ? "foreign-gap" : "foreign-text");
+                char name[64], path[4400];
+                snprintf(name, sizeof(name), "%020d.seg", N_RECORDS + 1 + (k ? 100 : 0));
+                snprintf(path, sizeof(path), "%s/" CHANNEL "/%s", dir, name);
+                int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+                cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+                if (k)
+                        cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+                else
+                        cr_assert_eq(write(fd, "not a segment\n", 14), 14);
+                close(fd);
+                expect_refused(dir, name, 0, what[k]);
+                cr_assert_eq(access(path, F_OK), 0, "%s: %s was removed", what[k], name);
+        }
 }
 
 Test(local_corrupt, missing_middle_segment_is_refused)
