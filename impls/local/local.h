@@ -109,6 +109,16 @@ int local_io_write_full(const struct local_io_ops *io, int fd, const void *buf, 
  */
 void local_readahead_wait_checks(bool on);
 
+/*
+ * Test hooks of the early wake (local.c, early_wake): with @on, the writer
+ * takes the CPUs to have room for polling waiters whatever the rest of the
+ * machine does (so tests reach that path on a busy machine), and
+ * local_early_wakes() counts the batches whose waiters were woken early,
+ * process-wide.  Not for production.
+ */
+void local_early_wake_always(bool on);
+uint64_t local_early_wakes(void);
+
 /* ---- Frame codec (pure) ---- */
 
 struct local_frame {

@@ -16,7 +16,10 @@
  *    it is issued again before the append completes;
  *  - the fallback path: when io_uring cannot be set up, local.io=auto
  *    writes with pwrite+fdatasync and says so once through the log hook;
- *    local.io=uring refuses to open instead.
+ *    local.io=uring refuses to open instead;
+ *  - the early wake (local_early): flush() callers woken as their batch's
+ *    fdatasync begins return only once their record has completed, also
+ *    when that fdatasync fails while they poll.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -826,6 +829,181 @@ Test(local_faults, thread_lane_fdatasync_fails_lane2_succeeds_auto, .timeout = 6
 Test(local_faults, thread_lane_fdatasync_fails_lane2_succeeds_sync, .timeout = 60)
 {
         lane_failure("sync", LANE_FAIL_THREAD);
+}
+
+
+/* ---- Early wake ---- */
+
+/*
+ * Blocking appenders on many threads with the early wake forced on
+ * (local_early_wake_always; it is otherwise used only when the rest of the
+ * machine leaves the CPUs idle): the writer thread wakes a batch's sleeping
+ * flush() callers as its fdatasync begins, and they poll for its end.
+ * flush() must still return only once the caller's record has completed:
+ * each thread looks, when its flush() returns, whether its record's
+ * completion has run.  With @fail_at, the writer's fdatasyncs from that
+ * count on wait 5 ms (the woken callers are polling) and fail with -EIO:
+ * every accepted append then completes, acknowledged ones are LSNs 1..A
+ * and all completed before any failure, the others fail -EIO, and no
+ * flush() hangs.  After reopening, LSN l holds the record acknowledged
+ * with it.
+ */
+enum { EW_THREADS = 8, EW_ROUNDS = 250, EW_MAX = EW_THREADS * EW_ROUNDS };
+
+static atomic_int ew_fail_at;           /* fdatasync count from which they fail (0: none) */
+
+static int ew_hook(int fd, const struct local_io_ops *d)
+{
+        int at = atomic_load(&ew_fail_at);
+        if (at && atomic_load(&shim.n_fdatasync) >= at) {
+                t_sleep_ms(5);
+                return -EIO;
+        }
+        return d->fdatasync(d->ctx, fd);
+}
+
+struct ew_arg {
+        struct walimpls_wal *w;
+        struct acks *s;
+        atomic_size_t *next;
+        int refused;                     /* what append or flush refused with (0: none) */
+        size_t returned_early;           /* flush() returned before the completion ran */
+};
+
+static void *ew_thread(void *p)
+{
+        struct ew_arg *a = p;
+        for (int k = 0; k < EW_ROUNDS; k++) {
+                size_t i = atomic_fetch_add(a->next, 1);
+                int r = tf_append(a->w, a->s, i, LEN);
+                if (r < 0) {
+                        a->refused = r;
+                        break;
+                }
+                r = walimpls_flush(a->w, -1, NULL);
+                pthread_mutex_lock(&a->s->mu);
+                bool done = a->s->a[i].done;
+                pthread_mutex_unlock(&a->s->mu);
+                if (!done)
+                        a->returned_early++;
+                if (r != 0) {
+                        a->refused = -EPROTO;
+                        break;
+                }
+        }
+        return NULL;
+}
+
+static void early_wake_appenders(const char *io, int fail_at)
+{
+        shim_install();
+        tf_setup(&t, io, "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        local_early_wake_always(true);
+        atomic_store(&ew_fail_at, fail_at ? atomic_load(&shim.n_fdatasync) + fail_at : 0);
+        shim_fdatasync_hook = ew_hook;
+        uint64_t early0 = local_early_wakes();
+
+        struct acks s;
+        acks_init(&s, EW_MAX + 1);
+        atomic_size_t next = 0;
+        struct ew_arg args[EW_THREADS];
+        pthread_t th[EW_THREADS];
+        for (int i = 0; i < EW_THREADS; i++) {
+                args[i] = (struct ew_arg){ w, &s, &next, 0, 0 };
+                cr_assert_eq(pthread_create(&th[i], NULL, ew_thread, &args[i]), 0);
+        }
+        for (int i = 0; i < EW_THREADS; i++)
+                pthread_join(th[i], NULL);
+        tf_wait(&s);
+        local_early_wake_always(false);
+        uint64_t early = local_early_wakes() - early0;
+        size_t n = atomic_load(&next);
+        for (int i = 0; i < EW_THREADS; i++) {
+                cr_assert_eq(args[i].returned_early, 0, "thread %d: flush() returned %zu times "
+                             "before the record had completed", i, args[i].returned_early);
+                cr_assert(args[i].refused == 0 || (fail_at && args[i].refused == -EIO),
+                          "thread %d: refused with %d", i, args[i].refused);
+        }
+        if (!fail_at)
+                cr_assert_gt(early, 0, "no batch's waiters were woken early");
+
+        /* Completions: acknowledged = LSNs 1..A, each before any failure. */
+        uint64_t *lsns = calloc(n + 1, sizeof(*lsns));
+        cr_assert(lsns);
+        size_t acked = 0, failed = 0;
+        uint64_t last_ok_seq = 0, first_fail_seq = UINT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+                struct ack *a = &s.a[i];
+                if (!a->done)
+                        continue;   /* refused at append */
+                if (a->status == 0) {
+                        lsns[acked++] = a->id.lo;
+                        last_ok_seq = WALU_MAX(last_ok_seq, a->seq);
+                } else {
+                        cr_assert_eq(a->status, -EIO, "append %zu: status %d", i, a->status);
+                        failed++;
+                        first_fail_seq = WALU_MIN(first_fail_seq, a->seq);
+                }
+        }
+        if (fail_at)
+                cr_assert_gt(failed, 0, "no append failed");
+        else
+                cr_assert_eq(acked, n, "%zu of %zu appends acknowledged", acked, n);
+        cr_assert_lt(last_ok_seq, first_fail_seq,
+                     "an append was acknowledged after another had failed");
+        qsort(lsns, acked, sizeof(*lsns), cmp_u64);
+        for (size_t k = 0; k < acked; k++)
+                cr_assert_eq(lsns[k], k + 1, "acknowledged LSNs are not 1..%zu: #%zu is %"
+                             PRIu64, acked, k, lsns[k]);
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        shim_fdatasync_hook = NULL;
+        local_io_set_ops(NULL);
+
+        tf_build(&t, "auto", "64m");
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "reopen: %s",
+                     wal_error_message(err));
+        size_t *idx = calloc(n + 1, sizeof(*idx));
+        cr_assert(idx);
+        size_t got = tf_read_all(w, LEN, idx, n + 1);
+        cr_assert_geq(got, acked, "acknowledged records lost: %zu of %zu left", got, acked);
+        for (size_t i = 0; i < n; i++) {
+                struct ack *a = &s.a[i];
+                if (a->done && a->status == 0)
+                        cr_assert_eq(idx[a->id.lo - 1], i, "LSN %" PRIu64 " holds record %zu,"
+                                     " acknowledged for %zu", a->id.lo, idx[a->id.lo - 1], i);
+        }
+        for (size_t k = acked; k < got; k++)
+                cr_assert(idx[k] < n && s.a[idx[k]].done && s.a[idx[k]].status == -EIO,
+                          "LSN %zu holds record %zu, which was not a failed append", k + 1,
+                          idx[k]);
+        free(idx);
+        free(lsns);
+        w->ops->close(w);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+Test(local_early, blocking_appenders_woken_early_auto, .timeout = 60)
+{
+        early_wake_appenders("auto", 0);
+}
+Test(local_early, blocking_appenders_woken_early_sync, .timeout = 60)
+{
+        early_wake_appenders("sync", 0);
+}
+Test(local_early, fdatasync_fails_while_waiters_poll_auto, .timeout = 60)
+{
+        early_wake_appenders("auto", 100);
+}
+Test(local_early, fdatasync_fails_while_waiters_poll_sync, .timeout = 60)
+{
+        early_wake_appenders("sync", 100);
 }
 
 /*
