@@ -64,6 +64,9 @@
 #include "wal/wal-log.h"
 
 static _Thread_local int tls_in_backend_append;
+/* Append callbacks and done hooks running on this thread: a blocking append
+ * there would wait for a completion that runs only after they return. */
+static _Thread_local int tls_in_callback;
 
 static void drain(wal *w);
 static bool drain_rounds(wal *w, size_t *n_popped);
@@ -210,6 +213,7 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
                 .latency_ns = latency_since(op->t_start_ns),
                 .attempts = op->attempts,
         };
+        tls_in_callback++;
         for (size_t i = op->depth; i-- > 0;) {
                 struct wal_chain_link *l = &w->chain[i];
                 if (l->builtin_done)
@@ -219,6 +223,7 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
         }
         if (op->done)
                 op->done(op->userdata, status, msg, op->err);
+        tls_in_callback--;
         struct wal_txn *t = op->txn;
         if (t && wal_msg_type(op->msg) == WAL_MSG_DATA) {
                 pthread_mutex_lock(&t->lock);
@@ -1067,6 +1072,13 @@ static int waiter_wait(wal *w, struct waiter *wt, uint64_t deadline_ns)
 int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
                             int64_t timeout_ms, wal_msg **ret_msg, wal_error **reterr)
 {
+        if (tls_in_callback)
+                return wal_error_set(reterr, -EDEADLK, 0,
+                                     "a blocking append to \"%s\" (wal_append_wait, "
+                                     "wal_txn_begin) inside an append callback would wait "
+                                     "for itself: completions run after the callback "
+                                     "returns; use wal_append() there",
+                                     w->channel);
         struct waiter *wt = calloc(1, sizeof(*wt));
         if (!wt)
                 return wal_error_set(reterr, -ENOMEM, 0, "out of memory");

@@ -27,8 +27,11 @@
  * (ID order) except for appends that had to be retried; they must not block
  * (in particular they must not call wal_append_wait(), wal_txn_begin(),
  * wal_txn_commit(), wal_txn_rollback() or any close function), but they may
- * call wal_append().  A program that needs acknowledgements in submission
- * order (walctl append -J) reorders them itself.
+ * call wal_append().  wal_append_wait() and wal_txn_begin() called there
+ * return -EDEADLK rather than wait for a completion that cannot run before
+ * the callback returns (a commit or rollback may still block for ever).
+ * A program that needs acknowledgements in submission order (walctl append
+ * -J) reorders them itself.
  *
  * Retries.  An append that fails with a retriable error (lost connection,
  * back-pressure, timeout) is redone after a backoff (retry.* properties)
@@ -293,7 +296,8 @@ WAL_EXPORT int wal_append_take(wal *w, wal_msg *msg, wal_append_done_fn *done,
  * @returns 0, any error of wal_append() or of its completion, or -ETIMEDOUT
  *          after the append.timeout property (the append itself then still
  *          completes in the background).
- * @remark Thread-safe; blocks.  Never call it from an append callback.
+ * @remark Thread-safe; blocks.  Never call it from an append callback (it
+ *         returns -EDEADLK there).
  */
 WAL_EXPORT int wal_append_wait(wal *w, wal_msg *msg, wal_msg **ret_msg, wal_error **reterr);
 

@@ -235,6 +235,60 @@ Test(adaptor_lifetime, callbacks_may_append)
         ta_opener_close(o);
 }
 
+/*
+ * A callback that makes a blocking call on its own wal (wal_append_wait(),
+ * wal_txn_begin(): both wait for a completion, and completions run one at
+ * a time on the thread running this callback) is refused with -EDEADLK and
+ * a message saying why.  wal-api.h forbids it; it used to hang for ever,
+ * and the wal's close with it.
+ */
+struct blocking_in_cb {
+        wal *w;
+        atomic_int ran;
+        int wait_r, begin_r;
+        char wait_msg[256];
+};
+
+static void blocking_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct blocking_in_cb *b = arg;
+        (void)status;
+        (void)msg;
+        (void)err;
+        wal_error *e = NULL;
+        wal_msg *m = ta_msg("from the callback", NULL);
+        b->wait_r = wal_append_wait(b->w, m, NULL, &e);
+        snprintf(b->wait_msg, sizeof(b->wait_msg), "%s", wal_error_message(e));
+        wal_error_free(e);
+        wal_msg_unref(m);
+        wal_txn *t = NULL;
+        b->begin_r = wal_txn_begin(b->w, NULL, 0, &t, NULL);
+        if (b->begin_r == 0)
+                wal_txn_rollback(t, NULL);
+        atomic_store(&b->ran, 1);
+}
+
+Test(adaptor_lifetime, blocking_calls_in_a_callback_are_refused)
+{
+        wal_opener *o = NULL;
+        struct blocking_in_cb b = { 0 };
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "blocking-cb", 1, WAL_ACCESS_RW, &b.w, NULL), 0);
+        wal_msg *m = ta_msg("first", NULL);
+        cr_assert_eq(wal_append(b.w, m, blocking_done, &b, NULL), 0);
+        wal_msg_unref(m);
+        for (int i = 0; i < 5000 && !atomic_load(&b.ran); i++)
+                sleep_ms(1);
+        cr_assert(atomic_load(&b.ran), "the callback is still blocked after 5 s");
+        cr_expect_eq(b.wait_r, -EDEADLK, "wal_append_wait in a callback: %d", b.wait_r);
+        cr_expect(strstr(b.wait_msg, "callback"), "%s", b.wait_msg);
+        cr_expect_eq(b.begin_r, -EDEADLK, "wal_txn_begin in a callback: %d", b.begin_r);
+        /* The wal still works, from a thread of its own. */
+        cr_expect_eq(ta_append(b.w, "after", NULL, NULL), 0);
+        wal_close(b.w);
+        ta_opener_close(o);
+}
+
 static void *waiter_thread(void *arg)
 {
         wal *w = arg;
