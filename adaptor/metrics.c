@@ -26,9 +26,10 @@
 void wal_hist_add(struct wal_hist *h, uint64_t ns)
 {
         uint64_t us = ns / 1000u;
-        unsigned b = 0;
-        while (b < WAL_HIST_BUCKETS - 1 && us >= (1ull << b))
-                b++;
+        /* the first b with us < 2^b: the bit length of us */
+        unsigned b = us ? 64u - (unsigned)__builtin_clzll(us) : 0u;
+        if (b > WAL_HIST_BUCKETS - 1)
+                b = WAL_HIST_BUCKETS - 1;
         atomic_fetch_add_explicit(&h->b[b], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);

@@ -616,8 +616,11 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct o
                 int r = 0;
                 if (wal_msg_is_immutable(op->sent) &&
                     wal_msgid_cmp(wal_msg_id(op->sent), op->id) == 0) {
-                        /* The backend kept and froze it (append_take). */
-                        frozen = wal_msg_ref(op->sent);
+                        /* The backend kept and froze it (append_take): the
+                         * op's reference to what it sent becomes the
+                         * outcome's (nothing reads op->sent after success). */
+                        frozen = op->sent;
+                        op->sent = NULL;
                 } else if (op->sent == op->msg) {
                         r = wal_msg_freeze(op->msg, op->id);
                         if (r == 0)
