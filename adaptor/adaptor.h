@@ -292,7 +292,16 @@ struct wal {
         alignas(64) _Atomic(struct wal_append_op *) pend_tail;
         char pend_pad[64 - sizeof(void *)];
         struct wal_append_op *pend_head;     /* the drainer's */
+        /* the drainer's: its last pop found a complete op at the head
+         * whose successor an appender is half-way through linking */
+        bool pend_stuck;
+        uint64_t settle_seen;                /* the drainer's: last @settle_done */
         struct wal_append_op pend_stub;
+        /* settle() (adaptor/wal.c): a settler takes a number from
+         * @settle_want; a drain pass that read it at its start publishes
+         * it in @settle_done once the ops it popped are in the cache. */
+        alignas(64) atomic_uint_fast64_t settle_want;
+        atomic_uint_fast64_t settle_done;
         /* One drainer at a time: the thread that set @draining.  A
          * completion counts itself in @completions after flagging its op;
          * the drainer goes back to the list only when the count moved

@@ -69,7 +69,8 @@ static _Thread_local int tls_in_backend_append;
 static _Thread_local int tls_in_callback;
 
 static void drain(wal *w);
-static bool drain_rounds(wal *w, size_t *n_popped);
+static bool drain_rounds(wal *w, size_t *n_popped, bool settling);
+static void ask_dispatcher_to_drain(wal *w);
 
 /* ---- Reference counting ---- */
 
@@ -538,7 +539,7 @@ static void *dispatcher_main(void *arg)
                                 gather();
                         atomic_store(&w->drain_wanted, false);
                         last_round = 0;
-                        drain_rounds(w, &last_round);
+                        drain_rounds(w, &last_round, false);
                         pthread_mutex_lock(&w->cb_lock);
                 }
                 struct wal_append_op *batch = w->cb_busy ? NULL : w->cb_head;
@@ -691,13 +692,20 @@ static struct wal_append_op *pend_pop(wal *w)
         if (!atomic_load_explicit(&head->completed, memory_order_acquire))
                 return NULL;
         if (!next) {
-                /* The last node: put the stub behind it to take it out. */
-                if (head != atomic_load_explicit(&w->pend_tail, memory_order_acquire))
+                /* The last node: put the stub behind it to take it out.
+                 * An appender that took the tail but has not linked yet
+                 * holds a complete op here until it links (settle() waits
+                 * for that: the op's own append may have returned). */
+                if (head != atomic_load_explicit(&w->pend_tail, memory_order_acquire)) {
+                        w->pend_stuck = true;
                         return NULL;
+                }
                 pend_push(w, &w->pend_stub);
                 next = atomic_load_explicit(&head->pnext, memory_order_acquire);
-                if (!next)
+                if (!next) {
+                        w->pend_stuck = true;
                         return NULL;
+                }
         }
         w->pend_head = next;
         return head;
@@ -715,8 +723,15 @@ static struct wal_append_op *pend_pop(wal *w)
  * @draining off, then reads the count again.  Both pairs are sequentially
  * consistent, so either the drainer sees the new count (and comes back) or
  * the other side finds @draining off (and drains itself): no completion is
- * left undrained. */
-static bool drain_rounds(wal *w, size_t *n_popped)
+ * left undrained.
+ *
+ * Each pass reads w->settle_want first and, unless its pops stopped at a
+ * half-linked op (pend_stuck), publishes it in w->settle_done once what it
+ * popped is in the cache: see settle().  With @settling (a settler), the
+ * drainer makes one pass and leaves; what completed meanwhile is left to the
+ * dispatcher (asked to drain), not drained here for as long as appends go on.
+ * @returns false if another thread was the drainer. */
+static bool drain_rounds(wal *w, size_t *n_popped, bool settling)
 {
         bool idle = false;
         if (!atomic_compare_exchange_strong(&w->draining, &idle, true))
@@ -725,6 +740,9 @@ static bool drain_rounds(wal *w, size_t *n_popped)
                 uint64_t seen;
                 for (;;) {
                         seen = atomic_load(&w->completions);
+                        uint64_t sw = atomic_load_explicit(&w->settle_want,
+                                                           memory_order_acquire);
+                        w->pend_stuck = false;
                         struct wal_append_op *batch = NULL, **tail = &batch;
                         struct wal_msgid durable = WAL_MSGID_NONE;
                         struct wal_append_op *op;
@@ -737,8 +755,14 @@ static bool drain_rounds(wal *w, size_t *n_popped)
                                 *tail = op;
                                 tail = &op->next;
                         }
-                        if (!batch)
+                        if (!batch) {
+                                if (sw != w->settle_seen && !w->pend_stuck) {
+                                        w->settle_seen = sw;
+                                        atomic_store_explicit(&w->settle_done, sw,
+                                                              memory_order_release);
+                                }
                                 break;
+                        }
                         /* Once per round, not per op: appenders read it at
                          * every append (their last-confirmed ID). */
                         if (!wal_msgid_is_none(durable))
@@ -751,15 +775,27 @@ static bool drain_rounds(wal *w, size_t *n_popped)
                                 op->next = NULL;
                                 op_complete(w, op, &pushed, &out);
                         }
+                        if (sw != w->settle_seen && !w->pend_stuck) {
+                                w->settle_seen = sw;
+                                atomic_store_explicit(&w->settle_done, sw,
+                                                      memory_order_release);
+                        }
                         if (pushed)
                                 wal_adaptor_notify_scanners(w);
                         dispatch_list(w, &out);
-                        if (atomic_load(&w->completions) == seen)
+                        if (settling || atomic_load(&w->completions) == seen)
                                 break;
                 }
                 atomic_store(&w->draining, false);
                 if (atomic_load(&w->completions) == seen)
                         return true;
+                if (settling && w->cb_running) {
+                        /* The rest is the dispatcher's (its drain is one
+                         * more attempt at the drainer's place, as an
+                         * appender's would be). */
+                        ask_dispatcher_to_drain(w);
+                        return true;
+                }
                 idle = false;
                 if (!atomic_compare_exchange_strong(&w->draining, &idle, true))
                         return true;
@@ -770,7 +806,7 @@ static void drain(wal *w)
 {
         if (tls_in_backend_append)
                 return;
-        drain_rounds(w, NULL);
+        drain_rounds(w, NULL, false);
 }
 
 static void drain_deferred(void *arg)
@@ -896,13 +932,24 @@ static void ask_dispatcher_to_drain(wal *w)
         }
 }
 
-/* Drain as the drainer: every op linked and completed before the call is
- * popped (and pushed into the cache) when this returns.  While another
- * thread drains, wait for it to leave the drainer's place. */
+/* Every op linked and completed before the call is popped (and pushed into
+ * the cache) when this returns.  The settler takes a number and waits for
+ * a drain pass that started after it (it read the number) and popped the
+ * complete prefix up to an incomplete op or the end, none held back by an
+ * appender half-way through linking: its own pass when it gets the
+ * drainer's place, else the drainer's next pass.  Bounded by one pass (and
+ * a link in progress), not by how long other threads keep appending: the
+ * drainer's place may stay taken for that long, and a drainer keeps it
+ * while completions keep coming. */
 static void settle(wal *w)
 {
-        while (!drain_rounds(w, NULL))
+        uint64_t want = atomic_fetch_add(&w->settle_want, 1) + 1;
+        for (;;) {
+                drain_rounds(w, NULL, true);
+                if (atomic_load_explicit(&w->settle_done, memory_order_acquire) >= want)
+                        return;
                 sched_yield();
+        }
 }
 
 void wal_adaptor_reader_add(wal *w)
@@ -1534,6 +1581,8 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
         w->pend_head = &w->pend_stub;
         atomic_init(&w->pend_tail, &w->pend_stub);
         atomic_init(&w->pend_stub.pnext, NULL);
+        atomic_init(&w->settle_want, 0);
+        atomic_init(&w->settle_done, 0);
         pthread_mutex_init(&w->tick_lock, NULL);
         pthread_mutex_init(&w->scan_lock, NULL);
         pthread_mutex_init(&w->cb_lock, NULL);

@@ -6,6 +6,8 @@
  * answered with an error code and a message naming what was wrong.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -820,4 +822,153 @@ Test(adaptor_api, latest_starts_after_an_inline_completed_append_left_to_the_dis
         wal_close(mw);
         wal_opener_close(mo);
         cr_assert_eq(atomic_load(&calls), 2 * ROUNDS, "callbacks: %d", atomic_load(&calls));
+}
+
+/*
+ * Scanners opened at "latest" while 8 threads append without a pause (a
+ * scanner open makes every appender drain its own completion, so the
+ * drainer's place changes hands all the time).  Opening a scanner settles
+ * the pending queue as its drainer (adaptor/wal.c settle()): each wal_read()
+ * must still return within a second, not spin for as long as the appends go
+ * on.  And it must start after this thread's own append that returned just
+ * before it, whatever the other appenders are half-way through: the
+ * scanner reads on until the append made after the open and never meets
+ * the one made before it.  Every callback runs once.
+ */
+struct busy_appender {
+        wal *w;
+        atomic_bool *stop;
+        atomic_long *calls;
+        long appended;
+};
+
+static atomic_long busy_failed, busy_failed_logged;
+
+static void busy_done(void *ud, int status, const wal_msg *msg, const wal_error *err)
+{
+        (void)msg;
+        (void)err;
+        atomic_long *c = ud;
+        atomic_fetch_add(c, 1);
+        if (status != 0)
+                atomic_fetch_add(&busy_failed, 1);
+        if (status != 0 && atomic_fetch_add(&busy_failed_logged, 1) == 0)
+                cr_log_info("a failed append: %d %s", status, wal_error_message(err));
+}
+
+static void *busy_append_main(void *arg)
+{
+        struct busy_appender *b = arg;
+        while (!atomic_load(b->stop)) {
+                wal_msg *m = NULL;
+                if (wal_msg_new(WAL_MSG_DATA, "bg", 2, &m) < 0)
+                        break;
+                if (wal_append(b->w, m, busy_done, b->calls, NULL) == 0)
+                        b->appended++;
+                wal_msg_unref(m);
+        }
+        return NULL;
+}
+
+static uint64_t mono_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+Test(adaptor_api, latest_opens_promptly_and_after_own_append_while_eight_threads_append,
+     .init = NULL, .fini = NULL, .timeout = 120)
+{
+        /* The memory backend completes inline, or on its own thread in the
+         * memory-thread suite; the other backends' suites leave it out (a
+         * second of eight threads appending without a pause). */
+        if (strcmp(ta_backend(), "memory") != 0) {
+                cr_log_info("memory backends only");
+                return;
+        }
+        wal_opener *mo = NULL;
+        wal *mw = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(ta_opener(NULL, &mo), 0);
+        cr_assert_eq(wal_open(mo, "settle-busy", 1, WAL_ACCESS_RW, &mw, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { THREADS = 8, ROUNDS = 300 };
+        const char *cm = getenv("WAL_TEST_MEMORY_COMPLETION");
+        bool on_thread = cm && strcmp(cm, "thread") == 0;
+        atomic_bool stop = false;
+        atomic_long calls = 0, mine_calls = 0;
+        struct busy_appender b[THREADS];
+        pthread_t th[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+                b[i] = (struct busy_appender){ .w = mw, .stop = &stop, .calls = &calls };
+                cr_assert_eq(pthread_create(&th[i], NULL, busy_append_main, &b[i]), 0);
+        }
+        uint64_t worst = 0;
+        long mine = 0;
+        uint64_t t_end = mono_ns() + 2000000000u;
+        for (int r = 0; r < ROUNDS && mono_ns() < t_end; r++) {
+                char before[32], after[32];
+                int nb = snprintf(before, sizeof(before), "before-%d", r);
+                int na = snprintf(after, sizeof(after), "after-%d", r);
+                wal_msg *m = NULL;
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, before, (size_t)nb, &m), 0);
+                long had = atomic_load(&mine_calls);
+                cr_assert_eq(wal_append(mw, m, busy_done, &mine_calls, NULL), 0);
+                wal_msg_unref(m);
+                mine++;
+                /* Completing on the backend's thread, the append completed
+                 * when its callback ran; inline, when the call returned. */
+                uint64_t t_cb = mono_ns();
+                while (on_thread && atomic_load(&mine_calls) == had) {
+                        cr_assert_lt(mono_ns() - t_cb, 5000000000u, "round %d: no callback", r);
+                        sched_yield();
+                }
+                struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+                wal_scanner *s = NULL;
+                uint64_t t0 = mono_ns();
+                cr_assert_eq(wal_read(mw, &d, &data_only_api, &s, &err), 0, "%s",
+                             wal_error_message(err));
+                uint64_t dt = mono_ns() - t0;
+                if (dt > worst)
+                        worst = dt;
+                cr_assert_lt(dt, 5000000000u, "round %d: wal_read() took %.3f s while "
+                             "8 threads appended", r, (double)dt / 1e9);
+                cr_assert_eq(wal_msg_new(WAL_MSG_DATA, after, (size_t)na, &m), 0);
+                cr_assert_eq(wal_append(mw, m, busy_done, &calls, NULL), 0);
+                wal_msg_unref(m);
+                mine++;
+                struct wal_msgid last = WAL_MSGID_NONE;
+                for (;;) {
+                        wal_msg *got = NULL;
+                        cr_assert_eq(wal_scanner_next(s, 5000, &got, NULL), 0,
+                                     "round %d: \"%s\" did not come", r, after);
+                        size_t plen = 0;
+                        const char *p = wal_msg_payload(got, &plen);
+                        cr_assert(!(plen == (size_t)nb && memcmp(p, before, plen) == 0),
+                                  "round %d: the scanner opened after \"%s\" returned "
+                                  "read it", r, before);
+                        cr_assert(wal_msgid_is_none(last) ||
+                                          wal_msgid_cmp(last, wal_msg_id(got)) < 0,
+                                  "round %d: IDs out of order or repeated", r);
+                        last = wal_msg_id(got);
+                        bool done = plen == (size_t)na && memcmp(p, after, plen) == 0;
+                        wal_msg_unref(got);
+                        if (done)
+                                break;
+                }
+                wal_scanner_close(s);
+        }
+        atomic_store(&stop, true);
+        long appended = mine;
+        for (int i = 0; i < THREADS; i++) {
+                pthread_join(th[i], NULL);
+                appended += b[i].appended;
+        }
+        wal_close(mw);
+        ta_opener_close(mo);
+        long ncalls = atomic_load(&calls) + atomic_load(&mine_calls);
+        cr_assert_eq(ncalls, appended, "callbacks %ld for %ld appends", ncalls, appended);
+        cr_log_info("%ld appends, %ld failed", appended, atomic_load(&busy_failed));
+        cr_log_info("worst wal_read() %.3f ms", (double)worst / 1e6);
 }
