@@ -1228,6 +1228,25 @@ static int last_record_term(const struct local_io_ops *io, const struct local_ch
         return r;
 }
 
+int local_last_term(const struct local_io_ops *io, const char *chan_dir, int64_t *ret,
+                    wal_error **reterr)
+{
+        struct local_chan_scan sc;
+        *ret = -1;
+        int r = local_chan_scan(io, chan_dir, LOCAL_SCAN_OPEN, &sc, reterr);
+        if (r < 0)
+                return r;
+        if (sc.fault.kind == LOCAL_FAULT_NONE || sc.fault.kind == LOCAL_FAULT_TORN_TAIL)
+                r = last_record_term(io, &sc, ret);
+        local_chan_scan_done(&sc);
+        if (r == -ENOENT)
+                r = 0;
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "local: reading the last record's term in "
+                                     "%s: %s", chan_dir, strerror(-r));
+        return 0;
+}
+
 /* A clean scan's verdict on the term file: a fault of kind BAD_TERM when it
  * exists and is damaged.  @returns 0 or a read error. */
 static int check_term(const struct local_io_ops *io, const char *chan_dir, struct local_fault *f)

@@ -2813,8 +2813,26 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                                           opts->term);
                         goto out;
                 }
+                /* No term file, yet records (it was deleted: the file is
+                 * written before the first record): the owner's term is at
+                 * least the last record's, or an older term could write
+                 * after a newer one. */
+                bool term_missing = recorded < 0;
+                if (term_missing) {
+                        r = local_last_term(io, c->dir, &recorded, reterr);
+                        if (r == 0 && opts->term < recorded)
+                                r = wal_error_set(reterr, -ESTALE, WAL_ERROR_FATAL,
+                                                  "local: channel '%s' has no term file, and "
+                                                  "its last record was written by term %"
+                                                  PRId64 ", newer than %" PRId64,
+                                                  opts->channel, recorded, opts->term);
+                        if (r < 0) {
+                                io->close(io->ctx, lfd);
+                                goto out;
+                        }
+                }
                 r = chan_recover_rw(c, o, reterr);
-                if (r == 0 && opts->term > recorded) {
+                if (r == 0 && (opts->term > recorded || term_missing)) {
                         r = local_term_write(io, c->dir, opts->term);
                         if (r < 0)
                                 wal_error_set(reterr, r, 0, "local: recording term in %s/term: "

@@ -254,6 +254,18 @@ struct local_fault {
 const char *local_fault_kind_name(enum local_fault_kind k);
 
 /*
+ * The term of the last record of the channel in @chan_dir (borrowed), read
+ * as a read-write open would find the log: *@ret -1 when it holds no
+ * record, or when the log is damaged before its end (the open reports
+ * that).  For a channel whose term file is missing: a local log's terms
+ * never decrease, so its owner's term is at least this one.
+ * @returns 0, or a negative errno (a read failed, the last frame does not
+ *          decode).
+ */
+int local_last_term(const struct local_io_ops *io, const char *chan_dir, int64_t *ret,
+                    wal_error **reterr);
+
+/*
  * Check every frame of the channel in @chan_dir (borrowed path of the
  * channel's directory, e.g. "<local.dir>/<channel>") without changing it.
  * @ret (borrowed, filled) describes the first fault, kind NONE if clean.

@@ -1000,6 +1000,32 @@ Test(walctl_data, damaged_term_file_is_named)
         t_out_free(&r);
 }
 
+/* A missing term file (deleted by hand): the owner's term is still at
+ * least that of the last record, so an older term stays fenced (75) and
+ * terms never decrease along the log.  It used to accept term 2 after
+ * records of term 5. */
+Test(walctl_data, missing_term_file_keeps_older_terms_fenced)
+{
+        struct t_out r = lw("a\n", T_ARGS("--term", "5", "append", "gamma"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        char path[600];
+        snprintf(path, sizeof(path), "%s/gamma/term", dir);
+        cr_assert_eq(unlink(path), 0, "%s", path);
+        r = lw("b\n", T_ARGS("--term", "2", "append", "gamma"));
+        cr_expect_eq(r.code, 75, "%s", r.err);
+        cr_expect(strstr(r.err, "term 5"), "%s", r.err);
+        t_out_free(&r);
+        /* The same term goes on, and records the term file again. */
+        r = lw("c\n", T_ARGS("--term", "5", "append", "gamma"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        cr_expect_eq(access(path, F_OK), 0, "the term file is back");
+        r = lw(NULL, T_ARGS("read", "gamma"));
+        cr_expect_str_eq(r.out, "a\nc\n");
+        t_out_free(&r);
+}
+
 /* ---- Follow, signals, pipes ---- */
 
 static void expect_lines(int fd, const char *const *want)
