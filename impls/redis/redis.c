@@ -2348,15 +2348,23 @@ static int check_state(struct redis_scanner *s, const struct stream_state *st,
         }
         if (!s->accept_trimmed && wal_msgid_cmp(st->maxdel, s->after) > 0 &&
             (n == 0 || wal_msgid_cmp(st->maxdel, first_returned) < 0)) {
-                redis_id_format(s->after, a, sizeof(a));
+                /* Named as the first ID wanted (the one after s->after),
+                 * which is what "-o ID" gave: the predecessor of 1-0 reads
+                 * 0-18446744073709551615. */
+                struct wal_msgid from = s->after;
+                if (from.lo == UINT64_MAX)
+                        from = WAL_MSGID(from.hi + 1, 0);
+                else
+                        from.lo++;
+                redis_id_format(from, a, sizeof(a));
                 redis_id_format(st->maxdel, b, sizeof(b));
                 if (wal_msgid_is_none(st->first))
                         snprintf(c, sizeof(c), "none (the stream is empty)");
                 else
                         redis_id_format(st->first, c, sizeof(c));
                 return wal_error_set(reterr, -ERANGE, 0,
-                                     "stream %s: the position after %s was trimmed away "
-                                     "(entries up to %s deleted; first retained entry: %s)",
+                                     "stream %s: reading from %s: the entries up to %s were "
+                                     "trimmed away (first retained entry: %s)",
                                      key, a, b, c);
         }
         return 0;

@@ -284,3 +284,27 @@ Test(walctl_redis, bench_ends_on_sigint_when_the_server_hangs)
 {
         bench_against_a_hung_server("60", true);
 }
+
+/* Reading from a position that was trimmed away names that position as the
+ * user gave it: "-o 1-0" used to be reported as "the position after
+ * 0-18446744073709551615". */
+Test(walctl_redis, trimmed_start_is_named_as_given)
+{
+        struct t_out r = rw("a\nb\nc\n", T_ARGS("append", "-J", "tr"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        char id[64];
+        const char *nl = strchr(r.out, '\n');
+        struct t_json *ack = t_json_parse(r.out, (size_t)(nl - r.out));
+        cr_assert_not_null(ack, "%s", r.out);
+        snprintf(id, sizeof(id), "%s", t_json_str(ack, "id"));
+        t_json_free(ack);
+        t_out_free(&r);
+        r = rw(NULL, T_ARGS("truncate", "tr", id));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+        r = rw(NULL, T_ARGS("read", "-o", "1-0", "tr"));
+        cr_expect_eq(r.code, 64, "%s", r.err);
+        cr_expect(strstr(r.err, "reading from 1-0"), "%s", r.err);
+        cr_expect_null(strstr(r.err, "18446744073709551615"), "%s", r.err);
+        t_out_free(&r);
+}
