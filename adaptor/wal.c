@@ -503,20 +503,38 @@ static bool spin_for_work(wal *w, unsigned seen)
  * count, the queue's tail, the drain request, the durable ID, the wake-up
  * word) to the dispatcher's CPU and back, and rounds of one op made the
  * appending thread pay those misses on every append (its CPU per record
- * doubled when the two threads ran side by side).  The wait only delays
- * callbacks by a few microseconds, and only in a stream; a lone append
- * (no credit) is drained at once.
+ * doubled when the two threads ran side by side).  The wait ends early
+ * when appends stop coming: it looks at the completion count every
+ * DRAIN_GATHER_LOOK_NS (a read, one miss per look for the appender, not
+ * one per append) and takes the round as soon as the count stood still
+ * between two looks, so an appender that waits for its callbacks (a small
+ * window) loses about one look per round, not the whole wait.  Callbacks
+ * in a stream come at most DRAIN_GATHER_NS later; a lone append (no
+ * credit) is drained at once.
  */
 #define DRAIN_GATHER_NS 4000u
+#define DRAIN_GATHER_LOOK_NS 500u
 #define DRAIN_GATHER_MIN 32u
 
-static void gather(void)
+static void gather(wal *w)
 {
-        uint64_t end = walu_monotonic_ns() + DRAIN_GATHER_NS;
+        uint64_t start = walu_monotonic_ns();
+        uint64_t look = start + DRAIN_GATHER_LOOK_NS;
+        uint64_t seen = atomic_load_explicit(&w->completions, memory_order_relaxed);
         for (unsigned i = 1;; i++) {
                 wal_cpu_relax();
-                if (i % 32 == 0 && walu_monotonic_ns() >= end)
+                if (i % 8 != 0)
+                        continue;
+                uint64_t now = walu_monotonic_ns();
+                if (now < look)
+                        continue;
+                if (now - start >= DRAIN_GATHER_NS)
                         return;
+                uint64_t c = atomic_load_explicit(&w->completions, memory_order_relaxed);
+                if (c == seen)
+                        return;
+                seen = c;
+                look = now + DRAIN_GATHER_LOOK_NS;
         }
 }
 
@@ -536,7 +554,7 @@ static void *dispatcher_main(void *arg)
                         pthread_mutex_unlock(&w->cb_lock);
                         /* Streaming (see gather()): let the round grow. */
                         if (spin_credit > 0 && last_round < DRAIN_GATHER_MIN)
-                                gather();
+                                gather(w);
                         atomic_store(&w->drain_wanted, false);
                         last_round = 0;
                         drain_rounds(w, &last_round, false);
