@@ -1804,6 +1804,32 @@ static bool writer_wait(struct redis_wal *w)
         return pfd[1].fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR));
 }
 
+/*
+ * Log a failed reconnect: the first of an outage, and then one a minute
+ * (with how many failed in between), as warnings; the others at debug
+ * level, so that a server down for long does not flood the log hook with
+ * one warning per backoff step.  @last_ns (0: none yet this outage) and
+ * @quiet are the caller's, reset when it reconnects.
+ */
+#define REDIS_RECONNECT_WARN_NS (60ull * 1000000000u)
+static void reconnect_failed_log(uint64_t *last_ns, unsigned *quiet, const char *who,
+                                 const char *why)
+{
+        uint64_t now = walu_monotonic_ns();
+        if (*last_ns && now - *last_ns < REDIS_RECONNECT_WARN_NS) {
+                (*quiet)++;
+                walu_log(WAL_LOG_DEBUG, "redis: %s cannot reconnect: %s", who, why);
+                return;
+        }
+        if (*quiet)
+                walu_log(WAL_LOG_WARNING, "redis: %s cannot reconnect: %s (%u more attempts "
+                         "failed since the last warning)", who, why, *quiet);
+        else
+                walu_log(WAL_LOG_WARNING, "redis: %s cannot reconnect: %s", who, why);
+        *last_ns = now;
+        *quiet = 0;
+}
+
 /* Wake an idle writer (caller holds w->lock and saw w->writer_idle). */
 static void writer_wake(struct redis_wal *w)
 {
@@ -1818,6 +1844,10 @@ static void *writer_main(void *arg)
         const struct redis_params *p = &w->o->p;
         int backoff = p->backoff_initial_ms;
         struct window win = { 0 };
+        uint64_t warned_ns = 0;
+        unsigned quiet = 0;
+        char who[300];
+        snprintf(who, sizeof(who), "writer of %s", w->skey);
         block_sigpipe();
         pthread_setname_np(pthread_self(), "wal-redis-write");
         for (;;) {
@@ -1862,8 +1892,8 @@ static void *writer_main(void *arg)
                         wal_error *e = NULL;
                         int r = rconn_connect(&w->conn, p, RCONN_SCRIPTS_NEED, &e);
                         if (r < 0) {
-                                walu_log(WAL_LOG_WARNING, "redis: writer of %s cannot reconnect: %s",
-                                         w->skey, wal_error_message(e));
+                                reconnect_failed_log(&warned_ns, &quiet, who,
+                                                     wal_error_message(e));
                                 if (closing)
                                         fail_queued(w, -ECANCELED, 0, "the wal closed while "
                                                     "redis was unreachable");
@@ -1883,6 +1913,8 @@ static void *writer_main(void *arg)
                         if (was)
                                 walu_log(WAL_LOG_INFO, "redis: writer of %s reconnected", w->skey);
                         backoff = p->backoff_initial_ms;
+                        warned_ns = 0;
+                        quiet = 0;
                 }
                 if (window_mode(w)) {
                         window_refill(w, &win);
@@ -2548,15 +2580,18 @@ static void *scanner_main(void *arg)
         struct redis_scanner *s = arg;
         const struct redis_params *p = &s->w->o->p;
         int backoff = p->backoff_initial_ms;
+        uint64_t warned_ns = 0;
+        unsigned quiet = 0;
+        char who[300];
+        snprintf(who, sizeof(who), "scanner %s of %s", s->base.name, s->w->skey);
         block_sigpipe();
         pthread_setname_np(pthread_self(), "wal-redis-scan");
         for (;;) {
                 if (!rconn_connected(&s->conn)) {
                         wal_error *e = NULL;
                         if (rconn_connect(&s->conn, p, RCONN_SCRIPTS_TRY, &e) < 0) {
-                                walu_log(WAL_LOG_WARNING, "redis: scanner %s of %s cannot "
-                                         "reconnect: %s", s->base.name, s->w->skey,
-                                         wal_error_message(e));
+                                reconnect_failed_log(&warned_ns, &quiet, who,
+                                                     wal_error_message(e));
                                 wal_error_free(e);
                                 if (scanner_sleep(s, backoff))
                                         break;
@@ -2564,6 +2599,8 @@ static void *scanner_main(void *arg)
                                 continue;
                         }
                         backoff = p->backoff_initial_ms;
+                        warned_ns = 0;
+                        quiet = 0;
                 }
                 pthread_mutex_lock(&s->lock);
                 /* Refill at half empty: rounds of one entry per freed slot
