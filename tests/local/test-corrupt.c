@@ -889,7 +889,18 @@ static void rewrite_summary_end(const char *path, uint64_t end)
         cr_assert(memcmp(p, "LWALPRV1", 8) == 0, "%s has no summary", path);
         for (int i = 0; i < 8; i++)
                 p[24 + i] = (uint8_t)(end >> (56 - 8 * i));
-        size_t len = 36 + 16 * (size_t)be32(p + 32);
+        /* Keep the summary possible (index entries inside the data): the
+         * writer notes an entry where a batch starts, so one may sit at the
+         * very frame the new end cuts off, depending on how the appends
+         * were batched; such a summary is refused as damaged (bad-header)
+         * instead of merely disagreeing with the data, and the test failed
+         * now and then. */
+        uint32_t n = be32(p + 32);
+        while (n > 0 && be64(p + 44 + 16 * (n - 1)) >= end)
+                n--;
+        for (int i = 0; i < 4; i++)
+                p[32 + i] = (uint8_t)(n >> (24 - 8 * i));
+        size_t len = 36 + 16 * (size_t)n;
         uint32_t crc = walu_crc32c(0, p, len);
         for (int i = 0; i < 4; i++)
                 p[len + i] = (uint8_t)(crc >> (24 - 8 * i));
