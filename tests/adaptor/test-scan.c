@@ -446,6 +446,57 @@ Test(adaptor_scan, catchup_then_tailing_across_terms, .init = NULL, .fini = NULL
         ta_opener_close(ox);
 }
 
+/* ---- Falling out of the cache ---- */
+
+/* A tailing reader that stops reading while appends evict its next message
+ * from a tiny cache switches back to catch-up and reads every message once,
+ * in order, then tails again. */
+Test(adaptor_scan, tailing_reader_left_behind_falls_back_to_catchup, .init = NULL,
+     .fini = NULL)
+{
+        const char *props[] = { "cache.max_bytes=200", NULL };
+        wal_opener *ox = NULL;
+        wal *wx = NULL;
+        cr_assert_eq(ta_opener(props, &ox), 0);
+        cr_assert_eq(wal_open(ox, "behind", 1, WAL_ACCESS_RW, &wx, NULL), 0);
+        wal_scanner *s = open_scanner(wx, (struct wal_deliver){ .policy = WAL_DELIVER_ALL },
+                                      &data_only);
+        cr_assert_eq(ta_append(wx, "0", NULL, NULL), 0);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(s, 5000, &m, NULL), 0);
+        cr_assert_str_eq(ta_text(m), "0");
+        wal_msg_unref(m);
+        /* Caught up: the next call finds nothing and leaves the reader
+         * tailing the cache. */
+        m = NULL;
+        int r = wal_scanner_next(s, 50, &m, NULL);
+        cr_assert(r == -EAGAIN || r == -ETIMEDOUT, "next on a caught-up scanner: %d", r);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(wx, &json), 0);
+        cr_assert(!strstr(json, "\"to_tailing\":0"), "the reader never tailed: %s", json);
+        cr_assert(strstr(json, "\"to_catchup\":0"), "%s", json);
+        free(json);
+        for (int i = 1; i <= 50; i++) {
+                char t[16];
+                snprintf(t, sizeof(t), "%d", i);
+                cr_assert_eq(ta_append(wx, t, NULL, NULL), 0);
+        }
+        for (int i = 1; i <= 50; i++) {
+                m = NULL;
+                cr_assert_eq(wal_scanner_next(s, 5000, &m, NULL), 0, "at %d", i);
+                cr_assert_eq(atoi(ta_text(m)), i, "gap or duplicate at %d", i);
+                wal_msg_unref(m);
+        }
+        expect_quiet(s);
+        cr_assert_eq(wal_stats_json(wx, &json), 0);
+        cr_assert(!strstr(json, "\"to_catchup\":0"), "never fell back: %s", json);
+        cr_assert(!strstr(json, "\"evictions\":0"), "%s", json);
+        free(json);
+        wal_scanner_close(s);
+        wal_close(wx);
+        ta_opener_close(ox);
+}
+
 /* ---- Tiny cache: eviction all the time ---- */
 
 #define BIG_N 100000
@@ -547,12 +598,11 @@ Test(adaptor_scan, tiny_cache_exactly_once_in_order, .init = NULL, .fini = NULL,
         }
         char *json = NULL;
         cr_assert_eq(wal_stats_json(wa.w, &json), 0);
-        /* The cache really evicted, and readers met it.  On memory, whose
-         * completions keep up with its scanners, readers also fell out of
-         * the cache and back (elsewhere catch-up may stay ahead of it). */
+        /* The cache really evicted, and readers met it.  Whether a reader
+         * also fell out of the cache and back depends on scheduling here (a
+         * reader that never catches up never tails); that switch has its
+         * own test, tailing_reader_left_behind_falls_back_to_catchup. */
         cr_assert(!strstr(json, "\"to_tailing\":0"), "%s", json);
-        if (strcmp(ta_backend(), "memory") == 0)
-                cr_assert(!strstr(json, "\"to_catchup\":0"), "%s", json);
         cr_assert(!strstr(json, "\"evictions\":0"), "%s", json);
         cr_log_info("%s", json);
         free(json);
