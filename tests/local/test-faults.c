@@ -702,6 +702,82 @@ static int cmp_u64(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
+/*
+ * The completions of appends 0..@n-1 recorded in @s (borrowed), made by
+ * several threads while fdatasyncs may fail: every failure is -EIO (its
+ * message naming the segment file when @names_file) and comes after every
+ * success, and the acknowledged LSNs are exactly 1..A.  @expect_fail: at
+ * least one append failed; else every append was acknowledged.  Returns A.
+ */
+static size_t check_acked_prefix(struct acks *s, size_t n, bool expect_fail, bool names_file)
+{
+        uint64_t *lsns = calloc(n + 1, sizeof(*lsns));
+        cr_assert(lsns);
+        size_t acked = 0, failed = 0;
+        uint64_t last_ok_seq = 0, first_fail_seq = UINT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+                struct ack *a = &s->a[i];
+                if (!a->done)
+                        continue;   /* refused at append */
+                if (a->status == 0) {
+                        lsns[acked++] = a->id.lo;
+                        last_ok_seq = WALU_MAX(last_ok_seq, a->seq);
+                } else {
+                        cr_assert_eq(a->status, -EIO, "append %zu: status %d", i, a->status);
+                        cr_assert(wal_msgid_is_none(a->id));
+                        if (names_file)
+                                cr_assert(strstr(a->msg, "fdatasync") && strstr(a->msg, ".seg"),
+                                          "message does not name the file: %s", a->msg);
+                        failed++;
+                        first_fail_seq = WALU_MIN(first_fail_seq, a->seq);
+                }
+        }
+        if (expect_fail)
+                cr_assert_gt(failed, 0, "no append failed");
+        else
+                cr_assert_eq(acked, n, "%zu of %zu appends acknowledged", acked, n);
+        cr_assert_lt(last_ok_seq, first_fail_seq,
+                     "an append was acknowledged after another had failed");
+        qsort(lsns, acked, sizeof(*lsns), cmp_u64);
+        for (size_t k = 0; k < acked; k++)
+                cr_assert_eq(lsns[k], k + 1, "acknowledged LSNs are not 1..%zu: #%zu is %"
+                             PRIu64 " (a batch acknowledged past a failed one)", acked, k,
+                             lsns[k]);
+        free(lsns);
+        return acked;
+}
+
+/*
+ * After reopening (@w, borrowed): LSN l holds the record acknowledged with
+ * it; anything after the @acked acknowledged ones is a failed append of @s
+ * (borrowed), intact, at most once.
+ */
+static void check_reopened(struct walimpls_wal *w, struct acks *s, size_t n, size_t acked)
+{
+        size_t *idx = calloc(n + 1, sizeof(*idx));
+        cr_assert(idx);
+        size_t got = tf_read_all(w, LEN, idx, n + 1);
+        cr_assert_geq(got, acked, "acknowledged records lost: %zu of %zu left", got, acked);
+        for (size_t i = 0; i < n; i++) {
+                struct ack *a = &s->a[i];
+                if (a->done && a->status == 0)
+                        cr_assert_eq(idx[a->id.lo - 1], i, "LSN %" PRIu64 " holds record %zu,"
+                                     " acknowledged for %zu", a->id.lo, idx[a->id.lo - 1], i);
+        }
+        bool *seen = calloc(n + 1, sizeof(*seen));
+        cr_assert(seen);
+        for (size_t k = acked; k < got; k++) {
+                cr_assert_lt(idx[k], n);
+                cr_assert(s->a[idx[k]].done && s->a[idx[k]].status == -EIO,
+                          "LSN %zu holds record %zu, which was not a failed append", k + 1,
+                          idx[k]);
+                cr_assert(!seen[idx[k]], "record %zu twice", idx[k]);
+                seen[idx[k]] = true;
+        }
+        free(seen);
+        free(idx);
+}
+
 static void lane_failure(const char *io, int mode)
 {
         shim_install();
@@ -741,34 +817,7 @@ static void lane_failure(const char *io, int mode)
                           "thread %d: append refused with %d", i, args[i].refused);
 
         /* Completions: acknowledged = LSNs 1..A, each before any failure. */
-        uint64_t *lsns = calloc(n + 1, sizeof(*lsns));
-        cr_assert(lsns);
-        size_t acked = 0, failed = 0;
-        uint64_t last_ok_seq = 0, first_fail_seq = UINT64_MAX;
-        for (size_t i = 0; i < n; i++) {
-                struct ack *a = &s.a[i];
-                if (!a->done)
-                        continue;   /* refused at append */
-                if (a->status == 0) {
-                        lsns[acked++] = a->id.lo;
-                        last_ok_seq = WALU_MAX(last_ok_seq, a->seq);
-                } else {
-                        cr_assert_eq(a->status, -EIO, "append %zu: status %d", i, a->status);
-                        cr_assert(wal_msgid_is_none(a->id));
-                        cr_assert(strstr(a->msg, "fdatasync") && strstr(a->msg, ".seg"),
-                                  "message does not name the file: %s", a->msg);
-                        failed++;
-                        first_fail_seq = WALU_MIN(first_fail_seq, a->seq);
-                }
-        }
-        cr_assert_gt(failed, 0, "no append failed");
-        cr_assert_lt(last_ok_seq, first_fail_seq,
-                     "an append was acknowledged after another had failed");
-        qsort(lsns, acked, sizeof(*lsns), cmp_u64);
-        for (size_t k = 0; k < acked; k++)
-                cr_assert_eq(lsns[k], k + 1, "acknowledged LSNs are not 1..%zu: #%zu is %"
-                             PRIu64 " (a batch acknowledged past a failed one)", acked, k,
-                             lsns[k]);
+        size_t acked = check_acked_prefix(&s, n, true, true);
 
         /* Unavailable for good; no fdatasync retried. */
         int syncs = atomic_load(&shim.n_fdatasync);
@@ -786,29 +835,7 @@ static void lane_failure(const char *io, int mode)
         tf_build(&t, "auto", "64m");
         cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "reopen: %s",
                      wal_error_message(err));
-        size_t *idx = calloc(n + 1, sizeof(*idx));
-        cr_assert(idx);
-        size_t got = tf_read_all(w, LEN, idx, n + 1);
-        cr_assert_geq(got, acked, "acknowledged records lost: %zu of %zu left", got, acked);
-        bool *seen = calloc(n + 1, sizeof(*seen));
-        cr_assert(seen);
-        for (size_t i = 0; i < n; i++) {
-                struct ack *a = &s.a[i];
-                if (a->done && a->status == 0)
-                        cr_assert_eq(idx[a->id.lo - 1], i, "LSN %" PRIu64 " holds record %zu,"
-                                     " acknowledged for %zu", a->id.lo, idx[a->id.lo - 1], i);
-        }
-        for (size_t k = acked; k < got; k++) {
-                cr_assert_lt(idx[k], n);
-                cr_assert(s.a[idx[k]].done && s.a[idx[k]].status == -EIO,
-                          "LSN %zu holds record %zu, which was not a failed append", k + 1,
-                          idx[k]);
-                cr_assert(!seen[idx[k]], "record %zu twice", idx[k]);
-                seen[idx[k]] = true;
-        }
-        free(seen);
-        free(idx);
-        free(lsns);
+        check_reopened(w, &s, n, acked);
         w->ops->close(w);
         acks_done(&s);
         tf_teardown(&t);
@@ -932,33 +959,7 @@ static void early_wake_appenders(const char *io, int fail_at)
                 cr_assert_gt(early, 0, "no batch's waiters were woken early");
 
         /* Completions: acknowledged = LSNs 1..A, each before any failure. */
-        uint64_t *lsns = calloc(n + 1, sizeof(*lsns));
-        cr_assert(lsns);
-        size_t acked = 0, failed = 0;
-        uint64_t last_ok_seq = 0, first_fail_seq = UINT64_MAX;
-        for (size_t i = 0; i < n; i++) {
-                struct ack *a = &s.a[i];
-                if (!a->done)
-                        continue;   /* refused at append */
-                if (a->status == 0) {
-                        lsns[acked++] = a->id.lo;
-                        last_ok_seq = WALU_MAX(last_ok_seq, a->seq);
-                } else {
-                        cr_assert_eq(a->status, -EIO, "append %zu: status %d", i, a->status);
-                        failed++;
-                        first_fail_seq = WALU_MIN(first_fail_seq, a->seq);
-                }
-        }
-        if (fail_at)
-                cr_assert_gt(failed, 0, "no append failed");
-        else
-                cr_assert_eq(acked, n, "%zu of %zu appends acknowledged", acked, n);
-        cr_assert_lt(last_ok_seq, first_fail_seq,
-                     "an append was acknowledged after another had failed");
-        qsort(lsns, acked, sizeof(*lsns), cmp_u64);
-        for (size_t k = 0; k < acked; k++)
-                cr_assert_eq(lsns[k], k + 1, "acknowledged LSNs are not 1..%zu: #%zu is %"
-                             PRIu64, acked, k, lsns[k]);
+        size_t acked = check_acked_prefix(&s, n, fail_at != 0, false);
         w->ops->close(w);
         t.o->ops->close(t.o);
         t.o = NULL;
@@ -968,22 +969,7 @@ static void early_wake_appenders(const char *io, int fail_at)
         tf_build(&t, "auto", "64m");
         cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "reopen: %s",
                      wal_error_message(err));
-        size_t *idx = calloc(n + 1, sizeof(*idx));
-        cr_assert(idx);
-        size_t got = tf_read_all(w, LEN, idx, n + 1);
-        cr_assert_geq(got, acked, "acknowledged records lost: %zu of %zu left", got, acked);
-        for (size_t i = 0; i < n; i++) {
-                struct ack *a = &s.a[i];
-                if (a->done && a->status == 0)
-                        cr_assert_eq(idx[a->id.lo - 1], i, "LSN %" PRIu64 " holds record %zu,"
-                                     " acknowledged for %zu", a->id.lo, idx[a->id.lo - 1], i);
-        }
-        for (size_t k = acked; k < got; k++)
-                cr_assert(idx[k] < n && s.a[idx[k]].done && s.a[idx[k]].status == -EIO,
-                          "LSN %zu holds record %zu, which was not a failed append", k + 1,
-                          idx[k]);
-        free(idx);
-        free(lsns);
+        check_reopened(w, &s, n, acked);
         w->ops->close(w);
         acks_done(&s);
         tf_teardown(&t);
