@@ -748,12 +748,25 @@ static size_t check_acked_prefix(struct acks *s, size_t n, bool expect_fail, boo
 }
 
 /*
- * After reopening (@w, borrowed): LSN l holds the record acknowledged with
- * it; anything after the @acked acknowledged ones is a failed append of @s
- * (borrowed), intact, at most once.
+ * reopen_and_check() for appends made by several threads, whose records
+ * are not in index order: close @w (given) and the test's opener, take the
+ * fault shim out, reopen the channel and check it: LSN l holds the record
+ * acknowledged with it; anything after the @acked acknowledged ones is a
+ * failed append of @s (borrowed), intact, at most once.  Then release @s
+ * and tear the test down.
  */
-static void check_reopened(struct walimpls_wal *w, struct acks *s, size_t n, size_t acked)
+static void reopen_and_check_acks(struct walimpls_wal *w, struct acks *s, size_t n,
+                                  size_t acked)
 {
+        w->ops->close(w);
+        t.o->ops->close(t.o);
+        t.o = NULL;
+        shim_fdatasync_hook = NULL;
+        local_io_set_ops(NULL);
+        tf_build(&t, "auto", "64m");
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "reopen: %s",
+                     wal_error_message(err));
         size_t *idx = calloc(n + 1, sizeof(*idx));
         cr_assert(idx);
         size_t got = tf_read_all(w, LEN, idx, n + 1);
@@ -776,6 +789,9 @@ static void check_reopened(struct walimpls_wal *w, struct acks *s, size_t n, siz
         }
         free(seen);
         free(idx);
+        w->ops->close(w);
+        acks_done(s);
+        tf_teardown(&t);
 }
 
 static void lane_failure(const char *io, int mode)
@@ -825,20 +841,7 @@ static void lane_failure(const char *io, int mode)
         cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
         t_sleep_ms(50);
         cr_assert_eq(atomic_load(&shim.n_fdatasync), syncs, "fdatasync retried after failure");
-        w->ops->close(w);
-        t.o->ops->close(t.o);
-        t.o = NULL;
-        local_io_set_ops(NULL);
-
-        /* After reopening: LSN l holds the record acknowledged with it;
-         * anything after A is a failed append, intact, at most once. */
-        tf_build(&t, "auto", "64m");
-        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "reopen: %s",
-                     wal_error_message(err));
-        check_reopened(w, &s, n, acked);
-        w->ops->close(w);
-        acks_done(&s);
-        tf_teardown(&t);
+        reopen_and_check_acks(w, &s, n, acked);
 }
 
 Test(local_faults, lane2_fdatasync_fails_thread_lane_succeeds_auto, .timeout = 60)
@@ -960,19 +963,7 @@ static void early_wake_appenders(const char *io, int fail_at)
 
         /* Completions: acknowledged = LSNs 1..A, each before any failure. */
         size_t acked = check_acked_prefix(&s, n, fail_at != 0, false);
-        w->ops->close(w);
-        t.o->ops->close(t.o);
-        t.o = NULL;
-        shim_fdatasync_hook = NULL;
-        local_io_set_ops(NULL);
-
-        tf_build(&t, "auto", "64m");
-        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "reopen: %s",
-                     wal_error_message(err));
-        check_reopened(w, &s, n, acked);
-        w->ops->close(w);
-        acks_done(&s);
-        tf_teardown(&t);
+        reopen_and_check_acks(w, &s, n, acked);
 }
 
 Test(local_early, blocking_appenders_woken_early_auto, .timeout = 60)
