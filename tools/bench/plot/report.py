@@ -511,7 +511,10 @@ top = ["# Benchmarks", "",
        "each cell is a median over the pairs, the ratio is the median of the per-pair "
        "ratios ours/reference with their min–max, and a goal is met only if the "
        "median ratio meets it. For latencies the ratio is ours/reference too, so "
-       "lower is better and goals read \"≤\".", ""]
+       "lower is better and goals read \"≤\". The page of record is the first full "
+       "run after the last code change it measures, on a machine with nothing else "
+       "running; it is not re-run to pick a better draw, and any other run of the "
+       "same code is reported beside it as information, never in its place.", ""]
 if made:
     top.append("**Plots:** " + ", ".join(f"[{p}](bench-results/{p})" for p in made) + ".")
     top.append("")
