@@ -257,6 +257,16 @@ struct wal_txn {
         pthread_cond_t cond;
         unsigned inflight;
         int body_error;
+        /* An asynchronous end (wal_txn_commit_async(), or a commit or
+         * rollback called inside an append callback), under lock: it starts
+         * when the last body in flight completes (adaptor/txn.c). */
+        bool end_pending;
+        enum wal_msg_type end_type;          /* COMMIT or ROLLBACK */
+        wal_append_done_fn *end_done;        /* may be NULL */
+        void *end_userdata;
+        /* the end's control message was appended as: ROLLBACK after a body
+         * failed a commit (set before it is appended, read by its callback) */
+        enum wal_msg_type end_sent;
 };
 
 struct wal {
@@ -466,7 +476,16 @@ int wal_adaptor_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done,
                            void *userdata, wal_error **reterr);
 int wal_adaptor_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr);
 int wal_adaptor_txn_rollback(wal_txn *t, wal_error **reterr);
+int wal_adaptor_txn_commit_async(wal_txn *t, wal_append_done_fn *done, void *userdata,
+                                 wal_error **reterr);
+/* A body of @t is no longer in flight: it completed with @status, or was
+ * refused (@status 0: a refused body is no part of the transaction).  A
+ * failure fails the commit; when it was the last body in flight, a pending
+ * asynchronous end starts.  @t may be gone when this returns. */
+void wal_txn_body_finished(wal_txn *t, int status);
 void wal_txn_free_internal(wal_txn *t);
+/* True on a thread running append callbacks or done hooks (adaptor/wal.c). */
+bool wal_adaptor_in_callback(void);
 
 /* Built-in interceptors (adaptor/interceptors.c). */
 int wal_builtin_retry(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);

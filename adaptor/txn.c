@@ -15,6 +15,15 @@
  * transaction back (-EIO), and no body can be written after its commit.
  * The background thread of the wal appends a rollback for a transaction
  * that expired while idle, so readers can drop it early.
+ *
+ * An asynchronous end (wal_txn_commit_async(); wal_txn_commit() and
+ * wal_txn_rollback() inside an append callback, where waiting would wait
+ * for the callback's own completion) waits for nothing: it marks the
+ * transaction, and the completion of its last body in flight appends the
+ * commit or rollback (wal_txn_body_finished(), on the thread running
+ * callbacks); with no body in flight the call appends it itself.  The
+ * control message's own callback (end_done) reports the outcome and frees
+ * the transaction, which until then the pending end owns.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -115,6 +124,123 @@ int wal_adaptor_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done,
         return r;
 }
 
+static void set_state(wal_txn *t, enum wal_txn_state st)
+{
+        pthread_mutex_lock(&t->w->append_lock);
+        if (t->state == WAL_TXN_OPEN)
+                t->state = st;
+        pthread_mutex_unlock(&t->w->append_lock);
+}
+
+/* The completion of an asynchronous end's control message. */
+static void end_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        wal_txn *t = arg;
+        wal *w = t->w;
+        wal_error *own = NULL;
+        if (t->end_type == WAL_MSG_TXN_COMMIT && t->end_sent == WAL_MSG_TXN_ROLLBACK) {
+                own = wal_error_new(-EIO, 0, "transaction %llu rolled back: a body failed (%s)",
+                                    (unsigned long long)t->id, wal_strerror(t->body_error));
+                status = -EIO;
+                msg = NULL;
+                err = own;
+        } else if (t->end_type == WAL_MSG_TXN_ROLLBACK && status == -ETIME) {
+                status = 0;        /* expired: invisible to readers already */
+                err = NULL;
+        }
+        if (t->end_sent == WAL_MSG_TXN_COMMIT && status == 0)
+                atomic_fetch_add(&w->metrics.txn_committed, 1);
+        else
+                atomic_fetch_add(&w->metrics.txn_rolled_back, 1);
+        if (t->end_done)
+                t->end_done(t->end_userdata, status, msg, err);
+        wal_error_free(own);
+        wal_txn_free_internal(t);
+}
+
+/* Append the control message of an asynchronous end (no body in flight).
+ * 0: end_done() will run; < 0: refused, and @t is still the caller's. */
+static int end_start(wal_txn *t, wal_error **reterr)
+{
+        pthread_mutex_lock(&t->lock);
+        int body_error = t->body_error;
+        pthread_mutex_unlock(&t->lock);
+        t->end_sent = body_error < 0 ? WAL_MSG_TXN_ROLLBACK : t->end_type;
+        wal_msg *m = NULL;
+        int r = wal_msg_new(t->end_sent, NULL, 0, &m);
+        if (r < 0)
+                return wal_error_set(reterr, r, 0, "out of memory");
+        if (t->vchannel)
+                r = wal_msg_set_vchannel(m, t->vchannel);
+        if (r == 0)
+                r = wal_msg_set_txn(m, t->id, t->keepalive_ms);
+        if (r == 0)
+                r = wal_adaptor_append(t->w, m, false, t, true, end_done, t, reterr);
+        else
+                wal_error_set(reterr, r, 0, "out of memory");
+        wal_msg_unref(m);
+        return r;
+}
+
+/* Report a refused asynchronous end as its callback would, and free @t. */
+static void end_refused(wal_txn *t, int r, wal_error *err)
+{
+        if (t->end_type == WAL_MSG_TXN_COMMIT && t->end_sent == WAL_MSG_TXN_ROLLBACK) {
+                wal_error_free(err);
+                err = wal_error_new(-EIO, 0, "transaction %llu rolled back: a body failed (%s)",
+                                    (unsigned long long)t->id, wal_strerror(t->body_error));
+                r = -EIO;
+        }
+        atomic_fetch_add(&t->w->metrics.txn_rolled_back, 1);
+        if (t->end_done)
+                t->end_done(t->end_userdata, r, NULL, err);
+        wal_error_free(err);
+        wal_txn_free_internal(t);
+}
+
+void wal_txn_body_finished(wal_txn *t, int status)
+{
+        pthread_mutex_lock(&t->lock);
+        if (status < 0 && t->body_error == 0)
+                t->body_error = status;
+        bool start = --t->inflight == 0 && t->end_pending;
+        if (start)
+                t->end_pending = false;
+        pthread_cond_broadcast(&t->cond);
+        pthread_mutex_unlock(&t->lock);
+        /* Without a pending end a synchronous commit may free @t now. */
+        if (!start)
+                return;
+        wal_error *err = NULL;
+        int r = end_start(t, &err);
+        if (r < 0)
+                end_refused(t, r, err);
+}
+
+/* Mark @t for an asynchronous end of @type, or start it now when no body
+ * is in flight.  0: @done runs once, later; < 0: it never runs.  Consumes
+ * @t in every case. */
+static int end_async(wal_txn *t, enum wal_msg_type type, wal_append_done_fn *done,
+                     void *userdata, wal_error **reterr)
+{
+        set_state(t, WAL_TXN_COMMITTING);
+        pthread_mutex_lock(&t->lock);
+        t->end_type = type;
+        t->end_done = done;
+        t->end_userdata = userdata;
+        bool later = t->inflight > 0;
+        t->end_pending = later;
+        pthread_mutex_unlock(&t->lock);
+        if (later)
+                return 0;
+        int r = end_start(t, reterr);
+        if (r < 0) {
+                atomic_fetch_add(&t->w->metrics.txn_rolled_back, 1);
+                wal_txn_free_internal(t);
+        }
+        return r;
+}
+
 static void wait_bodies(wal_txn *t, int *body_error)
 {
         pthread_mutex_lock(&t->lock);
@@ -124,17 +250,20 @@ static void wait_bodies(wal_txn *t, int *body_error)
         pthread_mutex_unlock(&t->lock);
 }
 
-static void set_state(wal_txn *t, enum wal_txn_state st)
-{
-        pthread_mutex_lock(&t->w->append_lock);
-        if (t->state == WAL_TXN_OPEN)
-                t->state = st;
-        pthread_mutex_unlock(&t->w->append_lock);
-}
-
 int wal_adaptor_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr)
 {
         wal *w = t->w;
+        if (wal_adaptor_in_callback()) {
+                /* Its bodies, and its commit, complete on this thread after
+                 * the callback returns: waiting would wait for ever. */
+                unsigned long long id = (unsigned long long)t->id;
+                end_async(t, WAL_MSG_TXN_ROLLBACK, NULL, NULL, NULL);
+                return wal_error_set(reterr, -EDEADLK, 0,
+                                     "wal_txn_commit() of transaction %llu on \"%s\" inside "
+                                     "an append callback would wait for completions that run "
+                                     "after the callback returns; the transaction is rolled "
+                                     "back; use wal_txn_commit_async() there", id, w->channel);
+        }
         set_state(t, WAL_TXN_COMMITTING);
         int body_error;
         wait_bodies(t, &body_error);
@@ -157,9 +286,36 @@ int wal_adaptor_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr)
         return r;
 }
 
+int wal_adaptor_txn_commit_async(wal_txn *t, wal_append_done_fn *done, void *userdata,
+                                 wal_error **reterr)
+{
+        unsigned long long id = (unsigned long long)t->id;
+        int r = end_async(t, WAL_MSG_TXN_COMMIT, done, userdata, reterr);
+        if (r < 0)
+                wal_error_prefix(reterr, "committing transaction %llu: ", id);
+        return r;
+}
+
 int wal_adaptor_txn_rollback(wal_txn *t, wal_error **reterr)
 {
         wal *w = t->w;
+        if (wal_adaptor_in_callback()) {
+                /* Rolled back without waiting: readers never see it whether
+                 * or not the rollback message is written. */
+                wal_error *err = NULL;
+                int r = end_async(t, WAL_MSG_TXN_ROLLBACK, NULL, NULL, &err);
+                if (r == -ETIME) {
+                        wal_error_free(err);
+                        return 0;
+                }
+                if (err) {
+                        if (reterr && !*reterr)
+                                *reterr = err;
+                        else
+                                wal_error_free(err);
+                }
+                return r;
+        }
         set_state(t, WAL_TXN_COMMITTING);
         int body_error;
         wait_bodies(t, &body_error);

@@ -104,6 +104,11 @@ static void wal_free(wal *w)
         wal_opener_unref_internal(o);
 }
 
+bool wal_adaptor_in_callback(void)
+{
+        return tls_in_callback > 0;
+}
+
 void wal_unref_internal(wal *w)
 {
         if (w && atomic_fetch_sub(&w->refs, 1) == 1)
@@ -224,16 +229,11 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
         }
         if (op->done)
                 op->done(op->userdata, status, msg, op->err);
+        /* A transaction's last body may start its commit here, whose
+         * refusal runs the commit's callback: still counted as a callback. */
+        if (op->txn && wal_msg_type(op->msg) == WAL_MSG_DATA)
+                wal_txn_body_finished(op->txn, status);
         tls_in_callback--;
-        struct wal_txn *t = op->txn;
-        if (t && wal_msg_type(op->msg) == WAL_MSG_DATA) {
-                pthread_mutex_lock(&t->lock);
-                if (status < 0 && t->body_error == 0)
-                        t->body_error = status;
-                t->inflight--;
-                pthread_cond_broadcast(&t->cond);
-                pthread_mutex_unlock(&t->lock);
-        }
         op_free(op);
 }
 
@@ -1049,12 +1049,8 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
         wal_msg_unref(hold);
         if (r < 0) {
                 atomic_fetch_add(&w->metrics.appends_refused, 1);
-                if (is_body) {
-                        pthread_mutex_lock(&txn->lock);
-                        txn->inflight--;
-                        pthread_cond_broadcast(&txn->cond);
-                        pthread_mutex_unlock(&txn->lock);
-                }
+                if (is_body)
+                        wal_txn_body_finished(txn, 0);
                 if (reterr && !*reterr && op->err) {
                         *reterr = op->err;
                         op->err = NULL;

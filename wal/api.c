@@ -326,6 +326,14 @@ int wal_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr)
         return wal_adaptor_txn_commit(t, ret_msg, reterr);
 }
 
+int wal_txn_commit_async(wal_txn *t, wal_append_done_fn *done, void *userdata,
+                         wal_error **reterr)
+{
+        if (!t)
+                return BAD(reterr, "wal_txn_commit_async: transaction is NULL");
+        return wal_adaptor_txn_commit_async(t, done, userdata, reterr);
+}
+
 int wal_txn_rollback(wal_txn *t, wal_error **reterr)
 {
         if (!t)

@@ -27,9 +27,11 @@
  * (ID order) except for appends that had to be retried; they must not block
  * (in particular they must not call wal_append_wait(), wal_txn_begin(),
  * wal_txn_commit(), wal_txn_rollback() or any close function), but they may
- * call wal_append().  wal_append_wait() and wal_txn_begin() called there
- * return -EDEADLK rather than wait for a completion that cannot run before
- * the callback returns (a commit or rollback may still block for ever).
+ * call wal_append(), wal_txn_append() and wal_txn_commit_async().
+ * wal_append_wait() and wal_txn_begin() called there return -EDEADLK rather
+ * than wait for a completion that cannot run before the callback returns;
+ * wal_txn_commit() there returns -EDEADLK and rolls the transaction back,
+ * and wal_txn_rollback() there rolls back without waiting (see below).
  * A program that needs acknowledgements in submission order (walctl append
  * -J) reorders them itself.
  *
@@ -474,11 +476,34 @@ WAL_EXPORT int wal_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done
  *        Consumes @p t in every case.
  * @param ret_msg  optional: the immutable commit message (one reference).
  * @returns 0 committed; -ETIME expired (nothing is visible); -EIO a body
- *          failed (the transaction is rolled back); other append errors.
+ *          failed (the transaction is rolled back); -EDEADLK called inside
+ *          an append callback, where waiting for the bodies would wait for
+ *          ever (the transaction is rolled back: use wal_txn_commit_async()
+ *          there); other append errors.
  */
 WAL_EXPORT int wal_txn_commit(wal_txn *t, wal_msg **ret_msg, wal_error **reterr);
 
+/**
+ * @brief Commit without waiting: once the bodies in flight have completed,
+ *        append the commit message; @p done reports the outcome.  Consumes
+ *        @p t in every case.  Callable anywhere, append callbacks included.
+ * @param done  called exactly once if this returns 0, never otherwise (NULL
+ *              for none), on the wal's completion thread, never inside this
+ *              call; its status is what wal_txn_commit() would return (0
+ *              committed, with the commit message; -ETIME expired; -EIO a
+ *              body failed and the transaction is rolled back; an append
+ *              error of the commit message).
+ * @param userdata  passed to @p done (borrowed).
+ * @returns 0 under way; or, when no body was in flight and the commit
+ *          message was refused at once, its error (-ETIME expired,
+ *          -ESHUTDOWN closing, ...; the transaction is not committed).
+ */
+WAL_EXPORT int wal_txn_commit_async(wal_txn *t, wal_append_done_fn *done, void *userdata,
+                                    wal_error **reterr);
+
 /** @brief Roll back (readers never see it).  Consumes @p t in every case.
+ *  Inside an append callback it does not wait: the rollback message is
+ *  appended once the bodies in flight have completed.
  *  @returns 0, or an append error of the rollback message (readers still
  *  never see the transaction).  NULL is fine (returns -EINVAL). */
 WAL_EXPORT int wal_txn_rollback(wal_txn *t, wal_error **reterr);

@@ -345,3 +345,181 @@ Test(adaptor_txn, tiny_cache_switching_keeps_units, .init = NULL, .fini = NULL)
         wal_close(wx);
         ta_opener_close(ox);
 }
+
+/*
+ * Ending a transaction inside an append callback.  Completions run one at a
+ * time on the thread running the callback, so a commit that waits there for
+ * the transaction's bodies (the completing one included) used to wait for
+ * ever, and the wal's close with it.  wal_txn_commit() there now returns
+ * -EDEADLK naming wal_txn_commit_async() and rolls back; wal_txn_rollback()
+ * there rolls back without waiting; wal_txn_commit_async() commits there.
+ */
+struct end_in_cb {
+        wal_txn *t;
+        enum { END_COMMIT, END_COMMIT_ASYNC, END_ROLLBACK } how;
+        int r;
+        char errmsg[512];
+        atomic_int ran;
+        struct ta_counter commit;     /* the asynchronous commit's own callback */
+        struct wal_msgid commit_id;
+};
+
+static void end_commit_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct end_in_cb *e = arg;
+        if (status == 0 && msg) {
+                e->commit_id = wal_msg_id(msg);
+                cr_expect_eq(wal_msg_type(msg), WAL_MSG_TXN_COMMIT);
+        }
+        ta_count_done(&e->commit, status, msg, err);
+}
+
+static void end_in_callback(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct end_in_cb *e = arg;
+        (void)status;
+        (void)msg;
+        (void)err;
+        wal_error *er = NULL;
+        if (e->how == END_COMMIT)
+                e->r = wal_txn_commit(e->t, NULL, &er);
+        else if (e->how == END_COMMIT_ASYNC)
+                e->r = wal_txn_commit_async(e->t, end_commit_done, e, &er);
+        else
+                e->r = wal_txn_rollback(e->t, &er);
+        snprintf(e->errmsg, sizeof(e->errmsg), "%s", er ? wal_error_message(er) : "");
+        wal_error_free(er);
+        atomic_store(&e->ran, 1);
+}
+
+/* Begin a transaction with bodies x, y, z; z's callback ends it as @e says
+ * (z is still in flight then: its own completion is what it waits for). */
+static void end_from_a_callback(struct end_in_cb *e, struct ta_counter *c)
+{
+        cr_assert_eq(wal_txn_begin(w, "v1", 0, &e->t, NULL), 0);
+        body(e->t, "x", c);
+        body(e->t, "y", c);
+        wal_msg *m = ta_msg("z", NULL);
+        wal_error *err = NULL;
+        cr_assert_eq(wal_txn_append(e->t, m, end_in_callback, e, &err), 0, "%s",
+                     wal_error_message(err));
+        wal_msg_unref(m);
+        for (int i = 0; i < 5000 && !atomic_load(&e->ran); i++)
+                sleep_ms(1);
+        cr_assert(atomic_load(&e->ran), "the callback is still blocked after 5 s");
+}
+
+Test(adaptor_txn, commit_in_a_callback_is_refused_and_rolled_back)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        struct end_in_cb e = { .how = END_COMMIT };
+        end_from_a_callback(&e, &c);
+        cr_assert_eq(e.r, -EDEADLK, "wal_txn_commit in a callback: %d (%s)", e.r, e.errmsg);
+        cr_assert(strstr(e.errmsg, "wal_txn_commit_async"), "%s", e.errmsg);
+        cr_assert(strstr(e.errmsg, "rolled back"), "%s", e.errmsg);
+        cr_assert_eq(ta_append(w, "after", NULL, NULL), 0);
+        char buf[256];
+        render(tail, 1, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "after");
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+        cr_assert_eq(ta_wait_calls(&c, 2, 5000), 0);
+        char *json = NULL;
+        cr_assert_eq(wal_stats_json(w, &json), 0);
+        cr_assert(strstr(json, "\"rolled_back\":1"), "%s", json);
+        free(json);
+}
+
+Test(adaptor_txn, rollback_in_a_callback_does_not_wait)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        cr_assert_eq(ta_append(w, "a", NULL, NULL), 0);
+        struct end_in_cb e = { .how = END_ROLLBACK };
+        end_from_a_callback(&e, &c);
+        cr_assert_eq(e.r, 0, "wal_txn_rollback in a callback: %d (%s)", e.r, e.errmsg);
+        cr_assert_eq(ta_append(w, "b", NULL, NULL), 0);
+        char buf[256];
+        render(tail, 2, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "a,b");
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+}
+
+Test(adaptor_txn, commit_async_in_a_callback_commits)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 };
+        cr_assert_eq(ta_append(w, "a", NULL, NULL), 0);
+        struct end_in_cb e = { .how = END_COMMIT_ASYNC };
+        end_from_a_callback(&e, &c);
+        cr_assert_eq(e.r, 0, "wal_txn_commit_async in a callback: %d (%s)", e.r, e.errmsg);
+        cr_assert_eq(ta_wait_calls(&e.commit, 1, 5000), 0, "the commit's callback never ran");
+        cr_assert_eq(atomic_load(&e.commit.ok), 1);
+        cr_assert_eq(atomic_load(&e.commit.bad), 0);
+        cr_assert_eq(ta_append(w, "b", NULL, NULL), 0);
+        char buf[256];
+        render(tail, 3, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "a,[x|y|z],b");
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+        cr_assert_eq(atomic_load(&e.commit.calls), 1, "the commit's callback ran %d times",
+                     atomic_load(&e.commit.calls));
+        cr_assert_eq(atomic_load(&c.ok), 2);
+}
+
+/* From an ordinary thread: the commit waits for 200 bodies without the
+ * caller waiting; an expired transaction is refused at once (its callback
+ * never runs); a commit still pending when the wal closes reports exactly
+ * once, before the close returns. */
+Test(adaptor_txn, commit_async_from_a_thread)
+{
+        wal_scanner *tail = reader((struct wal_deliver){ .policy = WAL_DELIVER_LATEST }, &no_ticks);
+        struct ta_counter c = { 0 }, done = { 0 };
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(w, NULL, 0, &t, NULL), 0);
+        for (int i = 0; i < 200; i++)
+                body(t, "b", &c);
+        cr_assert_eq(wal_txn_commit_async(t, ta_count_done, &done, NULL), 0);
+        cr_assert_eq(ta_wait_calls(&done, 1, 10000), 0);
+        cr_assert_eq(atomic_load(&done.ok), 1);
+        cr_assert_eq(atomic_load(&c.ok), 200);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(tail, 5000, &m, NULL), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_TXN);
+        cr_assert_eq(wal_msg_txn_body_count(m), 200);
+        wal_msg_unref(m);
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+
+        struct ta_counter late = { 0 };
+        cr_assert_eq(wal_txn_begin(w, NULL, 50, &t, NULL), 0);
+        sleep_ms(300);
+        wal_error *err = NULL;
+        cr_assert_eq(wal_txn_commit_async(t, ta_count_done, &late, &err), -ETIME, "%s",
+                     wal_error_message(err));
+        cr_assert(strstr(wal_error_message(err), "expired"), "%s", wal_error_message(err));
+        wal_error_free(err);
+        sleep_ms(100);
+        cr_assert_eq(atomic_load(&late.calls), 0);
+
+        for (int round = 0; round < 10; round++) {
+                wal *w2 = NULL;
+                char name[32];
+                snprintf(name, sizeof(name), "txn-close-%d", round);
+                cr_assert_eq(wal_open(o, name, 1, WAL_ACCESS_RW, &w2, NULL), 0);
+                struct ta_counter bodies = { 0 }, end = { 0 };
+                cr_assert_eq(wal_txn_begin(w2, NULL, 0, &t, NULL), 0);
+                for (int i = 0; i < 50; i++) {
+                        wal_msg *b = ta_msg("c", NULL);
+                        cr_assert_eq(wal_txn_append(t, b, ta_count_done, &bodies, NULL), 0);
+                        wal_msg_unref(b);
+                }
+                cr_assert_eq(wal_txn_commit_async(t, ta_count_done, &end, NULL), 0);
+                wal_close(w2);
+                cr_assert_eq(atomic_load(&bodies.calls), 50, "round %d", round);
+                cr_assert_eq(atomic_load(&end.calls), 1, "round %d: the commit reported %d "
+                             "times by the end of the close", round, atomic_load(&end.calls));
+        }
+}
