@@ -294,6 +294,12 @@ frames_walk(const uint8_t *buf, size_t len, uint64_t lsn, size_t max, size_t che
             struct local_frame *out, size_t *used)
 {
         size_t n = 0, at = 0;
+        /* The walk is a chain of dependent loads and the bytes may come from
+         * another CPU's cache or from memory: ask for every line up to
+         * LOCAL_SCAN_PREFETCH bytes ahead of the frame being parsed (one
+         * address per frame would skip lines of frames over 64 bytes). */
+        const uint8_t *pf = (const uint8_t *)((uintptr_t)buf & ~(uintptr_t)63);
+        const uint8_t *pf_end = buf + len;
         while (n < max) {
                 /* Headers of up to LOCAL_SCAN_GROUP frames, then their CRCs
                  * together; a header that does not pass ends the gathering. */
@@ -306,10 +312,12 @@ frames_walk(const uint8_t *buf, size_t len, uint64_t lsn, size_t max, size_t che
                                 break;
                         }
                         const uint8_t *h = buf + at;
-                        /* The walk is a chain of dependent loads and the
-                         * bytes may come from memory (a mapped segment):
-                         * ask for the ones a few frames ahead now. */
-                        __builtin_prefetch(h + LOCAL_SCAN_PREFETCH);
+                        if (pf < h)     /* past a large frame: from this one on */
+                                pf = (const uint8_t *)((uintptr_t)h & ~(uintptr_t)63);
+                        while (pf < h + LOCAL_SCAN_PREFETCH && pf < pf_end) {
+                                __builtin_prefetch(pf);
+                                pf += 64;
+                        }
                         uint32_t body = walu_get_be32(h + 0);
                         uint32_t env = walu_get_be32(h + 4);
                         if (walu_get_be64(h + 8) != lsn + n || walu_get_be32(h + 16) != 0 ||

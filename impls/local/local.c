@@ -3970,10 +3970,18 @@ checked_to_views(const uint8_t *p, uint64_t len, uint64_t lsn, size_t max,
 {
         uint64_t at = 0;
         size_t i = 0;
+        /* the bytes were written by the helper's CPU: ask early for every
+         * line (not one address per frame, which skips lines) */
+        const uint8_t *pf = (const uint8_t *)((uintptr_t)p & ~(uintptr_t)63);
+        const uint8_t *pf_end = p + len;
         for (; i < max && at < len; i++) {
                 const uint8_t *h = p + at;
-                /* the bytes were written by the helper's CPU: ask early */
-                __builtin_prefetch(h + LOCAL_VIEW_PREFETCH);
+                if (pf < h)     /* past a large frame: from this one on */
+                        pf = (const uint8_t *)((uintptr_t)h & ~(uintptr_t)63);
+                while (pf < h + LOCAL_VIEW_PREFETCH && pf < pf_end) {
+                        __builtin_prefetch(pf);
+                        pf += 64;
+                }
                 uint32_t body = walu_get_be32(h);
                 uint32_t env = walu_get_be32(h + 4);
                 struct wal_msg_view *v = &views[i];
