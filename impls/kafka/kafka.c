@@ -78,6 +78,12 @@
  * makes the opener unavailable: every later append and RW open fails with
  * that error, -EIO, or -ESTALE when librdkafka says fenced.
  *
+ * wal.flush (kafka_flush) waits for the appends made before it and skips
+ * linger.ms meanwhile (librdkafka's flush, which sends at once while it
+ * runs), so a blocking append through the adaptor (append, then flush)
+ * no longer waits out linger.ms: bench-api --workload sync on `walctl
+ * mock-kafka`, fencing on, p50 5.6 ms -> 0.33-0.46 ms.
+ *
  * Closing a wal waits up to kafkawal.close_timeout for its deliveries, then
  * completes the rest with -ECANCELED (their outcome is unknown: they may
  * still be written); the delivery report that comes later only finishes
@@ -338,7 +344,10 @@ struct kafka_opener {
         pthread_cond_t cond;           /* deliveries: close waits and back-pressure */
         atomic_uint bp_waiters;        /* appends waiting for queue space */
         atomic_int fatal;              /* 0, or the errno every append now gets */
-        atomic_uint close_waiters;     /* wal closes waiting for deliveries */
+        atomic_uint close_waiters;     /* wal closes and flushes waiting for
+                                          completions */
+        atomic_uint flushers;          /* wal flushes in progress: the poll thread
+                                          then frees served records at once */
         char fatal_msg[512];           /* under lock */
         /* Chunks of pending appends not owned by an open wal, under lock: */
         struct kafka_chunk *orphans;   /* of closed wals, records still in librdkafka */
@@ -955,7 +964,10 @@ static void kafka_event_serve(struct kafka_opener *o, rd_kafka_event_t *ev)
                  * leave that to a producing thread (kafka_deferred_destroy). */
                 pthread_mutex_lock(&o->lock);
                 unsigned nd = atomic_load(&o->ndeferred);
-                if (nd < KAFKA_DEFER_MAX) {
+                /* Not while a flush waits: librdkafka counts a record as
+                 * outstanding until it is freed, and its flush waits for
+                 * that count to reach zero. */
+                if (nd < KAFKA_DEFER_MAX && !atomic_load(&o->flushers)) {
                         o->deferred[nd] = ev;
                         atomic_store(&o->ndeferred, nd + 1);
                         ev = NULL;
@@ -2283,6 +2295,13 @@ static void *kafka_fence_main(void *arg)
                         w->rtail = btail;
                         atomic_fetch_add(&w->nready, blen);
                         pthread_mutex_unlock(&w->plock);
+                        /* A flush waiting for these produces them (and
+                         * makes librdkafka send them) at once. */
+                        if (atomic_load(&w->o->flushers)) {
+                                pthread_mutex_lock(&w->o->lock);
+                                pthread_cond_broadcast(&w->o->cond);
+                                pthread_mutex_unlock(&w->o->lock);
+                        }
                 }
         }
 }
@@ -2444,6 +2463,85 @@ static void kafka_close_written(struct kafka_wal *w)
                                  "append's term was confirmed", w->base.channel);
         kafka_confirm_complete(w, written, code, e);
         wal_error_free(e);
+}
+
+/*
+ * wal.flush: wait until every append accepted on @w before the call has
+ * completed, or @timeout_ms passes (-1: no limit).  Without it a caller
+ * waiting for its append (a blocking append) waits out linger.ms too:
+ * librdkafka holds a record that long for more to join its batch.  Here,
+ * while records are outstanding, librdkafka's own flush runs in steps of
+ * KAFKA_FLUSH_STEP_MS: while it runs librdkafka sends what is queued at
+ * once (for every channel of the opener: it has no flush of its own per
+ * topic), and it returns as soon as nothing is outstanding, which the poll
+ * thread helps by freeing served records at once while a flush waits.
+ * With fencing, what the fence thread confirmed is produced here, and the
+ * appends complete after its next register read (this waits for them).
+ * Completions are counted, not named: this waits until as many appends
+ * have completed as had been accepted when it started (fewer if some of
+ * those were refused since: their slots were counted before librdkafka
+ * refused them).  That is each of them, because they complete in the order
+ * they were accepted (one partition, delivery reports in order, the fence
+ * thread's lists in order), with one exception: with fencing, an append
+ * that fails (a delivery error, a refusal) can complete ahead of an older
+ * one that was written and waits for its term to be confirmed, and flush
+ * may then return that one register read early.  The adaptor, its caller
+ * here, waits for its own append's completion after flushing in any case.
+ */
+#define KAFKA_FLUSH_STEP_MS 1
+
+static int kafka_flush(struct walimpls_wal *base, int timeout_ms, wal_error **reterr)
+{
+        struct kafka_wal *w = kafka_wal_from_base(base);
+        struct kafka_opener *o = w->o;
+        if (w->base.access != WAL_ACCESS_RW)
+                return 0;
+        uint64_t deadline = timeout_ms < 0 ? 0 :
+                walu_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
+        pthread_mutex_lock(&w->alock);
+        uint64_t target = w->appended;
+        pthread_mutex_unlock(&w->alock);
+        if (atomic_load(&w->ncompleted) >= target)
+                return 0;
+        atomic_fetch_add(&o->flushers, 1);
+        atomic_fetch_add(&o->close_waiters, 1);
+        int r = 0;
+        for (;;) {
+                pthread_mutex_lock(&w->alock);
+                uint64_t want = WALU_MIN(target, w->appended);
+                pthread_mutex_unlock(&w->alock);
+                if (atomic_load(&w->ncompleted) >= want)
+                        break;
+                uint64_t now = walu_monotonic_ns();
+                if (deadline && now >= deadline) {
+                        r = wal_error_set(reterr, -ETIMEDOUT, 0,
+                                          "kafka: channel %s: flush: appends still in flight "
+                                          "after %d ms", w->base.channel, timeout_ms);
+                        break;
+                }
+                int step = KAFKA_FLUSH_STEP_MS;
+                if (deadline && deadline - now < (uint64_t)step * 1000000u)
+                        step = (int)((deadline - now) / 1000000u);
+                if (w->fence_started && atomic_load(&w->nready))
+                        kafka_ready_finish(w, 0, true, true);
+                kafka_deferred_destroy(o);
+                if (rd_kafka_outq_len(o->rk) > 0) {
+                        rd_kafka_flush(o->rk, step);
+                        continue;
+                }
+                /* Nothing outstanding in librdkafka: the completions are
+                 * on their way (from the poll thread, or the fence thread
+                 * after a register read); they broadcast while we wait. */
+                pthread_mutex_lock(&o->lock);
+                if (atomic_load(&w->ncompleted) < want) {
+                        struct timespec ts = walu_deadline(step);
+                        pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+                }
+                pthread_mutex_unlock(&o->lock);
+        }
+        atomic_fetch_sub(&o->close_waiters, 1);
+        atomic_fetch_sub(&o->flushers, 1);
+        return r;
 }
 
 static void kafka_wal_close(struct walimpls_wal *base)
@@ -2933,6 +3031,7 @@ static const struct walimpls_wal_ops kafka_wal_ops = {
         .truncate = kafka_truncate,
         .info = kafka_info,
         .close = kafka_wal_close,
+        .flush = kafka_flush,
 };
 
 static const struct walimpls_scanner_ops kafka_scanner_ops = {

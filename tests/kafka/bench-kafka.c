@@ -13,7 +13,11 @@
  *   bench-kafka raw|raw-key [appends per run] [runs]: only raw (or raw+key),
  *   the same way, to profile the reference beside ours
  *   (these profiling modes also print each run's CPU time per record by
- *   thread name, from /proc/self/task/TID/schedstat)
+ *   thread name, from /proc/self/task/TID/schedstat, as the append pairs
+ *   do, and the tail: from the last append to the last completion)
+ *   Environment, for profiling: BENCH_NOFLUSH=1 ends ours' runs without
+ *   wal.flush (waits for the completions only); BENCH_FQ=N sets
+ *   kafkawal.fence_queue.
  *
  * Append.  Identical client configuration on every side: the backend's
  * producer defaults (enable.idempotence=true, acks=all, linger.ms=5,
@@ -34,7 +38,12 @@
  * the loop built and released one message per append (40-50 ns, and with
  * fencing on, fresh memory held across a register round trip), work the
  * raw loop does not do.  Every run uses a fresh
- * topic; each side's producer is connected before its clock starts.  Also
+ * topic; each side's producer is connected before its clock starts.  Each
+ * side's clock stops when every record is acknowledged: raw's loop ends in
+ * rd_kafka_flush, ours (since 2026-11-22) in wal.flush, which skips
+ * linger.ms the same way (before, ours waited out linger.ms for its last
+ * batch, 5 ms of a 50-100 ms run of 200 000), then waits for the
+ * completions.  Also
  * printed per run: process CPU time per message (every thread, the mock
  * broker's too), steadier than wall time on a shared machine.
  *
@@ -209,12 +218,13 @@ struct run {
         double first_ms;   /* replay: from the start to the first record */
         double steady;     /* replay: records/s from the first record to the last */
         char threads[256]; /* append: CPU ns per record by thread name */
+        double tail_ms;    /* append: from the last append to the last completion */
 };
 
 static struct run run_end(double t0, double c0, long n)
 {
         double t = now_s() - t0, c = cpu_s() - c0;
-        return (struct run){ (double)n / t, c / (double)n * 1e9, 0, 0, "" };
+        return (struct run){ (double)n / t, c / (double)n * 1e9, 0, 0, "", 0 };
 }
 
 /* ---- Messages as the adaptor hands them over ---- */
@@ -312,8 +322,10 @@ static struct run run_raw(const char *bs, const char *topic, long n, const uint8
                 if ((i & 1023) == 0)
                         rd_kafka_poll(rk, 0);
         }
+        double t_last = now_s();
         rd_kafka_flush(rk, 60000);
         struct run r = run_end(t0, c0, n);
+        r.tail_ms = (now_s() - t_last) * 1e3;
         threads_since(&th, n, r.threads, sizeof(r.threads));
         if (atomic_load(&raw_ok) != n)
                 die("raw: not every message was delivered");
@@ -355,6 +367,8 @@ static struct walimpls_opener *build(const char *bs, bool fencing, bool linger0)
         wal_config_set(cfg, "kafkawal.fencing", fencing ? "true" : "false", NULL);
         if (linger0)
                 wal_config_set(cfg, "kafka.linger.ms", "0", NULL);
+        if (getenv("BENCH_FQ"))
+                wal_config_set(cfg, "kafkawal.fence_queue", getenv("BENCH_FQ"), NULL);
         struct walimpls_opener *o = NULL;
         if (b->build(cfg, &o, &e) < 0)
                 die(wal_error_message(e));
@@ -386,9 +400,16 @@ static struct run run_ours(struct walimpls_opener *o, const char *channel, long 
         for (long i = 0; i < n; i++)
                 if (w->ops->append(w, pool[i % MSG_POOL], ours_cb, &d) < 0)
                         die("append refused");
+        double t_last = now_s();
+        /* As raw's loop ends in rd_kafka_flush: wal.flush sends what
+         * linger.ms still holds at once, and waits for the completions. */
+        int fr = getenv("BENCH_NOFLUSH") ? -EOPNOTSUPP : walimpls_flush(w, 60000, &e);
+        if (fr < 0 && fr != -EOPNOTSUPP)
+                die(wal_error_message(e));
         while (atomic_load(&d.ok) + atomic_load(&d.failed) < n)
                 usleep(200);
         struct run r = run_end(t0, c0, n);
+        r.tail_ms = (now_s() - t_last) * 1e3;
         threads_since(&th, n, r.threads, sizeof(r.threads));
         for (long i = 0; i < MSG_POOL; i++)
                 wal_msg_unref(pool[i]);
@@ -615,6 +636,8 @@ static void bench_append(const char *bs, long n, int pairs)
                 printf("pair %d: raw %.0f [%.0f]  raw+key %.0f [%.0f]  ours fencing=off %.0f "
                        "[%.0f]  fencing=on %.0f [%.0f]\n", p, raw.rate, raw.cpu_ns, rawk.rate,
                        rawk.cpu_ns, o1.rate, o1.cpu_ns, o2.rate, o2.cpu_ns);
+                printf("  CPU ns per record by thread: raw: %s;  ours fencing=off: %s;  "
+                       "fencing=on: %s\n", raw.threads, o1.threads, o2.threads);
                 fflush(stdout);
                 r_off[p] = o1.rate / raw.rate;
                 r_on[p] = o2.rate / raw.rate;
@@ -714,8 +737,9 @@ int main(int argc, char **argv)
                         char ch[32];
                         snprintf(ch, sizeof(ch), "ours-only-%d", p);
                         struct run r = run_ours(o, ch, n);
-                        printf("ours fencing=%s %.0f/s [%.0f ns CPU per record: %s]\n",
-                               fenced ? "on" : "off", r.rate, r.cpu_ns, r.threads);
+                        printf("ours fencing=%s %.0f/s [%.0f ns CPU per record: %s] "
+                               "tail %.1f ms\n", fenced ? "on" : "off", r.rate, r.cpu_ns,
+                               r.threads, r.tail_ms);
                 }
                 o->ops->close(o);
         }
@@ -728,8 +752,8 @@ int main(int argc, char **argv)
                         char t[32];
                         snprintf(t, sizeof(t), "raw-only-%d", p);
                         struct run r = run_raw(bs, t, n, with_key ? key : NULL, klen);
-                        printf("%s %.0f/s [%.0f ns CPU per record: %s]\n", what, r.rate,
-                               r.cpu_ns, r.threads);
+                        printf("%s %.0f/s [%.0f ns CPU per record: %s] tail %.1f ms\n",
+                               what, r.rate, r.cpu_ns, r.threads, r.tail_ms);
                 }
         }
         if (all || strcmp(what, "append") == 0)

@@ -61,8 +61,12 @@ same record format, so ours/raw+key is the backend's own overhead.  **ours** app
 through the backend interface messages made before the clock starts, as raw's value is
 (1024 distinct messages with the time tick, term and last-confirmed ID the adaptor sets,
 appended in turn; making them is the caller's work); pages before 2026-11-22 built and
-released one message per append inside the timed loop.  CPU ns per record (in
-brackets) is the process's CPU time (every thread, the mock broker's too) per record.
+released one message per append inside the timed loop.  Each side's clock stops when
+every record is acknowledged; raw's loop ends in rd_kafka_flush and ours (since
+2026-11-22) in wal.flush, both of which send the last batch without waiting out
+linger.ms (before, ours waited it out).  CPU ns per record (in brackets) is the
+process's CPU time (every thread, the mock broker's too) per record; the line under each
+pair splits it by thread.
 Replay: $(printf '%s\n' "$out" | sed -n 's/^replay: \([0-9]*\) records.*/\1/p') records
 written by the backend, read by a raw consumer (assign + consumer_poll, the scanner
 consumer's exact properties, starting at the low watermark as the scanner's ALL does) and

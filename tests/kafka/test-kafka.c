@@ -1582,3 +1582,78 @@ Test(kafka_cfg, close_while_reports_arrive_completes_each_fenced_append_once,
         cr_assert_gt(cancelled_all, 0, "close never caught an append in flight");
         cr_assert_gt(acked_all, 0, "no append was ever acknowledged before close");
 }
+
+/*
+ * wal.flush sends what linger.ms still holds at once and returns once every
+ * append made before it has completed.  linger.ms is 3 s here: a flush
+ * that waited it out (or returned before the completions) fails.  Then,
+ * with the broker down, a flush with a timeout gives up with -ETIMEDOUT,
+ * and the appends still complete once it is back, each exactly once.
+ */
+static void flush_skips_linger(bool fencing)
+{
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.linger.ms", "3000", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fencing", fencing ? "true" : "false",
+                                    &e), 0);
+        kt_build();
+        char ch[64];
+        t_unique_name("flush", ch, sizeof(ch));
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        enum { N = 300, ROUND = 100 };
+        struct acks a;
+        acks_init(&a, N);
+        for (size_t round = 0; round < 2; round++) {
+                for (size_t i = round * ROUND; i < (round + 1) * ROUND; i++)
+                        append_idx(w, &a, i);
+                uint64_t t0 = t_now_ms();
+                int r = walimpls_flush(w, 10000, &e);
+                uint64_t took = t_now_ms() - t0;
+                cr_assert_eq(r, 0, "flush: %d %s", r, wal_error_message(e));
+                pthread_mutex_lock(&a.lock);
+                size_t done = a.done;
+                pthread_mutex_unlock(&a.lock);
+                cr_assert_eq(done, (round + 1) * ROUND,
+                             "flush returned with %zu appends not completed",
+                             (round + 1) * ROUND - done);
+                cr_assert_lt(took, 1500, "flush took %llu ms: it waited out linger.ms",
+                             (unsigned long long)took);
+        }
+        /* Nothing in flight: at once. */
+        cr_assert_eq(walimpls_flush(w, 0, &e), 0);
+
+        cr_assert_eq(rd_kafka_mock_broker_set_down(kt.mc, 1), 0);
+        for (size_t i = 2 * ROUND; i < N; i++)
+                append_idx(w, &a, i);
+        uint64_t t0 = t_now_ms();
+        int r = walimpls_flush(w, 200, &e);
+        uint64_t took = t_now_ms() - t0;
+        cr_assert_eq(r, -ETIMEDOUT, "flush with the broker down: %d", r);
+        cr_assert_geq(took, 190);
+        cr_assert_lt(took, 1500, "flush(200 ms) took %llu ms", (unsigned long long)took);
+        wal_error_free(e);
+        e = NULL;
+        cr_assert_eq(rd_kafka_mock_broker_set_up(kt.mc, 1), 0);
+        cr_assert_eq(walimpls_flush(w, 30000, &e), 0, "%s", wal_error_message(e));
+        pthread_mutex_lock(&a.lock);
+        size_t done = a.done;
+        pthread_mutex_unlock(&a.lock);
+        cr_assert_eq(done, N, "%zu not completed after the broker came back", N - done);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(a.status[i], 0, "append %zu: %d", i, a.status[i]);
+        read_back_exactly_once(w, &a);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
+Test(kafka_cfg, flush_skips_linger_and_waits_for_completions, .init = kt_setup_cluster,
+     .timeout = 60)
+{
+        flush_skips_linger(false);
+}
+
+Test(kafka_cfg, flush_skips_linger_and_waits_for_fenced_completions, .init = kt_setup_cluster,
+     .timeout = 60)
+{
+        flush_skips_linger(true);
+}
