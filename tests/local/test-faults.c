@@ -1142,9 +1142,21 @@ static void prepare_fails(const char *io, bool on_sync)
                 for (size_t i = r * PER; i < (r + 1) * PER; i++)
                         cr_assert_eq(tf_append(w, &s, i, LEN), 0, "append %zu", i);
                 tf_wait(&s);
-                for (int k = 0; k < 200 && atomic_load(&prep_warnings) == 0 &&
-                                atomic_load(&shim.n_zero_writes) > 0; k++)
+                if (r != 1)
+                        continue;
+                /* Two rounds (over 256 KiB) took the head past the point
+                 * where the preparer starts: wait for its failed attempt
+                 * however long the machine makes it wait (it used to get
+                 * 200 ms a round, and under load the whole run could end
+                 * before its first write), then append ten more rounds
+                 * after it. */
+                for (int k = 0; k < 10000 && atomic_load(&prep_warnings) == 0; k++)
                         usleep(1000);
+                cr_assert_eq(atomic_load(&prep_warnings), 1,
+                             "no warning from the preparer 10 s after the head passed its "
+                             "start (zero writes %d, failed %d, last zero fd %d)",
+                             atomic_load(&shim.n_zero_writes), atomic_load(&shim.n_zero_fail),
+                             atomic_load(&shim.zero_fd));
         }
         for (size_t i = 0; i < N; i++)
                 cr_assert_eq(s.a[i].status, 0, "append %zu: %s", i, s.a[i].msg);
