@@ -307,7 +307,10 @@ WAL_EXPORT int wal_append_wait(wal *w, wal_msg *msg, wal_msg **ret_msg, wal_erro
  * ticks of a transaction are those of its commit. */
 struct wal_filter {
         const char *vchannel;   /* NULL: every vchannel; else only messages of this
-                                   vchannel and those of no vchannel (time ticks) */
+                                   vchannel and those of no vchannel (time ticks, and
+                                   data appended without one: visible to every
+                                   vchannel; `walctl read --vchannel` leaves those
+                                   data out) */
         uint32_t types;         /* 0: every type; else a set of WAL_FILTER_TYPE(t) */
         bool tt_gt_set;         /* deliver only time tick > tt_gt */
         uint64_t tt_gt;

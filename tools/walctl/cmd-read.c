@@ -201,6 +201,9 @@ static bool selected(const struct reader *rd, const wal_msg *m)
         if (!(rd->types & WAL_FILTER_TYPE(wal_msg_type(m))))
                 return false;
         if (rd->vchannel) {
+                /* Strictly V: unlike the library's filter, which also
+                 * delivers records of no vchannel (said in --help and
+                 * walctl.1). */
                 const char *vc = wal_msg_vchannel(m);
                 if (!vc || strcmp(vc, rd->vchannel) != 0)
                         return false;
@@ -579,7 +582,9 @@ const struct walctl_command walctl_cmd_read = {
                 "      --format FMT       text (the payload, one per line; the default),\n"
                 "                         json (one object per line, schema v1 below) or raw\n"
                 "                         (the payload bytes, nothing added)\n"
-                "      --vchannel V       only records of the virtual channel V\n"
+                "      --vchannel V       only records of the virtual channel V: records\n"
+                "                         with no vchannel are left out (a library scanner\n"
+                "                         filtered on V, struct wal_filter, delivers them)\n"
                 "      --type T           only messages of type T; repeatable.  Types: data,\n"
                 "                         txn (a committed transaction: its records) and\n"
                 "                         timetick.  Default: data and txn\n"
