@@ -95,6 +95,33 @@ Test(walctl_kafka, append_read_info_channels_through_the_mock)
         t_out_free(&r);
 }
 
+/* truncate in the default retention mode deletes nothing: status 0, but a
+ * warning says so and names the setting that deletes (it used to say
+ * nothing at all); with delete_records walctl does not warn. */
+Test(walctl_kafka, truncate_in_retention_mode_says_nothing_was_deleted)
+{
+        struct t_out r = kw("one\ntwo\n", T_ARGS("append", "-J", "trunc"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        const char *q = strstr(r.out, "\"id\":\"");
+        cr_assert_not_null(q, "%s", r.out);
+        char id[64];
+        snprintf(id, sizeof(id), "%s", q + strlen("\"id\":\""));
+        *strchr(id, '"') = '\0';
+        t_out_free(&r);
+        r = kw(NULL, T_ARGS("truncate", "trunc", id));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect(strstr(r.err, "nothing was deleted") &&
+                  strstr(r.err, "kafkawal.truncate=delete_records"), "%s", r.err);
+        t_out_free(&r);
+        r = kw(NULL, T_ARGS("read", "trunc"));
+        cr_expect_str_eq(r.out, "one\ntwo\n", "retention mode deleted something");
+        t_out_free(&r);
+        r = kw(NULL, T_ARGS("-X", "kafkawal.truncate=delete_records", "truncate", "trunc", id));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_null(strstr(r.err, "nothing was deleted: with"), "%s", r.err);
+        t_out_free(&r);
+}
+
 /* The missing channel is named once, by walctl, with where Kafka looked. */
 Test(walctl_kafka, missing_channel_is_named_once)
 {

@@ -8,10 +8,14 @@
  * refuses to create a channel that does not exist (66).  An ID after the
  * channel's last ID is refused by wal_truncate() (-EINVAL, so 64) before
  * anything is cut: on Redis it would delete every record there is, so a
- * mistyped ID would empty the channel.  Prints nothing on success, like rm.
+ * mistyped ID would empty the channel.  Prints nothing on success, like rm,
+ * except on Kafka with kafkawal.truncate=retention (its default), where the
+ * backend deletes nothing and status 0 would suggest otherwise: a warning
+ * says so and names the setting that deletes.
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "walctl.h"
 
@@ -47,6 +51,16 @@ static int run(struct walctl *w, int argc, char **argv)
                         rc = walctl_fail(what, r, err);
                 }
         }
+        const char *bname = rc ? NULL : wal_opener_backend(o);
+        if (bname && strcmp(bname, "kafka") == 0) {
+                const char *mode = wal_config_get(w->cfg, "kafkawal.truncate");
+                if (!mode || strcmp(mode, "delete_records") != 0)
+                        walctl_warn(w, "truncate %s: nothing was deleted: with "
+                                    "kafkawal.truncate=retention (the default) the kafka "
+                                    "backend leaves deletion to the topic's retention; "
+                                    "-X kafkawal.truncate=delete_records deletes up to the ID",
+                                    channel);
+        }
         wal_close(wl);
         wal_opener_close(o);
         return rc;
@@ -63,7 +77,9 @@ const struct walctl_command walctl_cmd_truncate = {
                 "--term), so the writer is not fenced.  A channel that does not exist\n"
                 "exits with status 66; a backend that cannot truncate, with 69; an ID\n"
                 "after the channel's last ID (see `walctl info`), with 64, cutting\n"
-                "nothing.\n"
+                "nothing.  On Kafka, kafkawal.truncate=retention (the default) deletes\n"
+                "nothing (the topic's retention does; a warning says so); with\n"
+                "kafkawal.truncate=delete_records the brokers delete up to the ID.\n"
                 "\n"
                 "Example:\n"
                 "  walctl truncate orders \"$(walctl info orders | awk -F'\\t' \\\n"
