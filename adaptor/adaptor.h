@@ -101,6 +101,8 @@ struct wal_cache_ring {
         size_t mask;                 /* capacity - 1 (a power of two) */
         struct wal_cache_ring *older; /* replaced rings, freed with the cache */
         size_t map_len;              /* bytes of this ring's mapping */
+        size_t populated;            /* bytes from the start faulted in ahead
+                                        (pusher only, under the cache lock) */
         alignas(64) struct wal_cache_slot slot[];
 };
 
@@ -350,6 +352,11 @@ struct wal {
         atomic_bool cb_idle;
         atomic_int n_readers;                /* scanners opened or opening */
         pthread_t cb_thread;
+
+        /* Where wal_append() copies go (RW only; NULL: malloc): memory
+         * faulted in ahead of use, since the cache and an in-memory backend
+         * keep these copies (wal/message-internal.h). */
+        struct wal_msg_arena *arena;
 
         /* finished ops kept for reuse (adaptor/wal.c): appenders take from
          * pool_mine under pool_lock (which finishers never take), and

@@ -79,6 +79,26 @@ static struct wal_cache_ring *ring_new(size_t cap)
         return r;
 }
 
+/* Fault in a ring's pages a window ahead of the pusher (@e, the slot it is
+ * about to fill), so that no push takes a first-touch fault: with about 85
+ * slots a page, every 85th push used to, at 2-4 us each on a VM.  Pages
+ * stay for the ring's life, so after the first lap nothing is left to do;
+ * a populate the kernel refuses leaves the pages to fault as before. */
+#define RING_AHEAD ((size_t)64 << 10)
+
+static void ring_populate_ahead(struct wal_cache_ring *r, const struct wal_cache_slot *e)
+{
+        size_t off = (size_t)((const char *)(e + 1) - (const char *)r);
+        if (r->populated >= r->map_len || off + RING_AHEAD / 2 <= r->populated)
+                return;
+        /* Pushes move one slot at a time, except into a ring just grown:
+         * start the window where the pusher is. */
+        size_t from = off > r->populated + RING_AHEAD ? off & ~(RING_AHEAD - 1) : r->populated;
+        size_t to = from + RING_AHEAD < r->map_len ? from + RING_AHEAD : r->map_len;
+        madvise((char *)r + from, to - from, MADV_POPULATE_WRITE);
+        r->populated = to;
+}
+
 static void ring_free(struct wal_cache_ring *r)
 {
         munmap(r, r->map_len);
@@ -284,6 +304,7 @@ int wal_cache_push(struct wal_cache *c, wal_msg *m)
         size_t bytes = wal_msg_size(m) + 64; /* + bookkeeping, so empty messages count */
         uint64_t seq = c->base_seq + c->count;
         struct wal_cache_slot *e = at(c, c->count);
+        ring_populate_ahead(ring_of(c), e);
         WAL_ASSERT(atomic_load_explicit(&e->seq, memory_order_relaxed) == 0);
         e->id = id;
         e->tick = wal_msg_time_tick(m);

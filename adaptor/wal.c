@@ -87,6 +87,7 @@ static void wal_free(wal *w)
                 }
         }
         pthread_mutex_destroy(&w->pool_lock);
+        wal_msg_arena_free(w->arena);
         for (size_t i = 0; i < w->n_chain; i++)
                 free(w->chain[i].name);
         free(w->chain);
@@ -585,6 +586,14 @@ static void *dispatcher_main(void *arg)
                                 continue;
                         spin_credit = 0;
 sleep:
+                        /* The copies' next chunk, made here rather than
+                         * by an appender (wal/message-internal.h). */
+                        if (wal_msg_arena_wants_spare(w->arena)) {
+                                pthread_mutex_unlock(&w->cb_lock);
+                                wal_msg_arena_fill_spare(w->arena);
+                                pthread_mutex_lock(&w->cb_lock);
+                                continue;
+                        }
                         /* Idle, then look once more: an appender either
                          * sees cb_idle (and signals under cb_lock, which
                          * this thread holds until it waits) or set
@@ -602,6 +611,7 @@ sleep:
                 }
                 pthread_mutex_unlock(&w->cb_lock);
                 finish_list(w, batch);
+                wal_msg_arena_fill_spare(w->arena);
                 pthread_mutex_lock(&w->cb_lock);
                 w->cb_busy = false;
         }
@@ -645,7 +655,7 @@ static void op_complete(wal *w, struct wal_append_op *op, bool *pushed, struct o
                         if (r == 0)
                                 frozen = wal_msg_ref(op->msg);
                 } else {
-                        r = wal_msg_copy(op->sent, &frozen);
+                        r = wal_msg_copy_in(w->arena, op->sent, &frozen);
                         if (r == 0)
                                 r = wal_msg_freeze(frozen, op->id);
                 }
@@ -1018,11 +1028,15 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
         bool taken = take && !wal_msg_is_immutable(msg) && wal_msg_is_sole(msg);
         if (taken) {
                 op->msg = msg;
-        } else if ((r = wal_msg_copy(msg, &op->msg)) < 0) {
+        } else if ((r = wal_msg_copy_in(w->arena, msg, &op->msg)) < 0) {
                 op_free(op);
                 r = wal_error_set(reterr, r, 0, "copying the message: %s", wal_strerror(r));
                 goto out;
         }
+        /* The copies' arena would like its next chunk faulted in: by the
+         * dispatcher, off this thread (it is woken if asleep). */
+        if (!taken && wal_msg_arena_wants_spare(w->arena) && w->cb_running)
+                ask_dispatcher_to_drain(w);
         if (!txn && !internal)
                 wal_msg_set_txn(op->msg, 0, 0);
         op->own = op->msg;
@@ -1639,6 +1653,11 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
                         goto fail;
                 }
                 w->has_cache = true;
+                r = wal_msg_arena_new(&w->arena);
+                if (r < 0) {
+                        wal_error_set(reterr, r, 0, "out of memory");
+                        goto fail;
+                }
                 r = anchor(w, reterr);
                 if (r < 0)
                         goto fail;

@@ -226,9 +226,11 @@ if want adaptor; then
                 echo "pair $i: adaptor (memory)" >&2
                 pair "$i" ours-deliver "'$bin/bench-api' --backend memory --workload deliver --count $deliver_n" \
                         ref-spin "'$bin/ref-handoff' --mode spin --count $spin_n"
-                # Information: the floor under the active-reader rows, a bare
-                # message hand-off to a spinning reader (tools/bench/adaptor-notes.md).
+                # Information: the floors under the active-reader rows, a bare
+                # message hand-off to a spinning reader, its blocks in fresh
+                # memory and in memory faulted in ahead (tools/bench/adaptor-notes.md).
                 run ref-msg "$bin/ref-handoff" --mode msg --count "$deliver_n"
+                run ref-msg-warm "$bin/ref-handoff" --mode msg-warm --count "$deliver_n"
                 # The parked reader's goal reference is a raw futex handoff
                 # paced as ours is (the reader parked ~100 us before each
                 # wake-up); the unpaced ping-pong (REF-FUTEX as perf-anchors
