@@ -70,7 +70,9 @@ pair splits it by thread.
 Replay: $(printf '%s\n' "$out" | sed -n 's/^replay: \([0-9]*\) records.*/\1/p') records
 written by the backend, read by a raw consumer (assign + consumer_poll, the scanner
 consumer's exact properties, starting at the low watermark as the scanner's ALL does) and
-by a scanner (decoded messages), clock from creating the consumer to the last record.
+by a scanner (decoded messages), clock from creating the consumer to the last record,
+in $(printf '%s\n' "$out" | sed -n 's/^replay: .*per run (written by the backend), \([0-9]*\) pairs.*/\1/p') pairs (four per append pair since 2026-11-22: a replay run takes 10-20 ms, a third of
+it waiting for the first fetch, so five pairs swung the median by 0.2).
 
 \`\`\`
 $out
