@@ -164,14 +164,18 @@ static inline uint64_t walu_envelope_compress7_(uint64_t x)
  * or of 1-8 varint bytes ending the envelope: 18 or 20-27 bytes, every
  * field at a fixed offset.  Read with independent loads, no walk from field
  * to field (the walk's chain of dependent loads measured about 18 ns a
- * record on the replay of 100-byte records).  The caller has checked the
- * first 4 bytes and @env_len >= 4.  @returns false for anything else (the
- * walk in walu_envelope_view_fast reads it), with @v untouched.
+ * record on the replay of 100-byte records).  Called by
+ * walu_envelope_view_inline in front of walu_envelope_view_fast, always
+ * inlined (placed inside walu_envelope_view_fast it made that function too
+ * large for the compiler to inline: a call per record).  @returns false for
+ * anything else (walu_envelope_view_fast reads it), with @v untouched.
  */
-static inline bool walu_envelope_view_stamp_(const uint8_t *env, size_t env_len,
-                                             struct wal_msg_view *v)
+static inline __attribute__((always_inline)) bool
+walu_envelope_view_stamp_(const uint8_t *env, size_t env_len, struct wal_msg_view *v)
 {
-        if (env_len < 18 || env_len > 27 || env_len == 19)
+        if (!env || env_len < 18 || env_len > 27 || env_len == 19 || env[0] != 0x08 ||
+            env[1] != WALU_ENVELOPE_VERSION || env[2] != 0x10 || env[3] < WAL_MSG_DATA ||
+            env[3] > WAL_MSG_TYPE_MAX)
                 return false;
         uint64_t x, y;
         memcpy(&x, env + 5, 8);
@@ -224,10 +228,6 @@ static inline bool walu_envelope_view_fast(const uint8_t *env, size_t env_len,
         if (!env || env_len < 4 || env[0] != 0x08 || env[1] != WALU_ENVELOPE_VERSION ||
             env[2] != 0x10 || env[3] < WAL_MSG_DATA || env[3] > WAL_MSG_TYPE_MAX)
                 return false;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        if (walu_envelope_view_stamp_(env, env_len, v))
-                return true;
-#endif
         const uint8_t *p = env + 4, *end = env + env_len;
         uint64_t tick = 0, term = 0, lc_hi = 0, lc_lo = 0, txn = 0, keepalive = 0;
         bool has_lc = false;
@@ -265,14 +265,20 @@ static inline bool walu_envelope_view_fast(const uint8_t *env, size_t env_len,
 }
 
 /*
- * walu_envelope_view() with the common envelopes inline
- * (walu_envelope_view_fast: a bare message's 4 bytes, the adaptor's 20-23);
+ * walu_envelope_view() with the common envelopes inline (the adaptor's
+ * stamp from a clock at fixed offsets: walu_envelope_view_stamp_; then
+ * walu_envelope_view_fast: a bare message's 4 bytes, the adaptor's 20-23);
  * anything else goes to walu_envelope_view().  For per-record loops (a
  * replay of small records); @v is filled as walu_envelope_view() fills it.
  */
-static inline int walu_envelope_view_inline(const uint8_t *env, size_t env_len,
-                                            struct wal_msg_view *v, wal_error **reterr)
+static inline __attribute__((always_inline)) int
+walu_envelope_view_inline(const uint8_t *env, size_t env_len, struct wal_msg_view *v,
+                          wal_error **reterr)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (v && walu_envelope_view_stamp_(env, env_len, v))
+                return 0;
+#endif
         if (v && walu_envelope_view_fast(env, env_len, v))
                 return 0;
         return walu_envelope_view(env, env_len, v, reterr);

@@ -142,14 +142,10 @@ static const char *ed_compare(const uint8_t *env, size_t env_len, const void *pa
                 else if (!diff && ri == 0)
                         diff = ed_same_view(&vi, a);
                 /* Its fixed-offset path for the adaptor's stamp alone:
-                 * the same rule (only for envelopes whose first 4 bytes the
-                 * fast path accepts, as it is called). */
+                 * the same rule. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
                 struct wal_msg_view vs;
-                if (!diff && env && env_len >= 4 && env[0] == 0x08 &&
-                    env[1] == WALU_ENVELOPE_VERSION && env[2] == 0x10 &&
-                    env[3] >= WAL_MSG_DATA && env[3] <= WAL_MSG_TYPE_MAX &&
-                    walu_envelope_view_stamp_(env, env_len, &vs)) {
+                if (!diff && walu_envelope_view_stamp_(env, env_len, &vs)) {
                         if (ra != 0)
                                 diff = "stamp view accepts what the decoder refuses";
                         else if (vs.env != env || vs.env_len != env_len)
