@@ -56,11 +56,15 @@
  * write and the fdatasync; that one wakes the others, and they poll for
  * the batch's completion (sched_yield) instead of sleeping, for at most
  * twice the average fdatasync; the completion then wakes nobody, and they
- * come back together (the next batch gathers them all).  This burns CPU
- * time during the fdatasync, which pays only when the CPUs would otherwise
- * be idle: it is used only while the rest of the machine used less than a
- * quarter of a CPU in the last 250 ms (early_room, from /proc/stat).
- * Figures in tools/bench/local-notes.md.
+ * come back together (the next batch gathers them all).  Early poll: while
+ * that is in use and at most that many callers are inside flush(), a
+ * caller polls from the start instead of sleeping first (early_poll): no
+ * futex sleep and wake-up per record at all (the gap between two
+ * fdatasyncs at 16 writers fell by about 15 us at p10, 55-61 to 39-46 us).
+ * This burns CPU time during the fdatasync, which pays only when the CPUs
+ * would otherwise be idle: it is used only while the rest of the machine
+ * used less than a quarter of a CPU in the last 250 ms (early_room, from
+ * /proc/stat).  Figures in tools/bench/local-notes.md.
  *
  * Second lane (local.lanes=2; the default is 1).  While the writer thread
  * writes a batch inline, one flush() caller at a time takes the queued
@@ -316,7 +320,7 @@ struct writer {
         /* Whether the CPUs have room for polling (early_room), writer
          * thread only: when it was last looked at, the machine's busy time
          * and this process's CPU time then. */
-        bool room;
+        _Atomic bool room;           /* also read by flush() callers */
         uint64_t room_at, room_busy_ns, room_self_ns;
         uint64_t timer_at;           /* tfd armed for this time (0: not armed) */
         bool sleeping;
@@ -333,6 +337,7 @@ struct writer {
         struct flush_slot {
                 _Atomic uint32_t word;
                 _Atomic uint32_t sleepers;
+                _Atomic uint32_t pollers;    /* polling instead (early_poll) */
         } slots[LOCAL_FLUSH_SLOTS];
 
         /*
@@ -1492,24 +1497,24 @@ static bool early_room(struct writer *w)
                 return true;
         uint64_t now = walu_monotonic_ns();
         if (w->room_at && now - w->room_at < LOCAL_ROOM_NS)
-                return w->room;
+                return atomic_load_explicit(&w->room, memory_order_relaxed);
         struct timespec ts;
         uint64_t self = clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0
                                 ? (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec
                                 : 0;
         uint64_t busy = machine_busy_ns();
+        bool room = false;
         if (w->room_at && busy && w->room_busy_ns && busy >= w->room_busy_ns) {
                 uint64_t all = busy - w->room_busy_ns;
                 uint64_t ours = self - w->room_self_ns;
                 uint64_t others = all > ours ? all - ours : 0;
-                w->room = others < (now - w->room_at) / 4;
-        } else {
-                w->room = false;
+                room = others < (now - w->room_at) / 4;
         }
         w->room_at = now;
         w->room_busy_ns = busy;
         w->room_self_ns = self;
-        return w->room;
+        atomic_store_explicit(&w->room, room, memory_order_relaxed);
+        return room;
 }
 
 /*
@@ -1525,12 +1530,24 @@ static void early_wake(struct writer *w, struct batch *b)
 {
         struct flush_slot *sl = &w->slots[b->bseq % LOCAL_FLUSH_SLOTS];
         uint32_t n = atomic_load(&sl->sleepers);
-        if (!w->early_max || !n || n > w->early_max || !early_room(w))
+        uint32_t polling = atomic_load(&sl->pollers);
+        if (!w->early_max || (!n && !polling) || n > w->early_max || !early_room(w))
                 return;
+        /* Its waiters come back at once (batch_retire, writer_gather). */
         b->woken_early = true;
         atomic_fetch_add_explicit(&g_early_wakes, 1, memory_order_relaxed);
+        if (!n)
+                return;
         atomic_store(&w->early_bseq, b->bseq);
         (void)futex_op(&sl->word, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+/* May flush() callers poll rather than sleep (early_poll)?  The writer
+ * thread's last look (early_room), read without a lock. */
+static bool early_room_seen(struct writer *w)
+{
+        return atomic_load_explicit(&g_early_always, memory_order_relaxed) ||
+               atomic_load_explicit(&w->room, memory_order_relaxed);
 }
 
 /* Plain pwrite + fdatasync of @b through @fd (on the file @path, borrowed:
@@ -2449,6 +2466,20 @@ static bool lane_run(struct writer *w, uint64_t target)
 
 #define LOCAL_POLL_MIN_NS 50000ull
 #define LOCAL_POLL_MAX_NS 1000000ull
+
+/*
+ * Early poll: while the CPUs have room (early_room_seen) and at most
+ * early_max callers are inside flush(), a caller whose batch is not
+ * complete polls for it from the start (as one woken early does) instead
+ * of sleeping until the writer thread wakes it between the write and the
+ * fdatasync.  Caller holds qlock.
+ */
+static bool early_poll(struct writer *w)
+{
+        return w->early_max && (unsigned)atomic_load(&w->flushers) <= w->early_max &&
+               early_room_seen(w);
+}
+
 static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **reterr)
 {
         WAL_ASSERT_RETURN(base, -EINVAL);
@@ -2493,21 +2524,26 @@ static int local_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
                  * sleepers, then poll for its completion, yielding the
                  * CPU, for at most twice the average fdatasync (once per
                  * call); sleep as usual if it has not completed by then. */
-                if (!polled && atomic_load(&w->early_bseq) >= target) {
+                bool woken = !polled && atomic_load(&w->early_bseq) >= target;
+                if (woken || (!polled && early_poll(w))) {
                         polled = true;
+                        atomic_fetch_add(&sl->pollers, 1);
                         pthread_mutex_unlock(&w->qlock);
-                        if (atomic_load(&sl->sleepers))
+                        if (woken && atomic_load(&sl->sleepers))
                                 (void)futex_op(&sl->word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
                         uint64_t avg = atomic_load_explicit(&w->sync_avg_ns,
                                                             memory_order_relaxed);
+                        /* Not written yet: its gathering comes first. */
+                        uint64_t extra = woken ? 0 : LOCAL_GATHER_NS;
                         uint64_t until = walu_monotonic_ns() +
                                          WALU_MAX(LOCAL_POLL_MIN_NS,
-                                                  WALU_MIN(2 * avg, LOCAL_POLL_MAX_NS));
+                                                  WALU_MIN(2 * avg + extra, LOCAL_POLL_MAX_NS));
                         if (timeout_ms >= 0 && deadline < until)
                                 until = deadline;
                         while (atomic_load(&w->done_bseq) < target &&
                                walu_monotonic_ns() < until)
                                 sched_yield();
+                        atomic_fetch_sub(&sl->pollers, 1);
                         if (atomic_load(&w->done_bseq) >= target) {
                                 atomic_fetch_sub(&w->flushers, 1);
                                 return 0;

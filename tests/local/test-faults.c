@@ -984,6 +984,79 @@ Test(local_early, fdatasync_fails_while_waiters_poll_sync, .timeout = 60)
 }
 
 /*
+ * A flush() caller that polls for its batch (the early poll, forced on)
+ * still honours its timeout: while the writer thread is inside a 400 ms
+ * fdatasync of an earlier record, flush(30 ms) of a later one returns
+ * -ETIMEDOUT after about 30 ms (not when the batch completes), and a
+ * flush(-1) after it returns once the record has completed.
+ */
+static atomic_int slow_in;              /* fdatasyncs that entered slow_hook */
+static atomic_bool slow_on;
+
+static int slow_hook(int fd, const struct local_io_ops *d)
+{
+        if (atomic_load(&slow_on)) {
+                atomic_fetch_add(&slow_in, 1);
+                t_sleep_ms(400);
+        }
+        return d->fdatasync(d->ctx, fd);
+}
+
+static void poll_timeout(const char *io)
+{
+        shim_install();
+        tf_setup(&t, io, "64m");
+        struct walimpls_wal *w = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, CHANNEL, WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        local_early_wake_always(true);
+        shim_fdatasync_hook = slow_hook;
+        struct acks s;
+        acks_init(&s, 4);
+        cr_assert_eq(tf_append(w, &s, 0, LEN), 0);
+        cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+        /* Record 1, never flushed: the writer thread takes it (its timer)
+         * and sits in the slow fdatasync. */
+        atomic_store(&slow_on, true);
+        cr_assert_eq(tf_append(w, &s, 1, LEN), 0);
+        uint64_t t0 = t_now_ms();
+        while (atomic_load(&slow_in) == 0 && t_now_ms() - t0 < 5000)
+                t_sleep_ms(1);
+        cr_assert_gt(atomic_load(&slow_in), 0, "the writer thread never synced record 1");
+        atomic_store(&slow_on, false);
+        cr_assert_eq(tf_append(w, &s, 2, LEN), 0);
+        uint64_t t1 = t_now_ms();
+        int r = walimpls_flush(w, 30, &err);
+        uint64_t took = t_now_ms() - t1;
+        cr_assert_eq(r, -ETIMEDOUT, "flush(30 ms) returned %d after %" PRIu64 " ms", r, took);
+        wal_error_free(err);
+        err = NULL;
+        cr_assert(took >= 25 && took < 300, "flush(30 ms) took %" PRIu64 " ms", took);
+        cr_assert_eq(walimpls_flush(w, -1, NULL), 0);
+        pthread_mutex_lock(&s.mu);
+        bool done = s.a[2].done && s.a[2].status == 0;
+        pthread_mutex_unlock(&s.mu);
+        cr_assert(done, "flush(-1) returned before record 2 completed");
+        tf_wait(&s);
+        local_early_wake_always(false);
+        for (size_t i = 0; i < 3; i++)
+                cr_assert_eq(s.a[i].status, 0, "record %zu: %d", i, s.a[i].status);
+        w->ops->close(w);
+        acks_done(&s);
+        tf_teardown(&t);
+}
+
+Test(local_early, polling_flush_honours_its_timeout_auto, .timeout = 60)
+{
+        poll_timeout("auto");
+}
+Test(local_early, polling_flush_honours_its_timeout_sync, .timeout = 60)
+{
+        poll_timeout("sync");
+}
+
+/*
  * io_uring batches in flight at once use one open file each (a write-back
  * error is reported once per open file, so on a shared fd a later batch's
  * fdatasync could take an earlier batch's error and the earlier one report
