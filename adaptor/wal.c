@@ -1099,18 +1099,41 @@ out:
  * backend writes and syncs a lone appender's batch itself), instead of
  * waiting for its own threads to get to it.  Inside the lifetime gate, so
  * it never runs concurrently with (or after) the backend's close; a wal
- * that is closing is left to complete the append itself. */
-static void flush_for_wait(wal *w, int timeout_ms)
+ * that is closing is left to complete the append itself.
+ *
+ * The gate is held one slice of FLUSH_SLICE_MS at most: wal_close() waits
+ * for the gate to empty before it closes the backend, and only that close
+ * completes the appends a backend cannot deliver (Kafka with its brokers
+ * down waits for them up to message.timeout.ms, 5 minutes: a flush without
+ * a limit held the close that long).  Between slices the append may have
+ * completed, or the wal started closing: then the wait goes on outside. */
+#define FLUSH_SLICE_MS 100
+
+static void flush_for_wait(wal *w, struct waiter *wt, int timeout_ms)
 {
-        if (atomic_load_explicit(&w->no_flush, memory_order_relaxed))
-                return;
-        if (wal_life_enter(&w->life) < 0)
-                return;
-        /* 0 or -ETIMEDOUT (the wait below then times out too); the
-         * append's outcome comes with its completion either way. */
-        if (walimpls_flush(w->impl, timeout_ms, NULL) == -EOPNOTSUPP)
-                atomic_store_explicit(&w->no_flush, true, memory_order_relaxed);
-        wal_life_leave(&w->life);
+        uint64_t deadline = timeout_ms < 0 ? 0 :
+                walu_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
+        for (;;) {
+                if (atomic_load_explicit(&w->no_flush, memory_order_relaxed))
+                        return;
+                int slice = FLUSH_SLICE_MS;
+                if (deadline) {
+                        uint64_t now = walu_monotonic_ns();
+                        if (now >= deadline)
+                                return;
+                        slice = (int)WALU_MIN((uint64_t)slice, (deadline - now) / 1000000u + 1);
+                }
+                if (wal_life_enter(&w->life) < 0)
+                        return;
+                /* 0 or -ETIMEDOUT (the wait below then times out too); the
+                 * append's outcome comes with its completion either way. */
+                int r = walimpls_flush(w->impl, slice, NULL);
+                if (r == -EOPNOTSUPP)
+                        atomic_store_explicit(&w->no_flush, true, memory_order_relaxed);
+                wal_life_leave(&w->life);
+                if (r != -ETIMEDOUT || atomic_load(&wt->state) != WT_WAITING)
+                        return;
+        }
 }
 
 /* Wait for @wt's outcome until @deadline_ns (0: none), running the ops
@@ -1177,7 +1200,7 @@ int wal_adaptor_append_wait(wal *w, wal_msg *msg, wal_txn *txn, bool internal,
         }
         /* Not done yet (not completed inside the append): flush. */
         if (atomic_load(&wt->state) == WT_WAITING)
-                flush_for_wait(w, timeout_ms > 0 ? (int)timeout_ms : -1);
+                flush_for_wait(w, wt, timeout_ms > 0 ? (int)timeout_ms : -1);
         r = waiter_wait(w, wt, deadline);
         if (r < 0) {
                 r = wal_error_set(reterr, -ETIMEDOUT, 0,

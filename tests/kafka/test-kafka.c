@@ -1657,3 +1657,94 @@ Test(kafka_cfg, flush_skips_linger_and_waits_for_fenced_completions, .init = kt_
 {
         flush_skips_linger(true);
 }
+
+/*
+ * A blocking append through the adaptor flushes (wal.flush) inside the
+ * wal's lifetime gate, and wal_close() waits for the gate to empty before
+ * it closes the backend, which is what completes appends still in flight
+ * (-ECANCELED after kafkawal.close_timeout).  With the broker down, a flush
+ * without a time limit (append.timeout 0, the default) must therefore not
+ * wait for those completions for ever: wal_close() would wait for it, up to
+ * librdkafka's message.timeout.ms (5 minutes).  Here close must end the
+ * blocked append and return within 10 s (close_timeout is 1 s).
+ */
+struct blocked_append {
+        wal *w;
+        atomic_int done;
+        int r;
+};
+
+static void *append_wait_main(void *arg)
+{
+        struct blocked_append *b = arg;
+        wal_msg *m = NULL;
+        if (wal_msg_new(WAL_MSG_DATA, "blocked", 7, &m) == 0) {
+                b->r = wal_append_wait(b->w, m, NULL, NULL);
+                wal_msg_unref(m);
+        }
+        atomic_store(&b->done, 1);
+        return NULL;
+}
+
+static atomic_int close_returned;
+
+static void *close_main(void *arg)
+{
+        wal_close(arg);
+        atomic_store(&close_returned, 1);
+        return NULL;
+}
+
+static void close_ends_blocked_append(bool fencing)
+{
+        wal_error *e = NULL;
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.close_timeout", "1s", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fencing", fencing ? "true" : "false",
+                                    &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "timetick.interval", "60s", &e), 0);
+        wal_opener *o = NULL;
+        cr_assert_eq(wal_opener_new("kafka", kt.cfg, &o, &e), 0, "%s", wal_error_message(e));
+        char ch[64];
+        t_unique_name("blocked", ch, sizeof(ch));
+        struct blocked_append b = { 0 };
+        cr_assert_eq(wal_open(o, ch, 1, WAL_ACCESS_RW, &b.w, &e), 0, "%s",
+                     wal_error_message(e));
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "first", 5, &m), 0);
+        cr_assert_eq(wal_append_wait(b.w, m, NULL, &e), 0, "%s", wal_error_message(e));
+        wal_msg_unref(m);
+
+        cr_assert_eq(rd_kafka_mock_broker_set_down(kt.mc, 1), 0);
+        pthread_t ta, tc;
+        pthread_create(&ta, NULL, append_wait_main, &b);
+        t_sleep_ms(500);
+        cr_assert(!atomic_load(&b.done), "the append returned %d with the broker down: the "
+                  "test proves nothing", b.r);
+        atomic_store(&close_returned, 0);
+        uint64_t t0 = t_now_ms();
+        pthread_create(&tc, NULL, close_main, b.w);
+        while (!atomic_load(&close_returned) && t_now_ms() - t0 < 10000)
+                t_sleep_ms(10);
+        cr_assert(atomic_load(&close_returned), "wal_close() still waits 10 s after it was "
+                  "called, behind a blocking append with the broker down");
+        pthread_join(tc, NULL);
+        while (!atomic_load(&b.done) && t_now_ms() - t0 < 12000)
+                t_sleep_ms(10);
+        cr_assert(atomic_load(&b.done), "the blocking append did not end with the close");
+        pthread_join(ta, NULL);
+        cr_assert(b.r == -ECANCELED || b.r == -ESHUTDOWN, "the blocked append: %d", b.r);
+        cr_assert_eq(rd_kafka_mock_broker_set_up(kt.mc, 1), 0);
+        wal_opener_close(o);
+}
+
+Test(kafka_cfg, close_ends_a_blocking_append_while_the_broker_is_down,
+     .init = kt_setup_cluster, .timeout = 120)
+{
+        close_ends_blocked_append(false);
+}
+
+Test(kafka_cfg, close_ends_a_fenced_blocking_append_while_the_broker_is_down,
+     .init = kt_setup_cluster, .timeout = 120)
+{
+        close_ends_blocked_append(true);
+}
