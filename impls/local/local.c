@@ -470,6 +470,9 @@ struct local_scanner {
         struct readahead *ra;            /* NULL until a long sequential read */
         struct ra_slot *vslot;           /* the read-ahead slot buf is in while its
                                             helper checks frames ahead of off */
+        struct local_index_entry *ix;    /* owned: the sparse index of seg_first as
+                                            it was at the open (read-ahead hints) */
+        size_t n_ix;
 };
 
 static const struct walimpls_opener_ops local_opener_ops;
@@ -3160,7 +3163,13 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
  * group how far it got (ra_slot.vword); from a frame larger than that on it
  * only walks the headers (the scanner checks large frames), and so it does
  * while another chunk waits to be read (reading comes first: the helper
- * checks only when it is ahead of the scanner).
+ * checks only when it is ahead of the scanner).  A walk that checks nothing
+ * is there only to find the frame cut by the chunk's end, so it starts at
+ * the chunk's last frame in the segment's sparse index when there is one
+ * (ra_hint: the scanner copies the index when it opens the segment and
+ * passes the entry with each queued chunk) instead of at every header; a
+ * wrong entry could only make the helper carry a wrong frame into the next
+ * chunk, which the scanner then does not trust (below).
  * The scanner hands out frames below that point without checking them again
  * (local_frames_view) and checks the rest itself as before.  When the
  * scanner catches up with the helper in a chunk it takes the chunk's checks
@@ -3210,6 +3219,7 @@ struct ra_slot {
         uint64_t off;                    /* the read: [off, off + len) of the fd */
         size_t len;
         ssize_t got;                     /* bytes read, or a negative errno */
+        uint64_t hint_off, hint_lsn;     /* an indexed frame in the chunk (0: none) */
         bool vok;                        /* the helper walks frames from vstart */
         uint64_t vstart;                 /* offset of the first frame (off - vstart bytes
                                             copied in front of the data) */
@@ -3258,6 +3268,21 @@ void local_readahead_wait_checks(bool on)
         atomic_store(&g_ra_wait_checks, on);
 }
 
+/* Test hooks (local.h): the helper checks nothing (only walks, from the
+ * index's hints), and how often it took a hint. */
+static _Atomic bool g_ra_skip_checks;
+static _Atomic uint64_t g_ra_hint_jumps;
+
+void local_readahead_skip_checks(bool on)
+{
+        atomic_store(&g_ra_skip_checks, on);
+}
+
+uint64_t local_readahead_hint_jumps(void)
+{
+        return atomic_load(&g_ra_hint_jumps);
+}
+
 /* Whether the frame at @p (@left bytes to the end of the chunk) is cut by
  * the end rather than whole. */
 static bool ra_cut(const uint8_t *p, size_t left)
@@ -3302,7 +3327,8 @@ static void readahead_check(struct readahead *ra, struct ra_slot *sl, uint8_t *d
         if (!vok)
                 return;
         const uint8_t *p = dst - (off - at), *end = dst + got;
-        bool crc = true;
+        bool crc = !atomic_load_explicit(&g_ra_skip_checks, memory_order_relaxed);
+        uint64_t hint_off = sl->hint_off, hint_lsn = sl->hint_lsn;
         for (;;) {
                 if (atomic_load_explicit(&ra->cancel, memory_order_relaxed))
                         return;
@@ -3315,6 +3341,19 @@ static void readahead_check(struct readahead *ra, struct ra_slot *sl, uint8_t *d
                 if (atomic_load_explicit(&ra->pending, memory_order_relaxed) &&
                     !atomic_load_explicit(&g_ra_wait_checks, memory_order_relaxed))
                         crc = false;
+                /* Not checking any more: only the frame cut by the chunk's
+                 * end is wanted (for the next chunk), so walk from the
+                 * chunk's last indexed frame instead of every header.
+                 * Trusted no more than the walk: the scanner uses the
+                 * helper's checks only from where it stands itself, with
+                 * the LSN it expects (readahead_take). */
+                if (!crc && hint_off > at && hint_off < off + (uint64_t)got) {
+                        p = dst + (hint_off - off);
+                        at = hint_off;
+                        lsn = hint_lsn;
+                        hint_off = 0;
+                        atomic_fetch_add_explicit(&g_ra_hint_jumps, 1, memory_order_relaxed);
+                }
                 /* a group is at most LOCAL_RA_GROUP frames or about
                  * LOCAL_RA_GROUP_BYTES, so a takeover wastes little.  A
                  * frame larger than that is left to the scanner, and so is
@@ -3533,6 +3572,26 @@ static void readahead_release(struct local_scanner *s)
         s->ra_streak = 0;
 }
 
+/* The last frame of the scanner's copy of the sparse index inside slot
+ * @sl's chunk, for the helper's walk (readahead_check). */
+static void ra_hint(const struct local_scanner *s, struct ra_slot *sl)
+{
+        size_t lo = 0, hi = s->n_ix;
+        uint64_t end = sl->off + sl->len;
+        while (lo < hi) {       /* the first entry at or past the chunk's end */
+                size_t mid = lo + (hi - lo) / 2;
+                if (s->ix[mid].off < end)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        sl->hint_off = sl->hint_lsn = 0;
+        if (lo > 0 && s->ix[lo - 1].off > sl->off) {
+                sl->hint_off = s->ix[lo - 1].off;
+                sl->hint_lsn = s->ix[lo - 1].lsn;
+        }
+}
+
 /* After a refill: queue the chunks that follow the buffer into the free
  * slots (all but the one s->buf points into), up to the durable end
  * @limit.  The first after a start or a drop carries the scanner's buffer
@@ -3560,6 +3619,7 @@ static void readahead_queue(struct local_scanner *s, uint64_t limit)
                 WAL_ASSERT(sl->state == RA_IDLE);
                 sl->off = ra->queued_end;
                 sl->len = (size_t)WALU_MIN((uint64_t)LOCAL_READ_CHUNK, limit - sl->off);
+                ra_hint(s, sl);
                 sl->state = RA_QUEUED;
                 sl->ready = false;
                 sl->taken = false;
@@ -3815,6 +3875,18 @@ static int scanner_seek(struct local_scanner *s, int timeout_ms, const char **re
                                  * place: skip frames below. */
                                 s->seg_first = seg_first;
                                 char *np = strdup(seg->path);
+                                if (reopen) {
+                                        /* a copy for the read-ahead helper's
+                                         * hints; none if it cannot be made */
+                                        free(s->ix);
+                                        s->ix = seg->n_index
+                                                        ? malloc(seg->n_index * sizeof(*s->ix))
+                                                        : NULL;
+                                        s->n_ix = s->ix ? seg->n_index : 0;
+                                        if (s->ix)
+                                                memcpy(s->ix, seg->index,
+                                                       s->n_ix * sizeof(*s->ix));
+                                }
                                 pthread_mutex_unlock(&c->lock);
                                 if (!np)
                                         return wal_error_set(reterr, -ENOMEM, 0,
@@ -4155,6 +4227,7 @@ static void local_scanner_close(struct walimpls_scanner *base)
         walimpls_scanner_done(&s->base);
         free(s->mem);
         free(s->seg_path);
+        free(s->ix);
         free(s->sticky_msg);
         free(s);
 }

@@ -110,6 +110,15 @@ int local_io_write_full(const struct local_io_ops *io, int fd, const void *buf, 
 void local_readahead_wait_checks(bool on);
 
 /*
+ * Test hooks: with @on, the read-ahead helper checks no frame (the scanner
+ * checks every one; the helper only walks to the frame cut by each chunk's
+ * end, from the chunk's last indexed frame when it has one); and the number
+ * of times, ever, the helper walked from such a hint.  Not for production.
+ */
+void local_readahead_skip_checks(bool on);
+uint64_t local_readahead_hint_jumps(void);
+
+/*
  * Test hooks of the early wake (local.c, early_wake): with @on, the writer
  * takes the CPUs to have room for polling waiters whatever the rest of the
  * machine does (so tests reach that path on a busy machine), and

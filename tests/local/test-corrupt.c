@@ -1044,8 +1044,10 @@ Test(local_corrupt, read_ahead_reads_back_and_refuses_damage)
  * the frame's start in front of the next chunk), and the last frame of a
  * sealed segment.  Each is read with the scanner taking a chunk only once
  * the helper checked all of it (local_readahead_wait_checks: the helper
- * finds the damage) and as in production (whoever gets there first), by
- * next() and by next_batch().
+ * finds the damage), with the helper checking nothing and walking from the
+ * sparse index's hints (local_readahead_skip_checks: the scanner finds it
+ * in chunks the helper walked), and as in production (whoever gets there
+ * first), by next() and by next_batch().
  */
 #include "impls/local/local.h"
 
@@ -1137,21 +1139,29 @@ Test(local_corrupt, read_ahead_helper_refuses_damage_where_the_scanner_would, .t
                 flip_bit(path, cases[ci].at, 4);
                 char off[32];
                 snprintf(off, sizeof(off), "%" PRIu64, fr[fi].off);
-                for (int mode = 0; mode < 4; mode++) {
-                        bool wait = mode & 1, batch = mode & 2;
+                for (int mode = 0; mode < 6; mode++) {
+                        bool wait = mode % 3 == 1, skip = mode % 3 == 2, batch = mode >= 3;
+                        const char *who = wait   ? "helper checks"
+                                          : skip ? "scanner checks"
+                                                 : "either checks";
                         local_readahead_wait_checks(wait);
+                        local_readahead_skip_checks(skip);
+                        uint64_t jumps = local_readahead_hint_jumps();
                         long got;
                         char *msg;
                         r = read_until_error(dir, batch, &got, &msg);
                         local_readahead_wait_checks(false);
+                        local_readahead_skip_checks(false);
+                        /* the helper walked from the index's hints */
+                        cr_assert(!skip || local_readahead_hint_jumps() > jumps,
+                                  "%s: the helper never walked from a hint", cases[ci].what);
                         cr_assert_eq(r, -EBADMSG, "%s (%s, %s): got %d (%s), want -EBADMSG",
-                                     cases[ci].what, batch ? "next_batch" : "next",
-                                     wait ? "helper checks" : "either checks", r,
+                                     cases[ci].what, batch ? "next_batch" : "next", who, r,
                                      msg ? msg : "-");
                         cr_assert_eq(got, (long)fi,
                                      "%s (%s, %s): %ld records before the error, want %zu",
-                                     cases[ci].what, batch ? "next_batch" : "next",
-                                     wait ? "helper checks" : "either checks", got, fi);
+                                     cases[ci].what, batch ? "next_batch" : "next", who,
+                                     got, fi);
                         cr_assert(strstr(msg, segs[0].name) && strstr(msg, off),
                                   "%s: the error does not name %s at offset %s: %s",
                                   cases[ci].what, segs[0].name, off, msg);
