@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "t-adaptor.h"
+#include "t-flaky.h"
 
 static void sleep_ms(int ms)
 {
@@ -522,4 +523,81 @@ Test(adaptor_txn, commit_async_from_a_thread)
                 cr_assert_eq(atomic_load(&end.calls), 1, "round %d: the commit reported %d "
                              "times by the end of the close", round, atomic_load(&end.calls));
         }
+}
+
+/*
+ * An asynchronous commit after a body failed rolls back and reports -EIO
+ * through its callback, as wal_txn_commit() returns it: once with the body
+ * already failed when it is called (the commit message is never sent), once
+ * called from the failing body's own callback (the end waits for that
+ * body, then sends the rollback).  Readers never see either transaction.
+ * On the "flaky" backend (memory; every append fails with -EIO while
+ * FLAKY_ALWAYS_EIO is set).
+ */
+struct eio_end {
+        wal_txn *t;
+        struct ta_counter end;
+        char msg[256];
+        atomic_int r;
+};
+
+static void eio_end_done(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct eio_end *e = arg;
+        snprintf(e->msg, sizeof(e->msg), "%s", err ? wal_error_message(err) : "");
+        ta_count_done(&e->end, status, msg, err);
+}
+
+static void eio_body_commits(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        struct eio_end *e = arg;
+        (void)status;
+        (void)msg;
+        (void)err;
+        atomic_store(&e->r, wal_txn_commit_async(e->t, eio_end_done, e, NULL));
+}
+
+Test(adaptor_txn, commit_async_after_a_failed_body_reports_eio, .init = NULL, .fini = NULL)
+{
+        atomic_store(&flaky_mode, FLAKY_PASS);
+        wal_opener *fo = flaky_opener(NULL);
+        wal *fw = NULL;
+        cr_assert_eq(wal_open(fo, "txn-eio", 1, WAL_ACCESS_RW, &fw, NULL), 0);
+        wal_scanner *tail = NULL;
+        struct wal_deliver d = { .policy = WAL_DELIVER_LATEST };
+        cr_assert_eq(wal_read(fw, &d, &no_ticks, &tail, NULL), 0);
+
+        for (int round = 0; round < 2; round++) {
+                struct eio_end e = { .r = 1 };
+                struct ta_counter c = { 0 };
+                cr_assert_eq(wal_txn_begin(fw, NULL, 0, &e.t, NULL), 0);
+                atomic_store(&flaky_mode, FLAKY_ALWAYS_EIO);
+                wal_msg *m = ta_msg("lost", NULL);
+                if (round == 0) {
+                        cr_assert_eq(wal_txn_append(e.t, m, ta_count_done, &c, NULL), 0);
+                        cr_assert_eq(ta_wait_calls(&c, 1, 5000), 0);
+                        atomic_store(&flaky_mode, FLAKY_PASS);
+                        cr_assert_eq(wal_txn_commit_async(e.t, eio_end_done, &e, NULL), 0);
+                } else {
+                        cr_assert_eq(wal_txn_append(e.t, m, eio_body_commits, &e, NULL), 0);
+                        atomic_store(&flaky_mode, FLAKY_PASS);
+                }
+                wal_msg_unref(m);
+                cr_assert_eq(ta_wait_calls(&e.end, 1, 5000), 0, "round %d: the commit's "
+                             "callback never ran", round);
+                if (round == 1)
+                        cr_assert_eq(atomic_load(&e.r), 0);
+                cr_assert_eq(atomic_load(&e.end.failed), 1, "round %d", round);
+                cr_assert(strstr(e.msg, "rolled back") && strstr(e.msg, "a body failed"),
+                          "round %d: %s", round, e.msg);
+                cr_assert_eq(ta_append(fw, round ? "after1" : "after0", NULL, NULL), 0);
+                char buf[64];
+                render(tail, 1, buf, sizeof(buf));
+                cr_assert_str_eq(buf, round ? "after1" : "after0");
+                cr_assert_eq(atomic_load(&e.end.calls), 1);
+        }
+        expect_quiet(tail);
+        wal_scanner_close(tail);
+        wal_close(fw);
+        wal_opener_close(fo);
 }
