@@ -198,17 +198,37 @@ struct wal_msgid wal_durable_id(wal *w)
         }
 }
 
+/* A clock reading shared by the outcomes reported together (a list run by
+ * finish_list()): read when the first of them needs it, again after
+ * CLOCK_SHARE of them.  A read costs 80-100 ns on this project's VMs,
+ * nearly half of what the dispatcher spends on an outcome otherwise. */
+#define CLOCK_SHARE 32
+
+struct shared_clock {
+        uint64_t now;
+        unsigned uses;
+};
+
 /* Nanoseconds since @start (walu_realtime_ns(); 0 if the clock was set
- * back). */
-static uint64_t latency_since(uint64_t start)
+ * back), with @clk's reading (NULL: a reading of its own). */
+static uint64_t latency_since(uint64_t start, struct shared_clock *clk)
 {
-        uint64_t now = walu_realtime_ns();
+        uint64_t now;
+        if (!clk) {
+                now = walu_realtime_ns();
+        } else {
+                if (clk->uses++ % CLOCK_SHARE == 0)
+                        clk->now = walu_realtime_ns();
+                now = clk->now;
+        }
         return now > start ? now - start : 0;
 }
 
 /* Report the final outcome of @op (hooks innermost first, then the callback)
- * and free it.  No lock held. */
-static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_msg *msg)
+ * and free it; its latency is read from @clk (see latency_since()).  No
+ * lock held. */
+static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_msg *msg,
+                      struct shared_clock *clk)
 {
         if (status < 0 && !op->err)
                 op->err = wal_error_new(status, 0, "append to \"%s\" failed: %s", w->channel,
@@ -217,7 +237,7 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
                 .status = status,
                 .msg = msg,
                 .err = op->err,
-                .latency_ns = latency_since(op->t_start_ns),
+                .latency_ns = latency_since(op->t_start_ns, clk),
                 .attempts = op->attempts,
         };
         tls_in_callback++;
@@ -342,19 +362,20 @@ static void op_out(wal *w, struct op_list *l, struct wal_append_op *op, int stat
                 op_list_add(l, op, status, result);
                 return;
         }
-        op_finish(w, op, status, result);
+        op_finish(w, op, status, result, NULL);
         wal_msg_unref(result);
 }
 
 /* Run a list of queued outcomes, in order. */
 static void finish_list(wal *w, struct wal_append_op *op)
 {
+        struct shared_clock clk = { 0 };
         while (op) {
                 struct wal_append_op *next = op->next;
                 op->next = NULL;
                 wal_msg *result = op->result;
                 op->result = NULL;
-                op_finish(w, op, op->status, result);
+                op_finish(w, op, op->status, result, &clk);
                 wal_msg_unref(result);
                 op = next;
         }

@@ -88,7 +88,10 @@ struct wal_append_result {
         int status;              /* 0 or a negative errno */
         const wal_msg *msg;      /* the immutable message when status is 0, else NULL */
         const wal_error *err;    /* optional detail, may be NULL */
-        uint64_t latency_ns;     /* from wal_append() to completion */
+        uint64_t latency_ns;     /* from wal_append() to completion; outcomes
+                                    reported together share one clock
+                                    reading (up to 32, read when the
+                                    first of them is reported) */
         unsigned attempts;       /* backend appends tried (retries + 1) */
 };
 
