@@ -595,9 +595,19 @@ static void *arena_carve(struct wal_msg_arena *a, size_t size, struct wal_msg_ch
                 if (a->spare && a->spare->len >= len) {
                         c = a->spare;
                         a->spare = NULL;
-                } else if (!(c = chunk_new(len))) {
-                        pthread_mutex_unlock(&a->lock);
-                        return NULL;
+                } else {
+                        /* A spare too small for this chunk (made before a
+                         * large copy, or before next_len grew) goes: kept,
+                         * it would stop the arena asking for spares for
+                         * good. */
+                        if (a->spare) {
+                                chunk_put(a->spare, CHUNK_BIAS);
+                                a->spare = NULL;
+                        }
+                        if (!(c = chunk_new(len))) {
+                                pthread_mutex_unlock(&a->lock);
+                                return NULL;
+                        }
                 }
                 arena_retire(a);
                 a->cur = c;

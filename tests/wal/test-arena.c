@@ -287,3 +287,46 @@ Test(arena, spare_chunk_is_asked_for_made_ahead_and_used)
         wal_msg_unref(m);
         cr_expect_eq(wal_msg_arena_chunks_mapped(), before);
 }
+
+/* A spare made for the arena's next chunk but too small for the chunk a
+ * large copy needs is not left in place for ever: the arena asks for a
+ * spare again once its next chunk is past half, so the chunks after a large
+ * message are still made ahead (with the unusable spare kept, want_spare
+ * was never raised again and every later chunk was mapped by a copy). */
+Test(arena, a_spare_too_small_for_a_large_copy_does_not_stop_spares)
+{
+        size_t before = wal_msg_arena_chunks_mapped();
+        struct wal_msg_arena *a = NULL;
+        cr_assert_eq(wal_msg_arena_new(&a), 0);
+        char buf[200];
+        memset(buf, 'p', sizeof(buf) - 1);
+        buf[sizeof(buf) - 1] = '\0';
+        wal_msg *m = new_msg(buf);
+        enum { MAX = 20000 };
+        static wal_msg *v[MAX];
+        int n = 0;
+        while (n < MAX && !wal_msg_arena_wants_spare(a))
+                cr_assert_eq(wal_msg_copy_in(a, m, &v[n++]), 0);
+        wal_msg_arena_fill_spare(a);        /* a spare of the next size */
+        /* A copy of about 100 KiB needs a chunk larger than that spare. */
+        static char big[100 << 10];
+        memset(big, 'b', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        wal_msg *bm = new_msg(big);
+        cr_assert_eq(wal_msg_copy_in(a, bm, &v[n++]), 0);
+        /* Small copies again, up to a few chunks further on: the arena must
+         * ask for a spare again at some point. */
+        bool asked = false;
+        while (n < MAX && !asked) {
+                cr_assert_eq(wal_msg_copy_in(a, m, &v[n++]), 0);
+                asked = wal_msg_arena_wants_spare(a);
+        }
+        cr_assert(asked, "after a copy larger than its spare, the arena never asked for a "
+                  "spare again (%d copies)", n);
+        wal_msg_arena_free(a);
+        for (int i = 0; i < n; i++)
+                wal_msg_unref(v[i]);
+        wal_msg_unref(m);
+        wal_msg_unref(bm);
+        cr_expect_eq(wal_msg_arena_chunks_mapped(), before);
+}
