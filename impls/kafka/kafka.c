@@ -2476,7 +2476,9 @@ static void kafka_close_written(struct kafka_wal *w)
  * topic), and it returns as soon as nothing is outstanding, which the poll
  * thread helps by freeing served records at once while a flush waits.
  * With fencing, what the fence thread confirmed is produced here, and the
- * appends complete after its next register read (this waits for them).
+ * appends complete after its next register read (this waits for them);
+ * librdkafka's flush waits until none of this wal's appends is left to
+ * produce, so that it sends full batches, as after raw's last produce.
  * Completions are counted, not named: this waits until as many appends
  * have completed as had been accepted when it started (fewer if some of
  * those were refused since: their slots were counted before librdkafka
@@ -2525,15 +2527,25 @@ static int kafka_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
                 if (w->fence_started && atomic_load(&w->nready))
                         kafka_ready_finish(w, 0, true, true);
                 kafka_deferred_destroy(o);
-                if (rd_kafka_outq_len(o->rk) > 0) {
+                /* librdkafka's flush only once this wal's appends are all
+                 * produced (as raw's loop calls it after its last produce):
+                 * while it runs, every record produced is sent at once, in
+                 * batches of a few records each, which costs the broker
+                 * thread and the broker per request. */
+                bool unproduced = w->fence_started &&
+                                  (atomic_load_explicit(&w->qlen, memory_order_relaxed) ||
+                                   atomic_load(&w->nready));
+                if (!unproduced && rd_kafka_outq_len(o->rk) > 0) {
                         rd_kafka_flush(o->rk, step);
                         continue;
                 }
-                /* Nothing outstanding in librdkafka: the completions are
+                /* Appends waiting for the fence thread's register read,
+                 * or nothing outstanding in librdkafka: the completions are
                  * on their way (from the poll thread, or the fence thread
-                 * after a register read); they broadcast while we wait. */
+                 * after a register read); they broadcast while we wait, as
+                 * the fence thread does when it confirmed a batch. */
                 pthread_mutex_lock(&o->lock);
-                if (atomic_load(&w->ncompleted) < want) {
+                if (atomic_load(&w->ncompleted) < want && !atomic_load(&w->nready)) {
                         struct timespec ts = walu_deadline(step);
                         pthread_cond_timedwait(&o->cond, &o->lock, &ts);
                 }
