@@ -98,7 +98,7 @@ if [ "$mode" = quick ]; then
 else
         local_args="--full"; secs=5
         spin_n=200000; futex_n=20000; deliver_n=20000; redis_n=1000000; redis_lat_n=5000
-        kafka_n=200000; walctl_n=1000000
+        kafka_n=1000000; walctl_n=1000000
 fi
 
 # ---- Build ----
