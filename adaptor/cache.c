@@ -64,8 +64,9 @@ static uint64_t now_ms(void)
 }
 
 /* Rings are anonymous mappings: their pages come zeroed (an empty slot's
- * seq is 0) and are faulted in only as pushes reach them, so a large first
- * ring costs nothing until it is used and no ring is ever cleared by hand. */
+ * seq is 0) and are faulted in only as pushes come near them (a window
+ * ahead, ring_populate_ahead()), so a large first ring costs nothing until
+ * it is used and no ring is ever cleared by hand. */
 static struct wal_cache_ring *ring_new(size_t cap)
 {
         size_t len = sizeof(struct wal_cache_ring) + cap * sizeof(struct wal_cache_slot);
