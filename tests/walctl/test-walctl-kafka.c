@@ -116,11 +116,18 @@ Test(walctl_kafka, truncate_in_retention_mode_says_nothing_was_deleted)
         r = kw(NULL, T_ARGS("read", "trunc"));
         cr_expect_str_eq(r.out, "one\ntwo\n", "retention mode deleted something");
         t_out_free(&r);
-        /* No status check here: the mock cluster refuses DeleteRecords and
-         * librdkafka then leaks 176 bytes (impls/kafka/kafka.c), which
-         * fails the process under LeakSanitizer. */
         r = kw(NULL, T_ARGS("-X", "kafkawal.truncate=delete_records", "truncate", "trunc", id));
+        /* Under AddressSanitizer the status is not checked: the mock cluster
+         * refuses DeleteRecords and librdkafka then leaks 176 bytes
+         * (impls/kafka/kafka.c), which LeakSanitizer turns into exit 1.  Its
+         * stack has no frame of ours to suppress it by (librdkafka is built
+         * without frame pointers), and suppressing all of librdkafka would
+         * hide our own leaks of its handles. */
+#ifndef __SANITIZE_ADDRESS__
+        cr_expect_eq(r.code, 0, "%s", r.err);
+#endif
         cr_expect_null(strstr(r.err, "nothing was deleted: with"), "%s", r.err);
+        cr_expect_not_null(strstr(r.err, "support DeleteRecords, so nothing was deleted"), "%s", r.err);
         t_out_free(&r);
 }
 
