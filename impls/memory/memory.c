@@ -206,7 +206,11 @@ static int log_reserve(struct mem_log *l, size_t n)
         if (l->tail + n <= l->cap)
                 return 0;
         size_t live = l->tail - l->head;
-        if (l->head > 0) {
+        /* Slide the live entries down only when that frees at least as
+         * many slots as it copies: a window held just under the capacity
+         * by truncation would otherwise copy the whole array at almost
+         * every append (15 us an append at 131,070 entries). */
+        if (l->head > 0 && l->head >= live) {
                 memmove(l->ents, l->ents + l->head, live * sizeof(*l->ents));
                 l->head = 0;
                 l->tail = live;
