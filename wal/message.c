@@ -30,6 +30,14 @@
  * carved when it moves to the next chunk (or is freed), so the chunk is
  * unmapped when both the arena and every message are done with it, on
  * whichever thread comes last.  Messages may outlive their arena.
+ *
+ * Under AddressSanitizer the arena keeps what malloc() would have caught: a
+ * chunk is poisoned when mapped, each carve is unpoisoned when handed out
+ * and followed by a poisoned redzone of CARVE_REDZONE bytes (so writing
+ * past a message's end is reported), a message's carve is poisoned again
+ * when its last reference goes (so a use after the last unref is reported),
+ * and a chunk is unpoisoned before it is unmapped (so a later mapping at the
+ * same address starts clean).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -43,6 +51,17 @@
 #include <wal/wal-message.h>
 
 #include "wal/message-internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#define CARVE_REDZONE 32
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#define CARVE_REDZONE 0
+#endif
 
 struct wal_prop_pair {
         char *key;
@@ -59,6 +78,7 @@ struct wal_msg {
         enum wal_msg_type type;
         bool immutable;
         bool inline_strs;             /* props and vchannel live in the carve */
+        uint32_t carve_len;           /* bytes carved for it (chunk only) */
         struct wal_msg_chunk *chunk;  /* carved from it, or NULL: malloc() */
         char *vchannel;
         struct wal_prop_pair *props;
@@ -252,6 +272,7 @@ static atomic_size_t chunks_mapped; /* for wal_msg_arena_chunks_mapped() */
 static void chunk_put(struct wal_msg_chunk *c, uint64_t n)
 {
         if (atomic_fetch_sub_explicit(&c->refs, n, memory_order_acq_rel) == n) {
+                ARENA_UNPOISON(c, c->len);
                 munmap(c, c->len);
                 atomic_fetch_sub_explicit(&chunks_mapped, 1, memory_order_relaxed);
         }
@@ -286,9 +307,11 @@ wal_msg *wal_msg_unref(wal_msg *m)
         for (size_t i = 0; i < m->n_bodies; i++)
                 wal_msg_unref(m->bodies[i]);
         free(m->bodies);
-        if (m->chunk)
-                chunk_put(m->chunk, 1);
-        else
+        if (m->chunk) {
+                struct wal_msg_chunk *c = m->chunk;
+                ARENA_POISON(m, m->carve_len);
+                chunk_put(c, 1);
+        } else
                 free(m);
         return NULL;
 }
@@ -548,6 +571,11 @@ void wal_msg_arena_free(struct wal_msg_arena *a)
         free(a);
 }
 
+static size_t carve_round(size_t n)
+{
+        return (n + CARVE_ALIGN - 1) & ~(size_t)(CARVE_ALIGN - 1);
+}
+
 /* Map a chunk of @len bytes and fault it in now (write-populate), or NULL
  * when the system refuses the mapping.  No huge pages: on this project's
  * VMs (THP "madvise", defrag "madvise") an MADV_HUGEPAGE chunk took 4.5 ms
@@ -571,12 +599,9 @@ static struct wal_msg_chunk *chunk_new(size_t len)
         atomic_init(&c->refs, CHUNK_BIAS);
         atomic_fetch_add_explicit(&chunks_mapped, 1, memory_order_relaxed);
         c->len = len;
+        const size_t hdr = carve_round(sizeof(*c));
+        ARENA_POISON(p + hdr, len - hdr);
         return c;
-}
-
-static size_t carve_round(size_t n)
-{
-        return (n + CARVE_ALIGN - 1) & ~(size_t)(CARVE_ALIGN - 1);
 }
 
 /* @size bytes from @a, or NULL (too large for a chunk, or no memory);
@@ -586,6 +611,8 @@ static void *arena_carve(struct wal_msg_arena *a, size_t size, struct wal_msg_ch
         const size_t hdr = carve_round(sizeof(struct wal_msg_chunk));
         if (size > CHUNK_MAX / 8)
                 return NULL;
+        const size_t want = size;
+        size += CARVE_REDZONE;        /* left poisoned after the carve */
         pthread_mutex_lock(&a->lock);
         if (!a->cur || a->used + size > a->cur->len) {
                 size_t len = a->next_len;
@@ -623,6 +650,7 @@ static void *arena_carve(struct wal_msg_arena *a, size_t size, struct wal_msg_ch
             !atomic_load_explicit(&a->want_spare, memory_order_relaxed))
                 atomic_store_explicit(&a->want_spare, true, memory_order_relaxed);
         pthread_mutex_unlock(&a->lock);
+        ARENA_UNPOISON(p, want);
         return p;
 }
 
@@ -667,7 +695,8 @@ int wal_msg_copy_in(struct wal_msg_arena *a, const wal_msg *m, wal_msg **ret)
         size_t head = carve_round(sizeof(struct wal_msg) + m->payload_len + 1);
         size_t arr = carve_round(m->n_props * sizeof(struct wal_prop_pair));
         struct wal_msg_chunk *chunk;
-        unsigned char *p = arena_carve(a, head + arr + carve_round(strs), &chunk);
+        const size_t carve = head + arr + carve_round(strs);
+        unsigned char *p = arena_carve(a, carve, &chunk);
         if (!p)
                 return wal_msg_copy(m, ret);
         wal_msg *c = (wal_msg *)p;
@@ -675,6 +704,7 @@ int wal_msg_copy_in(struct wal_msg_arena *a, const wal_msg *m, wal_msg **ret)
                 .type = m->type,
                 .inline_strs = true,
                 .chunk = chunk,
+                .carve_len = (uint32_t)carve,
                 .props = m->n_props ? (struct wal_prop_pair *)(p + head) : NULL,
                 .n_props = m->n_props,
                 .cap_props = m->n_props,

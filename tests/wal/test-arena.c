@@ -330,3 +330,48 @@ Test(arena, a_spare_too_small_for_a_large_copy_does_not_stop_spares)
         wal_msg_unref(bm);
         cr_expect_eq(wal_msg_arena_chunks_mapped(), before);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <signal.h>
+
+/* Under AddressSanitizer an arena copy is as guarded as a malloc()ed one:
+ * ASan aborts the process (ASAN_OPTIONS=abort_on_error=1, set by the test
+ * runner) on a write past the carve or a read after the last unref.  Each
+ * case keeps the arena alive, so the chunk stays mapped and the fault is
+ * ASan's report, not a SIGSEGV.  These cases exist only in ASan builds. */
+static wal_msg *carved_copy(struct wal_msg_arena **a)
+{
+        cr_assert_eq(wal_msg_arena_new(a), 0);
+        wal_msg *m = new_msg("twelve bytes");
+        wal_msg *c = NULL;
+        size_t before = wal_msg_arena_chunks_mapped();
+        cr_assert_eq(wal_msg_copy_in(*a, m, &c), 0);
+        cr_assert_eq(wal_msg_arena_chunks_mapped(), before + 1, "the copy was carved");
+        wal_msg_unref(m);
+        return c;
+}
+
+Test(arena, asan_reports_a_write_past_a_carved_message, .signal = SIGABRT)
+{
+        struct wal_msg_arena *a = NULL;
+        wal_msg *c = carved_copy(&a);
+        size_t len = 0;
+        volatile char *p = (volatile char *)wal_msg_payload(c, &len);
+        /* The carve ends within 16 bytes after the payload's NUL; this byte
+         * is in the redzone after it. */
+        p[len + 16] = 'x';
+        cr_assert_fail("a write past the carve was not reported");
+}
+
+Test(arena, asan_reports_a_read_after_the_last_unref, .signal = SIGABRT)
+{
+        struct wal_msg_arena *a = NULL;
+        wal_msg *c = carved_copy(&a);
+        size_t len = 0;
+        volatile const char *p = wal_msg_payload(c, &len);
+        wal_msg_unref(c);
+        char ch = p[0];
+        (void)ch;
+        cr_assert_fail("a read after the last unref was not reported");
+}
+#endif
