@@ -56,20 +56,29 @@ void wal_txn_free_internal(wal_txn *t)
 }
 
 /* Append a control message (begin, commit, rollback) and wait for it. */
+/* Give @m (borrowed, mutable) @t's vchannel (or none) and transaction ID,
+ * as every message of the transaction carries them.  0, or a negative errno
+ * with *@reterr set. */
+static int txn_stamp(wal_txn *t, wal_msg *m, wal_error **reterr)
+{
+        int r = wal_msg_set_vchannel(m, t->vchannel);
+        if (r == 0)
+                r = wal_msg_set_txn(m, t->id, t->keepalive_ms);
+        if (r < 0)
+                wal_error_set(reterr, r, 0, "stamping transaction %llu on a message: %s",
+                              (unsigned long long)t->id, wal_strerror(r));
+        return r;
+}
+
 static int control(wal_txn *t, enum wal_msg_type type, wal_msg **ret_msg, wal_error **reterr)
 {
         wal_msg *m = NULL;
         int r = wal_msg_new(type, NULL, 0, &m);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "out of memory");
-        if (t->vchannel)
-                r = wal_msg_set_vchannel(m, t->vchannel);
-        if (r == 0)
-                r = wal_msg_set_txn(m, t->id, t->keepalive_ms);
+        r = txn_stamp(t, m, reterr);
         if (r == 0)
                 r = wal_adaptor_append_wait(t->w, m, t, true, 0, ret_msg, reterr);
-        else
-                wal_error_set(reterr, r, 0, "out of memory");
         wal_msg_unref(m);
         return r;
 }
@@ -113,13 +122,9 @@ int wal_adaptor_txn_append(wal_txn *t, wal_msg *msg, wal_append_done_fn *done,
         int r = wal_msg_copy(msg, &m);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "copying the message: %s", wal_strerror(r));
-        r = wal_msg_set_vchannel(m, t->vchannel);
-        if (r == 0)
-                r = wal_msg_set_txn(m, t->id, t->keepalive_ms);
+        r = txn_stamp(t, m, reterr);
         if (r == 0)
                 r = wal_adaptor_append(t->w, m, false, t, false, done, userdata, reterr);
-        else
-                wal_error_set(reterr, r, 0, "out of memory");
         wal_msg_unref(m);
         return r;
 }
@@ -170,14 +175,9 @@ static int end_start(wal_txn *t, wal_error **reterr)
         int r = wal_msg_new(t->end_sent, NULL, 0, &m);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "out of memory");
-        if (t->vchannel)
-                r = wal_msg_set_vchannel(m, t->vchannel);
-        if (r == 0)
-                r = wal_msg_set_txn(m, t->id, t->keepalive_ms);
+        r = txn_stamp(t, m, reterr);
         if (r == 0)
                 r = wal_adaptor_append(t->w, m, false, t, true, end_done, t, reterr);
-        else
-                wal_error_set(reterr, r, 0, "out of memory");
         wal_msg_unref(m);
         return r;
 }
