@@ -83,8 +83,9 @@ static struct wal_cache_ring *ring_new(size_t cap)
 /* Fault in a ring's pages a window ahead of the pusher (@e, the slot it is
  * about to fill), so that no push takes a first-touch fault: with about 85
  * slots a page, every 85th push used to, at 2-4 us each on a VM.  Pages
- * stay for the ring's life, so after the first lap nothing is left to do;
- * a populate the kernel refuses leaves the pages to fault as before. */
+ * stay for the ring's life, so after the first lap nothing is left to do
+ * (walu_populate(), which also touches pages the pusher already wrote
+ * without changing them). */
 #define RING_AHEAD ((size_t)64 << 10)
 
 static void ring_populate_ahead(struct wal_cache_ring *r, const struct wal_cache_slot *e)
@@ -96,7 +97,7 @@ static void ring_populate_ahead(struct wal_cache_ring *r, const struct wal_cache
          * start the window where the pusher is. */
         size_t from = off > r->populated + RING_AHEAD ? off & ~(RING_AHEAD - 1) : r->populated;
         size_t to = from + RING_AHEAD < r->map_len ? from + RING_AHEAD : r->map_len;
-        madvise((char *)r + from, to - from, MADV_POPULATE_WRITE);
+        walu_populate((char *)r + from, to - from);
         r->populated = to;
 }
 

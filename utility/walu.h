@@ -127,6 +127,17 @@ static inline char *walu_strdup0(const char *s)
         return s ? strdup(s) : NULL;
 }
 
+/* ---- Memory faulted in ahead of use (utility/populate.c) ---- */
+
+/* Fault in the pages of [@p, @p + @len) now, writable, so that the first
+ * writes there take no page fault (2-4 us each on this project's VMs):
+ * MADV_POPULATE_WRITE, or where the kernel refuses it, one atomic write of
+ * each page's first byte that leaves its value as it was (safe on pages
+ * already in use).  @p (borrowed) lies in a private anonymous read-write
+ * mapping; an @p that is not page-aligned takes the second way.  Nothing
+ * is reported: a page left out just faults later, as it would have. */
+void walu_populate(void *p, size_t len);
+
 /* ---- Logging through the public hook (wal/wal-log.h) ---- */
 
 void walu_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

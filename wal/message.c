@@ -46,10 +46,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <wal/wal-message.h>
 
+#include "utility/walu.h"
 #include "wal/message-internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -587,14 +587,7 @@ static struct wal_msg_chunk *chunk_new(size_t len)
                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
                 return NULL;
-#ifdef MADV_POPULATE_WRITE
-        if (madvise(p, len, MADV_POPULATE_WRITE) < 0)
-#endif
-        {
-                long pg = sysconf(_SC_PAGESIZE);
-                for (size_t off = 0; off < len; off += pg > 0 ? (size_t)pg : 4096)
-                        ((volatile unsigned char *)p)[off] = 0;
-        }
+        walu_populate(p, len);
         struct wal_msg_chunk *c = (struct wal_msg_chunk *)p;
         atomic_init(&c->refs, CHUNK_BIAS);
         atomic_fetch_add_explicit(&chunks_mapped, 1, memory_order_relaxed);

@@ -226,7 +226,7 @@ static int log_reserve(struct mem_log *l, size_t n)
                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
                 return -ENOMEM;
-        madvise((char *)p + olen, nlen - olen, MADV_POPULATE_WRITE);
+        walu_populate((char *)p + olen, nlen - olen);
         l->ents = p;
         l->cap = ncap;
         return 0;
