@@ -225,6 +225,12 @@ struct wal_open_opts {
  *          channel that does not exist; -ESTALE a higher term owns it;
  *          -ESHUTDOWN the opener is closing; a backend error.
  * @remark Thread-safe; may block.
+ * @remark Memory: a read-write wal keeps its copies of the messages appended
+ *         through it (which the write-ahead cache holds and tailing scanners
+ *         hand out) in chunks of 64 KiB growing to 2 MiB, faulted in ahead of
+ *         use, the next one made once the current one is half used.  A chunk
+ *         is freed only when every message in it has been released, so a
+ *         message the program keeps a reference to keeps its whole chunk.
  */
 WAL_EXPORT int wal_open(wal_opener *o, const char *channel, int64_t term,
                         enum wal_access access, wal **ret, wal_error **reterr);
