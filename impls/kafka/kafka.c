@@ -1314,16 +1314,28 @@ static int kafka_topic_lookup(struct kafka_opener *o, const char *topic, bool cr
                 }
                 rd_kafka_resp_err_t terr = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
                 bool has_p0 = false;
+                int partitions = 0;
                 for (int i = 0; i < md->topic_cnt; i++) {
                         if (strcmp(md->topics[i].topic, topic) != 0)
                                 continue;
                         terr = md->topics[i].err;
+                        partitions = md->topics[i].partition_cnt;
                         for (int j = 0; j < md->topics[i].partition_cnt; j++)
                                 if (md->topics[i].partitions[j].id == 0)
                                         has_p0 = true;
                 }
                 rd_kafka_metadata_destroy(md);
                 if (terr == RD_KAFKA_RESP_ERR_NO_ERROR && has_p0) {
+                        /* Other clients (kcat -P without -p, a keyed
+                         * producer) may write to the other partitions,
+                         * which no scanner reads: say so once per open. */
+                        if (partitions > 1)
+                                walu_log(WAL_LOG_WARNING,
+                                         "kafka: topic %s has %d partitions; a channel is "
+                                         "partition 0 only, records produced to the others "
+                                         "are never read (produce to partition 0, e.g. "
+                                         "kcat -P -p 0)",
+                                         topic, partitions);
                         *exists = true;
                         r = 0;
                         break;

@@ -275,3 +275,34 @@ Test(walctl_kafka, kcat_reads_walctl_records_and_walctl_reads_kcat_records)
         t_json_free(j);
         t_out_free(&r);
 }
+
+/*
+ * A channel is partition 0 of its topic.  The mock cluster auto-creates
+ * topics with 4 partitions, so a new user's `kcat -P` without -p spreads
+ * records over partitions walctl never reads: walctl must say so on stderr
+ * (naming the topic and its partition count) instead of showing a silent
+ * subset.
+ */
+Test(walctl_kafka, a_topic_with_several_partitions_is_named_in_a_warning)
+{
+        const char *bootstrap = servers + strlen("kafka.bootstrap.servers=");
+
+        struct t_out r = kw("one\n", T_ARGS("append", "parts"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+
+        r = run_kcat(NULL, T_ARGS("kcat", "-L", "-b", bootstrap, "-t", "wal-parts"));
+        cr_assert_eq(r.code, 0, "kcat -L: %s", r.err);
+        bool several = strstr(r.out, "partition 1,") != NULL;
+        t_out_free(&r);
+        if (!several)
+                cr_skip("the brokers created wal-parts with one partition");
+
+        r = kw(NULL, T_ARGS("read", "parts"));
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        cr_expect_str_eq(r.out, "one\n");
+        cr_expect(strstr(r.err, "wal-parts") && strstr(r.err, "partitions") &&
+                  strstr(r.err, "partition 0"),
+                  "no warning about the topic's other partitions:\n%s", r.err);
+        t_out_free(&r);
+}

@@ -107,11 +107,15 @@ const struct walctl_command walctl_cmd_mock_kafka = {
                 "  bootstrap.servers=HOST:PORT[,HOST:PORT...]\n"
                 "then walctl serves until SIGINT or SIGTERM (exit status 0).  Data lives\n"
                 "in memory; each partition keeps at most 5 MiB or 100 000 message sets.\n"
+                "Topics it creates on first use have 4 partitions, and a channel is\n"
+                "partition 0 only: produce with kcat -P -p 0 (walctl warns on stderr\n"
+                "about a channel's topic with several partitions).\n"
                 "\n"
                 "Example:\n"
                 "  walctl mock-kafka > mock.txt & sleep 1\n"
                 "  bs=$(sed -n 's/^bootstrap.servers=//p' mock.txt)\n"
                 "  seq 3 | walctl -b kafka -X kafka.bootstrap.servers=$bs append orders\n"
+                "  echo four | kcat -P -b $bs -t wal-orders -p 0\n"
                 "  kill %1\n",
         .flags = 0,
         .run = run,
