@@ -178,9 +178,8 @@ struct wal_append_op {
         void *userdata;
         wal_txn *txn;                /* begin/body/commit/rollback of it (reference) */
         bool internal;               /* time tick or txn control: any type allowed */
-        uint64_t t_start_ns;         /* CLOCK_REALTIME at wal_append(): the
-                                        latency's start, and the first attempt's
-                                        time-tick clock reading */
+        uint64_t t_start;            /* walu_cycles() at wal_append(): the
+                                        latency's start */
         unsigned attempts;
         size_t bytes;                /* wal_msg_size() of the message, by validate */
         bool tick;                   /* it is a time tick, by validate */

@@ -209,19 +209,19 @@ struct shared_clock {
         unsigned uses;
 };
 
-/* Nanoseconds since @start (walu_realtime_ns(); 0 if the clock was set
- * back), with @clk's reading (NULL: a reading of its own). */
+/* Nanoseconds since @start (a walu_cycles() reading), with @clk's reading
+ * (NULL: a reading of its own). */
 static uint64_t latency_since(uint64_t start, struct shared_clock *clk)
 {
         uint64_t now;
         if (!clk) {
-                now = walu_realtime_ns();
+                now = walu_cycles();
         } else {
                 if (clk->uses++ % CLOCK_SHARE == 0)
-                        clk->now = walu_realtime_ns();
+                        clk->now = walu_cycles();
                 now = clk->now;
         }
-        return now > start ? now - start : 0;
+        return walu_cycles_to_ns(start, now);
 }
 
 /* Report the final outcome of @op (hooks innermost first, then the callback)
@@ -237,7 +237,7 @@ static void op_finish(wal *w, struct wal_append_op *op, int status, const wal_ms
                 .status = status,
                 .msg = msg,
                 .err = op->err,
-                .latency_ns = latency_since(op->t_start_ns, clk),
+                .latency_ns = latency_since(op->t_start, clk),
                 .attempts = op->attempts,
         };
         tls_in_callback++;
@@ -1065,7 +1065,7 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
         op->userdata = userdata;
         op->txn = txn;
         op->internal = internal;
-        op->t_start_ns = walu_realtime_ns();
+        op->t_start = walu_cycles();
         op->id = WAL_MSGID_NONE;
         if (txn && wal_msg_type(op->msg) == WAL_MSG_DATA) {
                 pthread_mutex_lock(&txn->lock);
@@ -1632,6 +1632,8 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
         int r = wal_life_enter(&o->life);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "opener is closed");
+        /* The append latency's clock (walu_cycles()), calibrated once. */
+        walu_cycles_init();
         /* Aligned: some members sit on cache lines of their own. */
         wal *w = aligned_alloc(alignof(wal), sizeof(*w));
         if (w)

@@ -94,6 +94,51 @@ static inline uint64_t walu_realtime_ms(void)
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* CLOCK_REALTIME_COARSE in ms: the wall clock as of the kernel's last
+ * timer tick, so never ahead of CLOCK_REALTIME and behind it by at most one
+ * tick period (clock_getres(CLOCK_REALTIME_COARSE): 4 ms at HZ=250) plus
+ * that tick's own delay; about a sixth of a CLOCK_REALTIME read here. */
+static inline uint64_t walu_realtime_coarse_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- Elapsed time in cycles (utility/cycles.c) ----
+ *
+ * walu_cycles() is a counter for durations measured on hot paths: the TSC
+ * where the kernel itself keeps time with it (clocksource "tsc", so it is
+ * constant-rate and synchronised across CPUs), else CLOCK_MONOTONIC in ns.
+ * walu_cycles_to_ns() converts a difference of two readings.  Call
+ * walu_cycles_init() once before the first reading (idempotent, thread-safe;
+ * the first call calibrates the TSC against CLOCK_MONOTONIC for 1 ms).
+ * Readings are process-local: never stored or compared across processes. */
+struct walu_cycles_cal {
+        int tsc;                 /* 1: walu_cycles() reads the TSC */
+        double ns_per_cycle;     /* 1.0 when it reads CLOCK_MONOTONIC */
+};
+extern struct walu_cycles_cal walu_cycles_cal;
+
+void walu_cycles_init(void);
+
+static inline uint64_t walu_cycles(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+        if (walu_cycles_cal.tsc)
+                return __builtin_ia32_rdtsc();
+#endif
+        return walu_monotonic_ns();
+}
+
+/* ns between two walu_cycles() readings @from <= @to (0 if @to < @from). */
+static inline uint64_t walu_cycles_to_ns(uint64_t from, uint64_t to)
+{
+        if (to <= from)
+                return 0;
+        return (uint64_t)((double)(to - from) * walu_cycles_cal.ns_per_cycle);
+}
+
 /* Absolute CLOCK_MONOTONIC deadline @timeout_ms from now (for condvars set
  * to CLOCK_MONOTONIC). */
 static inline struct timespec walu_deadline(int timeout_ms)

@@ -113,7 +113,20 @@ WAL_EXPORT size_t wal_msg_size(const wal_msg *m);
 WAL_EXPORT bool wal_msg_is_immutable(const wal_msg *m);
 /** @returns the message ID; WAL_MSGID_NONE before the message is immutable. */
 WAL_EXPORT struct wal_msgid wal_msg_id(const wal_msg *m);
-/** @returns the time tick (hybrid logical clock: ms << 18 | logical), 0 if unset. */
+/** @returns the time tick (hybrid logical clock: ms << 18 | logical), 0 if unset.
+ *
+ *  Ticks a wal assigns are strictly increasing, across terms too.  The
+ *  physical part (tick >> 18, ms since the epoch) of an appended message's
+ *  tick is never later than the wall clock (CLOCK_REALTIME) when its
+ *  wal_append() returned, except the new term's first tick and those that
+ *  carry it, which may be 1 ms ahead; and it lags the wall clock at the
+ *  call by at most one kernel timer tick (clock_getres() of
+ *  CLOCK_REALTIME_COARSE: 4 ms at HZ=250) plus that timer tick's delay,
+ *  unless it carries an earlier tick's physical part (more than 2^18
+ *  appends in one ms, or the clock set back).  So "from a time tick" of
+ *  T ms (WAL_DELIVER_FROM_TIME_TICK, T << 18) starts at the first message
+ *  stamped at T or later, which may include messages appended up to that
+ *  much after T. */
 WAL_EXPORT uint64_t wal_msg_time_tick(const wal_msg *m);
 /** @returns the term of the writer, 0 if unset. */
 WAL_EXPORT int64_t wal_msg_term(const wal_msg *m);

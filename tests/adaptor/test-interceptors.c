@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <wal/wal-registry.h>
 #include "t-adaptor.h"
@@ -467,6 +468,91 @@ Test(adaptor_interceptors, new_term_anchors_above_and_fences_the_old, .timeout =
         wal_msg_unref(last1);
         wal_close(w1);
         wal_close(w2);
+        ta_opener_close(o);
+}
+
+/* ---- The time tick's physical part and the append latency's clock ---- */
+
+/* An append's tick is never ahead of the wall clock read after its
+ * wal_append() returned, and its physical part lags the clock read before
+ * the call by at most the bound wal-message.h documents (one kernel tick of
+ * CLOCK_REALTIME_COARSE and that tick's delay; 2 ticks + 10 ms allowed here
+ * for a loaded VM).  The appends are spread over 100+ ms: a reading taken
+ * once and kept would fall behind by that much. */
+Test(adaptor_interceptors, tick_physical_part_stays_within_its_documented_lag, .timeout = 60)
+{
+        struct timespec res;
+        cr_assert_eq(clock_getres(CLOCK_REALTIME_COARSE, &res), 0);
+        uint64_t tick_ms = (uint64_t)res.tv_sec * 1000u + (uint64_t)res.tv_nsec / 1000000u;
+        uint64_t bound_ms = 2 * (tick_ms ? tick_ms : 1) + 10;
+        wal_opener *o = NULL;
+        wal *w = NULL;
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open(o, "lag", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        /* The anchor's tick is the precise clock's next millisecond: past it. */
+        struct timespec two_ms = { 0, 2000000 };
+        nanosleep(&two_ms, NULL);
+        uint64_t prev = 0;
+        for (int i = 0; i < 60; i++) {
+                struct timespec ts = { 0, 2000000 };
+                nanosleep(&ts, NULL);
+                uint64_t before = walu_realtime_ms();
+                wal_msg *m = NULL;
+                cr_assert_eq(ta_append(w, "lag", NULL, &m), 0);
+                uint64_t after = walu_realtime_ms();
+                uint64_t tt = wal_msg_time_tick(m);
+                uint64_t phys = tt >> 18; /* WAL_TICK_LOGICAL_BITS */
+                cr_assert_gt(tt, prev);
+                prev = tt;
+                cr_assert_leq(phys, after, "tick %llu ms ahead of the clock %llu ms",
+                              (unsigned long long)phys, (unsigned long long)after);
+                cr_assert_geq(phys + bound_ms, before, "tick %llu ms lags the clock %llu ms "
+                              "by more than %llu ms", (unsigned long long)phys,
+                              (unsigned long long)before, (unsigned long long)bound_ms);
+                wal_msg_unref(m);
+        }
+        wal_close(w);
+        ta_opener_close(o);
+}
+
+static int slow_do_append(void *arg, wal *w, wal_msg *msg, wal_append_next *next)
+{
+        (void)arg;
+        (void)w;
+        struct timespec ts = { 0, 20000000 };
+        nanosleep(&ts, NULL);
+        return wal_append_next_call(next, msg);
+}
+
+static void slow_done(void *arg, wal *w, const struct wal_append_result *res)
+{
+        (void)w;
+        *(uint64_t *)arg = res->latency_ns;
+}
+
+/* latency_ns is nanoseconds (not the counter's raw units): an append held
+ * 20 ms by an interceptor reports at least 20 ms, and no more than the
+ * blocking call took in all. */
+Test(adaptor_interceptors, latency_is_wall_time_from_the_call, .timeout = 60)
+{
+        uint64_t lat = 0;
+        struct wal_interceptor ic = { .name = "slow", .arg = &lat,
+                                      .do_append = slow_do_append, .done = slow_done };
+        struct wal_open_opts opts = { .channel = "lat", .term = 1, .access = WAL_ACCESS_RW,
+                                      .interceptors = &ic, .n_interceptors = 1 };
+        wal_opener *o = NULL;
+        wal *w = NULL;
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        cr_assert_eq(wal_open_ex(o, &opts, &w, NULL), 0);
+        for (int i = 0; i < 3; i++) {
+                uint64_t t0 = walu_monotonic_ns();
+                cr_assert_eq(ta_append(w, "slow", NULL, NULL), 0);
+                uint64_t took = walu_monotonic_ns() - t0;
+                cr_assert_geq(lat, 20000000u, "latency %llu ns", (unsigned long long)lat);
+                cr_assert_leq(lat, took, "latency %llu ns, the call took %llu ns",
+                              (unsigned long long)lat, (unsigned long long)took);
+        }
+        wal_close(w);
         ta_opener_close(o);
 }
 
