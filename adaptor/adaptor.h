@@ -166,8 +166,13 @@ void wal_cache_stats(struct wal_cache *c, size_t *entries, size_t *bytes,
 
 /* ---- Appends in flight ---- */
 
+/* Laid out for the appending thread: what wal_append() sets on every append
+ * in the first line, what the chain and the completion set in the second,
+ * the links and retry's state in the third (64-byte aligned, 3 lines; an op
+ * comes back from the dispatcher's thread for each append, so each line it
+ * spans crosses between the two CPUs). */
 struct wal_append_op {
-        wal *w;
+        alignas(64) wal *w;
         wal_msg *msg;                /* the caller's copy, mutable, owned */
         wal_msg *sent;               /* what the backend got (reference) */
         wal_msg *own;                /* this attempt's message when it is the
@@ -177,22 +182,18 @@ struct wal_append_op {
         wal_append_done_fn *done;
         void *userdata;
         wal_txn *txn;                /* begin/body/commit/rollback of it (reference) */
-        bool internal;               /* time tick or txn control: any type allowed */
         uint64_t t_start;            /* walu_cycles() at wal_append(): the
                                         latency's start */
-        unsigned attempts;
-        size_t bytes;                /* wal_msg_size() of the message, by validate */
+        bool internal;               /* time tick or txn control: any type allowed */
         bool tick;                   /* it is a time tick, by validate */
-        size_t depth;                /* chain links entered (their done hooks run) */
-        /* retry */
-        bool retry_armed;
-        size_t retry_idx;            /* chain link to resume from */
-        uint64_t retry_first_ns;
-        int64_t backoff_ms;
-        uint64_t retry_due_ns;
-        /* outcome */
+        bool retry_armed;            /* retry */
         atomic_bool completed;       /* set by the backend's completion */
+        unsigned attempts;
+        unsigned depth;              /* chain links entered (their done hooks run) */
+        unsigned retry_idx;          /* retry: chain link to resume from */
+        /* outcome */
         int status;
+        size_t bytes;                /* wal_msg_size() of the message, by validate */
         wal_msg *result;             /* the immutable message, for the dispatcher */
         struct wal_msgid id;
         wal_error *err;
@@ -200,6 +201,10 @@ struct wal_append_op {
         struct wal_append_op *next;
         /* the pending queue (adaptor/wal.c) */
         _Atomic(struct wal_append_op *) pnext;
+        /* retry */
+        uint64_t retry_first_ns;
+        int64_t backoff_ms;
+        uint64_t retry_due_ns;
 };
 
 struct wal_append_next {
@@ -357,11 +362,12 @@ struct wal {
          * keep these copies (wal/message-internal.h). */
         struct wal_msg_arena *arena;
 
-        /* finished ops kept for reuse (adaptor/wal.c): appenders take from
-         * pool_mine under pool_lock (which finishers never take), and
-         * refill it with everything finishers pushed onto pool_free */
-        pthread_mutex_t pool_lock;
-        struct wal_append_op *pool_mine;
+        /* finished ops kept for reuse (adaptor/wal.c): appenders take the
+         * one op_spare with an exchange; under append_lock (which finishers
+         * never take) it is refilled from pool_mine, and pool_mine with
+         * everything finishers pushed onto pool_free */
+        _Atomic(struct wal_append_op *) op_spare;
+        struct wal_append_op *pool_mine;     /* append_lock */
         size_t pool_taken;                   /* from pool_mine, not yet counted */
         alignas(64) _Atomic(struct wal_append_op *) pool_free;
         atomic_size_t pool_size;             /* about how many ops both lists hold */

@@ -47,6 +47,7 @@
  * since the last one, so an idle log stays idle), rollback of expired
  * transactions, and age eviction of the cache.
  */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -64,6 +65,10 @@
 #include "wal/wal-log.h"
 
 static _Thread_local int tls_in_backend_append;
+/* The op whose backend append this thread is in (backend_append()), and
+ * whether its completion came inline and left its count to the appender. */
+static _Thread_local struct wal_append_op *tls_appending;
+static _Thread_local bool tls_count_left;
 /* Append callbacks and done hooks running on this thread: a blocking append
  * there would wait for a completion that runs only after they return. */
 static _Thread_local int tls_in_callback;
@@ -78,6 +83,7 @@ static void wal_free(wal *w)
 {
         if (w->has_cache)
                 wal_cache_done(&w->cache);
+        free(atomic_load(&w->op_spare));
         struct wal_append_op *lists[2] = { w->pool_mine, atomic_load(&w->pool_free) };
         for (int i = 0; i < 2; i++) {
                 while (lists[i]) {
@@ -86,7 +92,6 @@ static void wal_free(wal *w)
                         free(op);
                 }
         }
-        pthread_mutex_destroy(&w->pool_lock);
         wal_msg_arena_free(w->arena);
         for (size_t i = 0; i < w->n_chain; i++)
                 free(w->chain[i].name);
@@ -123,12 +128,22 @@ void wal_unref_internal(wal *w)
  * thread than the malloc() contends for the allocator's arena lock on every
  * append.  The two sides share no lock: finishers push onto pool_free (a
  * lock-free stack, push only), appenders take the whole stack at once when
- * their own list (pool_mine, under pool_lock) runs dry. */
+ * their own list (pool_mine, under append_lock) runs dry.
+ *
+ * An append takes its op with one exchange of op_spare, no lock: the
+ * append before it, under append_lock, left the next op there
+ * (op_refill_spare(), called by backend_append()).  Only append_lock's
+ * holder stores into op_spare, and only when it finds it empty; takers only
+ * empty it, so a refill never overwrites an op.  When op_spare is empty (the
+ * first append, or appenders racing for it), the taker pops pool_mine under
+ * append_lock.  No op_alloc() runs with append_lock held: the chain takes it
+ * (timetick) after the op is allocated, and callbacks run outside it. */
 #define OP_POOL_MAX 4096
 
-static struct wal_append_op *op_alloc(wal *w)
+/* The next op off pool_mine (refilled from pool_free), or NULL.
+ * append_lock held. */
+static struct wal_append_op *pool_pop(wal *w)
 {
-        pthread_mutex_lock(&w->pool_lock);
         struct wal_append_op *op = w->pool_mine;
         if (!op) {
                 op = atomic_exchange_explicit(&w->pool_free, NULL, memory_order_acquire);
@@ -144,10 +159,39 @@ static struct wal_append_op *op_alloc(wal *w)
                         w->pool_taken = 0;
                 }
         }
-        pthread_mutex_unlock(&w->pool_lock);
-        if (!op)
-                return calloc(1, sizeof(*op));
-        memset(op, 0, sizeof(*op));
+        return op;
+}
+
+/* backend_append(), append_lock held: an op for the next append. */
+static void op_refill_spare(wal *w)
+{
+        if (atomic_load_explicit(&w->op_spare, memory_order_relaxed))
+                return;
+        struct wal_append_op *op = pool_pop(w);
+        if (op)
+                atomic_store_explicit(&w->op_spare, op, memory_order_release);
+}
+
+static struct wal_append_op *op_alloc(wal *w)
+{
+        struct wal_append_op *op = atomic_exchange_explicit(&w->op_spare, NULL,
+                                                            memory_order_acquire);
+        if (!op) {
+                pthread_mutex_lock(&w->append_lock);
+                op = pool_pop(w);
+                pthread_mutex_unlock(&w->append_lock);
+        }
+        if (!op) {
+                op = aligned_alloc(alignof(struct wal_append_op), sizeof(*op));
+                if (!op)
+                        return NULL;
+        }
+        /* In 64-byte pieces: the compiler stores these with vector
+         * moves, where one memset() of the whole op became a rep stos (its
+         * start-up was most of the cost). */
+        static_assert(sizeof(*op) % 64 == 0, "an op is whole cache lines");
+        for (size_t i = 0; i < sizeof(*op); i += 64)
+                memset((char *)op + i, 0, 64);
         return op;
 }
 
@@ -877,7 +921,15 @@ static void backend_done(void *arg, int status, struct wal_msgid id, const wal_e
          * gone after this.  A drainer busy meanwhile sees the count move
          * and comes back for it (drain()). */
         atomic_store_explicit(&op->completed, true, memory_order_release);
-        atomic_fetch_add(&w->completions, 1);
+        /* Completed inline, inside its own backend append: the appender
+         * counts one event after linking it anyway (backend_append()),
+         * which the drainer cannot miss, as it follows this store on the
+         * same thread; one atomic add on the drainer's line per append
+         * fewer. */
+        if (op == tls_appending)
+                tls_count_left = true;
+        else
+                atomic_fetch_add(&w->completions, 1);
         /* A backend running a run of completions (walimpls_done_batch_begin)
          * gets one drain at its end: one pass over the pending queue, one
          * scanner notification and one hand-over to the dispatcher for the
@@ -902,10 +954,20 @@ static int backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
          * message an interceptor substituted is the interceptor's, and is
          * copied by append. */
         tls_in_backend_append++;
+        struct wal_append_op *outer = tls_appending;
+        bool outer_left = tls_count_left;
+        tls_appending = op;
+        tls_count_left = false;
         int r = msg == op->own && !wal_msg_is_immutable(msg)
                         ? walimpls_append_take(w->impl, msg, backend_done, op)
                         : w->impl->ops->append(w->impl, msg, backend_done, op);
+        tls_appending = outer;
         tls_in_backend_append--;
+        /* A backend that completed the op inline and then refused it
+         * breaks its contract; its count is not lost all the same. */
+        if (r != 0 && tls_count_left)
+                atomic_fetch_add(&w->completions, 1);
+        tls_count_left = outer_left;
         if (r == 0) {
                 /* Accepted: into the pending queue, in ID order (append_lock
                  * is held), then counted, as its completion may have been
@@ -913,6 +975,7 @@ static int backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
                  * pending queue").  @op may be gone after the link. */
                 pend_push(w, op);
                 atomic_fetch_add(&w->completions, 1);
+                op_refill_spare(w);
         } else {
                 wal_msg_unref(op->sent);
                 op->sent = NULL;
@@ -1661,7 +1724,6 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
         pthread_mutex_init(&w->scan_lock, NULL);
         pthread_mutex_init(&w->cb_lock, NULL);
         pthread_cond_init(&w->cb_cond, NULL);
-        pthread_mutex_init(&w->pool_lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
