@@ -147,6 +147,10 @@
  * the checks run beside the envelope reads on a second CPU; the scanner
  * hands out only frames checked by the helper or by itself, and checks
  * itself whatever the helper has not reached (see "Read-ahead" below).
+ * When one of the two waits for the other (about once per chunk), it
+ * watches for the other's move for up to local.read_spin_us before it
+ * sleeps, so that an idle vCPU need not halt and be woken in the middle of
+ * a replay (ra_watch).
  * At the head it waits on its notifier,
  * which the writer signals after each durable batch, only for scanners that
  * asked.  Without a writer in this process (read-only opens beside a writer
@@ -218,6 +222,9 @@ static const struct wal_property local_properties[] = {
         { "local.spin_us", WAL_PROP_INT, "50", 0, 1000, NULL, 0,
           "Microseconds the idle writer watches for the next append before it sleeps "
           "(0: sleep at once)." },
+        { "local.read_spin_us", WAL_PROP_INT, "50", 0, 1000, NULL, 0,
+          "Microseconds a replaying scanner and its read-ahead helper watch for each other "
+          "(a chunk read, a chunk queued) before they sleep (0: sleep at once)." },
         { "local.lanes", WAL_PROP_INT, "1", 1, 2, NULL, 0,
           "Blocking appenders (append, then wal.flush): 2 lets a flush() caller write and "
           "fdatasync later records through its own file descriptor while the writer thread's "
@@ -439,6 +446,7 @@ struct local_opener {
         int inflight;
         size_t batch_bytes;
         int spin_us;
+        int read_spin_us;
         int lanes;
         int early_wake;
         bool prepare;
@@ -448,6 +456,7 @@ struct local_opener {
 struct local_wal {
         struct walimpls_wal base;
         struct chan *c;
+        uint64_t read_spin_ns;           /* local.read_spin_us, for its scanners */
 };
 
 struct local_scanner {
@@ -476,6 +485,7 @@ struct local_scanner {
         uint64_t verified_end;           /* frames in buf from off up to this passed
                                             their header, LSN and CRC checks */
         unsigned ra_streak;              /* full chunks read in a row with more ahead */
+        uint64_t spin_ns;                /* local.read_spin_us of its wal (read-ahead) */
         struct readahead *ra;            /* NULL until a long sequential read */
         struct ra_slot *vslot;           /* the read-ahead slot buf is in while its
                                             helper checks frames ahead of off */
@@ -2834,6 +2844,7 @@ static int local_open(struct walimpls_opener *base, const struct walimpls_open_o
                 return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
         }
         w->c = c;
+        w->read_spin_ns = (uint64_t)o->read_spin_us * 1000u;
 
         int r = 0;
         pthread_mutex_lock(&c->open_lock);
@@ -3081,6 +3092,7 @@ static int local_read(struct walimpls_wal *base, const struct walimpls_read_opts
         if (!s)
                 return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
         s->fd = -1;
+        s->spin_ns = wal_from_base(base)->read_spin_ns;
         if (walimpls_scanner_init(&s->base, &local_scanner_ops, base, opts->name) < 0) {
                 free(s);
                 return wal_error_set(reterr, -ENOMEM, 0, "local: out of memory");
@@ -3218,6 +3230,13 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
  * read).  A scanner that reaches the head stops its helper
  * (readahead_release()): a tailing scanner holds no thread or buffers of its
  * replay.
+ *
+ * Hand-offs.  The helper waits for a queued chunk, the scanner for a chunk
+ * to be read, on condition variables; before sleeping, each watches for the
+ * other side's move for at most local.read_spin_us (ra_watch, which says
+ * when; a bounded pause loop, with a back-off after watches that saw
+ * nothing, and never at the durable end).  local_readahead_handoffs()
+ * counts the waits, the watches that saw the move and the sleeps.
  */
 #ifndef LOCAL_RA_AFTER
 #define LOCAL_RA_AFTER 2u
@@ -3236,11 +3255,18 @@ static int scanner_fail(struct local_scanner *s, int code, wal_error **reterr,
 
 enum ra_state { RA_IDLE, RA_QUEUED, RA_BUSY, RA_DONE };
 
+/* One side's watches (ra_watch): after a watch that saw nothing, the next
+ * 2^k - 1 waits sleep at once (k: watches missed in a row, at most 5). */
+struct ra_backoff {
+        unsigned skip, miss;
+};
+
 struct ra_slot {
         uint8_t *mem;                    /* LOCAL_RA_BUF bytes, data at + LOCAL_RA_HEAD */
         /* under the lock */
         enum ra_state state;             /* BUSY: the helper reads or checks it */
-        bool ready;                      /* read: the scanner may take it */
+        _Atomic bool ready;              /* read: the scanner may take it (written under
+                                            the lock, watched without it: ra_watch) */
         bool taken;                      /* taken while BUSY: IDLE when the helper is done */
         uint64_t off;                    /* the read: [off, off + len) of the fd */
         size_t len;
@@ -3260,6 +3286,11 @@ struct readahead {
         pthread_mutex_t lock;
         pthread_cond_t wake;             /* the helper waits here for work */
         pthread_cond_t done;             /* the scanner waits here for a read */
+        pthread_cond_t left;             /* and here for the helper to leave a slot
+                                            (readahead_drop, the wait_checks hook): a
+                                            condition of its own, so that the end of a
+                                            walk does not wake a scanner waiting for
+                                            the next read */
         const struct local_io_ops *io;
         struct ra_slot slot[LOCAL_RA_SLOTS];
         /* under the lock */
@@ -3277,7 +3308,11 @@ struct readahead {
         const uint8_t *w_p;
         _Atomic bool cancel;             /* readahead_drop(): leave the slot now */
         _Atomic unsigned pending;        /* slots queued and not yet being read */
+        _Atomic bool more;               /* the scanner will queue more: the durable end
+                                            known at its last queue is past what it queued */
+        uint64_t spin_ns;                /* how long each side watches before it sleeps */
         /* the scanner's alone */
+        struct ra_backoff sback;         /* its watches (ra_watch) */
         unsigned take;                   /* the slot the next refill takes */
         unsigned queued;                 /* slots queued, read or being read, not taken */
         uint64_t queued_end;             /* the offset after the last one queued */
@@ -3307,6 +3342,88 @@ void local_readahead_skip_checks(bool on)
 uint64_t local_readahead_hint_jumps(void)
 {
         return atomic_load(&g_ra_hint_jumps);
+}
+
+/* Test hooks (local.h): the read-ahead's hand-offs, per side (0: the
+ * helper waiting for a chunk to read, 1: the scanner waiting for a chunk to
+ * be read): how often one found nothing to do, how often its watch saw the
+ * other side's move, and how often it slept on the condition variable. */
+static _Atomic uint64_t g_ra_waits[2], g_ra_spun[2], g_ra_sleeps[2], g_ra_wait_ns[2];
+static _Atomic uint64_t g_ra_hist[2][8];
+
+void local_readahead_handoffs(struct local_ra_handoffs *ret)
+{
+        for (int i = 0; i < 2; i++) {
+                ret->waits[i] = atomic_load(&g_ra_waits[i]);
+                ret->spun[i] = atomic_load(&g_ra_spun[i]);
+                ret->sleeps[i] = atomic_load(&g_ra_sleeps[i]);
+                ret->wait_ns[i] = atomic_load(&g_ra_wait_ns[i]);
+                for (int j = 0; j < 8; j++)
+                        ret->hist[i][j] = atomic_load(&g_ra_hist[i][j]);
+        }
+}
+
+static void ra_waited(int side, uint64_t t0)
+{
+        uint64_t d = walu_monotonic_ns() - t0;
+        atomic_fetch_add_explicit(&g_ra_wait_ns[side], d, memory_order_relaxed);
+        int b = d < 10000 ? 0 : d < 25000 ? 1 : d < 50000 ? 2 : d < 100000 ? 3 : d < 200000 ? 4
+              : d < 500000 ? 5 : d < 1000000 ? 6 : 7;
+        atomic_fetch_add_explicit(&g_ra_hist[side][b], 1, memory_order_relaxed);
+}
+
+static bool ra_watch_for(_Atomic unsigned *count, _Atomic bool *flag, _Atomic bool *stop,
+                         uint64_t ns)
+{
+        uint64_t until = walu_monotonic_ns() + ns;
+        do {
+                for (int i = 0; i < 64; i++) {
+                        if (count && atomic_load_explicit(count, memory_order_acquire))
+                                return true;
+                        if (flag && atomic_load_explicit(flag, memory_order_acquire))
+                                return true;
+                        if (stop && atomic_load_explicit(stop, memory_order_relaxed))
+                                return false;
+                        cpu_relax();
+                }
+        } while (walu_monotonic_ns() < until);
+        return false;
+}
+
+/*
+ * The hand-off between scanner and helper (about one per 1 MiB chunk each
+ * way) sleeps on a condition variable when one side waits for the other.
+ * On a VM whose idle vCPU halts at once, waking it costs tens of
+ * microseconds on the critical path; so before sleeping each side watches
+ * for the other's move for at most local.read_spin_us (a pause loop, the
+ * clock read every 64 turns): the helper for a queued chunk (@count non-zero)
+ * and only while the scanner says it will queue more (ra->more: not at the
+ * durable end, so a scanner tailing an idle channel makes nobody spin; it
+ * stops its helper at the head anyway), the scanner for the chunk it needs
+ * (@flag), which the helper has queued and reads next.  @stop: leave at
+ * once.  true if the move was seen.
+ *
+ * A watch that sees nothing was CPU time thrown away, and on a busy machine
+ * (the other side waits for a CPU, not for work) most do: so after each
+ * miss a side sleeps at once for the next 1, 3, 7, 15, then 31 waits
+ * (ra_backoff), and a watch that sees the move lets it watch every time
+ * again.  A missed watch costs at most local.read_spin_us.
+ */
+static bool ra_watch(_Atomic unsigned *count, _Atomic bool *flag, _Atomic bool *stop,
+                     uint64_t ns, struct ra_backoff *b)
+{
+        if (b->skip) {
+                b->skip--;
+                return false;
+        }
+        bool seen = ra_watch_for(count, flag, stop, ns);
+        if (seen) {
+                b->miss = 0;
+        } else {
+                b->miss += b->miss < 5;
+                b->skip = (1u << b->miss) - 1;
+        }
+        return seen;
 }
 
 /* Whether the frame at @p (@left bytes to the end of the chunk) is cut by
@@ -3419,15 +3536,42 @@ static void *readahead_main(void *arg)
 {
         struct readahead *ra = arg;
         pthread_setname_np(pthread_self(), "wal-local-ra");
+        bool idle = false;
+        uint64_t idle_t0 = 0;
+        struct ra_backoff hback = { 0, 0 };
         pthread_mutex_lock(&ra->lock);
         for (;;) {
                 struct ra_slot *sl = &ra->slot[ra->next_read];
                 if (ra->stop)
                         break;
                 if (sl->state != RA_QUEUED) {
+                        /* Nothing to read: watch for the scanner's next chunk
+                         * for a while (only while it says it will queue one)
+                         * before sleeping (see ra_watch). */
+                        if (!idle) {
+                                idle = true;
+                                idle_t0 = walu_monotonic_ns();
+                                atomic_fetch_add_explicit(&g_ra_waits[0], 1,
+                                                          memory_order_relaxed);
+                                if (ra->spin_ns &&
+                                    atomic_load_explicit(&ra->more, memory_order_relaxed)) {
+                                        pthread_mutex_unlock(&ra->lock);
+                                        bool got = ra_watch(&ra->pending, NULL, &ra->cancel,
+                                                            ra->spin_ns, &hback);
+                                        pthread_mutex_lock(&ra->lock);
+                                        if (got)
+                                                atomic_fetch_add_explicit(&g_ra_spun[0], 1,
+                                                                          memory_order_relaxed);
+                                        continue;
+                                }
+                        }
+                        atomic_fetch_add_explicit(&g_ra_sleeps[0], 1, memory_order_relaxed);
                         pthread_cond_wait(&ra->wake, &ra->lock);
                         continue;
                 }
+                if (idle)
+                        ra_waited(0, idle_t0);
+                idle = false;
                 sl->state = RA_BUSY;
                 atomic_fetch_sub_explicit(&ra->pending, 1, memory_order_relaxed);
                 int fd = ra->fd;
@@ -3477,7 +3621,7 @@ static void *readahead_main(void *arg)
                 }
                 sl->state = sl->taken ? RA_IDLE : RA_DONE;
                 ra->next_read = (ra->next_read + 1) % LOCAL_RA_SLOTS;
-                pthread_cond_broadcast(&ra->done);
+                pthread_cond_broadcast(&ra->left);
         }
         pthread_mutex_unlock(&ra->lock);
         return NULL;
@@ -3499,19 +3643,25 @@ static bool readahead_start(struct local_scanner *s)
         ra->io = s->c->io;
         atomic_init(&ra->cancel, false);
         atomic_init(&ra->pending, 0);
+        atomic_init(&ra->more, false);
+        ra->spin_ns = s->spin_ns;
         bool mem = true;
         /* Page-aligned: the kernel's copy into them measured faster so. */
         for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++) {
                 atomic_init(&ra->slot[i].vword, 0);
+                atomic_init(&ra->slot[i].ready, false);
                 mem = (ra->slot[i].mem = aligned_alloc(4096, LOCAL_RA_BUF)) && mem;
         }
-        /* 0..4: how far the set-up got */
+        /* 0..5: how far the set-up got */
         int stage = !mem ? 0
                   : pthread_mutex_init(&ra->lock, NULL) != 0 ? 0
                   : pthread_cond_init(&ra->wake, NULL) != 0 ? 1
                   : pthread_cond_init(&ra->done, NULL) != 0 ? 2
-                  : pthread_create(&ra->thread, NULL, readahead_main, ra) != 0 ? 3 : 4;
-        if (stage < 4) {
+                  : pthread_cond_init(&ra->left, NULL) != 0 ? 3
+                  : pthread_create(&ra->thread, NULL, readahead_main, ra) != 0 ? 4 : 5;
+        if (stage < 5) {
+                if (stage >= 4)
+                        pthread_cond_destroy(&ra->left);
                 if (stage >= 3)
                         pthread_cond_destroy(&ra->done);
                 if (stage >= 2)
@@ -3545,7 +3695,7 @@ static void readahead_drop(struct local_scanner *s)
                 }
                 if (!busy)
                         break;
-                pthread_cond_wait(&ra->done, &ra->lock);
+                pthread_cond_wait(&ra->left, &ra->lock);
         }
         for (unsigned i = 0; i < LOCAL_RA_SLOTS; i++) {
                 ra->slot[i].state = RA_IDLE;
@@ -3576,6 +3726,7 @@ static void readahead_stop(struct local_scanner *s)
         pthread_join(ra->thread, NULL);
         pthread_cond_destroy(&ra->wake);
         pthread_cond_destroy(&ra->done);
+        pthread_cond_destroy(&ra->left);
         pthread_mutex_destroy(&ra->lock);
         readahead_free(ra);
         s->ra = NULL;
@@ -3649,10 +3800,11 @@ static void readahead_queue(struct local_scanner *s, uint64_t limit)
                 sl->state = RA_QUEUED;
                 sl->ready = false;
                 sl->taken = false;
-                atomic_fetch_add_explicit(&ra->pending, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&ra->pending, 1, memory_order_release);
                 ra->queued_end += sl->len;
                 ra->queued++;
         }
+        atomic_store_explicit(&ra->more, ra->queued_end < limit, memory_order_relaxed);
         pthread_cond_signal(&ra->wake);
         pthread_mutex_unlock(&ra->lock);
 }
@@ -3707,9 +3859,24 @@ static bool readahead_take(struct local_scanner *s)
                 return false;
         }
         bool wait_checks = atomic_load_explicit(&g_ra_wait_checks, memory_order_relaxed);
+        uint64_t t0 = 0;
+        if (!atomic_load_explicit(&sl->ready, memory_order_acquire)) {
+                t0 = walu_monotonic_ns();
+                /* the helper has this chunk queued or is reading it */
+                atomic_fetch_add_explicit(&g_ra_waits[1], 1, memory_order_relaxed);
+                if (ra->spin_ns && !wait_checks &&
+                    ra_watch(NULL, &sl->ready, NULL, ra->spin_ns, &ra->sback))
+                        atomic_fetch_add_explicit(&g_ra_spun[1], 1, memory_order_relaxed);
+        }
         pthread_mutex_lock(&ra->lock);
-        while (!sl->ready || (wait_checks && sl->state == RA_BUSY))
-                pthread_cond_wait(&ra->done, &ra->lock);
+        while (!sl->ready || (wait_checks && sl->state == RA_BUSY)) {
+                atomic_fetch_add_explicit(&g_ra_sleeps[1], 1, memory_order_relaxed);
+                /* the hook's wait ends when the helper leaves the slot,
+                 * after the read */
+                pthread_cond_wait(wait_checks ? &ra->left : &ra->done, &ra->lock);
+        }
+        if (t0)
+                ra_waited(1, t0);
         ssize_t got = sl->got;
         bool vok = sl->vok;
         uint64_t vstart = sl->vstart, vlsn = sl->vlsn;
@@ -4304,11 +4471,12 @@ static int local_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         const char *dir = wal_config_get(cfg, "local.dir");
         const char *io = wal_config_get(cfg, "local.io");
         uint64_t seg = 64 * MiB, batch = 4 * MiB;
-        int64_t inflight = 4, spin_us = 50, lanes = 1, early_wake = 8;
+        int64_t inflight = 4, spin_us = 50, read_spin_us = 50, lanes = 1, early_wake = 8;
         (void)wal_config_get_size(cfg, "local.segment_bytes", &seg);
         (void)wal_config_get_size(cfg, "local.batch_bytes", &batch);
         (void)wal_config_get_int(cfg, "local.inflight", &inflight);
         (void)wal_config_get_int(cfg, "local.spin_us", &spin_us);
+        (void)wal_config_get_int(cfg, "local.read_spin_us", &read_spin_us);
         (void)wal_config_get_int(cfg, "local.lanes", &lanes);
         (void)wal_config_get_int(cfg, "local.early_wake", &early_wake);
         if (!dir || !*dir)
@@ -4363,6 +4531,7 @@ static int local_build(const wal_config *cfg, struct walimpls_opener **ret, wal_
         o->inflight = (int)inflight;
         o->batch_bytes = (size_t)batch;
         o->spin_us = (int)WALU_MAX(0, WALU_MIN(spin_us, 1000));
+        o->read_spin_us = (int)WALU_MAX(0, WALU_MIN(read_spin_us, 1000));
         o->lanes = (int)lanes;
         o->early_wake = (int)WALU_MAX(0, WALU_MIN(early_wake, 64));
         o->open_check = open_check;

@@ -119,6 +119,22 @@ void local_readahead_skip_checks(bool on);
 uint64_t local_readahead_hint_jumps(void);
 
 /*
+ * Counters of the read-ahead's hand-offs since the process started, per
+ * side ([0]: the helper waiting for a chunk to read, [1]: the scanner
+ * waiting for a chunk to be read): how often that side found nothing to
+ * do (waits), how often its bounded watch (local.read_spin_us) saw the
+ * other side's move (spun), and how often it slept on its condition
+ * variable (sleeps); the time it spent waiting (wait_ns, from finding
+ * nothing to do to going on) and those waits by length (hist: under 10,
+ * 25, 50, 100, 200, 500 and 1000 us, and longer).  For tests and
+ * tools/bench; not for production.
+ */
+struct local_ra_handoffs {
+        uint64_t waits[2], spun[2], sleeps[2], wait_ns[2], hist[2][8];
+};
+void local_readahead_handoffs(struct local_ra_handoffs *ret);
+
+/*
  * Test hooks of the early wake (local.c, early_wake): with @on, the writer
  * takes the CPUs to have room for polling waiters whatever the rest of the
  * machine does (so tests reach that path on a busy machine), and

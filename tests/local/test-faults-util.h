@@ -256,6 +256,8 @@ struct tf {
 
 /* local.lanes for the openers tf_build() makes (NULL: the default). */
 static const char *tf_lanes;
+/* local.read_spin_us for them (NULL: the default). */
+static const char *tf_read_spin;
 
 /* Build an opener on @t->dir with local.io=@io and @seg-byte segments. */
 static void tf_build(struct tf *t, const char *io, const char *seg)
@@ -271,6 +273,9 @@ static void tf_build(struct tf *t, const char *io, const char *seg)
         if (tf_lanes)
                 cr_assert_eq(wal_config_set(cfg, "local.lanes", tf_lanes, &err), 0, "%s",
                              wal_error_message(err));
+        if (tf_read_spin)
+                cr_assert_eq(wal_config_set(cfg, "local.read_spin_us", tf_read_spin, &err), 0,
+                             "%s", wal_error_message(err));
         int r = walimpls_local.build(cfg, &t->o, &err);
         cr_assert_eq(r, 0, "build: %s", wal_error_message(err));
         wal_config_free(cfg);

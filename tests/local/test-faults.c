@@ -579,6 +579,89 @@ Test(local_faults, read_ahead_helper_ends_at_the_head, .timeout = 60)
         tf_teardown(&t);
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+        struct timespec ts;
+        cr_assert_eq(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The read-ahead's hand-offs (local.read_spin_us): a replay with the read
+ * spin at 1000 us and one with it off read the same records; with it off
+ * no side ever watches (every wait sleeps), and with it on a side sleeps
+ * no more often than it waited.  The scanner then waits at the head of
+ * the idle channel for 300 ms: its helper is gone and nobody spins (less
+ * than 60 ms of CPU for the process meanwhile).
+ */
+static void read_spin_case(const char *spin)
+{
+        shim_install();
+        tf_read_spin = spin;
+        tf_setup(&t, "sync", "64m");
+        tf_read_spin = NULL;
+        struct walimpls_wal *w;
+        wal_error *err = NULL;
+        cr_assert_eq(tf_open(&t, "spin", WAL_ACCESS_RW, 1, &w, &err), 0, "%s",
+                     wal_error_message(err));
+        enum { N = 12000, RLEN = 900 };   /* ~11 MiB: ten read-ahead chunks */
+        struct acks acks;
+        acks_init(&acks, N);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(tf_append(w, &acks, i, RLEN), 0);
+        tf_wait(&acks);
+        struct walimpls_read_opts ro = { .name = "spin",
+                                         .deliver = { .policy = WAL_DELIVER_ALL } };
+        struct walimpls_scanner *sc;
+        cr_assert_eq(w->ops->read(w, &ro, &sc, &err), 0);
+        struct local_ra_handoffs h0, h1;
+        local_readahead_handoffs(&h0);
+        size_t got = 0;
+        cr_assert_eq(read_batches(sc, &got, 0, RLEN), -ETIMEDOUT);
+        cr_assert_eq(got, (size_t)N);
+        local_readahead_handoffs(&h1);
+        for (int i = 0; i < 2; i++) {
+                uint64_t waits = h1.waits[i] - h0.waits[i];
+                uint64_t spun = h1.spun[i] - h0.spun[i];
+                uint64_t sleeps = h1.sleeps[i] - h0.sleeps[i];
+                if (strcmp(spin, "0") == 0) {
+                        cr_assert_eq(spun, 0, "side %d watched with local.read_spin_us=0", i);
+                        cr_assert_geq(sleeps, waits, "side %d: a wait without a sleep", i);
+                } else {
+                        cr_assert_leq(spun, waits, "side %d", i);
+                }
+        }
+        /* at the idle head */
+        struct timespec c0, c1;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+        uint64_t t0 = thread_cpu_ns();
+        size_t k;
+        struct wal_msg_view v[4];
+        cr_assert_eq(sc->ops->next_batch(sc, 300, v, 4, &k, &err), -ETIMEDOUT);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        uint64_t proc = (uint64_t)(c1.tv_sec - c0.tv_sec) * 1000000000u +
+                        (uint64_t)c1.tv_nsec - (uint64_t)c0.tv_nsec;
+        cr_assert_lt(thread_cpu_ns() - t0, 30000000u, "the scanner spun at the idle head");
+        cr_assert_lt(proc, 60000000u, "%" PRIu64 " ns of CPU while waiting at the idle head",
+                     proc);
+        for (size_t i = 0; i < N; i++)
+                cr_assert_eq(acks.a[i].status, 0, "append %zu: %s", i, acks.a[i].msg);
+        acks_done(&acks);
+        sc->ops->close(sc);
+        w->ops->close(w);
+        tf_teardown(&t);
+}
+
+Test(local_faults, read_ahead_spin_off_never_watches, .timeout = 60)
+{
+        read_spin_case("0");
+}
+
+Test(local_faults, read_ahead_spin_stops_at_the_idle_head, .timeout = 60)
+{
+        read_spin_case("1000");
+}
+
 Test(local_faults, cancelled_fdatasync_is_not_durability, .timeout = 60)
 {
         shim_install();

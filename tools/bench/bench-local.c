@@ -66,6 +66,7 @@
 #include <walimpls/walimpls.h>
 
 #include "bench-common.h"
+#include "impls/local/local.h"
 
 struct bench {
         struct walimpls_opener *opener;
@@ -359,6 +360,8 @@ static void run_replay(int argc, char **argv, const char *dir, const char *chann
                                          .deliver = { .policy = WAL_DELIVER_ALL } };
         struct walimpls_scanner *s;
         struct timespec c2, c3, p2, p3;
+        struct local_ra_handoffs h0, h1;
+        local_readahead_handoffs(&h0);
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &p2);
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c2);
         uint64_t t2 = bench_now_ns();
@@ -419,10 +422,27 @@ static void run_replay(int argc, char **argv, const char *dir, const char *chann
         double cpu = (double)(p3.tv_sec - p2.tv_sec) + (double)(p3.tv_nsec - p2.tv_nsec) / 1e9;
         s->ops->close(s);
         close_backend(&b);
+        local_readahead_handoffs(&h1);
         fprintf(stderr, "bench-local: replayed %llu messages (checksum %llu) in %.1f ms, "
                 "%.1f ms of CPU (%.1f ms on the replaying thread)\n", (unsigned long long)n,
                 (unsigned long long)sum, (double)(t3 - t2) / 1e6, cpu * 1e3,
                 ((double)(c3.tv_sec - c2.tv_sec) * 1e9 + (double)(c3.tv_nsec - c2.tv_nsec)) / 1e6);
+        /* the local backend's read-ahead hand-offs (local.h; zero elsewhere) */
+        fprintf(stderr, "bench-local: read-ahead hand-offs: helper waited %llu (watch saw "
+                "%llu, slept %llu), scanner waited %llu (watch saw %llu, slept %llu)\n",
+                (unsigned long long)(h1.waits[0] - h0.waits[0]),
+                (unsigned long long)(h1.spun[0] - h0.spun[0]),
+                (unsigned long long)(h1.sleeps[0] - h0.sleeps[0]),
+                (unsigned long long)(h1.waits[1] - h0.waits[1]),
+                (unsigned long long)(h1.spun[1] - h0.spun[1]),
+                (unsigned long long)(h1.sleeps[1] - h0.sleeps[1]));
+        for (int i = 0; i < 2; i++) {
+                fprintf(stderr, "bench-local: %s waited %.1f ms:", i ? "scanner" : "helper",
+                        (double)(h1.wait_ns[i] - h0.wait_ns[i]) / 1e6);
+                for (int j = 0; j < 8; j++)
+                        fprintf(stderr, " %llu", (unsigned long long)(h1.hist[i][j] - h0.hist[i][j]));
+                fprintf(stderr, "\n");
+        }
 
         struct bench_result res = {
                 .program = "bench-local", .workload = "replay", .records = n, .bytes = bytes,
