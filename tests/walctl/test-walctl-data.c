@@ -1545,3 +1545,48 @@ Test(walctl_data, interrupted_append_keeps_what_was_acknowledged)
         cr_expect_str_eq(r.out, "r1\nr2\n");
         t_out_free(&r);
 }
+
+/*
+ * The issue's metrics are "exposed through a stats call (JSON) that walctl
+ * can print": bench --stats prints the library's statistics of the run's
+ * channels (wal_opener_stats_json()) as one more JSON line after the
+ * summary, and its append counters match the run.
+ */
+Test(walctl_data, bench_stats_prints_the_library_stats_of_the_run)
+{
+        struct t_out r = t_walctl(NULL, NULL, 0, T_ARGS("-b", "memory", "bench", "--count",
+                                                        "500", "--channels", "2", "--json",
+                                                        "--stats"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        const char *nl = strchr(r.out, '\n');
+        cr_assert_not_null(nl, "%s", r.out);
+        const char *second = nl + 1;
+        size_t len = strcspn(second, "\n");
+        cr_assert_eq(second[len], '\n', "no second line:\n%s", r.out);
+        cr_expect_eq(second[len + 1], '\0', "more than two lines:\n%s", r.out);
+        struct t_json *j = t_json_parse(second, len);
+        cr_assert_not_null(j, "not JSON: %.*s", (int)len, second);
+        uint64_t v = 0;
+        cr_expect(t_json_u64(j, "v", &v) && v == 1);
+        cr_expect_str_eq(t_json_str(j, "backend"), "memory");
+        const struct t_json *wals = t_json_get(j, "wals");
+        cr_assert(wals && wals->kind == TJ_ARR && wals->n == 2, "%.*s", (int)len, second);
+        uint64_t ok_total = 0;
+        for (size_t i = 0; i < wals->n; i++) {
+                const struct t_json *ap = t_json_get(wals->items[i], "appends");
+                uint64_t ok = 0;
+                cr_assert(ap && t_json_u64(ap, "ok", &ok), "%.*s", (int)len, second);
+                ok_total += ok;
+                cr_expect_not_null(t_json_get(wals->items[i], "append_latency_us"));
+        }
+        cr_expect_eq(ok_total, 500, "%.*s", (int)len, second);
+        t_json_free(j);
+        t_out_free(&r);
+
+        /* Text summary too: the stats line is the last line. */
+        r = t_walctl(NULL, NULL, 0, T_ARGS("-b", "memory", "bench", "--count", "10", "--stats"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        cr_expect(strstr(r.out, "\n{\"v\":1,\"backend\":\"memory\",\"wals\":[") != NULL, "%s",
+                  r.out);
+        t_out_free(&r);
+}

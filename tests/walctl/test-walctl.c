@@ -186,6 +186,36 @@ Test(walctl, help_exits_0_on_stdout)
         run_free(&r);
 }
 
+/* Every exit status walctl uses (walctl.1's EXIT STATUS, 1 included, which
+ * WALCTL.md's table lacks) is listed in --help, where a script writer looks. */
+Test(walctl, help_lists_every_exit_status)
+{
+        struct t_run r = run_walctl(NULL, ARGS("--help"));
+        cr_expect_eq(r.code, 0);
+        const char *codes = strstr(r.out, "Exit codes:");
+        cr_assert_not_null(codes, "%s", r.out);
+        static const char *const want[] = { " 0 success", " 1 any other failure", " 64 usage",
+                                            " 65 bad data", " 66 no such channel",
+                                            " 69 backend unavailable", " 74 local I/O",
+                                            " 75 fenced" };
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                /* the listing wraps lines: compare with newlines and indents
+                 * folded into single spaces */
+                char flat[1024];
+                size_t n = 0;
+                for (const char *p = codes; *p && n + 1 < sizeof(flat); p++) {
+                        char c = *p == '\n' ? ' ' : *p;
+                        if (c == ' ' && n && flat[n - 1] == ' ')
+                                continue;
+                        flat[n++] = c;
+                }
+                flat[n] = '\0';
+                cr_expect(strstr(flat, want[i]), "--help does not list \"%s\":\n%s", want[i],
+                          codes);
+        }
+        run_free(&r);
+}
+
 Test(walctl, help_lists_only_commands_that_exist)
 {
         struct t_run r = run_walctl(NULL, ARGS("--help"));

@@ -153,6 +153,7 @@ struct bench {
         double seconds;               /* 0: until count */
         uint64_t count;               /* 0: until seconds */
         bool json;
+        bool stats;                   /* --stats: wal_opener_stats_json() after the summary */
         const char *prefix;
 
         const char *backend;
@@ -480,7 +481,8 @@ static void summary(struct bench *b, const struct hist *ah, const struct hist *d
 /* ---- The command ---- */
 
 enum { OPT_CHANNELS = 0x100, OPT_WRITERS, OPT_ASYNC, OPT_SIZE, OPT_SECONDS, OPT_COUNT,
-       OPT_READERS, OPT_JSON, OPT_PREFIX };
+       OPT_READERS, OPT_JSON, OPT_PREFIX,
+       OPT_STATS };
 
 static int parse_count(const char *opt, const char *arg, uint64_t min, uint64_t max,
                        uint64_t *ret)
@@ -573,6 +575,7 @@ static int run(struct walctl *w, int argc, char **argv)
                 { "readers", required_argument, NULL, OPT_READERS },
                 { "json", no_argument, NULL, OPT_JSON },
                 { "prefix", required_argument, NULL, OPT_PREFIX },
+                { "stats", no_argument, NULL, OPT_STATS },
                 { NULL, 0, NULL, 0 },
         };
         struct bench *b = calloc(1, sizeof(*b));
@@ -631,6 +634,9 @@ static int run(struct walctl *w, int argc, char **argv)
                         break;
                 case OPT_PREFIX:
                         b->prefix = optarg;
+                        break;
+                case OPT_STATS:
+                        b->stats = true;
                         break;
                 default:
                         rc = WALCTL_EXIT_USAGE;
@@ -806,7 +812,19 @@ static int run(struct walctl *w, int argc, char **argv)
         }
         if (!rc) {
                 summary(b, ah, dh);
-                rc = walctl_out_finish("bench");
+                if (b->stats) {
+                        /* The channels are still open: their counters and
+                         * histograms cover the whole run. */
+                        char *js = NULL;
+                        int sr = wal_opener_stats_json(o, &js);
+                        if (sr < 0)
+                                rc = walctl_fail("bench --stats", sr, NULL);
+                        else
+                                walctl_out_printf("%s\n", js);
+                        free(js);
+                }
+                if (!rc)
+                        rc = walctl_out_finish("bench");
         }
         free(ah);
         free(dh);
@@ -868,6 +886,12 @@ const struct walctl_command walctl_cmd_bench = {
                 "                      \"delivered\":N,\"delivery_p50_us\":X,\n"
                 "                      \"delivery_p99_us\":X,\"delivery_p999_us\":X}\n"
                 "      --prefix NAME  channel name prefix (default \"bench\")\n"
+                "      --stats        after the summary, one more line: the library's\n"
+                "                     statistics of the run's channels as one JSON\n"
+                "                     object {\"v\":1,\"backend\":B,\"wals\":[...]}, one\n"
+                "                     entry per channel with its append, transaction,\n"
+                "                     scanner and cache counters and its append latency\n"
+                "                     histogram (wal_opener_stats_json() in wal/wal-api.h)\n"
                 "\n"
                 "Append latency runs from the append call to durability; delivery latency\n"
                 "from the append call to the reader's receipt.\n"

@@ -264,9 +264,10 @@ void walctl_print_global_help(void)
               "`walctl config list` shows every property, its value and its source.\n"
               "\n"
               "Exit codes:\n"
-              "  0 success; 64 usage error (unknown flag, bad value, unknown property);\n"
-              "  65 bad data; 66 no such channel; 69 backend unavailable or unknown;\n"
-              "  74 local I/O error; 75 fenced (a newer term owns the channel)\n",
+              "  0 success; 1 any other failure (out of memory, an append ended by\n"
+              "  SIGINT or SIGTERM); 64 usage error (unknown flag, bad value, unknown\n"
+              "  property); 65 bad data; 66 no such channel; 69 backend unavailable or\n"
+              "  unknown; 74 local I/O error; 75 fenced (a newer term owns the channel)\n",
               stdout);
 }
 
