@@ -2440,7 +2440,20 @@ static int scanner_read_failed(struct redis_scanner *s, int count, int r, wal_er
                 wal_error_free(e);
                 return r;
         }
-        if (r == -EMSGSIZE || r == -EPROTO) {
+        if (r == -EMSGSIZE) {
+                /* One entry alone is over the limit: name where it is and
+                 * what reads it. */
+                char after[WAL_MSGID_STRLEN] = "the beginning";
+                if (!wal_msgid_is_none(s->after))
+                        wal_msgid_format(s->after, after, sizeof(after));
+                wal_error_prefix(&e, "scanner of %s: the entry after %s is larger than "
+                                 "redis.max_reply_bytes (raise it to read the entry): ",
+                                 s->w->skey, after);
+                *fatal = true;
+                scanner_fail(s, r, e);
+                return r;
+        }
+        if (r == -EPROTO) {
                 wal_error_prefix(&e, "scanner of %s: ", s->w->skey);
                 *fatal = true;
                 scanner_fail(s, r, e);

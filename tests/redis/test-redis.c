@@ -1161,11 +1161,13 @@ Test(redis, oversized_reply_is_refused_naming_key)
         struct walimpls_wal *w = open_ok("huge", 0, WAL_ACCESS_RO);
         struct walimpls_scanner *s = scan_ok(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
         wal_msg *m = NULL;
+        char last[WAL_MSGID_STRLEN] = "";
         for (int i = 0; i < 100; i++) {
                 m = next_ok(s, 5000);
                 size_t len = 0;
                 wal_msg_payload(m, &len);
                 cr_assert_eq(len, 1024, "entry %d", i);
+                wal_msgid_format(wal_msg_id(m), last, sizeof(last));
                 wal_msg_unref(m);
         }
         wal_error *e = NULL;
@@ -1175,6 +1177,12 @@ Test(redis, oversized_reply_is_refused_naming_key)
         cr_assert(strstr(wal_error_message(e), "wal:huge") &&
                           strstr(wal_error_message(e), "max_reply_bytes"),
                   "message: %s", wal_error_message(e));
+        /* It names where the entry too large to read is, and the way out. */
+        char after[64];
+        snprintf(after, sizeof(after), "the entry after %s is larger than", last);
+        cr_expect(strstr(wal_error_message(e), after) && strstr(wal_error_message(e), "raise it"),
+                  "message does not say which entry (after %s) is too large and what "
+                  "reads it: %s", last, wal_error_message(e));
         wal_error_free(e);
         s->ops->close(s);
         w->ops->close(w);

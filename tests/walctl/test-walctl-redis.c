@@ -314,3 +314,41 @@ Test(walctl_redis, trimmed_start_is_named_as_given)
         cr_expect_null(strstr(r.err, "18446744073709551615"), "%s", r.err);
         t_out_free(&r);
 }
+
+/*
+ * Without -f, read stops at the last ID the channel had when it began.  It
+ * used to stop also after 2 s without news (meant for a log that ends in
+ * messages readers never see, such as a transaction never committed), so a
+ * server that stalled for longer ended the read early, printing part of the
+ * log with status 0.  Here the server is stopped (SIGSTOP) for 3 s after
+ * the first record printed: the read must wait it out and print all 40.
+ */
+Test(walctl_redis, read_waits_out_a_stalled_server_instead_of_ending_early)
+{
+        char in[400] = "";
+        for (int i = 0; i < 40; i++)
+                snprintf(in + strlen(in), sizeof(in) - strlen(in), "r%d\n", i);
+        struct t_out r = rw(in, T_ARGS("append", "stall"));
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        t_out_free(&r);
+
+        const char *args[] = { "-b", "redis", "-X", url, "-X", "redis.read_count=1", "read",
+                               "stall", NULL };
+        int out, err;
+        pid_t pid = t_walctl_spawn(args, NULL, &out, &err);
+        char buf[64];
+        cr_assert_geq(t_read_line(out, buf, sizeof(buf), 10000), 0, "first record");
+        cr_assert_eq(kill(server, SIGSTOP), 0);
+        usleep(3000 * 1000);
+        cr_assert_eq(kill(server, SIGCONT), 0);
+        int code = t_wait_ms(pid, 30000);
+        char *rest = t_slurp(out);
+        char *e = t_slurp(err);
+        cr_expect_eq(code, 0, "stderr: %s", e);
+        cr_expect_eq(1 + t_count_lines(rest), 40, "printed %zu of 40 records; stderr: %s",
+                     1 + t_count_lines(rest), e);
+        free(rest);
+        free(e);
+        close(out);
+        close(err);
+}

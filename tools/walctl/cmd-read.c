@@ -14,7 +14,13 @@
  * every message up to that ID passes through the loop and the end is seen
  * even when the last message is one walctl does not print (a time tick).
  * Only messages readers never see (a rolled-back transaction at the very
- * end) can hide it; then the read ends after IDLE_END_MS without news.  A
+ * end) can hide it.  So after IDLE_END_MS without news walctl looks at what
+ * the log holds between the position and that ID (owed_before(), a
+ * wal_replay() of the raw records): if one of them is a message the
+ * scanner delivers (data outside a transaction, a time tick, a commit), the
+ * scanner owes it and the read goes on waiting (a slow or stalled backend,
+ * a scanner that is about to fail), for at most STALL_END_MS without news
+ * before it fails with status 69; otherwise the read ends there.  A
  * read that starts at or after that ID (`--after LAST`, the resume of a
  * caught-up reader) ends at once without a scanner; one that starts after
  * it (-o or --after an ID the channel does not have yet) also warns.
@@ -48,6 +54,7 @@
 #include "walctl.h"
 
 #define IDLE_END_MS 2000
+#define STALL_END_MS 60000
 
 enum format { FMT_TEXT, FMT_JSON, FMT_RAW };
 
@@ -292,6 +299,52 @@ static int parse_start(const char *s, struct wal_deliver *d, uint64_t *last_n)
         return 0;
 }
 
+struct owed {
+        struct wal_msgid stop_at;
+        struct wal_msgid first;         /* the first record owed, when found */
+};
+
+static int owed_fn(void *arg, const struct wal_msg_view *views, size_t n)
+{
+        struct owed *ow = arg;
+        for (size_t i = 0; i < n; i++) {
+                const struct wal_msg_view *v = &views[i];
+                if (wal_msgid_cmp(v->id, ow->stop_at) > 0)
+                        return 2;
+                /* What a scanner delivers: plain data (a foreign record
+                 * too), a time tick, a commit (as the transaction's unit).
+                 * Bodies wait for their commit; begin and rollback are
+                 * never delivered. */
+                if (v->type == WAL_MSG_TIME_TICK || v->type == WAL_MSG_TXN_COMMIT ||
+                    (v->type == WAL_MSG_DATA && v->txn_id == 0)) {
+                        ow->first = v->id;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
+/*
+ * Does the log hold, after the read's position and up to @stop_at, a
+ * message the scanner has to deliver?  @returns 1 (its ID in *first), 0
+ * (only messages readers never see: the read is at its end), or a negative
+ * errno with *reterr (the replay failed: the scanner will meet the same).
+ */
+static int owed_before(const struct reader *rd, wal *w, struct wal_msgid stop_at,
+                       struct wal_msgid *first, wal_error **reterr)
+{
+        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
+        if (!rd->at_beginning)
+                d = (struct wal_deliver){ .policy = WAL_DELIVER_START_AFTER,
+                                          .id = rd->position };
+        struct owed ow = { .stop_at = stop_at, .first = WAL_MSGID_NONE };
+        int r = wal_replay(w, &d, owed_fn, &ow, reterr);
+        if (r < 0)
+                return r;
+        *first = ow.first;
+        return r == 1;
+}
+
 static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                      struct wal_msgid stop_at, int sigfd)
 {
@@ -306,10 +359,12 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
         bool tailing = rd->tail_n > 0 && !wal_msgid_is_none(stop_at);
         bool ended = !rd->follow && wal_msgid_is_none(stop_at);
         int rc = 0;
+        int idle_ms = 0;                /* without news, owed messages known */
         while (!ended) {
                 wal_msg *m = NULL;
                 r = wal_scanner_next(s, 0, &m, &err);
                 if (r == 0) {
+                        idle_ms = 0;
                         struct wal_msgid id = wal_msg_id(m);
                         rd->position = id;
                         rd->position_known = true;
@@ -362,9 +417,36 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                         break;
                 if (pr > 0 && (fds[2].revents & (POLLERR | POLLHUP)))
                         break;  /* the reader of our pipe is gone */
+                if (pr == 0 && !rd->follow && !wal_msgid_is_none(stop_at)) {
+                        /* Nothing for IDLE_END_MS: the end is behind
+                         * messages readers never see, or the backend is
+                         * slow.  The log says which. */
+                        struct wal_msgid first;
+                        r = owed_before(rd, w, stop_at, &first, &err);
+                        if (r < 0) {
+                                rc = walctl_fail(rd->channel, r, err);
+                                err = NULL;
+                                break;
+                        }
+                        if (r == 1 && (idle_ms += IDLE_END_MS) < STALL_END_MS)
+                                continue;
+                        if (r == 1) {
+                                char at[WAL_MSGID_STRLEN], id[WAL_MSGID_STRLEN];
+                                wal_msgid_format(first, id, sizeof(id));
+                                if (rd->at_beginning)
+                                        snprintf(at, sizeof(at), "beginning");
+                                else
+                                        wal_msgid_format(rd->position, at, sizeof(at));
+                                err = wal_error_new(-ETIMEDOUT, 0, "the scanner delivered "
+                                                    "nothing for %d s after %s although the "
+                                                    "log holds %s",
+                                                    STALL_END_MS / 1000, at, id);
+                                rc = walctl_fail(rd->channel, -ETIMEDOUT, err);
+                                err = NULL;
+                                break;
+                        }
+                }
                 if (pr == 0) {
-                        /* Nothing for IDLE_END_MS: the end is behind messages
-                         * readers never see. */
                         if (tailing) {
                                 tailing = false;
                                 if (tail_flush(rd))
