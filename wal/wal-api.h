@@ -251,7 +251,10 @@ WAL_EXPORT enum wal_access wal_access_mode(const wal *w);
  * @brief Completion of an append.
  * @param userdata  as given to wal_append().
  * @param status    0 when durable; else a negative errno: -ECANCELED (closed
- *                  while in flight), -ESTALE (fenced), -EMSGSIZE, -EIO, ...
+ *                  while in flight), -ESTALE (fenced), -EMSGSIZE (larger
+ *                  than the backend takes, though within message.max_bytes:
+ *                  on Kafka the brokers' message.max.bytes, 1,000,000 bytes
+ *                  by default, is the lower limit), -EIO, ...
  * @param msg       when @p status is 0: the immutable message as written
  *                  (ID, time tick, term, last-confirmed ID), borrowed for the
  *                  call (wal_msg_ref() to keep it); else NULL.
