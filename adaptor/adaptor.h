@@ -166,13 +166,8 @@ void wal_cache_stats(struct wal_cache *c, size_t *entries, size_t *bytes,
 
 /* ---- Appends in flight ---- */
 
-/* Laid out for the appending thread: what wal_append() sets on every append
- * in the first line, what the chain and the completion set in the second,
- * the links and retry's state in the third (64-byte aligned, 3 lines; an op
- * comes back from the dispatcher's thread for each append, so each line it
- * spans crosses between the two CPUs). */
 struct wal_append_op {
-        alignas(64) wal *w;
+        wal *w;
         wal_msg *msg;                /* the caller's copy, mutable, owned */
         wal_msg *sent;               /* what the backend got (reference) */
         wal_msg *own;                /* this attempt's message when it is the
@@ -182,18 +177,28 @@ struct wal_append_op {
         wal_append_done_fn *done;
         void *userdata;
         wal_txn *txn;                /* begin/body/commit/rollback of it (reference) */
+        bool internal;               /* time tick or txn control: any type allowed */
         uint64_t t_start;            /* walu_cycles() at wal_append(): the
                                         latency's start */
-        bool internal;               /* time tick or txn control: any type allowed */
-        bool tick;                   /* it is a time tick, by validate */
-        bool retry_armed;            /* retry */
-        atomic_bool completed;       /* set by the backend's completion */
         unsigned attempts;
-        unsigned depth;              /* chain links entered (their done hooks run) */
-        unsigned retry_idx;          /* retry: chain link to resume from */
-        /* outcome */
-        int status;
         size_t bytes;                /* wal_msg_size() of the message, by validate */
+        bool tick;                   /* it is a time tick, by validate */
+        size_t depth;                /* chain links entered (their done hooks run) */
+        /* retry */
+        bool retry_armed;
+        size_t retry_idx;            /* chain link to resume from */
+        uint64_t retry_first_ns;
+        int64_t backoff_ms;
+        uint64_t retry_due_ns;
+        /* outcome.  The drainer's pop reads completed and pnext of the
+         * queue's head.  97f909c reordered this struct (completed among the
+         * first line's fields, retry's state last, 64-byte aligned): the
+         * dispatcher thread's share of the process CPU went from 27-29 % to
+         * 40-49 % in bench-api --workload append --take 1 (perf record, 2
+         * runs each), so this order was put back; which of the two
+         * changes did it was not measured apart. */
+        atomic_bool completed;       /* set by the backend's completion */
+        int status;
         wal_msg *result;             /* the immutable message, for the dispatcher */
         struct wal_msgid id;
         wal_error *err;
@@ -201,10 +206,6 @@ struct wal_append_op {
         struct wal_append_op *next;
         /* the pending queue (adaptor/wal.c) */
         _Atomic(struct wal_append_op *) pnext;
-        /* retry */
-        uint64_t retry_first_ns;
-        int64_t backoff_ms;
-        uint64_t retry_due_ns;
 };
 
 struct wal_append_next {
@@ -365,8 +366,9 @@ struct wal {
         /* finished ops kept for reuse (adaptor/wal.c): appenders take the
          * one op_spare with an exchange; under append_lock (which finishers
          * never take) it is refilled from pool_mine, and pool_mine with
-         * everything finishers pushed onto pool_free */
-        _Atomic(struct wal_append_op *) op_spare;
+         * everything finishers pushed onto pool_free.  A line of their own,
+         * apart from cb_lock and cb_head, which the dispatcher writes. */
+        alignas(64) _Atomic(struct wal_append_op *) op_spare;
         struct wal_append_op *pool_mine;     /* append_lock */
         size_t pool_taken;                   /* from pool_mine, not yet counted */
         alignas(64) _Atomic(struct wal_append_op *) pool_free;

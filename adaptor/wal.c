@@ -186,12 +186,7 @@ static struct wal_append_op *op_alloc(wal *w)
                 if (!op)
                         return NULL;
         }
-        /* In 64-byte pieces: the compiler stores these with vector
-         * moves, where one memset() of the whole op became a rep stos (its
-         * start-up was most of the cost). */
-        static_assert(sizeof(*op) % 64 == 0, "an op is whole cache lines");
-        for (size_t i = 0; i < sizeof(*op); i += 64)
-                memset((char *)op + i, 0, 64);
+        memset(op, 0, sizeof(*op));
         return op;
 }
 
