@@ -1690,6 +1690,7 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
         int r = wal_life_enter(&o->life);
         if (r < 0)
                 return wal_error_set(reterr, r, 0, "opener is closed");
+        size_t n_ready = 0;     /* user links whose ready hook succeeded */
         /* The append latency's clock (walu_cycles()), calibrated once. */
         walu_cycles_init();
         /* Aligned: some members sit on cache lines of their own. */
@@ -1784,6 +1785,7 @@ int wal_adaptor_open(wal_opener *o, const struct wal_open_opts *opts, wal **ret,
                                       l->name, wal_strerror(r));
                         goto fail;
                 }
+                n_ready = i + 1;
         }
 
         pthread_mutex_lock(&o->lock);
@@ -1808,6 +1810,11 @@ fail:
         if (w) {
                 stop_ticker(w);
                 stop_dispatcher(w);
+                /* Every ready that succeeded gets its close (no append ran:
+                 * this is after the last done). */
+                for (size_t i = 0; i < n_ready; i++)
+                        if (w->chain[i].ic.ready && w->chain[i].ic.close)
+                                w->chain[i].ic.close(w->chain[i].ic.arg, w);
                 if (w->impl)
                         w->impl->ops->close(w->impl);
                 w->impl = NULL;

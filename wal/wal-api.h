@@ -116,11 +116,14 @@ struct wal_interceptor {
         void (*done)(void *arg, wal *w, const struct wal_append_result *res);
 
         /* Optional.  Called once when the wal is open, before its first
-         * append; a negative return fails wal_open() with that code. */
+         * append, in chain order; a negative return fails wal_open() with
+         * that code (the ready hooks after it are not called). */
         int (*ready)(void *arg, wal *w);
 
-        /* Optional.  Called once when the wal closes, after the last done
-         * (never for a wal whose open failed). */
+        /* Optional.  Called once when the wal closes, after the last done.
+         * For a wal whose open failed, called only if this interceptor's
+         * ready hook ran and returned 0 (a later one failed the open), so
+         * that what ready set up is released; then no append ran. */
         void (*close)(void *arg, wal *w);
 };
 

@@ -136,6 +136,55 @@ Test(adaptor_interceptors, user_chain_order_and_hooks, .timeout = 60)
         pthread_mutex_destroy(&a.lock);
 }
 
+static int refuse_ready(void *arg, wal *w)
+{
+        (void)arg;
+        (void)w;
+        return -EACCES;
+}
+
+/* An interceptor whose ready hook succeeded gets its close hook exactly
+ * once, also when a later interceptor's ready fails the open: a ready that
+ * sets up per-wal state can count on close to release it.  (It used to be
+ * skipped for every wal whose open failed, found trying the API as a new
+ * user would.) */
+Test(adaptor_interceptors, close_follows_every_ready_that_succeeded, .timeout = 60)
+{
+        struct probe a = { .prop = "A" };
+        pthread_mutex_init(&a.lock, NULL);
+        shared_order = &a;
+        wal_opener *o = NULL;
+        cr_assert_eq(ta_opener(NULL, &o), 0);
+        struct wal_interceptor ia = { .name = "a", .arg = &a, .do_append = probe_do_append,
+                                      .done = probe_done, .ready = probe_ready,
+                                      .close = probe_close };
+        cr_assert_eq(wal_opener_add_interceptor(o, &ia, NULL), 0);
+        struct wal_interceptor refuse = { .name = "refuse", .do_append = probe_do_append,
+                                          .ready = refuse_ready, .close = probe_close };
+        struct probe r = { .prop = "R" };
+        refuse.arg = &r;
+        struct wal_open_opts opts = { .channel = "half-ready", .term = 1,
+                                      .access = WAL_ACCESS_RW, .interceptors = &refuse,
+                                      .n_interceptors = 1 };
+        wal *w = NULL;
+        wal_error *e = NULL;
+        cr_assert_eq(wal_open_ex(o, &opts, &w, &e), -EACCES);
+        cr_expect(strstr(wal_error_message(e), "\"refuse\""), "%s", wal_error_message(e));
+        wal_error_free(e);
+        cr_assert_null(w);
+        cr_expect_eq(atomic_load(&a.readies), 1);
+        cr_expect_eq(atomic_load(&a.closes), 1, "a's ready ran, its close did not");
+        cr_expect_eq(atomic_load(&r.closes), 0, "close after a ready that failed");
+
+        /* A wal that opens and closes: one of each, as before. */
+        cr_assert_eq(wal_open(o, "fine", 1, WAL_ACCESS_RW, &w, NULL), 0);
+        wal_close(w);
+        cr_expect_eq(atomic_load(&a.readies), 2);
+        cr_expect_eq(atomic_load(&a.closes), 2);
+        ta_opener_close(o);
+        pthread_mutex_destroy(&a.lock);
+}
+
 /* ---- Time ticks ---- */
 
 struct stamp {
