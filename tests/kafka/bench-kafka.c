@@ -25,9 +25,10 @@
  * 1000000 and batch.num.messages=10000.  "raw" is REF-RDK: producev of
  * 100-B values with RD_KAFKA_MSG_F_COPY, poll every 1024, retry on queue
  * full, flush; it is what the goal compares against.  "raw+key" is the same
- * loop also sending a record key of the bytes our records carry (the magic
- * and an envelope with the time tick, term and last-confirmed ID set as the
- * adaptor sets them): the same record format, so ours/raw+key is the
+ * loop also sending a record key of the bytes our records carry (made by
+ * the backend's key encoder for a message with the time tick, term and
+ * last-confirmed ID set as the adaptor sets them: 16 bytes of the compact
+ * layout since 2026-11-22, 26 of the full layout before): the same record format, so ours/raw+key is the
  * backend's own overhead.  "ours" appends 100-B data messages through the
  * walimpls interface and waits for every completion, with kafkawal.fencing
  * off and on.  Its messages (MSG_POOL distinct ones, with the time tick,
@@ -249,16 +250,19 @@ static wal_msg *make_msg(long i)
         return m;
 }
 
-/* The key our records carry for message @i (see kafka.c): magic + envelope. */
+/* The key our records carry for message @i, made by the backend's own key
+ * encoder (impls/kafka/kafka-key.c: the compact layout for these messages,
+ * since 2026-11-22; before, the magic "\0wal" and the protobuf envelope). */
 static size_t our_key(long i, uint8_t *buf, size_t cap)
 {
+        if (cap < KAFKA_KEY_COMPACT_MAX)
+                die("key buffer");
         wal_msg *m = make_msg(i);
-        memcpy(buf, "\0wal", 4);
-        int len = walu_envelope_encode(m, buf + 4, cap - 4);
+        size_t len = kafka_key_compact(m, buf);
         wal_msg_unref(m);
-        if (len < 0)
-                die("envelope");
-        return 4 + (size_t)len;
+        if (!len)
+                die("key");
+        return len;
 }
 
 /* ---- Raw librdkafka (REF-RDK) ---- */

@@ -495,6 +495,120 @@ Test(kafka, envelope_header_records_and_foreign_keys_read_back)
         w->ops->close(w);
 }
 
+/* A plain message (no property, vchannel or transaction field) is written
+ * with the compact key (impls/kafka/kafka-key.c) and other clients still see
+ * its plain payload; records whose keys were written as bytes, one in the
+ * full layout (what every earlier libwal wrote for such a message) and one
+ * in the compact layout, read back as what they were, beside it. */
+Test(kafka, compact_and_full_layout_keys_read_back)
+{
+        char ch[64], topic[128];
+        t_unique_name("keys", ch, sizeof(ch));
+        snprintf(topic, sizeof(topic), "wal-%s", ch);
+        const uint64_t tick = ((uint64_t)1767225600000 << 18) | 77;
+        /* The full layout: "\0wal", version 1, type 1, tick 12345, term 7,
+         * has_lc, lc lo 5. */
+        static const uint8_t full[] = { 0, 'w', 'a', 'l', 0x08, 0x01, 0x10, 0x01, 0x28, 0xb9,
+                                        0x60, 0x30, 0x07, 0x38, 0x01, 0x48, 0x05 };
+        /* The compact layout: "\0wk", head (time tick, term 9, no ID, type 4). */
+        uint8_t compact[4 + 8 + 1] = { 0, 'w', 'k', 0x04 | 0x08 | 0x10 };
+        for (unsigned i = 0; i < 8; i++)
+                compact[4 + i] = (uint8_t)(tick >> (8 * i));
+        compact[12] = 9;
+        rd_kafka_t *p = plain_client(RD_KAFKA_PRODUCER);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("full", 4),
+                                       RD_KAFKA_V_KEY(full, sizeof(full)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END), 0);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("compact", 7),
+                                       RD_KAFKA_V_KEY(compact, sizeof(compact)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END), 0);
+        cr_assert_eq(rd_kafka_flush(p, 10000), 0);
+        rd_kafka_destroy(p);
+
+        struct walimpls_wal *w = kt_open(ch, WAL_ACCESS_RW);
+        wal_msg *src = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "ours", 4, &src), 0);
+        cr_assert_eq(wal_msg_set_time_tick(src, tick), 0);
+        cr_assert_eq(wal_msg_set_term(src, 3), 0);
+        cr_assert_eq(wal_msg_set_last_confirmed(src, WAL_MSGID(0, 1)), 0);
+        struct acks a;
+        acks_init(&a, 1);
+        struct ack_arg *aa = malloc(sizeof(*aa));
+        cr_assert(aa);
+        *aa = (struct ack_arg){ &a, 0 };
+        cr_assert_eq(w->ops->append(w, src, acks_cb, aa), 0);
+        wal_msg_unref(src);
+        cr_assert_eq(acks_wait(&a, 1, 20000), 1);
+        cr_assert_eq(a.status[0], 0);
+        cr_assert_eq(a.ids[0].lo, 2);
+
+        /* Another client sees the payload, no header, and the compact key. */
+        rd_kafka_t *c = plain_consumer_from_start(topic);
+        size_t seen = 0;
+        uint64_t end = t_now_ms() + 10000;
+        while (seen < 3 && t_now_ms() < end) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+                if (!m)
+                        continue;
+                if (!m->err && m->offset == 2) {
+                        cr_assert_eq(m->len, 4);
+                        cr_assert_eq(memcmp(m->payload, "ours", 4), 0);
+                        rd_kafka_headers_t *h = NULL;
+                        cr_assert_neq(rd_kafka_message_headers(m, &h), 0, "headers sent");
+                        /* magic 3, head 1, tick 8, term 1, ID 1 */
+                        cr_assert_eq(m->key_len, 14);
+                        cr_assert_eq(memcmp(m->key, "\0wk", 3), 0, "not the compact key");
+                }
+                if (!m->err)
+                        seen++;
+                rd_kafka_message_destroy(m);
+        }
+        cr_assert_eq(seen, 3);
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+
+        struct walimpls_scanner *s = kt_read(w, WAL_DELIVER_ALL, WAL_MSGID_NONE);
+        wal_msg *m = NULL;
+        wal_error *e = NULL;
+        size_t len;
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        const void *pl = wal_msg_payload(m, &len);
+        cr_assert_eq(len, 4);
+        cr_assert_eq(memcmp(pl, "full", 4), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_DATA);
+        cr_assert_eq(wal_msg_time_tick(m), 12345);
+        cr_assert_eq(wal_msg_term(m), 7);
+        cr_assert(wal_msgid_eq(wal_msg_last_confirmed(m), WAL_MSGID(0, 5)));
+        cr_assert_eq(wal_msg_prop_count(m), 0);
+        wal_msg_unref(m);
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        pl = wal_msg_payload(m, &len);
+        cr_assert_eq(len, 7);
+        cr_assert_eq(memcmp(pl, "compact", 7), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_TXN_COMMIT);
+        cr_assert_eq(wal_msg_time_tick(m), tick);
+        cr_assert_eq(wal_msg_term(m), 9);
+        cr_assert(wal_msgid_is_none(wal_msg_last_confirmed(m)));
+        wal_msg_unref(m);
+        cr_assert_eq(s->ops->next(s, 5000, &m, &e), 0, "%s", wal_error_message(e));
+        pl = wal_msg_payload(m, &len);
+        cr_assert_eq(len, 4);
+        cr_assert_eq(memcmp(pl, "ours", 4), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_DATA);
+        cr_assert_eq(wal_msg_time_tick(m), tick);
+        cr_assert_eq(wal_msg_term(m), 3);
+        cr_assert(wal_msgid_eq(wal_msg_last_confirmed(m), WAL_MSGID(0, 1)));
+        cr_assert(wal_msgid_eq(wal_msg_id(m), WAL_MSGID(0, 2)));
+        wal_msg_unref(m);
+        s->ops->close(s);
+        w->ops->close(w);
+        acks_free(&a);
+}
+
 Test(kafka, broker_down_and_up_during_appends, .timeout = 90)
 {
         char ch[64];

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * impls/kafka/kafka-key.c: the record key of the Kafka backend's records,
+ * which carries the message envelope (kafka.c, "Mapping").
+ *
+ * Format.  A key is ours when it starts with one of two magics; any other
+ * key (or none) is a foreign record's.  Every integer below is a varint
+ * (7 bits a byte, least significant group first, high bit set on every byte
+ * but the last) unless said otherwise.
+ *
+ *  Full layout (every libwal since the key carried the envelope):
+ *    "\0wal"  (4 bytes), then the protobuf envelope of utility/envelope.c,
+ *    which can say everything a wal_msg holds.  Written for a message with
+ *    a property, a vchannel or a transaction field; read forever.
+ *
+ *  Compact layout (written since session 8 for every other message, the
+ *  usual data message: 16 bytes where the full layout takes 26):
+ *    off 0  "\0wk"     3 bytes, magic
+ *    off 3  head       1 byte:  bits 0-2 the type (1..6, enum wal_msg_type),
+ *                               bit 3 a time tick follows,
+ *                               bit 4 a term follows,
+ *                               bit 5 a last-confirmed ID follows,
+ *                               bit 6 its high word is not 0,
+ *                               bit 7 zero
+ *    then, each only when its bit is set and in this order:
+ *      tick     8 bytes, little-endian (never 0; a tick of ms << 18 takes
+ *               9 bytes as a varint and is one store this way)
+ *      term     the int64 as its 64-bit two's complement (never 0)
+ *      lc hi    (bit 6; never 0)
+ *      lc lo
+ *    and nothing after.  A field left out is 0 (the term, the tick) or
+ *    none (the last-confirmed ID); there are no properties, no vchannel
+ *    and no transaction fields.
+ *  Every message has exactly one compact encoding: a reader refuses a
+ *  varint longer than 10 bytes or not in its shortest form, a present
+ *  field whose value is the one its absence means, an unknown type,
+ *  bit 7, and a key longer or shorter than its head says (-EBADMSG, as a
+ *  bad full-layout envelope is).  A foreign key starting with "\0wk" and
+ *  at least 4 bytes long is therefore refused rather than read as data,
+ *  as one starting with "\0wal" always was.
+ *
+ * Why a second layout: the key is copied, checksummed, sent and stored per
+ * record, on the producer's broker thread and the broker's.  The full
+ * layout spends two bytes on the version and type, a tag byte per field and
+ * a byte for has_lc; the compact one puts all of that in the head byte.
+ * A reader builds the message from a compact key's fields directly
+ * (kafka_key_decode: what the envelope decoder does with the same fields);
+ * kafka_key_envelope() gives the full layout's envelope bytes for the same
+ * key, against which the tests and the fuzz target check it.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <wal/wal-message.h>
+#include "utility/envelope.h"
+#include "kafka-internal.h"
+
+#define HEAD_TYPE 0x07u
+#define HEAD_TICK 0x08u
+#define HEAD_TERM 0x10u
+#define HEAD_LC 0x20u
+#define HEAD_LC_HI 0x40u
+#define HEAD_RESERVED 0x80u
+
+static inline uint8_t *put_varint(uint8_t *q, uint64_t v)
+{
+        while (v >= 0x80) {
+                *q++ = (uint8_t)(v | 0x80);
+                v >>= 7;
+        }
+        *q++ = (uint8_t)v;
+        return q;
+}
+
+size_t kafka_key_compact(const wal_msg *m, uint8_t *buf)
+{
+        if (wal_msg_prop_count(m) || wal_msg_vchannel(m) || wal_msg_txn_id(m) ||
+            wal_msg_txn_keepalive_ms(m))
+                return 0;
+        unsigned type = (unsigned)wal_msg_type(m);
+        if (type < 1 || type > WAL_MSG_TYPE_MAX)
+                return 0;
+        uint64_t tick = wal_msg_time_tick(m), term = (uint64_t)wal_msg_term(m);
+        struct wal_msgid lc = wal_msg_last_confirmed(m);
+        bool has_lc = !wal_msgid_is_none(lc);
+        uint8_t head = (uint8_t)type;
+        uint8_t *q = buf + KAFKA_KEY_COMPACT_MAGIC_LEN + 1;
+        if (tick) {
+                head |= HEAD_TICK;
+                for (unsigned i = 0; i < 8; i++)
+                        q[i] = (uint8_t)(tick >> (8 * i));
+                q += 8;
+        }
+        if (term) {
+                head |= HEAD_TERM;
+                q = put_varint(q, term);
+        }
+        if (has_lc) {
+                head |= HEAD_LC;
+                if (lc.hi) {
+                        head |= HEAD_LC_HI;
+                        q = put_varint(q, lc.hi);
+                }
+                q = put_varint(q, lc.lo);
+        }
+        memcpy(buf, KAFKA_KEY_COMPACT_MAGIC, KAFKA_KEY_COMPACT_MAGIC_LEN);
+        buf[KAFKA_KEY_COMPACT_MAGIC_LEN] = head;
+        return (size_t)(q - buf);
+}
+
+/* A varint in its shortest form of at most 10 bytes at *@pp (before @end)
+ * into *@ret; false if cut, too long or padded. */
+static bool get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *ret)
+{
+        const uint8_t *p = *pp;
+        uint64_t v = 0;
+        for (unsigned i = 0; i < 10 && p < end; i++) {
+                uint8_t b = *p++;
+                if (i == 9 && b > 1)
+                        return false;   /* past 64 bits */
+                v |= (uint64_t)(b & 0x7f) << (7 * i);
+                if (!(b & 0x80)) {
+                        if (b == 0 && i > 0)
+                                return false;   /* not the shortest form */
+                        *pp = p;
+                        *ret = v;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* A protobuf varint field (omitted at 0, as utility/envelope.c writes it). */
+static inline uint8_t *put_field(uint8_t *q, unsigned field, uint64_t v)
+{
+        if (!v)
+                return q;
+        *q++ = (uint8_t)(field << 3);
+        return put_varint(q, v);
+}
+
+/* A compact key's fields (compact_parse). */
+struct compact {
+        unsigned type;
+        bool has_lc;
+        uint64_t tick, term, lc_hi, lc_lo;
+};
+
+/* Parse the compact key @k/@len (which starts with its magic and has a
+ * head byte) into @c, refusing what no encoder writes.  0 or -EBADMSG. */
+static int compact_parse(const uint8_t *k, size_t len, struct compact *c, wal_error **reterr)
+{
+        const uint8_t *p = k + KAFKA_KEY_COMPACT_MAGIC_LEN, *end = k + len;
+        uint8_t head = *p++;
+        c->type = head & HEAD_TYPE;
+        c->has_lc = head & HEAD_LC;
+        c->tick = c->term = c->lc_hi = c->lc_lo = 0;
+        if ((head & HEAD_RESERVED) || c->type < 1 || c->type > WAL_MSG_TYPE_MAX ||
+            ((head & HEAD_LC_HI) && !(head & HEAD_LC)))
+                return wal_error_set(reterr, -EBADMSG, 0, "compact key: bad head byte 0x%02x",
+                                     head);
+        if (head & HEAD_TICK) {
+                if (end - p < 8)
+                        return wal_error_set(reterr, -EBADMSG, 0, "compact key: tick cut short");
+                for (unsigned i = 0; i < 8; i++)
+                        c->tick |= (uint64_t)p[i] << (8 * i);
+                p += 8;
+                if (!c->tick)
+                        return wal_error_set(reterr, -EBADMSG, 0, "compact key: zero tick");
+        }
+        if ((head & HEAD_TERM) && (!get_varint(&p, end, &c->term) || !c->term))
+                return wal_error_set(reterr, -EBADMSG, 0, "compact key: bad term");
+        if ((head & HEAD_LC_HI) && (!get_varint(&p, end, &c->lc_hi) || !c->lc_hi))
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "compact key: bad last-confirmed high word");
+        if ((head & HEAD_LC) && !get_varint(&p, end, &c->lc_lo))
+                return wal_error_set(reterr, -EBADMSG, 0, "compact key: bad last-confirmed ID");
+        if ((head & HEAD_LC) && c->lc_hi == UINT64_MAX && c->lc_lo == UINT64_MAX)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "compact key: last-confirmed ID is the none value");
+        if (p != end)
+                return wal_error_set(reterr, -EBADMSG, 0,
+                                     "compact key: %zu bytes after its last field",
+                                     (size_t)(end - p));
+        return 0;
+}
+
+static inline bool is_full(const uint8_t *k, size_t len)
+{
+        return k && len >= KAFKA_KEY_MAGIC_LEN && memcmp(k, KAFKA_KEY_MAGIC, KAFKA_KEY_MAGIC_LEN) == 0;
+}
+
+static inline bool is_compact(const uint8_t *k, size_t len)
+{
+        return k && len >= KAFKA_KEY_COMPACT_MAGIC_LEN + 1 &&
+               memcmp(k, KAFKA_KEY_COMPACT_MAGIC, KAFKA_KEY_COMPACT_MAGIC_LEN) == 0;
+}
+
+int kafka_key_envelope(const void *key, size_t key_len, uint8_t *buf,
+                       const uint8_t **ret_env, size_t *ret_len, wal_error **reterr)
+{
+        const uint8_t *k = key;
+        *ret_env = NULL;
+        *ret_len = 0;
+        if (is_full(k, key_len)) {
+                if (key_len == KAFKA_KEY_MAGIC_LEN)
+                        return wal_error_set(reterr, -EBADMSG, 0, "empty envelope in the key");
+                *ret_env = k + KAFKA_KEY_MAGIC_LEN;
+                *ret_len = key_len - KAFKA_KEY_MAGIC_LEN;
+                return 1;
+        }
+        if (!is_compact(k, key_len))
+                return 0;
+        struct compact c;
+        int r = compact_parse(k, key_len, &c, reterr);
+        if (r < 0)
+                return r;
+        /* The full layout's envelope, field by field as utility/envelope.c
+         * writes it (version 1, type 2, tick 5, term 6, has_lc 7, lc 8/9). */
+        uint8_t *q = put_field(buf, 1, WALU_ENVELOPE_VERSION);
+        q = put_field(q, 2, c.type);
+        q = put_field(q, 5, c.tick);
+        q = put_field(q, 6, c.term);
+        if (c.has_lc) {
+                q = put_field(q, 7, 1);
+                q = put_field(q, 8, c.lc_hi);
+                q = put_field(q, 9, c.lc_lo);
+        }
+        *ret_env = buf;
+        *ret_len = (size_t)(q - buf);
+        return 1;
+}
+
+int kafka_key_decode(const void *key, size_t key_len, const void *payload, size_t payload_len,
+                     wal_msg **ret, wal_error **reterr)
+{
+        const uint8_t *k = key;
+        if (is_full(k, key_len)) {
+                if (key_len == KAFKA_KEY_MAGIC_LEN)
+                        return wal_error_set(reterr, -EBADMSG, 0, "empty envelope in the key");
+                int r = walu_envelope_decode(k + KAFKA_KEY_MAGIC_LEN, key_len - KAFKA_KEY_MAGIC_LEN,
+                                             payload, payload_len, ret, reterr);
+                return r < 0 ? r : 1;
+        }
+        if (!is_compact(k, key_len))
+                return 0;
+        struct compact c;
+        int r = compact_parse(k, key_len, &c, reterr);
+        if (r < 0)
+                return r;
+        /* What walu_envelope_decode() does with the same fields. */
+        wal_msg *m = NULL;
+        if ((r = wal_msg_new((enum wal_msg_type)c.type, payload, payload_len, &m)) < 0)
+                return wal_error_set(reterr, r, 0, "compact key: %zu-byte payload: %s",
+                                     payload_len, wal_strerror(r));
+        wal_msg_set_time_tick(m, c.tick);
+        wal_msg_set_term(m, (int64_t)c.term);
+        if (c.has_lc)
+                wal_msg_set_last_confirmed(m, WAL_MSGID(c.lc_hi, c.lc_lo));
+        *ret = m;
+        return 1;
+}
