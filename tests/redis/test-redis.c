@@ -1178,7 +1178,7 @@ Test(redis, oversized_reply_is_refused_naming_key)
                           strstr(wal_error_message(e), "max_reply_bytes"),
                   "message: %s", wal_error_message(e));
         /* It names where the entry too large to read is, and the way out. */
-        char after[64];
+        char after[WAL_MSGID_STRLEN + 64];
         snprintf(after, sizeof(after), "the entry after %s is larger than", last);
         cr_expect(strstr(wal_error_message(e), after) && strstr(wal_error_message(e), "raise it"),
                   "message does not say which entry (after %s) is too large and what "
