@@ -66,7 +66,10 @@
 #include <walimpls/walimpls.h>
 
 #include "bench-common.h"
+#include "wal-build-config.h"
+#if HAVE_LOCAL
 #include "impls/local/local.h"
+#endif
 
 struct bench {
         struct walimpls_opener *opener;
@@ -360,8 +363,10 @@ static void run_replay(int argc, char **argv, const char *dir, const char *chann
                                          .deliver = { .policy = WAL_DELIVER_ALL } };
         struct walimpls_scanner *s;
         struct timespec c2, c3, p2, p3;
+#if HAVE_LOCAL
         struct local_ra_handoffs h0, h1;
         local_readahead_handoffs(&h0);
+#endif
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &p2);
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c2);
         uint64_t t2 = bench_now_ns();
@@ -422,12 +427,15 @@ static void run_replay(int argc, char **argv, const char *dir, const char *chann
         double cpu = (double)(p3.tv_sec - p2.tv_sec) + (double)(p3.tv_nsec - p2.tv_nsec) / 1e9;
         s->ops->close(s);
         close_backend(&b);
+#if HAVE_LOCAL
         local_readahead_handoffs(&h1);
+#endif
         fprintf(stderr, "bench-local: replayed %llu messages (checksum %llu) in %.1f ms, "
                 "%.1f ms of CPU (%.1f ms on the replaying thread)\n", (unsigned long long)n,
                 (unsigned long long)sum, (double)(t3 - t2) / 1e6, cpu * 1e3,
                 ((double)(c3.tv_sec - c2.tv_sec) * 1e9 + (double)(c3.tv_nsec - c2.tv_nsec)) / 1e6);
-        /* the local backend's read-ahead hand-offs (local.h; zero elsewhere) */
+#if HAVE_LOCAL
+        /* the local backend's read-ahead hand-offs (local.h; zero for another backend) */
         fprintf(stderr, "bench-local: read-ahead hand-offs: helper waited %llu (watch saw "
                 "%llu, slept %llu), scanner waited %llu (watch saw %llu, slept %llu)\n",
                 (unsigned long long)(h1.waits[0] - h0.waits[0]),
@@ -443,6 +451,7 @@ static void run_replay(int argc, char **argv, const char *dir, const char *chann
                         fprintf(stderr, " %llu", (unsigned long long)(h1.hist[i][j] - h0.hist[i][j]));
                 fprintf(stderr, "\n");
         }
+#endif
 
         struct bench_result res = {
                 .program = "bench-local", .workload = "replay", .records = n, .bytes = bytes,
