@@ -17,8 +17,8 @@
  * end) can hide it.  So after IDLE_END_MS without news walctl looks at what
  * the log holds between the position and that ID (owed_before(), a
  * wal_replay() of the raw records): if one of them is a message the
- * scanner delivers (data outside a transaction, a time tick, a commit), the
- * scanner owes it and the read goes on waiting (a slow or stalled backend,
+ * scanner delivers (data outside a transaction, a time tick, a commit; not
+ * a fenced writer's straggler, which it drops), the scanner owes it and the read goes on waiting (a slow or stalled backend,
  * a scanner that is about to fail), for at most STALL_END_MS without news
  * before it fails with status 69; otherwise the read ends there.  A
  * read that starts at or after that ID (`--after LAST`, the resume of a
@@ -69,6 +69,8 @@ struct reader {
         struct wal_msgid position;    /* last message taken, or the start */
         bool at_beginning;            /* nothing taken, started at the beginning */
         bool position_known;
+        uint64_t last_tick;           /* the newest tick taken, and its term: */
+        int64_t last_term;            /* what the scanner drops as a straggler */
         uint64_t printed;             /* units printed (for -c) */
 
         wal_msg **tail;               /* -o -N: the last N units, a ring (owned refs) */
@@ -302,6 +304,8 @@ static int parse_start(const char *s, struct wal_deliver *d, uint64_t *last_n)
 struct owed {
         struct wal_msgid stop_at;
         struct wal_msgid first;         /* the first record owed, when found */
+        uint64_t last_tick;             /* as the scanner tracks them */
+        int64_t last_term;
 };
 
 static int owed_fn(void *arg, const struct wal_msg_view *views, size_t n)
@@ -311,6 +315,17 @@ static int owed_fn(void *arg, const struct wal_msg_view *views, size_t n)
                 const struct wal_msg_view *v = &views[i];
                 if (wal_msgid_cmp(v->id, ow->stop_at) > 0)
                         return 2;
+                /* A fenced writer's straggler, landed after the newer
+                 * term's ticks (Kafka): the scanner drops it
+                 * (adaptor/scanner.c, process()). */
+                if (v->time_tick) {
+                        if (v->time_tick < ow->last_tick && v->term < ow->last_term)
+                                continue;
+                        if (v->time_tick > ow->last_tick) {
+                                ow->last_tick = v->time_tick;
+                                ow->last_term = v->term;
+                        }
+                }
                 /* What a scanner delivers: plain data (a foreign record
                  * too), a time tick, a commit (as the transaction's unit).
                  * Bodies wait for their commit; begin and rollback are
@@ -337,7 +352,8 @@ static int owed_before(const struct reader *rd, wal *w, struct wal_msgid stop_at
         if (!rd->at_beginning)
                 d = (struct wal_deliver){ .policy = WAL_DELIVER_START_AFTER,
                                           .id = rd->position };
-        struct owed ow = { .stop_at = stop_at, .first = WAL_MSGID_NONE };
+        struct owed ow = { .stop_at = stop_at, .first = WAL_MSGID_NONE,
+                           .last_tick = rd->last_tick, .last_term = rd->last_term };
         int r = wal_replay(w, &d, owed_fn, &ow, reterr);
         if (r < 0)
                 return r;
@@ -366,6 +382,10 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                 if (r == 0) {
                         idle_ms = 0;
                         struct wal_msgid id = wal_msg_id(m);
+                        if (wal_msg_time_tick(m) > rd->last_tick) {
+                                rd->last_tick = wal_msg_time_tick(m);
+                                rd->last_term = wal_msg_term(m);
+                        }
                         rd->position = id;
                         rd->position_known = true;
                         rd->at_beginning = false;
