@@ -166,6 +166,8 @@ void wal_cache_stats(struct wal_cache *c, size_t *entries, size_t *bytes,
 
 /* ---- Appends in flight ---- */
 
+struct wal_op_slab;
+
 struct wal_append_op {
         wal *w;
         wal_msg *msg;                /* the caller's copy, mutable, owned */
@@ -178,6 +180,8 @@ struct wal_append_op {
         void *userdata;
         wal_txn *txn;                /* begin/body/commit/rollback of it (reference) */
         bool internal;               /* time tick or txn control: any type allowed */
+        bool in_slab;                /* part of a wal_op_slab: never free()d alone
+                                        (in the padding: the op does not grow) */
         uint64_t t_start;            /* walu_cycles() at wal_append(): the
                                         latency's start */
         unsigned attempts;
@@ -371,6 +375,7 @@ struct wal {
         alignas(64) _Atomic(struct wal_append_op *) op_spare;
         struct wal_append_op *pool_mine;     /* append_lock */
         size_t pool_taken;                   /* from pool_mine, not yet counted */
+        struct wal_op_slab *op_slabs;        /* new ops, made in runs (append_lock) */
         alignas(64) _Atomic(struct wal_append_op *) pool_free;
         atomic_size_t pool_size;             /* about how many ops both lists hold */
         char pool_pad[64 - sizeof(void *) - sizeof(atomic_size_t)];

@@ -79,18 +79,48 @@ static void ask_dispatcher_to_drain(wal *w);
 
 /* ---- Reference counting ---- */
 
+/*
+ * New ops come in slabs of OP_SLAB, faulted in at once.  With callbacks
+ * and a reader spinning on the other CPU, the dispatcher (which frees the
+ * ops) may wait for a CPU for milliseconds while the appender goes on, so
+ * the appender keeps finding the pool empty and needs new ops: up to about
+ * 2,000 in a run of 20,000 appends (bench-api --workload deliver, stage
+ * probe, session 8, tools/bench/adaptor-notes.md).  One allocation each
+ * handed out untouched heap pages, and zeroing every 16th or 21st new op
+ * took a first-touch fault (about 2 us here): about half of the slowest
+ * 1 % of append-to-delivery times.  A slab's pages are faulted in
+ * together (walu_populate()), so one append in OP_SLAB new ops pays for
+ * all of them.  Slab ops always go back to the pool (they are never
+ * free()d alone) and the slabs are freed with the wal; like the pool, they
+ * hold no more ops than were once in flight together.
+ */
+#define OP_SLAB 128
+
+struct wal_op_slab {
+        struct wal_op_slab *next;
+        struct wal_append_op ops[OP_SLAB];
+};
+
 static void wal_free(wal *w)
 {
         if (w->has_cache)
                 wal_cache_done(&w->cache);
-        free(atomic_load(&w->op_spare));
-        struct wal_append_op *lists[2] = { w->pool_mine, atomic_load(&w->pool_free) };
-        for (int i = 0; i < 2; i++) {
+        struct wal_append_op *spare = atomic_load(&w->op_spare);
+        if (spare)
+                spare->next = NULL;
+        struct wal_append_op *lists[3] = { w->pool_mine, atomic_load(&w->pool_free), spare };
+        for (int i = 0; i < 3; i++) {
                 while (lists[i]) {
                         struct wal_append_op *op = lists[i];
                         lists[i] = op->next;
-                        free(op);
+                        if (!op->in_slab)
+                                free(op);
                 }
+        }
+        while (w->op_slabs) {
+                struct wal_op_slab *sl = w->op_slabs;
+                w->op_slabs = sl->next;
+                free(sl);
         }
         wal_msg_arena_free(w->arena);
         for (size_t i = 0; i < w->n_chain; i++)
@@ -172,6 +202,25 @@ static void op_refill_spare(wal *w)
                 atomic_store_explicit(&w->op_spare, op, memory_order_release);
 }
 
+/* append_lock held, the pool empty: a new slab's ops become pool_mine
+ * (counted in pool_size).  False if out of memory. */
+static bool op_slab_new(wal *w)
+{
+        struct wal_op_slab *sl = aligned_alloc(alignof(struct wal_op_slab), sizeof(*sl));
+        if (!sl)
+                return false;
+        walu_populate(sl, sizeof(*sl));
+        sl->next = w->op_slabs;
+        w->op_slabs = sl;
+        for (size_t i = 0; i < OP_SLAB; i++) {
+                sl->ops[i].in_slab = true;
+                sl->ops[i].next = i + 1 < OP_SLAB ? &sl->ops[i + 1] : w->pool_mine;
+        }
+        w->pool_mine = &sl->ops[0];
+        atomic_fetch_add_explicit(&w->pool_size, OP_SLAB, memory_order_relaxed);
+        return true;
+}
+
 static struct wal_append_op *op_alloc(wal *w)
 {
         struct wal_append_op *op = atomic_exchange_explicit(&w->op_spare, NULL,
@@ -179,14 +228,18 @@ static struct wal_append_op *op_alloc(wal *w)
         if (!op) {
                 pthread_mutex_lock(&w->append_lock);
                 op = pool_pop(w);
+                if (!op && op_slab_new(w))
+                        op = pool_pop(w);
                 pthread_mutex_unlock(&w->append_lock);
         }
+        bool in_slab = op && op->in_slab;
         if (!op) {
                 op = aligned_alloc(alignof(struct wal_append_op), sizeof(*op));
                 if (!op)
                         return NULL;
         }
         memset(op, 0, sizeof(*op));
+        op->in_slab = in_slab;
         return op;
 }
 
@@ -197,7 +250,8 @@ static void op_free(struct wal_append_op *op)
         wal_msg_unref(op->sent);
         wal_msg_unref(op->result);
         wal_error_free(op->err);
-        if (atomic_load_explicit(&w->pool_size, memory_order_relaxed) >= OP_POOL_MAX) {
+        if (!op->in_slab &&
+            atomic_load_explicit(&w->pool_size, memory_order_relaxed) >= OP_POOL_MAX) {
                 free(op);
                 return;
         }
