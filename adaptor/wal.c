@@ -589,6 +589,21 @@ static void waiter_run(wal *w, struct waiter *wt)
 #define DISPATCH_SPIN_NS 20000u
 /* Single-op batches after the last multi-op one that still earn a spin. */
 #define DISPATCH_SPIN_CREDIT 64u
+/*
+ * A single-op batch that a spin found within DISPATCH_SPIN_RENEW_NS renews
+ * the credit: appends are coming one at a time but close together (a
+ * writer that waits for a tailing reader before its next append, each with
+ * a callback).  Before, such a stream ran out of credit after 64 batches
+ * and the dispatcher went to sleep after every op, so each append's drain
+ * paid a futex wake (9-12 us of the appender's CPU here; in those runs
+ * every stage of the next append was about 3x slower too) until a lag gave
+ * a multi-op batch and credit again: the active reader's p50 switched
+ * between about 0.5 and 1.6 us from run to run (stage probe, session 8,
+ * tools/bench/adaptor-notes.md).  The spin stays bounded: a gap of
+ * DISPATCH_SPIN_NS ends it, and ops further apart than the renewal time
+ * use the credit up as before.
+ */
+#define DISPATCH_SPIN_RENEW_NS 10000u
 
 /* Spin up to DISPATCH_SPIN_NS for w->cb_queued to move past @seen (or a
  * drain to be asked for).  Returns true if it did. */
@@ -659,6 +674,7 @@ static void *dispatcher_main(void *arg)
         /* Batches of several ops earn a spin (DISPATCH_SPIN_CREDIT single-op
          * batches long); see DISPATCH_SPIN_NS. */
         unsigned spin_credit = 0;
+        bool caught_soon = false;       /* the last spin found work quickly */
         size_t last_round = DRAIN_GATHER_MIN;   /* ops the last drain took */
         pthread_setname_np(pthread_self(), "wal-dispatch");
         pthread_mutex_lock(&w->cb_lock);
@@ -679,10 +695,11 @@ static void *dispatcher_main(void *arg)
                 if (batch) {
                         w->cb_head = w->cb_tail = NULL;
                         w->cb_busy = true;
-                        if (batch->next)
+                        if (batch->next || caught_soon)
                                 spin_credit = DISPATCH_SPIN_CREDIT;
                         else if (spin_credit > 0)
                                 spin_credit--;
+                        caught_soon = false;
                 }
                 if (!batch) {
                         if (w->cb_stop && !w->cb_busy && !w->cb_head)
@@ -694,7 +711,10 @@ static void *dispatcher_main(void *arg)
                         unsigned seen = atomic_load_explicit(&w->cb_queued,
                                                              memory_order_relaxed);
                         pthread_mutex_unlock(&w->cb_lock);
+                        uint64_t spin_start = walu_monotonic_ns();
                         bool more = spin_for_work(w, seen);
+                        caught_soon = more && walu_monotonic_ns() - spin_start <
+                                                      DISPATCH_SPIN_RENEW_NS;
                         pthread_mutex_lock(&w->cb_lock);
                         if (more || w->cb_head || w->cb_stop)
                                 continue;
