@@ -123,10 +123,10 @@ WAL_EXPORT struct wal_msgid wal_msg_id(const wal_msg *m);
  *  call by at most one kernel timer tick (clock_getres() of
  *  CLOCK_REALTIME_COARSE: 4 ms at HZ=250) plus that timer tick's delay,
  *  unless it carries an earlier tick's physical part (more than 2^18
- *  appends in one ms, or the clock set back).  So "from a time tick" of
- *  T ms (WAL_DELIVER_FROM_TIME_TICK, T << 18) starts at the first message
- *  stamped at T or later, which may include messages appended up to that
- *  much after T. */
+ *  appends in one ms, or the clock set back).  So a read "from a time
+ *  tick" of T ms (WAL_DELIVER_FROM_TIME_TICK, T << 18) delivers the
+ *  messages stamped at T or later: a message appended less than that lag
+ *  after T may be stamped below T and is then not delivered. */
 WAL_EXPORT uint64_t wal_msg_time_tick(const wal_msg *m);
 /** @returns the term of the writer, 0 if unset. */
 WAL_EXPORT int64_t wal_msg_term(const wal_msg *m);
