@@ -13,7 +13,7 @@
  *    which can say everything a wal_msg holds.  Written for a message with
  *    a property, a vchannel or a transaction field; read forever.
  *
- *  Compact layout (written since session 8 for every other message, the
+ *  Compact layout (the newer one, written for every other message, the
  *  usual data message: 16 bytes where the full layout takes 26):
  *    off 0  "\0wk"     3 bytes, magic
  *    off 3  head       1 byte:  bits 0-2 the type (1..6, enum wal_msg_type),

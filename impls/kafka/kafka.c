@@ -13,7 +13,7 @@
  * "\0wal" and the protobuf envelope; any other (the usual data message)
  * the compact layout, "\0wk", a head byte for the type and which fields
  * follow, the tick as 8 fixed bytes, the term and last-confirmed ID as
- * varints: 16 bytes where the protobuf one took 26 (session 8).  Both read
+ * varints: 16 bytes where the protobuf one took 26.  Both layouts read
  * back forever.  Properties are thus carried twice (as headers for
  * other Kafka clients, inside the envelope for us), and a reader trusts the
  * envelope.  Why the key and not a header: librdkafka 2.0.2 copies the key
