@@ -197,25 +197,37 @@ static inline bool is_compact(const uint8_t *k, size_t len)
                memcmp(k, KAFKA_KEY_COMPACT_MAGIC, KAFKA_KEY_COMPACT_MAGIC_LEN) == 0;
 }
 
+enum key_kind { KEY_FOREIGN, KEY_FULL, KEY_COMPACT };
+
+/* Which layout the key @key/@len is in, refusing what no encoder writes:
+ * KEY_FULL (its envelope at *@env, *@env_len bytes), KEY_COMPACT (its
+ * fields in @c), KEY_FOREIGN (not ours), or -EBADMSG.  The one place that
+ * says which keys are ours, for both readers below. */
+static int key_classify(const uint8_t *k, size_t len, struct compact *c, const uint8_t **env,
+                        size_t *env_len, wal_error **reterr)
+{
+        if (is_full(k, len)) {
+                if (len == KAFKA_KEY_MAGIC_LEN)
+                        return wal_error_set(reterr, -EBADMSG, 0, "empty envelope in the key");
+                *env = k + KAFKA_KEY_MAGIC_LEN;
+                *env_len = len - KAFKA_KEY_MAGIC_LEN;
+                return KEY_FULL;
+        }
+        if (!is_compact(k, len))
+                return KEY_FOREIGN;
+        int r = compact_parse(k, len, c, reterr);
+        return r < 0 ? r : KEY_COMPACT;
+}
+
 int kafka_key_envelope(const void *key, size_t key_len, uint8_t *buf,
                        const uint8_t **ret_env, size_t *ret_len, wal_error **reterr)
 {
-        const uint8_t *k = key;
         *ret_env = NULL;
         *ret_len = 0;
-        if (is_full(k, key_len)) {
-                if (key_len == KAFKA_KEY_MAGIC_LEN)
-                        return wal_error_set(reterr, -EBADMSG, 0, "empty envelope in the key");
-                *ret_env = k + KAFKA_KEY_MAGIC_LEN;
-                *ret_len = key_len - KAFKA_KEY_MAGIC_LEN;
-                return 1;
-        }
-        if (!is_compact(k, key_len))
-                return 0;
         struct compact c;
-        int r = compact_parse(k, key_len, &c, reterr);
-        if (r < 0)
-                return r;
+        int kind = key_classify(key, key_len, &c, ret_env, ret_len, reterr);
+        if (kind != KEY_COMPACT)
+                return kind < 0 ? kind : kind == KEY_FULL;
         /* The full layout's envelope, field by field as utility/envelope.c
          * writes it (version 1, type 2, tick 5, term 6, has_lc 7, lc 8/9). */
         uint8_t *q = put_field(buf, 1, WALU_ENVELOPE_VERSION);
@@ -235,20 +247,16 @@ int kafka_key_envelope(const void *key, size_t key_len, uint8_t *buf,
 int kafka_key_decode(const void *key, size_t key_len, const void *payload, size_t payload_len,
                      wal_msg **ret, wal_error **reterr)
 {
-        const uint8_t *k = key;
-        if (is_full(k, key_len)) {
-                if (key_len == KAFKA_KEY_MAGIC_LEN)
-                        return wal_error_set(reterr, -EBADMSG, 0, "empty envelope in the key");
-                int r = walu_envelope_decode(k + KAFKA_KEY_MAGIC_LEN, key_len - KAFKA_KEY_MAGIC_LEN,
-                                             payload, payload_len, ret, reterr);
+        struct compact c;
+        const uint8_t *env = NULL;
+        size_t env_len = 0;
+        int r = key_classify(key, key_len, &c, &env, &env_len, reterr);
+        if (r < 0 || r == KEY_FOREIGN)
+                return r;
+        if (r == KEY_FULL) {
+                r = walu_envelope_decode(env, env_len, payload, payload_len, ret, reterr);
                 return r < 0 ? r : 1;
         }
-        if (!is_compact(k, key_len))
-                return 0;
-        struct compact c;
-        int r = compact_parse(k, key_len, &c, reterr);
-        if (r < 0)
-                return r;
         /* What walu_envelope_decode() does with the same fields. */
         wal_msg *m = NULL;
         if ((r = wal_msg_new((enum wal_msg_type)c.type, payload, payload_len, &m)) < 0)
