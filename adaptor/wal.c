@@ -605,11 +605,12 @@ static void waiter_run(wal *w, struct waiter *wt)
  */
 #define DISPATCH_SPIN_RENEW_NS 10000u
 
-/* Spin up to DISPATCH_SPIN_NS for w->cb_queued to move past @seen (or a
- * drain to be asked for).  Returns true if it did. */
-static bool spin_for_work(wal *w, unsigned seen)
+/* Spin up to DISPATCH_SPIN_NS from @start (the caller's walu_monotonic_ns()
+ * reading, which also times the renewal) for w->cb_queued to move past
+ * @seen (or a drain to be asked for).  Returns true if it did. */
+static bool spin_for_work(wal *w, unsigned seen, uint64_t start)
 {
-        uint64_t end = walu_monotonic_ns() + DISPATCH_SPIN_NS;
+        uint64_t end = start + DISPATCH_SPIN_NS;
         for (unsigned i = 1;; i++) {
                 if (atomic_load_explicit(&w->cb_queued, memory_order_acquire) != seen ||
                     atomic_load_explicit(&w->drain_wanted, memory_order_acquire))
@@ -712,7 +713,7 @@ static void *dispatcher_main(void *arg)
                                                              memory_order_relaxed);
                         pthread_mutex_unlock(&w->cb_lock);
                         uint64_t spin_start = walu_monotonic_ns();
-                        bool more = spin_for_work(w, seen);
+                        bool more = spin_for_work(w, seen, spin_start);
                         caught_soon = more && walu_monotonic_ns() - spin_start <
                                                       DISPATCH_SPIN_RENEW_NS;
                         pthread_mutex_lock(&w->cb_lock);
