@@ -224,7 +224,7 @@ int kafka_key_envelope(const void *key, size_t key_len, uint8_t *buf,
 {
         *ret_env = NULL;
         *ret_len = 0;
-        struct compact c;
+        struct compact c = { 0 };
         int kind = key_classify(key, key_len, &c, ret_env, ret_len, reterr);
         if (kind != KEY_COMPACT)
                 return kind < 0 ? kind : kind == KEY_FULL;
@@ -247,7 +247,7 @@ int kafka_key_envelope(const void *key, size_t key_len, uint8_t *buf,
 int kafka_key_decode(const void *key, size_t key_len, const void *payload, size_t payload_len,
                      wal_msg **ret, wal_error **reterr)
 {
-        struct compact c;
+        struct compact c = { 0 };
         const uint8_t *env = NULL;
         size_t env_len = 0;
         int r = key_classify(key, key_len, &c, &env, &env_len, reterr);
