@@ -299,6 +299,14 @@ struct wal {
         size_t n_chain;
         size_t n_user_links;                 /* user links come first */
         bool user_done_hooks;                /* one of them has a done hook */
+        bool builtins_only;                  /* the chain is the four built-ins:
+                                                appends run them fused
+                                                (wal_builtins_append()) */
+        /* Scanners opened or opening: read by every append, written
+         * only when a scanner opens or closes, so kept here among the
+         * fields fixed at open, off the dispatcher's lines (cb_*,
+         * drain_wanted: written per drain). */
+        atomic_int n_readers;
 
         /* appends: ticks and backend appends happen under append_lock */
         pthread_mutex_t append_lock;
@@ -359,7 +367,6 @@ struct wal {
          * appender that sets drain_wanted then wakes it. */
         atomic_bool drain_wanted;
         atomic_bool cb_idle;
-        atomic_int n_readers;                /* scanners opened or opening */
         pthread_t cb_thread;
 
         /* Where wal_append() copies go (RW only; NULL: malloc): memory
@@ -525,6 +532,12 @@ void wal_schedule_retry(wal *w, struct wal_append_op *op);
 bool wal_retry_allowed(wal *w, struct wal_append_op *op);
 /* Run the chain from link @idx (the last link calls the backend). */
 int wal_chain_call(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx);
+/* The chain's last step: the backend's append, then the link into the
+ * pending queue (append_lock held). */
+int wal_backend_append(wal *w, struct wal_append_op *op, wal_msg *msg);
+/* wal_chain_call(w, op, msg, 0) for a chain of the built-ins alone
+ * (w->n_user_links == 0), with direct calls (adaptor/interceptors.c). */
+int wal_builtins_append(wal *w, struct wal_append_op *op, wal_msg *msg);
 
 /* JSON helpers (adaptor/metrics.c). */
 struct wal_strbuf {

@@ -95,7 +95,8 @@ int wal_builtin_retry(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx
 
 /* ---- Validate ---- */
 
-int wal_builtin_validate(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+/* validate's rules: 0, or the refusal naming the rule broken. */
+static int validate_check(wal *w, struct wal_append_op *op, wal_msg *msg)
 {
         enum wal_msg_type type = wal_msg_type(msg);
         if (!op->internal && type != WAL_MSG_DATA)
@@ -123,7 +124,13 @@ int wal_builtin_validate(wal *w, struct wal_append_op *op, wal_msg *msg, size_t 
                 return wal_error_set(&op->err, -EINVAL, 0,
                                      "vchannel \"%.64s\" is not a valid name (1..200 bytes of "
                                      "[A-Za-z0-9._-], not starting with '.' or '-')", vc);
-        return wal_chain_call(w, op, msg, idx + 1);
+        return 0;
+}
+
+int wal_builtin_validate(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        int r = validate_check(w, op, msg);
+        return r < 0 ? r : wal_chain_call(w, op, msg, idx + 1);
 }
 
 /* ---- Time tick ---- */
@@ -221,32 +228,45 @@ static int txn_stamp(wal *w, struct wal_append_op *op, wal_msg *msg, uint64_t ti
         return wal_msg_set_txn(msg, t->id, t->keepalive_ms);
 }
 
-int wal_builtin_timetick(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+/* timetick's part before the rest of the chain: takes append_lock (held
+ * when this returns, whatever it returns), then stamps @msg.  0 or a
+ * refusal. */
+static int timetick_stamp(wal *w, struct wal_append_op *op, wal_msg *msg)
 {
-        int r;
         pthread_mutex_lock(&w->append_lock);
-        if (atomic_load(&w->fenced)) {
-                r = wal_error_set(&op->err, -ESTALE, 0,
-                                  "fenced: a newer term owns channel \"%s\"", w->channel);
-                goto out;
-        }
+        if (atomic_load(&w->fenced))
+                return wal_error_set(&op->err, -ESTALE, 0,
+                                     "fenced: a newer term owns channel \"%s\"", w->channel);
         /* The physical part from the coarse clock (see "Time tick"). */
         uint64_t tick = next_tick_at(w, walu_realtime_coarse_ms());
         if (op->txn) {
-                r = txn_stamp(w, op, msg, tick);
+                int r = txn_stamp(w, op, msg, tick);
                 if (r < 0)
-                        goto out;
+                        return r;
         }
         wal_msg_set_time_tick(msg, tick);
         wal_msg_set_term(msg, w->term);
         wal_msg_set_last_confirmed(msg, wal_current_last_confirmed(w));
-        /* Once the backend accepted it, @op may complete and go at any time. */
-        bool is_tick = wal_msg_type(msg) == WAL_MSG_TIME_TICK;
-        r = wal_chain_call(w, op, msg, idx + 1);
+        return 0;
+}
+
+/* timetick's part after the rest of the chain returned @r: releases
+ * append_lock.  @is_tick: the message was a time tick (read before it was
+ * passed on: once the backend accepted it, @op may complete and go). */
+static void timetick_done(wal *w, int r, bool is_tick)
+{
         if (r == 0 && !is_tick)
                 w->appended_since_tick++;
-out:
         pthread_mutex_unlock(&w->append_lock);
+}
+
+int wal_builtin_timetick(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        bool is_tick = wal_msg_type(msg) == WAL_MSG_TIME_TICK;
+        int r = timetick_stamp(w, op, msg);
+        if (r == 0)
+                r = wal_chain_call(w, op, msg, idx + 1);
+        timetick_done(w, r, is_tick);
         return r;
 }
 
@@ -255,6 +275,42 @@ out:
 int wal_builtin_metrics(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
 {
         return wal_chain_call(w, op, msg, idx + 1);
+}
+
+/* ---- The built-ins fused ---- */
+
+/* What wal_chain_call(w, op, msg, 0) does when the chain is the four
+ * built-ins alone (no user interceptor): retry, validate, timetick, metrics
+ * and the backend's append, in that order, as direct calls instead of one
+ * indirect call per link.  Each link's effects are the same, in the same
+ * order: op->depth counts the links entered as wal_chain_call() does (the
+ * done hooks of those run at completion), retry arms the redo from link 1
+ * (a redo goes through wal_chain_call()), and a refusal that retry takes
+ * over is scheduled as wal_builtin_retry() schedules it. */
+int wal_builtins_append(wal *w, struct wal_append_op *op, wal_msg *msg)
+{
+        op->retry_armed = true;
+        op->retry_idx = 1;
+        if (op->depth < 2)
+                op->depth = 2;
+        int r = validate_check(w, op, msg);
+        if (r == 0) {
+                op->depth = op->depth < 3 ? 3 : op->depth;
+                bool is_tick = wal_msg_type(msg) == WAL_MSG_TIME_TICK;
+                r = timetick_stamp(w, op, msg);
+                if (r == 0) {
+                        op->depth = 4;
+                        r = wal_backend_append(w, op, msg);
+                }
+                timetick_done(w, r, is_tick);
+        }
+        if (r < 0 && wal_status_retriable(r, op->err) && wal_retry_allowed(w, op)) {
+                wal_error_free(op->err);
+                op->err = NULL;
+                wal_schedule_retry(w, op);
+                return 0;
+        }
+        return r;
 }
 
 void wal_builtin_metrics_done(wal *w, struct wal_append_op *op,

@@ -65,7 +65,7 @@
 #include "wal/wal-log.h"
 
 static _Thread_local int tls_in_backend_append;
-/* The op whose backend append this thread is in (backend_append()), and
+/* The op whose backend append this thread is in (wal_backend_append()), and
  * whether its completion came inline and left its count to the appender. */
 static _Thread_local struct wal_append_op *tls_appending;
 static _Thread_local bool tls_count_left;
@@ -162,7 +162,7 @@ void wal_unref_internal(wal *w)
  *
  * An append takes its op with one exchange of op_spare, no lock: the
  * append before it, under append_lock, left the next op there
- * (op_refill_spare(), called by backend_append()).  Only append_lock's
+ * (op_refill_spare(), called by wal_backend_append()).  Only append_lock's
  * holder stores into op_spare, and only when it finds it empty; takers only
  * empty it, so a refill never overwrites an op.  When op_spare is empty (the
  * first append, or appenders racing for it), the taker pops pool_mine under
@@ -192,7 +192,7 @@ static struct wal_append_op *pool_pop(wal *w)
         return op;
 }
 
-/* backend_append(), append_lock held: an op for the next append. */
+/* wal_backend_append(), append_lock held: an op for the next append. */
 static void op_refill_spare(wal *w)
 {
         if (atomic_load_explicit(&w->op_spare, memory_order_relaxed))
@@ -992,7 +992,7 @@ static void backend_done(void *arg, int status, struct wal_msgid id, const wal_e
          * and comes back for it (drain()). */
         atomic_store_explicit(&op->completed, true, memory_order_release);
         /* Completed inline, inside its own backend append: the appender
-         * counts one event after linking it anyway (backend_append()),
+         * counts one event after linking it anyway (wal_backend_append()),
          * which the drainer cannot miss, as it follows this store on the
          * same thread; one atomic add on the drainer's line per append
          * fewer. */
@@ -1009,7 +1009,7 @@ static void backend_done(void *arg, int status, struct wal_msgid id, const wal_e
 }
 
 /* The end of the chain: called with append_lock held (by timetick). */
-static int backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
+int wal_backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
 {
         op->attempts++;
         wal_msg_unref(op->sent);
@@ -1061,7 +1061,7 @@ static int backend_append(wal *w, struct wal_append_op *op, wal_msg *msg)
 int wal_chain_call(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
 {
         if (idx >= w->n_chain)
-                return backend_append(w, op, msg);
+                return wal_backend_append(w, op, msg);
         struct wal_chain_link *l = &w->chain[idx];
         if (op->depth < idx + 1)
                 op->depth = idx + 1;
@@ -1165,11 +1165,18 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
         /* Appends published within the call (a backend that completes
          * inline): wake parked readers now, so their wake-up (tens of
          * microseconds on a VM) overlaps this append instead of following
-         * it; they spin until the entry is there (wait_published). */
-        unsigned published = atomic_load_explicit(&w->wake_word, memory_order_relaxed);
-        if (atomic_load_explicit(&w->publish_inline, memory_order_relaxed) &&
-            atomic_load(&w->parked) > 0)
-                wal_futex_wake_all(&w->wake_word);
+         * it; they spin until the entry is there (wait_published).  Only
+         * while a scanner exists (a parked reader is one): wake_word's
+         * line is written by every drain, and reading it costs an append
+         * with no reader a line transfer from the drainer. */
+        bool readers = atomic_load_explicit(&w->n_readers, memory_order_relaxed) > 0;
+        unsigned published = 0;
+        if (readers) {
+                published = atomic_load_explicit(&w->wake_word, memory_order_relaxed);
+                if (atomic_load_explicit(&w->publish_inline, memory_order_relaxed) &&
+                    atomic_load(&w->parked) > 0)
+                        wal_futex_wake_all(&w->wake_word);
+        }
         struct wal_append_op *op = op_alloc(w);
         if (!op) {
                 r = wal_error_set(reterr, -ENOMEM, 0, "out of memory");
@@ -1213,7 +1220,8 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
          * (the built-ins never do). */
         wal_msg *hold = w->n_user_links ? wal_msg_ref(op->msg) : NULL;
         bool is_body = txn && wal_msg_type(op->msg) == WAL_MSG_DATA;
-        r = wal_chain_call(w, op, op->msg, 0);
+        r = w->builtins_only ? wal_builtins_append(w, op, op->msg)
+                             : wal_chain_call(w, op, op->msg, 0);
         wal_msg_unref(hold);
         if (r < 0) {
                 atomic_fetch_add(&w->metrics.appends_refused, 1);
@@ -1240,9 +1248,13 @@ int wal_adaptor_append(wal *w, wal_msg *msg, bool take, wal_txn *txn, bool inter
                 drain(w);
         else
                 ask_dispatcher_to_drain(w);
-        bool inline_pub = atomic_load_explicit(&w->wake_word, memory_order_relaxed) != published;
-        if (inline_pub != atomic_load_explicit(&w->publish_inline, memory_order_relaxed))
-                atomic_store_explicit(&w->publish_inline, inline_pub, memory_order_relaxed);
+        if (readers) {
+                bool inline_pub = atomic_load_explicit(&w->wake_word,
+                                                       memory_order_relaxed) != published;
+                if (inline_pub != atomic_load_explicit(&w->publish_inline, memory_order_relaxed))
+                        atomic_store_explicit(&w->publish_inline, inline_pub,
+                                              memory_order_relaxed);
+        }
 out:
         wal_life_leave(&w->life);
         return r;
@@ -1744,6 +1756,10 @@ static int build_chain(wal *w, const struct wal_open_opts *opts, wal_error **ret
                                             .builtin_done = builtins[i].done };
                 r = chain_add(w, &l, reterr);
         }
+        /* Nothing but the built-ins, in the order wal_builtins_append()
+         * runs them. */
+        w->builtins_only = r == 0 && w->n_user_links == 0 &&
+                           w->n_chain == WALU_ARRAY_SIZE(builtins);
         return r;
 }
 
