@@ -290,6 +290,20 @@ int wal_scanner_fd(wal_scanner *s)
         return wal_adaptor_scanner_fd(s);
 }
 
+/* The position is the scanner's own (adaptor/scanner.c, process()): only
+ * wal_scanner_next() moves it, on the thread the caller promises is the
+ * only one using the scanner, so it is read here as it is. */
+int wal_scanner_position(const wal_scanner *s, struct wal_msgid id, struct wal_msgid *ret_pos,
+                         wal_error **reterr)
+{
+        if (!s)
+                return BAD(reterr, "wal_scanner_position: scanner is NULL");
+        struct wal_msgid pos = s->have_pos ? s->pos : WAL_MSGID_NONE;
+        if (ret_pos)
+                *ret_pos = pos;
+        return s->have_pos && !wal_msgid_is_none(id) && wal_msgid_cmp(pos, id) >= 0;
+}
+
 const char *wal_scanner_name(const wal_scanner *s)
 {
         return s ? s->name : NULL;

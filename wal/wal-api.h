@@ -453,6 +453,48 @@ WAL_EXPORT int wal_scanner_next(wal_scanner *s, int timeout_ms, wal_msg **ret,
  */
 WAL_EXPORT int wal_scanner_fd(wal_scanner *s);
 
+/**
+ * @brief Where @p s stands in the log, and whether it has reached @p id.
+ *
+ * A scanner consumes the records of its channel one by one in ID order and
+ * either delivers each (wal_scanner_next()) or drops it: left out by its
+ * filter or its deliver policy (before the time tick it starts from), a
+ * transaction's begin, body or commit held until the commit (the assembled
+ * WAL_MSG_TXN is delivered at the commit's ID), a rolled-back or expired
+ * transaction, a fenced writer's straggler.  Its position is the ID of the
+ * last record it consumed, delivered or dropped.  A scanner opened with
+ * WAL_DELIVER_START_AFTER starts with that ID as its position, one opened
+ * with WAL_DELIVER_LATEST with the newest record's ID when the wal's
+ * write-ahead cache holds it (a read-write wal); any other has none until
+ * it consumed its first record.
+ *
+ * So a reader that must stop at an ID it learnt earlier (the last ID of
+ * wal_info()) knows it is there once this returns 1, even when the records
+ * up to that ID are all dropped and no wal_scanner_next() will ever return
+ * them; while it returns 0, the scanner has records to consume before @p id
+ * (or the backend has not handed them over yet).  The position only moves
+ * inside wal_scanner_next(), which consumes every record at hand before it
+ * returns -ETIMEDOUT.
+ *
+ * The position is not a place to resume from after a message that is still
+ * held: restarting after it loses a transaction whose commit comes later.
+ * Resume after the last message delivered.
+ *
+ * @param id       the ID to compare with; WAL_MSGID_NONE asks only for the
+ *                 position (and the call returns 0).
+ * @param ret_pos  optional: the position, or WAL_MSGID_NONE when the
+ *                 scanner has none yet.
+ * @returns 1 the position is at or after @p id; 0 it is before, or there
+ *          is none yet; -EINVAL @p s is NULL.
+ * @remark Like wal_scanner_next(), one thread at a time per scanner: do not
+ *         call it while another thread is in wal_scanner_next() on @p s.
+ *         It works on a scanner whose wal or opener was closed (the
+ *         position where it stopped), until wal_scanner_close().  It does
+ *         not block or allocate.
+ */
+WAL_EXPORT int wal_scanner_position(const wal_scanner *s, struct wal_msgid id,
+                                    struct wal_msgid *ret_pos, wal_error **reterr);
+
 /** @returns the scanner's name "<channel>/<term>/<n>" (borrowed), NULL for NULL. */
 WAL_EXPORT const char *wal_scanner_name(const wal_scanner *s);
 

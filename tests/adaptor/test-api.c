@@ -1185,3 +1185,129 @@ Test(adaptor_api, the_dispatchers_spin_ends_when_the_appends_stop,
         cr_assert_lt(cpu, 1000000, "the dispatcher used %lld ns of CPU on an idle channel",
                      cpu);
 }
+
+/* ---- The scanner's position ---- */
+
+/* Read @s until its position reaches @id, asserting that nothing is
+ * delivered on the way (every record up to @id is one it drops). */
+static void drain_to(wal_scanner *s, struct wal_msgid id)
+{
+        for (int i = 0; i < 100 && wal_scanner_position(s, id, NULL, NULL) != 1; i++) {
+                wal_msg *m = NULL;
+                int r = wal_scanner_next(s, 100, &m, NULL);
+                cr_assert_eq(r, -ETIMEDOUT, "delivered %s (%d) where every record is dropped",
+                             r == 0 ? ta_text(m) : "nothing", r);
+        }
+}
+
+/* The position is the last record consumed, delivered or dropped: it
+ * reaches the channel's last ID although everything after the one message
+ * delivered is dropped (another vchannel, a rolled-back and a committed
+ * transaction the type filter leaves out, then a periodic time tick), on
+ * every backend, and it outlives the scanner's wal. */
+Test(adaptor_api, scanner_position_counts_the_records_it_dropped, .init = NULL, .fini = NULL,
+     .timeout = 60)
+{
+        const char *props[] = { "timetick.interval=20ms", NULL };
+        wal_opener *op = NULL;
+        wal *wp = NULL;
+        cr_assert_eq(ta_opener(props, &op), 0);
+        cr_assert_eq(wal_open(op, "pos", 1, WAL_ACCESS_RW, &wp, NULL), 0);
+
+        wal_scanner *s = NULL, *after = NULL, *ros = NULL;
+        struct wal_deliver all = { .policy = WAL_DELIVER_ALL };
+        struct wal_filter data_v = { .vchannel = "v", .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
+        cr_assert_eq(wal_read(wp, &all, &data_v, &s, NULL), 0);
+        struct wal_msgid pos = WAL_MSGID(1, 1);
+        cr_assert_eq(wal_scanner_position(s, WAL_MSGID(0, 0), &pos, NULL), 0);
+        cr_assert(wal_msgid_is_none(pos), "a position before the first record");
+
+        wal_msg *one = NULL, *commit = NULL;
+        cr_assert_eq(ta_append(wp, "one", "v", &one), 0);
+        cr_assert_eq(ta_append(wp, "other", "w", NULL), 0);
+        wal_txn *t = NULL;
+        cr_assert_eq(wal_txn_begin(wp, "v", 0, &t, NULL), 0);
+        wal_msg *b = ta_msg("rolled back", NULL);
+        cr_assert_eq(wal_txn_append(t, b, NULL, NULL, NULL), 0);
+        wal_msg_unref(b);
+        cr_assert_eq(wal_txn_rollback(t, NULL), 0);
+        cr_assert_eq(wal_txn_begin(wp, "v", 0, &t, NULL), 0);
+        b = ta_msg("committed", NULL);
+        cr_assert_eq(wal_txn_append(t, b, NULL, NULL, NULL), 0);
+        wal_msg_unref(b);
+        cr_assert_eq(wal_txn_commit(t, &commit, NULL), 0);
+        /* The ticker appends a tick after these: the log ends in it. */
+        struct wal_info info;
+        for (int i = 0; i < 500; i++) {
+                cr_assert_eq(wal_info(wp, &info, NULL), 0);
+                if (wal_msgid_cmp(info.last_id, wal_msg_id(commit)) > 0)
+                        break;
+                struct timespec ms = { 0, 10000000 };
+                nanosleep(&ms, NULL);
+        }
+        struct wal_msgid last = info.last_id;
+        cr_assert_gt(wal_msgid_cmp(last, wal_msg_id(commit)), 0, "no tick after the commit");
+
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_scanner_next(s, 10000, &m, NULL), 0);
+        cr_assert_str_eq(ta_text(m), "one");
+        wal_msg_unref(m);
+        cr_assert_eq(wal_scanner_position(s, wal_msg_id(one), &pos, NULL), 1);
+        cr_assert(wal_msgid_eq(pos, wal_msg_id(one)), "position after 'one'");
+        cr_assert_eq(wal_scanner_position(s, last, NULL, NULL), 0);
+        cr_assert_eq(wal_scanner_position(s, WAL_MSGID_NONE, NULL, NULL), 0);
+        drain_to(s, last);
+        cr_assert_eq(wal_scanner_position(s, last, &pos, NULL), 1,
+                     "the scanner never reached the last ID");
+        cr_assert_geq(wal_msgid_cmp(pos, last), 0);
+
+        /* A new message moves it to that message. */
+        wal_msg *five = NULL;
+        cr_assert_eq(ta_append(wp, "five", "v", &five), 0);
+        cr_assert_eq(wal_scanner_next(s, 10000, &m, NULL), 0);
+        cr_assert_str_eq(ta_text(m), "five");
+        cr_assert_eq(wal_scanner_position(s, wal_msg_id(five), &pos, NULL), 1);
+        cr_assert(wal_msgid_eq(pos, wal_msg_id(five)));
+        wal_msg_unref(m);
+
+        /* Opened after an ID: that ID, before any record. */
+        struct wal_deliver after_one = { .policy = WAL_DELIVER_START_AFTER,
+                                         .id = wal_msg_id(one) };
+        cr_assert_eq(wal_read(wp, &after_one, NULL, &after, NULL), 0);
+        cr_assert_eq(wal_scanner_position(after, wal_msg_id(one), &pos, NULL), 1);
+        cr_assert(wal_msgid_eq(pos, wal_msg_id(one)));
+        cr_assert_eq(wal_scanner_position(after, last, NULL, NULL), 0);
+
+        /* A read-only wal (no cache: the backend's own reader), delivering
+         * only the committed transaction; the position stays readable once
+         * its wal is closed. */
+        wal *ro = NULL;
+        struct wal_filter txns = { .types = WAL_FILTER_TYPE(WAL_MSG_TXN) };
+        cr_assert_eq(wal_open(op, "pos", 1, WAL_ACCESS_RO, &ro, NULL), 0);
+        cr_assert_eq(wal_read(ro, &all, &txns, &ros, NULL), 0);
+        cr_assert_eq(wal_scanner_next(ros, 10000, &m, NULL), 0);
+        cr_assert_eq(wal_msg_type(m), WAL_MSG_TXN);
+        cr_assert(wal_msgid_eq(wal_msg_id(m), wal_msg_id(commit)));
+        wal_msg_unref(m);
+        cr_assert_eq(wal_scanner_position(ros, wal_msg_id(commit), &pos, NULL), 1);
+        cr_assert(wal_msgid_eq(pos, wal_msg_id(commit)));
+        drain_to(ros, last);
+        cr_assert_eq(wal_scanner_position(ros, last, NULL, NULL), 1);
+        wal_close(ro);
+        cr_assert_eq(wal_scanner_position(ros, last, &pos, NULL), 1);
+        cr_assert_geq(wal_msgid_cmp(pos, last), 0);
+
+        wal_error *err = NULL;
+        cr_assert_eq(wal_scanner_position(NULL, last, &pos, &err), -EINVAL);
+        cr_assert(strstr(wal_error_message(err), "scanner"));
+        wal_error_free(err);
+
+        wal_scanner_close(ros);
+        wal_scanner_close(after);
+        wal_scanner_close(s);
+        wal_msg_unref(one);
+        wal_msg_unref(five);
+        wal_msg_unref(commit);
+        wal_close(wp);
+        ta_opener_close(op);
+}

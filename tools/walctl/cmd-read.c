@@ -13,20 +13,25 @@
  * opened without a filter and walctl filters (type, vchannel) itself, so
  * every message up to that ID passes through the loop and the end is seen
  * even when the last message is one walctl does not print (a time tick).
- * Only messages readers never see (a rolled-back transaction at the very
- * end) can hide it.  So after IDLE_END_MS without news walctl looks at what
- * the log holds between the position and that ID (owed_before(), a
- * wal_replay() of the raw records): if one of them is a message the
- * scanner delivers (data outside a transaction, a time tick, a commit; not
- * a fenced writer's straggler, which it drops), the scanner owes it and the read goes on waiting (a slow or stalled backend,
- * a scanner that is about to fail), for at most STALL_END_MS without news
- * before it fails with status 69; otherwise the read ends there.  A
- * read that starts at or after that ID (`--after LAST`, the resume of a
- * caught-up reader) ends at once without a scanner; one that starts after
- * it (-o or --after an ID the channel does not have yet) also warns.
+ * Records the scanner consumes without delivering (a rolled-back
+ * transaction, a fenced writer's straggler) can hide it, so whenever the
+ * scanner has nothing at hand walctl asks it whether its position (the
+ * last record it consumed, delivered or dropped: wal_scanner_position())
+ * reached that ID; if so the read ends there.  If not, and nothing comes
+ * for IDLE_END_MS, walctl looks whether the log holds any record after
+ * that position up to the ID (behind(), a wal_replay() of the raw records,
+ * without judging what the scanner would make of them): if it does, the
+ * scanner has not consumed it yet and the read goes on waiting (a slow or
+ * stalled backend, a scanner that is about to fail), for at most
+ * STALL_END_MS without news before it fails with status 69; if it holds
+ * none (the ID was deleted), the read ends.  A read that starts at or
+ * after that ID (`--after LAST`, the resume of a caught-up reader) ends at
+ * once without a scanner; one that starts after it (-o or --after an ID
+ * the channel does not have yet) also warns.
  *
  * Positions.  The position is the ID of the last message taken from the
- * scanner, printed or filtered out; `read --after POS` with the same filters
+ * scanner, printed or filtered out (not the scanner's own position, which
+ * may be past the bodies of a transaction not committed yet); `read --after POS` with the same filters
  * continues with the next one, nothing lost or repeated.  Before any message
  * it is where the read started: "beginning", the --after ID, the ID just
  * before the -o ID (a 128-bit decrement: IDs are ordered pairs), or for
@@ -69,8 +74,6 @@ struct reader {
         struct wal_msgid position;    /* last message taken, or the start */
         bool at_beginning;            /* nothing taken, started at the beginning */
         bool position_known;
-        uint64_t last_tick;           /* the newest tick taken, and its term: */
-        int64_t last_term;            /* what the scanner drops as a straggler */
         uint64_t printed;             /* units printed (for -c) */
 
         wal_msg **tail;               /* -o -N: the last N units, a ring (owned refs) */
@@ -301,63 +304,41 @@ static int parse_start(const char *s, struct wal_deliver *d, uint64_t *last_n)
         return 0;
 }
 
-struct owed {
+struct behind {
         struct wal_msgid stop_at;
-        struct wal_msgid first;         /* the first record owed, when found */
-        uint64_t last_tick;             /* as the scanner tracks them */
-        int64_t last_term;
+        struct wal_msgid first;         /* the first record found, if any */
 };
 
-static int owed_fn(void *arg, const struct wal_msg_view *views, size_t n)
+static int behind_fn(void *arg, const struct wal_msg_view *views, size_t n)
 {
-        struct owed *ow = arg;
-        for (size_t i = 0; i < n; i++) {
-                const struct wal_msg_view *v = &views[i];
-                if (wal_msgid_cmp(v->id, ow->stop_at) > 0)
-                        return 2;
-                /* A fenced writer's straggler, landed after the newer
-                 * term's ticks (Kafka): the scanner drops it
-                 * (adaptor/scanner.c, process()). */
-                if (v->time_tick) {
-                        if (v->time_tick < ow->last_tick && v->term < ow->last_term)
-                                continue;
-                        if (v->time_tick > ow->last_tick) {
-                                ow->last_tick = v->time_tick;
-                                ow->last_term = v->term;
-                        }
-                }
-                /* What a scanner delivers: plain data (a foreign record
-                 * too), a time tick, a commit (as the transaction's unit).
-                 * Bodies wait for their commit; begin and rollback are
-                 * never delivered. */
-                if (v->type == WAL_MSG_TIME_TICK || v->type == WAL_MSG_TXN_COMMIT ||
-                    (v->type == WAL_MSG_DATA && v->txn_id == 0)) {
-                        ow->first = v->id;
-                        return 1;
-                }
-        }
-        return 0;
+        struct behind *b = arg;
+        (void)n;
+        if (wal_msgid_cmp(views[0].id, b->stop_at) > 0)
+                return 2;
+        b->first = views[0].id;
+        return 1;
 }
 
 /*
- * Does the log hold, after the read's position and up to @stop_at, a
- * message the scanner has to deliver?  @returns 1 (its ID in *first), 0
- * (only messages readers never see: the read is at its end), or a negative
- * errno with *reterr (the replay failed: the scanner will meet the same).
+ * Does the log hold a record after the scanner's position (or, before it
+ * has one, from where the read started, @d) up to @stop_at, one the
+ * scanner has yet to consume?  @returns 1 (its ID in *first), 0 (none:
+ * the read is at its end), or a negative errno with *reterr (the replay
+ * failed: the scanner will meet the same).
  */
-static int owed_before(const struct reader *rd, wal *w, struct wal_msgid stop_at,
-                       struct wal_msgid *first, wal_error **reterr)
+static int behind(wal_scanner *s, wal *w, const struct wal_deliver *d, struct wal_msgid stop_at,
+                  struct wal_msgid *first, wal_error **reterr)
 {
-        struct wal_deliver d = { .policy = WAL_DELIVER_ALL };
-        if (!rd->at_beginning)
-                d = (struct wal_deliver){ .policy = WAL_DELIVER_START_AFTER,
-                                          .id = rd->position };
-        struct owed ow = { .stop_at = stop_at, .first = WAL_MSGID_NONE,
-                           .last_tick = rd->last_tick, .last_term = rd->last_term };
-        int r = wal_replay(w, &d, owed_fn, &ow, reterr);
+        struct wal_msgid pos;
+        struct wal_deliver from = *d;
+        wal_scanner_position(s, WAL_MSGID_NONE, &pos, NULL);
+        if (!wal_msgid_is_none(pos))
+                from = (struct wal_deliver){ .policy = WAL_DELIVER_START_AFTER, .id = pos };
+        struct behind b = { .stop_at = stop_at, .first = WAL_MSGID_NONE };
+        int r = wal_replay(w, &from, behind_fn, &b, reterr);
         if (r < 0)
                 return r;
-        *first = ow.first;
+        *first = b.first;
         return r == 1;
 }
 
@@ -375,17 +356,14 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
         bool tailing = rd->tail_n > 0 && !wal_msgid_is_none(stop_at);
         bool ended = !rd->follow && wal_msgid_is_none(stop_at);
         int rc = 0;
-        int idle_ms = 0;                /* without news, owed messages known */
+        int idle_ms = 0;                /* without news, a record to consume known */
+        struct wal_msgid idle_pos = WAL_MSGID_NONE; /* the scanner's, when last idle */
         while (!ended) {
                 wal_msg *m = NULL;
                 r = wal_scanner_next(s, 0, &m, &err);
                 if (r == 0) {
                         idle_ms = 0;
                         struct wal_msgid id = wal_msg_id(m);
-                        if (wal_msg_time_tick(m) > rd->last_tick) {
-                                rd->last_tick = wal_msg_time_tick(m);
-                                rd->last_term = wal_msg_term(m);
-                        }
                         rd->position = id;
                         rd->position_known = true;
                         rd->at_beginning = false;
@@ -421,6 +399,17 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                 }
                 wal_error_free(err);
                 err = NULL;
+                if (!wal_msgid_is_none(stop_at) &&
+                    wal_scanner_position(s, stop_at, NULL, NULL) == 1) {
+                        /* The end is behind records the scanner dropped. */
+                        if (tailing) {
+                                tailing = false;
+                                if (tail_flush(rd))
+                                        break;
+                        }
+                        if (!rd->follow)
+                                break;
+                }
                 if (walctl_out_flush())
                         break;
                 struct pollfd fds[3] = {
@@ -438,26 +427,36 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                 if (pr > 0 && (fds[2].revents & (POLLERR | POLLHUP)))
                         break;  /* the reader of our pipe is gone */
                 if (pr == 0 && !rd->follow && !wal_msgid_is_none(stop_at)) {
-                        /* Nothing for IDLE_END_MS: the end is behind
-                         * messages readers never see, or the backend is
-                         * slow.  The log says which. */
+                        /* Nothing for IDLE_END_MS and the end not
+                         * reached: the backend is slow, or the end was
+                         * deleted.  The log says which. */
                         struct wal_msgid first;
-                        r = owed_before(rd, w, stop_at, &first, &err);
+                        r = behind(s, w, d, stop_at, &first, &err);
                         if (r < 0) {
                                 rc = walctl_fail(rd->channel, r, err);
                                 err = NULL;
                                 break;
                         }
+                        /* Records consumed and dropped are news too. */
+                        struct wal_msgid now;
+                        wal_scanner_position(s, WAL_MSGID_NONE, &now, NULL);
+                        if (!wal_msgid_eq(now, idle_pos)) {
+                                idle_pos = now;
+                                idle_ms = 0;
+                        }
                         if (r == 1 && (idle_ms += IDLE_END_MS) < STALL_END_MS)
                                 continue;
                         if (r == 1) {
                                 char at[WAL_MSGID_STRLEN], id[WAL_MSGID_STRLEN];
+                                struct wal_msgid pos;
                                 wal_msgid_format(first, id, sizeof(id));
-                                if (rd->at_beginning)
-                                        snprintf(at, sizeof(at), "beginning");
+                                wal_scanner_position(s, WAL_MSGID_NONE, &pos, NULL);
+                                if (wal_msgid_is_none(pos))
+                                        snprintf(at, sizeof(at), "%s", rd->at_beginning
+                                                 ? "beginning" : "its start");
                                 else
-                                        wal_msgid_format(rd->position, at, sizeof(at));
-                                err = wal_error_new(-ETIMEDOUT, 0, "the scanner delivered "
+                                        wal_msgid_format(pos, at, sizeof(at));
+                                err = wal_error_new(-ETIMEDOUT, 0, "the scanner consumed "
                                                     "nothing for %d s after %s although the "
                                                     "log holds %s",
                                                     STALL_END_MS / 1000, at, id);
