@@ -60,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -256,6 +257,71 @@ static uint64_t cpu_ns(clockid_t clock)
         return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Every thread of this process, its name and its CPU time so far (ns, from
+ * /proc/self/task/TID/schedstat, whose first field is the time run): the
+ * deliver and parked workloads print what each thread (writer, reader, the
+ * wal's dispatcher) spent per record, beside the wall-time latency. */
+#define TASKS_MAX 16
+struct tasks {
+        int n;
+        long tid[TASKS_MAX];
+        char name[TASKS_MAX][20];
+        uint64_t ns[TASKS_MAX];
+};
+
+static void tasks_read(struct tasks *t)
+{
+        t->n = 0;
+        DIR *d = opendir("/proc/self/task");
+        if (!d)
+                return;
+        struct dirent *e;
+        while ((e = readdir(d)) && t->n < TASKS_MAX) {
+                if (e->d_name[0] == '.')
+                        continue;
+                char path[300];
+                unsigned long long run = 0;
+                snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+                FILE *f = fopen(path, "r");
+                if (!f)
+                        continue;
+                int ok = fscanf(f, "%llu", &run) == 1;
+                fclose(f);
+                if (!ok)
+                        continue;
+                int i = t->n++;
+                t->tid[i] = atol(e->d_name);
+                t->ns[i] = run;
+                snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+                t->name[i][0] = '\0';
+                f = fopen(path, "r");
+                if (f) {
+                        if (fgets(t->name[i], sizeof(t->name[i]), f))
+                                t->name[i][strcspn(t->name[i], "\n")] = '\0';
+                        fclose(f);
+                }
+        }
+        closedir(d);
+}
+
+/* On stderr: each thread's CPU between @a and @b per record (threads
+ * matched by id; the writer is the main thread, named after the program). */
+static void tasks_print(const char *what, const struct tasks *a, const struct tasks *b,
+                        long records, long reader_tid)
+{
+        fprintf(stderr, "bench-api: %s: CPU ns/record by thread:", what);
+        for (int i = 0; i < b->n; i++) {
+                uint64_t before = 0;
+                for (int j = 0; j < a->n; j++)
+                        if (a->tid[j] == b->tid[i])
+                                before = a->ns[j];
+                const char *name = b->tid[i] == (long)getpid() ? "writer" :
+                                   b->tid[i] == reader_tid ? "reader" : b->name[i];
+                fprintf(stderr, " %s %.0f", name, (double)(b->ns[i] - before) / (double)records);
+        }
+        fputc('\n', stderr);
+}
+
 /* ---- append: a window of asynchronous appends ---- */
 
 static void run_append(struct bench *b, double seconds, long inflight, const char *layer)
@@ -339,6 +405,8 @@ struct reader {
         bool parked;
         long total;
         _Atomic long seen;          /* records received so far */
+        _Atomic long tid;           /* the reader thread's id */
+        _Atomic bool counted;       /* the writer read the threads' CPU */
         struct bench_lat lat;
 };
 
@@ -351,6 +419,7 @@ static void *reader_main(void *arg)
         struct reader *rd = arg;
         if (pinning)
                 bench_pin(1);
+        atomic_store(&rd->tid, (long)gettid());
         int timeout = rd->parked ? 1000 : 0;
         int idle_ms = 0;
         while (atomic_load_explicit(&rd->seen, memory_order_relaxed) < rd->total) {
@@ -375,6 +444,10 @@ static void *reader_main(void *arg)
                 wal_msg_unref(m);
                 atomic_store_explicit(&rd->seen, (long)index + 1, memory_order_release);
         }
+        /* Outside the timed interval: stay until the writer has read this
+         * thread's CPU time. */
+        while (!atomic_load(&rd->counted))
+                sched_yield();
         return NULL;
 }
 
@@ -396,9 +469,12 @@ static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
         struct timespec pace = { pace_us / 1000000, (pace_us % 1000000) * 1000 };
         struct timespec nap = { 0, 20000 };
         uint64_t start = 0;
+        struct tasks t0 = { 0 }, t1 = { 0 };
         for (long i = 0; i < rd.total; i++) {
-                if (i == WARMUP)
+                if (i == WARMUP) {
+                        tasks_read(&t0);
                         start = bench_now_ns();
+                }
                 if (parked)
                         nanosleep(&pace, NULL);
                 submit(b, payload, (uint64_t)i);
@@ -410,7 +486,10 @@ static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
                 }
         }
         uint64_t stop = bench_now_ns();
+        tasks_read(&t1);
+        atomic_store(&rd.counted, true);
         pthread_join(th, NULL);
+        tasks_print(parked ? "parked" : "deliver", &t0, &t1, count, atomic_load(&rd.tid));
         /* Without callbacks, the reader's receipt is the completion. */
         if (!b->no_callback)
                 wait_completions(b, rd.total);

@@ -41,14 +41,29 @@
  * keep the records it holds: no hand-off takes a first-touch page fault,
  * which msg's fresh malloc() memory takes about once every 13 records.
  *
- * Usage: ref-handoff --mode spin|futex|msg|msg-warm [--count N] [--pace-us N]
- *        (default 200000 spin, 20000 futex, msg and msg-warm; 1000 untimed round
- *        trips first)
+ * --mode lines --lines N [--chain 0|1] (information: what one cache line
+ * costs to move between the two CPUs here, for counting the lines a
+ * hand-off moves): REF-SPIN's ping-pong, but before each store of the flag
+ * the pinger writes N cache lines of its own (one word each), and the
+ * ponger, once it sees the flag, reads all N before it answers.  --chain 1
+ * makes each line hold the address of the next, so the ponger's N reads
+ * are one after another (a pointer chase, as a reader following slot ->
+ * message -> payload); --chain 0 (default) reads them by index, so the
+ * CPU may fetch them together.  One-way as REF-SPIN's (half the round
+ * trip); the slope over N is the cost per line moved (pinger's write to a
+ * line the ponger holds, and the ponger's read of it).  No hardware
+ * counters are exposed to this guest, so this is how lines are priced.
+ *
+ * Usage: ref-handoff --mode spin|futex|msg|msg-warm|lines [--count N] [--pace-us N]
+ *        [--lines N] [--chain 0|1]
+ *        (default 200000 spin and lines, 20000 futex, msg and msg-warm; 1000
+ *        untimed round trips first)
  */
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -107,12 +122,44 @@ static void await(int want)
         }
 }
 
+/* --mode lines: the pinger's lines, one word used in each. */
+#define LINES_MAX 64
+struct line {
+        alignas(64) _Atomic(struct line *) next;        /* --chain 1: the next line */
+        _Atomic long value;
+};
+static struct line lines[LINES_MAX];
+static int n_lines;
+static bool chain;
+static _Atomic long lines_sum;      /* keeps the ponger's reads */
+
+static void lines_write(long i)
+{
+        for (int k = 0; k < n_lines; k++)
+                atomic_store_explicit(&lines[k].value, i, memory_order_relaxed);
+}
+
+static void lines_read(void)
+{
+        long sum = 0;
+        if (chain) {
+                for (struct line *l = n_lines ? &lines[0] : NULL; l;
+                     l = atomic_load_explicit(&l->next, memory_order_relaxed))
+                        sum += atomic_load_explicit(&l->value, memory_order_relaxed);
+        } else {
+                for (int k = 0; k < n_lines; k++)
+                        sum += atomic_load_explicit(&lines[k].value, memory_order_relaxed);
+        }
+        atomic_store_explicit(&lines_sum, sum, memory_order_relaxed);
+}
+
 static void *ponger(void *arg)
 {
         (void)arg;
         bench_pin(1);
         for (long i = 0; i < total; i++) {
                 await(1);
+                lines_read();
                 if (pace_us && i >= WARMUP)
                         bench_lat_add(&paced_lat, bench_now_ns() - atomic_load(&sent_ns));
                 post(0);
@@ -224,8 +271,8 @@ int main(int argc, char **argv)
         const char *mode = bench_arg(argc, argv, "mode", "spin");
         bool warm = strcmp(mode, "msg-warm") == 0;
         if (strcmp(mode, "spin") != 0 && strcmp(mode, "futex") != 0 &&
-            strcmp(mode, "msg") != 0 && !warm) {
-                fprintf(stderr, "ref-handoff: --mode spin|futex|msg|msg-warm\n");
+            strcmp(mode, "msg") != 0 && strcmp(mode, "lines") != 0 && !warm) {
+                fprintf(stderr, "ref-handoff: --mode spin|futex|msg|msg-warm|lines\n");
                 return 2;
         }
         if (strcmp(mode, "msg") == 0 || warm) {
@@ -237,6 +284,20 @@ int main(int argc, char **argv)
                 }
                 total = count + WARMUP;
                 return run_msg(warm);
+        }
+        if (strcmp(mode, "lines") == 0) {
+                n_lines = atoi(bench_arg(argc, argv, "lines", "1"));
+                chain = atoi(bench_arg(argc, argv, "chain", "0")) != 0;
+                if (n_lines < 0 || n_lines > LINES_MAX) {
+                        fprintf(stderr, "ref-handoff: --lines 0..%d\n", LINES_MAX);
+                        return 2;
+                }
+                /* The chain's links are written once, before the timing:
+                 * the ponger's copies of them stay valid, only the value
+                 * word in each line is rewritten per round trip, and it
+                 * shares the line with the link. */
+                for (int k = 0; k + 1 < n_lines; k++)
+                        atomic_init(&lines[k].next, &lines[k + 1]);
         }
         use_futex = strcmp(mode, "futex") == 0;
         long count = atol(bench_arg(argc, argv, "count", use_futex ? "20000" : "200000"));
@@ -269,6 +330,7 @@ int main(int argc, char **argv)
                         continue;
                 }
                 uint64_t t0 = bench_now_ns();
+                lines_write(i);
                 post(1);
                 await(0);
                 if (i >= WARMUP)
@@ -277,9 +339,12 @@ int main(int argc, char **argv)
         uint64_t stop = bench_now_ns();
         pthread_join(th, NULL);
 
+        char lines_wl[40] = "";
+        if (strcmp(mode, "lines") == 0)
+                snprintf(lines_wl, sizeof(lines_wl), "lines-%s%d", chain ? "chain-" : "", n_lines);
         struct bench_result res = {
                 .program = use_futex ? "ref-futex" : "ref-spin",
-                .workload = pace_us ? "futex-paced" : mode,
+                .workload = pace_us ? "futex-paced" : lines_wl[0] ? lines_wl : mode,
                 .records = (uint64_t)count, .seconds = (double)(stop - start) / 1e9,
                 .writers = 1, .lat = pace_us ? &paced_lat : &lat,
         };
