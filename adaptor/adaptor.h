@@ -107,15 +107,19 @@ struct wal_cache_ring {
 };
 
 struct wal_cache {
-        pthread_mutex_t lock;        /* every change; the seek functions */
-        _Atomic(struct wal_cache_ring *) ring;
+        /* Read by every reader's every look, written only when the ring
+         * grows or the cache closes: a line apart from the pusher's (the
+         * lock and the counts below, written on every push), so a spinning
+         * reader does not take that line from the pusher mid-push. */
+        alignas(64) _Atomic(struct wal_cache_ring *) ring;
+        atomic_bool closed;
+        alignas(64) pthread_mutex_t lock;    /* every change; the seek functions */
         size_t count;
         uint64_t base_seq;           /* sequence number of the oldest entry */
         size_t bytes;
         uint64_t max_bytes;
         int64_t max_age_ms;
         uint64_t evictions;
-        atomic_bool closed;
         /* Evicted messages wait here until no reader can still be taking a
          * reference to them (epoch-based release, adaptor/cache.c). */
         wal_msg **retired, **waiting;
@@ -359,7 +363,7 @@ struct wal {
         pthread_mutex_t cb_lock;
         pthread_cond_t cb_cond;
         struct wal_append_op *cb_head, *cb_tail;
-        bool cb_running, cb_stop, cb_sleeping, cb_busy;
+        bool cb_stop, cb_sleeping, cb_busy;
         atomic_uint cb_queued;               /* bumped by every hand-over */
         /* An appender left the drain of its completed append to the
          * dispatcher (no scanner to deliver to, see adaptor/wal.c); the
@@ -369,6 +373,12 @@ struct wal {
         atomic_bool cb_idle;
         pthread_t cb_thread;
 
+        /* Read by every append, written only at open and close or when a
+         * scanner opens or closes: a line apart from the cb_* fields above,
+         * which the dispatcher writes on every batch it takes (sharing
+         * theirs, every append's first look at these missed). */
+        alignas(64) atomic_int n_readers;    /* scanners opened or opening */
+        bool cb_running;                     /* the dispatcher (cb_lock) */
         /* Where wal_append() copies go (RW only; NULL: malloc): memory
          * faulted in ahead of use, since the cache and an in-memory backend
          * keep these copies (wal/message-internal.h). */
