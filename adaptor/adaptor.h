@@ -373,12 +373,12 @@ struct wal {
         atomic_bool cb_idle;
         pthread_t cb_thread;
 
-        /* Read by every append, written only at open and close or when a
-         * scanner opens or closes: a line apart from the cb_* fields above,
-         * which the dispatcher writes on every batch it takes (sharing
-         * theirs, every append's first look at these missed). */
-        alignas(64) atomic_int n_readers;    /* scanners opened or opening */
-        bool cb_running;                     /* the dispatcher (cb_lock) */
+        /* Read by every append, written only at open and close: a line
+         * apart from the cb_* fields above, which the dispatcher writes on
+         * every batch it takes (sharing theirs, every append's first look
+         * at these missed).  n_readers, read by every append too, is with
+         * the fields fixed at open, above. */
+        alignas(64) bool cb_running;         /* the dispatcher (cb_lock) */
         /* Where wal_append() copies go (RW only; NULL: malloc): memory
          * faulted in ahead of use, since the cache and an in-memory backend
          * keep these copies (wal/message-internal.h). */
