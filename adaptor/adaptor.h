@@ -317,6 +317,7 @@ struct wal {
         uint64_t last_tick;
         atomic_bool fenced;
         struct wal_txn *txns;                /* open transactions (append_lock) */
+        uint64_t appended_since_tick;        /* (append_lock) */
         atomic_uint_fast64_t next_txn_id;
 
         /* Appends accepted by the backend, in ID order (adaptor/wal.c,
@@ -346,7 +347,6 @@ struct wal {
          * lock, no pend_lock (adaptor/wal.c, wal_durable_id()). */
         atomic_uint durable_seq;
         atomic_uint_fast64_t durable_hi, durable_lo;
-        uint64_t appended_since_tick;
 
         /* background thread: periodic ticks, retries, txn expiry */
         pthread_mutex_t tick_lock;
@@ -368,10 +368,13 @@ struct wal {
         /* An appender left the drain of its completed append to the
          * dispatcher (no scanner to deliver to, see adaptor/wal.c); the
          * dispatcher is idle (about to wait on cb_cond, or waiting): an
-         * appender that sets drain_wanted then wakes it. */
-        atomic_bool drain_wanted;
-        atomic_bool cb_idle;
+         * appender that sets drain_wanted then wakes it.  A line of their
+         * own: every append reads and sets drain_wanted and the dispatcher
+         * spins on it, while the line above (cb_head, cb_busy, cb_queued)
+         * is written at every hand-over. */
         pthread_t cb_thread;
+        alignas(64) atomic_bool drain_wanted;
+        atomic_bool cb_idle;
 
         /* Read by every append, written only at open and close: a line
          * apart from the cb_* fields above, which the dispatcher writes on
