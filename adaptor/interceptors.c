@@ -150,8 +150,20 @@ int wal_builtin_validate(wal *w, struct wal_append_op *op, wal_msg *msg, size_t 
  * it), and never above the time its wal_append() returned: the anchor's
  * realtime floor between terms (anchor() in wal.c: the next term starts at
  * the precise clock's next millisecond) still holds, as a lagging clock
- * only lowers the older term's ticks.  The anchor and the periodic ticks
- * still read CLOCK_REALTIME (wal_next_tick()). */
+ * only lowers the older term's ticks.  The anchor still reads
+ * CLOCK_REALTIME (wal_next_tick()); periodic ticks are appends like any
+ * other.
+ *
+ * Messages of a transaction (begin, bodies, commit, rollback) read
+ * CLOCK_REALTIME too: their ticks measure its idle time against its
+ * keepalive (txn_stamp(), the background expiry in wal.c, and readers in
+ * adaptor/scanner.c), and two coarse readings can be further apart than
+ * the calls that took them by up to the clock's lag, which expired
+ * transactions up to about 4 ms early.  With precise readings the idle
+ * time by ticks is never longer than the time between the calls (the
+ * physical parts are whole ms: a difference above the keepalive means
+ * more than the keepalive elapsed), and ticks of other messages, which lag,
+ * can only make a reader's expiry later. */
 static uint64_t next_tick_at(wal *w, uint64_t now_ms)
 {
         uint64_t now = now_ms << WAL_TICK_LOGICAL_BITS;
@@ -237,8 +249,9 @@ static int timetick_stamp(wal *w, struct wal_append_op *op, wal_msg *msg)
         if (atomic_load(&w->fenced))
                 return wal_error_set(&op->err, -ESTALE, 0,
                                      "fenced: a newer term owns channel \"%s\"", w->channel);
-        /* The physical part from the coarse clock (see "Time tick"). */
-        uint64_t tick = next_tick_at(w, walu_realtime_coarse_ms());
+        /* The physical part from the coarse clock, or for a transaction's
+         * messages the precise one (see "Time tick"). */
+        uint64_t tick = next_tick_at(w, op->txn ? walu_realtime_ms() : walu_realtime_coarse_ms());
         if (op->txn) {
                 int r = txn_stamp(w, op, msg, tick);
                 if (r < 0)

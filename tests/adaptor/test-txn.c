@@ -239,6 +239,73 @@ Test(adaptor_txn, keepalive_is_refreshed_by_activity)
         wal_scanner_close(tail);
 }
 
+static double mono_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void commit_status(void *arg, int status, const wal_msg *msg, const wal_error *err)
+{
+        (void)msg;
+        (void)err;
+        atomic_int *st = arg;
+        atomic_store(st, status == 0 ? 1 : status);
+}
+
+/* A keepalive is a promise: a transaction whose commit came within the
+ * keepalive of its begin is never expired.  Each round begins, waits until
+ * KEEP - 0.7 ms after the time read before the begin, commits without waiting
+ * for the commit's acknowledgement, and reads the time after that call
+ * returned: the begin's and the commit's ticks lie between those two
+ * readings, so when they are at most KEEP - 0.5 ms apart (the margin for
+ * the wall clock's slewing against the monotonic one), -ETIME is early.
+ * With ticks from CLOCK_REALTIME_COARSE (up to one timer tick, 4 ms,
+ * behind) 11-21 of 60 rounds expired, in each of five runs.  Rounds a
+ * busy machine stretched past the keepalive prove nothing either way and
+ * are only counted. */
+#define KEEP_MS 30
+Test(adaptor_txn, keepalive_never_expires_a_transaction_early, .timeout = 90)
+{
+        int tight = 0, early = 0, rounds = 0;
+        double worst = 0;
+        double budget_end = mono_ms() + 20000;
+        for (; tight < 60 && mono_ms() < budget_end; rounds++) {
+                wal_txn *t = NULL;
+                double t0 = mono_ms();
+                cr_assert_eq(wal_txn_begin(w, NULL, KEEP_MS, &t, NULL), 0);
+                double target = t0 + KEEP_MS - 0.7;
+                if (mono_ms() < target - 1.5)
+                        sleep_ms((int)(target - 1.5 - mono_ms()));
+                while (mono_ms() < target)
+                        ;
+                atomic_int st = 0;
+                int r = wal_txn_commit_async(t, commit_status, &st, NULL);
+                double window = mono_ms() - t0;
+                if (r == 0) {
+                        for (int i = 0; i < 10000 && !atomic_load(&st); i++)
+                                sleep_ms(1);
+                        r = atomic_load(&st) == 1 ? 0 : atomic_load(&st);
+                }
+                cr_assert(r == 0 || r == -ETIME, "commit: %d", r);
+                if (window > KEEP_MS - 0.5)
+                        continue;
+                tight++;
+                if (r == -ETIME) {
+                        early++;
+                        if (KEEP_MS - window > worst)
+                                worst = KEEP_MS - window;
+                }
+        }
+        cr_log_info("%d rounds, %d within the keepalive, %d expired early", rounds, tight, early);
+        cr_assert_eq(early, 0, "%d of %d transactions committed within their keepalive of %d ms "
+                     "expired (the earliest %.1f ms before it)", early, tight, KEEP_MS, worst);
+        if (tight < 5)
+                cr_skip_test("only %d of %d rounds came within the keepalive: machine too busy",
+                             tight, rounds);
+}
+
 Test(adaptor_txn, resume_from_last_confirmed_sees_open_transaction)
 {
         struct ta_counter c = { 0 };
