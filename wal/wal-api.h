@@ -123,7 +123,11 @@ struct wal_interceptor {
         /* Optional.  Called once when the wal closes, after the last done.
          * For a wal whose open failed, called only if this interceptor's
          * ready hook ran and returned 0 (a later one failed the open), so
-         * that what ready set up is released; then no append ran. */
+         * that what ready set up is released; then no append ran.  So
+         * close pairs with an open that succeeded or a ready that did: an
+         * interceptor without a ready hook, which cannot have set anything
+         * up for a wal before its first append, gets no close for a wal
+         * whose open failed. */
         void (*close)(void *arg, wal *w);
 };
 

@@ -159,6 +159,13 @@ Test(adaptor_interceptors, close_follows_every_ready_that_succeeded, .timeout = 
                                       .done = probe_done, .ready = probe_ready,
                                       .close = probe_close };
         cr_assert_eq(wal_opener_add_interceptor(o, &ia, NULL), 0);
+        /* No ready hook: its close pairs with opens that succeeded only
+         * (wal-api.h), so none for the failed open below. */
+        struct probe n = { .prop = "N" };
+        pthread_mutex_init(&n.lock, NULL);
+        struct wal_interceptor in = { .name = "n", .arg = &n, .do_append = probe_do_append,
+                                      .close = probe_close };
+        cr_assert_eq(wal_opener_add_interceptor(o, &in, NULL), 0);
         struct wal_interceptor refuse = { .name = "refuse", .do_append = probe_do_append,
                                           .ready = refuse_ready, .close = probe_close };
         struct probe r = { .prop = "R" };
@@ -175,14 +182,17 @@ Test(adaptor_interceptors, close_follows_every_ready_that_succeeded, .timeout = 
         cr_expect_eq(atomic_load(&a.readies), 1);
         cr_expect_eq(atomic_load(&a.closes), 1, "a's ready ran, its close did not");
         cr_expect_eq(atomic_load(&r.closes), 0, "close after a ready that failed");
+        cr_expect_eq(atomic_load(&n.closes), 0, "close without a ready, for a failed open");
 
         /* A wal that opens and closes: one of each, as before. */
         cr_assert_eq(wal_open(o, "fine", 1, WAL_ACCESS_RW, &w, NULL), 0);
         wal_close(w);
         cr_expect_eq(atomic_load(&a.readies), 2);
         cr_expect_eq(atomic_load(&a.closes), 2);
+        cr_expect_eq(atomic_load(&n.closes), 1, "no close without a ready for an open wal");
         ta_opener_close(o);
         pthread_mutex_destroy(&a.lock);
+        pthread_mutex_destroy(&n.lock);
 }
 
 /* ---- Time ticks ---- */
