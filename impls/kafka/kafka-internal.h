@@ -46,9 +46,13 @@ bool kafka_err_is_retriable(int rd_kafka_err);
 /* The full layout's magic, followed by the protobuf envelope. */
 #define KAFKA_KEY_MAGIC "\0wal"
 #define KAFKA_KEY_MAGIC_LEN 4
-/* The compact layout's magic, followed by the head byte and its fields. */
-#define KAFKA_KEY_COMPACT_MAGIC "\0wk"
-#define KAFKA_KEY_COMPACT_MAGIC_LEN 3
+/* The compact layout's prefix (the full layout's magic, then a byte no
+ * envelope starts with), followed by the head byte and its fields. */
+#define KAFKA_KEY_COMPACT_MAGIC "\0wal\x07"
+#define KAFKA_KEY_COMPACT_MAGIC_LEN 5
+/* The compact layout's first prefix, read, never written (kafka-key.c). */
+#define KAFKA_KEY_COMPACT_V0_MAGIC "\0wk"
+#define KAFKA_KEY_COMPACT_V0_MAGIC_LEN 3
 /* The longest compact key: magic, head, tick, term, lc hi and lo. */
 #define KAFKA_KEY_COMPACT_MAX (KAFKA_KEY_COMPACT_MAGIC_LEN + 1 + 8 + 10 + 10 + 10)
 /* The longest envelope kafka_key_envelope() makes of a compact key

@@ -3,20 +3,24 @@
  * impls/kafka/kafka-key.c: the record key of the Kafka backend's records,
  * which carries the message envelope (kafka.c, "Mapping").
  *
- * Format.  A key is ours when it starts with one of two magics; any other
- * key (or none) is a foreign record's.  Every integer below is a varint
- * (7 bits a byte, least significant group first, high bit set on every byte
- * but the last) unless said otherwise.
+ * Format.  A key is ours when it starts with the magic "\0wal" (or, read
+ * only, "\0wk"); any other key (or none) is a foreign record's.  Every
+ * integer below is a varint (7 bits a byte, least significant group first,
+ * high bit set on every byte but the last) unless said otherwise.
  *
  *  Full layout (every libwal since the key carried the envelope):
  *    "\0wal"  (4 bytes), then the protobuf envelope of utility/envelope.c,
  *    which can say everything a wal_msg holds.  Written for a message with
- *    a property, a vchannel or a transaction field; read forever.
+ *    a property, a vchannel or a transaction field; read forever.  An
+ *    envelope never starts with a byte below 0x08 (its first byte is a
+ *    field's tag, and field 0 does not exist; encoders write field 1, the
+ *    version, first).
  *
- *  Compact layout (the newer one, written for every other message, the
- *  usual data message: 16 bytes where the full layout takes 26):
- *    off 0  "\0wk"     3 bytes, magic
- *    off 3  head       1 byte:  bits 0-2 the type (1..6, enum wal_msg_type),
+ *  Compact layout (written for every other message, the usual data
+ *  message: 18 bytes where the full layout takes 26):
+ *    off 0  "\0wal"    4 bytes, the full layout's magic
+ *    off 4  0x07       1 byte, the compact marker
+ *    off 5  head       1 byte:  bits 0-2 the type (1..6, enum wal_msg_type),
  *                               bit 3 a time tick follows,
  *                               bit 4 a term follows,
  *                               bit 5 a last-confirmed ID follows,
@@ -31,18 +35,37 @@
  *    and nothing after.  A field left out is 0 (the term, the tick) or
  *    none (the last-confirmed ID); there are no properties, no vchannel
  *    and no transaction fields.
- *  Every message has exactly one compact encoding: a reader refuses a
- *  varint longer than 10 bytes or not in its shortest form, a present
- *  field whose value is the one its absence means, an unknown type,
+ *  Why the marker: a libwal that predates the compact layout takes a key
+ *  starting with "\0wal" for the full layout and hands what follows to its
+ *  envelope decoder, which refuses 0x07 as the first byte (a one-byte tag
+ *  of field 0 with wire type 7: both the protobuf-c unpack of the first
+ *  readers and the hand-written decoder after it refuse either), so its
+ *  scanner stops with -EBADMSG naming the channel and offset instead of
+ *  reading the record as something else (tests/kafka/test-kafka-key.c runs
+ *  both decoders on every compact key).  Readers older still, which took
+ *  the envelope from the "_wal" header, ignore keys altogether: no key can
+ *  make them refuse (they read any record of ours as foreign data).
+ *
+ *  Compact layout, first prefix (written by libwal builds of 2026-11-22
+ *  only, before any release; read, never written): "\0wk" (3 bytes), then
+ *  the head byte and fields exactly as above.  An earlier libwal read such
+ *  a key as a foreign one: a tick came back as an empty data message with
+ *  tick 0, silently, which is why the prefix changed.
+ *
+ *  Every message has exactly one compact encoding (per prefix): a reader
+ *  refuses a varint longer than 10 bytes or not in its shortest form, a
+ *  present field whose value is the one its absence means, an unknown type,
  *  bit 7, and a key longer or shorter than its head says (-EBADMSG, as a
- *  bad full-layout envelope is).  A foreign key starting with "\0wk" and
+ *  bad full-layout envelope is).  A key of exactly "\0wal\x07" (no head) is
+ *  refused too, as it always was.  A foreign key starting with "\0wk" and
  *  at least 4 bytes long is therefore refused rather than read as data,
  *  as one starting with "\0wal" always was.
  *
  * Why a second layout: the key is copied, checksummed, sent and stored per
  * record, on the producer's broker thread and the broker's.  The full
  * layout spends two bytes on the version and type, a tag byte per field and
- * a byte for has_lc; the compact one puts all of that in the head byte.
+ * a byte for has_lc; the compact one puts all of that in the head byte (and
+ * spends one byte on the marker).
  * A reader builds the message from a compact key's fields directly
  * (kafka_key_decode: what the envelope decoder does with the same fields);
  * kafka_key_envelope() gives the full layout's envelope bytes for the same
@@ -147,11 +170,13 @@ struct compact {
         uint64_t tick, term, lc_hi, lc_lo;
 };
 
-/* Parse the compact key @k/@len (which starts with its magic and has a
- * head byte) into @c, refusing what no encoder writes.  0 or -EBADMSG. */
-static int compact_parse(const uint8_t *k, size_t len, struct compact *c, wal_error **reterr)
+/* Parse the compact key @k/@len, whose head byte is at @k[@off] (after one
+ * of the two prefixes; it is there), into @c, refusing what no encoder
+ * writes.  0 or -EBADMSG. */
+static int compact_parse(const uint8_t *k, size_t len, size_t off, struct compact *c,
+                         wal_error **reterr)
 {
-        const uint8_t *p = k + KAFKA_KEY_COMPACT_MAGIC_LEN, *end = k + len;
+        const uint8_t *p = k + off, *end = k + len;
         uint8_t head = *p++;
         c->type = head & HEAD_TYPE;
         c->has_lc = head & HEAD_LC;
@@ -186,15 +211,9 @@ static int compact_parse(const uint8_t *k, size_t len, struct compact *c, wal_er
         return 0;
 }
 
-static inline bool is_full(const uint8_t *k, size_t len)
+static inline bool has_prefix(const uint8_t *k, size_t len, const char *pfx, size_t plen)
 {
-        return k && len >= KAFKA_KEY_MAGIC_LEN && memcmp(k, KAFKA_KEY_MAGIC, KAFKA_KEY_MAGIC_LEN) == 0;
-}
-
-static inline bool is_compact(const uint8_t *k, size_t len)
-{
-        return k && len >= KAFKA_KEY_COMPACT_MAGIC_LEN + 1 &&
-               memcmp(k, KAFKA_KEY_COMPACT_MAGIC, KAFKA_KEY_COMPACT_MAGIC_LEN) == 0;
+        return k && len >= plen && memcmp(k, pfx, plen) == 0;
 }
 
 enum key_kind { KEY_FOREIGN, KEY_FULL, KEY_COMPACT };
@@ -206,16 +225,26 @@ enum key_kind { KEY_FOREIGN, KEY_FULL, KEY_COMPACT };
 static int key_classify(const uint8_t *k, size_t len, struct compact *c, const uint8_t **env,
                         size_t *env_len, wal_error **reterr)
 {
-        if (is_full(k, len)) {
+        size_t head_off;
+        if (has_prefix(k, len, KAFKA_KEY_MAGIC, KAFKA_KEY_MAGIC_LEN)) {
                 if (len == KAFKA_KEY_MAGIC_LEN)
                         return wal_error_set(reterr, -EBADMSG, 0, "empty envelope in the key");
-                *env = k + KAFKA_KEY_MAGIC_LEN;
-                *env_len = len - KAFKA_KEY_MAGIC_LEN;
-                return KEY_FULL;
-        }
-        if (!is_compact(k, len))
+                if (k[KAFKA_KEY_MAGIC_LEN] != (uint8_t)KAFKA_KEY_COMPACT_MAGIC[KAFKA_KEY_MAGIC_LEN]) {
+                        *env = k + KAFKA_KEY_MAGIC_LEN;
+                        *env_len = len - KAFKA_KEY_MAGIC_LEN;
+                        return KEY_FULL;
+                }
+                if (len == KAFKA_KEY_COMPACT_MAGIC_LEN)
+                        return wal_error_set(reterr, -EBADMSG, 0, "compact key: no head byte");
+                head_off = KAFKA_KEY_COMPACT_MAGIC_LEN;
+        } else if (has_prefix(k, len, KAFKA_KEY_COMPACT_V0_MAGIC,
+                              KAFKA_KEY_COMPACT_V0_MAGIC_LEN) &&
+                   len > KAFKA_KEY_COMPACT_V0_MAGIC_LEN) {
+                head_off = KAFKA_KEY_COMPACT_V0_MAGIC_LEN;
+        } else {
                 return KEY_FOREIGN;
-        int r = compact_parse(k, len, c, reterr);
+        }
+        int r = compact_parse(k, len, head_off, c, reterr);
         return r < 0 ? r : KEY_COMPACT;
 }
 

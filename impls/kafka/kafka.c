@@ -11,10 +11,13 @@
  * two layouts whose format is at the top of kafka-key.c: a message with a
  * property, a vchannel or a transaction field carries the 4-byte magic
  * "\0wal" and the protobuf envelope; any other (the usual data message)
- * the compact layout, "\0wk", a head byte for the type and which fields
- * follow, the tick as 8 fixed bytes, the term and last-confirmed ID as
- * varints: 16 bytes where the protobuf one took 26.  Both layouts read
- * back forever.  Properties are thus carried twice (as headers for
+ * the compact layout, "\0wal" and the marker byte 0x07 (which a libwal
+ * from before the compact layout refuses as an envelope, loudly, rather
+ * than reading the record as something else), a head byte for the type
+ * and which fields follow, the tick as 8 fixed bytes, the term and
+ * last-confirmed ID as varints: 18 bytes where the protobuf one took 26.
+ * Both layouts read back forever, and so do compact keys under their
+ * first prefix, "\0wk".  Properties are thus carried twice (as headers for
  * other Kafka clients, inside the envelope for us), and a reader trusts the
  * envelope.  Why the key and not a header: librdkafka 2.0.2 copies the key
  * into the record's own allocation, while every header costs it a header

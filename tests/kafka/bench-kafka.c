@@ -27,8 +27,9 @@
  * full, flush; it is what the goal compares against.  "raw+key" is the same
  * loop also sending a record key of the bytes our records carry (made by
  * the backend's key encoder for a message with the time tick, term and
- * last-confirmed ID set as the adaptor sets them: 16 bytes of the compact
- * layout since 2026-11-22, 26 of the full layout before): the same record format, so ours/raw+key is the
+ * last-confirmed ID set as the adaptor sets them: 18 bytes of the compact
+ * layout since 2026-11-22 (16 for a few hours of that day, under the
+ * compact layout's first prefix), 26 of the full layout before): the same record format, so ours/raw+key is the
  * backend's own overhead.  "ours" appends 100-B data messages through the
  * walimpls interface and waits for every completion, with kafkawal.fencing
  * off and on.  Its messages (MSG_POOL distinct ones, with the time tick,

@@ -3,7 +3,10 @@
  * tests/kafka/test-kafka-key.c: the record key codec (impls/kafka/kafka-key.c)
  * without a cluster: which messages get the compact layout, that a compact
  * key reads back as the same envelope as the full layout's, that the full
- * layout's keys (what every earlier libwal wrote) still read, and that
+ * layout's keys (what every earlier libwal wrote) and compact keys under
+ * the first prefix "\0wk" still read, that the envelope decoders an
+ * earlier libwal ran on a "\0wal" key (the hand-written one and protobuf-c's,
+ * both still in utility/envelope.c) refuse every compact key, and that
  * truncated, padded and garbage compact keys are refused with -EBADMSG.
  * Reading records of both layouts through the backend is in test-kafka.c.
  */
@@ -72,18 +75,56 @@ static void reads_as(const uint8_t *key, size_t klen, const wal_msg *want)
         wal_msg_unref(got);
 }
 
+/* What a libwal from before the compact layout does with the key @key:
+ * its magic "\0wal" says full layout, so what follows goes to the envelope
+ * decoder, which must refuse it (-EBADMSG with an error saying so) rather
+ * than return a message.  Both decoders an earlier reader ran: the
+ * hand-written one (since ff139c2) and protobuf-c's unpack (before). */
+static void old_readers_refuse(const uint8_t *key, size_t klen)
+{
+        cr_assert_geq(klen, 5);
+        cr_assert_eq(memcmp(key, "\0wal", 4), 0, "an earlier reader would not take it as ours");
+        int (*const dec[2])(const uint8_t *, size_t, const void *, size_t, wal_msg **,
+                            wal_error **) = { walu_envelope_decode,
+                                              walu_envelope_decode_protobuf };
+        for (int i = 0; i < 2; i++) {
+                wal_msg *got = NULL;
+                wal_error *err = NULL;
+                int r = dec[i](key + 4, klen - 4, "pay", 3, &got, &err);
+                cr_assert_eq(r, -EBADMSG, "decoder %d read a compact key of %zu bytes (%d)", i,
+                             klen, r);
+                cr_assert_null(got);
+                cr_assert_eq(wal_error_code(err), -EBADMSG);
+                wal_error_free(err);
+        }
+}
+
+/* The same key under the first prefix, "\0wk" in place of "\0wal\x07". */
+static size_t first_prefix(const uint8_t *key, size_t klen, uint8_t *out)
+{
+        memcpy(out, "\0wk", 3);
+        memcpy(out + 3, key + 5, klen - 5);
+        return klen - 2;
+}
+
 static const uint64_t tick = ((uint64_t)1767225600000 << 18) | 12345;
 
-Test(kafka_key, the_usual_data_message_is_16_bytes_and_reads_back)
+Test(kafka_key, the_usual_data_message_is_18_bytes_and_reads_back)
 {
         wal_msg *m = msg(WAL_MSG_DATA, tick, 1, WAL_MSGID(0, 999999));
         uint8_t key[KAFKA_KEY_COMPACT_MAX];
         size_t n = kafka_key_compact(m, key);
-        /* magic 3, head 1, tick 8, term 1, lc lo 3 */
-        cr_assert_eq(n, 16);
-        cr_assert_eq(memcmp(key, "\0wk", 3), 0);
-        cr_assert_eq(key[3], 0x01 | 0x08 | 0x10 | 0x20);
+        /* prefix 5, head 1, tick 8, term 1, lc lo 3 */
+        cr_assert_eq(n, 18);
+        static const uint8_t want[6] = { 0, 'w', 'a', 'l', 0x07, 0x01 | 0x08 | 0x10 | 0x20 };
+        cr_assert_eq(memcmp(key, want, 6), 0);
+        /* The tick, little-endian, then term 1 and 999999 as varints. */
+        for (unsigned i = 0; i < 8; i++)
+                cr_assert_eq(key[6 + i], (uint8_t)(tick >> (8 * i)));
+        cr_assert_eq(key[14], 0x01);
+        cr_assert_eq(memcmp(key + 15, "\xbf\x84\x3d", 3), 0);
         reads_as(key, n, m);
+        old_readers_refuse(key, n);
         wal_msg_unref(m);
 }
 
@@ -102,9 +143,12 @@ Test(kafka_key, every_field_combination_round_trips)
                                                          terms[b], lcs[c]);
                                         uint8_t key[KAFKA_KEY_COMPACT_MAX];
                                         size_t n = kafka_key_compact(m, key);
-                                        cr_assert_gt(n, 3);
+                                        cr_assert_gt(n, 5);
                                         cr_assert_leq(n, KAFKA_KEY_COMPACT_MAX);
                                         reads_as(key, n, m);
+                                        old_readers_refuse(key, n);
+                                        uint8_t v0[KAFKA_KEY_COMPACT_MAX];
+                                        reads_as(v0, first_prefix(key, n, v0), m);
                                         wal_msg_unref(m);
                                 }
 }
@@ -173,7 +217,7 @@ Test(kafka_key, foreign_keys_are_not_ours)
         cr_assert_eq(elen, 0);
         cr_assert_eq(kafka_key_envelope("user-42", 7, buf, &env, &elen, NULL), 0);
         cr_assert_eq(kafka_key_envelope("\0wk", 3, buf, &env, &elen, NULL), 0,
-                     "a magic with no head byte is not a compact key");
+                     "the first prefix with no head byte is not a compact key");
         cr_assert_eq(kafka_key_envelope("\0wa", 3, buf, &env, &elen, NULL), 0);
         cr_assert_eq(kafka_key_envelope("\0w", 2, buf, &env, &elen, NULL), 0);
         wal_msg *m = NULL;
@@ -203,13 +247,27 @@ static void refused(const uint8_t *key, size_t n, const char *why)
         wal_error_free(err);
 }
 
+/* @body (a head byte and what follows) under either prefix is refused. */
+static void refused_both(const char *body, size_t n, const char *why)
+{
+        uint8_t key[64];
+        cr_assert_leq(n + 5, sizeof(key));
+        memcpy(key, "\0wal\x07", 5);
+        memcpy(key + 5, body, n);
+        refused(key, n + 5, why);
+        memcpy(key, "\0wk", 3);
+        memcpy(key + 3, body, n);
+        refused(key, n + 3, why);
+}
+
 Test(kafka_key, truncated_compact_keys_are_refused)
 {
         wal_msg *m = msg(WAL_MSG_DATA, tick, 300, WAL_MSGID(7, 1 << 20));
         uint8_t key[KAFKA_KEY_COMPACT_MAX];
         size_t n = kafka_key_compact(m, key);
         wal_msg_unref(m);
-        cr_assert_eq(n, 4 + 8 + 2 + 1 + 3);
+        cr_assert_eq(n, 5 + 1 + 8 + 2 + 1 + 3);
+        /* From the bare magic on: "\0wal" and "\0wal\x07" are ours too. */
         for (size_t cut = 4; cut < n; cut++)
                 refused(key, cut, "cut short");
         /* One byte more than the head says. */
@@ -217,38 +275,61 @@ Test(kafka_key, truncated_compact_keys_are_refused)
         memcpy(longer, key, n);
         longer[n] = 0;
         refused(longer, n + 1, "trailing byte");
+        /* The same under the first prefix (3 bytes alone are foreign). */
+        uint8_t v0[KAFKA_KEY_COMPACT_MAX + 1];
+        size_t n0 = first_prefix(key, n, v0);
+        for (size_t cut = 4; cut < n0; cut++)
+                refused(v0, cut, "first prefix, cut short");
+        v0[n0] = 0;
+        refused(v0, n0 + 1, "first prefix, trailing byte");
 }
 
 Test(kafka_key, garbage_compact_keys_are_refused)
 {
         /* Reserved bit, types 0 and 7, a high word without the ID. */
-        refused((const uint8_t *)"\0wk\x81", 4, "bit 7");
-        refused((const uint8_t *)"\0wk\x00", 4, "type 0");
-        refused((const uint8_t *)"\0wk\x07", 4, "type 7");
-        refused((const uint8_t *)"\0wk\x41\x01", 5, "lc hi without lc");
+        refused_both("\x81", 1, "bit 7");
+        refused_both("\x00", 1, "type 0");
+        refused_both("\x07", 1, "type 7");
+        refused_both("\x41\x01", 2, "lc hi without lc");
         /* Fields present with the value their absence means. */
-        refused((const uint8_t *)"\0wk\x09\0\0\0\0\0\0\0\0", 12, "zero tick");
-        refused((const uint8_t *)"\0wk\x11\x00", 5, "zero term");
-        refused((const uint8_t *)"\0wk\x61\x00\x00", 6, "zero lc hi");
+        refused_both("\x09\0\0\0\0\0\0\0\0", 9, "zero tick");
+        refused_both("\x11\x00", 2, "zero term");
+        refused_both("\x61\x00\x00", 3, "zero lc hi");
         /* Varints not in their shortest form, or past 64 bits. */
-        refused((const uint8_t *)"\0wk\x11\x81\x00", 6, "padded term");
-        refused((const uint8_t *)"\0wk\x21\x80\x80\x00", 7, "padded lc");
-        refused((const uint8_t *)"\0wk\x11\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 14,
-                "term of 65 bits");
-        refused((const uint8_t *)"\0wk\x11\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 15,
-                "term of 11 bytes");
+        refused_both("\x11\x81\x00", 3, "padded term");
+        refused_both("\x21\x80\x80\x00", 4, "padded lc");
+        refused_both("\x11\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 11, "term of 65 bits");
+        refused_both("\x11\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12,
+                     "term of 11 bytes");
         /* The last-confirmed ID "none" cannot be written. */
-        refused((const uint8_t *)"\0wk\x61\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"
-                                 "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 24, "lc none");
-        /* A lone head with nothing set is the shortest key: a bare data message. */
-        uint8_t buf[KAFKA_KEY_ENVELOPE_MAX];
-        const uint8_t *env = NULL;
-        size_t elen = 0;
-        cr_assert_eq(kafka_key_envelope("\0wk\x01", 4, buf, &env, &elen, NULL), 1);
-        wal_msg *got = NULL;
-        cr_assert_eq(walu_envelope_decode(env, elen, NULL, 0, &got, NULL), 0);
-        cr_assert_eq(wal_msg_type(got), WAL_MSG_DATA);
-        cr_assert_eq(wal_msg_time_tick(got), 0);
-        cr_assert(wal_msgid_is_none(wal_msg_last_confirmed(got)));
-        wal_msg_unref(got);
+        refused_both("\x61\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"
+                     "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 21, "lc none");
+        /* A full-layout envelope starting with another byte below 0x08 is
+         * refused by the envelope decoder, as it always was. */
+        const char *field0[2] = { "\0wal\x00\x01", "\0wal\x06\x01" };
+        for (int i = 0; i < 2; i++) {
+                wal_msg *m = NULL;
+                wal_error *err = NULL;
+                cr_assert_eq(kafka_key_decode(field0[i], 6, "pay", 3, &m, &err), -EBADMSG);
+                cr_assert_null(m);
+                cr_assert_eq(wal_error_code(err), -EBADMSG);
+                wal_error_free(err);
+        }
+        /* A lone head with nothing set is the shortest key: a bare data
+         * message, under either prefix. */
+        const char *bare[2] = { "\0wal\x07\x01", "\0wk\x01" };
+        const size_t barelen[2] = { 6, 4 };
+        for (int i = 0; i < 2; i++) {
+                uint8_t buf[KAFKA_KEY_ENVELOPE_MAX];
+                const uint8_t *env = NULL;
+                size_t elen = 0;
+                cr_assert_eq(kafka_key_envelope(bare[i], barelen[i], buf, &env, &elen, NULL), 1);
+                wal_msg *got = NULL;
+                cr_assert_eq(walu_envelope_decode(env, elen, NULL, 0, &got, NULL), 0);
+                cr_assert_eq(wal_msg_type(got), WAL_MSG_DATA);
+                cr_assert_eq(wal_msg_time_tick(got), 0);
+                cr_assert(wal_msgid_is_none(wal_msg_last_confirmed(got)));
+                wal_msg_unref(got);
+        }
+        old_readers_refuse((const uint8_t *)bare[0], barelen[0]);
 }
