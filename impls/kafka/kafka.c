@@ -99,8 +99,9 @@
  * their slots.  Close finds them in the wal's chunks; chunks still holding
  * records librdkafka has not reported pass to the opener (orphans), so the
  * wal can be freed while librdkafka still holds a cancelled record.
- * With the brokers away and fencing on, close can take up to
- * close_timeout + open_timeout (a term-register read in progress).  While
+ * With the brokers away and fencing on, close takes up to close_timeout
+ * and 50 ms (the fence thread's pause between register reads that failed;
+ * a read in flight is abandoned).  While
  * they are away appends queue up (librdkafka's queue, or the wal's fence
  * queue of at most kafkawal.fence_queue, 65 536 by default) and then
  * block: back-pressure, as above.
@@ -134,7 +135,15 @@
  * read-write wal's appends are queued for its fence thread, which reads
  * the register once per batch before the batch may be produced: a higher
  * term fences the wal (that batch and every later append fail with -ESTALE
- * and never reach the topic).  Appending takes one round of the wal's own
+ * and never reach the topic).  The reads are asynchronous (the admin
+ * API's ListConsumerGroupOffsets, the OffsetFetch request
+ * rd_kafka_committed() sends) and settled in the order they started; one
+ * at a time as a rule, another beside it (up to KAFKA_FENCE_READS) only
+ * when a flush waits, when delivered records wait and the appends stopped
+ * (the run's tail: the last delivery report's read starts at once instead
+ * of after the read in flight), or when the queue is half full (so an
+ * appender does not wait for room while a slow read is in flight):
+ * kafka_fence_main.  Appending takes one round of the wal's own
  * lock (slot, queue, and what the fence thread left to release).  A
  * confirmed batch becomes the wal's ready list, which the next append
  * produces on its own thread (where its messages were made, and beside
@@ -191,8 +200,10 @@
  * read-only open of a missing topic is -ENOENT.
  *
  * Threads: the opener's poll thread (delivery reports, hence completions),
- * one fence thread per read-write wal when fencing is on, and librdkafka's
- * own.  Locks: kafka_opener.lock guards every wal's chunk list, the
+ * one fence thread per read-write wal when fencing is on (it waits in its
+ * register handle's answer queue while a read is in flight, and is woken
+ * there by rd_kafka_queue_yield when it may start another), and
+ * librdkafka's own.  Locks: kafka_opener.lock guards every wal's chunk list, the
  * opener's orphan and spare chunks, the fatal message and the waits of
  * back-pressure and close (completion counts are atomics); it is taken
  * once per chunk of appends.  kafka_wal.alock guards the wal's current
@@ -251,6 +262,8 @@
 #define KAFKA_CHUNK_SPARE 16
 /* A time tick is (wall-clock ms << 18 | logical) (wal/wal-message.h). */
 #define KAFKA_TICK_LOGICAL_BITS 18
+/* Term-register reads a fence thread has in flight at most. */
+#define KAFKA_FENCE_READS 4
 /* Delivery reports the poll thread settles together. */
 #define KAFKA_DR_BATCH 1024
 /* Served delivery-report events left for a producing thread to destroy. */
@@ -382,6 +395,10 @@ struct kafka_wal {
         struct kafka_chunk *chunks;    /* its chunks not yet retired; opener.lock */
         /* Fencing (RW with kafkawal.fencing only): */
         rd_kafka_t *reg;               /* consumer handle of the term register group */
+        char *reg_group;               /* that group's name */
+        rd_kafka_queue_t *fq;          /* answers to the fence thread's register reads */
+        atomic_bool fpolling;          /* the fence thread waits in @fq (set under
+                                          alock): wake it with rd_kafka_queue_yield */
         pthread_t fence_thread;
         bool fence_started;
         pthread_cond_t qcond;          /* (with alock) the fence thread waits */
@@ -406,6 +423,7 @@ struct kafka_wal {
         size_t nspent, capspent;       /* under alock */
         /* Counts for the debug line at close (the fence thread's): */
         uint64_t nreads;               /* register reads that found a term */
+        uint64_t noverlap;             /* reads started while another was in flight */
         uint64_t nchecked;             /* appends those reads let be produced */
         atomic_uint_least64_t nprod_app;   /* of those, produced by an appender */
         uint64_t nqwait, qwait_ns;     /* appends that waited for queue room; alock */
@@ -813,9 +831,13 @@ static void kafka_confirm_queue(struct kafka_wal *w, struct kafka_pending *head,
         else
                 w->chead = head;
         w->ctail = tail;
-        /* Only an empty list can have the fence thread asleep. */
+        /* Only an empty list can have the fence thread asleep.  One
+         * waiting for a read's answer starts another for these if it may
+         * (kafka_fence_may_read): wake it then. */
         if (atomic_fetch_add(&w->nconfirm, n) == 0)
                 pthread_cond_signal(&w->qcond);
+        if (atomic_load(&w->fpolling) && (!w->qhead || atomic_load(&w->o->flushers)))
+                rd_kafka_queue_yield(w->fq);
         pthread_mutex_unlock(&w->alock);
 }
 
@@ -1416,6 +1438,8 @@ static void kafka_fence_stop(struct kafka_wal *w)
         __atomic_store_n(&w->qstop, true, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&w->qcond);
         pthread_cond_broadcast(&w->qspace);
+        if (atomic_load(&w->fpolling))
+                rd_kafka_queue_yield(w->fq);
         pthread_mutex_unlock(&w->alock);
         pthread_join(w->fence_thread, NULL);
         w->fence_started = false;
@@ -1428,8 +1452,11 @@ static void kafka_wal_free(struct kafka_wal *w)
         for (size_t i = 0; i < w->nspent; i++)
                 wal_msg_unref(w->spent[i]);
         free(w->spent);
+        if (w->fq)
+                rd_kafka_queue_destroy(w->fq);
         if (w->reg)
                 rd_kafka_destroy(w->reg);
+        free(w->reg_group);
         if (w->rkt)
                 rd_kafka_topic_destroy(w->rkt);
         pthread_cond_destroy(&w->qcond);
@@ -1461,6 +1488,10 @@ static int kafka_register_handle(struct kafka_wal *w, wal_error **reterr)
                 rd_kafka_conf_destroy(conf);
                 return wal_error_set(reterr, -EINVAL, 0, "kafka: group.id %s: %s", group, errstr);
         }
+        if (!(w->reg_group = strdup(group))) {
+                rd_kafka_conf_destroy(conf);
+                return wal_error_set(reterr, -ENOMEM, 0, "kafka: out of memory");
+        }
         w->reg = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!w->reg) {
                 rd_kafka_conf_destroy(conf);
@@ -1487,6 +1518,8 @@ static int kafka_fence_start(struct kafka_wal *w, wal_error **reterr)
                 return wal_error_set(reterr, -ESTALE, WAL_ERROR_FATAL,
                                      "kafka: channel %s is owned by term %" PRId64 "; cannot "
                                      "write at term %" PRId64, w->base.channel, reg, term);
+        if (!(w->fq = rd_kafka_queue_new(w->reg)))
+                return wal_error_set(reterr, -ENOMEM, 0, "kafka: cannot make the fence queue");
         if ((r = -pthread_create(&w->fence_thread, NULL, kafka_fence_main, w)) < 0)
                 return wal_error_set(reterr, r, 0, "kafka: cannot start the fence thread");
         w->fence_started = true;
@@ -1888,6 +1921,8 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 }
                 uint64_t t0 = walu_monotonic_ns();
                 w->nqwaiting++;
+                if (atomic_load(&w->fpolling))
+                        rd_kafka_queue_yield(w->fq);   /* it may start a read */
                 pthread_cond_wait(&w->qspace, &w->alock);
                 w->nqwaiting--;
                 w->nqwait++;
@@ -1904,9 +1939,14 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         else
                 w->qhead = p;
         w->qtail = p;
-        /* Only an empty queue can have the fence thread asleep. */
-        if (atomic_fetch_add_explicit(&w->qlen, 1, memory_order_relaxed) == 0)
+        /* Only an empty queue can have the fence thread asleep; one
+         * waiting for a read's answer starts another once the queue is
+         * half full (kafka_fence_may_read). */
+        size_t qlen = atomic_fetch_add_explicit(&w->qlen, 1, memory_order_relaxed);
+        if (qlen == 0)
                 pthread_cond_signal(&w->qcond);
+        else if (qlen + 1 == (o->queue_max + 1) / 2 && atomic_load(&w->fpolling))
+                rd_kafka_queue_yield(w->fq);
         size_t nspent = 0;
         wal_msg **spent = w->nspent ? kafka_spent_take(w, &nspent) : NULL;
         pthread_mutex_unlock(&w->alock);
@@ -1944,7 +1984,11 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
  * proves the record was written before the newer term registered, hence
  * before its anchor, hence readable.  Otherwise it completes with -ESTALE
  * (the test older_terms_batch_landing_after_the_anchor_is_not_acknowledged
- * holds a batch in librdkafka past a newer open).  Every acknowledged record
+ * holds a batch in librdkafka past a newer open).  With reads overlapping,
+ * "started after" is kept by construction: a read takes the delivered
+ * records it settles when it starts, and no other answer settles them (the
+ * test a_register_read_started_before_a_delivery_report_does_not_
+ * acknowledge_it holds an earlier read's answer past a delivery report).  Every acknowledged record
  * is thus readable by every scanner; the converse has one exception: a
  * record refused this way that landed between the newer term's registration
  * and its anchor is in the topic and scanners deliver it (an -ESTALE append
@@ -2203,13 +2247,186 @@ static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender, bool w
         kafka_failed_complete(w, failed);
 }
 
+/*
+ * The fence thread's register reads are pipelined: each read is started
+ * asynchronously (ListConsumerGroupOffsets, the same OffsetFetch request
+ * rd_kafka_committed() sends, answered in @w->fq) for what was there when it
+ * started: the appends queued (its batch) and the records delivered (its
+ * written list), which it takes from the wal's lists as it starts.  Its
+ * answer settles exactly those, and answers are settled in the order the
+ * reads started (batches are produced in append order).  So a record is
+ * only ever confirmed by a read that started after its delivery report
+ * (the guarantee above kafka_register_read()), however many reads are in
+ * flight.  One read at a time is the rule, as before; another starts
+ * beside it (up to KAFKA_FENCE_READS) only when waiting for the one in
+ * flight would cost: a flush is waiting, the appends stopped while
+ * delivered records wait (the run's tail: the last delivery report's read
+ * starts at once), or the queue is half full (an appender would soon wait
+ * for room).  Under alock.
+ */
+static bool kafka_fence_may_read(struct kafka_wal *w, unsigned nfl)
+{
+        if (!w->qhead && !w->chead)
+                return false;
+        if (nfl == 0)
+                return true;
+        if (nfl >= KAFKA_FENCE_READS)
+                return false;
+        return !w->qhead || atomic_load(&w->o->flushers) ||
+               atomic_load_explicit(&w->qlen, memory_order_relaxed) >= (w->o->queue_max + 1) / 2;
+}
+
+/* A register read of the fence thread and what its answer settles. */
+struct kafka_fread {
+        uint64_t seq;                      /* its request's opaque */
+        struct kafka_pending *batch, *btail; /* queued appends taken as it started */
+        size_t blen;
+        struct kafka_pending *written;     /* delivered before it started */
+        uint64_t t0;                       /* when it started */
+        bool answered;
+        int r;                             /* its answer: 0 with @reg, or an errno */
+        int64_t reg;
+        wal_error *e;
+};
+
+/* Start the register read @f (its lists are taken). */
+static void kafka_fread_start(struct kafka_wal *w, struct kafka_fread *f, uint64_t seq)
+{
+        f->seq = seq;
+        f->answered = false;
+        f->r = 0;
+        f->reg = -1;
+        f->e = NULL;
+        f->t0 = walu_monotonic_ns();
+        rd_kafka_topic_partition_list_t *pl = kafka_register_list(w->topic);
+        rd_kafka_ListConsumerGroupOffsets_t *req =
+                rd_kafka_ListConsumerGroupOffsets_new(w->reg_group, pl);
+        rd_kafka_topic_partition_list_destroy(pl);
+        rd_kafka_AdminOptions_t *ao =
+                rd_kafka_AdminOptions_new(w->reg, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+        char errstr[256];
+        rd_kafka_AdminOptions_set_request_timeout(ao, (int)w->o->open_timeout_ms, errstr,
+                                                  sizeof(errstr));
+        /* As rd_kafka_committed() asks (isolation.level=read_committed). */
+        rd_kafka_error_t *ae = rd_kafka_AdminOptions_set_require_stable_offsets(ao, 1);
+        if (ae)
+                rd_kafka_error_destroy(ae);
+        rd_kafka_AdminOptions_set_opaque(ao, (void *)(uintptr_t)seq);
+        rd_kafka_ListConsumerGroupOffsets(w->reg, &req, 1, ao, w->fq);
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+        rd_kafka_AdminOptions_destroy(ao);
+}
+
+/* Read the answer @ev into @f: the registered term (-1 if none) or why
+ * there is none. */
+static void kafka_fread_answer(struct kafka_wal *w, struct kafka_fread *f, rd_kafka_event_t *ev)
+{
+        rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+        int64_t off = -1;
+        if (!err) {
+                const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+                        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
+                size_t n = 0;
+                const rd_kafka_group_result_t **gr =
+                        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
+                const rd_kafka_topic_partition_list_t *pl =
+                        n == 1 ? rd_kafka_group_result_partitions(gr[0]) : NULL;
+                const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(gr[0]) : NULL;
+                if (ge)
+                        err = rd_kafka_error_code(ge);
+                else if (!pl || pl->cnt != 1)
+                        err = RD_KAFKA_RESP_ERR__BAD_MSG;
+                else if (!(err = pl->elems[0].err))
+                        off = pl->elems[0].offset;
+        }
+        uint64_t dt = walu_monotonic_ns() - f->t0;
+        w->read_ns += dt;
+        if (dt > w->read_max_ns)
+                w->read_max_ns = dt;
+        f->answered = true;
+        f->reg = off >= 0 ? off : -1;
+        f->r = err ? kafka_fail(&f->e, err, "kafka: reading the term register of channel %s",
+                                w->base.channel) : 0;
+}
+
+/* Settle what the read @f started for, by its answer (@f->r 0: the term in
+ * @f->reg) or the failure @f->r. */
+static void kafka_fread_settle(struct kafka_wal *w, struct kafka_fread *f)
+{
+        int r = f->r;
+        if (r == 0) {
+                w->nreads++;
+                w->nchecked += f->blen;
+                if (f->reg > w->base.term) {
+                        atomic_store(&w->owner_term, f->reg);
+                        atomic_store(&w->fenced, true);
+                }
+        }
+        wal_error_free(f->e);
+        f->e = NULL;
+        if (f->written) {
+                wal_error *e = NULL;
+                int code = 0;
+                if (atomic_load(&w->fenced))
+                        code = wal_error_set(&e, -ESTALE, WAL_ERROR_FATAL,
+                                             "kafka: channel %s: fenced: term %lld "
+                                             "registered before this append of term %"
+                                             PRId64 " was confirmed; scanners may skip "
+                                             "it", w->base.channel,
+                                             (long long)atomic_load(&w->owner_term),
+                                             w->base.term);
+                else if (r < 0 && !(code = kafka_check_fatal(w->o, &e)))
+                        code = wal_error_set(&e, -ECANCELED, 0,
+                                             "kafka: channel %s closed before the "
+                                             "append's term was confirmed",
+                                             w->base.channel);
+                kafka_confirm_complete(w, f->written, code, e);
+                wal_error_free(e);
+                f->written = NULL;
+        }
+        struct kafka_pending *batch = f->batch;
+        f->batch = NULL;
+        if (r < 0 || atomic_load(&w->fenced)) {
+                kafka_ready_finish(w, r, false, true);
+                kafka_failed_complete(w, kafka_batch_finish(w, &batch, r, false, NULL));
+                return;
+        }
+        /* Confirmed: the batch is ready to produce, after what is left of
+         * the last one.  That is the appenders' to produce while they keep
+         * appending (this batch is not empty); else they stopped, and it is
+         * produced here. */
+        if (!batch && atomic_load(&w->nready))
+                kafka_ready_finish(w, 0, false, true);
+        if (batch) {
+                pthread_mutex_lock(&w->plock);
+                if (w->rtail)
+                        w->rtail->qnext = batch;
+                else
+                        w->rhead = batch;
+                w->rtail = f->btail;
+                atomic_fetch_add(&w->nready, f->blen);
+                pthread_mutex_unlock(&w->plock);
+                /* A flush waiting for these produces them (and makes
+                 * librdkafka send them) at once. */
+                if (atomic_load(&w->o->flushers)) {
+                        pthread_mutex_lock(&w->o->lock);
+                        pthread_cond_broadcast(&w->o->cond);
+                        pthread_mutex_unlock(&w->o->lock);
+                }
+        }
+}
+
 static void *kafka_fence_main(void *arg)
 {
         struct kafka_wal *w = arg;
+        struct kafka_fread fr[KAFKA_FENCE_READS];
+        unsigned head = 0, nfl = 0;        /* fr[head..head+nfl) in flight or answered */
+        uint64_t seq = 0;
         bool warned = false;
         for (;;) {
                 pthread_mutex_lock(&w->alock);
-                while (!w->qhead && !w->qstop && !w->chead) {
+                bool start = false;
+                while (!w->qstop && !(start = kafka_fence_may_read(w, nfl)) && !nfl) {
                         if (atomic_load(&w->nready) && !w->nqwaiting) {
                                 /* Confirmed, and no append came for it (one
                                  * woken from waiting for room is coming: it
@@ -2236,98 +2453,77 @@ static void *kafka_fence_main(void *arg)
                 }
                 if (w->qstop) {
                         pthread_mutex_unlock(&w->alock);
+                        /* In order: what was answered by its answer, the
+                         * rest as closed before its term was confirmed. */
+                        for (; nfl; nfl--, head = (head + 1) % KAFKA_FENCE_READS) {
+                                struct kafka_fread *f = &fr[head];
+                                if (!f->answered) {
+                                        f->r = -ECANCELED;
+                                        f->answered = true;
+                                }
+                                kafka_fread_settle(w, f);
+                        }
                         return NULL;
                 }
-                struct kafka_pending *batch = w->qhead, *btail = w->qtail;
-                size_t blen = atomic_load_explicit(&w->qlen, memory_order_relaxed);
-                w->qhead = w->qtail = NULL;
-                if (blen >= w->o->queue_max)
-                        pthread_cond_broadcast(&w->qspace);
-                atomic_store_explicit(&w->qlen, 0, memory_order_relaxed);
-                /* Delivered before the register read below starts. */
-                struct kafka_pending *written = w->chead;
-                w->chead = w->ctail = NULL;
-                atomic_store(&w->nconfirm, 0);
-                pthread_mutex_unlock(&w->alock);
-
-                /* Check the register; a broker that is away is waited for. */
-                int64_t reg = -1;
-                int r = 0;
-                while (!atomic_load(&w->fenced)) {
-                        wal_error *e = NULL;
-                        uint64_t t0 = walu_monotonic_ns();
-                        r = kafka_register_read(w, &reg, &e);
-                        uint64_t dt = walu_monotonic_ns() - t0;
-                        w->read_ns += dt;
-                        if (dt > w->read_max_ns)
-                                w->read_max_ns = dt;
-                        if (r == 0) {
-                                w->nreads++;
-                                w->nchecked += blen;
-                                break;
-                        }
-                        if (!warned)
-                                walu_log(WAL_LOG_WARNING, "%s (retrying)", wal_error_message(e));
-                        warned = true;
-                        wal_error_free(e);
-                        if (__atomic_load_n(&w->qstop, __ATOMIC_ACQUIRE) ||
-                            atomic_load(&w->o->fatal))
-                                break;
-                        usleep(50000);
-                }
-                if (r == 0)
-                        warned = false;
-                if (r == 0 && reg > w->base.term) {
-                        atomic_store(&w->owner_term, reg);
-                        atomic_store(&w->fenced, true);
-                }
-                if (written) {
-                        wal_error *e = NULL;
-                        int code = 0;
-                        if (atomic_load(&w->fenced))
-                                code = wal_error_set(&e, -ESTALE, WAL_ERROR_FATAL,
-                                                     "kafka: channel %s: fenced: term %lld "
-                                                     "registered before this append of term %"
-                                                     PRId64 " was confirmed; scanners may skip "
-                                                     "it", w->base.channel,
-                                                     (long long)atomic_load(&w->owner_term),
-                                                     w->base.term);
-                        else if (r < 0 && !(code = kafka_check_fatal(w->o, &e)))
-                                code = wal_error_set(&e, -ECANCELED, 0,
-                                                     "kafka: channel %s closed before the "
-                                                     "append's term was confirmed",
-                                                     w->base.channel);
-                        kafka_confirm_complete(w, written, code, e);
-                        wal_error_free(e);
-                }
-                if (r < 0 || atomic_load(&w->fenced)) {
-                        kafka_ready_finish(w, r, false, true);
-                        kafka_failed_complete(w, kafka_batch_finish(w, &batch, r, false,
-                                                                    NULL));
+                if (start) {
+                        struct kafka_fread *f = &fr[(head + nfl) % KAFKA_FENCE_READS];
+                        f->batch = w->qhead;
+                        f->btail = w->qtail;
+                        f->blen = atomic_load_explicit(&w->qlen, memory_order_relaxed);
+                        w->qhead = w->qtail = NULL;
+                        if (f->blen >= w->o->queue_max)
+                                pthread_cond_broadcast(&w->qspace);
+                        atomic_store_explicit(&w->qlen, 0, memory_order_relaxed);
+                        /* Delivered before the register read below starts. */
+                        f->written = w->chead;
+                        w->chead = w->ctail = NULL;
+                        atomic_store(&w->nconfirm, 0);
+                        pthread_mutex_unlock(&w->alock);
+                        if (nfl)
+                                w->noverlap++;
+                        nfl++;
+                        kafka_fread_start(w, f, ++seq);
                         continue;
                 }
-                /* Confirmed: the batch is ready to produce, after what is
-                 * left of the last one.  That is the appenders' to produce
-                 * while they keep appending (this batch is not empty); else
-                 * they stopped, and it is produced here. */
-                if (!batch && atomic_load(&w->nready))
-                        kafka_ready_finish(w, 0, false, true);
-                if (batch) {
-                        pthread_mutex_lock(&w->plock);
-                        if (w->rtail)
-                                w->rtail->qnext = batch;
-                        else
-                                w->rhead = batch;
-                        w->rtail = btail;
-                        atomic_fetch_add(&w->nready, blen);
-                        pthread_mutex_unlock(&w->plock);
-                        /* A flush waiting for these produces them (and
-                         * makes librdkafka send them) at once. */
-                        if (atomic_load(&w->o->flushers)) {
-                                pthread_mutex_lock(&w->o->lock);
-                                pthread_cond_broadcast(&w->o->cond);
-                                pthread_mutex_unlock(&w->o->lock);
+                /* Wait for an answer; appends, delivery reports, a flush
+                 * and close wake us (kafka_fence_may_read). */
+                atomic_store(&w->fpolling, true);
+                pthread_mutex_unlock(&w->alock);
+                rd_kafka_event_t *ev = rd_kafka_queue_poll(w->fq, 100);
+                atomic_store(&w->fpolling, false);
+                if (ev) {
+                        uint64_t id = (uint64_t)(uintptr_t)rd_kafka_event_opaque(ev);
+                        for (unsigned i = 0; i < nfl; i++) {
+                                struct kafka_fread *f = &fr[(head + i) % KAFKA_FENCE_READS];
+                                if (f->seq == id && !f->answered) {
+                                        kafka_fread_answer(w, f, ev);
+                                        break;
+                                }
                         }
+                        rd_kafka_event_destroy(ev);
+                }
+                /* Settle in the order the reads started. */
+                while (nfl && fr[head].answered) {
+                        struct kafka_fread *f = &fr[head];
+                        if (f->r < 0 && !atomic_load(&w->fenced) &&
+                            !__atomic_load_n(&w->qstop, __ATOMIC_ACQUIRE) &&
+                            !atomic_load(&w->o->fatal)) {
+                                /* A broker that is away is waited for: the
+                                 * same lists, read again (later still). */
+                                if (!warned)
+                                        walu_log(WAL_LOG_WARNING, "%s (retrying)",
+                                                 wal_error_message(f->e));
+                                warned = true;
+                                wal_error_free(f->e);
+                                usleep(50000);
+                                kafka_fread_start(w, f, ++seq);
+                                break;
+                        }
+                        if (f->r == 0)
+                                warned = false;
+                        kafka_fread_settle(w, f);
+                        head = (head + 1) % KAFKA_FENCE_READS;
+                        nfl--;
                 }
         }
 }
@@ -2533,6 +2729,14 @@ static int kafka_flush(struct walimpls_wal *base, int timeout_ms, wal_error **re
                 return 0;
         atomic_fetch_add(&o->flushers, 1);
         atomic_fetch_add(&o->close_waiters, 1);
+        if (w->fence_started) {
+                /* A flush lets the fence thread start a read for what is
+                 * waiting at once, beside the one in flight. */
+                pthread_mutex_lock(&w->alock);
+                if (atomic_load(&w->fpolling))
+                        rd_kafka_queue_yield(w->fq);
+                pthread_mutex_unlock(&w->alock);
+        }
         int r = 0;
         for (;;) {
                 pthread_mutex_lock(&w->alock);
@@ -2596,11 +2800,13 @@ static void kafka_wal_close(struct walimpls_wal *base)
                  * (no append runs during close: the queue is ours now). */
                 kafka_fence_stop(w);
                 walu_log(WAL_LOG_DEBUG, "kafka: channel %s: %" PRIu64 " appends checked by %"
-                         PRIu64 " term-register reads (%.1f per read), %" PRIu64 " of them "
+                         PRIu64 " term-register reads (%.1f per read; %" PRIu64 " started "
+                         "beside another), %" PRIu64 " of them "
                          "produced by the appending thread; reads %.3f ms mean, %.3f max; "
                          "%" PRIu64 " waits for queue room, %.3f ms in all",
                          w->base.channel, w->nchecked,
                          w->nreads, w->nreads ? (double)w->nchecked / (double)w->nreads : 0.0,
+                         w->noverlap,
                          (uint64_t)atomic_load(&w->nprod_app),
                          w->nreads ? (double)w->read_ns / 1e6 / (double)w->nreads : 0.0,
                          (double)w->read_max_ns / 1e6, w->nqwait, (double)w->qwait_ns / 1e6);

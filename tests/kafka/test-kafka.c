@@ -1516,6 +1516,106 @@ Test(kafka_cfg, older_terms_batch_landing_after_the_anchor_is_not_acknowledged,
 }
 
 /*
+ * The fence thread's register reads overlap (kafka_fence_main): a read that
+ * started before a record's delivery report must not acknowledge it, even
+ * when its answer comes after that report.  The older writer's opener
+ * lingers 3 s before sending a batch.  "late" is checked at once and sent
+ * at about 3 s.  At 0.5 s the broker is told to hold its answer to the
+ * next offset fetch for 3 s, and "x" is appended: its register read starts
+ * then, finds term 1 (the newer term registers at 1 s), and answers at
+ * about 3.5 s, after late's delivery report.  late's own read, started
+ * after its report, finds term 2: late must fail with -ESTALE.  A fence
+ * thread that let the earlier read's answer confirm late (it started
+ * before late was delivered) would acknowledge a record that landed after
+ * term 2's anchor.
+ */
+Test(kafka_cfg, a_register_read_started_before_a_delivery_report_does_not_acknowledge_it,
+     .init = kt_setup_cluster, .timeout = 60)
+{
+        wal_error *e = NULL;
+        char ch[64], topic[128];
+        t_unique_name("overlap", ch, sizeof(ch));
+        snprintf(topic, sizeof(topic), "wal-%s", ch);
+        cr_assert_eq(wal_config_set(kt.cfg, "timetick.interval", "60s", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.linger.ms", "3000", &e), 0);
+        wal_opener *old = NULL, *neu = NULL;
+        cr_assert_eq(wal_opener_new("kafka", kt.cfg, &old, &e), 0, "%s", wal_error_message(e));
+        cr_assert_eq(wal_config_set(kt.cfg, "kafka.linger.ms", "5", &e), 0);
+        cr_assert_eq(wal_opener_new("kafka", kt.cfg, &neu, &e), 0, "%s", wal_error_message(e));
+
+        wal *w1 = NULL, *w2 = NULL;
+        cr_assert_eq(wal_open(old, ch, 1, WAL_ACCESS_RW, &w1, &e), 0, "%s",
+                     wal_error_message(e));
+        struct late_ack l = { .status = 1 }, x = { .status = 1 };
+        pthread_mutex_init(&l.lock, NULL);
+        pthread_cond_init(&l.cond, NULL);
+        pthread_mutex_init(&x.lock, NULL);
+        pthread_cond_init(&x.cond, NULL);
+        wal_msg *m = NULL;
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "late", 4, &m), 0);
+        cr_assert_eq(wal_append(w1, m, late_cb, &l, &e), 0, "%s", wal_error_message(e));
+        wal_msg_unref(m);
+        t_sleep_ms(500);
+        /* The next OffsetFetch (API key 9) is answered 3 s late. */
+        cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(kt.mc, 1, 9, 1,
+                                                                  RD_KAFKA_RESP_ERR_NO_ERROR,
+                                                                  3000), 0);
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "x", 1, &m), 0);
+        cr_assert_eq(wal_append(w1, m, late_cb, &x, &e), 0, "%s", wal_error_message(e));
+        wal_msg_unref(m);
+        t_sleep_ms(500);
+        cr_assert_eq(wal_open(neu, ch, 2, WAL_ACCESS_RW, &w2, &e), 0, "%s",
+                     wal_error_message(e));
+
+        struct late_ack *acks[2] = { &l, &x };
+        for (int i = 0; i < 2; i++) {
+                struct late_ack *a = acks[i];
+                pthread_mutex_lock(&a->lock);
+                uint64_t end = t_now_ms() + 20000;
+                while (!a->done && t_now_ms() < end) {
+                        pthread_mutex_unlock(&a->lock);
+                        t_sleep_ms(10);
+                        pthread_mutex_lock(&a->lock);
+                }
+                pthread_mutex_unlock(&a->lock);
+                cr_assert(a->done, "append %d never completed", i);
+        }
+
+        /* What an adaptor scanner of the new term delivers, from the start. */
+        struct wal_deliver all = { .policy = WAL_DELIVER_ALL };
+        wal_scanner *s = NULL;
+        cr_assert_eq(wal_read(w2, &all, NULL, &s, &e), 0, "%s", wal_error_message(e));
+        struct wal_msgid anchor2 = WAL_MSGID_NONE;
+        wal_msg *r = NULL;
+        while (wal_scanner_next(s, 1000, &r, NULL) == 0) {
+                if (wal_msg_term(r) == 2 && wal_msgid_is_none(anchor2))
+                        anchor2 = wal_msg_id(r);
+                wal_msg_unref(r);
+        }
+        wal_scanner_close(s);
+        cr_assert(!wal_msgid_is_none(anchor2), "no record of term 2 read back");
+        int64_t off = plain_find(topic, "late");
+        cr_assert_gt(off, (int64_t)anchor2.lo, "late landed at offset %lld, not after term 2's "
+                     "anchor at %llu: the test proves nothing", (long long)off,
+                     (unsigned long long)anchor2.lo);
+        cr_assert_eq(l.status, -ESTALE, "late, at offset %lld after term 2's anchor at %llu, "
+                     "completed with %d (%s)", (long long)off,
+                     (unsigned long long)anchor2.lo, l.status, l.msg);
+        /* x was checked before term 2 registered, sent after: not
+         * acknowledged either (or, never sent, failed). */
+        cr_assert_neq(x.status, 0, "x completed with 0 at %llu", (unsigned long long)x.id.lo);
+
+        wal_close(w1);
+        wal_close(w2);
+        wal_opener_close(old);
+        wal_opener_close(neu);
+        pthread_mutex_destroy(&l.lock);
+        pthread_cond_destroy(&l.cond);
+        pthread_mutex_destroy(&x.lock);
+        pthread_cond_destroy(&x.cond);
+}
+
+/*
  * Closing a wal while its appends cannot be delivered (the broker is down):
  * after kafkawal.close_timeout every one of them completes exactly once,
  * before close returns, with -ECANCELED (or 0 had it slipped through);
