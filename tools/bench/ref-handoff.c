@@ -122,13 +122,16 @@ static void await(int want)
         }
 }
 
-/* --mode lines: the pinger's lines, one word used in each. */
+/* --mode lines: the pinger's lines, one word used in each.  Each line
+ * sits in a page of its own, at a different place in its page, and the
+ * chain visits them in a scrambled order, so neither the adjacent-line nor
+ * the stride prefetcher fetches the next one ahead of the ponger's read. */
 #define LINES_MAX 64
 struct line {
         alignas(64) _Atomic(struct line *) next;        /* --chain 1: the next line */
         _Atomic long value;
 };
-static struct line lines[LINES_MAX];
+static struct line *lines[LINES_MAX];
 static int n_lines;
 static bool chain;
 static _Atomic long lines_sum;      /* keeps the ponger's reads */
@@ -136,19 +139,19 @@ static _Atomic long lines_sum;      /* keeps the ponger's reads */
 static void lines_write(long i)
 {
         for (int k = 0; k < n_lines; k++)
-                atomic_store_explicit(&lines[k].value, i, memory_order_relaxed);
+                atomic_store_explicit(&lines[k]->value, i, memory_order_relaxed);
 }
 
 static void lines_read(void)
 {
         long sum = 0;
         if (chain) {
-                for (struct line *l = n_lines ? &lines[0] : NULL; l;
+                for (struct line *l = n_lines ? lines[0] : NULL; l;
                      l = atomic_load_explicit(&l->next, memory_order_relaxed))
                         sum += atomic_load_explicit(&l->value, memory_order_relaxed);
         } else {
                 for (int k = 0; k < n_lines; k++)
-                        sum += atomic_load_explicit(&lines[k].value, memory_order_relaxed);
+                        sum += atomic_load_explicit(&lines[k]->value, memory_order_relaxed);
         }
         atomic_store_explicit(&lines_sum, sum, memory_order_relaxed);
 }
@@ -296,8 +299,15 @@ int main(int argc, char **argv)
                  * the ponger's copies of them stay valid, only the value
                  * word in each line is rewritten per round trip, and it
                  * shares the line with the link. */
+                struct line *pages = mmap(NULL, (size_t)LINES_MAX * 4096, PROT_READ | PROT_WRITE,
+                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+                if (pages == MAP_FAILED)
+                        bench_die("mmap", errno);
+                /* Line k: page (k * 37) % 64, line (k * 23) % 64 of it. */
+                for (int k = 0; k < n_lines; k++)
+                        lines[k] = pages + (size_t)((k * 37) % LINES_MAX) * 64 + (size_t)((k * 23) % 64);
                 for (int k = 0; k + 1 < n_lines; k++)
-                        atomic_init(&lines[k].next, &lines[k + 1]);
+                        atomic_init(&lines[k]->next, lines[k + 1]);
         }
         use_futex = strcmp(mode, "futex") == 0;
         long count = atol(bench_arg(argc, argv, "count", use_futex ? "20000" : "200000"));
