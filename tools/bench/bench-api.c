@@ -267,6 +267,7 @@ struct tasks {
         long tid[TASKS_MAX];
         char name[TASKS_MAX][20];
         uint64_t ns[TASKS_MAX];
+        long sleeps[TASKS_MAX];     /* voluntary context switches */
 };
 
 static void tasks_read(struct tasks *t)
@@ -292,8 +293,18 @@ static void tasks_read(struct tasks *t)
                 int i = t->n++;
                 t->tid[i] = atol(e->d_name);
                 t->ns[i] = run;
-                snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+                t->sleeps[i] = 0;
+                snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+                f = fopen(path, "r");
+                if (f) {
+                        char ln[128];
+                        while (fgets(ln, sizeof(ln), f))
+                                if (sscanf(ln, "voluntary_ctxt_switches: %ld", &t->sleeps[i]) == 1)
+                                        break;
+                        fclose(f);
+                }
                 t->name[i][0] = '\0';
+                snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
                 f = fopen(path, "r");
                 if (f) {
                         if (fgets(t->name[i], sizeof(t->name[i]), f))
@@ -304,20 +315,25 @@ static void tasks_read(struct tasks *t)
         closedir(d);
 }
 
-/* On stderr: each thread's CPU between @a and @b per record (threads
- * matched by id; the writer is the main thread, named after the program). */
+/* On stderr: each thread's CPU between @a and @b per record, and in
+ * brackets how many times it slept (voluntary context switches) over the
+ * run (threads matched by id; the writer is the main thread). */
 static void tasks_print(const char *what, const struct tasks *a, const struct tasks *b,
                         long records, long reader_tid)
 {
-        fprintf(stderr, "bench-api: %s: CPU ns/record by thread:", what);
+        fprintf(stderr, "bench-api: %s: CPU ns/record [sleeps] by thread:", what);
         for (int i = 0; i < b->n; i++) {
                 uint64_t before = 0;
+                long slept = 0;
                 for (int j = 0; j < a->n; j++)
-                        if (a->tid[j] == b->tid[i])
+                        if (a->tid[j] == b->tid[i]) {
                                 before = a->ns[j];
+                                slept = a->sleeps[j];
+                        }
                 const char *name = b->tid[i] == (long)getpid() ? "writer" :
                                    b->tid[i] == reader_tid ? "reader" : b->name[i];
-                fprintf(stderr, " %s %.0f", name, (double)(b->ns[i] - before) / (double)records);
+                fprintf(stderr, " %s %.0f [%ld]", name, (double)(b->ns[i] - before) / (double)records,
+                        b->sleeps[i] - slept);
         }
         fputc('\n', stderr);
 }
