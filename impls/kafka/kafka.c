@@ -601,11 +601,19 @@ static int kafka_fail(wal_error **reterr, rd_kafka_resp_err_t err, const char *f
 
 /* ---- librdkafka configuration ---- */
 
+/* librdkafka's log lines, at its syslog level mapped to ours, except a
+ * broker connection that failed (facility FAIL, which librdkafka logs as an
+ * error): librdkafka retries it, so no call failed of it and it is a
+ * warning; and a producer's failure also comes as an error event, which
+ * kafka_error_cb() logs as a warning, so there the log line is only debug
+ * detail (an unreachable broker printed each failure twice, as an error). */
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-        walu_log(level <= 3 ? WAL_LOG_ERROR : level <= 5 ? WAL_LOG_WARNING :
-                 level == 6 ? WAL_LOG_INFO : WAL_LOG_DEBUG,
-                 "kafka: %s: %s: %s", rd_kafka_name(rk), fac, buf);
+        int lv = level <= 3 ? WAL_LOG_ERROR : level <= 5 ? WAL_LOG_WARNING :
+                 level == 6 ? WAL_LOG_INFO : WAL_LOG_DEBUG;
+        if (lv < WAL_LOG_WARNING && strcmp(fac, "FAIL") == 0)
+                lv = rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? WAL_LOG_DEBUG : WAL_LOG_WARNING;
+        walu_log(lv, "kafka: %s: %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
 struct kafka_kv {

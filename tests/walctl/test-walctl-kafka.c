@@ -348,3 +348,35 @@ Test(walctl_kafka, read_ends_at_a_last_straggler_of_a_fenced_term)
         cr_expect_lt(took, 20000, "read took %llu ms", (unsigned long long)took);
         t_out_free(&r);
 }
+
+/* A broker nobody listens on: walctl's own error says it (69), and what
+ * librdkafka reports on the way is said as warnings, each connection
+ * failure once: the producer's failures arrive both as librdkafka log lines
+ * (facility FAIL, level "error") and as error events, and walctl printed
+ * both, as errors that even -q showed, although librdkafka retries them and
+ * no call failed of them.  Under -q only walctl's error is left. */
+Test(walctl_kafka, unreachable_broker_is_one_error_and_warnings_once)
+{
+        const char *const *args = T_ARGS("-X", "kafkawal.open_timeout=1s", "read", "foo");
+        const char **full = t_backend_args("kafka", "kafka.bootstrap.servers=127.0.0.1:1", args);
+        struct t_out r = t_walctl(NULL, NULL, 0, full);
+        free(full);
+        cr_expect_eq(r.code, 69, "%s", r.err);
+        cr_expect(strstr(r.err, "walctl: backend kafka: no broker answered within 1000 ms"),
+                  "%s", r.err);
+        cr_expect_null(strstr(r.err, "libwal error"), "a retried failure said as an error: %s",
+                       r.err);
+        cr_expect_null(strstr(r.err, ": FAIL: "), "librdkafka's log line of a failure its "
+                       "error event reports too: %s", r.err);
+        t_out_free(&r);
+
+        const char *const *quiet = T_ARGS("-q", "-X", "kafkawal.open_timeout=1s", "read", "foo");
+        full = t_backend_args("kafka", "kafka.bootstrap.servers=127.0.0.1:1", quiet);
+        r = t_walctl(NULL, NULL, 0, full);
+        free(full);
+        cr_expect_eq(r.code, 69, "%s", r.err);
+        const char *nl = strchr(r.err, '\n');
+        cr_expect(strncmp(r.err, "walctl: backend kafka: no broker answered", 41) == 0 && nl &&
+                  nl[1] == '\0', "-q: more than walctl's error: %s", r.err);
+        t_out_free(&r);
+}
