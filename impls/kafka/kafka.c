@@ -427,6 +427,8 @@ struct kafka_wal {
         uint64_t nchecked;             /* appends those reads let be produced */
         atomic_uint_least64_t nprod_app;   /* of those, produced by an appender */
         uint64_t nqwait, qwait_ns;     /* appends that waited for queue room; alock */
+        uint64_t nqwait_read;          /* of those, while the fence thread waited for
+                                          a read's answer; alock */
         uint64_t read_ns, read_max_ns; /* register reads' time (the fence thread's) */
 };
 
@@ -1929,8 +1931,10 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
                 }
                 uint64_t t0 = walu_monotonic_ns();
                 w->nqwaiting++;
-                if (atomic_load(&w->fpolling))
+                if (atomic_load(&w->fpolling)) {
+                        w->nqwait_read++;
                         rd_kafka_queue_yield(w->fq);   /* it may start a read */
+                }
                 pthread_cond_wait(&w->qspace, &w->alock);
                 w->nqwaiting--;
                 w->nqwait++;
@@ -2811,13 +2815,15 @@ static void kafka_wal_close(struct walimpls_wal *base)
                          PRIu64 " term-register reads (%.1f per read; %" PRIu64 " started "
                          "beside another), %" PRIu64 " of them "
                          "produced by the appending thread; reads %.3f ms mean, %.3f max; "
-                         "%" PRIu64 " waits for queue room, %.3f ms in all",
+                         "%" PRIu64 " waits for queue room (%" PRIu64 " while a read was "
+                         "awaited), %.3f ms in all",
                          w->base.channel, w->nchecked,
                          w->nreads, w->nreads ? (double)w->nchecked / (double)w->nreads : 0.0,
                          w->noverlap,
                          (uint64_t)atomic_load(&w->nprod_app),
                          w->nreads ? (double)w->read_ns / 1e6 / (double)w->nreads : 0.0,
-                         (double)w->read_max_ns / 1e6, w->nqwait, (double)w->qwait_ns / 1e6);
+                         (double)w->read_max_ns / 1e6, w->nqwait, w->nqwait_read,
+                         (double)w->qwait_ns / 1e6);
                 while (w->qhead) {
                         struct kafka_pending *p = w->qhead;
                         w->qhead = p->qnext;
