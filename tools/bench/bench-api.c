@@ -49,6 +49,14 @@
  *                              needs no acknowledgement sees, the wal's
  *                              completion thread never woken)
  *                  [--take 1]  (append: wal_append_take() instead of wal_append())
+ *                  [--stages 1] (deliver, information: per record, when the
+ *                              writer's wal_append() returned and whether
+ *                              the writer or the reader was switched out
+ *                              (getrusage RUSAGE_THREAD, read outside the
+ *                              timed span); prints the slowest 1 % against
+ *                              the median band on stderr.  The extra
+ *                              getrusage() calls slow both loops, so the
+ *                              JSON line of such a run is not a page figure)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -424,7 +432,98 @@ struct reader {
         _Atomic long tid;           /* the reader thread's id */
         _Atomic bool counted;       /* the writer read the threads' CPU */
         struct bench_lat lat;
+        struct stage *st;           /* --stages 1: one per record, else NULL */
 };
+
+/* --stages 1: what happened to one record. */
+struct stage {
+        uint64_t sent;              /* the writer's stamp (in the payload) */
+        uint64_t returned;          /* the writer, after wal_append() returned */
+        uint64_t seen;              /* the reader, after next() returned it */
+        long w_switches;            /* the writer's context switches in the call */
+        long r_switches;            /* the reader's since the record before */
+};
+
+static long thread_switch_count(void)
+{
+        long vol, invol;
+        thread_switches(&vol, &invol);
+        return vol + invol;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+static uint64_t median_u64(uint64_t *v, size_t n)
+{
+        if (!n)
+                return 0;
+        qsort(v, n, sizeof(*v), cmp_u64);
+        return v[n / 2];
+}
+
+/* One band of records (latency rank [lo, hi) of the sorted order): how
+ * many had a switch, and, of those with none, the medians of the call's
+ * length and of the latency, and how many reached the reader before the
+ * call returned. */
+static void stages_band(const char *what, const struct stage *st, const size_t *order,
+                        size_t lo, size_t hi)
+{
+        size_t n = hi - lo, w_sw = 0, r_sw = 0, clean = 0, before = 0;
+        uint64_t *call = calloc(n ? n : 1, sizeof(*call));
+        uint64_t *lat = calloc(n ? n : 1, sizeof(*lat));
+        if (!call || !lat)
+                bench_die("calloc", ENOMEM);
+        for (size_t k = lo; k < hi; k++) {
+                const struct stage *x = &st[order[k]];
+                if (x->w_switches)
+                        w_sw++;
+                if (x->r_switches)
+                        r_sw++;
+                if (x->w_switches || x->r_switches)
+                        continue;
+                call[clean] = x->returned - x->sent;
+                lat[clean] = x->seen - x->sent;
+                if (x->seen < x->returned)
+                        before++;
+                clean++;
+        }
+        fprintf(stderr, "bench-api: stages: %s: %zu records, writer switched in %zu, reader in %zu; "
+                        "of the %zu with neither: latency median %" PRIu64 " ns, wal_append() call "
+                        "median %" PRIu64 " ns, %zu seen before the call returned\n",
+                what, n, w_sw, r_sw, clean, median_u64(lat, clean), median_u64(call, clean), before);
+        free(call);
+        free(lat);
+}
+
+static const struct stage *stages_sort_base;
+
+static int cmp_stage_latency(const void *a, const void *b)
+{
+        const struct stage *x = &stages_sort_base[*(const size_t *)a];
+        const struct stage *y = &stages_sort_base[*(const size_t *)b];
+        uint64_t lx = x->seen - x->sent, ly = y->seen - y->sent;
+        return lx < ly ? -1 : lx > ly;
+}
+
+static void stages_print(const struct stage *st, long total)
+{
+        size_t n = total > WARMUP ? (size_t)(total - WARMUP) : 0;
+        size_t *order = calloc(n ? n : 1, sizeof(*order));
+        if (!order)
+                bench_die("calloc", ENOMEM);
+        for (size_t k = 0; k < n; k++)
+                order[k] = WARMUP + k;
+        stages_sort_base = st;
+        qsort(order, n, sizeof(*order), cmp_stage_latency);
+        stages_band("all", st, order, 0, n);
+        stages_band("median band 45-55 %", st, order, n * 45 / 100, n * 55 / 100);
+        stages_band("slowest 1 %", st, order, n - n / 100, n);
+        free(order);
+}
 
 /* The same pinning as REF-SPIN and REF-FUTEX: writer on CPU 0, reader on
  * CPU 1 (the adaptor's own threads are left to the scheduler). */
@@ -438,6 +537,7 @@ static void *reader_main(void *arg)
         atomic_store(&rd->tid, (long)gettid());
         int timeout = rd->parked ? 1000 : 0;
         int idle_ms = 0;
+        long sw_before = rd->st ? thread_switch_count() : 0;
         while (atomic_load_explicit(&rd->seen, memory_order_relaxed) < rd->total) {
                 wal_msg *m = NULL;
                 wal_error *err = NULL;
@@ -457,6 +557,12 @@ static void *reader_main(void *arg)
                 memcpy(&index, p + 8, sizeof(index));
                 if (index >= WARMUP)
                         bench_lat_add(&rd->lat, t - sent);
+                if (rd->st && index < (uint64_t)rd->total) {
+                        long sw = thread_switch_count();
+                        rd->st[index].seen = t;
+                        rd->st[index].r_switches = sw - sw_before;
+                        sw_before = sw;
+                }
                 wal_msg_unref(m);
                 atomic_store_explicit(&rd->seen, (long)index + 1, memory_order_release);
         }
@@ -467,11 +573,18 @@ static void *reader_main(void *arg)
         return NULL;
 }
 
-static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
+static void run_deliver(struct bench *b, bool parked, long count, long pace_us, bool stages)
 {
         struct wal_deliver from = { .policy = WAL_DELIVER_LATEST };
         struct wal_filter data = { .types = WAL_FILTER_TYPE(WAL_MSG_DATA) };
         struct reader rd = { .parked = parked, .total = count + WARMUP };
+        if (stages) {
+                /* Touched now, so the run takes no page fault on them. */
+                rd.st = calloc((size_t)rd.total, sizeof(*rd.st));
+                if (!rd.st)
+                        bench_die("calloc", ENOMEM);
+                memset(rd.st, 0, (size_t)rd.total * sizeof(*rd.st));
+        }
         wal_error *err = NULL;
         check(wal_read(b->w, &from, &data, &rd.s, &err), err, "wal_read");
         char *payload = calloc(1, b->rec);
@@ -493,7 +606,13 @@ static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
                 }
                 if (parked)
                         nanosleep(&pace, NULL);
-                submit(b, payload, (uint64_t)i);
+                long sw = rd.st ? thread_switch_count() : 0;
+                uint64_t sent = submit(b, payload, (uint64_t)i);
+                if (rd.st) {
+                        rd.st[i].returned = bench_now_ns();
+                        rd.st[i].sent = sent;
+                        rd.st[i].w_switches = thread_switch_count() - sw;
+                }
                 while (atomic_load_explicit(&rd.seen, memory_order_acquire) <= i) {
                         if (parked)
                                 nanosleep(&nap, NULL);
@@ -506,6 +625,10 @@ static void run_deliver(struct bench *b, bool parked, long count, long pace_us)
         atomic_store(&rd.counted, true);
         pthread_join(th, NULL);
         tasks_print(parked ? "parked" : "deliver", &t0, &t1, count, atomic_load(&rd.tid));
+        if (rd.st) {
+                stages_print(rd.st, rd.total);
+                free(rd.st);
+        }
         /* Without callbacks, the reader's receipt is the completion. */
         if (!b->no_callback)
                 wait_completions(b, rd.total);
@@ -565,7 +688,8 @@ int main(int argc, char **argv)
         else if (strcmp(wl, "sync") == 0)
                 run_sync(&b, seconds);
         else if (strcmp(wl, "deliver") == 0 || strcmp(wl, "parked") == 0)
-                run_deliver(&b, strcmp(wl, "parked") == 0, count, pace_us);
+                run_deliver(&b, strcmp(wl, "parked") == 0, count, pace_us,
+                            atoi(bench_arg(argc, argv, "stages", "0")) != 0);
         else {
                 fprintf(stderr, "bench-api: unknown workload %s\n", wl);
                 return 2;
