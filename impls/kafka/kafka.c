@@ -139,11 +139,9 @@
  * API's ListConsumerGroupOffsets, the OffsetFetch request
  * rd_kafka_committed() sends) and settled in the order they started; one
  * at a time as a rule, another beside it (up to KAFKA_FENCE_READS) only
- * when a flush waits, when delivered records wait and the appends stopped
- * (the run's tail: the last delivery report's read starts at once instead
- * of after the read in flight), or when the queue is half full (so an
- * appender does not wait for room while a slow read is in flight):
- * kafka_fence_main.  Appending takes one round of the wal's own
+ * for queued appends while a flush waits (its backlog is checked at once)
+ * or once the queue is half full (so an appender does not wait for room
+ * while a slow read is in flight): kafka_fence_main.  Appending takes one round of the wal's own
  * lock (slot, queue, and what the fence thread left to release).  A
  * confirmed batch becomes the wal's ready list, which the next append
  * produces on its own thread (where its messages were made, and beside
@@ -1957,7 +1955,7 @@ static int kafka_append(struct walimpls_wal *base, wal_msg *msg, walimpls_append
         size_t qlen = atomic_fetch_add_explicit(&w->qlen, 1, memory_order_relaxed);
         if (qlen == 0)
                 pthread_cond_signal(&w->qcond);
-        else if (qlen + 1 == (o->queue_max + 1) / 2 && atomic_load(&w->fpolling))
+        if (qlen + 1 == (o->queue_max + 1) / 2 && atomic_load(&w->fpolling))
                 rd_kafka_queue_yield(w->fq);
         size_t nspent = 0;
         wal_msg **spent = w->nspent ? kafka_spent_take(w, &nspent) : NULL;
@@ -2271,10 +2269,9 @@ static void kafka_ready_finish(struct kafka_wal *w, int r, bool appender, bool w
  * (the guarantee above kafka_register_read()), however many reads are in
  * flight.  One read at a time is the rule, as before; another starts
  * beside it (up to KAFKA_FENCE_READS) only when waiting for the one in
- * flight would cost: a flush is waiting, the appends stopped while
- * delivered records wait (the run's tail: the last delivery report's read
- * starts at once), or the queue is half full (an appender would soon wait
- * for room).  Under alock.
+ * flight would cost: appends are queued and a flush is waiting for them,
+ * or the queue is half full (an appender would soon wait for room).
+ * Under alock.
  */
 static bool kafka_fence_may_read(struct kafka_wal *w, unsigned nfl)
 {
@@ -2284,8 +2281,13 @@ static bool kafka_fence_may_read(struct kafka_wal *w, unsigned nfl)
                 return true;
         if (nfl >= KAFKA_FENCE_READS)
                 return false;
-        return !w->qhead || atomic_load(&w->o->flushers) ||
-               atomic_load_explicit(&w->qlen, memory_order_relaxed) >= (w->o->queue_max + 1) / 2;
+        /* Appends only: a read for delivered records alone waits for the
+         * one in flight (starting one per delivery-report batch in the
+         * tail made the register handle's and the mock's threads take the
+         * CPU the poll thread needed for the backlog of reports). */
+        return w->qhead && (atomic_load(&w->o->flushers) ||
+                            atomic_load_explicit(&w->qlen, memory_order_relaxed) >=
+                                    (w->o->queue_max + 1) / 2);
 }
 
 /* A register read of the fence thread and what its answer settles. */

@@ -1519,15 +1519,17 @@ Test(kafka_cfg, older_terms_batch_landing_after_the_anchor_is_not_acknowledged,
  * The fence thread's register reads overlap (kafka_fence_main): a read that
  * started before a record's delivery report must not acknowledge it, even
  * when its answer comes after that report.  The older writer's opener
- * lingers 3 s before sending a batch.  "late" is checked at once and sent
- * at about 3 s.  At 0.5 s the broker is told to hold its answer to the
- * next offset fetch for 3 s, and "x" is appended: its register read starts
- * then, finds term 1 (the newer term registers at 1 s), and answers at
- * about 3.5 s, after late's delivery report.  late's own read, started
- * after its report, finds term 2: late must fail with -ESTALE.  A fence
- * thread that let the earlier read's answer confirm late (it started
- * before late was delivered) would acknowledge a record that landed after
- * term 2's anchor.
+ * lingers 3 s before sending a batch and has a fence queue of 2 (so one
+ * queued append is half of it: a read starts beside the one in flight).
+ * "late" is checked at once and sent at about 3 s.  At 0.5 s the broker is
+ * told to hold its answer to the next offset fetch for 4 s, and "x" is
+ * appended: its register read starts then, finds term 1 (the newer term
+ * registers at 1 s), and answers at about 4.5 s.  At 3.6 s, after late's
+ * delivery report, "y" is appended: its read starts beside x's, carrying
+ * late, finds term 2, and is answered after x's.  late must fail with
+ * -ESTALE.  A fence thread that let x's answer confirm late (x's read
+ * started before late was delivered) would acknowledge a record that
+ * landed after term 2's anchor.
  */
 Test(kafka_cfg, a_register_read_started_before_a_delivery_report_does_not_acknowledge_it,
      .init = kt_setup_cluster, .timeout = 60)
@@ -1538,15 +1540,19 @@ Test(kafka_cfg, a_register_read_started_before_a_delivery_report_does_not_acknow
         snprintf(topic, sizeof(topic), "wal-%s", ch);
         cr_assert_eq(wal_config_set(kt.cfg, "timetick.interval", "60s", &e), 0);
         cr_assert_eq(wal_config_set(kt.cfg, "kafka.linger.ms", "3000", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fence_queue", "2", &e), 0);
         wal_opener *old = NULL, *neu = NULL;
         cr_assert_eq(wal_opener_new("kafka", kt.cfg, &old, &e), 0, "%s", wal_error_message(e));
         cr_assert_eq(wal_config_set(kt.cfg, "kafka.linger.ms", "5", &e), 0);
+        cr_assert_eq(wal_config_set(kt.cfg, "kafkawal.fence_queue", "65536", &e), 0);
         cr_assert_eq(wal_opener_new("kafka", kt.cfg, &neu, &e), 0, "%s", wal_error_message(e));
 
         wal *w1 = NULL, *w2 = NULL;
         cr_assert_eq(wal_open(old, ch, 1, WAL_ACCESS_RW, &w1, &e), 0, "%s",
                      wal_error_message(e));
-        struct late_ack l = { .status = 1 }, x = { .status = 1 };
+        struct late_ack l = { .status = 1 }, x = { .status = 1 }, y = { .status = 1 };
+        pthread_mutex_init(&y.lock, NULL);
+        pthread_cond_init(&y.cond, NULL);
         pthread_mutex_init(&l.lock, NULL);
         pthread_cond_init(&l.cond, NULL);
         pthread_mutex_init(&x.lock, NULL);
@@ -1556,19 +1562,28 @@ Test(kafka_cfg, a_register_read_started_before_a_delivery_report_does_not_acknow
         cr_assert_eq(wal_append(w1, m, late_cb, &l, &e), 0, "%s", wal_error_message(e));
         wal_msg_unref(m);
         t_sleep_ms(500);
-        /* The next OffsetFetch (API key 9) is answered 3 s late. */
+        /* The next OffsetFetch (API key 9) is answered 4 s late. */
         cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(kt.mc, 1, 9, 1,
                                                                   RD_KAFKA_RESP_ERR_NO_ERROR,
-                                                                  3000), 0);
+                                                                  4000), 0);
         cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "x", 1, &m), 0);
         cr_assert_eq(wal_append(w1, m, late_cb, &x, &e), 0, "%s", wal_error_message(e));
         wal_msg_unref(m);
         t_sleep_ms(500);
         cr_assert_eq(wal_open(neu, ch, 2, WAL_ACCESS_RW, &w2, &e), 0, "%s",
                      wal_error_message(e));
+        t_sleep_ms(2600);
+        pthread_mutex_lock(&l.lock);
+        bool late_pending = !l.done;
+        pthread_mutex_unlock(&l.lock);
+        cr_assert(late_pending, "late completed before x's read was answered: the test "
+                  "proves nothing");
+        cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "y", 1, &m), 0);
+        cr_assert_eq(wal_append(w1, m, late_cb, &y, &e), 0, "%s", wal_error_message(e));
+        wal_msg_unref(m);
 
-        struct late_ack *acks[2] = { &l, &x };
-        for (int i = 0; i < 2; i++) {
+        struct late_ack *acks[3] = { &l, &x, &y };
+        for (int i = 0; i < 3; i++) {
                 struct late_ack *a = acks[i];
                 pthread_mutex_lock(&a->lock);
                 uint64_t end = t_now_ms() + 20000;
@@ -1604,6 +1619,7 @@ Test(kafka_cfg, a_register_read_started_before_a_delivery_report_does_not_acknow
         /* x was checked before term 2 registered, sent after: not
          * acknowledged either (or, never sent, failed). */
         cr_assert_neq(x.status, 0, "x completed with 0 at %llu", (unsigned long long)x.id.lo);
+        cr_assert_neq(y.status, 0, "y completed with 0 at %llu", (unsigned long long)y.id.lo);
 
         wal_close(w1);
         wal_close(w2);
@@ -1613,6 +1629,8 @@ Test(kafka_cfg, a_register_read_started_before_a_delivery_report_does_not_acknow
         pthread_cond_destroy(&l.cond);
         pthread_mutex_destroy(&x.lock);
         pthread_cond_destroy(&x.cond);
+        pthread_mutex_destroy(&y.lock);
+        pthread_cond_destroy(&y.cond);
 }
 
 /*
