@@ -1278,6 +1278,15 @@ Test(adaptor_api, scanner_position_counts_the_records_it_dropped, .init = NULL, 
         cr_assert(wal_msgid_eq(pos, wal_msg_id(one)));
         cr_assert_eq(wal_scanner_position(after, last, NULL, NULL), 0);
 
+        /* Opened at the latest record on this read-write wal: that
+         * record's ID (the write-ahead cache knows it), at or after five. */
+        wal_scanner *latest = NULL;
+        struct wal_deliver at_latest = { .policy = WAL_DELIVER_LATEST };
+        cr_assert_eq(wal_read(wp, &at_latest, NULL, &latest, NULL), 0);
+        cr_assert_eq(wal_scanner_position(latest, wal_msg_id(five), &pos, NULL), 1);
+        cr_assert(!wal_msgid_is_none(pos));
+        wal_scanner_close(latest);
+
         /* A read-only wal (no cache: the backend's own reader), delivering
          * only the committed transaction; the position stays readable once
          * its wal is closed. */
