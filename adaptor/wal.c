@@ -590,23 +590,20 @@ static void waiter_run(wal *w, struct waiter *wt)
 /* Single-op batches after the last multi-op one that still earn a spin. */
 #define DISPATCH_SPIN_CREDIT 64u
 /*
- * A single-op batch that a spin found within DISPATCH_SPIN_RENEW_NS renews
- * the credit: appends are coming one at a time but close together (a
- * writer that waits for a tailing reader before its next append, each with
- * a callback).  Before, such a stream ran out of credit after 64 batches
- * and the dispatcher went to sleep after every op, so each append's drain
- * paid a futex wake (9-12 us of the appender's CPU here; in those runs
- * every stage of the next append was about 3x slower too) until a lag gave
- * a multi-op batch and credit again: the active reader's p50 switched
- * between about 0.5 and 1.6 us from run to run (stage probe, session 8,
- * tools/bench/adaptor-notes.md).  The spin stays bounded: a gap of
- * DISPATCH_SPIN_NS ends it, and ops further apart than the renewal time
- * use the credit up as before.
+ * A stream of single appends close together (a writer that waits for a
+ * tailing reader before its next append, each with a callback) earns no
+ * more spin than the credit.  A renewal of the credit by every single-op
+ * batch its spin found within 10 us (6d3f646, session 8) was measured
+ * against none in session 9 (tools/bench/adaptor-notes.md, "Session 9:
+ * latency"): at load 2.3-2.6, 8 alternating pairs of the deliver bench,
+ * p50 the same (none/renewed 1.00), p99 0.90, and the dispatcher's CPU per
+ * record 3,318 ns renewed against 309 ns without (median): it spun up to
+ * DISPATCH_SPIN_NS after each op and still went to sleep after most of
+ * them.  So it was taken out.
  */
-#define DISPATCH_SPIN_RENEW_NS 10000u
 
 /* Spin up to DISPATCH_SPIN_NS from @start (the caller's walu_monotonic_ns()
- * reading, which also times the renewal) for w->cb_queued to move past
+ * reading) for w->cb_queued to move past
  * @seen (or a drain to be asked for).  Returns true if it did. */
 static bool spin_for_work(wal *w, unsigned seen, uint64_t start)
 {
@@ -675,7 +672,6 @@ static void *dispatcher_main(void *arg)
         /* Batches of several ops earn a spin (DISPATCH_SPIN_CREDIT single-op
          * batches long); see DISPATCH_SPIN_NS. */
         unsigned spin_credit = 0;
-        bool caught_soon = false;       /* the last spin found work quickly */
         size_t last_round = DRAIN_GATHER_MIN;   /* ops the last drain took */
         pthread_setname_np(pthread_self(), "wal-dispatch");
         pthread_mutex_lock(&w->cb_lock);
@@ -696,11 +692,10 @@ static void *dispatcher_main(void *arg)
                 if (batch) {
                         w->cb_head = w->cb_tail = NULL;
                         w->cb_busy = true;
-                        if (batch->next || caught_soon)
+                        if (batch->next)
                                 spin_credit = DISPATCH_SPIN_CREDIT;
                         else if (spin_credit > 0)
                                 spin_credit--;
-                        caught_soon = false;
                 }
                 if (!batch) {
                         if (w->cb_stop && !w->cb_busy && !w->cb_head)
@@ -712,10 +707,7 @@ static void *dispatcher_main(void *arg)
                         unsigned seen = atomic_load_explicit(&w->cb_queued,
                                                              memory_order_relaxed);
                         pthread_mutex_unlock(&w->cb_lock);
-                        uint64_t spin_start = walu_monotonic_ns();
-                        bool more = spin_for_work(w, seen, spin_start);
-                        caught_soon = more && walu_monotonic_ns() - spin_start <
-                                                      DISPATCH_SPIN_RENEW_NS;
+                        bool more = spin_for_work(w, seen, walu_monotonic_ns());
                         pthread_mutex_lock(&w->cb_lock);
                         if (more || w->cb_head || w->cb_stop)
                                 continue;
