@@ -77,20 +77,26 @@ bool wal_retry_allowed(wal *w, struct wal_append_op *op)
         return true;
 }
 
-int wal_builtin_retry(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+/* @r, what the links after retry's returned: a refusal for now
+ * (back-pressure, a lost connection) that retry may still take over becomes
+ * an accepted append, redone after the backoff (0); anything else is
+ * returned as it is. */
+static int retry_take_over(wal *w, struct wal_append_op *op, int r)
 {
-        op->retry_armed = true;
-        op->retry_idx = idx + 1;
-        int r = wal_chain_call(w, op, msg, idx + 1);
         if (r < 0 && wal_status_retriable(r, op->err) && wal_retry_allowed(w, op)) {
-                /* Refused for now (back-pressure, a lost connection): the
-                 * append is accepted and redone after the backoff. */
                 wal_error_free(op->err);
                 op->err = NULL;
                 wal_schedule_retry(w, op);
                 return 0;
         }
         return r;
+}
+
+int wal_builtin_retry(wal *w, struct wal_append_op *op, wal_msg *msg, size_t idx)
+{
+        op->retry_armed = true;
+        op->retry_idx = idx + 1;
+        return retry_take_over(w, op, wal_chain_call(w, op, msg, idx + 1));
 }
 
 /* ---- Validate ---- */
@@ -317,13 +323,7 @@ int wal_builtins_append(wal *w, struct wal_append_op *op, wal_msg *msg)
                 }
                 timetick_done(w, r, is_tick);
         }
-        if (r < 0 && wal_status_retriable(r, op->err) && wal_retry_allowed(w, op)) {
-                wal_error_free(op->err);
-                op->err = NULL;
-                wal_schedule_retry(w, op);
-                return 0;
-        }
-        return r;
+        return retry_take_over(w, op, r);
 }
 
 void wal_builtin_metrics_done(wal *w, struct wal_append_op *op,

@@ -259,6 +259,19 @@ static bool tail_flush(struct reader *rd)
         return done;
 }
 
+/* The read is at its end, or idle: a tail (-n, *@tailing) is printed now,
+ * once.  @returns true when the read stops here: -c is satisfied, or there
+ * is no --follow. */
+static bool at_end(struct reader *rd, bool *tailing)
+{
+        if (*tailing) {
+                *tailing = false;
+                if (tail_flush(rd))
+                        return true;
+        }
+        return !rd->follow;
+}
+
 /* ---- Positions ---- */
 
 static struct wal_msgid msgid_pred(struct wal_msgid id)
@@ -379,12 +392,7 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                                 }
                         }
                         wal_msg_unref(m);
-                        if (reached && tailing) {
-                                tailing = false;
-                                if (tail_flush(rd))
-                                        ended = true;
-                        }
-                        if (reached && !rd->follow)
+                        if (reached && at_end(rd, &tailing))
                                 ended = true;
                         if (walctl_out_error())
                                 break;
@@ -402,12 +410,7 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                 if (!wal_msgid_is_none(stop_at) &&
                     wal_scanner_position(s, stop_at, NULL, NULL) == 1) {
                         /* The end is behind records the scanner dropped. */
-                        if (tailing) {
-                                tailing = false;
-                                if (tail_flush(rd))
-                                        break;
-                        }
-                        if (!rd->follow)
+                        if (at_end(rd, &tailing))
                                 break;
                 }
                 if (walctl_out_flush())
@@ -465,15 +468,8 @@ static int read_loop(struct reader *rd, wal *w, const struct wal_deliver *d,
                                 break;
                         }
                 }
-                if (pr == 0) {
-                        if (tailing) {
-                                tailing = false;
-                                if (tail_flush(rd))
-                                        break;
-                        }
-                        if (!rd->follow)
-                                break;
-                }
+                if (pr == 0 && at_end(rd, &tailing))
+                        break;
         }
         if (tailing)
                 tail_flush(rd);
