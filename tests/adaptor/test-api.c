@@ -770,6 +770,20 @@ static void count_done(void *ud, int status, const wal_msg *msg, const wal_error
         atomic_fetch_add(c, status == 0 ? 1 : 1000);
 }
 
+/* A memory-backend opener of its own (@ret_mo, the caller's to close) and a
+ * read-write wal of term 1 on @channel in it: for the tests that must not
+ * run on the suite's backend. */
+static wal *memory_wal(const char *channel, wal_opener **ret_mo)
+{
+        wal *mw = NULL;
+        wal_error *err = NULL;
+        cr_assert_eq(wal_opener_new("memory", NULL, ret_mo, &err), 0, "%s",
+                     wal_error_message(err));
+        cr_assert_eq(wal_open(*ret_mo, channel, 1, WAL_ACCESS_RW, &mw, &err), 0, "%s",
+                     wal_error_message(err));
+        return mw;
+}
+
 /*
  * On the memory backend (completing inline) an append with a callback and
  * no scanner open leaves its drain to the dispatcher: the record is durable
@@ -783,12 +797,8 @@ Test(adaptor_api, latest_starts_after_an_inline_completed_append_left_to_the_dis
      .init = NULL, .fini = NULL)
 {
         wal_opener *mo = NULL;
-        wal *mw = NULL;
+        wal *mw = memory_wal("drain", &mo);
         wal_error *err = NULL;
-        cr_assert_eq(wal_opener_new("memory", NULL, &mo, &err), 0, "%s",
-                     wal_error_message(err));
-        cr_assert_eq(wal_open(mo, "drain", 1, WAL_ACCESS_RW, &mw, &err), 0, "%s",
-                     wal_error_message(err));
         enum { ROUNDS = 400 };
         atomic_int calls = 0;
         for (int r = 0; r < ROUNDS; r++) {
@@ -1035,12 +1045,7 @@ Test(adaptor_api, ops_made_while_the_dispatcher_is_held_up_are_reused_and_freed,
      .init = NULL, .fini = NULL)
 {
         wal_opener *mo = NULL;
-        wal *mw = NULL;
-        wal_error *err = NULL;
-        cr_assert_eq(wal_opener_new("memory", NULL, &mo, &err), 0, "%s",
-                     wal_error_message(err));
-        cr_assert_eq(wal_open(mo, "held", 1, WAL_ACCESS_RW, &mw, &err), 0, "%s",
-                     wal_error_message(err));
+        wal *mw = memory_wal("held", &mo);
         struct held *h = calloc(1, sizeof(*h));
         cr_assert_not_null(h);
         held_append(mw, h, 0);
@@ -1145,12 +1150,7 @@ Test(adaptor_api, the_dispatchers_spin_ends_when_the_appends_stop,
      .init = NULL, .fini = NULL)
 {
         wal_opener *mo = NULL;
-        wal *mw = NULL;
-        wal_error *err = NULL;
-        cr_assert_eq(wal_opener_new("memory", NULL, &mo, &err), 0, "%s",
-                     wal_error_message(err));
-        cr_assert_eq(wal_open(mo, "stream", 1, WAL_ACCESS_RW, &mw, &err), 0, "%s",
-                     wal_error_message(err));
+        wal *mw = memory_wal("stream", &mo);
         atomic_int calls = 0;
         enum { BURST = 64, STREAM = 2000 };
         /* The dispatcher names itself once it runs, which may be after

@@ -1385,6 +1385,10 @@ struct late_ack {
         char msg[512];
 };
 
+/* A late_ack not yet called back. */
+#define LATE_ACK_INIT { .lock = PTHREAD_MUTEX_INITIALIZER, \
+                        .cond = PTHREAD_COND_INITIALIZER, .status = 1 }
+
 static void late_cb(void *ud, int status, const wal_msg *msg, const wal_error *err)
 {
         struct late_ack *l = ud;
@@ -1450,9 +1454,7 @@ Test(kafka_cfg, older_terms_batch_landing_after_the_anchor_is_not_acknowledged,
         wal *w1 = NULL, *w2 = NULL;
         cr_assert_eq(wal_open(old, ch, 1, WAL_ACCESS_RW, &w1, &e), 0, "%s",
                      wal_error_message(e));
-        struct late_ack l = { .status = 1 };
-        pthread_mutex_init(&l.lock, NULL);
-        pthread_cond_init(&l.cond, NULL);
+        struct late_ack l = LATE_ACK_INIT;
         wal_msg *m = NULL;
         cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "late", 4, &m), 0);
         cr_assert_eq(wal_append(w1, m, late_cb, &l, &e), 0, "%s", wal_error_message(e));
@@ -1550,13 +1552,7 @@ Test(kafka_cfg, a_register_read_started_before_a_delivery_report_does_not_acknow
         wal *w1 = NULL, *w2 = NULL;
         cr_assert_eq(wal_open(old, ch, 1, WAL_ACCESS_RW, &w1, &e), 0, "%s",
                      wal_error_message(e));
-        struct late_ack l = { .status = 1 }, x = { .status = 1 }, y = { .status = 1 };
-        pthread_mutex_init(&y.lock, NULL);
-        pthread_cond_init(&y.cond, NULL);
-        pthread_mutex_init(&l.lock, NULL);
-        pthread_cond_init(&l.cond, NULL);
-        pthread_mutex_init(&x.lock, NULL);
-        pthread_cond_init(&x.cond, NULL);
+        struct late_ack l = LATE_ACK_INIT, x = LATE_ACK_INIT, y = LATE_ACK_INIT;
         wal_msg *m = NULL;
         cr_assert_eq(wal_msg_new(WAL_MSG_DATA, "late", 4, &m), 0);
         cr_assert_eq(wal_append(w1, m, late_cb, &l, &e), 0, "%s", wal_error_message(e));
